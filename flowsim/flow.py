@@ -82,7 +82,9 @@ class PowerChart:
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
-        return np.stack([np.exp(z[..., i]) if a == 0 else np.abs(z[..., i]) ** (1 / a) for i, a in enumerate(self.a)], -1)
+        return np.stack(
+            [np.exp(z[..., i]) if a == 0 else np.abs(z[..., i]) ** (1 / a) for i, a in enumerate(self.a)], -1
+        )
 
     def deriv(self, x: np.ndarray) -> np.ndarray:
         """dz_i/dx_i."""
@@ -92,7 +94,9 @@ class PowerChart:
     def deriv2(self, x: np.ndarray) -> np.ndarray:
         """d^2 z_i / dx_i^2."""
         x = np.asarray(x, dtype=float)
-        return np.stack([-1 / x[..., i] ** 2 if a == 0 else a * (a - 1) * x[..., i] ** (a - 2) for i, a in enumerate(self.a)], -1)
+        return np.stack(
+            [-1 / x[..., i] ** 2 if a == 0 else a * (a - 1) * x[..., i] ** (a - 2) for i, a in enumerate(self.a)], -1
+        )
 
     def scalar_maps(self, i: int) -> tuple[Callable[[float], float], Callable[[float], float]]:
         """(z -> x, x -> dz/dx) for coordinate i, on Python floats (the integrator's fast path)."""
@@ -203,7 +207,7 @@ def integrate(
                 rhs, (0.0, stop.t_max), chart.forward(x0), method=options.method,
                 rtol=options.rtol, atol=options.atol, events=events, dense_output=path, **kwargs,
             )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - a failing flow is a result, not a crash
+    except Exception as exc:  # a failing flow is a result, not a crash
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
     if sol.status == -1:
         return FlowResult.failed(sol.message, sol.nfev)

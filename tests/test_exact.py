@@ -20,7 +20,9 @@ def quad_time(s0, s1, r2, beta):
 
 
 @pytest.mark.parametrize("beta", [0.05, 0.1, 0.5, 1.0, 1.5, 1.9])
-@pytest.mark.parametrize(("s0", "s1", "r2"), [(0.01, 0.5, 1.0), (0.3, 0.99, 1.0), (0.6, 1.0 - 1e-10, 1.0), (1e-6, 1.9, 2.0)])
+@pytest.mark.parametrize(
+    ("s0", "s1", "r2"), [(0.01, 0.5, 1.0), (0.3, 0.99, 1.0), (0.6, 1.0 - 1e-10, 1.0), (1e-6, 1.9, 2.0)]
+)
 def test_flow_time_against_quadrature(beta, s0, s1, r2):
     t = flow_time(s0, r2 - s0, s1, r2 - s1, r2, beta)
     assert t == pytest.approx(quad_time(s0, s1, r2, beta), rel=1e-9)
@@ -97,7 +99,9 @@ def test_properties(p, beta, ref_w, ref_l):
 def test_per_row_parameters_broadcast():
     x0 = np.array([[1.0, 1.0], [1.0, 1.0]])
     out = exact_dpo(x0, beta=[0.1, 0.5], ref_w=[0.5, 0.9], ref_l=[0.5, 0.2])
-    single = [exact_dpo(x0[i], beta=b, ref_w=w, ref_l=l) for i, (b, w, l) in enumerate([(0.1, 0.5, 0.5), (0.5, 0.9, 0.2)])]
+    single = [
+        exact_dpo(x0[i], beta=b, ref_w=w, ref_l=lo) for i, (b, w, lo) in enumerate([(0.1, 0.5, 0.5), (0.5, 0.9, 0.2)])
+    ]
     for i, s in enumerate(single):
         for k in ("t_stop", "x1_final", "x2_final", "t_w", "t_l"):
             np.testing.assert_equal(out[k][i], s[k])

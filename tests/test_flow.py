@@ -29,7 +29,7 @@ def test_against_exact_flow_at_500_random_initial_conditions():
     p0 = rng.uniform(1e-3, 1, (n, 2))
     x0 = p0 / np.stack([ref_w, ref_l], -1)
     exact = exact_dpo(x0, beta=beta, ref_w=ref_w, ref_l=ref_l)
-    runs = [integrate(DPO(b, w, l), x) for b, w, l, x in zip(beta, ref_w, ref_l, x0, strict=True)]
+    runs = [integrate(DPO(b, w, lo), x) for b, w, lo, x in zip(beta, ref_w, ref_l, x0, strict=True)]
     got = {k: np.array([getattr(r, k) for r in runs]) for k in RESULT_FIELDS}
     assert np.array_equal(got["status"], exact["status"])
     assert set(exact["status"]) == {"converged", "capped"}  # both outcomes are exercised

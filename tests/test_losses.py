@@ -44,7 +44,9 @@ def test_theorem1_and_hessian_against_sympy(beta, rng):
         L, g, H = f(mpmath.mpf(float(x[0])), mpmath.mpf(float(x[1])), mpmath.mpf(beta))
         assert float(loss.value(x)) == pytest.approx(float(L), rel=1e-12, abs=1e-300)
         np.testing.assert_allclose(loss.grad(x), np.array(g, dtype=float), rtol=1e-12)
-        np.testing.assert_allclose(loss.hessian(x), np.array(H.tolist() if hasattr(H, "tolist") else H, dtype=float), rtol=1e-10)
+        np.testing.assert_allclose(
+            loss.hessian(x), np.array(H.tolist() if hasattr(H, "tolist") else H, dtype=float), rtol=1e-10
+        )
 
 
 @pytest.mark.parametrize("beta", BETAS)
@@ -61,7 +63,9 @@ def test_theorem1_against_central_differences(beta, rng):
     )
     np.testing.assert_allclose(loss.grad(x), num, rtol=1e-6, atol=1e-12)
     # the Hessian against differences of the gradient
-    num_h = np.stack([(loss.grad(x + h * e) - loss.grad(x - h * e)) / (2 * h[:, [k]]) for k, e in enumerate(np.eye(2))], -1)
+    num_h = np.stack(
+        [(loss.grad(x + h * e) - loss.grad(x - h * e)) / (2 * h[:, [k]]) for k, e in enumerate(np.eye(2))], -1
+    )
     np.testing.assert_allclose(loss.hessian(x), num_h, rtol=1e-5, atol=1e-10)
 
 
