@@ -121,7 +121,8 @@ class Experiment:
             grid |= {"p1": dataclasses.asdict(self.grid.p1), "p2": dataclasses.asdict(self.grid.p2)}
         else:
             grid |= {"n": self.grid.n, "seed": self.grid.seed, "low": self.grid.low, "high": self.grid.high}
-        solver = dataclasses.asdict(self.solver) | ({"method": "exact"} if self.exact else {})
+        solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
+                  "atol": self.solver.atol}  # fmt: skip
         return {
             "name": self.name,
             "loss": {"kind": self.loss_kind, "reference": self.reference}

@@ -121,3 +121,9 @@ def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):
         [sys.executable, "-m", "flowsim", "run", str(tmp_path / "none.toml")], capture_output=True, text=True
     )
     assert res.returncode == 2 and "no such experiment file" in res.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_as_dict_round_trips(path):
+    exp = load_experiment(path)
+    assert parse_experiment(exp.as_dict()) == exp
