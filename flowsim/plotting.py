@@ -166,10 +166,11 @@ def _draw(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
 
 def _decorate(ax, p1_cuts, p2_cuts, fontsize: float = 7.5, names: bool = True) -> None:
     """Region lines and names, the hatched infeasible triangle, axes labels and limits."""
-    with rc_context({"hatch.linewidth": 0.6, "hatch.color": "0.15"}):
-        ax.add_patch(Polygon([(0, 1), (1, 1), (1, 0)], closed=True, fill=False, hatch="///", lw=0, alpha=0.45))
-    ax.plot([0, 1], [1, 0], color="0.15", lw=0.8)
+    # mid-grey hatching shows on the dark and on the light ends of the colour maps
+    with rc_context({"hatch.linewidth": 0.6, "hatch.color": "0.5"}):
+        ax.add_patch(Polygon([(0, 1), (1, 1), (1, 0)], closed=True, fill=False, hatch="///", lw=0, alpha=0.9))
     halo = [pe.withStroke(linewidth=2.2, foreground="white")]
+    ax.plot([0, 1], [1, 0], color="k", lw=0.8, path_effects=halo)
     for c in p1_cuts:
         ax.axvline(c, color="k", lw=0.9, ls="--", path_effects=halo)
     for c in p2_cuts:
@@ -203,7 +204,7 @@ def _tag(params: list[str], key: tuple, reference: str) -> str:
 
 def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
     """Legend entries for the special colours actually present, plus the hatching."""
-    handles = [Patch(fc="white", ec="0.15", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")]
+    handles = [Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")]
     if q.scale == "status":
         present = [s for i, s in enumerate(STATUSES) if np.any(v == i)]
         handles = [Patch(fc=STATUS_COLOURS[s], label=s) for s in present] + handles
@@ -317,15 +318,16 @@ def _basin(sub: pd.DataFrame, title: str, cuts, path: Path) -> Path:
     if ok.sum() >= 4 and np.ptp(np.log10(t[ok])) > 0:
         lt = np.log10(t[ok])
         levels = np.arange(np.floor(lt.min() * 2) / 2, np.ceil(lt.max() * 2) / 2 + 0.01, 0.5)
+        line = {"colors": "k", "linewidths": 0.8, "negative_linestyles": "solid"}
         mesh = mesh_of(p0[:, 0], p0[:, 1])
         if mesh is not None:
             e1, e2, i1, i2 = mesh
             grid = np.full((len(e2) - 1, len(e1) - 1), np.nan)
             grid[i2, i1] = np.log10(np.where(ok, t, np.nan))
             cs = ax.contour((e1[:-1] + e1[1:]) / 2, (e2[:-1] + e2[1:]) / 2, np.ma.masked_invalid(grid), levels=levels,
-                            colors="k", linewidths=0.8)  # fmt: skip
+                            **line)  # fmt: skip
         else:
-            cs = ax.tricontour(p0[ok, 0], p0[ok, 1], lt, levels=levels, colors="k", linewidths=0.8)
+            cs = ax.tricontour(p0[ok, 0], p0[ok, 1], lt, levels=levels, **line)
         ax.clabel(cs, fmt=lambda lv: f"t={10**lv:.3g}", fontsize=7, inline=True)
     _decorate(ax, *cuts)
     _labels(ax)
@@ -333,7 +335,7 @@ def _basin(sub: pd.DataFrame, title: str, cuts, path: Path) -> Path:
     cb = fig.colorbar(m, cax=cax)
     cb.set_label("p1 at the stop = π(y_w|x)", fontsize=9)
     ax.legend(handles=[Line2D([], [], color="k", lw=0.8, label=f"t_stop contours {TIME_UNITS}"),
-                       Patch(fc="white", ec="0.15", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")],
+                       Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")],
               loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)  # fmt: skip
     return _save(fig, path)
 
