@@ -89,8 +89,9 @@ def test_timeout_lands_on_t_max():
 def test_properties(p, beta, ref_w, ref_l):
     x0 = np.array(p) / [ref_w, ref_l]
     out = exact_dpo(x0, beta=beta, ref_w=ref_w, ref_l=ref_l)
-    assert out["status"] in ("converged", "capped")
-    assert out["t_stop"] >= 0 and np.isfinite(out["t_stop"])
+    # small references stretch the box (x up to 1/ref), so small beta can run past t_max = 1e4
+    assert out["status"] in ("converged", "capped", "timeout")
+    assert 0 <= out["t_stop"] <= 1e4 and (out["status"] != "timeout" or out["t_stop"] == 1e4)
     assert out["x1_final"] >= x0[0] * (1 - 1e-15) and out["x2_final"] <= x0[1] * (1 + 1e-15)
     assert 0 < out["p1_final"] <= 1 + 1e-15 and 0 < out["p2_final"] <= 1
     assert out["loss_final"] <= DPO(beta=beta, ref_w=ref_w, ref_l=ref_l).value(x0) + 1e-15
