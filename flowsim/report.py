@@ -133,6 +133,8 @@ def _region_spread(root: Path, name: str, beta: float) -> dict[str, float] | Non
     r = r[(r["subset"] == "all") & np.isclose(r["beta"], beta)]
     if "ref_w" in r and r["ref_w"].notna().any():
         r = r[np.isclose(r["ref_w"], 1.0) & np.isclose(r["ref_l"], 1.0)]
+    if r.empty:
+        return None
     return {
         "t_stop_spread": float(r["t_stop_median"].max() / r["t_stop_median"].min()),
         "t_stop_min": float(r["t_stop_median"].min()),
@@ -188,8 +190,9 @@ def build_report(root: Path, names: list[str]) -> str:
                 _verdict_pivot(ref, ["ref_w", "ref_l"]).to_markdown(), ""]  # fmt: skip
 
     std = _claims(root, "standard")
-    if std is not None and beta is not None:
-        out += _side_by_side(root, beta, std)
+    free = _reference_free(root, names)
+    if std is not None and free is not None:
+        out += _side_by_side(root, free, std, names)
 
     out += ["## Figures", ""]
     for n in names:
@@ -204,7 +207,19 @@ def build_report(root: Path, names: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame) -> list[str]:
+def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:
+    """Claims of every reference-free run (fixed references equal to 1), one row per (claim, beta, subset)."""
+    parts = []
+    for n in names:
+        c = _claims(root, n)
+        if c is not None and "ref_w" in c and (c["reference"] == "fixed").all():
+            parts.append(c[np.isclose(c["ref_w"], 1.0) & np.isclose(c["ref_l"], 1.0)])
+    if not parts:
+        return None
+    return pd.concat(parts).drop_duplicates(["claim", "beta", "subset"], keep="first")
+
+
+def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list[str]) -> list[str]:
     a = _verdict_pivot(free, ["beta"])
     b = _verdict_pivot(std, ["beta"])
     both = pd.concat({"reference-free (the paper's Figure 1)": a, "standard DPO (reference = SFT model)": b}, axis=1)
@@ -215,7 +230,9 @@ def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame) -> list[str
     std_csv = root / "standard" / "flows.csv"
     if std_csv.exists():
         law = standard_dpo_law(read_flows(std_csv))
-        s_free, s_std = _region_spread(root, "beta", 0.1), _region_spread(root, "standard", 0.1)
+        free_runs = [n for n in names if n != "standard"]
+        s_free = next((r for n in free_runs if (r := _region_spread(root, n, 0.1))), None)
+        s_std = _region_spread(root, "standard", 0.1)
         lines += [
             "**What changes, and why.** Along every flow x1² + x2² is conserved, and a flow stops when x2 reaches "
             "the floor or x1 reaches its cap 1/ref_w. Without a reference (the paper's picture) the start is the "
