@@ -1,20 +1,27 @@
 r"""One initial condition -> one :class:`~flowsim.records.FlowResult`, by ``solve_ivp``.
 
 The flow dx/dt = -grad L(x) is integrated in a *chart* z_i = x_i**a_i (z_i = log x_i for
-a_i = 0) chosen by the loss (:meth:`Loss.chart_exponents`), with
+a_i = 0) chosen by the loss (:meth:`Loss.chart_exponents`), where
 
-    dz_i/dt = a_i x_i^(a_i - 1) * (-dL/dx_i).
+    dz_i/dt = v_i = a_i x_i^(a_i - 1) * (-dL/dx_i),
 
-Why a chart: for DPO with beta < 1 the speed |dx2/dt| ~ x2^(beta-1) diverges as x2 -> 0,
-and for beta < 2 the flow reaches x2 = 0 in finite time, so in x an adaptive solver spends
-most of its steps creeping up on the singular end.  In DPO's chart z = (x1^2, x2^(2-beta))
-the velocity dz2/dt = -(2-beta) beta / (x1^beta + x2^beta) stays finite and non-zero at
-x2 = 0, so the end is crossed like any other point.  Stage evaluations that step past
-x2 = 0 (z2 < 0) are evaluated at the floor / 100 so that the field stays finite there;
-the stop event always comes first.
+and, when the loss names a *clock* coordinate c (:meth:`Loss.clock_coordinate`), not in t
+but in tau with dtau = |dz_c|: the state is y = (z1, z2, t) and
 
-Stops (terminal events) and crossings (non-terminal) are all ``solve_ivp`` events, located
-by root finding on the dense output to solver accuracy.
+    dy/dtau = (v1, v2, 1) / |v_c|            (without a clock: (v1, v2, 1) and tau = t).
+
+Why: for DPO with beta < 2 the flow reaches x2 = 0 in finite time with a speed
+|dx2/dt| ~ x2^(beta - 1) that diverges, and the time left near the end is a sum of two
+incommensurate powers of x2, so no chart of x2 alone makes it smooth in t: an adaptive
+solver in t creeps up on the end (in x, or less so in any power chart).  With DPO's chart
+(x1^2, log x2) and log x2 as the clock, the right-hand side is a sum of exponentials in
+tau and the stop at the floor is a known tau (a few steps per e-fold, then fewer).
+
+Stops and crossings on the clock coordinate are reached at a known tau: the floor ends the
+integration (``t_span``) and a crossing is read off the dense output there (``t_eval``).
+Every other stop (terminal event) or crossing (non-terminal event) is a ``solve_ivp``
+event, located by root finding on the dense output to solver accuracy.  With a clock, the
+timeout is an event on t; without one, it is the end of ``t_span``.
 """
 
 from __future__ import annotations
@@ -47,7 +54,11 @@ class SolverOptions:
         A ``solve_ivp`` method, one of :data:`METHODS`.  "auto" means the default.
         Implicit methods get the analytic Jacobian (from the loss's Hessian).
     rtol, atol : float, default 1e-9 and 1e-12
-        ``solve_ivp`` tolerances, applied in chart coordinates.
+        ``solve_ivp`` tolerances on the state (z1, z2, t).  A power coordinate z = x**a gets
+        (rtol, atol).  A log coordinate z = log x gets atol = max(atol, rtol): an absolute
+        error in log x is a relative error in x.  With a clock, t gets atol = rtol * dt/dtau
+        at the start (t starts at 0, so a relative tolerance alone would shrink the first
+        steps to nothing); without one, t = tau is exact.
     chart : {"smooth", "identity"}, default "smooth"
         "smooth" integrates in the loss's chart; "identity" in plain x (as a user writing
         ``solve_ivp`` by hand would; kept for the benchmark baseline and for checks).
@@ -155,92 +166,208 @@ def integrate(
     x0 = loss.check_domain("x0", x0)
     if x0.shape != (2,):
         raise ValueError(f"x0 must be one point of shape (2,); got shape {x0.shape}")
+    x0_1, x0_2 = float(x0[0]), float(x0[1])
     x_floor = stop.p2_floor / loss.ref_l
     x_cap = 1.0 / loss.ref_w
     x1_target, x2_target = stop.p1_target / loss.ref_w, stop.p2_target / loss.ref_l
-    t_w0 = 0.0 if x0[0] >= x1_target else math.nan
-    t_l0 = 0.0 if x0[1] <= x2_target else math.nan
+    t_w0 = 0.0 if x0_1 >= x1_target else math.nan
+    t_l0 = 0.0 if x0_2 <= x2_target else math.nan
 
-    if x0[1] <= x_floor or x0[0] >= x_cap:  # already stopped
-        status = "converged" if x0[1] <= x_floor else "capped"
-        return _record(loss, status, 0.0, x0, t_w0, t_l0, 0, "", None)
+    if x0_2 <= x_floor or x0_1 >= x_cap:  # already stopped
+        status = "converged" if x0_2 <= x_floor else "capped"
+        return _record(loss, status, 0.0, x0_1, x0_2, t_w0, t_l0, 0, "", None)
 
-    chart = PowerChart(loss.chart_exponents() if options.chart == "smooth" else (1.0, 1.0))
-    (inv1, d1), (inv2, d2) = chart.scalar_maps(0), chart.scalar_maps(1)
-    grad_at = loss.grad_at
+    smooth = options.chart == "smooth"
+    chart = PowerChart(loss.chart_exponents() if smooth else (1.0, 1.0))
+    clock = loss.clock_coordinate() if smooth else None
+    if clock not in (None, 0, 1):
+        raise ValueError(f"{type(loss).__name__}.clock_coordinate() must be None, 0 or 1; got {clock!r}")
+    z0 = (chart.level(0, x0_1)[0], chart.level(1, x0_2)[0])
+    try:
+        field = _field(loss, chart, clock, z0 if smooth else None)
+        f0 = field(*z0)
+        if not all(map(math.isfinite, f0)):
+            raise FloatingPointError(f"non-finite field {list(f0)} at the initial condition {[x0_1, x0_2]}")
+    except Exception as exc:  # a failing flow is a result, not a crash
+        return FlowResult.failed(f"{type(exc).__name__}: {exc}")
 
-    def rhs(t: float, z: np.ndarray) -> np.ndarray:
-        z1, z2 = z.tolist()
-        x1, x2 = inv1(z1), inv2(z2)
-        g1, g2 = grad_at(x1, x2)
-        v1, v2 = -d1(x1) * g1, -d2(x2) * g2
-        if not (math.isfinite(v1) and math.isfinite(v2)):
-            # scipy's Runge-Kutta loop never ends on a NaN derivative (its step size turns NaN)
-            raise FloatingPointError(f"non-finite field {[v1, v2]} at t={t!r}, x={[x1, x2]}")
-        return np.array((v1, v2))
+    def rhs(tau: float, y: np.ndarray) -> np.ndarray:
+        z1, z2, _ = y.tolist()
+        f1, f2, f3 = field(z1, z2)
+        if not (math.isfinite(f1) and math.isfinite(f2) and math.isfinite(f3)):
+            # fail now, with the place: scipy would only shrink the step until it gives up
+            raise FloatingPointError(f"non-finite field {[f1, f2, f3]} at tau={tau!r}, z={[z1, z2]}")
+        return np.array((f1, f2, f3))
 
-    def jac(t: float, z: np.ndarray) -> np.ndarray:
-        x = chart.inverse(z)
-        d1, d2 = chart.deriv(x), chart.deriv2(x)
-        g, h = loss.grad(x), loss.hessian(x)
-        return -(np.diag(d2 * g) + d1[:, None] * h) / d1[None, :]
+    if clock is not None:
+        sigma = math.copysign(1.0, f0[clock])  # the direction the clock coordinate runs, fixed along the flow
+    # Tolerances per state component (z1, z2, t): see SolverOptions.
+    atol = [max(options.atol, options.rtol) if a == 0 else options.atol for a in chart.a]
+    atol.append(options.rtol * f0[2] if clock is not None else options.atol)
 
-    def event(i: int, x_level: float, terminal: bool, direction: float):
-        level, sign = chart.level(i, x_level)
+    # Levels: a stop or crossing on the clock coordinate is reached at a known tau (the clock
+    # coordinate runs at unit speed); any other is a solve_ivp event, located by root finding.
+    tau_end, end_status = (math.inf, "timeout") if clock is not None else (stop.t_max, "timeout")
+    events, names, at_tau = [], [], {}
 
-        def g(t: float, z: np.ndarray) -> float:
-            return sign * (z[i] - level)
+    def level(name: str, i: int, x_level: float, rising: bool, terminal: bool) -> None:
+        nonlocal tau_end, end_status
+        z_level, sign = chart.level(i, x_level)
+        direction = sign if rising else -sign  # the sign of dz_i/dtau at the crossing
+        if i == clock:
+            if direction == sigma:  # reached at tau = |z_level - z0| (else never)
+                tau = abs(z_level - z0[i])
+                if terminal and tau < tau_end:
+                    tau_end, end_status = tau, name
+                elif not terminal:
+                    at_tau[name] = tau
+            return
+
+        def g(t: float, y: np.ndarray) -> float:
+            return y[i] - z_level
 
         g.terminal, g.direction = terminal, direction  # type: ignore[attr-defined]
-        return g
+        events.append(g)
+        names.append(name)
 
-    events = [event(1, x_floor, True, -1.0), event(0, x_cap, True, 1.0)]
+    level("converged", 1, x_floor, False, True)
+    level("capped", 0, x_cap, True, True)
     if math.isnan(t_w0):
-        events.append(event(0, x1_target, False, 1.0))
+        level("t_w", 0, x1_target, True, False)
     if math.isnan(t_l0):
-        events.append(event(1, x2_target, False, -1.0))
+        level("t_l", 1, x2_target, False, False)
+    if clock is not None:  # t is a state: the timeout is an event on it
 
-    kwargs = {"jac": jac} if options.method in _IMPLICIT else {}
+        def timeout(t: float, y: np.ndarray) -> float:
+            return y[2] - stop.t_max
+
+        timeout.terminal, timeout.direction = True, 1.0  # type: ignore[attr-defined]
+        events.append(timeout)
+        names.append("timeout")
+    at_tau = {k: v for k, v in at_tau.items() if v <= tau_end}
+    t_eval = sorted({*at_tau.values(), *([tau_end] if math.isfinite(tau_end) else [])}) or None
+
+    kwargs = {}
+    if options.method in _IMPLICIT:
+        kwargs["jac"] = _jacobian(loss, chart, clock, sigma if clock is not None else 1.0)
     try:
         with np.errstate(all="ignore"):
             sol = solve_ivp(
-                rhs, (0.0, stop.t_max), chart.forward(x0), method=options.method,
-                rtol=options.rtol, atol=options.atol, events=events, dense_output=path, **kwargs,
+                rhs, (0.0, tau_end), [z0[0], z0[1], 0.0], method=options.method, t_eval=t_eval,
+                rtol=options.rtol, atol=atol, events=events or None, dense_output=path, **kwargs,
             )  # fmt: skip
     except Exception as exc:  # a failing flow is a result, not a crash
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
     if sol.status == -1:
         return FlowResult.failed(sol.message, sol.nfev)
 
-    def first(k: int) -> float:
-        return float(sol.t_events[k][0]) if len(events) > k and sol.t_events[k].size else math.nan
-
-    if sol.status == 1:  # a terminal event: the earlier of floor and cap
-        k = 0 if sol.t_events[0].size and (not sol.t_events[1].size or sol.t_events[0][0] <= sol.t_events[1][0]) else 1
-        status, t_end, z_end = ("converged", "capped")[k], float(sol.t_events[k][0]), sol.y_events[k][0]
-    else:
-        status, t_end, z_end = "timeout", float(sol.t[-1]), sol.y[:, -1]
-    x_end = chart.inverse(z_end)
-    # An event puts the state on its level up to rounding: snap that coordinate exactly.
+    found = {}  # first crossing of each event: (tau, state)
+    for k, name in enumerate(names):
+        if sol.t_events[k].size:
+            found[name] = (float(sol.t_events[k][0]), sol.y_events[k][0])
+    if sol.status == 1:  # a terminal event: the earliest one
+        status = min((n for n in ("converged", "capped", "timeout") if n in found), key=lambda n: found[n][0])
+        tau_stop, y_end = found[status]
+    else:  # solve_ivp reached tau_end: the stop on the clock coordinate (or t_max when tau = t)
+        status, tau_stop, y_end = end_status, float(sol.t[-1]), sol.y[:, -1]
+    t_end = stop.t_max if status == "timeout" else float(y_end[2])
+    x_end = chart.inverse(np.asarray(y_end[:2]))
+    # A stop puts the state on its level up to rounding: snap that coordinate exactly.
     if status == "converged":
         x_end[1] = x_floor
     elif status == "capped":
         x_end[0] = x_cap
-    t_w = t_w0 if not math.isnan(t_w0) else first(2)
-    t_l = t_l0 if not math.isnan(t_l0) else first(2 if not math.isnan(t_w0) else 3)
+
+    def crossing(name: str, t0: float) -> float:
+        if not math.isnan(t0):
+            return t0
+        if name in found and found[name][0] <= tau_stop:
+            return float(found[name][1][2])
+        if name in at_tau and at_tau[name] <= tau_stop:
+            return float(sol.y[2, int(np.searchsorted(sol.t, at_tau[name]))])
+        return math.nan
+
     trace = None
     if path:
         ts = np.linspace(0.0, t_end, path_points)
-        trace = (ts, chart.inverse(sol.sol(ts).T))
-    return _record(loss, status, t_end, x_end, t_w, t_l, int(sol.nfev + getattr(sol, "njev", 0)), "", trace)
+        trace = (ts, chart.inverse(_states_at_times(sol.sol, ts, tau_stop)[:2].T))
+        trace[1][-1] = x_end
+    nfev = int(sol.nfev + getattr(sol, "njev", 0))
+    return _record(loss, status, t_end, float(x_end[0]), float(x_end[1]), crossing("t_w", t_w0), crossing("t_l", t_l0),
+                   nfev, "", trace)  # fmt: skip
 
 
-def _record(loss, status, t, x, t_w, t_l, nfev, message, trace) -> FlowResult:
-    x = np.asarray(x, dtype=float)
-    p = loss.to_prob(x)
+def _owner(cls: type, name: str) -> type:
+    return next(c for c in cls.__mro__ if name in c.__dict__)
+
+
+def _field(loss: Loss, chart: PowerChart, clock: int | None, z0: tuple[float, float] | None):
+    """(z1, z2) -> (dz1/dtau, dz2/dtau, dt/dtau), on Python floats: the integrator's right-hand side.
+
+    The loss's closed form (:meth:`Loss.chart_field_at`) when it has one for this chart and
+    clock (``z0`` given) and no subclass has since changed the gradient, the chart or the
+    clock it was written for; else composed from :meth:`Loss.grad_at`.
+    """
+    cls = type(loss)
+    if z0 is not None:
+        fast_owner = _owner(cls, "chart_field_at")
+        names = ("grad_at", "grad", "chart_exponents", "clock_coordinate")
+        if all(issubclass(fast_owner, _owner(cls, n)) for n in names) and loss.chart_field_at(*z0) is not None:
+            return loss.chart_field_at
+    (inv1, d1), (inv2, d2) = chart.scalar_maps(0), chart.scalar_maps(1)
+    grad_at = loss.grad_at
+
+    def field(z1: float, z2: float) -> tuple[float, float, float]:
+        x1, x2 = inv1(z1), inv2(z2)
+        g1, g2 = grad_at(x1, x2)
+        v1, v2 = -d1(x1) * g1, -d2(x2) * g2
+        if clock is None:
+            return v1, v2, 1.0
+        r = 1.0 / abs(v2 if clock else v1)
+        return v1 * r, v2 * r, r
+
+    return field
+
+
+def _jacobian(loss: Loss, chart: PowerChart, clock: int | None, sigma: float):
+    """d(dy/dtau)/dy for y = (z1, z2, t), from the loss's Hessian (for the implicit methods)."""
+
+    def jac(tau: float, y: np.ndarray) -> np.ndarray:
+        z = y[:2]
+        x = chart.inverse(z)
+        d1, d2 = chart.deriv(x), chart.deriv2(x)
+        g, h = loss.grad(x), loss.hessian(x)
+        v = -d1 * g
+        jv = -(np.diag(d2 * g) + d1[:, None] * h) / d1[None, :]  # dv_i/dz_k
+        out = np.zeros((3, 3))
+        if clock is None:
+            out[:2, :2] = jv
+            return out
+        rho = 1.0 / abs(v[clock])
+        drho = -sigma * rho * rho * jv[clock]  # d(1/|v_c|)/dz_k
+        out[:2, :2] = rho * jv + v[:, None] * drho[None, :]
+        out[2, :2] = drho
+        return out
+
+    return jac
+
+
+def _states_at_times(sol: Callable[[np.ndarray], np.ndarray], ts: np.ndarray, tau_stop: float) -> np.ndarray:
+    """States (3, n) at times ``ts`` (increasing), inverting the monotone t(tau) of a dense solution."""
+    lo, hi = np.zeros_like(ts), np.full_like(ts, tau_stop)
+    for _ in range(64):  # bisection: t(tau) is increasing, as dt/dtau > 0
+        mid = 0.5 * (lo + hi)
+        below = sol(mid)[2] < ts
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        if np.all(hi - lo <= 4 * np.finfo(float).eps * np.maximum(1.0, np.abs(hi))):
+            break
+    return sol(0.5 * (lo + hi))
+
+
+def _record(loss, status, t, x1, x2, t_w, t_l, nfev, message, trace) -> FlowResult:
     return FlowResult(
-        status=status, t_stop=float(t), x1_final=float(x[0]), x2_final=float(x[1]),
-        p1_final=float(p[0]), p2_final=float(p[1]), loss_final=float(loss.value(x)),
+        status=status, t_stop=float(t), x1_final=x1, x2_final=x2,
+        p1_final=x1 * loss.ref_w, p2_final=x2 * loss.ref_l, loss_final=float(loss.value(np.array((x1, x2)))),
         t_w=float(t_w), t_l=float(t_l), nfev=nfev, message=message,
         path_t=None if trace is None else trace[0], path_x=None if trace is None else trace[1],
     )  # fmt: skip

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flowsim.exact import exact_dpo
-from flowsim.flow import METHODS, PowerChart, SolverOptions, integrate
+from flowsim.flow import METHODS, PowerChart, SolverOptions, _field, integrate
 from flowsim.losses import DPO
 from flowsim.records import RESULT_FIELDS, StopRule
 
@@ -138,3 +138,52 @@ def test_bad_input_is_a_clear_value_error(call, match):
 
 def test_auto_means_the_default_method():
     assert SolverOptions(method="auto") == SolverOptions()
+
+
+@dataclass(frozen=True)
+class Composed(DPO):
+    """DPO with its own gradient restated: the integrator no longer trusts DPO's closed-form field."""
+
+    def grad_at(self, x1, x2):
+        return DPO.grad_at(self, x1, x2)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.1, 0.5, 1.0, 2.0, 3.0])
+def test_closed_form_field_agrees_with_the_composed_one(beta, rng):
+    loss, composed = DPO(beta=beta), Composed(beta=beta)
+    chart = PowerChart(loss.chart_exponents())
+    z = chart.forward(rng.uniform(1e-6, 1, (200, 2)))
+    fast = _field(loss, chart, loss.clock_coordinate(), tuple(z[0]))
+    slow = _field(composed, chart, composed.clock_coordinate(), tuple(z[0]))
+    assert fast == loss.chart_field_at and slow != composed.chart_field_at
+    for z1, z2 in z.tolist():
+        np.testing.assert_allclose(fast(z1, z2), slow(z1, z2), rtol=1e-13)
+
+
+def test_the_composed_field_integrates_as_accurately():
+    x0 = np.array([[0.05, 0.9], [0.6, 0.4], [0.9, 0.9], [0.2, 0.02], [0.98, 0.05]])
+    exact = exact_dpo(x0, beta=0.3)
+    for i, x in enumerate(x0):
+        r = integrate(Composed(beta=0.3), x)
+        assert r.status == exact["status"][i]
+        for k in ("t_stop", "t_w", "t_l"):
+            assert rel_err([getattr(r, k)], [exact[k][i]]).max() <= 1e-7, k
+
+
+def test_a_loss_without_a_clock_integrates_in_time():
+    @dataclass(frozen=True)
+    class Plain(DPO):
+        def clock_coordinate(self):
+            return None
+
+        def chart_exponents(self):
+            return (2.0, 2.0 - self.beta)
+
+    x0 = np.array([[0.3, 0.6], [0.9, 0.5]])
+    exact = exact_dpo(x0, beta=0.5)
+    for i, x in enumerate(x0):
+        r = integrate(Plain(beta=0.5), x)
+        assert r.status == exact["status"][i]
+        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=1e-5)
+    r = integrate(Plain(beta=0.5), [0.3, 0.6], StopRule(t_max=0.1))
+    assert (r.status, r.t_stop) == ("timeout", 0.1)

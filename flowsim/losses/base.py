@@ -61,6 +61,32 @@ class Loss(ABC):
         """
         return (1.0, 1.0)
 
+    def clock_coordinate(self) -> int | None:
+        """A chart coordinate that is strictly monotone along every flow, or None (the default).
+
+        When a loss names one (0 or 1), the integrator advances in it rather than in time:
+        with the clock tau defined by dtau = |dz_i|, the state is (z1, z2, t) and
+
+            d(z, t)/dtau = (dz/dt, 1) / |dz_i/dt|,
+
+        so z_i runs at unit speed, a stop or crossing on it is reached at a known tau, and
+        t is integrated like any other coordinate.  This pays where the flow speeds up
+        without bound in t but moves smoothly in z_i (see ``DPO``).  The speed |dz_i/dt|
+        must not vanish in the domain.
+        """
+        return None
+
+    def chart_field_at(self, z1: float, z2: float) -> tuple[float, float, float] | None:
+        """(dz1/dtau, dz2/dtau, dt/dtau) at a chart point, as Python floats, in closed form.
+
+        The integrator's right-hand side in the chart of :meth:`chart_exponents` with the
+        clock of :meth:`clock_coordinate` (tau = t when that is None).  The default, None,
+        means "no closed form": the integrator composes the field from :meth:`grad_at`.  A
+        loss may return scalar ``math`` code here that skips the chart maps and the
+        cancellations; it must agree with the composed field.
+        """
+        return None
+
     # -- coordinates -------------------------------------------------------------------
     @property
     def upper(self) -> np.ndarray:

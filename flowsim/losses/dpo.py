@@ -95,11 +95,26 @@ class DPO(Loss):
         return np.stack([np.stack([h11, h12], -1), np.stack([h12, h22], -1)], -2)
 
     def chart_exponents(self) -> tuple[float, float]:
-        """(2, 2 - beta): z1 = x1^2, z2 = x2^(2 - beta); z2 = log x2 when beta = 2.
+        """(2, 0): z1 = x1^2 and z2 = log x2, integrated with log x2 as the clock.
 
-        Along the flow dz1/dt = 2 beta s (bounded) and dz2/dt = -(2 - beta) beta / (x1^b + x2^b),
-        which stays finite and non-zero as x2 -> 0: the flow crosses x2 = 0 at a finite
-        time with finite speed in z, where in x its speed |dx2/dt| ~ x2^(beta - 1) diverges
-        (beta < 1) and the x-chart needs ever smaller steps.
+        In t the flow is singular at its end: for beta < 2 it reaches x2 = 0 in finite time
+        with speed |dx2/dt| ~ x2^(beta - 1), and no power chart of x2 makes it smooth (the
+        time left behaves like x2^(2 - beta) plus x2^2 terms).  With the clock
+        tau = log(x2_0 / x2) (:meth:`clock_coordinate`) and s = x2^b / (x1^b + x2^b),
+
+            dz1/dtau = 2 x2^2,   dz2/dtau = -1,   dt/dtau = x2^2 / (beta s) = (x2^2 + x1^b x2^(2-b)) / beta,
+
+        sums of exponentials in tau, smooth all the way to the floor (and for every beta:
+        for beta >= 2, t grows without bound and the flow times out).
         """
-        return (2.0, 0.0 if self.beta == 2.0 else 2.0 - self.beta)
+        return (2.0, 0.0)
+
+    def clock_coordinate(self) -> int:
+        """1: log x2, which decreases at the rate beta s / x2^2 > 0 everywhere in the box."""
+        return 1
+
+    def chart_field_at(self, z1: float, z2: float) -> tuple[float, float, float]:
+        """The field of :meth:`chart_exponents` in closed form: three exponentials, no cancellation."""
+        b = self.beta
+        u = math.exp(2.0 * z2)  # x2^2
+        return 2.0 * u, -1.0, (u + abs(z1) ** (0.5 * b) * math.exp((2.0 - b) * z2)) / b
