@@ -95,10 +95,21 @@ def _claims(root: Path, name: str) -> pd.DataFrame | None:
 
 
 def _verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all") -> pd.DataFrame:
+    """Claims (rows) by parameter setting (columns, in numeric order) -> verdict."""
     c = claims[claims["subset"] == subset].copy()
     c["label"] = c["claim"] + " " + c["title"]
-    c["setting"] = c[columns].astype(str).agg(", ".join, axis=1) if len(columns) > 1 else c[columns[0]].astype(str)
-    return c.pivot_table(index="label", columns="setting", values="verdict", aggfunc="first", sort=False)
+    settings = c[columns].drop_duplicates().sort_values(columns)
+    names = [", ".join(f"{v:g}" for v in row) for row in settings.itertuples(index=False)]
+    c["setting"] = c[columns].apply(lambda r: ", ".join(f"{v:g}" for v in r), axis=1)
+    table = c.pivot_table(index="label", columns="setting", values="verdict", aggfunc="first", sort=False)
+    return table[names].rename_axis(index=None, columns=None)
+
+
+_SHORT = {"supported": "supported", "partly supported": "partly", "not supported": "not"}
+
+
+def _value_verdict(claims: pd.DataFrame) -> list[str]:
+    return [f"{v:.4g}: **{d}**" for v, d in zip(claims["value"], claims["verdict"], strict=True)]
 
 
 def standard_dpo_law(flows: pd.DataFrame, p2_floor: float = 1e-6) -> dict[str, float]:
@@ -171,10 +182,13 @@ def build_report(root: Path, names: list[str]) -> str:
     paper = _claims(root, "paper")
     if paper is not None:
         out += ["## Verdicts in the paper's setting (β = 0.1, no reference model)", ""]
-        for subset, label in (("all", "all initial conditions"), ("feasible", "feasible ones only (p1 + p2 ≤ 1)")):
-            c = paper[paper["subset"] == subset]
-            out += [f"**{label}**", "", c[["claim", "title", "metric", "value", "threshold", "verdict"]]
-                    .to_markdown(index=False, floatfmt=".4g"), ""]  # fmt: skip
+        a, f = (paper[paper["subset"] == k].set_index("claim") for k in ("all", "feasible"))
+        table = pd.DataFrame({
+            "claim": a.index, "statement": a["title"], "metric (value on all starts)": a["metric"],
+            "all starts": _value_verdict(a),
+            "feasible starts (p1 + p2 ≤ 1)": _value_verdict(f.reindex(a.index)),
+        })  # fmt: skip
+        out += [table.to_markdown(index=False), ""]
         out += [
             "Details, with the paper's words and every number behind each verdict: [paper/claims.md](paper/claims.md)."
             " Region tables: [paper/regions.csv](paper/regions.csv).",
@@ -194,16 +208,27 @@ def build_report(root: Path, names: list[str]) -> str:
     if std is not None and free is not None:
         out += _side_by_side(root, free, std, names)
 
-    out += ["## Figures", ""]
+    out += ["## Figures", "",
+            "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
+            "(p1_0, p2_0) of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w` and `status`; `basin_*` "
+            "(final p1 as colour, t_stop as contours); `paths_*` (flows from the region centres over the field); "
+            "and `facet_*`, one panel per combination on a shared scale.", ""]  # fmt: skip
     for n in names:
-        figs = sorted((root / n / "figures").glob("*.png")) if (root / n / "figures").exists() else []
-        if figs:
-            links = ", ".join(f"[{f.stem}]({n}/figures/{f.name})" for f in figs)
-            out += [f"- **{n}**: {links}"]
-    for n, figure in (("paper", "basin"), ("beta", "facet_t_stop"), ("standard", "facet_p1_final")):
+        folder = root / n / "figures"
+        facets = sorted(folder.glob("facet_*.png")) if folder.exists() else []
+        if facets:
+            links = ", ".join(f"[{f.stem.removeprefix('facet_')}]({n}/figures/{f.name})" for f in facets)
+            out += [f"- **{n}** ([all figures]({n}/figures/)): {links}"]
+    for n, figure, caption in (
+        ("paper", "paths", "Flows from the region centres: arcs of circles x1² + x2² = R²"),
+        ("paper", "basin", "Where each start ends (final p1) and how long it takes"),
+        ("beta", "facet_t_stop", "Time to stop across β"),
+        ("standard", "facet_p1_final", "Standard DPO: final p1 over the SFT model's (p1_0, p2_0)"),
+        ("standard", "facet_t_stop", "Standard DPO: time to stop"),
+    ):
         hits = sorted((root / n / "figures").glob(f"{figure}*.png")) if (root / n / "figures").exists() else []
         if hits:
-            out += ["", f"![{n}: {hits[0].stem}]({n}/figures/{hits[0].name})"]
+            out += ["", f"**{caption}** ({n})", "", f"![{caption}]({n}/figures/{hits[0].name})"]
     return "\n".join(out) + "\n"
 
 
@@ -220,11 +245,13 @@ def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:
 
 
 def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list[str]) -> list[str]:
-    a = _verdict_pivot(free, ["beta"])
-    b = _verdict_pivot(std, ["beta"])
-    both = pd.concat({"reference-free (the paper's Figure 1)": a, "standard DPO (reference = SFT model)": b}, axis=1)
-    lines = ["## Reference-free (the paper's Figure 1) and standard DPO (reference = SFT model), side by side", "",
-             "Verdicts on all initial conditions, by β (columns).", "", both.to_markdown(), ""]  # fmt: skip
+    lines = ["## Reference-free (the paper's Figure 1) and standard DPO (reference = SFT model), side by side", ""]
+    for subset, label in (("all", "all starts"), ("feasible", "feasible starts (p1 + p2 ≤ 1)")):
+        a, b = _verdict_pivot(free, ["beta"], subset), _verdict_pivot(std, ["beta"], subset)
+        cols = [c for c in b.columns if c in a.columns]
+        both = pd.DataFrame({f"β = {c}": [f"{_SHORT[x]} → {_SHORT[y]}" for x, y in
+                             zip(a[c].reindex(b.index), b[c], strict=True)] for c in cols}, index=b.index)  # fmt: skip
+        lines += [f"Verdicts on {label}: reference-free → standard DPO.", "", both.to_markdown(), ""]
     from flowsim.sweep import read_flows
 
     std_csv = root / "standard" / "flows.csv"
