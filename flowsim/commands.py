@@ -79,7 +79,8 @@ def cmd_field(args: argparse.Namespace) -> int:
     from flowsim.plotting import plot_field
 
     try:
-        out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out))
+        out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out),
+                         log_scale=not args.linear)  # fmt: skip
     except ValueError as exc:
         return _die(str(exc))
     print(f"wrote {out}")
@@ -117,6 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--ref-w", type=float, default=1.0)
     f.add_argument("--ref-l", type=float, default=1.0)
     f.add_argument("--out", default="figure1.png", help="output file (format from its suffix)")
+    f.add_argument("--linear", action="store_true", help="arrow length proportional to |grad L| (the paper's way)")
     f.set_defaults(func=cmd_field)
 
     r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment; write results/README.md")
