@@ -17,15 +17,17 @@ solver in t creeps up on the end (in x, or less so in any power chart).  With DP
 (x1^2, log x2) and log x2 as the clock, the right-hand side is a sum of exponentials in
 tau and the stop at the floor is a known tau (a few steps per e-fold, then fewer).
 
-Stops and crossings on the clock coordinate are reached at a known tau: the floor ends the
-integration (``t_span``) and a crossing is read off the dense output there (``t_eval``).
-Every other stop (terminal event) or crossing (non-terminal event) is a ``solve_ivp``
-event, located by root finding on the dense output to solver accuracy.  With a clock, the
-timeout is an event on t; without one, it is the end of ``t_span``.
+Stops and crossings on the clock coordinate are reached at a known tau: a stop there ends
+the integration (the end of ``t_span``) and a crossing is the event tau = tau_level, which
+root finding on the dense output solves at once.  Every other stop (terminal event) or
+crossing (non-terminal event) is a ``solve_ivp`` event on the state, located by root
+finding on the dense output to solver accuracy.  With a clock, the timeout is an event on
+t; without one, it is the end of ``t_span``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,10 +165,12 @@ def integrate(
     """
     stop = StopRule() if stop is None else stop
     options = SolverOptions() if options is None else options
-    x0 = loss.check_domain("x0", x0)
-    if x0.shape != (2,):
-        raise ValueError(f"x0 must be one point of shape (2,); got shape {x0.shape}")
-    x0_1, x0_2 = float(x0[0]), float(x0[1])
+    x = np.asarray(x0, dtype=float)
+    x0_1, x0_2 = x.tolist() if x.shape == (2,) else (math.nan, math.nan)
+    if not (0.0 < x0_1 <= 1.0 / loss.ref_w and 0.0 < x0_2 <= 1.0 / loss.ref_l):  # (NaN fails too)
+        x = loss.check_domain("x0", x0)  # raises, naming the problem
+        if x.shape != (2,):
+            raise ValueError(f"x0 must be one point of shape (2,); got shape {x.shape}")
     x_floor = stop.p2_floor / loss.ref_l
     x_cap = 1.0 / loss.ref_w
     x1_target, x2_target = stop.p1_target / loss.ref_w, stop.p2_target / loss.ref_l
@@ -208,25 +212,31 @@ def integrate(
     # Levels: a stop or crossing on the clock coordinate is reached at a known tau (the clock
     # coordinate runs at unit speed); any other is a solve_ivp event, located by root finding.
     tau_end, end_status = (math.inf, "timeout") if clock is not None else (stop.t_max, "timeout")
-    events, names, at_tau = [], [], {}
+    events, names = [], []
 
     def level(name: str, i: int, x_level: float, rising: bool, terminal: bool) -> None:
         nonlocal tau_end, end_status
         z_level, sign = chart.level(i, x_level)
         direction = sign if rising else -sign  # the sign of dz_i/dtau at the crossing
         if i == clock:
-            if direction == sigma:  # reached at tau = |z_level - z0| (else never)
-                tau = abs(z_level - z0[i])
-                if terminal and tau < tau_end:
-                    tau_end, end_status = tau, name
-                elif not terminal:
-                    at_tau[name] = tau
-            return
+            if direction != sigma:  # the clock runs away from this level: never reached
+                return
+            tau_level = abs(z_level - z0[i])
+            if terminal:
+                if tau_level < tau_end:
+                    tau_end, end_status = tau_level, name
+                return
 
-        def g(t: float, y: np.ndarray) -> float:
-            return y[i] - z_level
+            def g(t: float, y: np.ndarray) -> float:
+                return t - tau_level
 
-        g.terminal, g.direction = terminal, direction  # type: ignore[attr-defined]
+            g.terminal, g.direction = False, 1.0  # type: ignore[attr-defined]
+        else:
+
+            def g(t: float, y: np.ndarray) -> float:
+                return y[i] - z_level
+
+            g.terminal, g.direction = terminal, direction  # type: ignore[attr-defined]
         events.append(g)
         names.append(name)
 
@@ -244,8 +254,6 @@ def integrate(
         timeout.terminal, timeout.direction = True, 1.0  # type: ignore[attr-defined]
         events.append(timeout)
         names.append("timeout")
-    at_tau = {k: v for k, v in at_tau.items() if v <= tau_end}
-    t_eval = sorted({*at_tau.values(), *([tau_end] if math.isfinite(tau_end) else [])}) or None
 
     kwargs = {}
     if options.method in _IMPLICIT:
@@ -253,7 +261,7 @@ def integrate(
     try:
         with np.errstate(all="ignore"):
             sol = solve_ivp(
-                rhs, (0.0, tau_end), [z0[0], z0[1], 0.0], method=options.method, t_eval=t_eval,
+                rhs, (0.0, tau_end), [z0[0], z0[1], 0.0], method=options.method,
                 rtol=options.rtol, atol=atol, events=events or None, dense_output=path, **kwargs,
             )  # fmt: skip
     except Exception as exc:  # a failing flow is a result, not a crash
@@ -271,7 +279,7 @@ def integrate(
     else:  # solve_ivp reached tau_end: the stop on the clock coordinate (or t_max when tau = t)
         status, tau_stop, y_end = end_status, float(sol.t[-1]), sol.y[:, -1]
     t_end = stop.t_max if status == "timeout" else float(y_end[2])
-    x_end = chart.inverse(np.asarray(y_end[:2]))
+    x_end = [chart.scalar_maps(i)[0](float(y_end[i])) for i in (0, 1)]
     # A stop puts the state on its level up to rounding: snap that coordinate exactly.
     if status == "converged":
         x_end[1] = x_floor
@@ -283,8 +291,6 @@ def integrate(
             return t0
         if name in found and found[name][0] <= tau_stop:
             return float(found[name][1][2])
-        if name in at_tau and at_tau[name] <= tau_stop:
-            return float(sol.y[2, int(np.searchsorted(sol.t, at_tau[name]))])
         return math.nan
 
     trace = None
@@ -297,8 +303,18 @@ def integrate(
                    nfev, "", trace)  # fmt: skip
 
 
-def _owner(cls: type, name: str) -> type:
-    return next(c for c in cls.__mro__ if name in c.__dict__)
+@functools.cache
+def _trusts_its_closed_form(cls: type) -> bool:
+    """Whether ``cls.chart_field_at`` was written for the gradient, chart and clock ``cls`` has.
+
+    False when a subclass overrides any of those but not ``chart_field_at`` itself.
+    """
+
+    def owner(name: str) -> type:
+        return next(c for c in cls.__mro__ if name in c.__dict__)
+
+    fast = owner("chart_field_at")
+    return all(issubclass(fast, owner(n)) for n in ("grad_at", "grad", "chart_exponents", "clock_coordinate"))
 
 
 def _field(loss: Loss, chart: PowerChart, clock: int | None, z0: tuple[float, float] | None):
@@ -308,12 +324,8 @@ def _field(loss: Loss, chart: PowerChart, clock: int | None, z0: tuple[float, fl
     clock (``z0`` given) and no subclass has since changed the gradient, the chart or the
     clock it was written for; else composed from :meth:`Loss.grad_at`.
     """
-    cls = type(loss)
-    if z0 is not None:
-        fast_owner = _owner(cls, "chart_field_at")
-        names = ("grad_at", "grad", "chart_exponents", "clock_coordinate")
-        if all(issubclass(fast_owner, _owner(cls, n)) for n in names) and loss.chart_field_at(*z0) is not None:
-            return loss.chart_field_at
+    if z0 is not None and _trusts_its_closed_form(type(loss)) and loss.chart_field_at(*z0) is not None:
+        return loss.chart_field_at
     (inv1, d1), (inv2, d2) = chart.scalar_maps(0), chart.scalar_maps(1)
     grad_at = loss.grad_at
 
