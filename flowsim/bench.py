@@ -136,7 +136,8 @@ def parallel_capacity(points: np.ndarray, workers: int = WORKERS) -> float:
 
     Each worker integrates the same ``points`` at the same time (one joblib task each); the
     capacity is workers * (one alone) / (all at once): 2 on two idle cores, less when the
-    cores are shared (hypervisor, other tenants, turbo).  It bounds (2)/(3) from above.
+    cores are shared (hypervisor, other tenants, turbo).  It is the ceiling for (2)/(3) at
+    the moment it is measured, a reference for reading (2)/(3), which is timed earlier.
     """
     alone = statistics.median([flowsim_work(points) for _ in range(2)])
     t0 = time.perf_counter()
