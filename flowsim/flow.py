@@ -22,7 +22,11 @@ the integration (the end of ``t_span``) and a crossing is the event tau = tau_le
 root finding on the dense output solves at once.  Every other stop (terminal event) or
 crossing (non-terminal event) is a ``solve_ivp`` event on the state, located by root
 finding on the dense output to solver accuracy.  With a clock, the timeout is an event on
-t; without one, it is the end of ``t_span``.
+t; without one, it is the end of ``t_span``.  The dense output is an order less accurate
+than the steps, so a stop found by an event is then landed on: one more step, exactly from
+the last accepted point to the root, and a Newton step on the event's component (this
+takes the worst t_stop error on the paper grid from 7.5e-9 to 1.9e-9 at rtol 1e-9, for
+~1% more work).  Crossing times stay as the events found them (errors up to ~10 rtol).
 """
 
 from __future__ import annotations
@@ -212,7 +216,7 @@ def integrate(
     # Levels: a stop or crossing on the clock coordinate is reached at a known tau (the clock
     # coordinate runs at unit speed); any other is a solve_ivp event, located by root finding.
     tau_end, end_status = (math.inf, "timeout") if clock is not None else (stop.t_max, "timeout")
-    events, names = [], []
+    events, names, on = [], [], {}  # on[name]: (state component, level) of a stop found by an event
 
     def level(name: str, i: int, x_level: float, rising: bool, terminal: bool) -> None:
         nonlocal tau_end, end_status
@@ -237,6 +241,7 @@ def integrate(
                 return y[i] - z_level
 
             g.terminal, g.direction = terminal, direction  # type: ignore[attr-defined]
+            on[name] = (i, z_level)
         events.append(g)
         names.append(name)
 
@@ -254,6 +259,7 @@ def integrate(
         timeout.terminal, timeout.direction = True, 1.0  # type: ignore[attr-defined]
         events.append(timeout)
         names.append("timeout")
+        on["timeout"] = (2, stop.t_max)
 
     kwargs = {}
     if options.method in _IMPLICIT:
@@ -273,9 +279,15 @@ def integrate(
     for k, name in enumerate(names):
         if sol.t_events[k].size:
             found[name] = (float(sol.t_events[k][0]), sol.y_events[k][0])
+    nfev = int(sol.nfev + getattr(sol, "njev", 0))
     if sol.status == 1:  # a terminal event: the earliest one
         status = min((n for n in ("converged", "capped", "timeout") if n in found), key=lambda n: found[n][0])
         tau_stop, y_end = found[status]
+        try:
+            tau_stop, y_end, more = _land(rhs, sol, options, atol, kwargs, *on[status], tau_stop, y_end)
+            nfev += more
+        except Exception:  # landing only refines a stop already found: keep it as found
+            pass
     else:  # solve_ivp reached tau_end: the stop on the clock coordinate (or t_max when tau = t)
         status, tau_stop, y_end = end_status, float(sol.t[-1]), sol.y[:, -1]
     t_end = stop.t_max if status == "timeout" else float(y_end[2])
@@ -298,7 +310,6 @@ def integrate(
         ts = np.linspace(0.0, t_end, path_points)
         trace = (ts, chart.inverse(_states_at_times(sol.sol, ts, tau_stop)[:2].T))
         trace[1][-1] = x_end
-    nfev = int(sol.nfev + getattr(sol, "njev", 0))
     return _record(loss, status, t_end, float(x_end[0]), float(x_end[1]), crossing("t_w", t_w0), crossing("t_l", t_l0),
                    nfev, "", trace)  # fmt: skip
 
@@ -315,6 +326,28 @@ def _trusts_its_closed_form(cls: type) -> bool:
 
     fast = owner("chart_field_at")
     return all(issubclass(fast, owner(n)) for n in ("grad_at", "grad", "chart_exponents", "clock_coordinate"))
+
+
+def _land(rhs, sol, options: SolverOptions, atol, kwargs, i: int, level: float, tau_e: float, y_e: np.ndarray):
+    """Land on a stop that an event found: (tau, state, evaluations spent).
+
+    Events are located on the dense output, which is an order less accurate than the steps:
+    in a flow of a few long steps (a short one, say) that is most of the error of t_stop.
+    So step once more, exactly from the last accepted point to the root, and correct the
+    root by a Newton step on the event's component i (its error then enters squared).
+    """
+    tau_p, y_p = float(sol.t[-2]), sol.y[:, -2]
+    if not tau_e > tau_p:
+        return tau_e, y_e, 0
+    with np.errstate(all="ignore"):
+        step = solve_ivp(rhs, (tau_p, tau_e), y_p, method=options.method, rtol=options.rtol, atol=atol,
+                         first_step=tau_e - tau_p, **kwargs)  # fmt: skip
+    if step.status != 0:
+        return tau_e, y_e, int(step.nfev)
+    y = step.y[:, -1]
+    f = rhs(tau_e, y)
+    d = -(y[i] - level) / f[i] if f[i] != 0 else 0.0
+    return tau_e + d, y + f * d, int(step.nfev) + 1
 
 
 def _field(loss: Loss, chart: PowerChart, clock: int | None, z0: tuple[float, float] | None):
