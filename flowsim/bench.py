@@ -354,7 +354,7 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path = "results/benchm
     ratios = [
         ("speedup", "(2)/(1): flowsim sweep vs baseline throughput, equal or better accuracy", per / t2 / (per / t1)),
         ("parallel", "(2)/(3): parallel speed-up, 2 workers", t3 / t2),
-        ("capacity", f"    the machine's capacity on this work: {WORKERS} processes at once vs one", capacity),
+        ("capacity", f"the machine's capacity on this work: {WORKERS} processes at once vs one", capacity),
         ("exact_per_s", "(4): closed-form initial conditions per second, one core", len(big) / t4),
         ("memory_ratio", f"(5): peak RSS at {mem[1]['rows']} rows / at {mem[0]['rows']} rows",
          mem[1]["peak"] / mem[0]["peak"]),
@@ -372,6 +372,9 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path = "results/benchm
                  "what": f"{machine}; load average {load_start} (start), {load_end} (end); "
                          f"CPU time stolen by the hypervisor during the run: {steal}"})  # fmt: skip
     table = pd.DataFrame(rows)
+    for col in ("n", "workers", "repeats", "chunk_size"):
+        table[col] = table[col].astype("Int64")
+    table["atol"] = table["atol"].map(lambda v: float(f"{v:.3g}"), na_action="ignore")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
@@ -409,7 +412,8 @@ def _print_table(table: pd.DataFrame, echo) -> None:
             ok = r["value"] <= TARGETS[key] if key == "memory_ratio" else r["value"] >= TARGETS[key]
             sign = "<=" if key == "memory_ratio" else ">="
             verdict = f"  target {sign} {TARGETS[key]:g}: {'met' if ok else 'NOT met'}"
-        echo(f"{r['what']:<90} {value:>10}{verdict}")
+        what = f"    {r['what']}" if key == "capacity" else r["what"]
+        echo(f"{what:<90} {value:>10}{verdict}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
