@@ -422,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a 6x6 grid and small sizes (a smoke test, seconds)")
     parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write (default results/benchmark.csv)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per line, median reported (default 3)")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # flowsim bench -- --quick
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     run(quick=args.quick, repeats=args.repeats, out=args.out)
