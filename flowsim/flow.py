@@ -45,7 +45,7 @@ from flowsim.records import FlowResult, StopRule
 
 #: The solve_ivp methods the integrator accepts.
 METHODS: tuple[str, ...] = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
-#: Default method and tolerances: see the README's "Accuracy" section for the measurement.
+#: Default method and tolerances: the README's "Accuracy" section gives the measurement.
 DEFAULT_METHOD, DEFAULT_RTOL, DEFAULT_ATOL = "DOP853", 1e-9, 1e-12
 _IMPLICIT = {"Radau", "BDF", "LSODA"}
 

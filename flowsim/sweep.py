@@ -173,10 +173,17 @@ def run_sweep(
     out = Path(out)
     partial = out / ".partial"
     spec = json.dumps(exp.as_dict(), sort_keys=True)
-    chunk_size = chunk_size or default_chunk_size(exp, os.cpu_count() if n_jobs < 0 else n_jobs)
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+    if resume and (partial / "chunk_size").exists():
+        # chunk files are numbered: a resumed sweep must cut its rows exactly as the first run did
+        recorded = int((partial / "chunk_size").read_text())
+        if chunk_size not in (None, recorded):
+            raise SweepError(f"cannot resume in {out} with chunk_size={chunk_size}: it was started with {recorded}")
+        chunk_size = recorded
+    chunk_size = chunk_size or default_chunk_size(exp, os.cpu_count() if n_jobs < 0 else n_jobs)
     _prepare(out, partial, spec, resume)
+    _write_atomic(partial / "chunk_size", str(chunk_size))
 
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()

@@ -358,3 +358,14 @@ def test_markdown_counts_verdicts_over_combinations():
     flows = make_flows(GRID[::2], GRID[::2], refs=((1.0, 1.0), (0.9, 0.1)))
     md = claims_markdown(evaluate_claims(flows, StopRule()))
     assert "partly supported (1), not supported (1)" in md
+
+
+def test_law_leaves_out_starts_whose_circle_meets_the_corner():
+    # (0.6, 0.8) lies on the unit circle: cap and floor come together and either status is right
+    flows = make_flows(np.array([0.3, 0.6]), np.array([0.5, 0.8]))
+    corner = np.isclose(flows["p1_0"], 0.6) & np.isclose(flows["p2_0"], 0.8)
+    flows.loc[corner, "status"] = "capped" if flows.loc[corner, "status"].iloc[0] == "converged" else "converged"
+    c = evaluate_claims(flows, StopRule())
+    details = c.loc[(c["claim"] == "C6b") & (c["subset"] == "all"), "details"].iloc[0]
+    assert "1 starts on the circle through the corner" in details
+    assert "0 with another status" in details

@@ -62,7 +62,17 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     write(exps, "standard", 'reference = "initial"\nbeta = [0.1, 0.5]', method="exact")
     write(exps, "smoke", "beta = 0.1")  # skipped by reproduce
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "flowsim", "reproduce", "--experiments", str(exps), "--results", str(results), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowsim",
+        "reproduce",
+        "--experiments",
+        str(exps),
+        "--results",
+        str(results),
+        "--quiet",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     report = (results / "README.md").read_text()
@@ -72,7 +82,9 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "claims paper: same verdicts; values identical" in second.stdout
-    assert (results / ".previous" / "paper" / "flows.csv").read_bytes() == (results / "paper" / "flows.csv").read_bytes()
+    assert (results / ".previous" / "paper" / "flows.csv").read_bytes() == (
+        results / "paper" / "flows.csv"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize("argv", [["run"], ["plot"], ["frobnicate"]])

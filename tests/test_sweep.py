@@ -183,3 +183,21 @@ def test_read_flows_keeps_types(smoke_serial):
     df = read_flows(smoke_serial[0])
     assert df["feasible"].dtype == bool and df["nfev"].dtype.kind == "i"
     assert isinstance(df, pd.DataFrame) and (df["message"] == "").all()
+
+
+def test_resume_keeps_the_first_runs_chunk_size(tmp_path):
+    # chunk files are numbered, so a resume with other chunks would drop rows: it reuses the recorded size
+    exp, out = small(), tmp_path / "c"
+    run_sweep(exp, tmp_path / "whole", n_jobs=1, progress=False)
+    partial = out / ".partial"
+    partial.mkdir(parents=True)
+    (partial / "experiment.json").write_text(json.dumps(exp.as_dict(), sort_keys=True))
+    (partial / "chunk_size").write_text("7")
+    # simulate an interruption: only the first three chunks of 7 rows were written
+    for k, df in enumerate(sweep_mod.run_chunk(exp, c) for c in sweep_mod.chunks(exp, 7)):
+        if k < 3:
+            (partial / f"chunk_{k:06d}.csv").write_text(df.to_csv(index=False))
+    with pytest.raises(SweepError, match="started with 7"):
+        run_sweep(exp, out, n_jobs=1, chunk_size=50, progress=False, resume=True)
+    run_sweep(exp, out, n_jobs=2, progress=False, resume=True)  # default chunk size would differ
+    assert (out / "flows.csv").read_bytes() == (tmp_path / "whole" / "flows.csv").read_bytes()
