@@ -79,7 +79,7 @@ def quantities(stop: StopRule) -> tuple[Quantity, ...]:
         Quantity(
             "t_l_over_t_w",
             "Which target first: t_l / t_w",
-            "t_l / t_w  (< 1: p2 reaches its target first)",
+            "t_l / t_w  (< 1: p2 reaches its target first)\nbottom arrow: only p2 reaches it; top arrow: only p1",
             "ratio",
             "PuOr_r",
         ),
