@@ -79,7 +79,7 @@ def quantities(stop: StopRule) -> tuple[Quantity, ...]:
         Quantity(
             "t_l_over_t_w",
             "Which target first: t_l / t_w",
-            "t_l / t_w  (< 1: p2 reaches its target first)\nbottom arrow: only p2 reaches it; top arrow: only p1",
+            "t_l / t_w  (< 1: p2 reaches its target first)",
             "ratio",
             "PuOr_r",
         ),
@@ -214,9 +214,16 @@ def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
             handles.append(Patch(fc=AT_START, ec="0.3", lw=0.5, label=what))
         if np.any(np.isnan(v)):
             handles.append(Patch(fc=NEVER, label="failed" if q.name in ("t_stop", "p2_final") else "never reached"))
-    elif q.scale == "ratio" and np.any(np.isnan(v)):
-        handles.append(Patch(fc=NEVER, label="neither reached (or both at t = 0)"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(len(handles), 3),
+    elif q.scale == "ratio":
+        cmap = colormaps[q.cmap]
+        if np.any(v == 0):
+            handles.append(Patch(fc=cmap(0.0), label="only p2 reaches its target"))
+        if np.any(np.isposinf(v)):
+            handles.append(Patch(fc=cmap(1.0), label="only p1 reaches its target"))
+        if np.any(np.isnan(v)):
+            handles.append(Patch(fc=NEVER, label="neither reached (or both at t = 0)"))
+    ncol = 2 if len(handles) == 4 else min(len(handles), 3)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol,
               fontsize=fontsize, frameon=False, handlelength=1.4, columnspacing=1.0)  # fmt: skip
 
 
