@@ -85,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("flowsim: interrupted; finished chunks are kept (resume with --resume)", file=sys.stderr)
+        hint = {
+            "run": "finished chunks are kept: add --resume to the same command to continue",
+            "reproduce": "nothing was published; results/ is as it was",
+        }.get(getattr(args, "command", ""), "nothing was written")
+        print(f"flowsim: interrupted; {hint}", file=sys.stderr)
         return 130
 
 

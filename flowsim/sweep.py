@@ -173,6 +173,10 @@ def run_sweep(
     out = Path(out)
     partial = out / ".partial"
     spec = json.dumps(exp.as_dict(), sort_keys=True)
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a number of workers >= 1, or negative to count back from all cores; got 0")
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"output folder {out} is a file; choose another --out")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
     if resume and (partial / "chunk_size").exists():

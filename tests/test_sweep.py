@@ -201,3 +201,12 @@ def test_resume_keeps_the_first_runs_chunk_size(tmp_path):
         run_sweep(exp, out, n_jobs=1, chunk_size=50, progress=False, resume=True)
     run_sweep(exp, out, n_jobs=2, progress=False, resume=True)  # default chunk size would differ
     assert (out / "flows.csv").read_bytes() == (tmp_path / "whole" / "flows.csv").read_bytes()
+
+
+def test_bad_output_and_workers_are_clear_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SweepError, match="is a file"):
+        run_sweep(small(), tmp_path / "file", n_jobs=1, progress=False)
+    with pytest.raises(ValueError, match="n_jobs"):
+        run_sweep(small(), tmp_path / "o", n_jobs=0, progress=False)
+    assert not (tmp_path / "o").exists()
