@@ -7,36 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowsim.exact import exact_dpo
-from flowsim.losses import DPO
 from flowsim.plotting import FORMATS, mesh_of, plot_field, plot_results, quantities, start_points, values
-from flowsim.records import RESULT_FIELDS, StopRule
-from flowsim.regions import REGIONS, feasible, region_labels
+from flowsim.records import StopRule
+from flowsim.regions import REGIONS, region_labels
+from flowsim.testing import make_flows as _make_flows
 
 PNG = b"\x89PNG\r\n\x1a\n"
-COLUMNS = ["beta", "ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
-           "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final", "t_w", "t_l", "nfev",
-           "reference", "message"]  # fmt: skip
 NAMES = [q.name for q in quantities(StopRule())]
 
 
-def make_flows(points, betas=(0.1,), refs=((1.0, 1.0),), reference="fixed", stop=None):
-    """A flows table from the closed form (as tests/test_analysis.py builds it)."""
-    points = np.asarray(points, dtype=float)
-    combos = [(b, None) for b in betas] if reference == "initial" else [(b, r) for b in betas for r in refs]
-    frames = []
-    for b, r in combos:
-        rw, rl = (points[:, 0], points[:, 1]) if r is None else (np.full(len(points), r[0]), np.full(len(points), r[1]))
-        x0 = points / np.stack([rw, rl], -1)
-        res = exact_dpo(x0, beta=b, ref_w=rw, ref_l=rl, stop=stop)
-        df = pd.DataFrame({"beta": b, "ref_w": rw, "ref_l": rl, "p1_0": points[:, 0], "p2_0": points[:, 1],
-                           "x1_0": x0[:, 0], "x2_0": x0[:, 1], "region": region_labels(points),
-                           "feasible": feasible(points), "loss_0": DPO(b).value(x0),
-                           "reference": reference})  # fmt: skip
-        for k in RESULT_FIELDS:
-            df[k] = res[k]
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+def make_flows(points, **kw):
+    return _make_flows(points=points, **kw)
 
 
 def mesh(n, low=0.02, spacing=np.linspace):
