@@ -256,7 +256,8 @@ def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list
 
     std_csv = root / "standard" / "flows.csv"
     if std_csv.exists():
-        law = standard_dpo_law(read_flows(std_csv))
+        meta = json.loads((root / "standard" / "meta.json").read_text())
+        law = standard_dpo_law(read_flows(std_csv), p2_floor=meta["experiment"]["stop"]["p2_floor"])
         free_runs = [n for n in names if n != "standard"]
         s_free = next((r for n in free_runs if (r := _region_spread(root, n, 0.1))), None)
         s_std = _region_spread(root, "standard", 0.1)
