@@ -1,0 +1,71 @@
+"""The :class:`Loss` interface: a preference loss as a function of two log-ratios.
+
+A loss here sees one preference pair through h = (h_w, h_l), the log-ratios
+h_w = log pi_theta(y_w|x) - log pi_ref(y_w|x) and h_l = log pi_theta(y_l|x) - log pi_ref(y_l|x),
+and, for the losses that read them (SimPO, ORPO, RPO, ...), the reference's log-probabilities
+``log_ref`` = (log pi_ref(y_w|x), log pi_ref(y_l|x)), so that log pi_theta = h + log_ref.
+Nothing here knows how the policy is parameterised: that is the job of
+:mod:`flowsim.model.parameterisations`, and :class:`flowsim.model.Objective` composes the two.
+
+Contract (every registered loss passes ``tests/unit/test_conformance.py``):
+
+1. A frozen dataclass whose fields are its hyperparameters (floats or strings), validated
+   in ``__post_init__`` with messages that name the field, the rule and the value.
+2. ``value(h, log_ref)`` has shape (...) and ``grad(h, log_ref)`` shape (..., 2) for h of
+   shape (..., 2) and ``log_ref`` broadcastable to it; ``grad`` is dL/dh (= dL/dlog pi).
+3. Both are finite for h in [-700, 700]^2 and log_ref down to log(1e-300): computed through
+   softplus / log-sigmoid / expit forms, never through an exponential that can overflow.
+4. ``hessian`` (for implicit solvers) defaults to a central difference of ``grad``; a loss
+   overrides it where the analytic form is cheap.
+5. A loss whose gradient jumps (a hinge, a max) says where by ``kinks``: functions of
+   (h, log_ref) whose sign changes exactly at the jumps; the integrator stops on them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from typing import ClassVar
+
+import numpy as np
+
+
+class Loss(ABC):
+    """A preference loss L(h; log_ref) of the log-ratios h = (h_w, h_l)."""
+
+    #: Registry name, as written in experiment files (``kind = "dpo"``).
+    kind: ClassVar[str]
+    #: Whether the loss reads log pi_theta itself (so h + log_ref), not only h.
+    uses_log_probs: ClassVar[bool] = False
+
+    @abstractmethod
+    def value(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """Loss values, shape (...)."""
+
+    @abstractmethod
+    def grad(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """dL/dh, shape (..., 2)."""
+
+    def hessian(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """d^2L/dh^2, shape (..., 2, 2): a central difference of :meth:`grad` unless overridden.
+
+        The step is 2^-17 (about eps^(1/3)) absolute in h, which is a log coordinate, so
+        relative in the probabilities; the result is symmetrised.
+        """
+        h = np.asarray(h, dtype=float)
+        step = 2.0**-17
+        cols = []
+        for i in range(2):
+            e = np.zeros(2)
+            e[i] = step
+            cols.append((self.grad(h + e, log_ref) - self.grad(h - e, log_ref)) / (2 * step))
+        jac = np.stack(cols, axis=-1)
+        return 0.5 * (jac + np.swapaxes(jac, -1, -2))
+
+    def kinks(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray | None:
+        """Functions (..., k) whose sign changes where the gradient jumps, or None (smooth)."""
+        return None
+
+    def params(self) -> dict[str, object]:
+        """The loss's hyperparameters by name, as they go into a results table."""
+        return asdict(self)  # type: ignore[call-overload]

@@ -1,0 +1,27 @@
+"""Policy parameterisations: theta -> log-probabilities, and their registry.
+
+A new one is one file here: a frozen dataclass subclassing :class:`Parameterisation`
+whose :meth:`~Parameterisation.bind` returns a :class:`Policy`, added to
+:data:`PARAMETERISATIONS`.  Its fields become swept keys of an experiment's ``[model]``
+table.
+"""
+
+from __future__ import annotations
+
+from flowsim.model.parameterisations.base import Parameterisation, Policy
+from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
+
+#: Parameterisation classes by the ``kind`` used in experiment files.
+PARAMETERISATIONS: dict[str, type[Parameterisation]] = {cls.kind: cls for cls in (RatioPlane,)}
+
+
+def make_parameterisation(kind: str, **params: object) -> Parameterisation:
+    """Build a registered parameterisation by name, e.g. ``make_parameterisation("ratio")``."""
+    try:
+        cls = PARAMETERISATIONS[kind]
+    except KeyError:
+        raise ValueError(f"model kind must be one of {sorted(PARAMETERISATIONS)}; got {kind!r}") from None
+    return cls(**params)
+
+
+__all__ = ["PARAMETERISATIONS", "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "make_parameterisation"]

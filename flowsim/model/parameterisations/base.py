@@ -1,0 +1,91 @@
+"""The :class:`Parameterisation` interface: parameters theta -> the responses' log-probabilities.
+
+A parameterisation is a frozen dataclass of hyperparameters (K, feature geometry, ...).
+Bound to starts and references by :meth:`Parameterisation.bind`, it becomes a
+:class:`Policy`: per-row data of some batch shape (a single start has shape ()), with
+
+1. ``theta0`` (..., d): the parameters at the start (the SFT model's, p = p0);
+2. ``log_probs(theta)`` (..., K): log pi_theta of every modelled response, y_w first and
+   y_l second (the ratio plane models only those two, K = 2, and is not normalised);
+3. ``log_ratios(theta)`` (..., 2): h = log pi_theta(y_w, y_l) - log_ref;
+4. ``vjp(theta, g)`` (..., d): the vector-Jacobian product g . dh/dtheta for a cotangent
+   g (..., 2) on h, which is all gradient flow and the optimisers need;
+5. ``in_domain(theta)`` (...): where theta is a valid parameter (the ratio plane's box).
+
+theta broadcasts against the batch shape, so one code path serves one flow and a chunk.
+Every registered parameterisation passes ``tests/unit/test_conformance.py`` (VJP against
+finite differences, the start reproduces p0, finite at the extremes).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from typing import ClassVar
+
+import numpy as np
+
+
+class Policy(ABC):
+    """A parameterised policy bound to its starts (per-row data of batch shape ``shape``)."""
+
+    #: Parameter dimension d and number of modelled responses K.
+    dim: int
+    n_responses: int
+    #: log pi_ref(y_w), log pi_ref(y_l), shape (..., 2).
+    log_ref: np.ndarray
+    #: The starts' probabilities (p_w0, p_l0), shape (..., 2).
+    p0: np.ndarray
+
+    @property
+    @abstractmethod
+    def theta0(self) -> np.ndarray:
+        """Parameters at the start, shape (..., d)."""
+
+    @abstractmethod
+    def log_probs(self, theta: np.ndarray) -> np.ndarray:
+        """log pi_theta of every modelled response, shape (..., K); y_w, y_l first."""
+
+    def log_ratios(self, theta: np.ndarray) -> np.ndarray:
+        """h = log pi_theta(y_w, y_l) - log_ref, shape (..., 2)."""
+        return self.log_probs(theta)[..., :2] - self.log_ref
+
+    def probs(self, theta: np.ndarray) -> np.ndarray:
+        """pi_theta of every modelled response, shape (..., K)."""
+        return np.exp(self.log_probs(theta))
+
+    @abstractmethod
+    def vjp(self, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """g . dh/dtheta for a cotangent g on h (..., 2): shape (..., d)."""
+
+    def in_domain(self, theta: np.ndarray) -> np.ndarray:
+        """Whether theta is a valid parameter (boolean, shape (...)); all finite theta by default."""
+        return np.all(np.isfinite(theta), axis=-1)
+
+    def theta_scale(self, theta: np.ndarray) -> np.ndarray:
+        """A typical size of each parameter (..., d), for finite-difference steps: max(|theta|, 1)."""
+        return np.maximum(np.abs(theta), 1.0)
+
+    def row(self, i: int | tuple) -> Policy:
+        """The policy of one start (batch index ``i``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot select rows")
+
+
+class Parameterisation(ABC):
+    """Hyperparameters of a policy family; :meth:`bind` gives a :class:`Policy`."""
+
+    #: Registry name, as written in experiment files (``[model] kind = "logits"``).
+    kind: ClassVar[str]
+    #: Whether the model is a probability distribution, so starts need p_w0 + p_l0 < 1.
+    normalised: ClassVar[bool] = True
+
+    @abstractmethod
+    def bind(self, p0: np.ndarray, ref: np.ndarray) -> Policy:
+        """A policy starting at probabilities p0 = (p_w0, p_l0) with references ``ref``.
+
+        Both have shape (..., 2); ``ref`` = (pi_ref(y_w), pi_ref(y_l)) in (0, 1].
+        """
+
+    def params(self) -> dict[str, object]:
+        """The hyperparameters by name, as they go into a results table."""
+        return asdict(self)  # type: ignore[call-overload]

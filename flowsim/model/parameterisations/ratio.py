@@ -1,0 +1,72 @@
+"""The seed paper's ratio plane: theta = x = (pi(y_w)/ref_w, pi(y_l)/ref_l) itself.
+
+This is the picture the paper draws: gradient flow run directly in the ratios, each in
+(0, 1/ref]; nothing ties p_w + p_l to 1, so a path can leave the probability simplex
+(``max_mass`` > 1 in a sweep).  h = log x and dh_i/dx_i = 1/x_i, so the VJP is g / x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from flowsim.model.parameterisations.base import Parameterisation, Policy
+
+
+class RatioPolicy(Policy):
+    """Ratio-plane policies at starts x0 = p0 / ref (batch shape of ``p0``)."""
+
+    dim = 2
+    n_responses = 2
+
+    def __init__(self, p0: np.ndarray, ref: np.ndarray) -> None:
+        self.p0 = np.asarray(p0, dtype=float)
+        self.ref = np.broadcast_to(np.asarray(ref, dtype=float), self.p0.shape)
+        self.log_ref = np.log(self.ref)
+        self.upper = 1.0 / self.ref
+
+    @property
+    def theta0(self) -> np.ndarray:
+        return self.p0 / self.ref
+
+    def log_probs(self, theta):
+        return np.log(np.asarray(theta, dtype=float)) + self.log_ref
+
+    def log_ratios(self, theta):
+        return np.log(np.asarray(theta, dtype=float))
+
+    def probs(self, theta):
+        return np.asarray(theta, dtype=float) * self.ref
+
+    def vjp(self, theta, g):
+        return np.asarray(g, dtype=float) / np.asarray(theta, dtype=float)
+
+    def theta_scale(self, theta):
+        return np.abs(np.asarray(theta, dtype=float))  # ratios: steps relative to x itself
+
+    def in_domain(self, theta):
+        theta = np.asarray(theta, dtype=float)
+        return np.all((theta > 0) & (theta <= self.upper), axis=-1)
+
+    def row(self, i):
+        return RatioPolicy(self.p0[i], self.ref[i])
+
+
+@dataclass(frozen=True)
+class RatioPlane(Parameterisation):
+    """theta = x, the paper's plane (no hyperparameters).
+
+    Examples
+    --------
+    >>> pol = RatioPlane().bind([0.3, 0.6], [0.5, 1.0])
+    >>> pol.theta0.tolist(), pol.probs(pol.theta0).tolist()
+    ([0.6, 0.6], [0.3, 0.6])
+    """
+
+    kind: ClassVar[str] = "ratio"
+    normalised: ClassVar[bool] = False
+
+    def bind(self, p0, ref):
+        return RatioPolicy(p0, ref)
