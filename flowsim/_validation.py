@@ -13,13 +13,29 @@ from numbers import Real
 import numpy as np
 
 
+class ParamError(ValueError):
+    """A parameter that breaks a rule; carries the key, the rule and the value as data.
+
+    ``str(exc)`` reads "``key`` ``rule``; got ``value!r``", and configuration code prefixes
+    the key's location (file, table) without parsing the message.
+    """
+
+    def __init__(self, key: str, rule: str, value: object) -> None:
+        self.key, self.rule, self.value = key, rule, value
+        super().__init__(f"{key} {rule}; got {value!r}")
+
+
+class ParamTypeError(ParamError, TypeError):
+    """A parameter of the wrong type (a TypeError too, as Python code expects)."""
+
+
 def check_real(name: str, value: object) -> float:
     """Return ``value`` as a float, or raise if it is not a finite real number."""
     if isinstance(value, bool) or not isinstance(value, Real | np.floating | np.integer):
-        raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
+        raise ParamTypeError(name, "must be a real number", value)
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
+        raise ParamError(name, "must be a finite number", value)
     return value
 
 
@@ -27,7 +43,7 @@ def check_positive(name: str, value: object) -> float:
     """A finite real number > 0."""
     value = check_real(name, value)
     if value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        raise ParamError(name, "must be a finite number > 0", value)
     return value
 
 
@@ -42,14 +58,14 @@ def check_interval(name: str, value: object, low: float, high: float, *, closed:
     if not (lo_ok and hi_ok):
         left = "[" if closed in ("left", "both") else "("
         right = "]" if closed in ("right", "both") else ")"
-        raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}; got {value!r}")
+        raise ParamError(name, f"must be in {left}{low:g}, {high:g}{right}", value)
     return value
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     """One of a fixed set of strings."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ParamError(name, f"must be one of {', '.join(map(repr, choices))}", value)
     return str(value)
 
 
@@ -62,3 +78,12 @@ def check_points(name: str, x: object) -> np.ndarray:
         bad = arr[~np.isfinite(arr).all(axis=-1)][0] if arr.ndim > 1 else arr
         raise ValueError(f"{name} must be finite; got {bad.tolist()}")
     return arr
+
+
+def check_int(name: str, value: object, low: int) -> int:
+    """A whole number >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ParamError(name, "must be a whole number", value)
+    if value < low:
+        raise ParamError(name, f"must be a whole number >= {low}", value)
+    return int(value)

@@ -1,24 +1,26 @@
-"""The ``flowsim`` command: argparse subcommands, glue only (no numerics here).
+"""The ``flowsim`` command: argparse only; every subcommand imports its pipeline lazily.
 
-    flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend dask --scheduler ADDR]
-    flowsim analyze RESULTS_DIR
-    flowsim plot RESULTS_DIR [--format png|svg|pdf]
-    flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE]
-    flowsim reproduce [--results DIR] [--n-jobs N]
-    flowsim bench [--quick]
+    flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--scheduler ADDR]
+    flowsim analyze RESULTS
+    flowsim plot RESULTS [--format png|svg|pdf]
+    flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
+    flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
+    flowsim bench [--quick] [...]
 
-Exit status: 0 on success, 1 when a sweep ends with failed flows, 2 for bad input
-(an invalid experiment file, an output folder that would be overwritten, ...).
+Exit status: 0 success; 1 a sweep finished with failed flows; 2 bad input or a bad
+environment (one line naming what is wrong); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowsim.config import ConfigError, load_experiment
+DESCRIPTION = ("Measure what preference-optimisation losses do under gradient flow: sweeps of flows from grids of "
+               "starts, region tables, verdicts on a paper's claims, and figures.")  # fmt: skip
 
 
 def _die(msg: str) -> int:
@@ -26,32 +28,115 @@ def _die(msg: str) -> int:
     return 2
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from flowsim.sweep import SweepError, run_sweep
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a bad environment (exit 2), not a bug."""
+    from flowsim.experiment.config import ConfigError
+    from flowsim.experiment.store import SweepError
 
+    return ConfigError, SweepError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flowsim.app.run import run
+
+    backend = "dask" if args.scheduler else args.backend
+    if args.n_jobs > (os.cpu_count() or 1):
+        print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {os.cpu_count()} cores here",
+              file=sys.stderr)  # fmt: skip
     try:
-        exp = load_experiment(args.experiment)
-    except ConfigError as exc:
-        return _die(str(exc))
-    out = Path(args.out) if args.out else Path("results") / exp.name
-    try:
-        meta = run_sweep(
-            exp, out, n_jobs=args.n_jobs, resume=args.resume, progress=not args.quiet,
-            backend=args.backend, scheduler=args.scheduler, chunk_size=args.chunk_size,
-        )  # fmt: skip
-    except (SweepError, ValueError) as exc:
+        exp, out, meta = run(args.experiment, args.out, n_jobs=args.n_jobs, resume=args.resume,
+                             progress=not args.quiet, backend=backend, scheduler=args.scheduler,
+                             chunk_size=args.chunk_size)  # fmt: skip
+    except _user_errors() as exc:
         return _die(str(exc))
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts_by_status"].items())
     rate = meta["rows"] / meta["wall_time_s"] if meta["wall_time_s"] else float("inf")
     print(f"{exp.name}: {meta['rows']} flows in {meta['wall_time_s']:.1f} s ({rate:,.0f}/s) -> {out}/flows.csv")
     print(f"  by status: {counts}")
+    if meta.get("starts_left_out"):
+        print(f"  left out {meta['starts_left_out']} grid points with p1 + p2 >= 1 (the model normalises)")
     return 1 if meta["counts_by_status"].get("failed") else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="flowsim", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from flowsim.app.analyze import analyze
 
+    try:
+        for path in analyze(args.results):
+            print(f"wrote {path}")
+    except _user_errors() as exc:
+        return _die(str(exc))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from flowsim.app.plot import plot
+
+    try:
+        paths = plot(args.results, args.format)
+    except _user_errors() as exc:
+        return _die(str(exc))
+    print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
+    return 0
+
+
+def cmd_field(args: argparse.Namespace) -> int:
+    from flowsim.plotting import plot_field
+
+    try:
+        out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out),
+                         log_scale=not args.linear)  # fmt: skip
+    except _user_errors() as exc:
+        return _die(str(exc))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from flowsim.app.reproduce import reproduce
+
+    try:
+        reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet)
+    except _user_errors() as exc:
+        return _die(str(exc))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from flowsim.app.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flowsim import __version__
+
+    p = argparse.ArgumentParser(prog="flowsim", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"flowsim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    a = sub.add_parser("analyze", help="region tables and claim verdicts for a results folder")
+    a.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
+    a.set_defaults(func=cmd_analyze)
+    pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
+    pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
+    pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
+    pl.set_defaults(func=cmd_plot)
+    _add_field(sub)
+    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment; write results/README.md")
+    r.add_argument("--experiments", default="experiments", help="folder of experiment files (default experiments)")
+    r.add_argument("--results", default="results", help="results folder (default results)")
+    r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_reproduce)
+    b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
+                       add_help=False)  # fmt: skip
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run an experiment sweep into a results folder")
     r.add_argument("experiment", help="experiment file (TOML), e.g. experiments/paper.toml")
     r.add_argument("--out", help="output folder (default: results/<name>)")
@@ -60,35 +145,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default loky)")
-    r.add_argument("--scheduler", help="dask scheduler address for --backend dask, e.g. tcp://host:8786")
+    r.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786 (implies --backend dask)")
     r.set_defaults(func=cmd_run)
-    _add_more(sub)
-    return p
 
 
-def _add_more(sub: argparse._SubParsersAction) -> None:
-    """Subcommands that live in flowsim.commands (analysis, figures, reproduction, benchmark)."""
-    try:
-        from flowsim import commands
-    except ImportError:
-        return
-    commands.register(sub)
+def _add_field(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("field", help="the paper's Figure 1 redrawn: loss surface and gradient field")
+    f.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1)")
+    f.add_argument("--ref-w", type=float, default=1.0, help="pi_ref(y_w|x) (default 1: no reference)")
+    f.add_argument("--ref-l", type=float, default=1.0, help="pi_ref(y_l|x) (default 1: no reference)")
+    f.add_argument("--out", default="figure1.png", help="output file (format from its suffix)")
+    f.add_argument("--linear", action="store_true", help="arrow length proportional to |grad L| (the paper's way)")
+    f.set_defaults(func=cmd_field)
+
+
+_INTERRUPTED = {
+    "run": "finished chunks are kept: add --resume to the same command to continue",
+    "reproduce": "nothing was published; results/ is as it was",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (--quick, --out, --repeats)
-        from flowsim.bench import main as bench_main
+        from flowsim.app.bench import main as bench_main
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        hint = {
-            "run": "finished chunks are kept: add --resume to the same command to continue",
-            "reproduce": "nothing was published; results/ is as it was",
-        }.get(getattr(args, "command", ""), "nothing was written")
+        hint = _INTERRUPTED.get(getattr(args, "command", ""), "nothing was written")
         print(f"flowsim: interrupted; {hint}", file=sys.stderr)
         return 130
 

@@ -52,12 +52,17 @@ class Objective:
         return self.loss.value(h, lr), self.policy.vjp(theta, self.loss.grad(h, lr))
 
     def hessian(self, theta: np.ndarray, step: float = 2.0**-17) -> np.ndarray:
-        """d^2L/dtheta^2 (..., d, d) by central differences of :meth:`grad` (for implicit solvers).
+        """d^2L/dtheta^2 (..., d, d), for implicit solvers.
 
-        The step is ``step`` times the policy's :meth:`~Policy.theta_scale` of each
+        Analytic where the policy composes second derivatives (:meth:`Policy.chain_hessian`,
+        e.g. the ratio plane, from the loss's Hessian in h); else central differences of
+        :meth:`grad`.  The step is ``step`` times the policy's :meth:`~Policy.theta_scale` of each
         coordinate, and the quotient uses the step as represented; the result is symmetrised.
         """
         theta = np.asarray(theta, dtype=float)
+        exact = self.policy.chain_hessian(theta, self.loss)
+        if exact is not None:
+            return exact
         scale = self.policy.theta_scale(theta)
         cols = []
         for k in range(theta.shape[-1]):

@@ -88,7 +88,9 @@ def test_objective_grad_matches_central_differences(loss, policy):
     obj = Objective(loss, policy)
     theta = policy.theta0
     fd = _central(lambda t: obj.value(t)[..., None], theta, step=1e-7)[..., 0, :]
-    np.testing.assert_allclose(obj.grad(theta), fd, rtol=1e-4, atol=1e-6)
+    kinks = loss.kinks(obj.h(theta), policy.log_ref)  # a difference straddling a kink means nothing
+    smooth = np.ones(len(theta), bool) if kinks is None else np.all(np.abs(kinks) > 1e-4, axis=-1)
+    np.testing.assert_allclose(obj.grad(theta)[smooth], fd[smooth], rtol=1e-4, atol=1e-6)
 
 
 def test_policy_selects_rows(policy):

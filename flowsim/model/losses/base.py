@@ -62,6 +62,18 @@ class Loss(ABC):
         jac = np.stack(cols, axis=-1)
         return 0.5 * (jac + np.swapaxes(jac, -1, -2))
 
+    def log_hessian(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """H - diag(dL/dh), shape (..., 2, 2): the Hessian in x = e^h scaled by x_i x_j.
+
+        The ratio plane's Hessian is this divided by x_i x_j.  Its diagonal is a difference
+        that can cancel (DPO near x2 = 0); a loss overrides this where it has a stable form.
+        """
+        out = np.array(self.hessian(h, log_ref), dtype=float)
+        g = self.grad(h, log_ref)
+        out[..., 0, 0] -= g[..., 0]
+        out[..., 1, 1] -= g[..., 1]
+        return out
+
     def kinks(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray | None:
         """Functions (..., k) whose sign changes where the gradient jumps, or None (smooth)."""
         return None

@@ -63,3 +63,17 @@ class DPO(Loss):
         m = self.margin(h)
         c = self.beta**2 * expit(-m) * expit(m)  # s (1 - s), each factor without cancellation
         return c[..., None, None] * np.array([[1.0, -1.0], [-1.0, 1.0]])
+
+    def log_hessian(self, h, log_ref=0.0):
+        """H - diag(dL/dh) without cancellation (plain DPO): with s = sigmoid(-m), b = beta,
+
+        [0, 0] = b s (1 + b (1 - s)),  [0, 1] = -b^2 s (1 - s),  [1, 1] = b s (b (1 - s) - 1),
+        the last bracket from whichever of s and 1 - s is small (it cancels near x2 = 0).
+        """
+        b, m = self.beta, self.margin(h)
+        s, sbar = expit(-m), expit(m)  # s and 1 - s, each without cancellation
+        bs = b * s
+        d00 = bs * (1.0 + b * sbar)
+        d01 = -bs * (b * sbar)
+        d11 = bs * np.where(s < 0.5, (b - 1.0) - b * s, b * sbar - 1.0)
+        return np.stack([np.stack([d00, d01], -1), np.stack([d01, d11], -1)], -2)

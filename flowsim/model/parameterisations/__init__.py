@@ -9,10 +9,14 @@ table.
 from __future__ import annotations
 
 from flowsim.model.parameterisations.base import Parameterisation, Policy
+from flowsim.model.parameterisations.features import FeaturePolicy, LogLinearFeatures
+from flowsim.model.parameterisations.logits import LogitsPolicy, SoftmaxLogits
 from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
 #: Parameterisation classes by the ``kind`` used in experiment files.
-PARAMETERISATIONS: dict[str, type[Parameterisation]] = {cls.kind: cls for cls in (RatioPlane,)}
+PARAMETERISATIONS: dict[str, type[Parameterisation]] = {
+    cls.kind: cls for cls in (RatioPlane, SoftmaxLogits, LogLinearFeatures)
+}
 
 
 def make_parameterisation(kind: str, **params: object) -> Parameterisation:
@@ -24,4 +28,5 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["PARAMETERISATIONS", "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "make_parameterisation"]
+__all__ = ["PARAMETERISATIONS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Parameterisation", "Policy",
+           "RatioPlane", "RatioPolicy", "SoftmaxLogits", "make_parameterisation"]  # fmt: skip

@@ -29,6 +29,10 @@ import numpy as np
 class Policy(ABC):
     """A parameterised policy bound to its starts (per-row data of batch shape ``shape``)."""
 
+    #: The parameterisation's registry name (charts and closed forms are declared per kind).
+    kind: str
+    #: Whether p_w can reach 1 in finite time (a stop, ``capped``): only an unnormalised model.
+    has_cap: bool = False
     #: Parameter dimension d and number of modelled responses K.
     dim: int
     n_responses: int
@@ -54,13 +58,29 @@ class Policy(ABC):
         """pi_theta of every modelled response, shape (..., K)."""
         return np.exp(self.log_probs(theta))
 
+    def ratios(self, theta: np.ndarray) -> np.ndarray:
+        """x = pi_theta / pi_ref of y_w and y_l, shape (..., 2)."""
+        return np.exp(self.log_ratios(theta))
+
     @abstractmethod
     def vjp(self, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
         """g . dh/dtheta for a cotangent g on h (..., 2): shape (..., d)."""
 
+    def chain_hessian(self, theta: np.ndarray, loss) -> np.ndarray | None:
+        """d^2L/dtheta^2 of ``loss`` composed with this policy, analytically, or None.
+
+        A policy whose h(theta) has a cheap second derivative overrides this; otherwise the
+        objective differentiates its gradient numerically.
+        """
+        return None
+
     def in_domain(self, theta: np.ndarray) -> np.ndarray:
         """Whether theta is a valid parameter (boolean, shape (...)); all finite theta by default."""
         return np.all(np.isfinite(theta), axis=-1)
+
+    def describe_domain(self) -> str:
+        """The domain in words, for error messages."""
+        return "finite parameters"
 
     def theta_scale(self, theta: np.ndarray) -> np.ndarray:
         """A typical size of each parameter (..., d), for finite-difference steps: max(|theta|, 1)."""

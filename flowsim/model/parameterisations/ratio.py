@@ -18,6 +18,8 @@ from flowsim.model.parameterisations.base import Parameterisation, Policy
 class RatioPolicy(Policy):
     """Ratio-plane policies at starts x0 = p0 / ref (batch shape of ``p0``)."""
 
+    kind = "ratio"
+    has_cap = True
     dim = 2
     n_responses = 2
 
@@ -40,8 +42,23 @@ class RatioPolicy(Policy):
     def probs(self, theta):
         return np.asarray(theta, dtype=float) * self.ref
 
+    def ratios(self, theta):
+        return np.asarray(theta, dtype=float)
+
+    def describe_domain(self):
+        ub = np.asarray(self.upper).reshape(-1, 2)[0]
+        rf = np.asarray(self.ref).reshape(-1, 2)[0]
+        return (f"0 < x1 <= {ub[0]:g}, 0 < x2 <= {ub[1]:g}: probabilities in (0, 1] with "
+                f"ref_w={rf[0]:g}, ref_l={rf[1]:g}")  # fmt: skip
+
     def vjp(self, theta, g):
         return np.asarray(g, dtype=float) / np.asarray(theta, dtype=float)
+
+    def chain_hessian(self, theta, loss):
+        # h_i = log x_i: d2L/dx_i dx_j = (H_ij - delta_ij g_i) / (x_i x_j), the bracket from the
+        # loss (Loss.log_hessian, free of cancellation where the loss says so), one division at a time
+        x = np.asarray(theta, dtype=float)
+        return loss.log_hessian(np.log(x), self.log_ref) / x[..., :, None] / x[..., None, :]
 
     def theta_scale(self, theta):
         return np.abs(np.asarray(theta, dtype=float))  # ratios: steps relative to x itself

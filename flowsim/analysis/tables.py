@@ -1,0 +1,148 @@
+"""Region tables from a flows table (the rows of ``flows.csv``), in memory.
+
+No file I/O and no plotting here: functions take a :class:`pandas.DataFrame` of flows and
+return DataFrames or text.
+
+* :func:`parameter_columns` -- the columns that identify a parameter combination.
+* :func:`region_table` -- per combination, subset ("all" / "feasible") and region: counts
+  by status, quartiles of the stop and crossing times and of the final probabilities.
+
+A parameter combination is (beta, ref_w, ref_l) for ``reference = "fixed"`` and beta
+alone for ``reference = "initial"`` (standard DPO: each row's reference is its own start,
+so every row starts at x = (1, 1) with its own ref_w = p1_0, ref_l = p2_0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from flowsim.dynamics.record import STATUSES
+from flowsim.experiment.regions import REGIONS
+
+#: Columns every analysis needs, besides the parameter columns.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
+    "p1_final", "p2_final", "x1_final", "x2_final", "t_w", "t_l", "reference",
+)  # fmt: skip
+#: Columns summarised by median and quartiles in :func:`region_table`.
+QUANTILE_COLUMNS: tuple[str, ...] = ("t_stop", "t_w", "t_l", "p1_final", "p2_final")
+SUBSETS: tuple[str, ...] = ("all", "feasible")
+#: region_table's columns after the parameter columns, subset and region.
+COLUMNS_AFTER_COUNT: list[str] = [
+    "count", "share_feasible", *(f"n_{s}" for s in STATUSES),
+    *(f"{c}_{q}" for c in QUANTILE_COLUMNS for q in ("median", "q25", "q75")),
+    "share_p1_target", "share_l_before_w",
+]  # fmt: skip
+
+
+def parameter_columns(flows: pd.DataFrame) -> list[str]:
+    """The columns whose values identify a parameter combination.
+
+    These are the loss's parameter columns, which come first in flows.csv (before
+    ``p1_0``): ["beta", "ref_w", "ref_l"] for DPO with ``reference = "fixed"``; with
+    ``reference = "initial"`` the references vary row by row, so only ["beta"].
+
+    Examples
+    --------
+    >>> cols = ["beta", "ref_w", "ref_l", "p1_0", "reference"]
+    >>> parameter_columns(pd.DataFrame([[0.1, 1.0, 1.0, 0.5, "fixed"]], columns=cols))
+    ['beta', 'ref_w', 'ref_l']
+    >>> parameter_columns(pd.DataFrame([[0.1, 0.5, 0.5, 0.5, "initial"]], columns=cols))
+    ['beta']
+    """
+    if not isinstance(flows, pd.DataFrame):
+        raise ValueError(f"flows must be a pandas DataFrame; got {type(flows).__name__}")
+    missing = [c for c in ("p1_0", "reference") if c not in flows.columns]
+    if missing:
+        raise ValueError(f"flows is missing the column(s) {missing}")
+    if len(flows) == 0:
+        raise ValueError("flows has no rows")
+    lead = list(flows.columns[: flows.columns.get_loc("p1_0")])
+    if not lead:
+        raise ValueError("flows must start with the loss's parameter columns (e.g. beta, ref_w, ref_l) before p1_0")
+    modes = sorted(map(str, pd.unique(flows["reference"])))
+    if len(modes) != 1 or modes[0] not in ("fixed", "initial"):
+        raise ValueError(f"flows' reference column must be all 'fixed' or all 'initial'; got {modes}")
+    return [c for c in lead if c not in ("ref_w", "ref_l")] if modes[0] == "initial" else lead
+
+
+def check_flows(flows: pd.DataFrame, needs: tuple[str, ...] = ()) -> list[str]:
+    """Validate a flows table; return its parameter columns.
+
+    Raises ValueError naming missing columns, unknown regions or statuses, or an empty table.
+    """
+    params = parameter_columns(flows)
+    missing = [c for c in (*REQUIRED_COLUMNS, *needs) if c not in flows.columns]
+    if missing:
+        raise ValueError(f"flows is missing the column(s) {missing}")
+    for col, allowed in (("region", REGIONS), ("status", STATUSES)):
+        bad = sorted(set(map(str, pd.unique(flows[col]))) - set(allowed))
+        if bad:
+            raise ValueError(f"flows' {col} column must hold only {list(allowed)}; got {bad}")
+    return params
+
+
+def _as_bool(col: pd.Series) -> np.ndarray:
+    """A bool column, also when read back from CSV as strings."""
+    if col.dtype == bool:
+        return col.to_numpy()
+    return col.astype(str).str.lower().isin(("true", "1", "1.0")).to_numpy()
+
+
+def _combos(flows: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    return flows[params].drop_duplicates().sort_values(params).reset_index(drop=True)
+
+
+# -- region table --------------------------------------------------------------------------------
+
+
+def region_table(flows: pd.DataFrame) -> pd.DataFrame:
+    """Per parameter combination, subset and region: counts, statuses and quartiles.
+
+    Returns one row per (combination, subset, region), subsets "all" and "feasible"
+    (p1_0 + p2_0 <= 1), regions in :data:`flowsim.regions.REGIONS` order; a region with
+    no rows in a subset has count 0 and NaN statistics.  Columns: the parameter
+    columns, ``subset``, ``region``, ``count``, ``share_feasible``, ``n_converged``,
+    ``n_capped``, ``n_timeout``, ``n_failed``, ``<q>_median``, ``<q>_q25``, ``<q>_q75``
+    for q in t_stop, t_w, t_l, p1_final, p2_final (times over the flows that reach
+    the target; NaN is "never" and is skipped), ``share_p1_target`` (share with t_w
+    not NaN) and ``share_l_before_w`` (share with t_l < t_w, NaN counting as +inf, so
+    both never is False).
+    """
+    params = check_flows(flows)
+    df = flows[[*params, "region", *QUANTILE_COLUMNS]].copy()
+    df["feasible"] = _as_bool(flows["feasible"])
+    for s in STATUSES:
+        df[f"n_{s}"] = (flows["status"] == s).to_numpy()
+    df["share_p1_target"] = flows["t_w"].notna().to_numpy()
+    df["share_l_before_w"] = (flows["t_l"].fillna(np.inf) < flows["t_w"].fillna(np.inf)).to_numpy()
+    keys = [*params, "region"]
+    combos = _combos(flows, params)
+    full = pd.MultiIndex.from_tuples(
+        [(*row, r) for row in combos.itertuples(index=False, name=None) for r in REGIONS], names=keys
+    )
+    names = {0.5: "median", 0.25: "q25", 0.75: "q75"}
+    pieces = []
+    for subset in SUBSETS:
+        d = df if subset == "all" else df[df["feasible"]]
+        g = d.groupby(keys, sort=False, observed=True)
+        agg = g.agg(
+            count=("region", "size"),
+            share_feasible=("feasible", "mean"),
+            **{f"n_{s}": (f"n_{s}", "sum") for s in STATUSES},
+            share_p1_target=("share_p1_target", "mean"),
+            share_l_before_w=("share_l_before_w", "mean"),
+        )
+        q = g[list(QUANTILE_COLUMNS)].quantile(list(names)).unstack(-1)
+        q.columns = [f"{c}_{names[k]}" for c, k in q.columns]
+        t = agg.join(q)[COLUMNS_AFTER_COUNT].reindex(full)
+        for c in ["count", *(f"n_{s}" for s in STATUSES)]:
+            t[c] = t[c].fillna(0).astype(np.int64)
+        t.insert(0, "subset", subset)
+        pieces.append(t.reset_index())
+    out = pd.concat(pieces, ignore_index=True)
+    out["_s"] = out["subset"].map(SUBSETS.index)
+    out["_r"] = out["region"].map(REGIONS.index)
+    out = out.sort_values([*params, "_s", "_r"], kind="stable")
+    return out[[*params, "subset", "region", *COLUMNS_AFTER_COUNT]].reset_index(drop=True)

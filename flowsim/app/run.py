@@ -1,0 +1,45 @@
+"""Load an experiment completely (every table, [claims] included) and run it into a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowsim._validation import ParamError
+from flowsim.analysis.studies.dpo_field import ClaimThresholds
+from flowsim.experiment.config import ConfigError, Experiment, load_experiment, parse_experiment
+from flowsim.experiment.execute import run_sweep
+
+
+def check_claims(exp: Experiment, source: str) -> ClaimThresholds:
+    """The experiment's [claims] table as thresholds, or ConfigError naming the key."""
+    known = set(ClaimThresholds.__dataclass_fields__)
+    unknown = sorted(set(exp.claims) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key 'claims.{unknown[0]}'; allowed here: {', '.join(sorted(known))}")
+    try:
+        return ClaimThresholds(**exp.claims)
+    except ParamError as exc:
+        raise ConfigError(f"{source}: claims.{exc.key} {exc.rule}; got {exc.value!r}") from None
+
+
+def load(path: str | Path) -> Experiment:
+    """An experiment file, validated in full before anything runs."""
+    exp = load_experiment(path)
+    check_claims(exp, str(path))
+    return exp
+
+
+def recorded(folder: Path) -> Experiment | None:
+    """The experiment a run folder was made with (its meta.json), or None."""
+    meta = folder / "meta.json"
+    if not meta.exists():
+        return None
+    return parse_experiment(json.loads(meta.read_text())["experiment"], source=str(meta))
+
+
+def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Experiment, Path, dict]:
+    """Run the experiment file ``path`` into ``out`` (default results/<name>)."""
+    exp = load(path)
+    folder = Path(out) if out else Path("results") / exp.name
+    return exp, folder, run_sweep(exp, folder, **kwargs)

@@ -1,0 +1,76 @@
+"""Stops and crossings as small objects: what a flow watches for, independent of how it moves.
+
+A :class:`Threshold` is a level of one response's probability: reaching it either stops
+the flow (``terminal``: the row's status is the threshold's name) or records the first
+time it is met (a *crossing*: ``t_<name>``).  Every integrator (a chart of
+:mod:`flowsim.dynamics.charts`, a closed form, a discrete optimiser) turns the same
+thresholds into its own test, so the statuses mean the same thing everywhere.
+
+>>> [t.name for t in thresholds(StopRule(), capped=True)]
+['converged', 'capped', 'w', 'l']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flowsim.dynamics.record import StopRule
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """p_response >= level (``rising``) or p_response <= level (falling).
+
+    Attributes
+    ----------
+    name : str
+        The status it gives when ``terminal``; else the crossing's suffix (``t_w``, ``t_l``).
+    response : int
+        0 for y_w, 1 for y_l.
+    level : float
+        A probability.
+    rising : bool
+        Met when p >= level (True) or p <= level (False).
+    terminal : bool
+        Whether meeting it stops the flow.
+    """
+
+    name: str
+    response: int
+    level: float
+    rising: bool
+    terminal: bool
+
+    def met(self, p: np.ndarray) -> np.ndarray:
+        """Whether probabilities p (..., K) meet the threshold (boolean, shape (...))."""
+        q = np.asarray(p)[..., self.response]
+        return q >= self.level if self.rising else q <= self.level
+
+
+def thresholds(stop: StopRule, *, capped: bool) -> tuple[Threshold, ...]:
+    """The stop rule's thresholds: the floor on p_l, the cap p_w = 1 (if ``capped``), the targets.
+
+    ``capped`` is the model's to say: only a model that does not normalise (the ratio plane)
+    can reach p_w = 1 in finite time.
+    """
+    out = [Threshold("converged", 1, stop.p2_floor, False, True)]
+    if capped:
+        out.append(Threshold("capped", 0, 1.0, True, True))
+    out += [Threshold("w", 0, stop.p1_target, True, False), Threshold("l", 1, stop.p2_target, False, False)]
+    return tuple(out)
+
+
+def stopped_at_start(p0: np.ndarray, rules: tuple[Threshold, ...]) -> np.ndarray:
+    """The status of starts that already meet a stop ('' where none): the first rule in order wins.
+
+    Shape (...) for probabilities p0 (..., K).  One place for "already stopped at the start".
+    """
+    status = np.full(np.shape(p0)[:-1], "", dtype=object)
+    for t in reversed([t for t in rules if t.terminal]):
+        status[t.met(p0)] = t.name
+    return status
+
+
+__all__ = ["Threshold", "stopped_at_start", "thresholds"]

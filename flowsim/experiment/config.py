@@ -1,0 +1,358 @@
+"""Experiment files (TOML) -> a frozen, validated :class:`Experiment`.
+
+The schema is the users' contract (keys may be added, never renamed); see the README's
+"Experiment files" section.  Each table is validated by the part it configures: ``[loss]``
+by the loss class, ``[model]`` by the parameterisation, ``[stop]`` by ``StopRule``,
+``[solver]`` by ``SolverOptions``; their errors carry the key as data
+(:class:`flowsim._validation.ParamError`), and :class:`ConfigError` prefixes the file and
+the table.  Nothing is run before the whole file has passed.  (``[claims]`` is kept as
+given here and validated by the analysis layer, which owns the verdict rules.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowsim._validation import ParamError, check_interval
+from flowsim.dynamics.closed_forms import closed_form
+from flowsim.dynamics.driver import SolverOptions
+from flowsim.dynamics.record import StopRule
+from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
+from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
+from flowsim.model.losses import LOSSES, Loss
+from flowsim.model.parameterisations import PARAMETERISATIONS, Parameterisation
+
+#: "fixed": ref_w, ref_l given (default 1); "initial": the reference is the SFT start
+#: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
+REFERENCE_MODES = ("fixed", "initial", "none")
+REF_KEYS = ("ref_w", "ref_l")
+
+
+class ConfigError(ValueError):
+    """An experiment file that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment as run: loss x model x references swept, a grid, a stop rule and a solver.
+
+    ``loss_params``, ``ref_params`` and ``model_params`` map each parameter to the tuple of
+    values swept (every list in the file is swept; the sweep runs over the Cartesian
+    product, loss parameters outermost, in field order).  With ``reference = "initial"``
+    the reference is the SFT model itself: each start gets ref = (p_w0, p_l0).
+    """
+
+    name: str
+    loss_kind: str = "dpo"
+    reference: str = "fixed"
+    loss_params: Mapping[str, tuple] = field(default_factory=dict)
+    ref_params: Mapping[str, tuple] = field(default_factory=dict)
+    model_kind: str = "ratio"
+    model_params: Mapping[str, tuple] = field(default_factory=dict)
+    grid: Grid = field(default_factory=lambda: Grid(p1=Axis(0.01, 1.0, 100), p2=Axis(0.01, 1.0, 100)))
+    stop: StopRule = field(default_factory=StopRule)
+    exact: bool = False
+    solver: SolverOptions = field(default_factory=SolverOptions)
+    p1_cuts: tuple[float, float] = DEFAULT_CUTS
+    p2_cuts: tuple[float, float] = DEFAULT_CUTS
+    claims: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def loss_class(self) -> type[Loss]:
+        return LOSSES[self.loss_kind]
+
+    @property
+    def model_class(self) -> type[Parameterisation]:
+        return PARAMETERISATIONS[self.model_kind]
+
+    def swept(self) -> dict[str, tuple]:
+        """Every swept parameter in column order: the loss's, the references, the model's."""
+        return {**self.loss_params, **self.ref_params, **self.model_params}
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """The swept parameter combinations (without the per-row references of ``initial``)."""
+        sw = self.swept()
+        return [dict(zip(sw, combo, strict=True)) for combo in itertools.product(*sw.values())]
+
+    def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
+        """The loss and the parameterisation of one combination."""
+        loss = self.loss_class(**{k: combo[k] for k in self.loss_params})
+        return loss, self.model_class(**{k: combo[k] for k in self.model_params})
+
+    def n_rows(self) -> int:
+        return len(self.parameter_sets()) * len(self.grid)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The experiment after defaults, in the file's own shape (for meta.json)."""
+
+        def one_or_list(d: Mapping[str, tuple]) -> dict[str, Any]:
+            return {k: list(v) if len(v) > 1 else v[0] for k, v in d.items()}
+
+        solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
+                  "atol": self.solver.atol}  # fmt: skip
+        out = {
+            "name": self.name,
+            "loss": {"kind": self.loss_kind, "reference": self.reference}
+            | one_or_list(self.loss_params)
+            | one_or_list(self.ref_params),
+            "grid": self.grid.as_dict(),
+            "stop": dataclasses.asdict(self.stop),
+            "solver": solver,
+            "regions": {"p1_cuts": list(self.p1_cuts), "p2_cuts": list(self.p2_cuts)},
+            "claims": dict(self.claims),
+        }
+        if self.model_kind != "ratio" or self.model_params:
+            out["model"] = {"kind": self.model_kind} | one_or_list(self.model_params)
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; raise :class:`ConfigError` naming file and key."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not an experiment file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_experiment(doc, source=str(path))
+
+
+def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Experiment:
+    """Validate a parsed experiment document (the TOML as a dict)."""
+    t = _Table(doc, source, "")
+    t.allow({"name", "loss", "model", "grid", "stop", "solver", "regions", "claims"})
+    name = t.get("name", str, required=True)
+    if not name or "/" in name or name.startswith("."):
+        t.fail("name", name, "must be a non-empty folder name without '/'")
+    loss_t, model_t = t.table("loss"), t.table("model")
+    kind, loss_params = _parse_loss(loss_t)
+    reference, ref_params = _parse_reference(loss_t, model_t)
+    model_kind, model_params = _parse_model(model_t)
+    stop = _parse_stop(t.table("stop"))
+    exact, solver = _parse_solver(t.table("solver"), kind, loss_params, model_kind)
+    cuts = _parse_regions(t.table("regions"))
+    claims = t.table("claims").doc
+    return Experiment(
+        name=name, loss_kind=kind, reference=reference, loss_params=loss_params, ref_params=ref_params,
+        model_kind=model_kind, model_params=model_params, grid=_parse_grid(t.table("grid")), stop=stop,
+        exact=exact, solver=solver, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"], claims=dict(claims),
+    )  # fmt: skip
+
+
+def _parse_loss(t: _Table) -> tuple[str, dict[str, tuple]]:
+    kind = t.get("kind", str, default="dpo")
+    if kind not in LOSSES:
+        t.fail("kind", kind, f"must be one of {sorted(LOSSES)}")
+    cls = LOSSES[kind]
+    t.allow({"kind", "reference", *REF_KEYS, *(f.name for f in dataclasses.fields(cls))})  # type: ignore[arg-type]
+    return kind, _swept_fields(t, cls)
+
+
+def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
+    kind = t.get("kind", str, default="ratio")
+    if kind not in PARAMETERISATIONS:
+        t.fail("kind", kind, f"must be one of {sorted(PARAMETERISATIONS)}")
+    cls = PARAMETERISATIONS[kind]
+    t.allow({"kind", "reference", *(f.name for f in dataclasses.fields(cls))})  # type: ignore[arg-type]
+    return kind, _swept_fields(t, cls)
+
+
+def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[str, dict[str, tuple]]:
+    """reference = fixed (ref_w, ref_l swept, default 1) | initial | none, from [loss] or [model]."""
+    if "reference" in loss_t.doc and "reference" in model_t.doc:
+        raise ConfigError(f"{loss_t.source}: give reference in [loss] or in [model], not both")
+    where = model_t if "reference" in model_t.doc else loss_t
+    reference = where.get("reference", str, default="fixed")
+    if reference not in REFERENCE_MODES:
+        where.fail("reference", reference, f"must be one of {list(REFERENCE_MODES)}")
+    given = [k for k in REF_KEYS if k in loss_t.doc]
+    if reference != "fixed" and given:
+        what = "sets ref_w and ref_l to each start's p1_0 and p2_0" if reference == "initial" else "sets them to 1"
+        raise ConfigError(
+            f"{loss_t.source}: {where.key('reference')} = {reference!r} {what}, so loss.ref_w and loss.ref_l "
+            f"cannot be given with it; got {', '.join(given)}"
+        )
+    if reference != "fixed":
+        return reference, {}
+    params = {}
+    for k in REF_KEYS:
+        values = _values(loss_t, k, loss_t.doc.get(k, 1.0), float)
+        for v in values:
+            try:
+                check_interval(k, v, 0.0, 1.0)
+            except ParamError as exc:
+                loss_t.fail(k, v, exc.rule)
+        params[k] = tuple(float(v) for v in values)
+    return reference, params
+
+
+def _values(t: _Table, key: str, raw: Any, typ: type) -> list:
+    """A value or a non-empty list of values of the field's type."""
+    values = raw if isinstance(raw, list) else [raw]
+    what = {float: "number", int: "whole number", bool: "true/false", str: "string"}[typ]
+    if not values:
+        t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+    for v in values:
+        ok = isinstance(v, typ) and not (typ is not bool and isinstance(v, bool))
+        if typ is float:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok:
+            t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+    return values
+
+
+def _swept_fields(t: _Table, cls: type) -> dict[str, tuple]:
+    """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``."""
+    defaults = cls()
+    out: dict[str, tuple] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        default = getattr(defaults, f.name)
+        typ = type(default) if isinstance(default, bool | int | str) else float
+        values = _values(t, f.name, t.doc.get(f.name, default), typ)
+        for v in values:
+            try:
+                cls(**{f.name: v})
+            except ParamError as exc:
+                t.fail(exc.key, exc.value, exc.rule)
+        out[f.name] = tuple(float(v) if typ is float else v for v in values)
+    return out
+
+
+def _parse_stop(t: _Table) -> StopRule:
+    names = {f.name for f in dataclasses.fields(StopRule)}
+    t.allow(names)
+    return t.build(StopRule, {k: t.get(k, float) for k in names if k in t.doc})
+
+
+def _parse_solver(t: _Table, kind: str, loss_params: dict, model_kind: str) -> tuple[bool, SolverOptions]:
+    t.allow({"method", "rtol", "atol"})
+    method = t.get("method", str, default="auto")
+    exact = method == "exact"
+    kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
+    solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
+    if exact:
+        form = closed_form(kind, model_kind)
+        if form is None:
+            t.fail("method", method, f"has no closed form for loss {kind!r} on model {model_kind!r}")
+        cls = LOSSES[kind]
+        for combo in itertools.product(*loss_params.values()):
+            if not form.applies(cls(**dict(zip(loss_params, combo, strict=True)))):
+                t.fail("method", method, form.rule)
+    return exact, solver
+
+
+def _parse_regions(t: _Table) -> dict[str, tuple[float, float]]:
+    t.allow({"p1_cuts", "p2_cuts"})
+    cuts = {}
+    for k in ("p1_cuts", "p2_cuts"):
+        raw = t.doc.get(k, list(DEFAULT_CUTS))
+        try:
+            cuts[k] = check_cuts(k, raw)
+        except ParamError as exc:
+            t.fail(k, raw, exc.rule)
+    return cuts
+
+
+def _parse_axis(a: _Table) -> Axis:
+    a.allow({"start", "stop", "num", "spacing"})
+    start, stop = a.get("start", float, required=True), a.get("stop", float, required=True)
+    num = a.get("num", int, required=True)
+    spacing = a.get("spacing", str, default="linear")
+    for key, v in (("start", start), ("stop", stop)):
+        if not 0 < v <= 1:
+            a.fail(key, v, "must be a probability in (0, 1]")
+    if stop <= start:
+        a.fail("stop", stop, f"must be greater than start = {start!r}")
+    if num < 1:
+        a.fail("num", num, "must be a whole number >= 1")
+    if spacing not in ("linear", "log"):
+        a.fail("spacing", spacing, "must be 'linear' or 'log'")
+    return Axis(start, stop, num, spacing)
+
+
+def _parse_grid(t: _Table) -> Grid:
+    kind = t.get("kind", str, default="mesh")
+    if kind not in GRID_KINDS:
+        t.fail("kind", kind, f"must be one of {list(GRID_KINDS)}")
+    if kind == "mesh":
+        t.allow({"kind", "p1", "p2"})
+        return Grid(kind="mesh", p1=_parse_axis(t.table("p1", required=True)),
+                    p2=_parse_axis(t.table("p2", required=True)))  # fmt: skip
+    t.allow({"kind", "n", "seed", "low", "high"})
+    n = t.get("n", int, required=True)
+    seed = t.get("seed", int, default=0)
+    low, high = t.get("low", float, default=0.01), t.get("high", float, default=1.0)
+    if n < 1:
+        t.fail("n", n, "must be a whole number >= 1")
+    if not 0 < low < 1:
+        t.fail("low", low, "must be in (0, 1)")
+    if not low < high <= 1:
+        t.fail("high", high, f"must satisfy low < high <= 1 (low = {low!r})")
+    return Grid(kind=kind, n=n, seed=seed, low=low, high=high)
+
+
+class _Table:
+    """One TOML table with its dotted location, for error messages."""
+
+    def __init__(self, doc: Any, source: str, where: str) -> None:
+        self.source, self.where = source, where
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{source}: {where or 'the file'} must be a table; got {doc!r}")
+        self.doc = doc
+
+    def key(self, k: str) -> str:
+        return f"{self.where}.{k}" if self.where else k
+
+    def fail(self, k: str, value: Any, rule: str) -> None:
+        raise ConfigError(f"{self.source}: {self.key(k)} {rule}; got {value!r}")
+
+    def allow(self, keys: set[str]) -> None:
+        for k in self.doc:
+            if k not in keys:
+                raise ConfigError(
+                    f"{self.source}: unknown key {self.key(k)!r}; allowed here: {', '.join(sorted(keys))}"
+                )
+
+    def table(self, k: str, required: bool = False) -> _Table:
+        if k not in self.doc and required:
+            raise ConfigError(f"{self.source}: missing required key {self.key(k)!r}")
+        return _Table(self.doc.get(k, {}), self.source, self.key(k))
+
+    def get(self, k: str, typ: type, *, required: bool = False, default: Any = None) -> Any:
+        if k not in self.doc:
+            if required:
+                raise ConfigError(f"{self.source}: missing required key {self.key(k)!r}")
+            return default
+        v = self.doc[k]
+        ok = (isinstance(v, int | float) and not isinstance(v, bool)) if typ is float else isinstance(v, typ)
+        if typ is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        if not ok or (typ is float and not math.isfinite(v)):
+            self.fail(k, v, f"must be {'a finite number' if typ is float else 'a ' + typ.__name__}")
+        return float(v) if typ is float else v
+
+    def build(self, cls: type, kwargs: dict[str, Any]) -> Any:
+        """``cls(**kwargs)``, its errors reported under the key they name (carried as data)."""
+        try:
+            return cls(**kwargs)
+        except ParamError as exc:
+            self.fail(exc.key, exc.value, exc.rule)

@@ -1,0 +1,105 @@
+"""Grids x parameters -> rows of the flows table, in chunks: pure compute, no files.
+
+A chunk is a contiguous block of rows of one parameter combination; :func:`run_chunk`
+computes it (in a worker process) by the closed form registered for the pair, when the
+experiment asks for ``method = "exact"``, or by integrating each start.  Rows are computed
+independently, so they do not depend on the chunk size, the number of workers or
+interruptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowsim.dynamics.closed_forms import closed_form
+from flowsim.dynamics.driver import integrate
+from flowsim.dynamics.record import RESULT_FIELDS, FlowResult
+from flowsim.experiment.config import Experiment
+from flowsim.experiment.regions import feasible, region_labels
+from flowsim.experiment.schema import columns
+from flowsim.model.objective import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """A contiguous block of rows: one parameter combination, starts and their references."""
+
+    index: int
+    combo: dict[str, Any]
+    p0: np.ndarray  # (n, 2)
+    ref: np.ndarray  # (n, 2)
+
+
+def starts(exp: Experiment) -> tuple[np.ndarray, int]:
+    """The grid's starts the model can take, and how many it left out.
+
+    A normalised model needs p_w0 + p_l0 < 1 (the other responses hold the rest); the
+    ratio plane takes every point of the square.
+    """
+    p = exp.grid.points()
+    if not exp.model_class.normalised:
+        return p, 0
+    keep = p[:, 0] + p[:, 1] < 1.0
+    return p[keep], int((~keep).sum())
+
+
+def n_rows(exp: Experiment) -> int:
+    """Rows of the flows table: combinations x starts."""
+    return len(exp.parameter_sets()) * len(starts(exp)[0])
+
+
+def chunks(exp: Experiment, chunk_size: int) -> Iterator[Chunk]:
+    """The sweep's rows in order (parameter combinations outer, grid inner), in blocks, lazily."""
+    p, _ = starts(exp)
+    k = 0
+    for combo in exp.parameter_sets():
+        for lo in range(0, len(p), chunk_size):
+            p0 = p[lo : lo + chunk_size]
+            yield Chunk(k, combo, p0, _references(exp, combo, p0))
+            k += 1
+
+
+def _references(exp: Experiment, combo: dict[str, Any], p0: np.ndarray) -> np.ndarray:
+    if exp.reference == "initial":
+        return p0.copy()
+    if exp.reference == "none":
+        return np.ones_like(p0)
+    return np.broadcast_to(np.array([combo["ref_w"], combo["ref_l"]]), p0.shape).copy()
+
+
+def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
+    """Compute one chunk's rows."""
+    loss, model = exp.split(chunk.combo)
+    policy = model.bind(chunk.p0, chunk.ref)
+    if exp.exact:
+        res = closed_form(exp.loss_kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
+    else:
+        records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
+        res = {k: np.array([getattr(r, k) for r in records]) for k in RESULT_FIELDS}
+    theta0 = policy.theta0
+    x0 = policy.ratios(theta0)
+    df = pd.DataFrame({k: np.full(len(chunk.p0), v) for k, v in chunk.combo.items() if k in exp.loss_params})
+    df["ref_w"], df["ref_l"] = chunk.ref[:, 0], chunk.ref[:, 1]
+    for k in exp.model_params:
+        df[k] = chunk.combo[k]
+    df["p1_0"], df["p2_0"] = chunk.p0[:, 0], chunk.p0[:, 1]
+    df["x1_0"], df["x2_0"] = x0[:, 0], x0[:, 1]
+    df["region"] = region_labels(chunk.p0, exp.p1_cuts, exp.p2_cuts)
+    df["feasible"] = feasible(chunk.p0)
+    for k in RESULT_FIELDS:
+        df[k] = res[k]
+    df["loss_0"] = Objective(loss, policy).value(theta0)
+    df["reference"] = exp.reference
+    return df[columns(exp)]
+
+
+def _one(loss, policy, exp: Experiment) -> FlowResult:
+    try:
+        return integrate(loss, policy=policy, stop=exp.stop, options=exp.solver)
+    except Exception as exc:  # noqa: BLE001 - one bad row never stops a sweep: it is recorded as failed
+        return FlowResult.failed(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,129 @@
+"""Experiment files: every shipped one loads; every kind of bad input names file, key and value."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowsim.experiment.config import ConfigError, load_experiment, parse_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = {
+    "name": "t",
+    "grid": {"p1": {"start": 0.1, "stop": 1.0, "num": 3}, "p2": {"start": 0.1, "stop": 1.0, "num": 2}},
+}
+
+
+def with_(path: str, value):
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in MINIMAL.items()}
+    *parents, last = path.split(".")
+    d = doc
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[last] = value
+    return doc
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_experiments_load(path):
+    exp = load_experiment(path)
+    assert exp.name == path.stem
+    assert exp.n_rows() >= 100
+
+
+def test_defaults_and_sweep_product():
+    exp = parse_experiment(with_("loss.beta", [0.1, 0.5]) | {"loss": {"beta": [0.1, 0.5], "ref_w": [0.5, 1.0]}})
+    assert [(c["beta"], c["ref_w"], c["ref_l"]) for c in exp.parameter_sets()] == [
+        (0.1, 0.5, 1.0),
+        (0.1, 1.0, 1.0),
+        (0.5, 0.5, 1.0),
+        (0.5, 1.0, 1.0),
+    ]
+    assert exp.stop.p2_floor == 1e-6 and exp.solver.method == "DOP853" and not exp.exact
+    assert exp.grid.points().shape == (6, 2)
+    np.testing.assert_allclose(exp.grid.points()[:2], [[0.1, 0.1], [0.1, 1.0]])  # p1 outer, p2 inner
+
+
+def test_sobol_and_random_grids():
+    for kind in ("sobol", "random"):
+        exp = parse_experiment({"name": "s", "grid": {"kind": kind, "n": 64, "seed": 3}})
+        p = exp.grid.points()
+        assert p.shape == (64, 2) and p.min() >= 0.01 and p.max() <= 1.0
+        np.testing.assert_array_equal(
+            p, parse_experiment({"name": "s", "grid": {"kind": kind, "n": 64, "seed": 3}}).grid.points()
+        )
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"grid": MINIMAL["grid"]}, "missing required key 'name'"),
+        (with_("colour", 1), "unknown key 'colour'"),
+        (with_("loss.betta", 0.1), "unknown key 'loss.betta'"),
+        (with_("loss.beta", -0.1), r"loss\.beta .*got -0\.1"),
+        (with_("loss.beta", "0.1"), r"loss\.beta must be a number.*'0\.1'"),
+        (with_("loss.beta", []), r"loss\.beta"),
+        (with_("loss.ref_w", 1.5), r"loss\.ref_w .*1\.5"),
+        (with_("loss.kind", "no_such_loss"), r"loss\.kind must be one of.*'no_such_loss'"),
+        (with_("loss.reference", "sft"), r"loss\.reference must be one of.*'sft'"),
+        (with_("grid.p1", {"start": 0.0, "stop": 1.0, "num": 3}), r"grid\.p1\.start must be a probability.*0\.0"),
+        (with_("grid.p1", {"start": 0.5, "stop": 0.2, "num": 3}), r"grid\.p1\.stop must be greater"),
+        (with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}), r"grid\.p1\.num must be a int.*2\.5"),
+        (with_("grid.p1", {"start": 0.1, "stop": 1.0}), r"missing required key 'grid\.p1\.num'"),
+        ({"name": "t", "grid": {"kind": "hex"}}, r"grid\.kind must be one of.*'hex'"),
+        ({"name": "t", "grid": {"kind": "sobol"}}, r"missing required key 'grid\.n'"),
+        (with_("stop.p2_floor", 2.0), r"stop\.p2_floor must be in.*2\.0"),
+        (with_("stop.t_max", -1), r"stop\.t_max .*-1"),
+        (with_("solver.method", "Euler"), r"solver\.method must be one of.*'Euler'"),
+        (with_("solver.rtol", 0), r"solver\.rtol .*0"),
+        (with_("regions.p1_cuts", [0.7, 0.3]), r"regions\.p1_cuts .*\[0\.7, 0\.3\]"),
+        (with_("loss.beta", 2.5) | {"solver": {"method": "exact"}}, r"solver\.method .*beta < 2"),
+        (with_("name", "a/b"), "name must be a non-empty folder name"),
+    ],
+)
+def test_bad_input_names_the_key(doc, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_experiment(doc, source="x.toml")
+
+
+def test_reference_initial_conflicts_with_given_references():
+    doc = with_("loss.reference", "initial")
+    doc["loss"] |= {"ref_w": 0.5, "ref_l": 0.5}
+    with pytest.raises(ConfigError, match="ref_w, ref_l") as err:
+        parse_experiment(doc, source="x.toml")
+    assert "loss.reference = 'initial'" in str(err.value)
+
+
+def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "bad"\n[loss]\nbeta = -1\n[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n'
+    )
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-m", "flowsim", "run", str(bad), "--out", str(out)], capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert "bad.toml" in res.stderr and "loss.beta" in res.stderr and "-1" in res.stderr
+    assert not out.exists()
+    conflict = tmp_path / "conflict.toml"
+    conflict.write_text(
+        'name = "c"\n[loss]\nreference = "initial"\nref_w = 0.5\nref_l = 0.5\n'
+        "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "flowsim", "run", str(conflict), "--out", str(out)], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "ref_w" in res.stderr and "ref_l" in res.stderr and not out.exists()
+    res = subprocess.run(
+        [sys.executable, "-m", "flowsim", "run", str(tmp_path / "none.toml")], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "no such experiment file" in res.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_as_dict_round_trips(path):
+    exp = load_experiment(path)
+    assert parse_experiment(exp.as_dict()) == exp

@@ -1,0 +1,214 @@
+"""The integrator, checked against the closed form (the oracle) and for every way it can stop."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from flowsim.dynamics.charts import RATIO_CHARTS, RatioChart, RatioChartSpec
+from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
+from flowsim.dynamics.driver import METHODS, SolverOptions, integrate
+from flowsim.dynamics.record import RESULT_FIELDS, StopRule
+from flowsim.model.losses import DPO
+from flowsim.model.objective import Objective
+from flowsim.model.parameterisations import RatioPlane
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    same = (np.isnan(a) & np.isnan(b)) | (a == b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.abs(a - b) / np.abs(b)
+    err[same] = 0.0
+    err[np.isnan(err)] = np.inf  # NaN on one side only
+    return err
+
+
+def test_against_exact_flow_at_500_random_initial_conditions():
+    rng = np.random.default_rng(7)
+    n = 500
+    beta, ref_w, ref_l = rng.uniform(0.05, 1, n), rng.uniform(0.05, 1, n), rng.uniform(0.05, 1, n)
+    p0 = rng.uniform(1e-3, 1, (n, 2))
+    x0 = p0 / np.stack([ref_w, ref_l], -1)
+    exact = exact_dpo(x0, beta=beta, ref_w=ref_w, ref_l=ref_l)
+    runs = [integrate(DPO(b), x, ref=(w, lo)) for b, w, lo, x in zip(beta, ref_w, ref_l, x0, strict=True)]
+    got = {k: np.array([getattr(r, k) for r in runs]) for k in RESULT_FIELDS}
+    assert np.array_equal(got["status"], exact["status"])
+    assert set(exact["status"]) == {"converged", "capped"}  # both outcomes are exercised
+    for k in ("t_stop", "t_w", "t_l"):
+        assert rel_err(got[k], exact[k]).max() <= 1e-5, k
+    for k in ("x1_final", "x2_final", "p1_final", "p2_final"):
+        assert rel_err(got[k], exact[k]).max() <= 1e-6, k
+    assert np.all(got["nfev"] > 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("chart", ["smooth", "identity"])
+def test_every_method_and_chart_agrees_with_the_exact_flow(method, chart):
+    x0 = np.array([[0.05, 0.9], [0.6, 0.4], [0.9, 0.9], [0.2, 0.02]])
+    exact = exact_dpo(x0, beta=0.3)
+    opts = SolverOptions(method=method, rtol=1e-10, atol=1e-13, chart=chart)
+    for i, x in enumerate(x0):
+        r = integrate(DPO(beta=0.3), x, options=opts)
+        assert r.status == exact["status"][i]
+        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=1e-5)
+        assert r.x1_final == pytest.approx(exact["x1_final"][i], rel=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0, 2.0, 3.0])
+def test_conservation_along_paths(beta):
+    # x1^2 + x2^2 is constant on every path, for every beta (also beta >= 2, where there is no closed form).
+    for x0 in ([0.1, 0.9], [0.5, 0.5], [0.95, 0.2]):
+        r = integrate(DPO(beta=beta), x0, path=True)
+        r2 = (r.path_x**2).sum(1)
+        np.testing.assert_allclose(r2, sum(v * v for v in x0), rtol=1e-7)
+        assert np.all(np.diff(r.path_x[:, 0]) >= 0) and np.all(np.diff(r.path_x[:, 1]) <= 0)
+        assert r.path_t[-1] == pytest.approx(r.t_stop)
+
+
+def test_every_status_is_reachable():
+    loss = DPO(beta=0.1)
+    assert integrate(loss, [0.5, 0.5]).status == "converged"
+    assert integrate(loss, [0.9, 0.9]).status == "capped"
+    r = integrate(loss, [0.5, 0.5], StopRule(t_max=1e-3))
+    assert (r.status, r.t_stop) == ("timeout", 1e-3)
+    assert math.isnan(r.t_w) and math.isnan(r.t_l)
+
+    # another kind than "dpo": no chart is registered for it, so its own gradient is integrated
+    @dataclass(frozen=True)
+    class Broken(DPO):
+        kind = "broken"
+
+        def grad(self, h, log_ref=0.0):
+            return np.full(np.shape(h), math.nan)
+
+    r = integrate(Broken(), [0.5, 0.5])
+    assert r.status == "failed" and r.message and math.isnan(r.t_stop)
+
+    @dataclass(frozen=True)
+    class Raising(DPO):
+        kind = "raising"
+
+        def grad(self, h, log_ref=0.0):
+            raise ZeroDivisionError("boom")
+
+    r = integrate(Raising(), [0.5, 0.5])
+    assert r.status == "failed" and "ZeroDivisionError: boom" in r.message
+
+
+def test_start_already_stopped_costs_nothing():
+    r = integrate(DPO(), [0.3, 1e-7])
+    assert (r.status, r.t_stop, r.nfev, r.t_l) == ("converged", 0.0, 0, 0.0)
+    assert math.isnan(r.t_w)
+    r = integrate(DPO(), [2.0, 0.5], ref=(0.5, 1.0))
+    assert (r.status, r.t_stop, r.p1_final, r.t_w) == ("capped", 0.0, 1.0, 0.0)
+
+
+def test_crossings_found_by_events_not_sampling():
+    # with a huge t_max the saved path is a handful of steps, but t_w and t_l still match the closed form
+    x0 = [0.1, 0.95]
+    exact = exact_dpo(x0, beta=0.5)
+    r = integrate(DPO(beta=0.5), x0)
+    assert r.t_w == pytest.approx(float(exact["t_w"]), rel=1e-7)
+    assert r.t_l == pytest.approx(float(exact["t_l"]), rel=1e-7)
+
+
+def test_beta_two_uses_the_log_chart():
+    spec = RATIO_CHARTS["dpo"]
+    assert (spec.exponents, spec.clock) == ((2.0, 0.0), 1) and spec.applies(DPO(beta=2.0))
+    r = integrate(DPO(beta=2.0), [0.5, 0.5])
+    assert r.status == "converged" and np.isfinite(r.t_stop)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: integrate(DPO(), [1.5, 0.5]), r"start must lie in the model's domain.*1\.5.*x1 <= 1"),
+        (lambda: integrate(DPO(), [0.0, 0.5]), "start must lie in the model's domain"),
+        (lambda: integrate(DPO(), [np.nan, 0.5]), "start must lie in the model's domain"),
+        (lambda: integrate(DPO(), [[0.5, 0.5]]), r"shape \(2,\)"),
+        (lambda: SolverOptions(method="Euler"), "method must be one of.*'Euler'"),
+        (lambda: SolverOptions(rtol=0), "rtol"),
+        (lambda: SolverOptions(atol=-1), "atol"),
+        (lambda: StopRule(p2_floor=0), "p2_floor"),
+        (lambda: StopRule(p2_target=1e-9), "p2_target"),
+        (lambda: StopRule(t_max=math.inf), "t_max"),
+        (lambda: StopRule(p1_target=1.2), "p1_target"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_auto_means_the_default_method():
+    assert SolverOptions(method="auto") == SolverOptions()
+
+
+def _ratio_chart(loss, spec):
+    return RatioChart(Objective(loss, RatioPlane().bind(np.array([0.5, 0.5]), np.ones(2))), spec)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.1, 0.5, 1.0, 2.0, 3.0])
+def test_closed_form_field_agrees_with_the_composed_one(beta, rng):
+    loss, spec = DPO(beta=beta), RATIO_CHARTS["dpo"]
+    composed = RatioChartSpec(spec.exponents, spec.clock, field=None)  # the same chart, field from the gradient
+    x = rng.uniform(1e-6, 1, (200, 2))
+    z = np.stack([x[:, 0] ** 2, np.log(x[:, 1])], -1)
+    fast = _ratio_chart(loss, spec)._field(tuple(z[0]))
+    slow = _ratio_chart(loss, composed)._field(tuple(z[0]))
+    for z1, z2 in z.tolist():
+        np.testing.assert_allclose(fast(z1, z2), slow(z1, z2), rtol=1e-13)
+
+
+@pytest.fixture
+def register_chart(monkeypatch):
+    """Register a chart for a test-only loss kind, for the duration of a test."""
+
+    def register(kind, spec):
+        monkeypatch.setitem(RATIO_CHARTS, kind, spec)
+
+    return register
+
+
+@dataclass(frozen=True)
+class Composed(DPO):
+    """DPO under another kind: its registered chart has no closed-form field."""
+
+    kind = "dpo_composed"
+
+
+def test_the_composed_field_integrates_as_accurately(register_chart):
+    spec = RATIO_CHARTS["dpo"]
+    register_chart("dpo_composed", RatioChartSpec(spec.exponents, spec.clock, field=None))
+    x0 = np.array([[0.05, 0.9], [0.6, 0.4], [0.9, 0.9], [0.2, 0.02], [0.98, 0.05]])
+    exact = exact_dpo(x0, beta=0.3)
+    for i, x in enumerate(x0):
+        r = integrate(Composed(beta=0.3), x)
+        assert r.status == exact["status"][i]
+        for k in ("t_stop", "t_w", "t_l"):
+            assert rel_err([getattr(r, k)], [exact[k][i]]).max() <= 1e-7, k
+
+
+def test_a_chart_without_a_clock_integrates_in_time(register_chart):
+    register_chart("dpo_composed", RatioChartSpec((2.0, 1.5), None, field=None))  # z = (x1^2, x2^(2 - beta))
+    x0 = np.array([[0.3, 0.6], [0.9, 0.5]])
+    exact = exact_dpo(x0, beta=0.5)
+    for i, x in enumerate(x0):
+        r = integrate(Composed(beta=0.5), x)
+        assert r.status == exact["status"][i]
+        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=1e-5)
+    r = integrate(Composed(beta=0.5), [0.3, 0.6], StopRule(t_max=0.1))
+    assert (r.status, r.t_stop) == ("timeout", 0.1)
+
+
+def test_a_stop_found_by_an_event_is_landed_on():
+    # short capped flows take two long steps: the cap, found on the dense output, used to carry
+    # 7.5e-9 of relative error at rtol 1e-9; landing on it brings that to the steps' own accuracy
+    x0 = np.array([[0.925, 0.648], [0.899, 0.774], [0.925, 0.6]])
+    exact = exact_dpo(x0, beta=0.1)
+    got = [integrate(DPO(beta=0.1), x) for x in x0]
+    assert [r.status for r in got] == ["capped"] * 3
+    assert rel_err([r.t_stop for r in got], exact["t_stop"]).max() <= 2e-9
+    assert rel_err([r.x2_final for r in got], exact["x2_final"]).max() <= 1e-9
