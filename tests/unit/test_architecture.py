@@ -55,6 +55,9 @@ def test_analysis_does_not_import_plotting():
 
 def test_the_cli_imports_no_numerics():
     # `flowsim --help` must not pay for numpy, scipy, pandas or matplotlib
-    code = "import sys, flowsim.cli; print(sorted(m for m in ('numpy', 'scipy', 'pandas', 'matplotlib') if m in sys.modules))"
+    code = (
+        "import sys, flowsim.cli; "
+        "print(sorted(m for m in ('numpy', 'scipy', 'pandas', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
