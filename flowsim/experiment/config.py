@@ -103,7 +103,7 @@ class Experiment:
             | one_or_list(self.loss_params)
             | one_or_list(self.ref_params),
             "grid": self.grid.as_dict(),
-            "stop": dataclasses.asdict(self.stop),
+            "stop": self.stop.as_dict(),
             "solver": solver,
             "regions": {"p1_cuts": list(self.p1_cuts), "p2_cuts": list(self.p2_cuts)},
             "claims": dict(self.claims),
@@ -240,7 +240,7 @@ def _swept_fields(t: _Table, cls: type) -> dict[str, tuple]:
 def _parse_stop(t: _Table) -> StopRule:
     names = {f.name for f in dataclasses.fields(StopRule)}
     t.allow(names)
-    return t.build(StopRule, {k: t.get(k, float) for k in names if k in t.doc})
+    return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
 def _parse_solver(t: _Table, kind: str, loss_params: dict, model_kind: str) -> tuple[bool, SolverOptions]:
