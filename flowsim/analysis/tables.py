@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.record import STATUSES
+from flowsim.experiment.config import REFERENCE_MODES
 from flowsim.experiment.regions import REGIONS
 
 #: Columns every analysis needs, besides the parameter columns.
@@ -25,14 +26,15 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
     "p1_final", "p2_final", "x1_final", "x2_final", "t_w", "t_l", "reference",
 )  # fmt: skip
-#: Columns summarised by median and quartiles in :func:`region_table`.
-QUANTILE_COLUMNS: tuple[str, ...] = ("t_stop", "t_w", "t_l", "p1_final", "p2_final")
+#: Columns summarised by median and quartiles in :func:`region_table` (``p_w_min_rel`` is
+#: p_w_min / p_w0: how far the preferred response's probability fell, 1 if it never did).
+QUANTILE_COLUMNS: tuple[str, ...] = ("t_stop", "t_w", "t_l", "p1_final", "p2_final", "p_w_min_rel")
 SUBSETS: tuple[str, ...] = ("all", "feasible")
 #: region_table's columns after the parameter columns, subset and region.
 COLUMNS_AFTER_COUNT: list[str] = [
     "count", "share_feasible", *(f"n_{s}" for s in STATUSES),
     *(f"{c}_{q}" for c in QUANTILE_COLUMNS for q in ("median", "q25", "q75")),
-    "share_p1_target", "share_l_before_w",
+    "share_p1_target", "share_l_before_w", "n_left_simplex", "share_displaced",
 ]  # fmt: skip
 
 
@@ -62,9 +64,11 @@ def parameter_columns(flows: pd.DataFrame) -> list[str]:
     if not lead:
         raise ValueError("flows must start with the loss's parameter columns (e.g. beta, ref_w, ref_l) before p1_0")
     modes = sorted(map(str, pd.unique(flows["reference"])))
-    if len(modes) != 1 or modes[0] not in ("fixed", "initial"):
-        raise ValueError(f"flows' reference column must be all 'fixed' or all 'initial'; got {modes}")
-    return [c for c in lead if c not in ("ref_w", "ref_l")] if modes[0] == "initial" else lead
+    bad = [m for m in modes if m not in REFERENCE_MODES]
+    if bad:
+        raise ValueError(f"flows' reference column must hold only {list(REFERENCE_MODES)}; got {bad}")
+    cols = lead if "initial" not in modes else [c for c in lead if c not in ("ref_w", "ref_l")]
+    return [*cols, "reference"] if len(modes) > 1 else cols
 
 
 def check_flows(flows: pd.DataFrame, needs: tuple[str, ...] = ()) -> list[str]:
@@ -90,6 +94,11 @@ def _as_bool(col: pd.Series) -> np.ndarray:
     return col.astype(str).str.lower().isin(("true", "1", "1.0")).to_numpy()
 
 
+def _column(flows: pd.DataFrame, name: str) -> np.ndarray:
+    """A float column, NaN throughout if the table predates it."""
+    return flows[name].to_numpy(float) if name in flows else np.full(len(flows), np.nan)
+
+
 def _combos(flows: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     return flows[params].drop_duplicates().sort_values(params).reset_index(drop=True)
 
@@ -111,7 +120,10 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     both never is False).
     """
     params = check_flows(flows)
-    df = flows[[*params, "region", *QUANTILE_COLUMNS]].copy()
+    df = flows[[*params, "region", *QUANTILE_COLUMNS[:-1]]].copy()
+    df["p_w_min_rel"] = _column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
+    df["n_left_simplex"] = _column(flows, "max_mass") > 1.0 + 1e-12
+    df["share_displaced"] = _as_bool(flows["displaced"]) if "displaced" in flows else np.nan
     df["feasible"] = _as_bool(flows["feasible"])
     for s in STATUSES:
         df[f"n_{s}"] = (flows["status"] == s).to_numpy()
@@ -133,11 +145,13 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
             **{f"n_{s}": (f"n_{s}", "sum") for s in STATUSES},
             share_p1_target=("share_p1_target", "mean"),
             share_l_before_w=("share_l_before_w", "mean"),
+            n_left_simplex=("n_left_simplex", "sum"),
+            share_displaced=("share_displaced", "mean"),
         )
         q = g[list(QUANTILE_COLUMNS)].quantile(list(names)).unstack(-1)
         q.columns = [f"{c}_{names[k]}" for c, k in q.columns]
         t = agg.join(q)[COLUMNS_AFTER_COUNT].reindex(full)
-        for c in ["count", *(f"n_{s}" for s in STATUSES)]:
+        for c in ["count", "n_left_simplex", *(f"n_{s}" for s in STATUSES)]:
             t[c] = t[c].fillna(0).astype(np.int64)
         t.insert(0, "subset", subset)
         pieces.append(t.reset_index())

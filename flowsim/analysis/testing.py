@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
-from flowsim.dynamics.record import RESULT_FIELDS, StopRule
+from flowsim.dynamics.closed_forms.dpo_ratio import flows
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
 from flowsim.experiment.regions import feasible, region_labels
+from flowsim.experiment.schema import LEADING, NULLABLE_INT
 from flowsim.model.losses import DPO
+from flowsim.model.parameterisations import RatioPlane
 
-COLUMNS = ["beta", "ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
-           "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final", "t_w", "t_l", "nfev",
-           "reference", "message"]  # fmt: skip
+COLUMNS = ["beta", "ref_w", "ref_l", *LEADING]
 
 
 def make_flows(p1=None, p2=None, *, points=None, betas=(0.1,), refs=((1.0, 1.0),), reference="fixed", stop=None):
@@ -34,12 +34,12 @@ def make_flows(p1=None, p2=None, *, points=None, betas=(0.1,), refs=((1.0, 1.0),
     for b, r in combos:
         rw, rl = (points[:, 0], points[:, 1]) if r is None else (np.full(len(points), r[0]), np.full(len(points), r[1]))
         x0 = points / np.stack([rw, rl], -1)
-        res = exact_dpo(x0, beta=b, ref_w=rw, ref_l=rl, stop=stop)
+        res = flows(DPO(b), RatioPlane().bind(points, np.stack([rw, rl], -1)), stop)
         df = pd.DataFrame({"beta": b, "ref_w": rw, "ref_l": rl, "p1_0": points[:, 0], "p2_0": points[:, 1],
                            "x1_0": x0[:, 0], "x2_0": x0[:, 1], "region": region_labels(points),
                            "feasible": feasible(points), "loss_0": DPO(b).value(np.log(x0)),
-                           "reference": reference})  # fmt: skip
-        for k in RESULT_FIELDS:
-            df[k] = res[k]
+                           "loss": "dpo", "model": "ratio", "reference": reference})  # fmt: skip
+        for k in (*RESULT_FIELDS, *PATH_FIELDS):
+            df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
         frames.append(df)
     return pd.concat(frames, ignore_index=True)[COLUMNS]

@@ -76,6 +76,8 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         raise ValueError(f"claims is missing the column(s) {missing} (expected the output of evaluate_claims)")
     cols = list(claims.columns)
     params = cols[cols.index("claim") + 1 : cols.index("reference")]
+    if claims["reference"].nunique() > 1:  # several reference modes: name each row's
+        params = [*params, "reference"]
     ref = ", ".join(sorted(map(str, pd.unique(claims["reference"]))))
     ref_text = "reference = SFT model (each start is its own reference)" if ref == "initial" else f"reference: {ref}"
     ids = list(dict.fromkeys(claims["claim"]))

@@ -31,18 +31,19 @@ def _model_of(exp: Experiment | None, row: pd.Series):
     """The loss and parameterisation of a flows row (DPO on the ratio plane without meta.json)."""
     if exp is None:
         return DPO(float(row["beta"])), RatioPlane()
-    return exp.split({k: type(v[0])(row[k]) for k, v in exp.swept().items()})
+    params = {**exp.loss_params, **exp.model_params}
+    return exp.split({k: type(v[0])(row[k]) for k, v in params.items()})
 
 
 def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cuts) -> dict[tuple, list[PathData]]:
     """Per parameter combination, the flows from the region centres (starts a model cannot take are skipped)."""
     params = check_flows(flows)
-    reference = str(flows["reference"].iloc[0])
     options = exp.solver if exp else None
     out = {}
     for key, group in flows.groupby(params, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         row = group.iloc[0]
+        reference = str(row["reference"])
         loss, model = _model_of(exp, row)
         drawn = []
         for p in start_points(*cuts):

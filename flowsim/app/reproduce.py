@@ -26,7 +26,7 @@ from flowsim.experiment.store import read_flows
 from flowsim.plotting import plot_field
 
 #: Experiments in the order the report shows them; others found in the folder follow.
-ORDER = ("paper", "beta", "reference", "standard")
+ORDER = ("paper", "beta", "reference", "standard", "logits", "features", "optimisers", "losses")
 SKIP = ("smoke",)
 REPORT_FILES = ("README.md", "figure1.png", "figure1_log.png")
 
@@ -189,6 +189,7 @@ def build_report(root: Path, names: list[str]) -> str:
     free = _reference_free(root, names)
     if std is not None and free is not None:
         out += _side_by_side(root, free, std, names)
+    out += _models_side_by_side(root)
 
     out += ["## Figures", "",
             "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
@@ -212,6 +213,52 @@ def build_report(root: Path, names: list[str]) -> str:
         if hits:
             out += ["", f"**{caption}** ({n})", "", f"![{caption}]({n}/figures/{hits[0].name})"]
     return "\n".join(out) + "\n"
+
+
+#: The parameterisations compared in the report: (label, experiment, the rows' parameters).
+MODELS = (
+    ("ratio plane (the paper's picture)", "standard", {"beta": 0.1}),
+    ("softmax logits, K = 10", "logits", {"beta": 0.1, "reference": "initial"}),
+    ("log-linear features, cos 0.9, norm ratio 1.25", "features", {"cos_wl": 0.9, "norm_ratio": 1.25}),
+)
+#: Region-table columns shown per model, with their headings.
+MODEL_COLUMNS = {"p1_final_median": "final p_w", "t_stop_median": "t_stop", "share_displaced": "share displaced",
+                 "share_left": "share leaving the simplex"}  # fmt: skip
+
+
+def _region_rows(root: Path, name: str, where: dict) -> pd.DataFrame | None:
+    """The feasible-start rows of an experiment's regions.csv matching ``where``, indexed by region."""
+    path = root / name / "regions.csv"
+    if not path.exists():
+        return None
+    r = pd.read_csv(path)
+    r = r[r["subset"] == "feasible"]
+    for k, v in where.items():
+        if k in r:
+            r = r[np.isclose(r[k], v)] if isinstance(v, float) else r[r[k] == v]
+    if r.empty:
+        return None
+    r = r.set_index("region")
+    r["share_left"] = r["n_left_simplex"] / r["count"]
+    return r
+
+
+def _models_side_by_side(root: Path) -> list[str]:
+    """Final p_w, time to stop, share displaced and share leaving the simplex per region, per model."""
+    found = [
+        (label, name, rows) for label, name, where in MODELS if (rows := _region_rows(root, name, where)) is not None
+    ]
+    if len(found) < 2:
+        return []
+    lines = ["## The same starts under three parameterisations (DPO, β = 0.1, reference = SFT model)", "",
+             "Flowing the ratios x (the paper) is not what training does: training moves a policy's parameters, "
+             "and gradient flow is not invariant under reparameterisation. Per region of feasible SFT models "
+             "(p_w0 + p_l0 ≤ 1), medians over the starts; every number is read from the experiments' "
+             "`regions.csv`.", ""]  # fmt: skip
+    for col, heading in MODEL_COLUMNS.items():
+        table = pd.DataFrame({label: rows[col] for label, _, rows in found}).dropna(how="all")
+        lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
+    return lines
 
 
 def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:

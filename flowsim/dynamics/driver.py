@@ -30,6 +30,7 @@ from scipy.integrate import solve_ivp
 from flowsim._validation import check_choice, check_interval, check_positive
 from flowsim.dynamics.charts import System, chart_for
 from flowsim.dynamics.events import Threshold, thresholds
+from flowsim.dynamics.monitors import add_monitors, add_stops, stop_functions
 from flowsim.dynamics.record import FlowResult, StopRule
 from flowsim.model.losses.base import Loss
 from flowsim.model.objective import Objective
@@ -130,20 +131,50 @@ def integrate(
     objective, theta0 = _setup(loss, x0, ref, policy)
     rules = thresholds(stop, capped=objective.policy.has_cap)
     chart = chart_for(objective, objective.policy.kind, smooth=options.chart == "smooth")
-    met = chart.met_at_start(theta0, rules)
-    done = [r.name for r in met if r.terminal]
-    t_w0, t_l0 = (0.0 if any(r.name == n for r in met) else math.nan for n in ("w", "l"))
-    if done:  # already stopped
-        return _record(objective, done[0], 0.0, theta0, t_w0, t_l0, 0, None)
-    live = tuple(r for r in rules if r.terminal or r not in met)
     try:
-        sys_ = chart.system(theta0, live, stop.t_max, options)
+        met = chart.met_at_start(theta0, rules)
+        done = [r.name for r in met if r.terminal] + _functions_met(objective, stop, theta0, chart.may_stall)
+        t_w0, t_l0 = (0.0 if any(r.name == n for r in met) else math.nan for n in ("w", "l"))
+        if done:  # already stopped
+            return _record(objective, done[0], 0.0, theta0, t_w0, t_l0, 0, None, _Path.at_start(objective, theta0))
+        sys_ = chart.system(theta0, tuple(r for r in rules if r.terminal or r not in met), stop.t_max, options)
+        add_stops(sys_, objective, stop, may_stall=chart.may_stall)
+        add_monitors(sys_, objective.policy, p_w_rises=chart.p_w_rises)
         sol = _solve(sys_, options, dense=path)
     except _NUMERICAL as exc:  # a failing flow is a result, not a crash
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
     if sol.status == -1:
         return FlowResult.failed(sol.message, sol.nfev)
     return _finish(objective, sys_, sol, options, stop, (t_w0, t_l0), path_points if path else 0)
+
+
+def _functions_met(objective, stop: StopRule, theta0: list[float], may_stall: bool) -> list[str]:
+    """The function stops (loss, margin, stationary) the start already meets, in order."""
+    th = np.asarray(theta0)
+    return [n for n, (fn, direction) in stop_functions(objective, stop, may_stall=may_stall).items()
+            if direction * fn(th) >= 0]  # fmt: skip
+
+
+class _Path:
+    """What the path did: the lowest p_w and when, the largest p_w + p_l."""
+
+    def __init__(self, p_w_min: float, t_p_w_min: float, max_mass: float, p_w0: float) -> None:
+        self.p_w_min, self.t_p_w_min, self.max_mass, self.p_w0 = p_w_min, t_p_w_min, max_mass, p_w0
+
+    @classmethod
+    def at_start(cls, objective, theta0) -> _Path:
+        p = objective.policy.probs(np.asarray(theta0))
+        return cls(float(p[0]), 0.0, float(p[0] + p[1]), float(p[0]))
+
+    def visit(self, t: float, p: np.ndarray) -> None:
+        """Take a point of the path (time t, probabilities p) into account."""
+        if p[0] < self.p_w_min:
+            self.p_w_min, self.t_p_w_min = float(p[0]), t
+        self.max_mass = max(self.max_mass, float(p[0] + p[1]))
+
+    @property
+    def displaced(self) -> bool:
+        return self.p_w_min < self.p_w0 * (1.0 - 1e-12)
 
 
 def _setup(loss, x0, ref, policy) -> tuple[Objective, list[float]]:
@@ -208,7 +239,21 @@ def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[flo
         ts = np.linspace(0.0, t_end, path_points)
         trace = (ts, sys_.theta_path(_states_at_times(sol.sol, ts, tau_stop, sys_.t_index)))
         trace[1][-1] = theta
-    return _record(objective, status, t_end, theta, crossing("w", t0[0]), crossing("l", t0[1]), nfev, trace)
+    walk = _walk(objective, sys_, sol, tau_stop, t_end, theta)
+    return _record(objective, status, t_end, theta, crossing("w", t0[0]), crossing("l", t0[1]), nfev, trace, walk)
+
+
+def _walk(objective, sys_: System, sol, tau_stop: float, t_end: float, theta: list[float]) -> _Path:
+    """The path record from the start, the monitors' turning points before the stop, and the end."""
+    pol = objective.policy
+    walk = _Path.at_start(objective, sys_.theta(sys_.y0))
+    for k, name in enumerate(sys_.names):
+        if name in ("p_w_turn", "mass_turn"):
+            for tau, y in zip(sol.t_events[k], sol.y_events[k], strict=True):
+                if tau <= tau_stop:
+                    walk.visit(float(y[sys_.t_index]), pol.probs(np.asarray(sys_.theta(y))))
+    walk.visit(t_end, pol.probs(np.asarray(theta)))
+    return walk
 
 
 def _land(sys_: System, sol, options: SolverOptions, g: Callable, slope: Callable, tau_e: float, y_e: np.ndarray):
@@ -247,7 +292,7 @@ def _states_at_times(sol: Callable[[np.ndarray], np.ndarray], ts: np.ndarray, ta
     return sol(0.5 * (lo + hi))
 
 
-def _record(objective: Objective, status: str, t: float, theta: list[float], t_w, t_l, nfev, trace) -> FlowResult:
+def _record(objective: Objective, status: str, t: float, theta, t_w, t_l, nfev, trace, walk: _Path) -> FlowResult:
     """The record of a flow that stopped at parameters ``theta``."""
     pol = objective.policy
     th = np.array(theta)
@@ -256,9 +301,20 @@ def _record(objective: Objective, status: str, t: float, theta: list[float], t_w
     return FlowResult(
         status=status, t_stop=float(t), x1_final=float(x[0]), x2_final=float(x[1]),
         p1_final=float(p[0]), p2_final=float(p[1]), loss_final=float(objective.value(th)),
-        t_w=float(t_w), t_l=float(t_l), nfev=nfev, message="",
+        t_w=float(t_w), t_l=float(t_l), nfev=nfev, message="", **end_fields(objective, th, p),
+        p_w_min=walk.p_w_min, t_p_w_min=walk.t_p_w_min, displaced=walk.displaced, max_mass=walk.max_mass,
         path_t=None if trace is None else trace[0], path_x=None if trace is None else trace[1],
     )  # fmt: skip
+
+
+def end_fields(objective: Objective, theta: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """margin_final, and for a model of K > 2 responses rest_final, top_other, p_top_other (else NaN)."""
+    h = objective.h(theta)
+    out = {"margin_final": float(h[0] - h[1])}
+    if p.shape[-1] > 2:
+        k = int(np.argmax(p[2:])) + 2
+        out |= {"rest_final": float(1.0 - p[0] - p[1]), "top_other": float(k), "p_top_other": float(p[k])}
+    return out
 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_METHOD", "DEFAULT_RTOL", "METHODS", "SolverOptions", "Threshold", "integrate"]

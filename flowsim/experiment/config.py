@@ -45,13 +45,14 @@ class Experiment:
 
     ``loss_params``, ``ref_params`` and ``model_params`` map each parameter to the tuple of
     values swept (every list in the file is swept; the sweep runs over the Cartesian
-    product, loss parameters outermost, in field order).  With ``reference = "initial"``
-    the reference is the SFT model itself: each start gets ref = (p_w0, p_l0).
+    product, loss parameters outermost, in field order).  ``reference`` holds the reference
+    modes swept: "fixed" (ref_w, ref_l from ``ref_params``), "initial" (the reference is the
+    SFT model itself: each start gets ref = (p_w0, p_l0)) or "none" (pi_ref = 1).
     """
 
     name: str
     loss_kind: str = "dpo"
-    reference: str = "fixed"
+    reference: tuple[str, ...] = ("fixed",)
     loss_params: Mapping[str, tuple] = field(default_factory=dict)
     ref_params: Mapping[str, tuple] = field(default_factory=dict)
     model_kind: str = "ratio"
@@ -77,9 +78,15 @@ class Experiment:
         return {**self.loss_params, **self.ref_params, **self.model_params}
 
     def parameter_sets(self) -> list[dict[str, Any]]:
-        """The swept parameter combinations (without the per-row references of ``initial``)."""
-        sw = self.swept()
-        return [dict(zip(sw, combo, strict=True)) for combo in itertools.product(*sw.values())]
+        """The swept combinations, loss parameters outermost, then the reference (mode and, for
+        "fixed", ref_w and ref_l; None for the per-row references of the other modes), then the
+        model's parameters."""
+        out = []
+        for lc in _product(self.loss_params):
+            for mode in self.reference:
+                refs = _product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
+                out += [{**lc, "reference": mode, **rc, **mc} for rc in refs for mc in _product(self.model_params)]
+        return out
 
     def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
         """The loss and the parameterisation of one combination."""
@@ -95,11 +102,12 @@ class Experiment:
         def one_or_list(d: Mapping[str, tuple]) -> dict[str, Any]:
             return {k: list(v) if len(v) > 1 else v[0] for k, v in d.items()}
 
+        modes = self.reference[0] if len(self.reference) == 1 else list(self.reference)
         solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
                   "atol": self.solver.atol}  # fmt: skip
         out = {
             "name": self.name,
-            "loss": {"kind": self.loss_kind, "reference": self.reference}
+            "loss": {"kind": self.loss_kind, "reference": modes}
             | one_or_list(self.loss_params)
             | one_or_list(self.ref_params),
             "grid": self.grid.as_dict(),
@@ -111,6 +119,10 @@ class Experiment:
         if self.model_kind != "ratio" or self.model_params:
             out["model"] = {"kind": self.model_kind} | one_or_list(self.model_params)
         return out
+
+
+def _product(params: Mapping[str, tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,23 +188,26 @@ def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
     return kind, _swept_fields(t, cls)
 
 
-def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[str, dict[str, tuple]]:
-    """reference = fixed (ref_w, ref_l swept, default 1) | initial | none, from [loss] or [model]."""
+def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[tuple[str, ...], dict[str, tuple]]:
+    """reference = fixed (ref_w, ref_l swept, default 1) | initial | none, or a list of them."""
     if "reference" in loss_t.doc and "reference" in model_t.doc:
         raise ConfigError(f"{loss_t.source}: give reference in [loss] or in [model], not both")
     where = model_t if "reference" in model_t.doc else loss_t
-    reference = where.get("reference", str, default="fixed")
-    if reference not in REFERENCE_MODES:
-        where.fail("reference", reference, f"must be one of {list(REFERENCE_MODES)}")
+    modes = tuple(_values(where, "reference", where.doc.get("reference", "fixed"), str))
+    for m in modes:
+        if m not in REFERENCE_MODES:
+            where.fail("reference", m, f"must be one of {list(REFERENCE_MODES)} (or a list of them)")
+    if len(set(modes)) != len(modes):
+        where.fail("reference", list(modes), "must not repeat a mode")
     given = [k for k in REF_KEYS if k in loss_t.doc]
-    if reference != "fixed" and given:
-        what = "sets ref_w and ref_l to each start's p1_0 and p2_0" if reference == "initial" else "sets them to 1"
+    if "fixed" not in modes and given:
         raise ConfigError(
-            f"{loss_t.source}: {where.key('reference')} = {reference!r} {what}, so loss.ref_w and loss.ref_l "
-            f"cannot be given with it; got {', '.join(given)}"
+            f"{loss_t.source}: {where.key('reference')} = {modes[0] if len(modes) == 1 else list(modes)!r} sets the references (initial: each "
+            f"start's p1_0 and p2_0; none: 1), so loss.ref_w and loss.ref_l cannot be given with it; got "
+            f"{', '.join(given)}"
         )
-    if reference != "fixed":
-        return reference, {}
+    if "fixed" not in modes:
+        return modes, {}
     params = {}
     for k in REF_KEYS:
         values = _values(loss_t, k, loss_t.doc.get(k, 1.0), float)
@@ -202,7 +217,10 @@ def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[str, dict[str, tu
             except ParamError as exc:
                 loss_t.fail(k, v, exc.rule)
         params[k] = tuple(float(v) for v in values)
-    return reference, params
+    if "initial" in modes and max(map(len, params.values())) > 1:
+        where.fail("reference", list(modes), "cannot mix 'initial' with several fixed references in one table; "
+                   "split it into two experiments")  # fmt: skip
+    return modes, params
 
 
 def _values(t: _Table, key: str, raw: Any, typ: type) -> list:

@@ -8,15 +8,17 @@ columns by name, never by position.
 
 from __future__ import annotations
 
-from flowsim.dynamics.record import RESULT_FIELDS
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
 
 #: The start and its labels, before the flow's record.
 START = ("p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible")
 #: The columns after the parameters, in order.
 LEADING = (*START, "status", "t_stop", "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final",
-           "t_w", "t_l", "nfev", "reference", "message")  # fmt: skip
+           "t_w", "t_l", "nfev", *PATH_FIELDS, "loss", "model", "reference", "message")  # fmt: skip
+#: Integer columns that may be empty (pandas' nullable Int64: written as "3" or "").
+NULLABLE_INT = ("top_other", "steps")
 REF_COLUMNS = ("ref_w", "ref_l")
-assert set(RESULT_FIELDS) <= set(LEADING)
+assert set(RESULT_FIELDS) | set(PATH_FIELDS) <= set(LEADING)
 
 
 def parameter_names(exp) -> list[str]:

@@ -18,10 +18,10 @@ import pandas as pd
 
 from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import integrate
-from flowsim.dynamics.record import RESULT_FIELDS, FlowResult
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, FlowResult
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
-from flowsim.experiment.schema import columns
+from flowsim.experiment.schema import NULLABLE_INT, columns
 from flowsim.model.objective import Objective
 
 
@@ -65,9 +65,9 @@ def chunks(exp: Experiment, chunk_size: int) -> Iterator[Chunk]:
 
 
 def _references(exp: Experiment, combo: dict[str, Any], p0: np.ndarray) -> np.ndarray:
-    if exp.reference == "initial":
+    if combo["reference"] == "initial":
         return p0.copy()
-    if exp.reference == "none":
+    if combo["reference"] == "none":
         return np.ones_like(p0)
     return np.broadcast_to(np.array([combo["ref_w"], combo["ref_l"]]), p0.shape).copy()
 
@@ -80,7 +80,7 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
         res = closed_form(exp.loss_kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     else:
         records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
-        res = {k: np.array([getattr(r, k) for r in records]) for k in RESULT_FIELDS}
+        res = {k: np.array([getattr(r, k) for r in records]) for k in (*RESULT_FIELDS, *PATH_FIELDS)}
     theta0 = policy.theta0
     x0 = policy.ratios(theta0)
     df = pd.DataFrame({k: np.full(len(chunk.p0), v) for k, v in chunk.combo.items() if k in exp.loss_params})
@@ -91,10 +91,11 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     df["x1_0"], df["x2_0"] = x0[:, 0], x0[:, 1]
     df["region"] = region_labels(chunk.p0, exp.p1_cuts, exp.p2_cuts)
     df["feasible"] = feasible(chunk.p0)
-    for k in RESULT_FIELDS:
-        df[k] = res[k]
+    for k in (*RESULT_FIELDS, *PATH_FIELDS):
+        df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
     df["loss_0"] = Objective(loss, policy).value(theta0)
-    df["reference"] = exp.reference
+    df["loss"], df["model"] = exp.loss_kind, exp.model_kind
+    df["reference"] = chunk.combo["reference"]
     return df[columns(exp)]
 
 

@@ -50,8 +50,11 @@ FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 DPI = 130
 #: Okabe-Ito colours for the statuses (converged, capped, timeout, failed).
 STATUS_COLOURS: dict[str, str] = {
-    "converged": "#0072B2", "capped": "#E69F00", "timeout": "#CC79A7", "failed": "#000000",
+    "converged": "#0072B2", "capped": "#E69F00", "reached_loss": "#009E73", "reached_margin": "#56B4E9",
+    "stationary": "#F0E442", "timeout": "#CC79A7", "diverged": "#D55E00", "failed": "#000000",
 }  # fmt: skip
+#: The two classes of the ``displaced`` map (Okabe-Ito blue and vermillion).
+DISPLACED_COLOURS: dict[str, str] = {"p_w never below p_w0": "#0072B2", "displaced: p_w fell below p_w0": "#D55E00"}
 #: Okabe-Ito colours for paths.
 PATH_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
 NEVER, AT_START = "0.6", "white"  # colours for "never reached" (NaN) and "reached at t = 0"
@@ -65,8 +68,10 @@ class Quantity:
     name: str
     title: str
     label: str
-    scale: str  # "log", "linear", "ratio" or "status"
+    scale: str  # "log", "linear", "ratio" or "status" (categories)
     cmap: str = "viridis"
+    #: for scale "status": the category names and colours, in the order of their codes
+    colours: tuple[tuple[str, str], ...] = tuple(STATUS_COLOURS.items())
 
 
 def quantities(stop: StopRule) -> tuple[Quantity, ...]:
@@ -85,11 +90,24 @@ def quantities(stop: StopRule) -> tuple[Quantity, ...]:
             "PuOr_r",
         ),
         Quantity("status", "Why the flow stopped", "status", "status"),
+        Quantity(
+            "p_w_min_rel", "Lowest p1 along the path / p1_0", "min_t p1(t) / p1_0  (1: never fell)", "linear", "cividis"
+        ),
+        Quantity(
+            "displaced",
+            "Likelihood displacement: did p1 fall?",
+            "displaced",
+            "status",
+            colours=tuple(DISPLACED_COLOURS.items()),
+        ),
     )
 
 
 #: Figure kinds plot_results can write: the quantities, then "basin" and "paths".
-KINDS: tuple[str, ...] = ("t_stop", "p1_final", "p2_final", "t_w", "t_l", "t_l_over_t_w", "status", "basin", "paths")
+KINDS: tuple[str, ...] = ("t_stop", "p1_final", "p2_final", "t_w", "t_l", "t_l_over_t_w", "status", "p_w_min_rel",
+                          "displaced", "basin", "paths")  # fmt: skip
+#: Quantities drawn only when the table has the columns they need (tables made before them lack them).
+NEEDS: dict[str, str] = {"p_w_min_rel": "p_w_min", "displaced": "displaced"}
 
 
 def values(flows: pd.DataFrame, name: str) -> np.ndarray:
@@ -101,6 +119,11 @@ def values(flows: pd.DataFrame, name: str) -> np.ndarray:
     """
     if name == "status":
         return flows["status"].map({s: float(i) for i, s in enumerate(STATUSES)}).to_numpy(float)
+    if name == "displaced":
+        d = flows["displaced"].astype(str).str.lower()
+        return np.where(d == "true", 1.0, np.where(d == "false", 0.0, np.nan))
+    if name == "p_w_min_rel":
+        return flows["p_w_min"].to_numpy(float) / flows["p1_0"].to_numpy(float)
     if name != "t_l_over_t_w":
         return flows[name].to_numpy(float)
     tl = np.nan_to_num(flows["t_l"].to_numpy(float), nan=np.inf)
@@ -113,8 +136,8 @@ def values(flows: pd.DataFrame, name: str) -> np.ndarray:
 def _norm(q: Quantity, v: np.ndarray) -> tuple[mcolors.Colormap, mcolors.Normalize]:
     """Colour map (with its bad/under/over colours) and a norm shared by every panel."""
     if q.scale == "status":
-        cmap = mcolors.ListedColormap([STATUS_COLOURS[s] for s in STATUSES]).with_extremes(bad=NEVER)
-        return cmap, mcolors.BoundaryNorm(np.arange(len(STATUSES) + 1) - 0.5, len(STATUSES))
+        cmap = mcolors.ListedColormap([c for _, c in q.colours]).with_extremes(bad=NEVER)
+        return cmap, mcolors.BoundaryNorm(np.arange(len(q.colours) + 1) - 0.5, len(q.colours))
     base = colormaps[q.cmap]
     pos = v[np.isfinite(v) & (v > 0)]
     if q.scale == "linear":
@@ -205,25 +228,31 @@ def _v(v: object) -> str:
     return f"{v:g}" if isinstance(v, float | int | np.floating | np.integer) and not isinstance(v, bool) else str(v)
 
 
+#: How each reference mode is named in titles and in file names.
+REFERENCE_TEXT = {"initial": ", reference = SFT model", "none": ", no reference (π_ref = 1)", "fixed": ""}
+REFERENCE_TAG = {"initial": "_refSFT", "none": "_refnone", "fixed": ""}
+
+
 def _param_text(params: list[str], key: tuple, reference: str, shown: list[bool] | None = None) -> str:
     sym = {"beta": "β"}
     shown = shown or [True] * len(params)
-    text = ", ".join(f"{sym.get(p, p)} = {_v(v)}" for p, v, s in zip(params, key, shown, strict=True) if s)
-    return text + (", reference = SFT model (x0 = (1, 1))" if reference == "initial" else "")
+    text = ", ".join(f"{sym.get(p, p)} = {_v(v)}" for p, v, s in zip(params, key, shown, strict=True)
+                     if s and p != "reference")  # fmt: skip
+    return text + REFERENCE_TEXT.get(reference, f", reference = {reference}")
 
 
 def _tag(params: list[str], key: tuple, reference: str, shown: list[bool] | None = None) -> str:
     shown = shown or [True] * len(params)
-    tag = "_".join(f"{p.replace('_', '')}{_v(v)}" for p, v, s in zip(params, key, shown, strict=True) if s)
-    return tag + ("_refSFT" if reference == "initial" else "")
+    tag = "_".join(f"{p.replace('_', '')}{_v(v)}" for p, v, s in zip(params, key, shown, strict=True)
+                   if s and p != "reference")  # fmt: skip
+    return tag + REFERENCE_TAG.get(reference, f"_ref{reference}")
 
 
 def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
     """Legend entries for the special colours actually present, plus the hatching."""
     handles = [Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")]
     if q.scale == "status":
-        present = [s for i, s in enumerate(STATUSES) if np.any(v == i)]
-        handles = [Patch(fc=STATUS_COLOURS[s], label=s) for s in present] + handles
+        handles = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(v == i)] + handles
     elif q.scale == "log":
         if np.any(v == 0):
             what = "stopped at t = 0" if q.name == "t_stop" else "at the target at t = 0"
@@ -320,8 +349,8 @@ def _facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm
     x_bar = (width - right + 0.35) / width
     if q.scale == "status":
         allv = np.concatenate([v for _, _, v in groups])
-        present = [s for i, s in enumerate(STATUSES) if np.any(allv == i)]
-        fig.legend(handles=[Patch(fc=STATUS_COLOURS[s], label=s) for s in present], loc="center left",
+        present = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(allv == i)]
+        fig.legend(handles=present, loc="center left",
                    bbox_to_anchor=(x_bar - 0.1 / width, 0.5), fontsize=8.5, frameon=False)  # fmt: skip
     else:
         h = min(side * 0.9, height - top - bottom)
@@ -401,9 +430,12 @@ def _streamlines(fig, ax, cax, beta: float, ref_w: float, ref_l: float) -> None:
     cb.set_label("log10 |dp/dt| of the field (streamlines)", fontsize=9)
 
 
-def _paths(kw: dict, reference: str, title: str, paths: list[PathData], cuts, path: Path) -> Path:
-    """Flows from the region centres, in probabilities (over the field's streamlines on the ratio plane)."""
-    field = reference == "fixed" and "beta" in kw and "ref_w" in kw and kw.get("_model", "ratio") == "ratio"
+def _paths(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts, path: Path) -> Path:
+    """Flows from the region centres, in probabilities (over DPO's streamlines on the ratio plane)."""
+    first = rows.iloc[0]
+    field = (str(first["reference"]) in ("fixed", "none") and first.get("model", "ratio") == "ratio"
+             and first.get("loss", "dpo") == "dpo" and "beta" in kw)  # fmt: skip
+    kw = {"ref_w": float(first["ref_w"]), "ref_l": float(first["ref_l"]), **kw}
     fig, ax, cax = _single(width=6.2, height=6.25, colorbar=field, bottom=1.6)
     if field:
         _streamlines(fig, ax, cax, float(kw["beta"]), float(kw["ref_w"]), float(kw["ref_l"]))
@@ -474,15 +506,15 @@ def plot_results(
     stop = StopRule() if stop is None else stop
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    reference = str(flows["reference"].iloc[0])
     groups = []  # (key, positions, rows, title, tag)
     for key, pos in flows.groupby(params, sort=True).indices.items():
         key = key if isinstance(key, tuple) else (key,)
+        reference = str(flows["reference"].iloc[pos[0]])
         shown = _shown(flows, params)
         groups.append((key, pos, flows.iloc[pos], _param_text(params, key, reference, shown),
                        _tag(params, key, reference, shown)))  # fmt: skip
     written: list[Path] = []
-    for q in (q for q in quantities(stop) if q.name in kinds):
+    for q in (q for q in quantities(stop) if q.name in kinds and NEEDS.get(q.name, "p1_0") in flows):
         v_all = values(flows, q.name)
         norm_cmap = _norm(q, v_all)
         maps = _Heatmaps(q, norm_cmap, cuts, v_all)
@@ -495,7 +527,7 @@ def plot_results(
             written.append(_basin(g, title, cuts, outdir / f"basin_{tag}.{fmt}"))
         if "paths" in kinds and paths and key in paths:
             kw = dict(zip(params, key, strict=True))
-            written.append(_paths(kw, reference, title, paths[key], cuts, outdir / f"paths_{tag}.{fmt}"))
+            written.append(_paths(kw, g, title, paths[key], cuts, outdir / f"paths_{tag}.{fmt}"))
     return written
 
 

@@ -56,9 +56,15 @@ def test_parameter_columns_rejects_bad_tables(paper):
         parameter_columns(paper.drop(columns="reference"))
     with pytest.raises(ValueError, match="before p1_0"):
         parameter_columns(paper[["p1_0", "beta", "reference"]])
-    mixed = paper.assign(reference=np.where(np.arange(len(paper)) % 2, "fixed", "initial"))
-    with pytest.raises(ValueError, match="all 'fixed' or all 'initial'"):
-        parameter_columns(mixed)
+    unknown = paper.assign(reference=np.where(np.arange(len(paper)) % 2, "fixed", "sometimes"))
+    with pytest.raises(ValueError, match=r"reference column must hold only.*'sometimes'"):
+        parameter_columns(unknown)
+
+
+def test_parameter_columns_with_several_reference_modes():
+    both = pd.concat([make_flows(GRID[:3], GRID[:3]), make_flows(GRID[:3], GRID[:3], reference="initial")])
+    assert parameter_columns(both) == ["beta", "reference"]
+    assert parameter_columns(both[both["reference"] == "fixed"]) == ["beta", "ref_w", "ref_l"]
 
 
 def test_check_flows_names_what_is_wrong(paper):

@@ -81,6 +81,20 @@ def test_sobol_and_random_grids():
         (with_("regions.p1_cuts", [0.7, 0.3]), r"regions\.p1_cuts .*\[0\.7, 0\.3\]"),
         (with_("loss.beta", 2.5) | {"solver": {"method": "exact"}}, r"solver\.method .*beta < 2"),
         (with_("name", "a/b"), "name must be a non-empty folder name"),
+        # [model] (issue #10): every key validated by the parameterisation it configures
+        (with_("model.kind", "transformer"), r"model\.kind must be one of.*'transformer'"),
+        (with_("model", {"kind": "logits", "K": 2}), r"model\.K must be a whole number >= 3; got 2"),
+        (with_("model", {"kind": "logits", "K": 3.5}), r"model\.K must be a whole number.*3\.5"),
+        (with_("model", {"kind": "features", "cos_wl": 1.5}), r"model\.cos_wl must be in \[-1, 1\]; got 1\.5"),
+        (with_("model", {"kind": "features", "norm_ratio": 0.0}), r"model\.norm_ratio .*> 0; got 0\.0"),
+        (with_("model", {"kind": "features", "d": 1}), r"model\.d must be a whole number >= 2; got 1"),
+        (with_("model", {"kind": "logits", "cos_wl": 0.5}), r"unknown key 'model\.cos_wl'"),
+        (with_("model", {"kind": "ratio", "K": 10}), r"unknown key 'model\.K'"),
+        (with_("model", {"reference": ["initial", "sft"]}), r"model\.reference must be one of.*'sft'"),
+        (with_("loss", {"beta": 0.1, "label_smoothing": 0.5}), r"loss\.label_smoothing must be in \[0, 0\.5\)"),
+        (with_("loss", {"kind": "ipo", "rpo_alpha": 1.0}), r"unknown key 'loss\.rpo_alpha'"),
+        (with_("stop.max_steps", 0), r"stop\.max_steps must be a whole number >= 1; got 0"),
+        (with_("model", {"kind": "features"}) | {"solver": {"method": "exact"}}, r"no closed form.*'features'"),
     ],
 )
 def test_bad_input_names_the_key(doc, match):
@@ -94,6 +108,16 @@ def test_reference_initial_conflicts_with_given_references():
     with pytest.raises(ConfigError, match="ref_w, ref_l") as err:
         parse_experiment(doc, source="x.toml")
     assert "loss.reference = 'initial'" in str(err.value)
+
+
+def test_a_model_table_sweeps_its_parameters_and_the_reference():
+    exp = parse_experiment(with_("model", {"kind": "features", "cos_wl": [0.0, 0.9], "reference": ["initial", "none"]}))
+    sets = exp.parameter_sets()
+    assert [(c["reference"], c["cos_wl"]) for c in sets] == [
+        ("initial", 0.0), ("initial", 0.9), ("none", 0.0), ("none", 0.9)
+    ]  # fmt: skip
+    assert exp.model_kind == "features" and exp.as_dict()["model"]["cos_wl"] == [0.0, 0.9]
+    assert parse_experiment(exp.as_dict()) == exp  # meta.json's copy reads back as the same experiment
 
 
 def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):

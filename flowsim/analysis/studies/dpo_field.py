@@ -594,11 +594,11 @@ def evaluate_claims(flows: pd.DataFrame, stop: StopRule, thresholds: ClaimThresh
     th = ClaimThresholds() if thresholds is None else thresholds
     if not isinstance(th, ClaimThresholds):
         raise ValueError(f"thresholds must be a ClaimThresholds; got {type(th).__name__}")
-    reference = str(flows["reference"].iloc[0])
     work = flows.assign(_feasible=_as_bool(flows["feasible"]))
     rows = []
-    for key, g in work.groupby(params, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    keys = [p for p in params if p != "reference"]
+    for key, g in work.groupby([*keys, "reference"], sort=True):
+        key, reference = (key[:-1], key[-1]) if isinstance(key, tuple) else ((), key)
         for subset in SUBSETS:
             sub = g if subset == "all" else g[g["_feasible"].to_numpy()]
             found = _measure(_Group(sub), th, stop) if len(sub) else {}
@@ -606,13 +606,13 @@ def evaluate_claims(flows: pd.DataFrame, stop: StopRule, thresholds: ClaimThresh
                 value, metrics, details = found.get(c.id, (np.nan, _NanMetrics(), "no initial conditions here"))
                 verdict, text = c.rule(metrics, th)
                 rows.append(
-                    {"claim": c.id, **dict(zip(params, key, strict=True)), "reference": reference, "subset": subset,
+                    {"claim": c.id, **dict(zip(keys, key, strict=True)), "reference": reference, "subset": subset,
                      "title": c.title, "paper": c.paper, "where": c.where, "metric": c.metric, "value": value,
                      "details": details, "threshold": text, "verdict": verdict}
                 )  # fmt: skip
     out = pd.DataFrame(rows)
     out["_c"] = out["claim"].map([c.id for c in CLAIMS].index)
-    return out.sort_values(["_c", *params], kind="stable").drop(columns="_c").reset_index(drop=True)
+    return out.sort_values(["_c", *keys, "reference"], kind="stable").drop(columns="_c").reset_index(drop=True)
 
 
 class _NanMetrics(dict):

@@ -30,11 +30,15 @@ def dpo_chart_field(beta: float):
 
 
 #: (2, 0): z1 = x1^2, z2 = log x2; the clock is z2 (log x2 decreases at the rate b s / x2^2 > 0).
-#: Derived for DPO's default divergence without label smoothing only (``applies``).
+#: Derived for DPO's default divergence without label smoothing only (``applies``).  Its
+#: gradient never vanishes (|grad L| = b s sqrt(1/x1^2 + 1/x2^2) > 0) and x1 only grows
+#: (dx1/dt = b s / x1 > 0), so neither a stationary test nor a p_w minimum is looked for.
 SPEC = RatioChartSpec(
     exponents=(2.0, 0.0),
     clock=1,
     field=lambda loss: dpo_chart_field(loss.beta),
+    never_stalls=True,
+    p_w_rises=True,
     applies=lambda loss: (
         getattr(loss, "f_divergence", "reverse_kl") == "reverse_kl" and getattr(loss, "label_smoothing", 0.0) == 0.0
     ),

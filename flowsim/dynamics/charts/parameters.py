@@ -20,6 +20,9 @@ from flowsim.dynamics.events import Threshold
 class ParameterChart:
     """Builds the :class:`System` of one flow in the policy's parameters."""
 
+    #: A general flow may stall (a finite minimiser) and p_w may fall (likelihood displacement).
+    may_stall, p_w_rises = True, False
+
     def __init__(self, objective) -> None:
         self.objective = objective
         self.policy = objective.policy

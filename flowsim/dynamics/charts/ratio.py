@@ -41,6 +41,10 @@ class RatioChartSpec:
     clock: int | None = None
     field: Callable | None = None
     applies: Callable = lambda loss: True
+    #: Declared properties of the flow (derived for the loss, not inferred): its gradient never
+    #: vanishes (no ``stationary`` test needed), and p_w only rises (no minimum to look for).
+    never_stalls: bool = False
+    p_w_rises: bool = False
 
 
 IDENTITY = RatioChartSpec()
@@ -97,6 +101,7 @@ class RatioChart:
         self.objective, self.spec = objective, spec
         self.chart = PowerChart(spec.exponents)
         self.clock = spec.clock
+        self.may_stall, self.p_w_rises = not spec.never_stalls, spec.p_w_rises
         self.ref = [float(r) for r in np.asarray(objective.policy.ref, dtype=float).reshape(2)]
 
     def levels(self, rule: Threshold) -> float:

@@ -340,9 +340,22 @@ def flows(loss, policy, stop) -> dict[str, np.ndarray]:
     plain DPO (``loss.beta`` only: no label smoothing, reverse-KL divergence).
     """
     out = exact_dpo_logits(policy.theta0, policy.log_ref, loss.beta, stop=stop)
-    x = np.exp(log_softmax(out["theta_final"], axis=-1)[..., :2] - policy.log_ref)
+    logp = log_softmax(out["theta_final"], axis=-1)
+    x = np.exp(logp[..., :2] - policy.log_ref)
     shape = out["t_stop"].shape
-    return {
+    p_f, p_0 = np.exp(logp), policy.probs(policy.theta0)
+    top = np.argmax(p_f[..., 2:], axis=-1) + 2
+    h = logp[..., :2] - policy.log_ref
+    # Only theta_w (up) and theta_l (down) move: p_w only rises (d log p_w / da = 1 - p_w + p_l > 0),
+    # and p_w + p_l = 1 - C / Z(a) with Z convex in a, so its maximum is at an end.
+    path = {
+        "p_w_min": p_0[..., 0], "t_p_w_min": np.zeros(shape), "displaced": np.zeros(shape, bool),
+        "max_mass": np.maximum(p_0[..., 0] + p_0[..., 1], p_f[..., 0] + p_f[..., 1]),
+        "margin_final": h[..., 0] - h[..., 1], "rest_final": 1.0 - p_f[..., 0] - p_f[..., 1],
+        "top_other": top.astype(float), "p_top_other": np.take_along_axis(p_f, top[..., None], -1)[..., 0],
+        "steps": np.full(shape, np.nan),
+    }  # fmt: skip
+    return path | {
         "status": out["status"],
         "t_stop": out["t_stop"],
         "x1_final": x[..., 0],

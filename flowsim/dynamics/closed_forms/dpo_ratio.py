@@ -279,9 +279,28 @@ def _solve_time(s0, u0, s_hi, r2, beta, t_max):
 
 
 def flows(loss, policy, stop: StopRule) -> dict[str, np.ndarray]:
-    """The registered entry point: DPO ``loss`` from every start of a bound ratio-plane ``policy``."""
+    """The registered entry point: DPO ``loss`` from every start of a bound ratio-plane ``policy``.
+
+    Besides the record fields, the path fields: x1 only grows, so p_w's minimum is its start;
+    the path is an arc of the circle of radius R, on which p_w + p_l = R (ref_w cos phi +
+    ref_l sin phi) peaks at tan phi* = ref_l / ref_w (if the arc passes it) at R |ref|.
+    """
     ref = np.asarray(policy.ref, dtype=float)
-    return exact_dpo(policy.theta0, beta=loss.beta, ref_w=ref[..., 0], ref_l=ref[..., 1], stop=stop)
+    x0 = policy.theta0
+    out = exact_dpo(x0, beta=loss.beta, ref_w=ref[..., 0], ref_l=ref[..., 1], stop=stop)
+    xf = np.stack([out["x1_final"], out["x2_final"]], -1)
+    phi0, phi1, peak = (np.arctan2(v[..., 1], v[..., 0]) for v in (x0, xf, ref))
+    r = np.hypot(x0[..., 0], x0[..., 1])
+    ends = np.maximum((x0 * ref).sum(-1), (xf * ref).sum(-1))
+    passes = (phi1 <= peak) & (peak <= phi0)
+    shape = out["t_stop"].shape
+    nan = np.full(shape, np.nan)
+    return out | {
+        "p_w_min": x0[..., 0] * ref[..., 0], "t_p_w_min": np.zeros(shape), "displaced": np.zeros(shape, bool),
+        "max_mass": np.where(passes, np.maximum(ends, r * np.hypot(ref[..., 0], ref[..., 1])), ends),
+        "margin_final": np.log(xf[..., 0]) - np.log(xf[..., 1]),
+        "rest_final": nan, "top_other": nan, "p_top_other": nan, "steps": nan,
+    }  # fmt: skip
 
 
 __all__ = ["exact_dpo", "flow_time", "flows"]

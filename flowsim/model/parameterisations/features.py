@@ -27,9 +27,9 @@ from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from flowsim._validation import ParamError, check_int, check_interval, check_positive, check_real
+from flowsim.model.parameterisations._softmax import log_softmax, softmax
 from flowsim.model.parameterisations.base import Parameterisation, Policy
 from flowsim.model.parameterisations.logits import check_starts, check_zipf, pair_vjp, sft_log_probs
 
@@ -62,10 +62,10 @@ class FeaturePolicy(Policy):
         return bias + theta[..., :d] @ self.phi.T
 
     def log_probs(self, theta):
-        return log_softmax(self.logits(theta), axis=-1)
+        return log_softmax(self.logits(theta))
 
     def probs(self, theta):
-        return softmax(self.logits(theta), axis=-1)
+        return softmax(self.logits(theta))
 
     def vjp(self, theta, g):
         gz = pair_vjp(self.logits(theta), g)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp, softmax
+from scipy.special import logsumexp
 
 from flowsim._validation import ParamError, check_int, check_points, check_real
+from flowsim.model.parameterisations._softmax import log_softmax, softmax
 from flowsim.model.parameterisations.base import Parameterisation, Policy
 
 
@@ -84,7 +85,7 @@ def sft_log_probs(p0: np.ndarray, K: int, zipf: float = 0.0) -> np.ndarray:
 def pair_vjp(z: np.ndarray, g: np.ndarray) -> np.ndarray:
     """g . d(log softmax(z)[:2])/dz for logits z (..., K) and a cotangent g (..., 2): shape (..., K)."""
     g = np.asarray(g, dtype=float)
-    p = softmax(z, axis=-1)
+    p = softmax(z)
     out = -p * (g[..., 0] + g[..., 1])[..., None]
     out[..., 0] += g[..., 0]
     out[..., 1] += g[..., 1]
@@ -114,10 +115,10 @@ class LogitsPolicy(Policy):
         return self.log_p0.copy()
 
     def log_probs(self, theta):
-        return log_softmax(np.asarray(theta, dtype=float), axis=-1)
+        return log_softmax(np.asarray(theta, dtype=float))
 
     def probs(self, theta):
-        return softmax(np.asarray(theta, dtype=float), axis=-1)
+        return softmax(np.asarray(theta, dtype=float))
 
     def vjp(self, theta, g):
         return pair_vjp(np.asarray(theta, dtype=float), g)
