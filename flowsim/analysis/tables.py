@@ -68,6 +68,8 @@ def parameter_columns(flows: pd.DataFrame) -> list[str]:
     if bad:
         raise ValueError(f"flows' reference column must hold only {list(REFERENCE_MODES)}; got {bad}")
     cols = lead if "initial" not in modes else [c for c in lead if c not in ("ref_w", "ref_l")]
+    if "loss" in flows and flows["loss"].nunique() > 1:  # several losses: each row's loss names its group
+        cols = ["loss", *cols]
     return [*cols, "reference"] if len(modes) > 1 else cols
 
 
@@ -138,7 +140,7 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     pieces = []
     for subset in SUBSETS:
         d = df if subset == "all" else df[df["feasible"]]
-        g = d.groupby(keys, sort=False, observed=True)
+        g = d.groupby(keys, sort=False, observed=True, dropna=False)
         agg = g.agg(
             count=("region", "size"),
             share_feasible=("feasible", "mean"),

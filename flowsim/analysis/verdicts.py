@@ -84,7 +84,7 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     subsets = [s for s in SUBSETS if s in set(claims["subset"])]
     out = [f"# {title}", ""]
     out += [
-        f"{len(claims.groupby(params)) if params else 1} parameter combination(s); {ref_text}. "
+        f"{len(claims.groupby(params, dropna=False)) if params else 1} parameter combination(s); {ref_text}. "
         "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Rules and thresholds: "
         "`flowsim.claims`.",
         "",

@@ -13,7 +13,7 @@ from flowsim.app.run import recorded
 from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import Experiment
-from flowsim.experiment.regions import DEFAULT_CUTS
+from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS
 from flowsim.experiment.store import read_flows
 from flowsim.model.losses import DPO
 from flowsim.model.parameterisations import RatioPlane
@@ -31,8 +31,7 @@ def _model_of(exp: Experiment | None, row: pd.Series):
     """The loss and parameterisation of a flows row (DPO on the ratio plane without meta.json)."""
     if exp is None:
         return DPO(float(row["beta"])), RatioPlane()
-    params = {**exp.loss_params, **exp.model_params}
-    return exp.split({k: type(v[0])(row[k]) for k, v in params.items()})
+    return exp.split(exp.combo_of(row))
 
 
 def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cuts) -> dict[tuple, list[PathData]]:
@@ -40,13 +39,13 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
     params = check_flows(flows)
     options = exp.solver if exp else None
     out = {}
-    for key, group in flows.groupby(params, sort=True):
+    for key, group in flows.groupby(params, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row = group.iloc[0]
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
         drawn = []
-        for p in start_points(*cuts):
+        for p, region in zip(start_points(*cuts), REGIONS, strict=True):
             if model.normalised and p.sum() >= 1:
                 continue
             ref = p if reference == "initial" else np.ones(2) if reference == "none" else \
@@ -54,7 +53,7 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
             pol = model.bind(p, ref)
             r = integrate(loss, policy=pol, stop=stop, options=options, path=True)
             path = None if r.path_x is None else pol.probs(r.path_x)[:, :2]
-            drawn.append(PathData(p, path, np.array([r.p1_final, r.p2_final]), r.t_stop, r.status))
+            drawn.append(PathData(p, path, np.array([r.p1_final, r.p2_final]), r.t_stop, r.status, region))
         out[key] = drawn
     return out
 

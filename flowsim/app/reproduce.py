@@ -190,6 +190,8 @@ def build_report(root: Path, names: list[str]) -> str:
     if std is not None and free is not None:
         out += _side_by_side(root, free, std, names)
     out += _models_side_by_side(root)
+    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
+        out += _losses_section(root, name, where)
 
     out += ["## Figures", "",
             "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
@@ -259,6 +261,45 @@ def _models_side_by_side(root: Path) -> list[str]:
         table = pd.DataFrame({label: rows[col] for label, _, rows in found}).dropna(how="all")
         lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
     return lines
+
+
+#: Per-loss summaries: heading -> function of one loss's feasible rows (a DataFrame) -> value per region.
+LOSS_METRICS = {
+    "median final p_w": lambda d: d["p1_final"].median(),
+    "share displaced (p_w fell below p_w0)": lambda d: d["displaced"].astype(str).str.lower().eq("true").mean(),
+    "share stationary (stopped moving before the margin target)": lambda d: d["status"].eq("stationary").mean(),
+    "median time to the margin target (rows that reached it)": lambda d: d.loc[
+        d["status"] == "reached_margin", "t_stop"
+    ].median(),
+}
+
+
+def _losses_section(root: Path, name: str, where: str) -> list[str]:
+    """Per loss (rows) and region (columns): final p_w, shares displaced and stationary, time to the margin."""
+    csv = root / name / "flows.csv"
+    if not csv.exists():
+        return []
+    from flowsim.experiment.regions import REGIONS
+
+    flows = read_flows(csv)
+    flows = flows[flows["feasible"].astype(str).str.lower().eq("true")]
+    meta = json.loads((root / name / "meta.json").read_text())
+    target = meta["experiment"]["stop"].get("margin_target")
+    lines = [f"## The preference losses on {where} (reference = SFT model, margin target {target})", "",
+             f"Feasible starts of [{name}]({name}/); per loss and region. Losses at TRL's defaults; formulas and "
+             "sources in `flowsim/model/losses/`. Final p_w across losses on one scale: "
+             f"[{name}/figures/facet_p1_final.png]({name}/figures/facet_p1_final.png).", ""]  # fmt: skip
+    groups = dict(list(flows.groupby("loss", sort=True)))
+    for heading, metric in LOSS_METRICS.items():
+        cells = {r: {loss: _metric_in(d, r, metric) for loss, d in groups.items()} for r in REGIONS}
+        table = pd.DataFrame(cells).dropna(axis=1, how="all")
+        lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
+    return lines
+
+
+def _metric_in(rows: pd.DataFrame, region: str, metric) -> float:
+    sel = rows[rows["region"] == region]
+    return float(metric(sel)) if len(sel) else float("nan")
 
 
 def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:

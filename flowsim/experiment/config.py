@@ -43,17 +43,19 @@ class ConfigError(ValueError):
 class Experiment:
     """An experiment as run: loss x model x references swept, a grid, a stop rule and a solver.
 
-    ``loss_params``, ``ref_params`` and ``model_params`` map each parameter to the tuple of
-    values swept (every list in the file is swept; the sweep runs over the Cartesian
-    product, loss parameters outermost, in field order).  ``reference`` holds the reference
+    ``losses`` pairs each loss kind with its parameters, and ``ref_params`` and ``model_params``
+    map each parameter to the tuple of values swept (every list in the file is swept; the
+    sweep runs over the Cartesian product, losses outermost, in field order).  With several
+    loss kinds each uses its own defaults, and a key given in [loss] applies to the kinds that
+    take it (``loss_given``).  ``reference`` holds the reference
     modes swept: "fixed" (ref_w, ref_l from ``ref_params``), "initial" (the reference is the
     SFT model itself: each start gets ref = (p_w0, p_l0)) or "none" (pi_ref = 1).
     """
 
     name: str
-    loss_kind: str = "dpo"
+    losses: tuple[tuple[str, Mapping[str, tuple]], ...] = (("dpo", {"beta": (0.1,)}),)
+    loss_given: Mapping[str, tuple] = field(default_factory=dict)
     reference: tuple[str, ...] = ("fixed",)
-    loss_params: Mapping[str, tuple] = field(default_factory=dict)
     ref_params: Mapping[str, tuple] = field(default_factory=dict)
     model_kind: str = "ratio"
     model_params: Mapping[str, tuple] = field(default_factory=dict)
@@ -66,8 +68,23 @@ class Experiment:
     claims: Mapping[str, float] = field(default_factory=dict)
 
     @property
-    def loss_class(self) -> type[Loss]:
-        return LOSSES[self.loss_kind]
+    def loss_kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind, _ in self.losses)
+
+    @property
+    def loss_kind(self) -> str:
+        """The loss kind of a one-loss experiment (ValueError if it sweeps several)."""
+        if len(self.losses) != 1:
+            raise ValueError(f"experiment {self.name!r} sweeps the losses {list(self.loss_kinds)}")
+        return self.losses[0][0]
+
+    @property
+    def loss_params(self) -> dict[str, tuple]:
+        """Every loss parameter column, in order of first appearance (values of the first kind taking it)."""
+        out: dict[str, tuple] = {}
+        for _, params in self.losses:
+            out |= {k: v for k, v in params.items() if k not in out}
+        return out
 
     @property
     def model_class(self) -> type[Parameterisation]:
@@ -82,7 +99,14 @@ class Experiment:
         "fixed", ref_w and ref_l; None for the per-row references of the other modes), then the
         model's parameters."""
         out = []
-        for lc in _product(self.loss_params):
+        for kind, params in self.losses:
+            out += self._loss_sets(kind, params)
+        return out
+
+    def _loss_sets(self, kind: str, params: Mapping[str, tuple]) -> list[dict[str, Any]]:
+        out = []
+        for lc in _product(params):
+            lc = {"loss": kind, **lc}
             for mode in self.reference:
                 refs = _product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
                 out += [{**lc, "reference": mode, **rc, **mc} for rc in refs for mc in _product(self.model_params)]
@@ -90,8 +114,22 @@ class Experiment:
 
     def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
         """The loss and the parameterisation of one combination."""
-        loss = self.loss_class(**{k: combo[k] for k in self.loss_params})
+        kind = combo.get("loss", self.losses[0][0])
+        params = dict(self.losses)[kind]
+        loss = LOSSES[kind](**{k: combo[k] for k in params})
         return loss, self.model_class(**{k: combo[k] for k in self.model_params})
+
+    def combo_of(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A flows row's combination, its values cast to the parameters' own types."""
+        kind = str(row.get("loss", self.losses[0][0]))
+        params = {**dict(self.losses)[kind], **self.model_params}
+        return {"loss": kind, **{k: type(v[0])(row[k]) for k, v in params.items()}}
+
+    def _loss_dict(self, one_or_list) -> dict[str, Any]:
+        """One loss: its kind and every parameter after defaults; several: the kinds and the keys given."""
+        if len(self.losses) == 1:
+            return {"kind": self.losses[0][0]} | one_or_list(self.losses[0][1])
+        return {"kind": list(self.loss_kinds)} | one_or_list(self.loss_given)
 
     def n_rows(self) -> int:
         return len(self.parameter_sets()) * len(self.grid)
@@ -107,9 +145,7 @@ class Experiment:
                   "atol": self.solver.atol}  # fmt: skip
         out = {
             "name": self.name,
-            "loss": {"kind": self.loss_kind, "reference": modes}
-            | one_or_list(self.loss_params)
-            | one_or_list(self.ref_params),
+            "loss": self._loss_dict(one_or_list) | {"reference": modes} | one_or_list(self.ref_params),
             "grid": self.grid.as_dict(),
             "stop": self.stop.as_dict(),
             "solver": solver,
@@ -156,27 +192,36 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     if not name or "/" in name or name.startswith("."):
         t.fail("name", name, "must be a non-empty folder name without '/'")
     loss_t, model_t = t.table("loss"), t.table("model")
-    kind, loss_params = _parse_loss(loss_t)
+    losses, given = _parse_losses(loss_t)
     reference, ref_params = _parse_reference(loss_t, model_t)
     model_kind, model_params = _parse_model(model_t)
     stop = _parse_stop(t.table("stop"))
-    exact, solver = _parse_solver(t.table("solver"), kind, loss_params, model_kind)
+    exact, solver = _parse_solver(t.table("solver"), losses, model_kind)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     return Experiment(
-        name=name, loss_kind=kind, reference=reference, loss_params=loss_params, ref_params=ref_params,
+        name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, grid=_parse_grid(t.table("grid")), stop=stop,
         exact=exact, solver=solver, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"], claims=dict(claims),
     )  # fmt: skip
 
 
-def _parse_loss(t: _Table) -> tuple[str, dict[str, tuple]]:
-    kind = t.get("kind", str, default="dpo")
-    if kind not in LOSSES:
-        t.fail("kind", kind, f"must be one of {sorted(LOSSES)}")
-    cls = LOSSES[kind]
-    t.allow({"kind", "reference", *REF_KEYS, *(f.name for f in dataclasses.fields(cls))})  # type: ignore[arg-type]
-    return kind, _swept_fields(t, cls)
+def _parse_losses(t: _Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
+    """kind = one loss or a list; each kind's fields swept, a given key applying to the kinds that take it."""
+    kinds = _values(t, "kind", t.doc.get("kind", "dpo"), str)
+    for kind in kinds:
+        if kind not in LOSSES:
+            t.fail("kind", kind, f"must be one of {sorted(LOSSES)} (or a list of them)")
+    if len(set(kinds)) != len(kinds):
+        t.fail("kind", kinds, "must not repeat a loss")
+    fields = {k: {f.name for f in dataclasses.fields(LOSSES[k])} for k in kinds}  # type: ignore[arg-type]
+    t.allow({"kind", "reference", *REF_KEYS, *set().union(*fields.values())})
+    losses = tuple((kind, _swept_fields(t, LOSSES[kind])) for kind in kinds)
+    if len(losses) == 1:  # one loss: every parameter is recorded, given or not
+        return losses, {}
+    given = {k: v for k in t.doc if k not in ("kind", "reference", *REF_KEYS)
+             for kind, params in losses if k in params for v in [params[k]]}  # fmt: skip
+    return losses, given
 
 
 def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
@@ -200,11 +245,11 @@ def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[tuple[str, ...], 
     if len(set(modes)) != len(modes):
         where.fail("reference", list(modes), "must not repeat a mode")
     given = [k for k in REF_KEYS if k in loss_t.doc]
+    shown = modes[0] if len(modes) == 1 else list(modes)
     if "fixed" not in modes and given:
         raise ConfigError(
-            f"{loss_t.source}: {where.key('reference')} = {modes[0] if len(modes) == 1 else list(modes)!r} sets the references (initial: each "
-            f"start's p1_0 and p2_0; none: 1), so loss.ref_w and loss.ref_l cannot be given with it; got "
-            f"{', '.join(given)}"
+            f"{loss_t.source}: {where.key('reference')} = {shown!r} sets the references (initial: each start's "
+            f"p1_0 and p2_0; none: 1), so loss.ref_w and loss.ref_l cannot be given with it; got {', '.join(given)}"
         )
     if "fixed" not in modes:
         return modes, {}
@@ -261,19 +306,18 @@ def _parse_stop(t: _Table) -> StopRule:
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: _Table, kind: str, loss_params: dict, model_kind: str) -> tuple[bool, SolverOptions]:
+def _parse_solver(t: _Table, losses, model_kind: str) -> tuple[bool, SolverOptions]:
     t.allow({"method", "rtol", "atol"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
     solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
-    if exact:
+    for kind, params in losses if exact else ():
         form = closed_form(kind, model_kind)
         if form is None:
             t.fail("method", method, f"has no closed form for loss {kind!r} on model {model_kind!r}")
-        cls = LOSSES[kind]
-        for combo in itertools.product(*loss_params.values()):
-            if not form.applies(cls(**dict(zip(loss_params, combo, strict=True)))):
+        for combo in _product(params):
+            if not form.applies(LOSSES[kind](**combo)):
                 t.fail("method", method, form.rule)
     return exact, solver
 

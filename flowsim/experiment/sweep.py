@@ -77,13 +77,14 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     loss, model = exp.split(chunk.combo)
     policy = model.bind(chunk.p0, chunk.ref)
     if exp.exact:
-        res = closed_form(exp.loss_kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
+        res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     else:
         records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
         res = {k: np.array([getattr(r, k) for r in records]) for k in (*RESULT_FIELDS, *PATH_FIELDS)}
     theta0 = policy.theta0
     x0 = policy.ratios(theta0)
-    df = pd.DataFrame({k: np.full(len(chunk.p0), v) for k, v in chunk.combo.items() if k in exp.loss_params})
+    # every loss parameter column; empty where this chunk's loss does not take the parameter
+    df = pd.DataFrame({k: np.full(len(chunk.p0), chunk.combo.get(k, np.nan)) for k in exp.loss_params})
     df["ref_w"], df["ref_l"] = chunk.ref[:, 0], chunk.ref[:, 1]
     for k in exp.model_params:
         df[k] = chunk.combo[k]
@@ -94,7 +95,7 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     for k in (*RESULT_FIELDS, *PATH_FIELDS):
         df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
     df["loss_0"] = Objective(loss, policy).value(theta0)
-    df["loss"], df["model"] = exp.loss_kind, exp.model_kind
+    df["loss"], df["model"] = loss.kind, exp.model_kind
     df["reference"] = chunk.combo["reference"]
     return df[columns(exp)]
 

@@ -54,7 +54,7 @@ STATUS_COLOURS: dict[str, str] = {
     "stationary": "#F0E442", "timeout": "#CC79A7", "diverged": "#D55E00", "failed": "#000000",
 }  # fmt: skip
 #: The two classes of the ``displaced`` map (Okabe-Ito blue and vermillion).
-DISPLACED_COLOURS: dict[str, str] = {"p_w never below p_w0": "#0072B2", "displaced: p_w fell below p_w0": "#D55E00"}
+DISPLACED_COLOURS: dict[str, str] = {"not displaced": "#0072B2", "displaced (p1 < p1_0)": "#D55E00"}
 #: Okabe-Ito colours for paths.
 PATH_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
 NEVER, AT_START = "0.6", "white"  # colours for "never reached" (NaN) and "reached at t = 0"
@@ -408,6 +408,7 @@ class PathData:
     final: np.ndarray
     t_stop: float
     status: str
+    region: str = ""
 
 
 def dpo_ratio_objective(beta: float, ref_w: float, ref_l: float) -> Objective:
@@ -440,7 +441,9 @@ def _paths(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts
     if field:
         _streamlines(fig, ax, cax, float(kw["beta"]), float(kw["ref_w"]), float(kw["ref_l"]))
     handles = []
-    for k, (r, name) in enumerate(zip(paths, REGIONS, strict=False)):
+    for r in paths:
+        k = REGIONS.index(r.region) if r.region in REGIONS else 0
+        name = r.region or "start"
         colour = PATH_COLOURS[k % len(PATH_COLOURS)]
         if r.path is not None:
             ax.plot(r.path[:, 0], r.path[:, 1], color=colour, lw=2.0,
@@ -449,8 +452,7 @@ def _paths(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts
         ax.plot(*r.final, "X", color=colour, ms=8, mec="k", mew=0.6)
         label = f"{name}: p1 {r.start[0]:.2f}→{r.final[0]:.2f}, t={r.t_stop:.3g} ({r.status})"
         handles.append(Line2D([], [], color=colour, lw=2, marker="o", mec="k", label=label))
-    ax.plot([0, 1], [1, 0], color="0.35", lw=0.9, ls="--", zorder=1)
-    handles.append(Line2D([], [], color="0.35", lw=0.9, ls="--", label="simplex edge p1 + p2 = 1"))
+    handles.append(Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1: outside the simplex"))
     _decorate(ax, *cuts, names=False)
     ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
     ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)
@@ -507,7 +509,7 @@ def plot_results(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     groups = []  # (key, positions, rows, title, tag)
-    for key, pos in flows.groupby(params, sort=True).indices.items():
+    for key, pos in flows.groupby(params, sort=True, dropna=False).indices.items():
         key = key if isinstance(key, tuple) else (key,)
         reference = str(flows["reference"].iloc[pos[0]])
         shown = _shown(flows, params)

@@ -597,7 +597,7 @@ def evaluate_claims(flows: pd.DataFrame, stop: StopRule, thresholds: ClaimThresh
     work = flows.assign(_feasible=_as_bool(flows["feasible"]))
     rows = []
     keys = [p for p in params if p != "reference"]
-    for key, g in work.groupby([*keys, "reference"], sort=True):
+    for key, g in work.groupby([*keys, "reference"], sort=True, dropna=False):
         key, reference = (key[:-1], key[-1]) if isinstance(key, tuple) else ((), key)
         for subset in SUBSETS:
             sub = g if subset == "all" else g[g["_feasible"].to_numpy()]
