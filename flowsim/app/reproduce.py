@@ -189,9 +189,7 @@ def build_report(root: Path, names: list[str]) -> str:
     free = _reference_free(root, names)
     if std is not None and free is not None:
         out += _side_by_side(root, free, std, names)
-    out += _models_side_by_side(root)
-    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
-        out += _losses_section(root, name, where)
+    out += _beyond_the_ratio_plane(root)
 
     out += ["## Figures", "",
             "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
@@ -263,6 +261,17 @@ def _models_side_by_side(root: Path) -> list[str]:
     return lines
 
 
+def _beyond_the_ratio_plane(root: Path) -> list[str]:
+    """The sections on other parameterisations, losses and optimisers (each only if its runs exist)."""
+    out = _models_side_by_side(root)
+    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
+        out += _losses_section(root, name, where)
+    for name, where in (("optimisers", "softmax logits (K = 10)"),
+                        ("optimisers_features", "log-linear features (cos 0.9, norm ratio 1.25)")):  # fmt: skip
+        out += _dynamics_section(root, name, where)
+    return out
+
+
 #: Per-loss summaries: heading -> function of one loss's feasible rows (a DataFrame) -> value per region.
 LOSS_METRICS = {
     "median final p_w": lambda d: d["p1_final"].median(),
@@ -292,6 +301,46 @@ def _losses_section(root: Path, name: str, where: str) -> list[str]:
     groups = dict(list(flows.groupby("loss", sort=True)))
     for heading, metric in LOSS_METRICS.items():
         cells = {r: {loss: _metric_in(d, r, metric) for loss, d in groups.items()} for r in REGIONS}
+        table = pd.DataFrame(cells).dropna(axis=1, how="all")
+        lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
+    return lines
+
+
+#: Per-dynamics summaries: heading -> function of one setting's rows -> value per region.
+DYNAMICS_METRICS = {
+    "median final p_w": lambda d: d["p1_final"].median(),
+    "share displaced (p_w fell below p_w0)": lambda d: d["displaced"].astype(str).str.lower().eq("true").mean(),
+    "median time to the loss target, t = lr x steps (rows that reached it)": lambda d: d.loc[
+        d["status"] == "reached_loss", "t_stop"
+    ].median(),
+    "median steps to the loss target": lambda d: d.loc[d["status"] == "reached_loss", "steps"].median(),
+}
+
+
+def _setting(row: pd.Series) -> str:
+    """A dynamics setting's label: the kind and its learning rate."""
+    return "flow" if row["dynamics"] == "flow" else f"{row['dynamics']} lr={row['lr']:g}"
+
+
+def _dynamics_section(root: Path, name: str, where: str) -> list[str]:
+    """Per dynamics setting (rows) and region (columns): final p_w, share displaced, time and steps."""
+    csv = root / name / "flows.csv"
+    if not csv.exists():
+        return []
+    from flowsim.experiment.regions import REGIONS
+
+    flows = read_flows(csv)
+    flows = flows.assign(setting=flows.apply(_setting, axis=1))
+    meta = json.loads((root / name / "meta.json").read_text())
+    target = meta["experiment"]["stop"].get("loss_target")
+    lines = [f"## Flow, gradient descent and Adam on {where} (DPO, β = 0.1, reference = SFT model)", "",
+             f"Every run of [{name}]({name}/) stops at the loss target L = {target} (or its step budget). For a "
+             "discrete run t = lr × steps: for gradient descent that is the flow's time (GD is its Euler scheme), "
+             "for Adam it is only a step count in the flow's units — Adam's steps have a length of about lr in "
+             "every coordinate, whatever the gradient.", ""]  # fmt: skip
+    groups = dict(list(flows.groupby("setting", sort=False)))
+    for heading, metric in DYNAMICS_METRICS.items():
+        cells = {r: {k: _metric_in(d, r, metric) for k, d in groups.items()} for r in REGIONS}
         table = pd.DataFrame(cells).dropna(axis=1, how="all")
         lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
     return lines

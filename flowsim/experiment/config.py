@@ -23,6 +23,7 @@ from typing import Any
 from flowsim._validation import ParamError, check_interval
 from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import SolverOptions
+from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
@@ -33,6 +34,8 @@ from flowsim.model.parameterisations import PARAMETERISATIONS, Parameterisation
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
 REFERENCE_MODES = ("fixed", "initial", "none")
 REF_KEYS = ("ref_w", "ref_l")
+#: The continuous gradient flow, the default dynamics (its options live in [solver]).
+FLOW = "flow"
 
 
 class ConfigError(ValueError):
@@ -59,6 +62,8 @@ class Experiment:
     ref_params: Mapping[str, tuple] = field(default_factory=dict)
     model_kind: str = "ratio"
     model_params: Mapping[str, tuple] = field(default_factory=dict)
+    #: ("flow", {}) and discrete optimisers: each kind with its swept hyperparameters.
+    dynamics: tuple[tuple[str, Mapping[str, tuple]], ...] = (("flow", {}),)
     grid: Grid = field(default_factory=lambda: Grid(p1=Axis(0.01, 1.0, 100), p2=Axis(0.01, 1.0, 100)))
     stop: StopRule = field(default_factory=StopRule)
     exact: bool = False
@@ -91,8 +96,23 @@ class Experiment:
         return PARAMETERISATIONS[self.model_kind]
 
     def swept(self) -> dict[str, tuple]:
-        """Every swept parameter in column order: the loss's, the references, the model's."""
-        return {**self.loss_params, **self.ref_params, **self.model_params}
+        """Every swept parameter in column order: the loss's, the references, the model's, the dynamics'."""
+        return {**self.loss_params, **self.ref_params, **self.model_params, **self.dynamics_params}
+
+    @property
+    def dynamics_params(self) -> dict[str, tuple]:
+        """Every optimiser hyperparameter column, in order of first appearance."""
+        out: dict[str, tuple] = {}
+        for _, params in self.dynamics:
+            out |= {k: v for k, v in params.items() if k not in out}
+        return out
+
+    def optimiser(self, combo: Mapping[str, Any]):
+        """The discrete optimiser of a combination, or None for the flow."""
+        kind = combo.get("dynamics", "flow")
+        if kind == FLOW:
+            return None
+        return OPTIMISERS[kind](**{k: combo[k] for k in dict(self.dynamics)[kind]})
 
     def parameter_sets(self) -> list[dict[str, Any]]:
         """The swept combinations, loss parameters outermost, then the reference (mode and, for
@@ -109,8 +129,12 @@ class Experiment:
             lc = {"loss": kind, **lc}
             for mode in self.reference:
                 refs = _product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
-                out += [{**lc, "reference": mode, **rc, **mc} for rc in refs for mc in _product(self.model_params)]
+                out += [{**lc, "reference": mode, **rc, **mc, **dc} for rc in refs
+                        for mc in _product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
         return out
+
+    def _dynamics_sets(self) -> list[dict[str, Any]]:
+        return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in _product(params)]
 
     def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
         """The loss and the parameterisation of one combination."""
@@ -154,6 +178,11 @@ class Experiment:
         }
         if self.model_kind != "ratio" or self.model_params:
             out["model"] = {"kind": self.model_kind} | one_or_list(self.model_params)
+        if self.dynamics != ((FLOW, {}),):
+            kinds = [k for k, _ in self.dynamics]
+            out["dynamics"] = {"kind": kinds[0] if len(kinds) == 1 else kinds} | {
+                k: one_or_list(params) for k, params in self.dynamics if params
+            }
         return out
 
 
@@ -187,7 +216,7 @@ def load_experiment(path: str | Path) -> Experiment:
 def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Experiment:
     """Validate a parsed experiment document (the TOML as a dict)."""
     t = _Table(doc, source, "")
-    t.allow({"name", "loss", "model", "grid", "stop", "solver", "regions", "claims"})
+    t.allow({"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
     name = t.get("name", str, required=True)
     if not name or "/" in name or name.startswith("."):
         t.fail("name", name, "must be a non-empty folder name without '/'")
@@ -195,13 +224,15 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     losses, given = _parse_losses(loss_t)
     reference, ref_params = _parse_reference(loss_t, model_t)
     model_kind, model_params = _parse_model(model_t)
+    dynamics = _parse_dynamics(t.table("dynamics"))
     stop = _parse_stop(t.table("stop"))
     exact, solver = _parse_solver(t.table("solver"), losses, model_kind)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     return Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
-        model_kind=model_kind, model_params=model_params, grid=_parse_grid(t.table("grid")), stop=stop,
+        model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=_parse_grid(t.table("grid")),
+        stop=stop,
         exact=exact, solver=solver, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"], claims=dict(claims),
     )  # fmt: skip
 
@@ -222,6 +253,31 @@ def _parse_losses(t: _Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], 
     given = {k: v for k in t.doc if k not in ("kind", "reference", *REF_KEYS)
              for kind, params in losses if k in params for v in [params[k]]}  # fmt: skip
     return losses, given
+
+
+def _parse_dynamics(t: _Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
+    """kind = "flow" | an optimiser | a list of them; each optimiser's hyperparameters given in a
+    sub-table named after it (``gd = { lr = [0.1, 1] }``) or, for one optimiser, directly."""
+    kinds = _values(t, "kind", t.doc.get("kind", FLOW), str)
+    known = (FLOW, *sorted(OPTIMISERS))
+    for kind in kinds:
+        if kind not in known:
+            t.fail("kind", kind, f"must be one of {list(known)} (or a list of them)")
+    if len(set(kinds)) != len(kinds):
+        t.fail("kind", kinds, "must not repeat a dynamics")
+    opts = [k for k in kinds if k != FLOW]
+    direct = {f.name for k in opts[:1] for f in dataclasses.fields(OPTIMISERS[k])} if len(opts) == 1 else set()
+    t.allow({"kind", *opts, *direct})
+    out = []
+    for kind in kinds:
+        if kind == FLOW:
+            out.append((FLOW, {}))
+            continue
+        sub = t.table(kind) if kind in t.doc else t
+        if sub is not t:
+            sub.allow({f.name for f in dataclasses.fields(OPTIMISERS[kind])})
+        out.append((kind, _swept_fields(sub, OPTIMISERS[kind])))
+    return tuple(out)
 
 
 def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:

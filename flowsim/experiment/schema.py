@@ -14,7 +14,7 @@ from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
 START = ("p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible")
 #: The columns after the parameters, in order.
 LEADING = (*START, "status", "t_stop", "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final",
-           "t_w", "t_l", "nfev", *PATH_FIELDS, "loss", "model", "reference", "message")  # fmt: skip
+           "t_w", "t_l", "nfev", *PATH_FIELDS, "loss", "model", "dynamics", "reference", "message")  # fmt: skip
 #: Integer columns that may be empty (pandas' nullable Int64: written as "3" or "").
 NULLABLE_INT = ("top_other", "steps")
 REF_COLUMNS = ("ref_w", "ref_l")
@@ -22,8 +22,8 @@ assert set(RESULT_FIELDS) | set(PATH_FIELDS) <= set(LEADING)
 
 
 def parameter_names(exp) -> list[str]:
-    """The parameter columns of an experiment: loss fields, references, model fields."""
-    return [*exp.loss_params, *REF_COLUMNS, *exp.model_params]
+    """The parameter columns of an experiment: loss fields, references, model fields, optimiser fields."""
+    return [*exp.loss_params, *REF_COLUMNS, *exp.model_params, *exp.dynamics_params]
 
 
 def columns(exp) -> list[str]:

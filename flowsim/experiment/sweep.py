@@ -18,6 +18,7 @@ import pandas as pd
 
 from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import integrate
+from flowsim.dynamics.optimisers import run_discrete
 from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, FlowResult
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
@@ -76,7 +77,10 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     """Compute one chunk's rows."""
     loss, model = exp.split(chunk.combo)
     policy = model.bind(chunk.p0, chunk.ref)
-    if exp.exact:
+    optimiser = exp.optimiser(chunk.combo)
+    if optimiser is not None:  # a discrete optimiser: every start of the chunk at once
+        res = run_discrete(loss, policy, optimiser, exp.stop)
+    elif exp.exact:
         res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     else:
         records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
@@ -88,6 +92,8 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     df["ref_w"], df["ref_l"] = chunk.ref[:, 0], chunk.ref[:, 1]
     for k in exp.model_params:
         df[k] = chunk.combo[k]
+    for k in exp.dynamics_params:  # empty for the flow and for optimisers without the parameter
+        df[k] = chunk.combo.get(k, np.nan)
     df["p1_0"], df["p2_0"] = chunk.p0[:, 0], chunk.p0[:, 1]
     df["x1_0"], df["x2_0"] = x0[:, 0], x0[:, 1]
     df["region"] = region_labels(chunk.p0, exp.p1_cuts, exp.p2_cuts)
@@ -95,7 +101,7 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     for k in (*RESULT_FIELDS, *PATH_FIELDS):
         df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
     df["loss_0"] = Objective(loss, policy).value(theta0)
-    df["loss"], df["model"] = loss.kind, exp.model_kind
+    df["loss"], df["model"], df["dynamics"] = loss.kind, exp.model_kind, chunk.combo["dynamics"]
     df["reference"] = chunk.combo["reference"]
     return df[columns(exp)]
 

@@ -1,0 +1,373 @@
+r"""Discrete optimisers from many starts at once: :func:`run_discrete`.
+
+All live rows advance together, one vectorised step per iteration (arrays (m, d) for the m
+rows still running); a row that meets a stop is recorded at once, and the arrays are
+compacted to the live rows whenever a quarter of them has stopped (:data:`COMPACT_AT`), so
+later steps work on (nearly) the live rows only.  Every row's arithmetic is its own: on the
+registered parameterisations a row gets bitwise the same record run alone as in any batch
+(see :mod:`.kernels`).  The record has the fields of the flow's
+:class:`~flowsim.dynamics.record.FlowResult` (:data:`RESULT_FIELDS` and :data:`PATH_FIELDS`),
+with the same meanings, so a discrete run and a flow compare column by column.
+
+Time
+----
+Step k stands for flow time t = lr k (gradient descent is the Euler scheme of the flow with
+dt = lr).  The run times out after ``stop.max_steps`` steps, or at the first k with
+lr k >= t_max (up to a relative 1e-12, so that lr = t_max / N times out after exactly N
+steps however lr / t_max rounds).
+
+Stops
+-----
+After each step, at the new point, in the flow's order of precedence where several are met
+at the same step: ``converged`` (p_l <= p2_floor), ``capped`` (p_w >= 1; models with
+``has_cap`` only), ``reached_loss`` (L <= loss_target), ``reached_margin`` (h_w - h_l >=
+margin_target), ``stationary`` (|grad_theta L| <= stationary_tol, when that is > 0),
+``timeout``.  A start that already meets one stops there with t_stop = 0 and steps = 0.
+
+A step that leaves the model's domain (``policy.in_domain`` false), or where the loss or its
+gradient is not finite, ends its row as ``diverged``: the record keeps the last valid point
+(after k - 1 steps, t_stop = lr (k - 1)) and ``message`` says which step and which
+coordinate.  The one exception is the cap: on the ratio plane, a step that carries p_w past
+1 (x1 > 1/ref_w, outside the box) with everything else valid stops as ``capped``, its point
+put exactly on x1 = 1/ref_w, as the flow's record snaps a stop onto its level.
+
+Crossings t_w, t_l: the t of the first step (0 for the start) with p_w >= p1_target, resp.
+p_l <= p2_target, up to and including the stopping step; NaN if none.
+
+Path fields: ``p_w_min`` / ``t_p_w_min`` over the start and every step (the first t at the
+minimum); ``displaced``: p_w_min < p_w0 (1 - 1e-12); ``max_mass``: the largest p_w + p_l;
+``margin_final`` = h_w - h_l, ``rest_final`` = the other responses' total probability
+(computed as their sum, which is 1 - p_w - p_l without the cancellation; NaN for K = 2),
+``top_other`` / ``p_top_other`` the most probable other response (index 2..K-1, as a float)
+and its probability, all at the stop; ``steps`` the steps taken (= ``nfev``, the gradient
+evaluations that moved the row).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from flowsim.dynamics.events import thresholds
+from flowsim.dynamics.optimisers.base import Optimiser
+from flowsim.dynamics.optimisers.kernels import Evaluator, evaluator_for
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
+from flowsim.model.losses.base import Loss
+from flowsim.model.objective import Objective
+from flowsim.model.parameterisations.base import Policy
+
+#: p_w must fall below p_w0 by this much, relatively, to count as ``displaced``.
+DISPLACED_RTOL = 1e-12
+#: Stopped rows ride along (stepped, never read) until this fraction of the arrays has stopped; then
+#: the arrays are compacted to the live rows.  Measured by experiments/bench_optimisers.py
+#: (1000 logits rows, K = 10, Adam, stops spread over ~250 steps, on a shared 2-core machine): 0.1-0.5
+#: were fastest, compacting at every stop ~5% and never compacting (masks only) ~5-15% slower, the
+#: differences near the noise; the gap grows when few rows remain live for long.
+COMPACT_AT = 0.25
+#: Slack on lr k >= t_max, relative (so t_max / lr rounding up by an ulp does not add a step).
+TIME_RTOL = 1e-12
+
+_FLOAT_FIELDS = ("t_stop", "x1_final", "x2_final", "p1_final", "p2_final", "loss_final", "t_w", "t_l", "p_w_min",
+                 "t_p_w_min", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other")  # fmt: skip
+
+
+def step_limit(stop: StopRule, lr: float) -> int:
+    """The step at which a run times out: max_steps, or the first k with lr k >= t_max (1e-12 relative)."""
+    q = stop.t_max / lr
+    if not math.isfinite(q) or q >= stop.max_steps:
+        return stop.max_steps
+    return min(stop.max_steps, max(1, math.ceil(q * (1.0 - TIME_RTOL))))
+
+
+def _norm(g: np.ndarray) -> np.ndarray:
+    """|g| of each row (for the stationary test and the finiteness of g)."""
+    return np.sqrt(np.einsum("ij,ij->i", g, g))
+
+
+def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser,
+                 stop: StopRule | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Run ``optimiser`` on L = loss(policy) from every start of ``policy`` until each stops.
+
+    Parameters
+    ----------
+    loss : Loss or Objective
+        The loss, composed with ``policy`` (or an objective, whose policy is used when
+        ``policy`` is None).
+    policy : Policy
+        A policy bound to n starts (batch shape (n,)); every row starts at its ``theta0``.
+        Its ``row`` must accept an integer index array (every registered one does): rows
+        that stop are dropped by ``policy.row(live_rows)``.
+    optimiser : Optimiser
+        The update rule (:data:`~flowsim.dynamics.optimisers.OPTIMISERS`).
+    stop : StopRule, optional
+        Stops and crossings (default ``StopRule()``); see the module docstring.
+
+    Returns
+    -------
+    dict of numpy arrays of shape (n,), one per field of :data:`RESULT_FIELDS` and
+    :data:`PATH_FIELDS`: ``status`` and ``message`` of dtype object (str), ``nfev`` and
+    ``steps`` int64, ``displaced`` bool, the rest float.  A row never raises: a step that
+    breaks it makes it ``diverged``.
+
+    Examples
+    --------
+    >>> from flowsim.model.losses import DPO
+    >>> from flowsim.model.parameterisations import RatioPlane
+    >>> from flowsim.dynamics.optimisers import GD
+    >>> pol = RatioPlane().bind([[0.5, 0.5]], [[1.0, 1.0]])
+    >>> out = run_discrete(DPO(beta=0.1), pol, GD(lr=0.1), StopRule(t_max=1.0))
+    >>> str(out["status"][0]), int(out["steps"][0]), round(float(out["t_stop"][0]), 12)
+    ('timeout', 10, 1.0)
+    """
+    if isinstance(loss, Objective):
+        policy = loss.policy if policy is None else policy
+        loss = loss.loss
+    if policy is None:
+        raise ValueError("run_discrete needs a policy bound to its starts")
+    if not isinstance(optimiser, Optimiser):
+        raise TypeError(f"optimiser must be an Optimiser; got {type(optimiser).__name__}")
+    stop = StopRule() if stop is None else stop
+    theta0 = np.array(policy.theta0, dtype=float)
+    if theta0.ndim != 2:
+        raise ValueError(f"run_discrete takes a policy bound to n starts (parameters of shape (n, d)); "
+                         f"got parameters of shape {theta0.shape}")  # fmt: skip
+    return _Run(loss, policy, optimiser, stop, theta0).run()
+
+
+class _Run:
+    """One call of :func:`run_discrete`: the output arrays and the live rows' arrays."""
+
+    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray) -> None:
+        self.policy, self.opt, self.stop, self.lr = policy, opt, stop, opt.lr
+        self.n = n = theta0.shape[0]
+        self.theta0 = theta0
+        self.k_max = step_limit(stop, opt.lr)
+        rules = thresholds(stop, capped=policy.has_cap)
+        self.cross_w = next(r for r in rules if r.name == "w")
+        self.cross_l = next(r for r in rules if r.name == "l")
+        # the stops a point can meet, in the order of precedence (timeout comes last, by the clock)
+        tests: list[tuple[str, Callable]] = [(r.name, lambda p, h, L, gn, met=r.met: met(p))
+                                             for r in rules if r.terminal]  # fmt: skip
+        if stop.loss_target is not None:
+            tests.append(("reached_loss", lambda p, h, L, gn, c=stop.loss_target: L <= c))
+        if stop.margin_target is not None:
+            tests.append(("reached_margin", lambda p, h, L, gn, c=stop.margin_target: (h[:, 0] - h[:, 1]) >= c))
+        if stop.stationary_tol > 0:
+            tests.append(("stationary", lambda p, h, L, gn, c=stop.stationary_tol: gn <= c))
+        self.tests = tests
+        self.cap_index = next((i for i, (name, _) in enumerate(tests) if name == "capped"), None)
+        self.out: dict[str, np.ndarray] = {f: np.full(n, math.nan) for f in _FLOAT_FIELDS}
+        self.out["status"] = np.full(n, "", dtype=object)
+        self.out["message"] = np.full(n, "", dtype=object)
+        self.out["nfev"] = np.zeros(n, dtype=np.int64)
+        self.out["steps"] = np.zeros(n, dtype=np.int64)
+        self.out["displaced"] = np.zeros(n, dtype=bool)
+        self.model: Evaluator = evaluator_for(loss, policy)
+
+    # -- the live rows -------------------------------------------------------------------------
+
+    @staticmethod
+    def _evaluate(model: Evaluator, theta: np.ndarray):
+        h, p, g = model(theta)
+        return h, p, g, model.value(h), _norm(g)
+
+    def run(self) -> dict[str, np.ndarray]:
+        with np.errstate(all="ignore"):
+            self._start()
+            for k in range(1, self.k_max + 1):
+                if not self.n_live:
+                    break
+                self._step(k)
+                if self.idx.size - self.n_live >= max(1, COMPACT_AT * self.idx.size):
+                    self._compact(self.alive)
+        out = self.out
+        return {f: out[f] for f in (*RESULT_FIELDS, *PATH_FIELDS)}
+
+    def _start(self) -> None:
+        model, theta = self.model, self.theta0
+        h, p, g, L, gn = self._evaluate(model, theta)
+        self.idx = np.arange(self.n)
+        self.alive, self.n_live = np.ones(self.n, dtype=bool), self.n
+        self.theta, self.h, self.p, self.g, self.L, self.gn = theta, h, p, g, L, gn
+        self.state = self.opt.init(theta)
+        self.pw0 = p[:, 0].copy()
+        self.pw_min = p[:, 0].copy()
+        self.t_pw_min = np.zeros(self.n)
+        self.max_mass = p[:, 0] + p[:, 1]
+        self.t_w = np.where(self.cross_w.met(p), 0.0, math.nan)
+        self.t_l = np.where(self.cross_l.met(p), 0.0, math.nan)
+        ok = model.in_domain(theta) & np.isfinite(L) & np.all(np.isfinite(g), axis=-1)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            msgs = [self._broken(0, int(self.idx[r]), theta[r], theta[r], L[r], g[r]) for r in bad]
+            self._retire(bad, "diverged", 0, theta[bad], h[bad], p[bad], L[bad], msgs)
+            self._drop(bad)
+        if self.n_live:
+            self._stop_rows(self._flags(None), 0, timeout=False)
+
+    def _step(self, k: int) -> None:
+        model = self.model
+        before = self.theta, self.h, self.p, self.L
+        theta, state = self.opt.step(self.theta, self.g, self.state, k)
+        h, p, g, L, gn = self._evaluate(model, theta)
+        ok = model.in_domain(theta) & np.isfinite(L) & np.isfinite(gn)
+        if self.n_live < ok.size:  # rows already stopped are never broken
+            ok |= ~self.alive
+        self.theta, self.state, self.h, self.p, self.g, self.L, self.gn = theta, state, h, p, g, L, gn
+        forced = None
+        if not ok.all():
+            # |g| overflows for a finite gradient beyond ~1e154: such a row is fine
+            big = np.flatnonzero(~ok & np.isinf(gn))
+            if big.size:
+                fine = model.in_domain(theta[big]) & np.isfinite(L[big]) & np.all(np.isfinite(g[big]), axis=-1)
+                ok[big[fine]] = True
+            if self.cap_index is not None:  # a step past the cap stops on it (see the module docstring)
+                forced = self._snap(np.flatnonzero(~ok & (p[:, 0] >= 1.0)), ok)
+            if not ok.all():
+                bad = np.flatnonzero(~ok)
+                th0, h0, p0, L0 = before
+                msgs = [self._broken(k, int(self.idx[r]), th0[r], theta[r], L[r], g[r]) for r in bad]
+                self._retire(bad, "diverged", k - 1, th0[bad], h0[bad], p0[bad], L0[bad], msgs)
+                self._drop(bad)
+                if not self.n_live:
+                    return
+        t = k * self.lr
+        # the path so far
+        pw = p[:, 0]
+        lower = pw < self.pw_min
+        if lower.any():
+            self.pw_min[lower] = pw[lower]
+            self.t_pw_min[lower] = t
+        np.maximum(self.max_mass, pw + p[:, 1], out=self.max_mass)
+        for cross, t_x in ((self.cross_w, self.t_w), (self.cross_l, self.t_l)):
+            hit = cross.met(p)
+            if hit.any():
+                hit &= np.isnan(t_x)
+                t_x[hit] = t
+        self._stop_rows(self._flags(forced), k, timeout=k == self.k_max)
+
+    def _flags(self, forced: np.ndarray | None) -> list[np.ndarray] | None:
+        """Each stop's test on the live rows (with the forced caps), or None where no row meets any."""
+        p, h, L, gn = self.p, self.h, self.L, self.gn
+        flags = [fn(p, h, L, gn) for _, fn in self.tests]
+        if forced is not None:
+            flags[self.cap_index] = flags[self.cap_index] | forced
+        if not flags:
+            return None
+        anyf = flags[0]
+        for f in flags[1:]:
+            anyf = anyf | f
+        if self.n_live < anyf.size:
+            anyf = anyf & self.alive
+            if anyf.any():
+                return [f & self.alive for f in flags]
+        return flags if anyf.any() else None
+
+    def _stop_rows(self, flags: list[np.ndarray] | None, k: int, *, timeout: bool) -> None:
+        """Retire the rows that meet a stop at step k (every remaining row if ``timeout``)."""
+        if flags is None and not timeout:
+            return
+        status = np.full(self.idx.size, "", dtype=object)
+        if timeout:
+            status[self.alive] = "timeout"
+        if flags is not None:
+            for (name, _), f in zip(reversed(self.tests), reversed(flags), strict=True):
+                status[f] = name
+        done = status != ""
+        rows = np.flatnonzero(done)
+        if not rows.size:
+            return
+        self._retire(rows, status[rows], k, self.theta[rows], self.h[rows], self.p[rows], self.L[rows], None)
+        self._drop(rows)
+
+    def _drop(self, rows: np.ndarray) -> None:
+        """Mark rows stopped: they ride along (their values unused) until the next compaction."""
+        self.alive[rows] = False
+        self.n_live = int(np.count_nonzero(self.alive))
+
+    def _compact(self, keep: np.ndarray) -> None:
+        """Drop the rows not in ``keep`` from every live array and from the evaluator."""
+        self.idx = self.idx[keep]
+        self.alive, self.n_live = np.ones(self.idx.size, dtype=bool), self.idx.size
+        self.theta, self.h, self.p, self.g = self.theta[keep], self.h[keep], self.p[keep], self.g[keep]
+        self.L, self.gn = self.L[keep], self.gn[keep]
+        self.state = tuple(s[keep] for s in self.state)
+        self.pw0, self.pw_min, self.t_pw_min = self.pw0[keep], self.pw_min[keep], self.t_pw_min[keep]
+        self.max_mass, self.t_w, self.t_l = self.max_mass[keep], self.t_w[keep], self.t_l[keep]
+        if self.idx.size:
+            self.model = self.model.take(np.flatnonzero(keep))
+
+    def _snap(self, rows: np.ndarray, ok: np.ndarray) -> np.ndarray | None:
+        """Put rows that stepped past the cap on it (in place); mark them ok and return them as forced caps."""
+        if not rows.size:
+            return None
+        snapped = self.model.snap_to_cap(self.theta[rows], rows)
+        if snapped is None:
+            return None
+        sub = self.model.take(rows)
+        hc, pc, gc, Lc, gnc = self._evaluate(sub, snapped)
+        good = sub.in_domain(snapped) & np.isfinite(Lc) & np.all(np.isfinite(gc), axis=-1)
+        if not good.any():
+            return None
+        r = rows[good]
+        self.theta[r], self.h[r], self.p[r], self.g[r] = snapped[good], hc[good], pc[good], gc[good]
+        self.L[r], self.gn[r] = Lc[good], gnc[good]
+        ok[r] = True
+        forced = np.zeros(ok.shape, dtype=bool)
+        forced[r] = True
+        return forced
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _retire(self, rows, status, steps: int, theta, h, p, L, messages) -> None:
+        """Write the records of local rows ``rows`` stopping at the given point after ``steps`` steps."""
+        out, orig = self.out, self.idx[rows]
+        out["status"][orig] = status
+        out["t_stop"][orig] = steps * self.lr
+        x = self.model.take(rows).ratios(theta, h)
+        out["x1_final"][orig], out["x2_final"][orig] = x[:, 0], x[:, 1]
+        out["p1_final"][orig], out["p2_final"][orig] = p[:, 0], p[:, 1]
+        out["loss_final"][orig] = L
+        out["t_w"][orig], out["t_l"][orig] = self.t_w[rows], self.t_l[rows]
+        out["nfev"][orig] = steps
+        out["steps"][orig] = steps
+        if messages is not None:
+            out["message"][orig] = messages
+        out["p_w_min"][orig], out["t_p_w_min"][orig] = self.pw_min[rows], self.t_pw_min[rows]
+        out["displaced"][orig] = self.pw_min[rows] < self.pw0[rows] * (1.0 - DISPLACED_RTOL)
+        out["max_mass"][orig] = self.max_mass[rows]
+        out["margin_final"][orig] = h[:, 0] - h[:, 1]
+        if p.shape[1] > 2:
+            others = p[:, 2:]
+            top = np.argmax(others, axis=1)
+            out["rest_final"][orig] = np.sum(others, axis=1)
+            out["top_other"][orig] = top + 2.0
+            out["p_top_other"][orig] = others[np.arange(len(rows)), top]
+
+    def _broken(self, k: int, i: int, before: np.ndarray, after: np.ndarray, L: float, g: np.ndarray) -> str:
+        """Why step k of row i (original index) is not valid: which coordinate, where."""
+        pol = self.policy.row(i)
+        where = "the start" if k == 0 else f"step {k}"
+        if not bool(pol.in_domain(after)):
+            bad = np.flatnonzero(~np.isfinite(after))
+            j = int(bad[0]) if bad.size else None
+            if j is None:
+                for c in range(after.size):  # the first coordinate that alone takes `before` out
+                    probe = before.copy()
+                    probe[c] = after[c]
+                    if not bool(pol.in_domain(probe)):
+                        j = c
+                        break
+            what = f"theta = {after.tolist()}" if j is None else f"theta[{j}] = {after[j]:.6g}"
+            verb = "is outside" if k == 0 else "left"
+            return f"{where}: {what} {verb} the domain ({pol.describe_domain()})"
+        if not math.isfinite(float(L)):
+            return f"{where}: the loss is {float(L)} at theta = {after.tolist()}"
+        bad = np.flatnonzero(~np.isfinite(g))
+        j = int(bad[0]) if bad.size else 0
+        return f"{where}: the gradient is not finite (dL/dtheta[{j}] = {g[j]}) at theta = {after.tolist()}"
+
+
+__all__ = ["COMPACT_AT", "DISPLACED_RTOL", "TIME_RTOL", "run_discrete", "step_limit"]
