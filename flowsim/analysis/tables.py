@@ -70,6 +70,8 @@ def parameter_columns(flows: pd.DataFrame) -> list[str]:
     cols = lead if "initial" not in modes else [c for c in lead if c not in ("ref_w", "ref_l")]
     if "loss" in flows and flows["loss"].nunique() > 1:  # several losses: each row's loss names its group
         cols = ["loss", *cols]
+    if "dynamics" in flows and flows["dynamics"].nunique() > 1:  # flow and optimisers side by side
+        cols = [*cols, "dynamics"]
     return [*cols, "reference"] if len(modes) > 1 else cols
 
 

@@ -38,7 +38,7 @@ def make_flows(p1=None, p2=None, *, points=None, betas=(0.1,), refs=((1.0, 1.0),
         df = pd.DataFrame({"beta": b, "ref_w": rw, "ref_l": rl, "p1_0": points[:, 0], "p2_0": points[:, 1],
                            "x1_0": x0[:, 0], "x2_0": x0[:, 1], "region": region_labels(points),
                            "feasible": feasible(points), "loss_0": DPO(b).value(np.log(x0)),
-                           "loss": "dpo", "model": "ratio", "reference": reference})  # fmt: skip
+                           "loss": "dpo", "model": "ratio", "dynamics": "flow", "reference": reference})  # fmt: skip
         for k in (*RESULT_FIELDS, *PATH_FIELDS):
             df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
         frames.append(df)
