@@ -11,13 +11,15 @@ from flowsim.analysis.tables import check_flows
 from flowsim.app.analyze import results_folder
 from flowsim.app.run import recorded
 from flowsim.dynamics.driver import integrate
+from flowsim.dynamics.optimisers import run_discrete
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS
 from flowsim.experiment.store import read_flows
 from flowsim.model.losses import DPO
+from flowsim.model.objective import Objective
 from flowsim.model.parameterisations import RatioPlane
-from flowsim.plotting import PathData, plot_results
+from flowsim.plotting import PathData, group_key, plot_results
 
 
 def start_points(p1_cuts=DEFAULT_CUTS, p2_cuts=DEFAULT_CUTS) -> np.ndarray:
@@ -40,21 +42,54 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
     options = exp.solver if exp else None
     out = {}
     for key, group in flows.groupby(params, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
+        key = group_key(key)
         row = group.iloc[0]
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
-        drawn = []
-        for p, region in zip(start_points(*cuts), REGIONS, strict=True):
-            if model.normalised and p.sum() >= 1:
-                continue
-            ref = p if reference == "initial" else np.ones(2) if reference == "none" else \
-                np.array([row["ref_w"], row["ref_l"]])  # fmt: skip
-            pol = model.bind(p, ref)
-            r = integrate(loss, policy=pol, stop=stop, options=options, path=True)
-            path = None if r.path_x is None else pol.probs(r.path_x)[:, :2]
-            drawn.append(PathData(p, path, np.array([r.p1_final, r.p2_final]), r.t_stop, r.status, region))
-        out[key] = drawn
+        starts = [(p, r) for p, r in zip(start_points(*cuts), REGIONS, strict=True)
+                  if not (model.normalised and p.sum() >= 1)]  # fmt: skip
+        p0 = np.array([p for p, _ in starts])
+        ref = p0 if reference == "initial" else np.ones_like(p0) if reference == "none" else \
+            np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)  # fmt: skip
+        pol = model.bind(p0, np.asarray(ref, dtype=float))
+        optimiser = exp.optimiser(exp.combo_of(row)) if exp else None
+        if optimiser is None:
+            out[key] = [_flow_path(loss, pol.row(i), stop, options, p, r) for i, (p, r) in enumerate(starts)]
+        else:
+            out[key] = discrete_paths(loss, pol, optimiser, stop, [r for _, r in starts])
+    return out
+
+
+def _flow_path(loss, pol, stop: StopRule, options, p: np.ndarray, region: str) -> PathData:
+    r = integrate(loss, policy=pol, stop=stop, options=options, path=True)
+    path = None if r.path_x is None else pol.probs(r.path_x)[:, :2]
+    return PathData(p, path, np.array([r.p1_final, r.p2_final]), r.t_stop, r.status, region)
+
+
+def discrete_paths(loss, pol, optimiser, stop: StopRule, regions: list[str], points: int = 400) -> list[PathData]:
+    """The discrete runs from every start of ``pol``, replayed step by step to record their paths.
+
+    :func:`run_discrete` gives each row's record and step count; the replay repeats the same
+    steps (the optimiser's own ``step``) and keeps about ``points`` points per path.
+    """
+    res = run_discrete(loss, pol, optimiser, stop)
+    steps = np.asarray(res["steps"], dtype=np.int64)
+    objective = Objective(loss, pol)
+    theta = pol.theta0
+    state = optimiser.init(theta)
+    stride = max(1, int(steps.max(initial=0)) // points)
+    trace = [pol.probs(theta)[:, :2]]
+    for k in range(1, int(steps.max(initial=0)) + 1):
+        theta, state = optimiser.step(theta, objective.grad(theta), state, k)
+        if k % stride == 0 or k == steps.max():
+            trace.append(np.where((k <= steps)[:, None], pol.probs(theta)[:, :2], np.nan))
+    path = np.stack(trace, axis=1)
+    out = []
+    for i, region in enumerate(regions):
+        keep = path[i][np.all(np.isfinite(path[i]), axis=1)]
+        final = np.array([res["p1_final"][i], res["p2_final"][i]])
+        out.append(PathData(pol.p0[i], np.vstack([keep, final]), final, float(res["t_stop"][i]),
+                            str(res["status"][i]), region))  # fmt: skip
     return out
 
 

@@ -145,9 +145,9 @@ class Experiment:
 
     def combo_of(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A flows row's combination, its values cast to the parameters' own types."""
-        kind = str(row.get("loss", self.losses[0][0]))
-        params = {**dict(self.losses)[kind], **self.model_params}
-        return {"loss": kind, **{k: type(v[0])(row[k]) for k, v in params.items()}}
+        kind, dyn = str(row.get("loss", self.losses[0][0])), str(row.get("dynamics", FLOW))
+        params = {**dict(self.losses)[kind], **self.model_params, **dict(self.dynamics).get(dyn, {})}
+        return {"loss": kind, "dynamics": dyn, **{k: type(v[0])(row[k]) for k, v in params.items()}}
 
     def _loss_dict(self, one_or_list) -> dict[str, Any]:
         """One loss: its kind and every parameter after defaults; several: the kinds and the keys given."""

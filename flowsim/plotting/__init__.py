@@ -3,6 +3,6 @@
 Nothing here integrates a flow: the paths to draw are data handed in by the caller.
 """
 
-from flowsim.plotting.figures import KINDS, PathData, plot_field, plot_results
+from flowsim.plotting.figures import KINDS, PathData, group_key, plot_field, plot_results
 
-__all__ = ["KINDS", "PathData", "plot_field", "plot_results"]
+__all__ = ["KINDS", "PathData", "group_key", "plot_field", "plot_results"]

@@ -237,14 +237,14 @@ def _param_text(params: list[str], key: tuple, reference: str, shown: list[bool]
     sym = {"beta": "β"}
     shown = shown or [True] * len(params)
     text = ", ".join(f"{sym.get(p, p)} = {_v(v)}" for p, v, s in zip(params, key, shown, strict=True)
-                     if s and p != "reference")  # fmt: skip
+                     if s and p != "reference" and v is not None)  # fmt: skip
     return text + REFERENCE_TEXT.get(reference, f", reference = {reference}")
 
 
 def _tag(params: list[str], key: tuple, reference: str, shown: list[bool] | None = None) -> str:
     shown = shown or [True] * len(params)
-    tag = "_".join(f"{p.replace('_', '')}{_v(v)}" for p, v, s in zip(params, key, shown, strict=True)
-                   if s and p != "reference")  # fmt: skip
+    tag = "_".join(_v(v) if p in ("dynamics", "loss") else f"{p.replace('_', '')}{_v(v)}"
+                   for p, v, s in zip(params, key, shown, strict=True) if s and p != "reference" and v is not None)
     return tag + REFERENCE_TAG.get(reference, f"_ref{reference}")
 
 
@@ -462,6 +462,67 @@ def _paths(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts
     return _save(fig, path)
 
 
+def group_key(key: object) -> tuple:
+    """A groupby key as a tuple whose missing values are None (NaN != NaN would defeat dict look-ups)."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in key)
+
+
+#: Line styles of the settings in an overlay, with the Okabe-Ito colours.
+OVERLAY_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)))
+
+
+def _setting_label(kw: dict) -> str:
+    """'flow', or an optimiser with its learning rate (the one hyperparameter every optimiser has)."""
+    dyn = str(kw.get("dynamics", "flow"))
+    return dyn if dyn == "flow" else f"{dyn}, lr = {_v(kw.get('lr'))}"
+
+
+def _overlay(title: str, settings: list[tuple[str, list[PathData]]], cuts, path: Path) -> Path:
+    """The paths of several dynamics from the same starts, in the (p1, p2) plane."""
+    fig, ax, _ = _single(width=6.2, height=6.25, colorbar=False, bottom=1.4)
+    handles = []
+    for k, (label, paths) in enumerate(settings):
+        colour, style = PATH_COLOURS[k % len(PATH_COLOURS)], OVERLAY_STYLES[k % len(OVERLAY_STYLES)]
+        for r in paths:
+            if r.path is not None:
+                ax.plot(r.path[:, 0], r.path[:, 1], color=colour, ls=style, lw=1.6, alpha=0.9)
+            ax.plot(*r.final, "X", color=colour, ms=6, mec="k", mew=0.5)
+        handles.append(Line2D([], [], color=colour, ls=style, lw=1.8, label=label))
+    for r in settings[0][1]:
+        ax.plot(*r.start, "o", color="white", ms=6, mec="k", mew=0.8)
+    handles += [Line2D([], [], ls="", marker="o", color="white", mec="k", label="start (region centre)"),
+                Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1: outside the simplex")]
+    _decorate(ax, *cuts, names=False)
+    ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
+    ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)
+    ax.set_title(f"Flow and optimisers from the same starts (X: stop)\n{title}", fontsize=11)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7.5, frameon=False)
+    return _save(fig, path)
+
+
+def _overlays(flows, params, groups, paths, cuts, outdir: Path, fmt: str) -> list[Path]:
+    """One overlay per combination of everything but the dynamics: paths_overlay_{TAG}."""
+    from flowsim.dynamics.optimisers import OPTIMISERS
+
+    dyn = {"dynamics", *(f for cls in OPTIMISERS.values() for f in cls.__dataclass_fields__)}
+    rest = [p for p in params if p not in dyn]
+    bundles: dict[tuple, list] = {}
+    for key, _, g, _, _ in groups:
+        kw = dict(zip(params, key, strict=True))
+        if key in paths:
+            bundles.setdefault(tuple(kw[p] for p in rest), []).append((_setting_label(kw), paths[key], g))
+    written = []
+    for other, settings in bundles.items():
+        g = settings[0][2]
+        reference = str(g["reference"].iloc[0])
+        shown = _shown(flows, rest)
+        title, tag = _param_text(rest, other, reference, shown), _tag(rest, other, reference, shown)
+        written.append(_overlay(title, [(lab, ps) for lab, ps, _ in settings], cuts,
+                                outdir / f"paths_overlay_{tag or 'all'}.{fmt}"))  # fmt: skip
+    return written
+
+
 def plot_results(
     flows: pd.DataFrame,
     outdir: Path,
@@ -510,7 +571,7 @@ def plot_results(
     outdir.mkdir(parents=True, exist_ok=True)
     groups = []  # (key, positions, rows, title, tag)
     for key, pos in flows.groupby(params, sort=True, dropna=False).indices.items():
-        key = key if isinstance(key, tuple) else (key,)
+        key = group_key(key)
         reference = str(flows["reference"].iloc[pos[0]])
         shown = _shown(flows, params)
         groups.append((key, pos, flows.iloc[pos], _param_text(params, key, reference, shown),
@@ -524,6 +585,8 @@ def plot_results(
             written.append(maps.save(g, v_all[pos], title, outdir / f"{q.name}_{tag}.{fmt}"))
         panels = [(title, g, v_all[pos]) for _, pos, g, title, _ in groups]
         written.append(_facet(q, panels, norm_cmap, cuts, outdir / f"facet_{q.name}.{fmt}"))
+    if "paths" in kinds and paths and "dynamics" in params:
+        written += _overlays(flows, params, groups, paths, cuts, outdir, fmt)
     for key, _, g, title, tag in groups:
         if "basin" in kinds:
             written.append(_basin(g, title, cuts, outdir / f"basin_{tag}.{fmt}"))
