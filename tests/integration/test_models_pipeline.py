@@ -25,7 +25,7 @@ def _run(tmp_path, doc):
 
 def test_features_sweep_records_displacement_and_leaves_out_infeasible_starts(tmp_path):
     doc = {"model": {"kind": "features", "cos_wl": [0.0, 0.99], "reference": "initial"}, "stop": {"t_max": 1e4}}
-    exp, out, meta, flows = _run(tmp_path, doc)
+    _, out, meta, flows = _run(tmp_path, doc)
     g = np.linspace(0.1, 0.9, 4)
     keep = int((g[:, None] + g[None, :] < 1).sum())  # the starts a normalised model can take
     assert meta["starts_left_out"] == 16 - keep and len(flows) == 2 * keep
@@ -50,7 +50,7 @@ def test_ratio_plane_records_where_paths_leave_the_simplex(tmp_path):
 def test_losses_side_by_side_on_logits(tmp_path):
     doc = {"loss": {"kind": ["dpo", "ipo", "simpo"]}, "model": {"kind": "logits", "reference": "initial"},
            "stop": {"margin_target": 4.0}}  # fmt: skip
-    exp, out, _, flows = _run(tmp_path, doc)
+    _, out, _, flows = _run(tmp_path, doc)
     assert list(flows["loss"].unique()) == ["dpo", "ipo", "simpo"]
     assert flows.loc[flows["loss"] == "dpo", "simpo_gamma"].isna().all()  # a parameter dpo does not take
     assert set(flows["status"]) <= {"reached_margin", "stationary"}
@@ -63,7 +63,7 @@ def test_optimisers_beside_the_flow(tmp_path):
     doc = {"model": {"kind": "logits", "reference": "initial"},
            "dynamics": {"kind": ["flow", "gd", "adam"], "gd": {"lr": 1.0}, "adam": {"lr": 0.01}},
            "stop": {"loss_target": 0.3, "p2_floor": 1e-12}}  # fmt: skip
-    exp, out, _, flows = _run(tmp_path, doc)
+    _, out, _, flows = _run(tmp_path, doc)
     assert list(flows["dynamics"].unique()) == ["flow", "gd", "adam"]
     assert set(flows["status"]) == {"reached_loss"}
     flow, gd = (flows[flows["dynamics"] == k].reset_index() for k in ("flow", "gd"))
