@@ -1,2 +1,4 @@
-"""Region tables (:mod:`.tables`) and verdict machinery (:mod:`.verdicts`), generic; one
-paper's claims in :mod:`.studies`."""
+"""Region tables (:mod:`.tables`), verdict machinery (:mod:`.verdicts`: claims, the four
+outcomes, the markdown report, the verdict matrix across settings and its conclusions) and
+the fixed sensitivity family (:mod:`.sensitivity`), generic; one paper's claims in
+:mod:`.studies`."""

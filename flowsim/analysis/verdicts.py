@@ -1,9 +1,14 @@
 """Verdict machinery, generic: claims as objects, rules as pure functions, a markdown report.
 
-A :class:`Claim` carries the paper's words, where they are, what is measured (a function
-of one group of flows) and the *rule* that turns the measurement into a verdict, fixed in
-code before any data is read.  :func:`claims_markdown` renders any table of verdicts; a
-study (:mod:`flowsim.analysis.studies`) supplies the claims.
+A :class:`Claim` carries the paper's words, where they are, the models and losses it speaks
+of, what is measured (a function of one group of flows) and the *rule* that turns the
+measurement into a verdict, fixed in code before any data is read.  The outcomes are
+:data:`VERDICTS`: ``supported``, ``partly supported``, ``not supported`` and ``not
+applicable`` (no evidence).  :func:`claims_markdown` renders any table of verdicts (saying
+first how many rows failed, :func:`failed_rows`); :func:`verdict_matrix` lays several
+settings' tables side by side (claims x settings, each cell the verdict and its robustness)
+and :func:`conclusions` writes the paragraph that table supports.  A study
+(:mod:`flowsim.analysis.studies`) supplies the claims.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import numpy as np
 import pandas as pd
 
 SUBSETS: tuple[str, ...] = ("all", "feasible")
-SUPPORTED, PARTLY, NOT = "supported", "partly supported", "not supported"
-#: The possible verdicts, best first.
-VERDICTS: tuple[str, ...] = (SUPPORTED, PARTLY, NOT)
+SUPPORTED, PARTLY, NOT, NA = "supported", "partly supported", "not supported", "not applicable"
+#: The possible verdicts, best first; ``not applicable`` is "no evidence": an empty region or
+#: subset, a model or loss the claim does not speak of, or too many failed rows.
+VERDICTS: tuple[str, ...] = (SUPPORTED, PARTLY, NOT, NA)
+#: Above this share of failed rows in a group, a claim that reads the flows is not applicable.
+MAX_FAILED_SHARE = 0.01
 
 
 Metrics = Mapping[str, float]
@@ -32,9 +40,22 @@ def _le(value: float, bound: float) -> bool:
     return not math.isnan(value) and value <= bound
 
 
+class NotApplicable(Exception):
+    """Raised by a measurement that finds no evidence; its message says why."""
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A claim of a paper: what it says, where, what is measured and how it is judged."""
+    """A claim of a paper: what it says, where, what is measured and how it is judged.
+
+    ``models`` and ``losses`` name the parameterisations and losses the claim speaks of
+    (None: all); elsewhere its verdict is ``not applicable``.  ``measure(group, thresholds)``
+    returns (value, metrics, details) or raises :class:`NotApplicable`; ``reads`` names the
+    thresholds the measurement (not only the rule) reads, and ``regional`` whether it reads
+    the region labels, so that the sensitivity family re-measures only what can change.
+    ``uses_flows``: whether the claim reads the flows' outcomes (then failed rows count
+    against it); ``across``: the parameter column a claim across combinations compares.
+    """
 
     id: str
     title: str
@@ -42,6 +63,21 @@ class Claim:
     where: str
     metric: str
     rule: Callable
+    measure: Callable | None = None
+    models: tuple[str, ...] | None = None
+    losses: tuple[str, ...] | None = None
+    reads: tuple[str, ...] = ()
+    regional: bool = False
+    uses_flows: bool = True
+    across: tuple[str, ...] = ()
+
+    def not_applicable(self, model: str, loss: str) -> str | None:
+        """Why the claim does not apply to ``model`` and ``loss``, or None if it does."""
+        if self.models is not None and model not in self.models:
+            return f"the claim speaks of the model(s) {', '.join(self.models)}, not {model}"
+        if self.losses is not None and loss not in self.losses:
+            return f"the claim speaks of the loss(es) {', '.join(self.losses)}, not {loss}"
+        return None
 
 
 def _fmt(v: float) -> str:
@@ -60,12 +96,44 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
 
 
+def failed_rows(claims: pd.DataFrame) -> tuple[int, int]:
+    """(failed rows, rows) over the flows behind a table of :func:`evaluate_claims`.
+
+    Read from its ``n_failed`` and ``n_rows`` columns (subset "all", one row per group of
+    the first claim), so it works on claims.csv read back as well; (0, 0) without them.
+
+    ``flowsim analyze`` can print it::
+
+        n_failed, n_rows = failed_rows(claims)
+        if n_failed:
+            print(f"{n_failed} of {n_rows} flows failed ...")
+    """
+    if "n_failed" not in claims or "n_rows" not in claims or not len(claims):
+        return 0, 0
+    first = claims[(claims["claim"] == claims["claim"].iloc[0]) & (claims["subset"] == "all")]
+    return int(first["n_failed"].fillna(0).sum()), int(first["n_rows"].fillna(0).sum())
+
+
+def failed_note(claims: pd.DataFrame) -> str:
+    """A sentence on failed rows ('' when none failed)."""
+    n_failed, n_rows = failed_rows(claims)
+    if not n_failed:
+        return ""
+    return (
+        f"**{n_failed} of {n_rows} flows failed** ({100 * n_failed / n_rows:.3g}%). In a group with more than "
+        f"{100 * MAX_FAILED_SHARE:g}% failed rows every claim that reads the flows is *not applicable*; below "
+        "that, failed rows are left out of the measurements."
+    )
+
+
 def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the paper's claims, tested") -> str:
     """A markdown report of :func:`evaluate_claims`' table.
 
-    A summary (claims by subset, verdicts counted over the parameter combinations), then
-    a section per claim: the paper's statement, where it is, the metric, the rule, and a
-    table of value, verdict and details per combination and subset.
+    A note on failed rows when any failed, a summary (claims by subset, verdicts counted
+    over the parameter combinations), then a section per claim: the paper's statement,
+    where it is, the metric, the rule, and a table of value, verdict, robustness (under the
+    fixed sensitivity family, :mod:`flowsim.analysis.sensitivity`) and details per
+    combination and subset.
     """
     need = ["claim", "reference", "subset", "title", "paper", "where", "metric", "value", "details", "threshold",
             "verdict"]  # fmt: skip
@@ -82,11 +150,18 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     ref_text = "reference = SFT model (each start is its own reference)" if ref == "initial" else f"reference: {ref}"
     ids = list(dict.fromkeys(claims["claim"]))
     subsets = [s for s in SUBSETS if s in set(claims["subset"])]
+    robust = "robustness" in claims
     out = [f"# {title}", ""]
+    note = failed_note(claims)
+    if note:
+        out += [note, ""]
+    per_claim = claims[claims["claim"] == ids[0]]
+    n_combos = len(per_claim.groupby(params, dropna=False)) if params else 1
     out += [
-        f"{len(claims.groupby(params, dropna=False)) if params else 1} parameter combination(s); {ref_text}. "
+        f"{n_combos} parameter combination(s); {ref_text}. "
         "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Rules and thresholds: "
-        "`flowsim.claims`.",
+        "`flowsim.analysis.studies.dpo_field`; sensitivity family: `flowsim.analysis.sensitivity` (region cuts "
+        "0.2, 0.25, 1/3; each threshold halved and doubled).",
         "",
     ]
     summary = []
@@ -94,8 +169,12 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         c = claims[claims["claim"] == cid]
         row: list[object] = [cid, c["title"].iloc[0]]
         for s in subsets:
-            counts = c.loc[c["subset"] == s, "verdict"].value_counts()
+            cs = c[c["subset"] == s]
+            counts = cs["verdict"].value_counts()
             v = [f"{k}" if counts[k] == counts.sum() else f"{k} ({counts[k]})" for k in VERDICTS if k in counts]
+            if robust:
+                n_frag = int(cs["robustness"].astype(str).str.startswith("fragile").sum())
+                v.append("robust" if not n_frag else f"fragile ({n_frag})")
             row.append(", ".join(v))
         summary.append(row)
     out += [*_table(["claim", "statement", *subsets], summary), ""]
@@ -104,7 +183,157 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         first = c.iloc[0]
         out += [f"## {cid}. {first['title']}", "", f"> {first['paper']}", ""]
         out += [f"*Where:* {first['where']}. *Metric:* {first['metric']}. *Rule:* {first['threshold']}.", ""]
-        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**", r["details"]]
-                for _, r in c.iterrows()]  # fmt: skip
-        out += [*_table([*params, "subset", "value", "verdict", "details"], rows), ""]
+        extra = ["robustness"] if robust else []
+        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**", *(r[e] for e in extra),
+                 r["details"]] for _, r in c.iterrows()]  # fmt: skip
+        out += [*_table([*params, "subset", "value", "verdict", *extra, "details"], rows), ""]
     return "\n".join(out)
+
+
+# -- across settings ---------------------------------------------------------------------------------
+
+#: A cell of :func:`verdict_matrix` is "<verdict>, robust" or "<verdict>, fragile"; several
+#: combinations with different verdicts read "<verdict> (k/n); <verdict> (m/n), ...".
+ROBUST_MARK, FRAGILE_MARK = "robust", "fragile"
+
+
+def _cell_of(rows: pd.DataFrame) -> str:
+    counts = rows["verdict"].value_counts()
+    n = int(counts.sum())
+    if not n:
+        return NA
+    parts = [k if counts[k] == n else f"{k} ({counts[k]}/{n})" for k in VERDICTS if k in counts]
+    text = "; ".join(parts)
+    if "robustness" in rows and set(rows["verdict"]) != {NA}:
+        fragile = rows["robustness"].astype(str).str.startswith("fragile").any()
+        text += f", {FRAGILE_MARK if fragile else ROBUST_MARK}"
+    return text
+
+
+def verdict_matrix(
+    tables: Mapping[str, pd.DataFrame],
+    subset: str = "all",
+    split: Mapping[str, str] | None = None,
+    select: Mapping[str, Mapping[str, object]] | None = None,
+) -> pd.DataFrame:
+    """Claims (rows) x settings (columns): each cell the verdict with its robustness mark.
+
+    Parameters
+    ----------
+    tables : mapping of setting name -> DataFrame
+        Outputs of :func:`evaluate_claims` (or claims.csv read back), one per setting, in
+        column order (e.g. ``{"ratio reference-free": paper, "ratio standard": standard, ...}``).
+    subset : str, default "all"
+        Which subset of starts the cells read.
+    split : mapping of setting name -> column, optional
+        Settings to split into one column per value of a column, e.g. ``{"losses": "loss"}``
+        gives the columns "losses: dpo", "losses: ipo", ...
+    select : mapping of setting name -> {column: value}, optional
+        Keep only a setting's rows with these parameter values, e.g.
+        ``{"features cos 0.9": {"cos_wl": 0.9, "norm_ratio": 1.0}}``; rows where the column is
+        NaN (a claim across that parameter, such as C9 across cos_wl) are kept.
+
+    Returns
+    -------
+    DataFrame
+        Index: claim ids (in the order first met); a first column ``statement`` (the claim's
+        title), then one column per setting.  A cell is the verdict and ``robust`` or
+        ``fragile`` (fragile if any row behind it is); where a setting holds several
+        combinations with different verdicts, each verdict with its count.  The models
+        behind each setting are in ``matrix.attrs["models"]`` (setting -> sorted list),
+        which :func:`conclusions` reads.
+    """
+    split = dict(split or {})
+    columns: dict[str, pd.DataFrame] = {}
+    for name, t in tables.items():
+        if not isinstance(t, pd.DataFrame) or "verdict" not in t or "claim" not in t:
+            raise ValueError(f"tables[{name!r}] must be a DataFrame from evaluate_claims")
+        t = t[t["subset"] == subset] if "subset" in t else t
+        for k, v in dict((select or {}).get(name, {})).items():
+            if k not in t:
+                raise ValueError(f"select[{name!r}] names the column {k!r}, which tables[{name!r}] lacks")
+            t = t[(t[k] == v) | t[k].isna()]
+        col = split.get(name)
+        if col is not None and col in t and t[col].nunique() > 1:
+            for v in pd.unique(t[col]):
+                columns[f"{name}: {v}"] = t[t[col] == v]
+        else:
+            columns[name] = t
+    ids: list[str] = []
+    titles: dict[str, str] = {}
+    for t in columns.values():
+        for cid, title in zip(t["claim"], t["title"] if "title" in t else t["claim"], strict=True):
+            if cid not in titles:
+                ids.append(cid)
+                titles[cid] = title
+    data = {"statement": [titles[c] for c in ids]}
+    for name, t in columns.items():
+        data[name] = [_cell_of(t[t["claim"] == cid]) for cid in ids]
+    out = pd.DataFrame(data, index=pd.Index(ids, name="claim"))
+    out.attrs["models"] = {
+        name: sorted(map(str, pd.unique(t["model"].dropna()))) if "model" in t else ["ratio"]
+        for name, t in columns.items()
+    }
+    return out
+
+
+def _verdict_of(cell: str) -> str | None:
+    """The verdict of a cell where the claim applies: the one verdict of its applicable
+    combinations (``not applicable`` if none applies), None when they disagree."""
+    head = cell.rsplit(", ", 1)[0] if cell.endswith((ROBUST_MARK, FRAGILE_MARK)) else cell
+    found = {part.split(" (")[0] for part in head.split("; ")}
+    if not found <= set(VERDICTS):
+        return None
+    found -= {NA}
+    return NA if not found else found.pop() if len(found) == 1 else None
+
+
+def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -> str:
+    """A paragraph, generated from a :func:`verdict_matrix`, on where each conclusion holds.
+
+    A claim *holds* in a setting whose cell is ``supported`` (every combination where it
+    applies); settings where it is ``not applicable`` are left out of its count.  The paragraph names
+    the claims that hold in every setting where they apply, those that hold in every
+    ratio-plane setting but in no other (the ratio-plane settings are ``ratio_settings``,
+    by default those whose only model is "ratio" in ``matrix.attrs["models"]``), those that
+    hold nowhere, and how many verdicts are fragile.  Nothing in it is typed by hand.
+    """
+    settings = [c for c in matrix.columns if c != "statement"]
+    if ratio_settings is None:
+        models = matrix.attrs.get("models", {})
+        ratio_settings = [s for s in settings if models.get(s, []) == ["ratio"]]
+    ratio = set(ratio_settings)
+    every, only_ratio, nowhere, never_applies, mixed = [], [], [], [], []
+    n_fragile = 0
+    for cid, row in matrix.iterrows():
+        cells = {s: str(row[s]) for s in settings}
+        n_fragile += sum(c.endswith(FRAGILE_MARK) for c in cells.values())
+        applies = {s: c for s, c in cells.items() if _verdict_of(c) != NA}
+        if not applies:
+            never_applies.append(cid)
+            continue
+        holds = {s for s, c in applies.items() if _verdict_of(c) == SUPPORTED}
+        some = {s for s, c in applies.items() if _verdict_of(c) != NOT}
+        name = f"{cid} ({row['statement']})"
+        if holds == set(applies):
+            every.append(f"{name}, in {len(applies)} setting(s)")
+        elif holds and holds == set(applies) & ratio and set(applies) - ratio:
+            only_ratio.append(name)
+        elif not some:
+            nowhere.append(name)
+        else:
+            mixed.append(f"{cid} (holds in {len(holds)} of {len(applies)})")
+
+    def listing(items: list[str]) -> str:
+        return "; ".join(items) if items else "none"
+
+    return (
+        f"Across {len(settings)} setting(s) ({', '.join(settings)}): "
+        f"**holds in every setting where it applies**: {listing(every)}. "
+        f"**Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
+        f"{listing(only_ratio)}. "
+        f"**Holds nowhere** (not supported wherever it applies): {listing(nowhere)}. "
+        f"Between these: {listing(mixed)}. Not applicable in any setting: {listing(never_applies)}. "
+        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
+        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled)."
+    )

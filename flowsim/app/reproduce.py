@@ -102,7 +102,7 @@ def _v(v: object) -> str:
 
 def _verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all") -> pd.DataFrame:
     """Claims (rows) by parameter setting (columns, in numeric order) -> verdict."""
-    c = claims[claims["subset"] == subset].copy()
+    c = claims[claims["subset"] == subset].dropna(subset=columns).copy()  # claims across settings: no column
     c["label"] = c["claim"] + " " + c["title"]
     settings = c[columns].drop_duplicates().sort_values(columns)
     names = [", ".join(_v(v) for v in row) for row in settings.itertuples(index=False)]
@@ -111,7 +111,7 @@ def _verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all"
     return table[names].rename_axis(index=None, columns=None)
 
 
-_SHORT = {"supported": "supported", "partly supported": "partly", "not supported": "not"}
+_SHORT = {"supported": "supported", "partly supported": "partly", "not supported": "not", "not applicable": "n/a"}
 
 
 def _value_verdict(claims: pd.DataFrame) -> list[str]:
@@ -140,6 +140,7 @@ def _region_spread(root: Path, name: str, beta: float) -> dict[str, float] | Non
 def build_report(root: Path, names: list[str]) -> str:
     """results/README.md from the analysed experiment folders under ``root``."""
     out = ["# flowsim results", ""]
+    out += _across_settings(root)
     metas = {n: json.loads((root / n / "meta.json").read_text()) for n in names if (root / n / "meta.json").exists()}
     if metas:
         m = next(iter(metas.values()))
@@ -261,6 +262,47 @@ def _models_side_by_side(root: Path) -> list[str]:
     return lines
 
 
+#: The settings of the report's first table: (column, experiment, rows kept, split by a column).
+SETTINGS = (
+    ("ratio, reference-free (paper)", "paper", {}, None),
+    ("ratio, standard", "standard", {"beta": 0.1}, None),
+    ("ratio, references swept", "reference", {}, None),
+    ("logits, standard", "logits", {"beta": 0.1, "reference": "initial"}, None),
+    ("features cos 0.9, standard", "features", {"cos_wl": 0.9, "norm_ratio": 1.25}, None),
+    ("features, cos swept", "features", {"norm_ratio": 1.25}, None),
+    ("logits + Adam", "optimisers", {"dynamics": "adam", "lr": 0.01}, None),
+    ("features + Adam", "optimisers_features", {"dynamics": "adam", "lr": 0.01}, None),
+    ("ratio, loss", "losses", {}, "loss"),
+    ("logits, loss", "losses_logits", {}, "loss"),
+)
+
+
+def _across_settings(root: Path) -> list[str]:
+    """The opening table: every claim (rows) in every setting (columns), and the paragraph read from it."""
+    from flowsim.analysis.verdicts import conclusions, verdict_matrix
+
+    tables, select, split = {}, {}, {}
+    for label, name, where, by in SETTINGS:
+        claims = _claims(root, name)
+        if claims is None:
+            continue
+        tables[label], select[label] = claims, where
+        if by:
+            split[label] = by
+    if not tables:
+        return []
+    matrix = verdict_matrix(tables, subset="all", split=split, select=select)
+    return [
+        "## Which of the paper's conclusions survive", "",
+        "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, see the claims files) measured in "
+        "every setting (columns): the verdict on all starts, `robust` if it holds under every alternative region "
+        "cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else `fragile`. "
+        "Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
+        matrix.to_markdown(), "",
+        conclusions(matrix), "",
+    ]  # fmt: skip
+
+
 def _beyond_the_ratio_plane(root: Path) -> list[str]:
     """The sections on other parameterisations, losses and optimisers (each only if its runs exist)."""
     out = _models_side_by_side(root)
@@ -368,7 +410,7 @@ def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list
     for subset, label in (("all", "all starts"), ("feasible", "feasible starts (p1 + p2 ≤ 1)")):
         a, b = _verdict_pivot(free, ["beta"], subset), _verdict_pivot(std, ["beta"], subset)
         cols = [c for c in b.columns if c in a.columns]
-        both = pd.DataFrame({f"β = {c}": [f"{_SHORT[x]} → {_SHORT[y]}" for x, y in
+        both = pd.DataFrame({f"β = {c}": [f"{_SHORT.get(x, '—')} → {_SHORT.get(y, '—')}" for x, y in
                              zip(a[c].reindex(b.index), b[c], strict=True)] for c in cols}, index=b.index)  # fmt: skip
         lines += [f"Verdicts on {label}: reference-free → standard DPO.", "", both.to_markdown(), ""]
     std_csv = root / "standard" / "flows.csv"

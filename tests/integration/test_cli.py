@@ -34,7 +34,7 @@ def test_run_analyze_plot(tmp_path, capsys):
     assert "72 flows" in capsys.readouterr().out
     assert main(["analyze", str(out)]) == 0
     claims = pd.read_csv(out / "claims.csv")
-    assert set(claims["verdict"]) <= {"supported", "partly supported", "not supported"}
+    assert set(claims["verdict"]) <= {"supported", "partly supported", "not supported", "not applicable"}
     assert set(claims["subset"]) == {"all", "feasible"}
     assert (out / "claims.md").read_text().strip()
     regions = pd.read_csv(out / "regions.csv")

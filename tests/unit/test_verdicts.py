@@ -1,0 +1,247 @@
+"""Verdict rules each way, the sensitivity family, and the verdict matrix across settings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowsim.analysis import sensitivity as sens
+from flowsim.analysis.studies import dpo_field as cl
+from flowsim.analysis.studies.dpo_field import CLAIMS, NA, NOT, PARTLY, SUPPORTED, ClaimThresholds, evaluate_claims
+from flowsim.analysis.testing import make_flows
+from flowsim.analysis.verdicts import VERDICTS, Claim, claims_markdown, conclusions, verdict_matrix
+from flowsim.dynamics.record import StopRule
+
+TH = ClaimThresholds()
+NAN = float("nan")
+GRID = np.linspace(0.01, 1.0, 20)
+
+RULE_CASES = [
+    (cl.rule_identity, {"worst": 1e-9}, SUPPORTED),
+    (cl.rule_identity, {"worst": 1e-4}, PARTLY),
+    (cl.rule_identity, {"worst": 0.1}, NOT),
+    (cl.rule_identity, {"worst": NAN}, NOT),
+    (cl.rule_share, {"share": 0.95}, SUPPORTED),
+    (cl.rule_share, {"share": 0.6}, PARTLY),
+    (cl.rule_share, {"share": 0.2}, NOT),
+    (cl.rule_faster, {"share_first": 0.95, "share_initial": 0.92}, SUPPORTED),
+    (cl.rule_faster, {"share_first": 0.95, "share_initial": NAN}, SUPPORTED),
+    (cl.rule_faster, {"share_first": 0.95, "share_initial": 0.1}, PARTLY),
+    (cl.rule_faster, {"share_first": 0.2, "share_initial": 0.6}, PARTLY),
+    (cl.rule_faster, {"share_first": 0.2, "share_initial": 0.4}, NOT),
+    (cl.rule_corner, {"share_dominant": 0.95, "speed_ratio": 3.0}, SUPPORTED),
+    (cl.rule_corner, {"share_dominant": 0.95, "speed_ratio": 1.5}, PARTLY),
+    (cl.rule_corner, {"share_dominant": 0.6, "speed_ratio": 3.0}, PARTLY),
+    (cl.rule_corner, {"share_dominant": 0.1, "speed_ratio": 3.0}, NOT),
+    (cl.rule_saddle, {"speed_ratio": 0.3, "n_stationary": 2}, SUPPORTED),
+    (cl.rule_saddle, {"speed_ratio": 0.3, "n_stationary": NAN}, PARTLY),
+    (cl.rule_saddle, {"speed_ratio": 0.9, "n_stationary": 1}, PARTLY),
+    (cl.rule_saddle, {"speed_ratio": 0.9, "n_stationary": 0}, NOT),
+    (cl.rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 2.5}, SUPPORTED),
+    (cl.rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 1.5}, PARTLY),
+    (cl.rule_sensitivity, {"p1_spread": 0.1, "p1_gap_bottom_left": 0.0, "t_stop_ratio_top_right": NAN}, NOT),
+    (cl.rule_law, {"worst": 1e-12, "n_status_mismatch": 0}, SUPPORTED),
+    (cl.rule_law, {"worst": 1e-12, "n_status_mismatch": 3}, PARTLY),
+    (cl.rule_law, {"worst": 0.01, "n_status_mismatch": 0}, NOT),
+    (cl.rule_vanish, {"grad_ratio": 0.1}, SUPPORTED),
+    (cl.rule_vanish, {"grad_ratio": 0.8}, PARTLY),
+    (cl.rule_vanish, {"grad_ratio": 1.0}, NOT),
+    (cl.rule_vanish, {"grad_ratio": NAN}, NOT),
+    (cl.rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.4}, SUPPORTED),
+    (cl.rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.0}, PARTLY),
+    (cl.rule_similar, {"p1_drop": -0.1, "displaced_rise": 0.0}, NOT),
+    (cl.rule_stretch, {"share": 0.95, "stretch_dev": 1e-9}, SUPPORTED),
+    (cl.rule_stretch, {"share": 0.95, "stretch_dev": 0.1}, PARTLY),
+    (cl.rule_stretch, {"share": 0.1, "stretch_dev": 0.0}, PARTLY),
+    (cl.rule_stretch, {"share": 0.1, "stretch_dev": NAN}, NOT),
+    (cl.rule_stuck, {"share_stationary": 0.2, "n_mesh": NAN}, SUPPORTED),
+    (cl.rule_stuck, {"share_stationary": 0.0, "n_mesh": 3}, SUPPORTED),
+    (cl.rule_stuck, {"share_stationary": 0.01, "n_mesh": 0}, PARTLY),
+    (cl.rule_stuck, {"share_stationary": 0.0, "n_mesh": 0}, NOT),
+    (cl.rule_simplex, {"share_left": 0.0}, SUPPORTED),
+    (cl.rule_simplex, {"share_left": 0.05}, PARTLY),
+    (cl.rule_simplex, {"share_left": 0.5}, NOT),
+]
+
+
+@pytest.mark.parametrize(("rule", "metrics", "expected"), RULE_CASES)
+def test_rules_give_every_verdict(rule, metrics, expected):
+    got, text = rule(metrics, TH)
+    assert got == expected
+    assert "supported" in text
+
+
+def test_every_rule_reaches_every_verdict():
+    seen = {(r.__name__, v) for r, _, v in RULE_CASES}
+    for rule in {c.rule for c in CLAIMS}:
+        assert {v for name, v in seen if name == rule.__name__} == {SUPPORTED, PARTLY, NOT}, rule.__name__
+
+
+def test_every_claim_says_what_would_make_it_fail():
+    for c in CLAIMS:
+        assert c.paper and c.where and c.metric, c.id
+        if c.measure is not None:
+            assert "Fails if" in (c.measure.__doc__ or ""), c.id
+    assert "Fails if" in cl._similar.__doc__
+
+
+def test_thresholds_move_the_verdicts():
+    m = {"share_dominant": 0.95, "speed_ratio": 1.5}
+    assert cl.rule_corner(m, TH)[0] == PARTLY
+    assert cl.rule_corner(m, ClaimThresholds(speed_factor=1.2))[0] == SUPPORTED
+    assert cl.rule_corner(m, ClaimThresholds(share_supported=0.99, share_partly=0.97))[0] == NOT
+
+
+def test_claims_declare_where_they_apply():
+    by = cl.CLAIMS_BY_ID
+    assert by["C1"].not_applicable("ratio", "dpo") is None
+    assert "not logits" in by["C1"].not_applicable("logits", "dpo")
+    assert "not ipo" in by["C6b"].not_applicable("ratio", "ipo")
+    assert by["C9"].not_applicable("features", "ipo") is None
+    assert by["C12"].not_applicable("logits", "orpo") is None
+    assert NA in VERDICTS
+    assert Claim("X", "t", "p", "w", "m", cl.rule_share, models=("ratio",)).not_applicable("features", "dpo")
+
+
+# -- the sensitivity family ----------------------------------------------------------------------
+
+
+def test_family_is_fixed_and_complete():
+    variants, skipped = sens.family(TH)
+    names = [v.name for v in variants]
+    assert names[:3] == ["cuts 0.2", "cuts 0.25", "cuts 0.333"]
+    assert [v.cuts for v in variants[:3]] == [(0.2, 0.8), (0.25, 0.75), (1 / 3, 2 / 3)]
+    assert len(variants) == 3 + 2 * len(TH.as_dict()) and not skipped
+    by = {v.name: v.thresholds for v in variants}
+    assert by["speed_factor x0.5"].speed_factor == 1.0 and by["speed_factor x2"].speed_factor == 4.0
+    assert by["p1_gap x2"].p1_gap == pytest.approx(0.4)
+    # shares: the odds halved and doubled, so they stay shares
+    assert by["share_supported odds x0.5"].share_supported == pytest.approx(9 / 11)
+    assert by["share_supported odds x2"].share_supported == pytest.approx(18 / 19)
+    assert by["share_partly odds x2"].share_partly == pytest.approx(2 / 3)
+    # an alternative the thresholds reject is left out and named
+    _, skipped = sens.family(ClaimThresholds(share_supported=0.6, share_partly=0.55))
+    assert skipped == ["share_supported odds x0.5", "share_partly odds x2"]
+
+
+def test_robustness_text():
+    assert sens.robustness(SUPPORTED, {"a": SUPPORTED, "b": SUPPORTED}) == "robust"
+    assert sens.robustness(SUPPORTED, {"a": PARTLY, "b": SUPPORTED}) == "fragile (flips under a: partly supported)"
+
+
+def _row(c, cid, subset="all"):
+    return c[(c["claim"] == cid) & (c["subset"] == subset)].iloc[0]
+
+
+def test_sensitivity_flips_a_fragile_verdict():
+    # C5b on the paper's square: the top-right median speed is 0.38 of the rest's, under 1/2
+    # (slow) but not under 1/4: doubling speed_factor flips it
+    c = evaluate_claims(make_flows(GRID, GRID), StopRule())
+    row = _row(c, "C5b")
+    assert row["verdict"] == PARTLY
+    assert row["robustness"].startswith("fragile (flips under")
+    assert "speed_factor x2: not supported" in row["robustness"]
+    assert _row(c, "C1")["robustness"] == "robust"
+    # the flip is real: the same table under the doubled threshold gives the named verdict
+    again = evaluate_claims(make_flows(GRID, GRID), StopRule(), ClaimThresholds(speed_factor=4.0), sensitivity=False)
+    assert _row(again, "C5b")["verdict"] == NOT
+    assert (again["robustness"] == "robust").all()
+
+
+def test_region_cuts_flip_a_verdict():
+    # C8 with ref_w = 0.5: on the left third p_l moves faster at 60% of starts (partly); with
+    # the left cut at 0.2 or 0.25 only starts nearer the edge count, where p_w moves faster
+    c = evaluate_claims(make_flows(GRID, GRID, refs=((0.5, 1.0),)), StopRule())
+    row = _row(c, "C8")
+    assert row["verdict"] == PARTLY
+    assert "cuts 0.2: not supported; cuts 0.25: not supported" in row["robustness"]
+    assert "cuts 0.333" not in row["robustness"]  # the thirds are the flows' own regions
+
+
+# -- across settings -----------------------------------------------------------------------------
+
+
+def _claims(verdicts, model="ratio", robust=None):
+    ids = list(verdicts)
+    return pd.DataFrame({
+        "claim": ids, "subset": "all", "title": [f"title {i}" for i in ids], "verdict": list(verdicts.values()),
+        "robustness": [(robust or {}).get(i, "robust") for i in ids], "model": model,
+    })  # fmt: skip
+
+
+def test_verdict_matrix_and_conclusions():
+    tables = {
+        "ratio free": _claims({"A": SUPPORTED, "B": SUPPORTED, "C": NOT, "D": PARTLY, "E": NA}),
+        "ratio standard": _claims({"A": SUPPORTED, "B": SUPPORTED, "C": NOT, "D": SUPPORTED, "E": NA},
+                                  robust={"D": "fragile (flips under cuts 0.2: partly supported)"}),
+        "logits": _claims({"A": SUPPORTED, "B": NOT, "C": NA, "D": NOT, "E": NA}, model="logits"),
+    }  # fmt: skip
+    m = verdict_matrix(tables)
+    assert list(m.columns) == ["statement", "ratio free", "ratio standard", "logits"]
+    assert m.loc["A", "logits"] == "supported, robust"
+    assert m.loc["D", "ratio standard"] == "supported, fragile"
+    assert m.loc["E", "logits"] == NA
+    assert m.attrs["models"] == {"ratio free": ["ratio"], "ratio standard": ["ratio"], "logits": ["logits"]}
+    text = conclusions(m)
+    every = text.split("**holds in every setting where it applies**:")[1].split("**")[0]
+    only = text.split("**Holds only on the ratio plane**")[1].split("**")[0]
+    nowhere = text.split("**Holds nowhere**")[1].split("Between")[0]
+    assert "A (title A), in 3 setting(s)" in every and "B" not in every
+    assert "B (title B)" in only
+    assert "C (title C)" in nowhere
+    assert "D (holds in 1 of 3)" in text
+    assert "Not applicable in any setting: E" in text
+    assert "1 of the 15 cells are fragile" in text
+
+
+def test_verdict_matrix_counts_mixed_combinations_and_splits():
+    t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NOT}).assign(loss="ipo")])
+    m = verdict_matrix({"losses": t})
+    assert m.loc["A", "losses"] == "supported (1/2); not supported (1/2), robust"
+    m = verdict_matrix({"losses": t}, split={"losses": "loss"})
+    assert list(m.columns) == ["statement", "losses: dpo", "losses: ipo"]
+    assert m.loc["A", "losses: ipo"] == "not supported, robust"
+    with pytest.raises(ValueError, match="evaluate_claims"):
+        verdict_matrix({"x": pd.DataFrame({"a": [1]})})
+
+
+def test_verdict_matrix_from_evaluated_tables():
+    free = evaluate_claims(make_flows(GRID, GRID), StopRule())
+    std = evaluate_claims(make_flows(GRID, GRID, reference="initial"), StopRule())
+    m = verdict_matrix({"ratio reference-free": free, "ratio standard": std})
+    assert m.index.tolist() == [c.id for c in CLAIMS]
+    assert m.loc["C1", "ratio standard"] == "supported, robust"
+    assert m.loc["C3", "ratio reference-free"].startswith(NOT)
+    assert m.loc["C3", "ratio standard"].startswith(SUPPORTED)
+    text = conclusions(m)
+    assert "C1 (Theorem 1: the partial derivatives), in 2 setting(s)" in text
+    md = claims_markdown(std)
+    assert "| robustness |" in md
+
+
+def test_conclusions_leave_out_combinations_where_a_claim_does_not_apply():
+    t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NA}).assign(loss="ipo")])
+    m = verdict_matrix({"losses": t, "ratio": _claims({"A": SUPPORTED})})
+    assert m.loc["A", "losses"] == "supported (1/2); not applicable (1/2), robust"
+    assert "A (title A), in 2 setting(s)" in conclusions(m)
+
+
+def test_reference_claim_on_a_reference_sweep():
+    c = evaluate_claims(make_flows(GRID, GRID, refs=((1.0, 1.0), (0.5, 1.0), (0.5, 0.5))), StopRule())
+    row = _row(c, "C10")
+    assert np.isnan(row["ref_w"]) and row["verdict"] == PARTLY
+    assert row["details"].startswith("3 references; claims whose verdict changes with the reference: C3")
+    # references scaling both responses alike: dp/dt is exactly a stretch (to rounding)
+    c = evaluate_claims(make_flows(GRID, GRID, betas=(1.0,), refs=((1.0, 1.0), (0.5, 0.5))), StopRule())
+    dev = float(_row(c, "C10", "feasible")["details"].split("rescaling within ")[1].split(" ")[0])
+    assert dev < 1e-12
+
+
+def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
+    t = pd.concat([
+        _claims({"A": SUPPORTED}).assign(cos_wl=0.0), _claims({"A": NOT}).assign(cos_wl=0.9),
+        _claims({"S": PARTLY}).assign(cos_wl=np.nan),
+    ])  # fmt: skip
+    m = verdict_matrix({"features cos 0.9": t}, select={"features cos 0.9": {"cos_wl": 0.9}})
+    assert m["features cos 0.9"].to_dict() == {"A": "not supported, robust", "S": "partly supported, robust"}
+    with pytest.raises(ValueError, match="lacks"):
+        verdict_matrix({"x": t}, select={"x": {"K": 10}})
