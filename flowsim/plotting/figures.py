@@ -95,7 +95,7 @@ def quantities(stop: StopRule) -> tuple[Quantity, ...]:
         ),
         Quantity(
             "displaced",
-            "Likelihood displacement: did p1 fall?",
+            "Likelihood displacement (p1 fell below p1_0)",
             "displaced",
             "status",
             colours=tuple(DISPLACED_COLOURS.items()),
@@ -248,6 +248,14 @@ def _tag(params: list[str], key: tuple, reference: str, shown: list[bool] | None
     return tag + REFERENCE_TAG.get(reference, f"_ref{reference}")
 
 
+def _panel_title(flows: pd.DataFrame, params: list[str], key: tuple, rows: pd.DataFrame) -> str:
+    """A facet panel's title: only what varies across the panels (the suptitle says the rest)."""
+    varying = [flows[p].nunique(dropna=False) > 1 for p in params]
+    reference = str(rows["reference"].iloc[0])
+    text = _param_text(params, key, reference if "reference" in params else "fixed", varying)
+    return text.removeprefix(", ") or _param_text(params, key, reference)
+
+
 def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
     """Legend entries for the special colours actually present, plus the hatching."""
     handles = [Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")]
@@ -329,6 +337,8 @@ def _facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm
     ncols = n if n <= 5 else min(5, math.ceil(math.sqrt(1.5 * n)))
     nrows = math.ceil(n / ncols)
     side, gap_x, gap_y, left, right, top, bottom = 2.8, 0.45, 0.75, 0.75, 1.5, 0.85, 0.6
+    if q.scale == "status":  # a legend of named categories needs room for its longest name
+        right = max(right, 0.6 + 0.075 * max(len(name) for name in [*dict(q.colours), "p1 + p2 > 1 (infeasible)"]))
     width = left + ncols * side + (ncols - 1) * gap_x + right
     height = bottom + nrows * side + (nrows - 1) * gap_y + top
     fig = Figure(figsize=(width, height))
@@ -350,6 +360,7 @@ def _facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm
     if q.scale == "status":
         allv = np.concatenate([v for _, _, v in groups])
         present = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(allv == i)]
+        present.append(Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)"))
         fig.legend(handles=present, loc="center left",
                    bbox_to_anchor=(x_bar - 0.1 / width, 0.5), fontsize=8.5, frameon=False)  # fmt: skip
     else:
@@ -450,13 +461,15 @@ def _paths(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts
                     path_effects=[pe.withStroke(linewidth=3.4, foreground="w")])  # fmt: skip
         ax.plot(*r.start, "o", color=colour, ms=6, mec="k", mew=0.6)
         ax.plot(*r.final, "X", color=colour, ms=8, mec="k", mew=0.6)
-        label = f"{name}: p1 {r.start[0]:.2f}→{r.final[0]:.2f}, t={r.t_stop:.3g} ({r.status})"
+        label = f"{name}: p1 {r.start[0]:.2f}→{r.final[0]:.2f}, t={r.t_stop:.3g}" + (
+            "" if r.status == "converged" else f" ({r.status})"
+        )
         handles.append(Line2D([], [], color=colour, lw=2, marker="o", mec="k", label=label))
     handles.append(Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1: outside the simplex"))
     _decorate(ax, *cuts, names=False)
     ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
     ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)
-    ax.set_title(f"Flows from the region centres (o start, X stop)\n{title}", fontsize=11)
+    ax.set_title(f"Flows from the region centres (o start, X stop; converged unless noted)\n{title}", fontsize=10.5)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7, frameon=False,
               handlelength=1.8, columnspacing=0.8)  # fmt: skip
     return _save(fig, path)
@@ -583,7 +596,7 @@ def plot_results(
         maps = _Heatmaps(q, norm_cmap, cuts, v_all)
         for _, pos, g, title, tag in groups:
             written.append(maps.save(g, v_all[pos], title, outdir / f"{q.name}_{tag}.{fmt}"))
-        panels = [(title, g, v_all[pos]) for _, pos, g, title, _ in groups]
+        panels = [(_panel_title(flows, params, key, g), g, v_all[pos]) for key, pos, g, _, _ in groups]
         written.append(_facet(q, panels, norm_cmap, cuts, outdir / f"facet_{q.name}.{fmt}"))
     if "paths" in kinds and paths and "dynamics" in params:
         written += _overlays(flows, params, groups, paths, cuts, outdir, fmt)
