@@ -1,21 +1,42 @@
 """The ``flowsim`` command: argparse only; every subcommand imports its pipeline lazily.
 
     flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--scheduler ADDR]
+                                [--scheduler-timeout S]
     flowsim analyze RESULTS
     flowsim plot RESULTS [--format png|svg|pdf]
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
     flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
     flowsim bench [--quick] [...]
 
-Exit status: 0 success; 1 a sweep finished with failed flows; 2 bad input or a bad
-environment (one line naming what is wrong); 130 interrupted.
+Exit status:
+
+    0    success
+    1    a sweep finished, but with failed flows (rows with status "failed")
+    2    bad input or a bad environment: one line, no traceback, naming the file, key or path
+         and what to do (an invalid experiment file, an output folder that is not empty or is
+         in use by another run, results that do not match their meta.json, an unreachable
+         dask scheduler, a full disk, a read-only or forbidden path, ...)
+    70   an internal error (EX_SOFTWARE): a bug in flowsim; the traceback is printed with a
+         line saying so
+    130  interrupted by Ctrl-C or SIGTERM; `flowsim run` keeps its finished chunks (add
+         --resume to the same command to continue)
+
+`flowsim run` checks the experiment file, the output folder and the scheduler before it
+writes anything, so a start that fails leaves nothing behind; while it runs it holds a lock
+on the output folder (its pid and host in OUT/.lock.owner).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +44,32 @@ DESCRIPTION = ("Measure what preference-optimisation losses do under gradient fl
                "starts, region tables, verdicts on a paper's claims, and figures.")  # fmt: skip
 
 
+#: Exit status of an internal error (a bug), as sysexits.h's EX_SOFTWARE.
+EX_SOFTWARE = 70
+
+
 def _die(msg: str) -> int:
     print(f"flowsim: error: {msg}", file=sys.stderr)
     return 2
+
+
+def os_error_message(exc: OSError, command: str = "") -> str:
+    """One line for an OSError of the environment: what, where, and what to do."""
+    where = str(exc.filename) if exc.filename is not None else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        then = "run again with --resume" if command == "run" else "run again"
+        return f"disk full{f' (writing {where})' if where else ''}: free space and {then}"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write to {where or 'the output'} (read-only or permission denied)"
+    if exc.errno == errno.EEXIST:
+        return f"cannot create the folder {where}: a file of that name is in the way; move it away and run again"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: part of this path is a file, not a folder"
+    if exc.errno == errno.EISDIR:
+        return f"{where} is a folder, not a file"
+    if exc.errno is None:
+        return str(exc)
+    return f"{where + ': ' if where else ''}{exc.strerror or exc}"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -33,7 +77,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from flowsim.experiment.config import ConfigError
     from flowsim.experiment.store import SweepError
 
-    return ConfigError, SweepError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError
+    return ConfigError, SweepError, ValueError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -43,12 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.n_jobs > (os.cpu_count() or 1):
         print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {os.cpu_count()} cores here",
               file=sys.stderr)  # fmt: skip
-    try:
-        exp, out, meta = run(args.experiment, args.out, n_jobs=args.n_jobs, resume=args.resume,
-                             progress=not args.quiet, backend=backend, scheduler=args.scheduler,
-                             chunk_size=args.chunk_size)  # fmt: skip
-    except _user_errors() as exc:
-        return _die(str(exc))
+    exp, out, meta = run(args.experiment, args.out, n_jobs=args.n_jobs, resume=args.resume,
+                         progress=not args.quiet, backend=backend, scheduler=args.scheduler,
+                         scheduler_timeout=args.scheduler_timeout, chunk_size=args.chunk_size)  # fmt: skip
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts_by_status"].items())
     rate = meta["rows"] / meta["wall_time_s"] if meta["wall_time_s"] else float("inf")
     print(f"{exp.name}: {meta['rows']} flows in {meta['wall_time_s']:.1f} s ({rate:,.0f}/s) -> {out}/flows.csv")
@@ -61,21 +102,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from flowsim.app.analyze import analyze
 
-    try:
-        for path in analyze(args.results):
-            print(f"wrote {path}")
-    except _user_errors() as exc:
-        return _die(str(exc))
+    for path in analyze(args.results):
+        print(f"wrote {path}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from flowsim.app.plot import plot
 
-    try:
-        paths = plot(args.results, args.format)
-    except _user_errors() as exc:
-        return _die(str(exc))
+    paths = plot(args.results, args.format)
     print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
     return 0
 
@@ -83,11 +118,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_field(args: argparse.Namespace) -> int:
     from flowsim.plotting import plot_field
 
-    try:
-        out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out),
-                         log_scale=not args.linear)  # fmt: skip
-    except _user_errors() as exc:
-        return _die(str(exc))
+    out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out),
+                     log_scale=not args.linear)  # fmt: skip
     print(f"wrote {out}")
     return 0
 
@@ -95,10 +127,7 @@ def cmd_field(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from flowsim.app.reproduce import reproduce
 
-    try:
-        reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet)
-    except _user_errors() as exc:
-        return _die(str(exc))
+    reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet)
     return 0
 
 
@@ -146,6 +175,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default loky)")
     r.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786 (implies --backend dask)")
+    r.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for the dask scheduler before giving up (default 10)")  # fmt: skip
     r.set_defaults(func=cmd_run)
 
 
@@ -165,19 +196,71 @@ _INTERRUPTED = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the same clean-up, the same message, exit 130."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises :class:`Terminated` in the main thread for the duration."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """flowsim's own warnings (e.g. results read unchecked) as one "flowsim: warning:" line each."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.startswith("flowsim"):
+                print(f"flowsim: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; map its failures to the exit statuses of the module docstring."""
+    command = getattr(args, "command", "")
+    try:
+        with _terminate_as_interrupt(), _warnings_as_lines():
+            return args.func(args)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"flowsim: {what}; {_INTERRUPTED.get(command, 'nothing was written')}", file=sys.stderr)
+        return 130
+    except OSError as exc:  # the environment: a full disk, a read-only folder, a file in the way, ...
+        return _die(os_error_message(exc, command))
+    except _user_errors() as exc:
+        return _die(str(exc))
+    except Exception:  # noqa: BLE001 - anything else is a bug: say so, with the traceback
+        traceback.print_exc()
+        print(f"flowsim: internal error: this is a bug in flowsim, not a problem with your input; please report "
+              f"it with the traceback above (exit status {EX_SOFTWARE})", file=sys.stderr)  # fmt: skip
+        return EX_SOFTWARE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (--quick, --out, --repeats)
         from flowsim.app.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        hint = _INTERRUPTED.get(getattr(args, "command", ""), "nothing was written")
-        print(f"flowsim: interrupted; {hint}", file=sys.stderr)
-        return 130
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
 from flowsim.analysis.tables import region_table
-from flowsim.analysis.verdicts import claims_markdown
+from flowsim.analysis.verdicts import claims_markdown, failed_rows
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
-from flowsim.experiment.store import read_flows
+from flowsim.experiment.store import read_flows, verify_run_folder
 
 
 def results_folder(path: str | Path) -> Path:
-    """A results folder, given as the folder or as its flows.csv."""
+    """A results folder, given as the folder or as its flows.csv, checked against its meta.json.
+
+    Raises FileNotFoundError without flows.csv, and :class:`DamagedResults` when flows.csv
+    does not match the rows and sha256 that meta.json records (see :func:`verify_run_folder`).
+    """
     path = Path(path)
     folder = path.parent if path.name == "flows.csv" and path.is_file() else path
-    if not (folder / "flows.csv").exists():
+    if folder.is_file():
+        raise FileNotFoundError(f"{folder} is a file: give the results folder that holds flows.csv, or its flows.csv")
+    if not (folder / "flows.csv").is_file():
         raise FileNotFoundError(f"{folder} holds no flows.csv: run `flowsim run EXPERIMENT --out {folder}` first")
+    verify_run_folder(folder)
     return folder
 
 
@@ -29,7 +37,11 @@ def analyze(path: str | Path) -> list[Path]:
     stop = exp.stop if exp else StopRule()
     thresholds = check_claims(exp, str(folder / "meta.json")) if exp else ClaimThresholds()
     regions = region_table(flows)
-    claims = evaluate_claims(flows, stop, thresholds)
+    claims = evaluate_claims(flows, stop, thresholds, experiment=exp)
+    n_failed, n_rows = failed_rows(claims)
+    if n_failed:  # said on the console as well as in claims.md
+        print(f"flowsim: {folder.name}: {n_failed} of {n_rows} flows failed; claims in groups with more than 1% "
+              "failed rows are not applicable (see claims.md)", file=sys.stderr)  # fmt: skip
     written = [folder / "regions.csv", folder / "claims.csv", folder / "claims.md"]
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)

@@ -9,6 +9,7 @@ from flowsim._validation import ParamError
 from flowsim.analysis.studies.dpo_field import ClaimThresholds
 from flowsim.experiment.config import ConfigError, Experiment, load_experiment, parse_experiment
 from flowsim.experiment.execute import run_sweep
+from flowsim.experiment.store import DamagedResults
 
 
 def check_claims(exp: Experiment, source: str) -> ClaimThresholds:
@@ -35,11 +36,22 @@ def recorded(folder: Path) -> Experiment | None:
     meta = folder / "meta.json"
     if not meta.exists():
         return None
-    return parse_experiment(json.loads(meta.read_text())["experiment"], source=str(meta))
+    try:
+        doc = json.loads(meta.read_text())["experiment"]
+    except (ValueError, KeyError, TypeError):
+        raise DamagedResults(
+            f"{meta} holds no experiment record; regenerate it: move {folder} away and run "
+            f"`flowsim run EXPERIMENT.toml --out {folder}`"
+        ) from None
+    return parse_experiment(doc, source=str(meta))
 
 
 def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Experiment, Path, dict]:
-    """Run the experiment file ``path`` into ``out`` (default results/<name>)."""
+    """Run the experiment file ``path`` into ``out`` (default results/<name>); ``kwargs`` go to run_sweep.
+
+    The file is validated in full first, then run_sweep checks the folder and the backend:
+    a failure in any of these leaves nothing on disk.
+    """
     exp = load(path)
     folder = Path(out) if out else Path("results") / exp.name
     return exp, folder, run_sweep(exp, folder, **kwargs)

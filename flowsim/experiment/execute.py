@@ -7,7 +7,9 @@ import datetime as dt
 import json
 import os
 import platform
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,8 @@ from tqdm.auto import tqdm
 from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import Experiment
-from flowsim.experiment.store import RunFolder, SweepError, git_commit, versions, write_atomic
-from flowsim.experiment.sweep import chunks, n_rows, run_chunk, starts
+from flowsim.experiment.store import RunFolder, SweepError, git_commit, versions
+from flowsim.experiment.sweep import chunks, run_chunk, starts
 
 
 def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
@@ -43,8 +45,14 @@ def run_sweep(
     progress: bool = True,
     backend: str = "loky",
     scheduler: Any = None,
+    scheduler_timeout: float = parallel.SCHEDULER_TIMEOUT,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run an experiment into folder ``out``; return the meta record (also in meta.json).
+
+    Nothing is written before the experiment, the folder (free, writable, resumable as
+    asked) and the backend (a dask scheduler that answers) have been checked.  The folder is
+    then locked for the sweep: a second writer gets a :class:`SweepError` naming the first.
 
     Parameters
     ----------
@@ -53,19 +61,28 @@ def run_sweep(
     chunk_size : int, optional
         Rows per task; by default :func:`default_chunk_size`.  Does not change the rows.
     resume : bool
-        Continue an interrupted sweep in ``out``: finished chunks are kept, the rest run.
+        Continue an interrupted sweep in ``out``: finished chunks that match their
+        checksums are kept, damaged ones are reported (``report``) and computed again.
     backend : {"loky", "dask"}
         joblib backend.  "dask" connects to the dask.distributed scheduler at ``scheduler``
-        (an address such as "tcp://10.0.0.5:8786", or a ``distributed.Client``).
+        (an address such as "tcp://10.0.0.5:8786", or a ``distributed.Client``), waiting at
+        most ``scheduler_timeout`` seconds.
+    report : callable, optional
+        Called with a line per damaged chunk found by ``resume`` (default: printed to stderr).
     """
     if n_jobs == 0:
         raise ValueError("n_jobs must be a number of workers >= 1, or negative to count back from all cores; got 0")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+    report = report or _to_stderr
     folder = RunFolder(out)
     p, left_out = starts(exp)
-    if len(p) == 0:
+    n_starts = len(p)
+    del p  # chunks() makes its own: at 10^7 rows two copies of the grid would double the sweep's memory
+    if n_starts == 0:
         raise SweepError(f"no start of the grid has p1 + p2 < 1, which the {exp.model_kind!r} model needs")
+    spec = json.dumps(exp.as_dict(), sort_keys=True)
+    folder.check(spec, resume)
     recorded = folder.recorded_chunk_size() if resume else None
     if recorded is not None:
         # chunk files are numbered: a resumed sweep must cut its rows exactly as the first run did
@@ -73,46 +90,55 @@ def run_sweep(
             raise SweepError(f"cannot resume in {out} with chunk_size={chunk_size}: it was started with {recorded}")
         chunk_size = recorded
     chunk_size = chunk_size or default_chunk_size(exp, os.cpu_count() if n_jobs < 0 else n_jobs)
-    folder.prepare(json.dumps(exp.as_dict(), sort_keys=True), resume)
-    write_atomic(folder.partial / "chunk_size", str(chunk_size))
 
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    total = n_rows(exp)
-    todo = (c for c in chunks(exp, chunk_size) if not folder.has_chunk(c.index))
-    per_combo = -(-len(p) // chunk_size)
-    n_chunks = per_combo * len(exp.parameter_sets())
-    done = sum(min(chunk_size, len(p) - (k % per_combo) * chunk_size) for k in range(n_chunks) if folder.has_chunk(k))
-    bar = tqdm(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
-    with parallel.backend(backend, scheduler, n_jobs) as kwargs:
-        for index, df in parallel.map_unordered(_run_and_tag, ((exp, c) for c in todo), kwargs):
-            folder.write_chunk(index, df)
-            bar.update(len(df))
-    bar.close()
-    counts = folder.join(n_chunks)
-    meta = {
-        "experiment": exp.as_dict(),
-        "rows": int(sum(counts.values())),
-        "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
-        "starts_left_out": left_out,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - t0, 3),
-        "resumed": resume,
-        "n_jobs": n_jobs,
-        "backend": backend,
-        "chunk_size": chunk_size,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-    }
-    folder.finish(json.dumps(meta, indent=2) + "\n")
+    with parallel.backend(backend, scheduler, n_jobs, timeout=scheduler_timeout) as kwargs, folder.writing():
+        folder.prepare(spec, resume, chunk_size)
+        started = dt.datetime.now(dt.UTC)
+        t0 = time.perf_counter()
+        n_chunks = -(-n_starts // chunk_size) * len(exp.parameter_sets())
+        records = folder.verified_chunks(n_chunks, report) if resume else {}
+        todo = (c for c in chunks(exp, chunk_size) if c.index not in records)
+        done = sum(r["rows"] for r in records.values())
+        total = n_starts * len(exp.parameter_sets())
+        bar = tqdm(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
+        for index, data, rows, counts in parallel.map_unordered(_run_and_encode, ((exp, c) for c in todo), kwargs):
+            records[index] = folder.write_chunk(index, data, rows, counts)
+            bar.update(rows)
+        bar.close()
+        joined = folder.join(records, n_chunks)
+        counts = joined["counts"]
+        meta = {
+            "experiment": exp.as_dict(),
+            "rows": int(joined["rows"]),
+            "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
+            "flows_bytes": int(joined["bytes"]),
+            "flows_sha256": joined["sha256"],
+            "starts_left_out": left_out,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+            "resumed": resume,
+            "n_jobs": n_jobs,
+            "backend": backend,
+            "chunk_size": chunk_size,
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        }
+        folder.finish(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
-def _run_and_tag(item) -> tuple[int, Any]:
+def _to_stderr(line: str) -> None:
+    print(f"flowsim: warning: {line}", file=sys.stderr)
+
+
+def _run_and_encode(item) -> tuple[int, bytes, int, dict[str, int]]:
+    """In a worker: one chunk's rows as CSV bytes, with their number and counts by status."""
     exp, chunk = item
-    return chunk.index, run_chunk(exp, chunk)
+    df = run_chunk(exp, chunk)
+    counts = df["status"].value_counts().to_dict() if "status" in df.columns else {}
+    return chunk.index, df.to_csv(index=False).encode(), len(df), {str(k): int(v) for k, v in counts.items()}
 
 
 __all__ = ["SweepError", "default_chunk_size", "run_sweep"]
