@@ -19,7 +19,7 @@ from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.store import RunFolder, SweepError, git_commit, versions
-from flowsim.experiment.sweep import chunks, run_chunk, starts
+from flowsim.experiment.sweep import chunks, kept, run_chunk, starts
 
 
 def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
@@ -76,9 +76,8 @@ def run_sweep(
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
     report = report or _to_stderr
     folder = RunFolder(out)
-    p, left_out = starts(exp)
-    n_starts = len(p)
-    del p  # chunks() makes its own: at 10^7 rows two copies of the grid would double the sweep's memory
+    index = kept(exp)  # None on the ratio plane: every point; chunks make their points lazily
+    n_starts, left_out = starts(exp, index)
     if n_starts == 0:
         raise SweepError(f"no start of the grid has p1 + p2 < 1, which the {exp.model_kind!r} model needs")
     spec = json.dumps(exp.as_dict(), sort_keys=True)
@@ -97,7 +96,7 @@ def run_sweep(
         t0 = time.perf_counter()
         n_chunks = -(-n_starts // chunk_size) * len(exp.parameter_sets())
         records = folder.verified_chunks(n_chunks, report) if resume else {}
-        todo = (c for c in chunks(exp, chunk_size) if c.index not in records)
+        todo = (c for c in chunks(exp, chunk_size, index) if c.index not in records)
         done = sum(r["rows"] for r in records.values())
         total = n_starts * len(exp.parameter_sets())
         bar = tqdm(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)

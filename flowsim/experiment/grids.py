@@ -40,19 +40,43 @@ class Grid:
     low: float = 0.01
     high: float = 1.0
 
-    def points(self) -> np.ndarray:
-        """The initial probabilities, shape (n, 2)."""
+    def points(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """The initial probabilities of the grid's points lo..hi-1 (default: all), shape (hi - lo, 2).
+
+        Any slice is made on its own, equal to the same rows of the whole grid, so a sweep
+        makes each chunk's points when it needs them (memory does not grow with the grid):
+        a mesh by index arithmetic, a Sobol sequence by ``fast_forward``, the uniform
+        generator by advancing its PCG64 stream (two 64-bit draws per point).
+        """
+        n = len(self)
+        hi = n if hi is None else min(hi, n)
         if self.kind == "mesh":
             assert self.p1 is not None and self.p2 is not None
-            g1, g2 = np.meshgrid(self.p1.values(), self.p2.values(), indexing="ij")
-            return np.stack([g1.ravel(), g2.ravel()], -1)
+            i = np.arange(lo, hi)
+            return np.stack([self.p1.values()[i // self.p2.num], self.p2.values()[i % self.p2.num]], -1)
         if self.kind == "sobol":
+            import warnings
+
             from scipy.stats import qmc  # imported here: scipy.stats is slow to import
 
-            u = qmc.Sobol(d=2, scramble=True, seed=self.seed).random(self.n)
+            sobol = qmc.Sobol(d=2, scramble=True, seed=self.seed)
+            if lo:
+                sobol.fast_forward(lo)
+            with warnings.catch_warnings():  # a slice of the sequence need not be a power of 2 long
+                warnings.simplefilter("ignore", UserWarning)
+                u = sobol.random(hi - lo)
         else:
-            u = np.random.default_rng(self.seed).random((self.n, 2))
+            rng = np.random.default_rng(self.seed)
+            rng.bit_generator.advance(2 * lo)
+            u = rng.random((hi - lo, 2))
         return self.low + (self.high - self.low) * u
+
+    def points_at(self, index: np.ndarray) -> np.ndarray:
+        """The points at the (increasing) grid indices ``index``, shape (len(index), 2)."""
+        if len(index) == 0:
+            return np.empty((0, 2))
+        lo = int(index[0])
+        return self.points(lo, int(index[-1]) + 1)[index - lo]
 
     def __len__(self) -> int:
         return self.p1.num * self.p2.num if self.kind == "mesh" else self.n  # type: ignore[union-attr]

@@ -36,31 +36,51 @@ class Chunk:
     ref: np.ndarray  # (n, 2)
 
 
-def starts(exp: Experiment) -> tuple[np.ndarray, int]:
-    """The grid's starts the model can take, and how many it left out.
+#: Grid points examined at a time when counting the starts a normalised model can take.
+SCAN = 1 << 20
 
-    A normalised model needs p_w0 + p_l0 < 1 (the other responses hold the rest); the
-    ratio plane takes every point of the square.
+
+def kept(exp: Experiment) -> np.ndarray | None:
+    """Indices of the grid points a normalised model can take (p_w0 + p_l0 < 1), or None for all.
+
+    The ratio plane takes every point of the square; a normalised model needs room for the
+    other responses.  Scanned block by block, so only the indices are held.
     """
-    p = exp.grid.points()
     if not exp.model_class.normalised:
-        return p, 0
-    keep = p[:, 0] + p[:, 1] < 1.0
-    return p[keep], int((~keep).sum())
+        return None
+    n = len(exp.grid)
+    parts = []
+    for lo in range(0, n, SCAN):
+        p = exp.grid.points(lo, lo + SCAN)
+        parts.append(lo + np.flatnonzero(p[:, 0] + p[:, 1] < 1.0))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def starts(exp: Experiment, index: np.ndarray | None = None) -> tuple[int, int]:
+    """(starts the model takes, grid points it leaves out)."""
+    index = kept(exp) if index is None else index
+    n = len(exp.grid)
+    return (n, 0) if index is None else (len(index), n - len(index))
 
 
 def n_rows(exp: Experiment) -> int:
     """Rows of the flows table: combinations x starts."""
-    return len(exp.parameter_sets()) * len(starts(exp)[0])
+    return len(exp.parameter_sets()) * starts(exp)[0]
 
 
-def chunks(exp: Experiment, chunk_size: int) -> Iterator[Chunk]:
-    """The sweep's rows in order (parameter combinations outer, grid inner), in blocks, lazily."""
-    p, _ = starts(exp)
+def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) -> Iterator[Chunk]:
+    """The sweep's rows in order (parameter combinations outer, grid inner), in blocks, made lazily.
+
+    ``index`` is :func:`kept`'s (computed here if not given); each chunk's points are made
+    when it is reached, so memory does not grow with the number of rows.
+    """
+    index = kept(exp) if index is None else index
+    n, _ = starts(exp, index)
     k = 0
     for combo in exp.parameter_sets():
-        for lo in range(0, len(p), chunk_size):
-            p0 = p[lo : lo + chunk_size]
+        for lo in range(0, n, chunk_size):
+            hi = min(lo + chunk_size, n)
+            p0 = exp.grid.points(lo, hi) if index is None else exp.grid.points_at(index[lo:hi])
             yield Chunk(k, combo, p0, _references(exp, combo, p0))
             k += 1
 

@@ -22,8 +22,10 @@ from flowsim.experiment.store import read_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "smoke.toml"
-COLUMNS = ["beta", "ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
-           "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final", "t_w", "t_l", "nfev"]  # fmt: skip
+COLUMNS = ["beta", "f_divergence", "alpha", "label_smoothing", "ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0",
+           "region", "feasible", "status", "t_stop", "p1_final", "p2_final", "x1_final", "x2_final", "loss_0",
+           "loss_final", "t_w", "t_l", "nfev", "p_w_min", "t_p_w_min", "displaced", "max_mass", "margin_final",
+           "rest_final", "top_other", "p_top_other", "steps", "loss", "model", "dynamics"]  # fmt: skip
 
 
 def small(**over):
