@@ -278,29 +278,54 @@ SETTINGS = (
 
 
 def _across_settings(root: Path) -> list[str]:
-    """The opening table: every claim (rows) in every setting (columns), and the paragraph read from it."""
+    """The opening tables: every claim in every model setting, then per loss, and the paragraph read from them."""
     from flowsim.analysis.verdicts import conclusions, verdict_matrix
 
+    main, per_loss = _tables(root, by_loss=False), _tables(root, by_loss=True)
+    out = []
+    if main[0]:
+        matrix = verdict_matrix(main[0], subset="all", select=main[1])
+        out += [
+            "## Which of the paper's conclusions survive", "",
+            "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, see the claims files) measured "
+            "in every setting (columns): the verdict on all starts, `robust` if it holds under every alternative "
+            "region cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else "
+            "`fragile`. Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
+            matrix.to_markdown(), "", conclusions(matrix), "",
+        ]  # fmt: skip
+    if per_loss[0]:
+        matrix = verdict_matrix(per_loss[0], subset="all", split=per_loss[2])
+        table = matrix.drop(columns="statement").T.apply(lambda col: col.map(_short_cell))
+        out += [
+            "### The same claims per preference loss (rows), DPO as practised (reference = SFT model)", "",
+            "S supported, P partly, N not supported, – not applicable; * fragile under the sensitivity family. "
+            "Statements as in the table above; the losses' own tables further down.", "",
+            table.to_markdown(), "",
+        ]  # fmt: skip
+    return out
+
+
+def _tables(root: Path, by_loss: bool):
+    """(claims tables, rows kept, splits) of the settings in SETTINGS with or without a per-loss split."""
     tables, select, split = {}, {}, {}
     for label, name, where, by in SETTINGS:
         claims = _claims(root, name)
-        if claims is None:
+        if claims is None or bool(by) != by_loss:
             continue
         tables[label], select[label] = claims, where
         if by:
             split[label] = by
-    if not tables:
-        return []
-    matrix = verdict_matrix(tables, subset="all", split=split, select=select)
-    return [
-        "## Which of the paper's conclusions survive", "",
-        "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, see the claims files) measured in "
-        "every setting (columns): the verdict on all starts, `robust` if it holds under every alternative region "
-        "cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else `fragile`. "
-        "Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
-        matrix.to_markdown(), "",
-        conclusions(matrix), "",
-    ]  # fmt: skip
+    return tables, select, split
+
+
+_CELL = {"supported": "S", "partly supported": "P", "not supported": "N", "not applicable": "–"}
+
+
+def _short_cell(cell: object) -> str:
+    """'supported, robust' -> 'S'; 'not supported, fragile' -> 'N*'."""
+    text = str(cell)
+    verdict = text.split(",")[0].split(" (")[0]
+    return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
 
 
 def _beyond_the_ratio_plane(root: Path) -> list[str]:
