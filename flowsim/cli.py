@@ -127,7 +127,8 @@ def cmd_field(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from flowsim.app.reproduce import reproduce
 
-    reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet)
+    reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet,
+              allow_dirty=args.allow_dirty)  # fmt: skip
     return 0
 
 
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="results folder (default results)")
     r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="publish even with uncommitted changes (the results then name a '-dirty' commit)")  # fmt: skip
     r.set_defaults(func=cmd_reproduce)
     b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
                        add_help=False)  # fmt: skip
@@ -168,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run an experiment sweep into a results folder")
     r.add_argument("experiment", help="experiment file (TOML), e.g. experiments/paper.toml")
-    r.add_argument("--out", help="output folder (default: results/<name>)")
+    r.add_argument("--out", help="output folder (default: runs/<name>)")
     r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
     r.add_argument("--chunk-size", type=int, default=None, help="flows per task (default: automatic)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")

@@ -22,7 +22,7 @@ from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
 from flowsim.app.run import load
 from flowsim.experiment.execute import run_sweep
-from flowsim.experiment.store import read_flows
+from flowsim.experiment.store import SweepError, git_commit, read_flows
 from flowsim.plotting import plot_field
 
 #: Experiments in the order the report shows them; others found in the folder follow.
@@ -31,8 +31,21 @@ SKIP = ("smoke",)
 REPORT_FILES = ("README.md", "figure1.png", "figure1_log.png")
 
 
-def reproduce(experiments: Path, results: Path, *, n_jobs: int = -1, progress: bool = True) -> Path:
-    """Run, analyse and plot every experiment in ``experiments``; return results/README.md."""
+def reproduce(
+    experiments: Path, results: Path, *, n_jobs: int = -1, progress: bool = True, allow_dirty: bool = False
+) -> Path:
+    """Run, analyse and plot every experiment in ``experiments``; return results/README.md.
+
+    Published results must come from a commit: with changes to tracked files this refuses
+    (a SweepError) unless ``allow_dirty``, since the results would name a commit that did
+    not make them.
+    """
+    commit = git_commit()
+    if commit and commit.endswith("-dirty") and not allow_dirty:
+        raise SweepError(
+            f"the working tree has uncommitted changes (commit {commit}): commit them first, so that the "
+            "published results name the code that made them, or pass --allow-dirty"
+        )
     files = sorted(p for p in experiments.glob("*.toml") if p.stem not in SKIP)
     if not files:
         raise FileNotFoundError(f"no experiment files in {experiments}")
@@ -69,21 +82,28 @@ def reproduce(experiments: Path, results: Path, *, n_jobs: int = -1, progress: b
 
 
 def compare_claims(old_root: Path, new_root: Path, names: list[str]) -> str:
-    """A line per experiment: are the claim values and verdicts the same as before?"""
+    """A line per experiment: are the claim values and verdicts the same as before, and if not, which?"""
     lines = []
     for name in names:
         old, new = old_root / name / "claims.csv", new_root / name / "claims.csv"
         if not old.exists():
             continue
         a, b = pd.read_csv(old), pd.read_csv(new)
-        if a.shape != b.shape or not a["verdict"].equals(b["verdict"]):
-            lines.append(f"claims {name}: verdicts CHANGED")
+        if a.shape != b.shape or list(a["claim"]) != list(b["claim"]):
+            lines.append(f"claims {name}: the claims table changed shape ({len(a)} -> {len(b)} rows; a new set of "
+                         "claims or settings), values not compared row by row")  # fmt: skip
             continue
+        flipped = sorted(set(a.loc[a["verdict"].to_numpy() != b["verdict"].to_numpy(), "claim"]))
         va, vb = a["value"].to_numpy(float), b["value"].to_numpy(float)
         same = np.isclose(va, vb, rtol=1e-9, atol=0, equal_nan=True)
-        lines.append(f"claims {name}: same verdicts; values " + ("identical" if same.all() else
-                     f"differ in {int((~same).sum())} rows (largest relative change "
-                     f"{np.nanmax(np.abs(vb - va) / np.abs(va)):.2e})"))  # fmt: skip
+        moved = sorted(set(a.loc[~same, "claim"]))
+        if not flipped and not moved:
+            lines.append(f"claims {name}: same verdicts; values identical")
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worst = np.nanmax(np.abs(vb - va)[~same] / np.abs(va[~same])) if moved else 0.0
+        lines.append(f"claims {name}: verdicts changed for {', '.join(flipped) or 'none'}; values changed for "
+                     f"{', '.join(moved) or 'none'} (largest relative change {worst:.2e})")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -53,5 +53,5 @@ def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Expe
     a failure in any of these leaves nothing on disk.
     """
     exp = load(path)
-    folder = Path(out) if out else Path("results") / exp.name
+    folder = Path(out) if out else Path("runs") / exp.name  # results/ is what `flowsim reproduce` publishes
     return exp, folder, run_sweep(exp, folder, **kwargs)

@@ -72,6 +72,7 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
         "--results",
         str(results),
         "--quiet",
+        "--allow-dirty",  # the developer's tree may have changes; refusing them is tested below
     ]
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
@@ -85,6 +86,14 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     assert (results / ".previous" / "paper" / "flows.csv").read_bytes() == (
         results / "paper" / "flows.csv"
     ).read_bytes()
+
+
+def test_reproduce_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
+    import flowsim.app.reproduce as rep
+
+    monkeypatch.setattr(rep, "git_commit", lambda: "0123abc-dirty")
+    assert main(["reproduce", "--experiments", str(tmp_path), "--results", str(tmp_path / "r")]) == 2
+    assert "uncommitted changes" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("argv", [["run"], ["plot"], ["frobnicate"]])
