@@ -104,33 +104,14 @@ class Adam(Optimiser):
 
 
 @dataclass(frozen=True)
-class AdamW(Optimiser):
+class AdamW(Adam):
     """AdamW (torch.optim.AdamW): Adam with decoupled weight decay theta <- theta - lr lambda theta first.
 
-    Parameters
-    ----------
-    lr : float, default 1e-3
-        The step size gamma (> 0).
-    beta1, beta2 : float, default 0.9 and 0.999
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to sqrt(vhat) in the denominator (> 0).
-    weight_decay : float, default 0.0
-        lambda >= 0, applied to theta itself, outside the moments (torch's default is 0.01).
+    The fields are Adam's; ``weight_decay`` (lambda >= 0, default 0.0; torch's default is 0.01)
+    is applied to theta itself, outside the moments, instead of being added to the gradient.
     """
 
     kind: ClassVar[str] = "adamw"
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    def init(self, theta: np.ndarray) -> State:
-        return _zeros(theta)
 
     def step(self, theta, grad, state, k):
         if self.weight_decay != 0:
