@@ -9,7 +9,7 @@ import pytest
 
 from flowsim.analysis.testing import make_flows as _make_flows
 from flowsim.app.plot import region_paths, start_points
-from flowsim.dynamics.record import StopRule
+from flowsim.dynamics.record import STATUSES, StopRule
 from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS, region_labels
 from flowsim.plotting.figures import FORMATS, mesh_of, plot_field, plot_results, quantities, values
 
@@ -106,8 +106,8 @@ def test_mesh_detection():
 def test_ratio_of_crossing_times():
     f = pd.DataFrame({"t_l": [1.0, 2.0, np.nan, np.nan, 0.0, 0.0], "t_w": [2.0, np.nan, 1.0, np.nan, 3.0, 0.0]})
     np.testing.assert_array_equal(values(f, "t_l_over_t_w"), [0.5, 0.0, np.inf, np.nan, 0.0, np.nan])
-    s = pd.DataFrame({"status": ["capped", "converged", "failed"]})
-    np.testing.assert_array_equal(values(s, "status"), [1.0, 0.0, 3.0])
+    s = pd.DataFrame({"status": ["capped", "converged", "failed"]})  # codes: their index in STATUSES
+    np.testing.assert_array_equal(values(s, "status"), [STATUSES.index(k) for k in s["status"]])
 
 
 def test_start_points_are_region_centres():
