@@ -95,6 +95,15 @@ def test_sobol_and_random_grids():
         (with_("loss", {"kind": "ipo", "rpo_alpha": 1.0}), r"unknown key 'loss\.rpo_alpha'"),
         (with_("stop.max_steps", 0), r"stop\.max_steps must be a whole number >= 1; got 0"),
         (with_("model", {"kind": "features"}) | {"solver": {"method": "exact"}}, r"no closed form.*'features'"),
+        # [dynamics] (issue #11): each optimiser's table validated by the optimiser
+        (with_("dynamics", {"kind": "sgd"}), r"dynamics\.kind must be one of.*'sgd'"),
+        (with_("dynamics", {"kind": "gd", "lr": 0.0}), r"dynamics\.lr must be a finite number > 0; got 0\.0"),
+        (with_("dynamics", {"kind": "gd", "lr": -1.0}), r"dynamics\.lr .*-1\.0"),
+        (with_("dynamics", {"kind": "adam", "beta1": 1.0}), r"dynamics\.beta1 must be in \[0, 1\); got 1\.0"),
+        (with_("dynamics", {"kind": ["flow", "adam"], "adam": {"beta2": -0.1}}), r"dynamics\.adam\.beta2 .*-0\.1"),
+        (with_("dynamics", {"kind": "gd", "momentum": 0.9}), r"unknown key 'dynamics\.momentum'"),
+        (with_("dynamics", {"kind": ["flow", "gd"], "gd": {"lr": 0.1, "nesterov": True}}),
+         r"unknown key 'dynamics\.gd\.nesterov'"),
     ],
 )
 def test_bad_input_names_the_key(doc, match):
