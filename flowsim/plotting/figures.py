@@ -243,8 +243,11 @@ def _param_text(params: list[str], key: tuple, reference: str, shown: list[bool]
 
 def _tag(params: list[str], key: tuple, reference: str, shown: list[bool] | None = None) -> str:
     shown = shown or [True] * len(params)
-    tag = "_".join(_v(v) if p in ("dynamics", "loss") else f"{p.replace('_', '')}{_v(v)}"
-                   for p, v, s in zip(params, key, shown, strict=True) if s and p != "reference" and v is not None)
+    tag = "_".join(
+        _v(v) if p in ("dynamics", "loss") else f"{p.replace('_', '')}{_v(v)}"
+        for p, v, s in zip(params, key, shown, strict=True)
+        if s and p != "reference" and v is not None
+    )
     return tag + REFERENCE_TAG.get(reference, f"_ref{reference}")
 
 
@@ -504,8 +507,10 @@ def _overlay(title: str, settings: list[tuple[str, list[PathData]]], cuts, path:
         handles.append(Line2D([], [], color=colour, ls=style, lw=1.8, label=label))
     for r in settings[0][1]:
         ax.plot(*r.start, "o", color="white", ms=6, mec="k", mew=0.8)
-    handles += [Line2D([], [], ls="", marker="o", color="white", mec="k", label="start (region centre)"),
-                Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1: outside the simplex")]
+    handles += [
+        Line2D([], [], ls="", marker="o", color="white", mec="k", label="start (region centre)"),
+        Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1: outside the simplex"),
+    ]
     _decorate(ax, *cuts, names=False)
     ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
     ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)

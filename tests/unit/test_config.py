@@ -102,8 +102,10 @@ def test_sobol_and_random_grids():
         (with_("dynamics", {"kind": "adam", "beta1": 1.0}), r"dynamics\.beta1 must be in \[0, 1\); got 1\.0"),
         (with_("dynamics", {"kind": ["flow", "adam"], "adam": {"beta2": -0.1}}), r"dynamics\.adam\.beta2 .*-0\.1"),
         (with_("dynamics", {"kind": "gd", "momentum": 0.9}), r"unknown key 'dynamics\.momentum'"),
-        (with_("dynamics", {"kind": ["flow", "gd"], "gd": {"lr": 0.1, "nesterov": True}}),
-         r"unknown key 'dynamics\.gd\.nesterov'"),
+        (
+            with_("dynamics", {"kind": ["flow", "gd"], "gd": {"lr": 0.1, "nesterov": True}}),
+            r"unknown key 'dynamics\.gd\.nesterov'",
+        ),
     ],
 )
 def test_bad_input_names_the_key(doc, match):
