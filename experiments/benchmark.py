@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""flowsim's performance benchmark (issue #5): run it from the repository root.
+"""flowsim's performance benchmark (issues #5 and #15): run it from the repository root.
 
-    python experiments/benchmark.py            # full run, a few minutes on 2 cores
-    python experiments/benchmark.py --quick    # a smoke test, seconds
+    python experiments/benchmark.py             # full run (minutes on 2 cores); results to a scratch folder
+    python experiments/benchmark.py --publish   # the same, written to results/benchmark.csv
+    python experiments/benchmark.py --quick     # a smoke test, seconds
 
-What it measures and how: see flowsim/bench.py.  Also ``flowsim bench``.
+What it measures and how: see flowsim/app/bench.py.  Also ``flowsim bench``.
 """
 
 import sys
 
-from flowsim.bench import main
+from flowsim.app.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

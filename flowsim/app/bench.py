@@ -1,25 +1,42 @@
-"""The performance benchmark: flowsim against the solve_ivp loop a user writes by hand.
+"""The performance benchmark (issue #15): integrated flows per second, whole process, at stated accuracy.
 
-    python experiments/benchmark.py [--quick] [--out results/benchmark.csv] [--repeats 3]
-    flowsim bench [--quick] [--out ...] [--repeats ...]
+    flowsim bench [--quick] [--publish] [--out FILE] [--repeats N] [--grids 30,100,300] [--workers 1,2]
+    python experiments/benchmark.py [the same options]
 
-Everything is measured in one run on one machine, in the DPO paper setting (beta = 0.1,
-references 1) on a 40 x 40 grid of initial probabilities over [0.02, 1]^2:
+Problems (DPO, beta = 0.1, one num x num grid of starts each):
 
-1. baseline: per initial condition, ``solve_ivp(method="RK45")`` on Theorem 1's field
-   dx/dt = -grad L(x) in x, with the same stops (p2 <= floor, p1 >= 1) and crossing
-   events, one joblib task per initial condition, 2 workers; at the loosest tolerance
-   (from a scan, printed) whose worst t_stop error is <= 1e-5 and <= flowsim's own;
-2. flowsim's default sweep (``run_sweep``, writing flows.csv), 2 workers;
-3. the same sweep with 1 worker (the parallel speed-up is (2)/(3));
-4. the closed form ``exact_dpo`` on 10^6 initial conditions, one core;
-5. peak resident memory of an exact-method sweep of 10^4 and of 10^5 initial conditions,
-   each in a fresh process (rows stream to disk, so it should not grow with the rows).
+* ``ratio``: the paper's plane, references 1, grid over [0.02, 1]^2; oracle: ``exact_dpo``;
+* ``logits``: a tabular softmax over K = 10 responses, reference = the start (DPO as practised),
+  grid over [0.005, 0.495]^2 (every point a valid start); oracle: the closed form of
+  :mod:`flowsim.dynamics.closed_forms.dpo_logits`.
 
-Timings are the median of ``--repeats`` runs, after a warm-up that starts the joblib
-workers (their start-up, paid once per process, is reported on its own line).  Errors are
-relative errors of t_stop against the closed form.  Nothing here asserts a speed: the
-machine may be shared; the table says what was measured, with the load average.
+Contenders:
+
+* ``naive`` (ratio only): what a user writes -- per start, ``solve_ivp(method="RK45")`` on
+  Theorem 1's field in x with the stop and crossing events, one joblib task per start;
+* ``driver``: flowsim's per-start ``solve_ivp`` driver (DOP853 in the registered chart), in
+  chunks of at most 256 starts as ``flowsim run`` makes them, one joblib task per chunk;
+* ``batched``: :func:`flowsim.dynamics.batched.integrate_batch` (DOP853, all the rows of a
+  chunk in lockstep), in chunks of at most 5,000 starts;
+* ``closed``: the closed form itself (1 worker; no tolerance).
+
+Accuracy is the worst relative error of t_stop against the oracle (statuses must agree).
+Each contender is timed (1) at *equal required accuracy*: the loosest rtol of a printed scan
+(atol = rtol * 1e-3) whose worst t_stop error on the scan grid (30 x 30) is <= 1e-6, and
+(2) at *equal achieved accuracy*: the loosest rtol whose worst error is <= the smallest one
+any contender achieved in (1).  Each timed run is a fresh process (``python -m
+flowsim.app.bench --child ...``) timed from outside: interpreter start-up, imports, the
+joblib workers started and importing, the flows and collecting them -- the whole process;
+the compute alone (first flow to last) is reported beside it, and start-up = whole - compute.
+Medians of ``--repeats`` (one run where a run takes over 30 s); a run
+whose estimated time (from the scan) exceeds ``--budget`` seconds is skipped with a note.
+The scan also checks the batched engine against the driver row by row (same statuses,
+t_stop within 1e-6) at the driver's default tolerance.
+
+Results go to ``results/benchmark.csv`` only with ``--publish``; otherwise to a scratch
+folder (printed).  ``--quick`` is a smoke run of seconds: a 5 x 5 grid, in-process.
+Nothing asserts a speed: the machine may be shared; the table says what was measured, with
+the load average.
 """
 
 from __future__ import annotations
@@ -36,33 +53,38 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import joblib
 import numpy as np
-import pandas as pd
-import scipy
-from scipy.integrate import solve_ivp
 
 BETA = 0.1
-WORKERS = 2
-ACCURACY = 1e-5  # the issue's bar on the worst relative t_stop error, for both contenders
-SCAN = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)  # baseline rtol, atol = rtol * 1e-3
-#: The issue's targets, printed next to the measurements (never asserted).
-TARGETS = {"speedup": 5.0, "parallel": 1.8, "exact_per_s": 1e6, "memory_ratio": 1.2}
+K = 10
+REQUIRED = 1e-6  # the issue's bar on the worst relative t_stop error
+SCAN = (1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)  # rtol; atol = rtol * 1e-3
+QUICK_SCAN = (1e-6, 1e-8)
+GRIDS, QUICK_GRIDS = (30, 100, 300), (5,)
+SCAN_GRID, QUICK_SCAN_GRID = 30, 5
+WORKERS = (1, 2)
+CONTENDERS = {"ratio": ("naive", "driver", "batched"), "logits": ("driver", "batched")}
+#: The issue's targets (printed next to the measurements, never asserted): flows/s on 2 cores, whole process.
+TARGETS = {"ratio": 10_000.0, "logits": 3_000.0}
+DRIVER_DEFAULT_RTOL = 1e-9
 
 
-# -- the baseline: what a user writes without flowsim -----------------------------------
+# -- the contenders ----------------------------------------------------------------------
 
 
-def baseline_flow(x0: Sequence[float], beta: float, rtol: float, atol: float) -> tuple[float, int]:
+def baseline_flow(x0: Sequence[float], beta: float, rtol: float, atol: float) -> tuple[float, int, str]:
     """One DPO flow by hand: Theorem 1's field in x, RK45, stop and crossing events.
 
-    Returns (t_stop, right-hand-side evaluations).  References are 1, so x = p.
+    Returns (t_stop, right-hand-side evaluations, status).  References are 1, so x = p.
     """
+    from scipy.integrate import solve_ivp
+
     p2_floor, p1_target, p2_target, t_max = 1e-6, 0.9, 0.1, 1e4
-    if x0[1] <= p2_floor or x0[0] >= 1.0:  # already stopped
-        return 0.0, 0
+    if x0[1] <= p2_floor:
+        return 0.0, 0, "converged"
+    if x0[0] >= 1.0:  # already stopped
+        return 0.0, 0, "capped"
 
     def rhs(t, x):
         s = x[1] ** beta / (x[0] ** beta + x[1] ** beta)
@@ -85,68 +107,90 @@ def baseline_flow(x0: Sequence[float], beta: float, rtol: float, atol: float) ->
     won.direction, lost.direction = 1, -1
     with np.errstate(all="ignore"):  # RK stages may overshoot x2 < 0 near the floor (NaN there)
         sol = solve_ivp(rhs, (0.0, t_max), x0, method="RK45", rtol=rtol, atol=atol, events=[floor, cap, won, lost])
-    ends = [te[0] for te in sol.t_events[:2] if te.size]
-    return (float(min(ends)) if ends else float(sol.t[-1])), int(sol.nfev)
+    ends = [(te[0], name) for te, name in zip(sol.t_events[:2], ("converged", "capped"), strict=True) if te.size]
+    if ends:
+        t, status = min(ends)
+        return float(t), int(sol.nfev), status
+    return float(sol.t[-1]), int(sol.nfev), "timeout" if sol.status == 0 else "failed"
 
 
-def run_baseline(points: np.ndarray, rtol: float, workers: int = WORKERS) -> tuple[np.ndarray, np.ndarray]:
-    """The baseline over a grid, one joblib task per initial condition: (t_stop, nfev)."""
-    out = joblib.Parallel(n_jobs=workers)(
-        joblib.delayed(baseline_flow)(x0, BETA, rtol, rtol * 1e-3) for x0 in points.tolist()
-    )
-    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
-
-
-# -- flowsim -----------------------------------------------------------------------------
-
-
-def paper_experiment(num: int, name: str = "bench"):
-    """The paper setting on a num x num mesh over [0.02, 1]^2, flowsim's default solver."""
-    from flowsim.experiment.config import parse_experiment
-
-    axis = {"start": 0.02, "stop": 1.0, "num": num}
-    loss = {"kind": "dpo", "beta": BETA, "ref_w": 1.0, "ref_l": 1.0}
-    return parse_experiment({"name": name, "loss": loss, "grid": {"p1": axis, "p2": axis}})
-
-
-def run_flowsim(exp, workers: int, scratch: Path) -> tuple[float, pd.DataFrame, dict]:
-    """One default sweep into a fresh folder: (wall seconds, flows.csv, meta)."""
-    from flowsim.experiment.execute import run_sweep
-    from flowsim.experiment.store import read_flows
-
-    out = Path(tempfile.mkdtemp(dir=scratch)) / "out"
-    t0 = time.perf_counter()
-    meta = run_sweep(exp, out, n_jobs=workers, progress=False)
-    seconds = time.perf_counter() - t0
-    return seconds, read_flows(out), meta
-
-
-def flowsim_work(points: np.ndarray) -> float:
-    """Integrate ``points`` one after another (the sweep's work without the sweep); seconds taken."""
-    from flowsim.dynamics.driver import integrate
+def _setup(problem: str, p0: np.ndarray, ref: np.ndarray):
     from flowsim.model.losses import DPO
+    from flowsim.model.parameterisations import RatioPlane, SoftmaxLogits
 
-    loss, t0 = DPO(beta=BETA), time.perf_counter()
-    for x0 in points:
-        integrate(loss, x0)
-    return time.perf_counter() - t0
-
-
-def parallel_capacity(points: np.ndarray, workers: int = WORKERS) -> float:
-    """What ``workers`` processes at once get through, relative to one, on the same work.
-
-    Each worker integrates the same ``points`` at the same time (one joblib task each); the
-    capacity is workers * (one alone) / (all at once): 2 on two idle cores, less when the
-    cores are shared (hypervisor, other tenants, turbo).  It is the ceiling for (2)/(3) at
-    the moment it is measured, a reference for reading (2)/(3), which is timed earlier.
-    """
-    alone = statistics.median([flowsim_work(points) for _ in range(2)])
-    t0 = time.perf_counter()
-    joblib.Parallel(n_jobs=workers)(joblib.delayed(flowsim_work)(points) for _ in range(workers))
-    return workers * alone / (time.perf_counter() - t0)
+    par = RatioPlane() if problem == "ratio" else SoftmaxLogits(K=K)
+    return DPO(beta=BETA), par.bind(p0, ref)
 
 
-# -- measurement helpers -----------------------------------------------------------------
+def driver_chunk(problem: str, p0: np.ndarray, ref: np.ndarray, rtol: float, atol: float):
+    """flowsim's per-start driver over a chunk: (status, t_stop, nfev)."""
+    from flowsim.dynamics.driver import SolverOptions, integrate
+
+    loss, pol = _setup(problem, p0, ref)
+    opts = SolverOptions(rtol=rtol, atol=atol)
+    rs = [integrate(loss, policy=pol.row(i), options=opts) for i in range(len(p0))]
+    return [r.status for r in rs], [r.t_stop for r in rs], [r.nfev for r in rs]
+
+
+def batched_chunk(problem: str, p0: np.ndarray, ref: np.ndarray, rtol: float, atol: float):
+    """The batched engine over a chunk: (status, t_stop, nfev)."""
+    from flowsim.dynamics.batched import integrate_batch
+    from flowsim.dynamics.driver import SolverOptions
+
+    loss, pol = _setup(problem, p0, ref)
+    out = integrate_batch(loss, pol, options=SolverOptions(rtol=rtol, atol=atol))
+    return out["status"].tolist(), out["t_stop"].tolist(), out["nfev"].tolist()
+
+
+def oracle(problem: str, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The closed form's record of every start."""
+    from flowsim.dynamics.closed_forms import dpo_logits, dpo_ratio
+    from flowsim.dynamics.record import StopRule
+
+    loss, pol = _setup(problem, p0, ref)
+    return (dpo_ratio if problem == "ratio" else dpo_logits).flows(loss, pol, StopRule())
+
+
+def points(problem: str, num: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's starts (n, 2) and references (n, 2)."""
+    lo, hi = (0.02, 1.0) if problem == "ratio" else (0.005, 0.495)
+    axis = np.linspace(lo, hi, num)
+    p = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    return p, (np.ones_like(p) if problem == "ratio" else p.copy())
+
+
+def chunk_size(contender: str, n: int, workers: int) -> int:
+    per_worker = -(-n // workers)
+    if contender == "driver":  # flowsim run's default for integrated sweeps
+        return int(min(256, max(16, per_worker // 8)))
+    return int(min(5000, per_worker))
+
+
+def compute(contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, workers: int, rtol: float,
+            backend: str = "loky") -> dict:  # fmt: skip
+    """Every start by one contender, on ``workers`` joblib processes (``backend``): status, t_stop, nfev arrays."""
+    if contender == "closed":
+        out = oracle(problem, p0, ref)
+        return {"status": np.asarray(out["status"]), "t_stop": out["t_stop"], "nfev": np.zeros(len(p0))}
+    import joblib
+
+    atol = rtol * 1e-3
+    if contender == "naive":
+        tasks = [joblib.delayed(baseline_flow)(x, BETA, rtol, atol) for x in p0.tolist()]
+        res = joblib.Parallel(n_jobs=workers, backend=backend)(tasks)
+        return {"t_stop": np.array([r[0] for r in res]), "nfev": np.array([r[1] for r in res]),
+                "status": np.array([r[2] for r in res], dtype=object)}  # fmt: skip
+    fn = driver_chunk if contender == "driver" else batched_chunk
+    size = chunk_size(contender, len(p0), workers)
+    tasks = [joblib.delayed(fn)(problem, p0[lo : lo + size], ref[lo : lo + size], rtol, atol)
+             for lo in range(0, len(p0), size)]  # fmt: skip
+    res = joblib.Parallel(n_jobs=workers, backend=backend)(tasks)
+    return {"status": np.array([s for r in res for s in r[0]], dtype=object),
+            "t_stop": np.array([t for r in res for t in r[1]]),
+            "nfev": np.array([v for r in res for v in r[2]])}  # fmt: skip
+
+
+# -- measurement helpers -------------------------------------------------------------------
 
 
 def rel_err(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -159,45 +203,11 @@ def rel_err(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return err
 
 
-def median_time(fn: Callable[[], Any], repeats: int, first: float | None = None) -> tuple[float, list[float]]:
-    """Median wall time of ``fn`` over ``repeats`` runs (``first``: one already measured)."""
-    times = [] if first is None else [first]
-    while len(times) < repeats:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
-_MEMORY_CHILD = """
-import json, resource, sys, tempfile
-
-def peak():
-    # VmHWM is this process's own high-water mark; Linux carries ru_maxrss over from the parent
-    # across fork and exec, so that one is only a fallback (bytes on macOS, KiB elsewhere).
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-n, scratch = int(sys.argv[1]), sys.argv[2]
-from flowsim.experiment.config import parse_experiment
-from flowsim.experiment.execute import run_sweep
-exp = parse_experiment({"name": "memory", "loss": {"kind": "dpo", "beta": 0.1},
-                        "grid": {"kind": "random", "n": n, "low": 0.02, "high": 1.0}, "solver": {"method": "exact"}})
-before = peak()
-meta = run_sweep(exp, tempfile.mkdtemp(dir=scratch) + "/out", n_jobs=1, progress=False)
-print(json.dumps({"rows": meta["rows"], "before": before, "peak": peak(), "seconds": meta["wall_time_s"],
-                  "chunk_size": meta["chunk_size"]}))
-"""
-
-
-def peak_memory(n: int, scratch: Path) -> dict:
-    """Peak resident set (bytes) of a fresh process running an exact sweep of ``n`` rows."""
-    res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), str(scratch)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def accuracy(out: dict, ref: dict) -> dict:
+    err = rel_err(out["t_stop"], ref["t_stop"])
+    return {"worst": float(err.max()), "median": float(np.median(err)),
+            "statuses_agree": bool(np.array_equal(np.asarray(out["status"], str), np.asarray(ref["status"], str))),
+            "nfev": float(np.mean(out["nfev"]))}  # fmt: skip
 
 
 def _load() -> str:
@@ -217,217 +227,303 @@ def _cpu_times() -> list[int] | None:
 
 
 def _steal(start: list[int] | None, end: list[int] | None) -> str:
-    """Share of CPU time the hypervisor took from this machine between two readings."""
     if not start or not end:
         return "n/a"
     d = [b - a for a, b in zip(start, end, strict=True)]
     return f"{100 * d[7] / max(1, sum(d)):.0f}%"
 
 
-# -- the benchmark -----------------------------------------------------------------------
+# -- one timed run: a fresh process, timed from outside ----------------------------------------
 
 
-def scan_baseline(points: np.ndarray, exact: np.ndarray, want: float, scan: Sequence[float], echo) -> dict:
-    """Run the baseline from loose to tight until its worst t_stop error is <= ``want``.
+def warm(contender: str) -> int:
+    """Import what a contender needs (in the process that calls it); its pid."""
+    if contender in ("driver", "batched"):
+        import flowsim.dynamics.batched
+        import flowsim.dynamics.driver
+    if contender in ("closed", "driver", "batched"):
+        import flowsim.dynamics.closed_forms
+        import flowsim.model.parameterisations  # noqa: F401
+    if contender == "naive":
+        import scipy.integrate  # noqa: F401
+    return os.getpid()
 
-    Then tries the half decade above the first passing tolerance.  Returns every run by
-    rtol, the chosen rtol, and the loosest scanned rtol that meets ``ACCURACY`` alone.
+
+def _child(spec: dict) -> int:
+    """In a fresh process: start up (imports, the joblib workers), compute one grid, save it; print the times (JSON).
+
+    Start-up is everything before the first flow: the interpreter, the imports, and with more
+    than one worker the joblib processes, started and importing the contender's modules.
     """
-    echo(f"  {'rtol':>8} {'worst err':>10} {'median err':>10} {'flows/s':>9} {'nfev/flow':>9}")
-    tried: dict[float, dict] = {}
+    warm(spec["contender"])
+    if spec["workers"] > 1:
+        import joblib
 
-    def attempt(rtol: float) -> bool:
+        joblib.Parallel(n_jobs=spec["workers"], backend=spec["backend"])(
+            joblib.delayed(warm)(spec["contender"]) for _ in range(spec["workers"])
+        )
+    t0 = time.perf_counter()
+    p0, ref = points(spec["problem"], spec["num"])
+    out = compute(**{k: spec[k] for k in ("contender", "problem", "workers", "rtol", "backend")}, p0=p0, ref=ref)
+    seconds = time.perf_counter() - t0
+    np.savez(spec["out"], status=np.asarray(out["status"], str), t_stop=out["t_stop"], nfev=out["nfev"])
+    print(json.dumps({"compute": seconds}))
+    return 0
+
+
+def timed_run(spec: dict, scratch: Path, in_process: bool) -> tuple[float, float, dict]:
+    """(whole seconds, compute seconds, result) of one run: a fresh process unless ``in_process``."""
+    if in_process:
         t0 = time.perf_counter()
-        t_stop, nfev = run_baseline(points, rtol)
+        p0, ref = points(spec["problem"], spec["num"])
+        out = compute(**{k: spec[k] for k in ("contender", "problem", "workers", "rtol", "backend")}, p0=p0, ref=ref)
         seconds = time.perf_counter() - t0
-        err = rel_err(t_stop, exact)
-        rec = {"rtol": rtol, "seconds": seconds, "per_second": len(points) / seconds, "worst": float(err.max()),
-               "median": float(np.median(err)), "nfev": float(nfev.mean())}  # fmt: skip
-        tried[rtol] = rec
-        echo(f"  {rtol:8.1e} {rec['worst']:10.2e} {rec['median']:10.2e} {rec['per_second']:9.1f} {rec['nfev']:9.0f}")
-        return rec["worst"] <= want
+        return seconds, seconds, out
+    path = scratch / f"run-{time.monotonic_ns()}.npz"
+    arg = json.dumps(spec | {"out": str(path)})
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "flowsim.app.bench", "--child", arg], capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    whole = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({spec}):\n{res.stderr[-2000:]}")
+    compute_s = json.loads(res.stdout.strip().splitlines()[-1])["compute"]
+    with np.load(path) as z:
+        out = {k: z[k] for k in z.files}
+    path.unlink()
+    return whole, compute_s, out
 
-    chosen, note = None, ""
-    for i, rtol in enumerate(scan):
-        if attempt(rtol):
-            chosen = rtol
-            mid = float(f"{math.sqrt(rtol * scan[i - 1]):.2g}") if i else None
-            if mid is not None and attempt(mid):
-                chosen = mid
+
+# -- the scan ---------------------------------------------------------------------------------
+
+
+class Scan:
+    """Each contender's runs on the scan grid, by rtol (in-process; printed)."""
+
+    def __init__(self, problem: str, num: int, scan: Sequence[float], echo, workers: int, backend: str) -> None:
+        self.problem, self.scan, self.echo, self.workers = problem, tuple(scan), echo, workers
+        self.backend = backend
+        self.p0, self.ref = points(problem, num)
+        self.exact = oracle(problem, self.p0, self.ref)
+        self.runs: dict[tuple[str, float], dict] = {}
+        self.outs: dict[tuple[str, float], dict] = {}
+
+    def run(self, contender: str, rtol: float) -> dict:
+        key = (contender, rtol)
+        if key not in self.runs:
+            t0 = time.perf_counter()
+            out = compute(contender, self.problem, self.p0, self.ref, self.workers, rtol, self.backend)
+            seconds = time.perf_counter() - t0
+            acc = accuracy(out, self.exact)
+            self.runs[key] = acc | {"rtol": rtol, "seconds": seconds, "per_flow": seconds / len(self.p0)}
+            self.outs[key] = out
+            r = self.runs[key]
+            agree = "yes" if r["statuses_agree"] else "NO"
+            self.echo(f"  {contender:8} {rtol:8.0e} {r['worst']:10.2e} {r['median']:10.2e} {agree:>8} "
+                      f"{len(self.p0) / seconds:9,.0f} {r['nfev']:9.0f}")  # fmt: skip
+        return self.runs[key]
+
+    def loosest(self, contender: str, want: float) -> float:
+        """The loosest scanned rtol whose worst t_stop error is <= want (else the most accurate tried)."""
+        for rtol in self.scan:
+            r = self.run(contender, rtol)
+            if r["worst"] <= want and r["statuses_agree"]:
+                return rtol
+        best = min((v for (c, _), v in self.runs.items() if c == contender), key=lambda v: v["worst"])
+        return best["rtol"]
+
+
+def check_against_driver(scan: Scan, rtol: float, echo) -> dict:
+    """The batched engine against the driver, row by row, at the same options."""
+    a, b = scan.outs.get(("batched", rtol)), scan.outs.get(("driver", rtol))
+    if a is None:
+        scan.run("batched", rtol)
+        a = scan.outs[("batched", rtol)]
+    if b is None:
+        scan.run("driver", rtol)
+        b = scan.outs[("driver", rtol)]
+    same = bool(np.array_equal(np.asarray(a["status"], str), np.asarray(b["status"], str)))
+    worst = float(rel_err(a["t_stop"], b["t_stop"]).max())
+    echo(f"  batched vs driver, row by row at rtol {rtol:g}: statuses {'identical' if same else 'DIFFER'}, "
+         f"worst relative t_stop difference {worst:.1e}")  # fmt: skip
+    return {"statuses_agree": same, "worst": worst, "rtol": rtol}
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def _scan_problem(problem: str, scan: Scan, echo) -> dict[str, dict[str, float]]:
+    """Pick each contender's rtol at equal required and at equal achieved accuracy."""
+    side = math.isqrt(len(scan.p0))
+    echo(f"\n{problem}: tolerance scan on the {side}x{side} scan grid ({len(scan.p0)} starts, in-process, "
+         f"{scan.workers} worker(s)), atol = rtol * 1e-3; wanted: worst t_stop error <= {REQUIRED:g}")  # fmt: skip
+    echo(f"  {'':8} {'rtol':>8} {'worst err':>10} {'median err':>10} {'statuses':>8} {'flows/s':>9} {'nfev/flow':>9}")
+    required = {c: scan.loosest(c, REQUIRED) for c in CONTENDERS[problem]}
+    target = _round_up(min(scan.runs[(c, r)]["worst"] for c, r in required.items()))
+    echo(f"  equal achieved accuracy: worst t_stop error <= {target:.2g} (the most accurate at the required setting)")
+    achieved = {c: scan.loosest(c, target) for c in CONTENDERS[problem]}
+    for mode, chosen in (("required", required), ("achieved", achieved)):
+        echo(f"  chosen ({mode}): " + ", ".join(f"{c} rtol {r:g} (worst {scan.runs[(c, r)]['worst']:.1e})"
+                                                 for c, r in chosen.items()))  # fmt: skip
+    return {"required": required, "achieved": achieved, "target": target}
+
+
+def _round_up(v: float) -> float:
+    """v rounded up to 2 significant digits (so that a contender exactly as accurate meets it, as printed)."""
+    if not v > 0 or not math.isfinite(v):
+        return v
+    unit = 10.0 ** (math.floor(math.log10(v)) - 1)
+    return math.ceil(v / unit * (1 - 1e-12)) * unit
+
+
+def _timed(problem, mode, contender, num, workers, rtol, ctx) -> dict:
+    """One timed line: median of the repeats, or a skip with its reason."""
+    p0, ref = points(problem, num)
+    n = len(p0)
+    row = {"line": "timed", "problem": problem, "accuracy": mode, "contender": contender, "grid": f"{num}x{num}",
+           "n": n, "workers": workers, "rtol": rtol, "atol": None if rtol is None else rtol * 1e-3,
+           "process": "in-process" if ctx["in_process"] else "whole", "backend": ctx["backend"]}  # fmt: skip
+    key = (problem, contender, num, workers, rtol)
+    if key in ctx["done"]:
+        return row | ctx["done"][key] | {"note": "same run as the required-accuracy line (same rtol)"}
+    per_flow = ctx["per_flow"].get((problem, contender, rtol), 0.0)
+    estimate = n * per_flow * max(WORKERS) / workers
+    if estimate > ctx["budget"]:
+        return row | {"note": f"skipped: estimated {estimate:,.0f} s > budget {ctx['budget']:g} s"}
+    spec = {"problem": problem, "contender": contender, "num": num, "workers": workers, "rtol": rtol or 0.0,
+            "backend": ctx["backend"]}  # fmt: skip
+    wholes, computes = [], []
+    while len(wholes) < ctx["repeats"]:
+        whole, comp, out = timed_run(spec, ctx["scratch"], ctx["in_process"])
+        wholes.append(whole)
+        computes.append(comp)
+        if whole > 30:
             break
-    if chosen is None:  # the baseline does not reach flowsim's accuracy in the scan: its best
-        good = [r for r in tried.values() if r["worst"] <= ACCURACY] or list(tried.values())
-        chosen = min(good, key=lambda r: r["worst"])["rtol"]
-        note = "could not match flowsim's accuracy within the scan: compared at its most accurate"
-    loose = next((r for r in scan if r in tried and tried[r]["worst"] <= ACCURACY), None)
-    return {"tried": tried, "chosen": chosen, "note": note, "loose": loose}
+    acc = accuracy(out, ctx["oracles"].setdefault((problem, num), oracle(problem, p0, ref)))
+    med, cmed = statistics.median(wholes), statistics.median(computes)
+    res = {"repeats": len(wholes), "seconds": med, "seconds_all": " ".join(f"{t:.3f}" for t in wholes),
+           "compute_seconds": cmed, "startup_seconds": med - cmed, "flows_per_s": n / med,
+           "compute_flows_per_s": n / cmed, "worst_rel_err": acc["worst"], "median_rel_err": acc["median"],
+           "statuses_agree": acc["statuses_agree"], "nfev_mean": acc["nfev"], "note": ""}  # fmt: skip
+    ctx["done"][key] = res
+    ctx["echo"](_format_line(row | res))
+    return row | res
 
 
-def run(quick: bool = False, repeats: int = 3, out: str | Path = "results/benchmark.csv", echo=print) -> pd.DataFrame:
-    """Measure everything; print the table; write the CSV (returned as a table too)."""
-    from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
+def _format_line(r: dict) -> str:
+    rtol = "-" if r.get("rtol") is None else f"{r['rtol']:.0e}"
+    head = f"  {r['problem']:6} {r['accuracy']:8} {r['contender']:8} {r['grid']:>7} {r['workers']:>2}w {rtol:>6}"
+    if r.get("note", "").startswith("skipped"):
+        return f"{head}  {r['note']}"
+    return (f"{head} {r['seconds']:8.2f} s {r['flows_per_s']:10,.0f}/s (compute {r['compute_flows_per_s']:10,.0f}/s) "
+            f"worst {r['worst_rel_err']:.1e} {'' if r['statuses_agree'] else 'STATUSES DIFFER'}")  # fmt: skip
 
-    num = 6 if quick else 40
-    side = 100 if quick else 1000  # (4) on side^2 initial conditions
-    memory_rows = (10**3, 10**4) if quick else (10**4, 10**5)
-    exp = paper_experiment(num)
-    points = exp.grid.points()
-    per = len(points)
-    exact = exact_dpo(points, beta=BETA)["t_stop"]
+
+def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, publish: bool = False,
+        grids: Sequence[int] | None = None, workers: Sequence[int] = WORKERS, budget: float = 150.0,
+        backend: str = "loky", echo: Callable = print):  # fmt: skip
+    """Measure everything; print the tables; write the CSV (returned as a table too)."""
+    import pandas as pd
+
+    grids = tuple(grids or (QUICK_GRIDS if quick else GRIDS))
+    scan_values, scan_num = (QUICK_SCAN, QUICK_SCAN_GRID) if quick else (SCAN, SCAN_GRID)
+    path = Path("results/benchmark.csv") if publish else Path(out) if out else _scratch() / "benchmark.csv"
     load_start, cpu_start = _load(), _cpu_times()
-    echo(f"flowsim benchmark: DPO beta={BETA}, references 1, {num}x{num} grid over [0.02, 1]^2 ({per} initial "
-         f"conditions); {os.cpu_count()} CPUs; load average {load_start}")  # fmt: skip
-
-    with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp:
-        scratch = Path(tmp)
-        # Warm-up: start the joblib workers and import flowsim, scipy and pandas in them.
-        t0 = time.perf_counter()
-        run_flowsim(paper_experiment(8, "warmup"), WORKERS, scratch)  # 4 chunks: every worker gets one
-        run_baseline(np.resize(points, (16, 2)), 1e-6)
-        startup = time.perf_counter() - t0
-
-        # (2) and (3): flowsim's default sweep.
-        first, flows, meta = run_flowsim(exp, WORKERS, scratch)
-        err = rel_err(flows["t_stop"].to_numpy(), exact)
-        fs = {"worst": float(err.max()), "median": float(np.median(err)), "nfev": float(flows["nfev"].mean()),
-              "solver": meta["experiment"]["solver"], "chunk_size": meta["chunk_size"]}  # fmt: skip
-        all2, all3 = [first], []
-        while len(all3) < repeats:  # interleaved, so that a busy spell of the machine hits both
-            if len(all2) < repeats:
-                all2.append(run_flowsim(exp, WORKERS, scratch)[0])
-            all3.append(run_flowsim(exp, 1, scratch)[0])
-        t2, t3 = statistics.median(all2), statistics.median(all3)
-
-        # (1): the baseline at the tolerance the scan picks (its scan run is the first repeat).
-        want = min(ACCURACY, fs["worst"])
-        echo(f"\nbaseline tolerance scan: RK45 in x, atol = rtol * 1e-3, {WORKERS} workers, one run each; "
-             f"wanted: worst t_stop error <= min({ACCURACY:g}, flowsim's {fs['worst']:.2g})")  # fmt: skip
-        sc = scan_baseline(points, exact, want, (1e-6, 1e-8, 1e-10) if quick else SCAN, echo)
-        base = sc["tried"][sc["chosen"]]
-        note = f" ({sc['note']})" if sc["note"] else ""
-        echo(f"chosen: rtol {sc['chosen']:.2g}, atol {sc['chosen'] * 1e-3:.2g}{note}")
-        t1, all1 = median_time(lambda: run_baseline(points, sc["chosen"]), repeats, base["seconds"])
-
-        # The machine's own parallel capacity on this work, next to (2)/(3).
-        capacity = statistics.median([parallel_capacity(points[:: 8 if quick else 4]) for _ in range(repeats)])
-
-        # (4): the closed form, one process.
-        axis = np.linspace(0.02, 1.0, side)
-        big = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-        exact_dpo(big[:1000], beta=BETA)
-        t4, all4 = median_time(lambda: exact_dpo(big, beta=BETA), repeats)
-
-        # (5): peak memory of exact sweeps, each in a fresh process.
-        mem = [peak_memory(n, scratch) for n in memory_rows]
-    load_end, steal = _load(), _steal(cpu_start, _cpu_times())
-
-    # -- the record ----------------------------------------------------------------------
+    echo(f"flowsim benchmark (issue #15): DPO beta={BETA}; {os.cpu_count()} CPUs; joblib backend {backend}; "
+         f"load average {load_start}")  # fmt: skip
     rows: list[dict] = []
-    for rtol, r in sc["tried"].items():
-        rows.append({"line": "baseline_scan", "what": "baseline, one run of the tolerance scan", "n": per,
-                     "workers": WORKERS, "method": "RK45", "rtol": rtol, "atol": rtol * 1e-3, "repeats": 1,
-                     "seconds": r["seconds"], "per_second": r["per_second"], "worst_rel_err": r["worst"],
-                     "median_rel_err": r["median"], "nfev_mean": r["nfev"]})  # fmt: skip
-    timed = [
-        ("baseline", f"(1) baseline solve_ivp loop, RK45 in x, rtol {sc['chosen']:.2g}", WORKERS, all1, base, "RK45",
-         sc["chosen"], sc["chosen"] * 1e-3),
-        ("flowsim_2", "(2) flowsim run_sweep, default solver", WORKERS, all2, fs, fs["solver"]["method"],
-         fs["solver"]["rtol"], fs["solver"]["atol"]),
-        ("flowsim_1", "(3) flowsim run_sweep, default solver", 1, all3, fs, fs["solver"]["method"],
-         fs["solver"]["rtol"], fs["solver"]["atol"]),
-    ]  # fmt: skip
-    for line, what, workers, times, acc, method, rtol, atol in timed:
-        med = statistics.median(times)
-        rows.append({"line": line, "what": what, "n": per, "workers": workers, "method": method, "rtol": rtol,
-                     "atol": atol, "repeats": len(times), "seconds": med, "seconds_all": _join(times),
-                     "per_second": per / med, "worst_rel_err": acc["worst"], "median_rel_err": acc["median"],
-                     "nfev_mean": acc["nfev"]})  # fmt: skip
-    rows.append({"line": "exact", "what": "(4) exact_dpo, closed form", "n": len(big), "workers": 1,
-                 "method": "closed form", "repeats": len(all4), "seconds": t4, "seconds_all": _join(all4),
-                 "per_second": len(big) / t4})  # fmt: skip
-    rows.append({"line": "startup", "what": "joblib worker start-up and warm-up, once per process (not timed above)",
-                 "workers": WORKERS, "seconds": startup})  # fmt: skip
-    for m in mem:
-        rows.append({"line": f"memory_{m['rows']}", "what": "(5) exact sweep in a fresh process, 1 worker",
-                     "n": m["rows"], "workers": 1, "method": "closed form", "seconds": m["seconds"],
-                     "peak_rss_mib": m["peak"] / 2**20, "rss_after_imports_mib": m["before"] / 2**20,
-                     "chunk_size": m["chunk_size"]})  # fmt: skip
-    ratios = [
-        ("speedup", "(2)/(1): flowsim sweep vs baseline throughput, equal or better accuracy", per / t2 / (per / t1)),
-        ("parallel", "(2)/(3): parallel speed-up, 2 workers", t3 / t2),
-        ("capacity", f"the machine's capacity on this work: {WORKERS} processes at once vs one", capacity),
-        ("exact_per_s", "(4): closed-form initial conditions per second, one core", len(big) / t4),
-        ("memory_ratio", f"(5): peak RSS at {mem[1]['rows']} rows / at {mem[0]['rows']} rows",
-         mem[1]["peak"] / mem[0]["peak"]),
-    ]  # fmt: skip
-    for key, what, value in ratios:
-        rows.append({"line": f"ratio_{key}", "what": what, "value": value, "target": TARGETS.get(key)})
-    if sc["loose"] is not None:
-        lo = sc["tried"][sc["loose"]]
-        rows.append({"line": "ratio_speedup_loose", "rtol": sc["loose"], "value": per / t2 / lo["per_second"],
-                     "what": f"(2)/baseline at rtol {sc['loose']:.0e}, the loosest scanned meeting {ACCURACY:g} "
-                             f"alone (worst {lo['worst']:.1e}; its one scan run)"})  # fmt: skip
-    versions = [f"{m.__name__} {m.__version__}" for m in (np, scipy, pd, joblib)]
-    machine = f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, {', '.join(versions)}"
+    with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp:
+        ctx = {"scratch": Path(tmp), "in_process": quick, "repeats": 1 if quick else repeats, "budget": budget,
+               "done": {}, "per_flow": {}, "oracles": {}, "echo": echo, "backend": backend}  # fmt: skip
+        choices = {}
+        for problem in CONTENDERS:
+            scan = Scan(problem, scan_num, scan_values, echo, 1 if quick else max(WORKERS), backend)
+            choices[problem] = _scan_problem(problem, scan, echo)
+            rows += [{"line": "scan", "problem": problem, "contender": c, "grid": f"{scan_num}x{scan_num}",
+                      "n": len(scan.p0), "workers": scan.workers, "rtol": r, "atol": r * 1e-3, "seconds": v["seconds"],
+                      "flows_per_s": len(scan.p0) / v["seconds"], "worst_rel_err": v["worst"],
+                      "median_rel_err": v["median"], "statuses_agree": v["statuses_agree"], "nfev_mean": v["nfev"]}
+                     for (c, r), v in scan.runs.items()]  # fmt: skip
+            chk = check_against_driver(scan, DRIVER_DEFAULT_RTOL if not quick else scan_values[-1], echo)
+            rows.append({"line": "batched_vs_driver", "problem": problem, "grid": f"{scan_num}x{scan_num}",
+                         "rtol": chk["rtol"], "worst_rel_err": chk["worst"], "statuses_agree": chk["statuses_agree"],
+                         "note": "batched engine against the per-start driver, row by row, same options"})  # fmt: skip
+            ctx["per_flow"].update({(problem, c, r): v["per_flow"] for (c, r), v in scan.runs.items()})
+            ctx["per_flow"][(problem, "closed", None)] = 0.0
+        echo(f"\ntimed runs ({'in-process: no start-up' if quick else 'each a fresh process, timed from outside'}); "
+             f"median of {ctx['repeats']}")  # fmt: skip
+        for problem in CONTENDERS:
+            for mode in ("required", "achieved"):
+                for contender in CONTENDERS[problem]:
+                    rtol = choices[problem][mode][contender]
+                    rows += [_timed(problem, mode, contender, num, w, rtol, ctx) for num in grids for w in workers]
+            rows += [_timed(problem, "exact", "closed", num, 1, None, ctx) for num in grids]
+    load_end, steal = _load(), _steal(cpu_start, _cpu_times())
+    rows += _summary(rows, echo)
+    versions = [f"{m.__name__} {m.__version__}" for m in (np, _scipy(), pd)]
     rows.append({"line": "machine", "workers": os.cpu_count(),
-                 "what": f"{machine}; load average {load_start} (start), {load_end} (end); "
+                 "note": f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, "
+                         f"{', '.join(versions)}; load average {load_start} (start), {load_end} (end); "
                          f"CPU time stolen by the hypervisor during the run: {steal}"})  # fmt: skip
     table = pd.DataFrame(rows)
-    for col in ("n", "workers", "repeats", "chunk_size"):
-        table[col] = table[col].astype("Int64")
-    table["atol"] = table["atol"].map(lambda v: float(f"{v:.3g}"), na_action="ignore")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    _print_table(table, echo)
-    echo(f"\nload average {load_start} at the start, {load_end} at the end; CPU time stolen by the hypervisor "
-         f"during the run: {steal}; written to {out}")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    echo(f"\nload average {load_start} at the start, {load_end} at the end; CPU time stolen: {steal}")
+    echo(f"written to {path}")
     return table
 
 
-def _join(times: Sequence[float]) -> str:
-    return " ".join(f"{t:.3f}" for t in times)
-
-
-def _print_table(table: pd.DataFrame, echo) -> None:
-    rows = {r["line"]: r for r in table.to_dict("records")}
-    echo(f"\n{'':<60} {'flows':>8} {'median s':>9} {'flows/s':>11} {'worst err':>10} {'median err':>10}")
-    for line in ("baseline", "flowsim_2", "flowsim_1", "exact"):
-        r = rows[line]
-        name = f"{r['what']}, {r['workers']:.0f} worker{'s' if r['workers'] > 1 else ''}"
-        errs = [f"{r[k]:.2e}" if pd.notna(r.get(k)) else "-" for k in ("worst_rel_err", "median_rel_err")]
-        echo(f"{name:<60} {r['n']:>8.0f} {r['seconds']:>9.3f} {r['per_second']:>11,.0f} {errs[0]:>10} {errs[1]:>10}")
-    echo(f"{'joblib worker start-up (once per process, not above)':<60} {'':>8} {rows['startup']['seconds']:>9.3f}")
-    for line, r in rows.items():
-        if line.startswith("memory_"):
-            echo(f"(5) exact sweep of {r['n']:>7.0f} rows, fresh process: peak RSS {r['peak_rss_mib']:6.1f} MiB "
-                 f"({r['rss_after_imports_mib']:.1f} MiB after imports; chunks of {r['chunk_size']:.0f})")  # fmt: skip
+def _summary(rows: list[dict], echo) -> list[dict]:
+    """The issue's targets (on this 2-core machine) against the batched engine's lines, by grid and worker count."""
+    out = []
     echo("")
-    for line, r in rows.items():
-        if not line.startswith("ratio_"):
+    for problem, target in TARGETS.items():
+        lines = [r for r in rows if r.get("line") == "timed" and r["problem"] == problem and r["contender"] == "batched"
+                 and r["accuracy"] == "required" and "flows_per_s" in r]  # fmt: skip
+        if not lines:
             continue
-        key = line.removeprefix("ratio_")
-        value = f"{r['value']:,.0f}" if key == "exact_per_s" else f"{r['value']:.2f}"
-        verdict = ""
-        if key in TARGETS:
-            ok = r["value"] <= TARGETS[key] if key == "memory_ratio" else r["value"] >= TARGETS[key]
-            sign = "<=" if key == "memory_ratio" else ">="
-            verdict = f"  target {sign} {TARGETS[key]:g}: {'met' if ok else 'NOT met'}"
-        what = f"    {r['what']}" if key == "capacity" else r["what"]
-        echo(f"{what:<90} {value:>10}{verdict}")
+        for r in lines:
+            what = (f"{problem}: batched engine, {r['grid']}, {r['workers']} workers, {r['process']} process, worst "
+                    f"t_stop error {r['worst_rel_err']:.1e}")  # fmt: skip
+            ok = r["flows_per_s"] >= target
+            echo(f"{what:<95} {r['flows_per_s']:>10,.0f}/s  target >= {target:,.0f}: {'met' if ok else 'NOT met'}")
+            out.append({"line": "target", "problem": problem, "grid": r["grid"], "workers": r["workers"],
+                        "flows_per_s": r["flows_per_s"], "value": target, "note": what})  # fmt: skip
+    return out
+
+
+def _scipy():
+    import scipy
+
+    return scipy
+
+
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="flowsim-bench-out-"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``flowsim bench`` / ``python experiments/benchmark.py``."""
     parser = argparse.ArgumentParser(prog="flowsim bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a 6x6 grid and small sizes (a smoke test, seconds)")
-    parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write (default results/benchmark.csv)")
+    parser.add_argument("--quick", action="store_true", help="a 5x5 grid, in-process (a smoke test, seconds)")
+    parser.add_argument("--publish", action="store_true", help="write results/benchmark.csv (else a scratch folder)")
+    parser.add_argument("--out", default=None, help="CSV to write instead of the scratch folder's")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per line, median reported (default 3)")
+    parser.add_argument("--grids", default=None, help="grid sides, comma-separated (default 30,100,300)")
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated (default 1,2)")
+    parser.add_argument("--budget", type=float, default=150.0, help="skip runs estimated longer (s; default 150)")
+    parser.add_argument("--backend", default="loky", choices=["loky", "multiprocessing"],
+                        help="joblib backend of the workers (default loky, as flowsim run)")  # fmt: skip
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # flowsim bench -- --quick
+    if args.child is not None:
+        return _child(json.loads(args.child))
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
-    run(quick=args.quick, repeats=args.repeats, out=args.out)
+    grids = [int(v) for v in args.grids.split(",")] if args.grids else None
+    run(quick=args.quick, repeats=args.repeats, out=args.out, publish=args.publish, grids=grids,
+        workers=[int(v) for v in args.workers.split(",")], budget=args.budget, backend=args.backend)  # fmt: skip
     return 0
 
 

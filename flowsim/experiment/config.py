@@ -167,6 +167,8 @@ class Experiment:
         modes = self.reference[0] if len(self.reference) == 1 else list(self.reference)
         solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
                   "atol": self.solver.atol}  # fmt: skip
+        if self.solver.engine != "driver":
+            solver["engine"] = self.solver.engine
         out = {
             "name": self.name,
             "loss": self._loss_dict(one_or_list) | {"reference": modes} | one_or_list(self.ref_params),
@@ -363,10 +365,12 @@ def _parse_stop(t: _Table) -> StopRule:
 
 
 def _parse_solver(t: _Table, losses, model_kind: str) -> tuple[bool, SolverOptions]:
-    t.allow({"method", "rtol", "atol"})
+    t.allow({"method", "rtol", "atol", "engine"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
+    if "engine" in t.doc:
+        kw["engine"] = t.get("engine", str)
     solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
     for kind, params in losses if exact else ():
         form = closed_form(kind, model_kind)

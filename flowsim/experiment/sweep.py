@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsim.dynamics.batched import integrate_batch
 from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.optimisers import run_discrete
@@ -100,6 +101,8 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     optimiser = exp.optimiser(chunk.combo)
     if optimiser is not None:  # a discrete optimiser: every start of the chunk at once
         res = run_discrete(loss, policy, optimiser, exp.stop)
+    elif exp.solver.engine == "batched":  # every start of the chunk at once, in lockstep steps
+        res = integrate_batch(loss, policy, exp.stop, exp.solver)
     elif exp.exact:
         res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     else:

@@ -72,3 +72,13 @@ def test_optimisers_beside_the_flow(tmp_path):
     np.testing.assert_allclose(gd["p1_final"], flow["p1_final"], rtol=0.05)  # GD at lr 1 stays near the flow
     figures = plot(out)
     assert any(p.name.startswith("paths_overlay_") for p in figures)
+
+
+@pytest.mark.parametrize("model", [{"kind": "ratio"}, {"kind": "logits", "reference": "initial"}])
+def test_the_batched_engine_gives_the_drivers_rows(tmp_path, model):
+    doc = {"loss": {"beta": [0.1, 0.5]}, "model": model}
+    _, _, _, driver = _run(tmp_path / "d", doc)
+    _, _, _, batched = _run(tmp_path / "b", doc | {"solver": {"engine": "batched"}})
+    assert (driver["status"] == batched["status"]).all()
+    for k in ("t_stop", "p1_final", "p2_final", "max_mass"):
+        np.testing.assert_allclose(batched[k], driver[k], rtol=1e-9, err_msg=k)

@@ -1,0 +1,165 @@
+"""The batched engine, checked row by row against the solve_ivp driver (the reference) and the closed forms."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from flowsim.dynamics.batched import integrate_batch
+from flowsim.dynamics.closed_forms import dpo_logits, dpo_ratio
+from flowsim.dynamics.driver import SolverOptions, integrate
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
+from flowsim.model.losses import DPO, IPO, Hinge
+from flowsim.model.parameterisations import LogLinearFeatures, RatioPlane, SoftmaxLogits
+
+#: The engine's stated tolerance against the closed forms (at the default rtol 1e-9) and the driver.
+TOL = 1e-6
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.abs(a - b) / np.abs(b)
+    err[(np.isnan(a) & np.isnan(b)) | (a == b)] = 0.0
+    err[np.isnan(err)] = np.inf  # NaN on one side only
+    return err
+
+
+def by_driver(loss, policy, stop=None, options=None):
+    rows = [integrate(loss, policy=policy.row(i), stop=stop, options=options) for i in range(len(policy.p0))]
+    return {k: np.array([getattr(r, k) for r in rows]) for k in (*RESULT_FIELDS, *PATH_FIELDS)}
+
+
+def assert_rows_agree(got, ref, keys=("t_stop", "p1_final", "p2_final", "x1_final", "x2_final"), tol=TOL):
+    assert got["status"].tolist() == ref["status"].tolist()
+    for k in keys:
+        assert rel_err(got[k], ref[k]).max() <= tol, k
+
+
+def ratio_starts(rng, n):
+    ref = rng.uniform(0.05, 1.0, (n, 2))
+    p0 = rng.uniform(1e-3, 1.0, (n, 2)) * ref  # x0 = p0 / ref in (0, 1]: the whole box
+    return p0, ref
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.3, 1.0])
+def test_dpo_ratio_against_the_closed_form_and_the_driver(beta):
+    rng = np.random.default_rng(int(beta * 100))
+    p0, ref = ratio_starts(rng, 80)  # 3 x 80 = 240 random starts, references random too
+    pol = RatioPlane().bind(p0, ref)
+    got = integrate_batch(DPO(beta=beta), pol)
+    exact = dpo_ratio.flows(DPO(beta=beta), pol, StopRule())
+    assert_rows_agree(got, exact)
+    assert {"converged", "capped"} <= set(got["status"])
+    for k in ("t_w", "t_l", "max_mass"):
+        assert rel_err(got[k], exact[k]).max() <= TOL, k
+    drv = by_driver(DPO(beta=beta), pol)
+    assert_rows_agree(got, drv, tol=1e-10)  # the same steps as the driver, up to rounding
+    for k in ("t_w", "t_l", "p_w_min", "max_mass", "loss_final", "margin_final"):
+        assert rel_err(got[k], drv[k]).max() <= 1e-9, k
+    assert got["displaced"].tolist() == drv["displaced"].tolist()
+    assert np.all(got["nfev"] > 0)
+    assert np.all(np.abs(got["nfev"] - drv["nfev"]) <= 0.1 * drv["nfev"])
+
+
+def test_dpo_logits_against_the_closed_form_and_the_driver():
+    rng = np.random.default_rng(11)
+    p0 = rng.dirichlet([1.0, 1.0, 1.0], 200)[:, :2]  # p_w0 + p_l0 < 1
+    ref = np.where(rng.uniform(size=(200, 1)) < 0.5, p0, rng.uniform(0.05, 1.0, (200, 2)))
+    pol = SoftmaxLogits(K=10).bind(p0, ref)
+    opts = SolverOptions(rtol=1e-7, atol=1e-10)
+    got = integrate_batch(DPO(beta=0.2), pol, options=opts)
+    exact = dpo_logits.flows(DPO(beta=0.2), pol, StopRule())
+    assert_rows_agree(got, exact)
+    for k in ("t_w", "t_l", "rest_final", "p_top_other", "max_mass"):
+        assert rel_err(got[k], exact[k]).max() <= TOL, k
+    assert np.array_equal(got["top_other"], exact["top_other"])
+    drv = by_driver(DPO(beta=0.2), pol, options=opts)
+    assert_rows_agree(got, drv, tol=1e-9)
+    for k in ("t_w", "t_l", "p_w_min", "max_mass", "rest_final", "top_other", "loss_final"):
+        assert rel_err(got[k], drv[k]).max() <= 1e-9, k
+
+
+def test_features_and_a_finite_minimiser_stop_as_the_driver_does():
+    rng = np.random.default_rng(5)
+    p0 = rng.dirichlet([1.0, 1.0, 1.0], 12)[:, :2]
+    stop = StopRule(stationary_tol=1e-6)
+    cases = [
+        (DPO(beta=0.5), LogLinearFeatures(K=6, d=4, cos_wl=0.7, norm_ratio=1.5), p0, StopRule()),
+        (DPO(beta=0.1), LogLinearFeatures(K=5, d=3, train_bias=True), p0, StopRule()),
+        (IPO(beta=0.5), SoftmaxLogits(K=10), p0, stop),  # stops where it stops moving
+        (IPO(beta=0.5), RatioPlane(), p0, stop),  # the ratio plane's identity chart, composed from the gradient
+        (Hinge(beta=0.5), LogLinearFeatures(K=4, d=3), p0[:4], StopRule(t_max=50.0)),  # a kinked gradient
+    ]
+    for loss, par, starts, rule in cases:
+        pol = par.bind(starts, starts.copy() if par.normalised else np.full_like(starts, 0.5))
+        got, drv = integrate_batch(loss, pol, rule), by_driver(loss, pol, rule)
+        assert got["status"].tolist() == drv["status"].tolist(), (loss, par)
+        assert rel_err(got["t_stop"], drv["t_stop"]).max() <= TOL, (loss, par)
+        assert got["displaced"].tolist() == drv["displaced"].tolist()
+        for k in ("p1_final", "p2_final", "p_w_min", "max_mass"):
+            assert rel_err(got[k], drv[k]).max() <= TOL, (loss, par, k)
+
+
+def test_every_status_and_every_field():
+    pol = RatioPlane().bind([[0.5, 0.5], [0.9, 0.9], [0.5, 1e-7], [1.0, 0.3]], np.ones((4, 2)))
+    out = integrate_batch(DPO(beta=0.1), pol)
+    assert set(out) == {*RESULT_FIELDS, *PATH_FIELDS}
+    assert all(len(v) == 4 for v in out.values())
+    assert out["status"].tolist() == ["converged", "capped", "converged", "capped"]
+    assert out["t_stop"][2] == out["t_stop"][3] == 0.0 and out["nfev"][2] == out["nfev"][3] == 0  # stopped at the start
+    assert np.isnan(out["steps"]).all() and (out["message"] == "").all()
+
+    out = integrate_batch(DPO(beta=0.1), pol, StopRule(t_max=1e-3))
+    assert out["status"][:2].tolist() == ["timeout", "timeout"] and out["t_stop"][0] == 1e-3
+    assert math.isnan(out["t_w"][0]) and math.isnan(out["t_l"][0])
+
+    logits = SoftmaxLogits(K=4).bind([[0.3, 0.3], [0.2, 0.5]], [[0.3, 0.3], [0.2, 0.5]])
+    for stop, status in [(StopRule(loss_target=0.5), "reached_loss"), (StopRule(margin_target=1.0), "reached_margin")]:
+        got, drv = integrate_batch(DPO(beta=0.5), logits, stop), by_driver(DPO(beta=0.5), logits, stop)
+        assert got["status"].tolist() == [status, status]
+        assert_rows_agree(got, drv, tol=1e-9)
+    met = StopRule(loss_target=10.0, margin_target=-1.0, stationary_tol=100.0)  # all met at the start: the first wins
+    got = integrate_batch(DPO(beta=0.5), logits, met)
+    assert got["status"].tolist() == by_driver(DPO(beta=0.5), logits, met)["status"].tolist() == ["reached_loss"] * 2
+    assert (got["t_stop"] == 0).all() and (got["nfev"] == 0).all()
+
+
+def test_rows_the_batch_cannot_compute_are_the_drivers():
+    @dataclass(frozen=True)
+    class Broken(DPO):
+        kind = "broken"
+
+        def grad(self, h, log_ref=0.0):
+            g = super().grad(h, log_ref)
+            return np.where(np.asarray(h)[..., :1] < -0.5, np.nan, g)  # NaN once h_w < -0.5
+
+    pol = SoftmaxLogits(K=3).bind([[0.3, 0.3], [0.2, 0.5]], [[0.3, 0.3], [0.5, 0.5]])
+    out = integrate_batch(Broken(), pol)
+    drv = by_driver(Broken(), pol)
+    assert out["status"].tolist() == drv["status"].tolist() == ["converged", "failed"]
+    assert out["message"][1] == drv["message"][1] != ""
+    assert out["t_stop"][0] == pytest.approx(drv["t_stop"][0], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("method", "rtol", "chart", "tol"), [("RK45", 1e-10, "identity", 1e-5), ("RK23", 1e-7, "smooth", 1e-4)]
+)
+def test_other_explicit_methods_and_the_identity_chart(method, rtol, chart, tol):
+    rng = np.random.default_rng(2)
+    p0, ref = ratio_starts(rng, 12)
+    pol = RatioPlane().bind(p0, ref)
+    exact = dpo_ratio.flows(DPO(beta=0.5), pol, StopRule())
+    opts = SolverOptions(method=method, rtol=rtol, atol=rtol * 1e-3, chart=chart)
+    got = integrate_batch(DPO(beta=0.5), pol, options=opts)
+    assert_rows_agree(got, exact, keys=("t_stop", "p1_final"), tol=tol)
+    assert_rows_agree(got, by_driver(DPO(beta=0.5), pol, options=opts), tol=1e-9)
+
+
+def test_implicit_methods_and_single_starts_are_refused():
+    pol = RatioPlane().bind([[0.5, 0.5]], [[1.0, 1.0]])
+    with pytest.raises(ValueError, match="explicit"):
+        integrate_batch(DPO(), pol, options=SolverOptions(method="Radau"))
+    with pytest.raises(ValueError, match="batch"):
+        integrate_batch(DPO(), RatioPlane().bind([0.5, 0.5], [1.0, 1.0]))
