@@ -252,10 +252,19 @@ def _tag(params: list[str], key: tuple, reference: str, shown: list[bool] | None
 
 
 def _panel_title(flows: pd.DataFrame, params: list[str], key: tuple, rows: pd.DataFrame) -> str:
-    """A facet panel's title: only what varies across the panels (the suptitle says the rest)."""
-    varying = [flows[p].nunique(dropna=False) > 1 for p in params]
+    """A facet panel's title: only what varies across the panels (the suptitle says the rest).
+
+    With several losses, a panel names its loss and those of the loss's own parameters that
+    vary among its rows' combinations (not the parameters other losses take).
+    """
     reference = str(rows["reference"].iloc[0])
-    text = _param_text(params, key, reference if "reference" in params else "fixed", varying)
+    ref = reference if "reference" in params else "fixed"
+    if "loss" in params:
+        mine = flows[flows["loss"] == rows["loss"].iloc[0]]
+        varying = [p == "loss" or (mine[p].notna().any() and mine[p].nunique() > 1) for p in params]
+    else:
+        varying = [flows[p].nunique(dropna=False) > 1 for p in params]
+    text = _param_text(params, key, ref, varying)
     return text.removeprefix(", ") or _param_text(params, key, reference)
 
 
