@@ -101,10 +101,10 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     optimiser = exp.optimiser(chunk.combo)
     if optimiser is not None:  # a discrete optimiser: every start of the chunk at once
         res = run_discrete(loss, policy, optimiser, exp.stop)
+    elif exp.exact:  # the closed form, when asked for, whatever the engine
+        res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     elif exp.solver.engine == "batched":  # every start of the chunk at once, in lockstep steps
         res = integrate_batch(loss, policy, exp.stop, exp.solver)
-    elif exp.exact:
-        res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
     else:
         records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
         res = {k: np.array([getattr(r, k) for r in records]) for k in (*RESULT_FIELDS, *PATH_FIELDS)}
