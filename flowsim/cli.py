@@ -1,6 +1,6 @@
 """The ``flowsim`` command: argparse only; every subcommand imports its pipeline lazily.
 
-    flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--scheduler ADDR]
+    flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend B] [--scheduler ADDR]
                                 [--scheduler-timeout S]
     flowsim analyze RESULTS
     flowsim plot RESULTS [--format png|svg|pdf]
@@ -83,6 +83,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     from flowsim.app.run import run
 
+    if args.scheduler and args.backend not in (None, "dask"):
+        raise ValueError(f"--scheduler is for the dask backend; it cannot be used with --backend {args.backend}")
     backend = "dask" if args.scheduler else args.backend
     if args.n_jobs > (os.cpu_count() or 1):
         print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {os.cpu_count()} cores here",
@@ -176,7 +178,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--chunk-size", type=int, default=None, help="flows per task (default: automatic)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default loky)")
+    r.add_argument(
+        "--backend",
+        choices=["fork", "loky", "dask"],
+        default=None,
+        help="where chunks run: fork (default on Linux: workers forked from this process, no re-imports), "
+        "loky (fresh joblib processes; default elsewhere) or dask (a cluster, with --scheduler)",
+    )
     r.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786 (implies --backend dask)")
     r.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long to wait for the dask scheduler before giving up (default 10)")  # fmt: skip

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from flowsim._validation import ParamError
-from flowsim.analysis.studies.dpo_field import ClaimThresholds
+from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.experiment.config import ConfigError, Experiment, load_experiment, parse_experiment
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.store import DamagedResults

@@ -45,7 +45,7 @@ def run_sweep(
     chunk_size: int | None = None,
     resume: bool = False,
     progress: bool = True,
-    backend: str = "loky",
+    backend: str | None = None,
     scheduler: Any = None,
     scheduler_timeout: float = parallel.SCHEDULER_TIMEOUT,
     report: Callable[[str], None] | None = None,
@@ -59,21 +59,22 @@ def run_sweep(
     Parameters
     ----------
     n_jobs : int, default -1
-        joblib workers (-1: all cores).
+        Workers (-1: all cores, -2: all but one, ...).
     chunk_size : int, optional
         Rows per task; by default :func:`default_chunk_size`.  Does not change the rows.
     resume : bool
         Continue an interrupted sweep in ``out``: finished chunks that match their
         checksums are kept, damaged ones are reported (``report``) and computed again.
-    backend : {"loky", "dask"}
-        joblib backend.  "dask" connects to the dask.distributed scheduler at ``scheduler``
+    backend : {"fork", "loky", "dask"}, optional
+        Where chunks are computed (:mod:`.parallel`; default "fork" on Linux, else "loky").
+        "dask" connects to the dask.distributed scheduler at ``scheduler``
         (an address such as "tcp://10.0.0.5:8786", or a ``distributed.Client``), waiting at
         most ``scheduler_timeout`` seconds.
     report : callable, optional
         Called with a line per damaged chunk found by ``resume`` (default: printed to stderr).
     """
-    if n_jobs == 0:
-        raise ValueError("n_jobs must be a number of workers >= 1, or negative to count back from all cores; got 0")
+    workers = parallel.n_workers(n_jobs)
+    backend = backend or parallel.default_backend()
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
     report = report or _to_stderr
@@ -90,9 +91,9 @@ def run_sweep(
         if chunk_size not in (None, recorded):
             raise SweepError(f"cannot resume in {out} with chunk_size={chunk_size}: it was started with {recorded}")
         chunk_size = recorded
-    chunk_size = chunk_size or default_chunk_size(exp, os.cpu_count() if n_jobs < 0 else n_jobs)
+    chunk_size = chunk_size or default_chunk_size(exp, workers)
 
-    with parallel.backend(backend, scheduler, n_jobs, timeout=scheduler_timeout) as kwargs, folder.writing():
+    with parallel.backend(backend, scheduler, n_jobs, timeout=scheduler_timeout) as pmap, folder.writing():
         folder.prepare(spec, resume, chunk_size)
         started = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def run_sweep(
         done = sum(r["rows"] for r in records.values())
         total = n_starts * len(exp.parameter_sets())
         bar = tqdm(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
-        for index, data, rows, counts in parallel.map_unordered(_run_and_encode, ((exp, c) for c in todo), kwargs):
+        for index, data, rows, counts in pmap(_run_and_encode, ((exp, c) for c in todo)):
             records[index] = folder.write_chunk(index, data, rows, counts)
             bar.update(rows)
         bar.close()

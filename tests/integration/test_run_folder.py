@@ -272,9 +272,10 @@ def test_read_only_output(tmp_path, exact, monkeypatch, capsys):
 # Signals and orphans
 
 
-def test_sigterm_exits_130_and_keeps_the_chunks(tmp_path, slow):
+@pytest.mark.parametrize("backend", ["fork", "loky"])
+def test_sigterm_exits_130_and_keeps_the_chunks(tmp_path, slow, backend):
     out = tmp_path / "out"
-    proc = start(slow, out, "--n-jobs", "2")
+    proc = start(slow, out, "--n-jobs", "2", "--backend", backend)
     try:
         wait_for(lambda: len(records(out)) >= 3, what="three chunks")
         workers = psutil.Process(proc.pid).children(recursive=True)
@@ -290,13 +291,14 @@ def test_sigterm_exits_130_and_keeps_the_chunks(tmp_path, slow):
     wait_for(lambda: all(gone(w) for w in workers), timeout=10, what="the workers to exit")
 
 
-def test_workers_exit_after_kill_9_of_the_parent(tmp_path, slow):
+@pytest.mark.parametrize("backend", ["fork", "loky"])
+def test_workers_exit_after_kill_9_of_the_parent(tmp_path, slow, backend):
     out = tmp_path / "out"
-    proc = start(slow, out, "--n-jobs", "2")
+    proc = start(slow, out, "--n-jobs", "2", "--backend", backend)
     parent = psutil.Process(proc.pid)
     try:
         wait_for(lambda: len(records(out)) >= 1, what="a chunk")
-        workers = [c for c in parent.children(recursive=True) if "loky" in " ".join(c.cmdline()).lower()]
+        workers = [c for c in parent.children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
         descendants = parent.children(recursive=True)
         assert len(workers) >= 2
         proc.kill()  # the parent only: its workers are orphaned
