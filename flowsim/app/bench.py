@@ -18,7 +18,13 @@ Contenders:
   chunks of at most 256 starts as ``flowsim run`` makes them, one joblib task per chunk;
 * ``batched``: :func:`flowsim.dynamics.batched.integrate_batch` (DOP853, all the rows of a
   chunk in lockstep), in chunks of at most 5,000 starts;
-* ``closed``: the closed form itself (1 worker; no tolerance).
+* ``closed``: the closed form itself (1 worker; no tolerance);
+* ``run``: the ``flowsim run`` command itself on the same grid (the batched engine at its
+  chosen rtol), timed from outside: start-up, the sweep, writing ``flows.csv`` and
+  ``meta.json``; its rows are read back and checked against the oracle.
+
+flowsim's contenders run on flowsim's own backend (``--backend``, default as ``flowsim run``:
+"fork" on Linux); the naive loop on joblib's default (loky), as a user would write it.
 
 Accuracy is the worst relative error of t_stop against the oracle (statuses must agree).
 Each contender is timed (1) at *equal required accuracy*: the loosest rtol of a printed scan
@@ -65,6 +71,8 @@ GRIDS, QUICK_GRIDS = (30, 100, 300), (5,)
 SCAN_GRID, QUICK_SCAN_GRID = 30, 5
 WORKERS = (1, 2)
 CONTENDERS = {"ratio": ("naive", "driver", "batched"), "logits": ("driver", "batched")}
+#: The contender whose rtol the ``flowsim run`` lines use.
+RUN_ENGINE = "batched"
 #: The issue's targets (printed next to the measurements, never asserted): flows/s on 2 cores, whole process.
 TARGETS = {"ratio": 10_000.0, "logits": 3_000.0}
 DRIVER_DEFAULT_RTOL = 1e-9
@@ -167,27 +175,38 @@ def chunk_size(contender: str, n: int, workers: int) -> int:
 
 
 def compute(contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, workers: int, rtol: float,
-            backend: str = "loky") -> dict:  # fmt: skip
-    """Every start by one contender, on ``workers`` joblib processes (``backend``): status, t_stop, nfev arrays."""
+            backend: str | None = None) -> dict:  # fmt: skip
+    """Every start by one contender on ``workers`` processes: status, t_stop, nfev arrays.
+
+    The naive loop runs on joblib's default backend, as a user would write it; flowsim's
+    contenders on flowsim's backend ``backend`` (default: as ``flowsim run``).
+    """
     if contender == "closed":
         out = oracle(problem, p0, ref)
         return {"status": np.asarray(out["status"]), "t_stop": out["t_stop"], "nfev": np.zeros(len(p0))}
-    import joblib
-
     atol = rtol * 1e-3
     if contender == "naive":
+        import joblib
+
         tasks = [joblib.delayed(baseline_flow)(x, BETA, rtol, atol) for x in p0.tolist()]
-        res = joblib.Parallel(n_jobs=workers, backend=backend)(tasks)
+        res = joblib.Parallel(n_jobs=workers)(tasks)
         return {"t_stop": np.array([r[0] for r in res]), "nfev": np.array([r[1] for r in res]),
                 "status": np.array([r[2] for r in res], dtype=object)}  # fmt: skip
+    from flowsim.experiment import parallel
+
     fn = driver_chunk if contender == "driver" else batched_chunk
     size = chunk_size(contender, len(p0), workers)
-    tasks = [joblib.delayed(fn)(problem, p0[lo : lo + size], ref[lo : lo + size], rtol, atol)
-             for lo in range(0, len(p0), size)]  # fmt: skip
-    res = joblib.Parallel(n_jobs=workers, backend=backend)(tasks)
+    tasks = ((fn, lo, (problem, p0[lo : lo + size], ref[lo : lo + size], rtol, atol)) for lo in range(0, len(p0), size))
+    with parallel.backend(backend or parallel.default_backend(), None, workers) as pmap:
+        res = [r for _, r in sorted(pmap(_task, tasks), key=lambda item: item[0])]  # finished in any order
     return {"status": np.array([s for r in res for s in r[0]], dtype=object),
             "t_stop": np.array([t for r in res for t in r[1]]),
             "nfev": np.array([v for r in res for v in r[2]])}  # fmt: skip
+
+
+def _task(item: tuple) -> tuple[int, tuple]:
+    fn, lo, args = item
+    return lo, fn(*args)
 
 
 # -- measurement helpers -------------------------------------------------------------------
@@ -256,12 +275,10 @@ def _child(spec: dict) -> int:
     than one worker the joblib processes, started and importing the contender's modules.
     """
     warm(spec["contender"])
-    if spec["workers"] > 1:
-        import joblib
+    if spec["workers"] > 1 and (spec["contender"] == "naive" or spec["backend"] == "loky"):
+        import joblib  # loky's workers start (and import) on first use: start-up, not compute
 
-        joblib.Parallel(n_jobs=spec["workers"], backend=spec["backend"])(
-            joblib.delayed(warm)(spec["contender"]) for _ in range(spec["workers"])
-        )
+        joblib.Parallel(n_jobs=spec["workers"])(joblib.delayed(warm)(spec["contender"]) for _ in range(spec["workers"]))
     t0 = time.perf_counter()
     p0, ref = points(spec["problem"], spec["num"])
     out = compute(**{k: spec[k] for k in ("contender", "problem", "workers", "rtol", "backend")}, p0=p0, ref=ref)
@@ -273,6 +290,8 @@ def _child(spec: dict) -> int:
 
 def timed_run(spec: dict, scratch: Path, in_process: bool) -> tuple[float, float, dict]:
     """(whole seconds, compute seconds, result) of one run: a fresh process unless ``in_process``."""
+    if spec["contender"] == "run":
+        return run_command(spec, scratch)
     if in_process:
         t0 = time.perf_counter()
         p0, ref = points(spec["problem"], spec["num"])
@@ -292,6 +311,42 @@ def timed_run(spec: dict, scratch: Path, in_process: bool) -> tuple[float, float
         out = {k: z[k] for k in z.files}
     path.unlink()
     return whole, compute_s, out
+
+
+def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
+    """``flowsim run`` on the problem's grid (batched engine), timed from outside; its rows read back.
+
+    Compute is the sweep's own wall time (meta.json); the rows are put in :func:`points`' order.
+    """
+    import pandas as pd
+
+    tag = time.monotonic_ns()
+    folder, experiment = scratch / f"run-{tag}", scratch / f"run-{tag}.toml"
+    experiment.write_text(experiment_toml(spec["problem"], spec["num"], spec["rtol"]))
+    argv = [sys.executable, "-m", "flowsim", "run", str(experiment), "--out", str(folder), "--quiet",
+            "--n-jobs", str(spec["workers"]), *(["--backend", spec["backend"]] if spec["backend"] else [])]  # fmt: skip
+    t0 = time.perf_counter()
+    res = subprocess.run(argv, capture_output=True, text=True, check=False)
+    whole = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"flowsim run failed ({spec}):\n{res.stderr[-2000:]}")
+    compute_s = json.loads((folder / "meta.json").read_text())["wall_time_s"]
+    df = pd.read_csv(folder / "flows.csv", usecols=["p1_0", "p2_0", "status", "t_stop", "nfev"])
+    df = df.iloc[np.lexsort((df["p2_0"].to_numpy(), df["p1_0"].to_numpy()))]  # p1 outer, as points()
+    out = {"status": df["status"].to_numpy(str), "t_stop": df["t_stop"].to_numpy(float), "nfev": df["nfev"].to_numpy()}
+    for path in (*folder.iterdir(), folder, experiment):
+        path.rmdir() if path.is_dir() else path.unlink()
+    return whole, compute_s, out
+
+
+def experiment_toml(problem: str, num: int, rtol: float) -> str:
+    """The experiment file of a problem's grid for ``flowsim run``, the batched engine at ``rtol``."""
+    lo, hi = (0.02, 1.0) if problem == "ratio" else (0.005, 0.495)
+    model = 'kind = "ratio"' if problem == "ratio" else f'kind = "logits"\nK = {K}'
+    return (f'name = "bench-{problem}"\n[loss]\nkind = "dpo"\nbeta = {BETA}\n'
+            f'reference = "{"fixed" if problem == "ratio" else "initial"}"\n[model]\n{model}\n[grid]\n'
+            f"p1 = {{ start = {lo}, stop = {hi}, num = {num} }}\np2 = {{ start = {lo}, stop = {hi}, num = {num} }}\n"
+            f'[solver]\nengine = "batched"\nrtol = {rtol!r}\natol = {rtol * 1e-3!r}\n')  # fmt: skip
 
 
 # -- the scan ---------------------------------------------------------------------------------
@@ -382,11 +437,12 @@ def _timed(problem, mode, contender, num, workers, rtol, ctx) -> dict:
     n = len(p0)
     row = {"line": "timed", "problem": problem, "accuracy": mode, "contender": contender, "grid": f"{num}x{num}",
            "n": n, "workers": workers, "rtol": rtol, "atol": None if rtol is None else rtol * 1e-3,
-           "process": "in-process" if ctx["in_process"] else "whole", "backend": ctx["backend"]}  # fmt: skip
+           "process": "in-process" if ctx["in_process"] and contender != "run" else "whole",
+           "backend": ctx["backend"]}  # fmt: skip
     key = (problem, contender, num, workers, rtol)
     if key in ctx["done"]:
         return row | ctx["done"][key] | {"note": "same run as the required-accuracy line (same rtol)"}
-    per_flow = ctx["per_flow"].get((problem, contender, rtol), 0.0)
+    per_flow = ctx["per_flow"].get((problem, RUN_ENGINE if contender == "run" else contender, rtol), 0.0)
     estimate = n * per_flow * max(WORKERS) / workers
     if estimate > ctx["budget"]:
         return row | {"note": f"skipped: estimated {estimate:,.0f} s > budget {ctx['budget']:g} s"}
@@ -421,15 +477,19 @@ def _format_line(r: dict) -> str:
 
 def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, publish: bool = False,
         grids: Sequence[int] | None = None, workers: Sequence[int] = WORKERS, budget: float = 150.0,
-        backend: str = "loky", echo: Callable = print):  # fmt: skip
+        backend: str | None = None, echo: Callable = print):  # fmt: skip
     """Measure everything; print the tables; write the CSV (returned as a table too)."""
     import pandas as pd
 
+    from flowsim.experiment.parallel import default_backend
+    from flowsim.experiment.store import git_commit
+
+    backend = backend or default_backend()
     grids = tuple(grids or (QUICK_GRIDS if quick else GRIDS))
     scan_values, scan_num = (QUICK_SCAN, QUICK_SCAN_GRID) if quick else (SCAN, SCAN_GRID)
     path = Path("results/benchmark.csv") if publish else Path(out) if out else _scratch() / "benchmark.csv"
     load_start, cpu_start = _load(), _cpu_times()
-    echo(f"flowsim benchmark (issue #15): DPO beta={BETA}; {os.cpu_count()} CPUs; joblib backend {backend}; "
+    echo(f"flowsim benchmark (issue #15): DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
          f"load average {load_start}")  # fmt: skip
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp:
@@ -458,13 +518,17 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
                     rtol = choices[problem][mode][contender]
                     rows += [_timed(problem, mode, contender, num, w, rtol, ctx) for num in grids for w in workers]
             rows += [_timed(problem, "exact", "closed", num, 1, None, ctx) for num in grids]
+            rtol = choices[problem]["required"][RUN_ENGINE]  # the command itself, as a user runs it
+            rows += [_timed(problem, "required", "run", num, w, rtol, ctx) for num in grids
+                     for w in (workers[:1] if quick else workers)]  # fmt: skip
     load_end, steal = _load(), _steal(cpu_start, _cpu_times())
     rows += _summary(rows, echo)
     versions = [f"{m.__name__} {m.__version__}" for m in (np, _scipy(), pd)]
     rows.append({"line": "machine", "workers": os.cpu_count(),
                  "note": f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, "
                          f"{', '.join(versions)}; load average {load_start} (start), {load_end} (end); "
-                         f"CPU time stolen by the hypervisor during the run: {steal}"})  # fmt: skip
+                         f"CPU time stolen by the hypervisor during the run: {steal}; "
+                         f"flowsim at {git_commit()}"})  # fmt: skip
     table = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
@@ -474,16 +538,18 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
 
 
 def _summary(rows: list[dict], echo) -> list[dict]:
-    """The issue's targets (on this 2-core machine) against the batched engine's lines, by grid and worker count."""
+    """The issue's targets (on this 2-core machine) against the batched engine's and ``flowsim run``'s lines."""
     out = []
     echo("")
     for problem, target in TARGETS.items():
-        lines = [r for r in rows if r.get("line") == "timed" and r["problem"] == problem and r["contender"] == "batched"
-                 and r["accuracy"] == "required" and "flows_per_s" in r]  # fmt: skip
+        lines = [r for r in rows if r.get("line") == "timed" and r["problem"] == problem
+                 and r["contender"] in ("batched", "run") and r["accuracy"] == "required"
+                 and "flows_per_s" in r]  # fmt: skip
         if not lines:
             continue
         for r in lines:
-            what = (f"{problem}: batched engine, {r['grid']}, {r['workers']} workers, {r['process']} process, worst "
+            who = "flowsim run (batched)" if r["contender"] == "run" else "batched engine"
+            what = (f"{problem}: {who}, {r['grid']}, {r['workers']} workers, {r['process']} process, worst "
                     f"t_stop error {r['worst_rel_err']:.1e}")  # fmt: skip
             ok = r["flows_per_s"] >= target
             echo(f"{what:<95} {r['flows_per_s']:>10,.0f}/s  target >= {target:,.0f}: {'met' if ok else 'NOT met'}")
@@ -512,8 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grids", default=None, help="grid sides, comma-separated (default 30,100,300)")
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated (default 1,2)")
     parser.add_argument("--budget", type=float, default=150.0, help="skip runs estimated longer (s; default 150)")
-    parser.add_argument("--backend", default="loky", choices=["loky", "multiprocessing"],
-                        help="joblib backend of the workers (default loky, as flowsim run)")  # fmt: skip
+    parser.add_argument("--backend", default=None, choices=["fork", "loky"],
+                        help="flowsim's backend for its contenders (default as flowsim run)")  # fmt: skip
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # flowsim bench -- --quick

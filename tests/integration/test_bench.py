@@ -16,13 +16,17 @@ def test_quick_benchmark_writes_every_line(tmp_path, capsys):
     table = pd.read_csv(out)
     assert {"scan", "batched_vs_driver", "timed", "target", "machine"} <= set(table["line"])
     timed = table[table["line"] == "timed"]
-    expected = {"ratio": {"naive", "driver", "batched", "closed"}, "logits": {"driver", "batched", "closed"}}
+    expected = {
+        "ratio": {"naive", "driver", "batched", "closed", "run"},
+        "logits": {"driver", "batched", "closed", "run"},
+    }
     for problem, contenders in expected.items():
         mine = timed[timed["problem"] == problem]
         assert set(mine["contender"]) == contenders
         assert set(mine["accuracy"]) == {"required", "achieved", "exact"}
         assert (mine["flows_per_s"] > 0).all() and mine["statuses_agree"].all()
-        assert set(mine.loc[mine["contender"] != "closed", "workers"]) == {1, 2}
+        assert set(mine.loc[~mine["contender"].isin(["closed", "run"]), "workers"]) == {1, 2}
+        assert (mine.loc[mine["contender"] == "run", "process"] == "whole").all()
         # at equal required accuracy every contender meets the bar against the closed form
         required = mine[mine["accuracy"] == "required"]
         assert (required["worst_rel_err"] <= 1e-6).all()
@@ -44,7 +48,7 @@ def test_scratch_folder_unless_published(tmp_path, monkeypatch, capsys):
 def test_a_child_run_saves_its_rows(tmp_path, capsys):
     path = tmp_path / "run.npz"
     spec = {"problem": "ratio", "contender": "batched", "num": 4, "workers": 1, "rtol": 1e-9, "out": str(path),
-            "backend": "loky"}  # fmt: skip
+            "backend": "fork"}  # fmt: skip
     assert _child(spec) == 0
     assert json.loads(capsys.readouterr().out)["compute"] > 0
     with np.load(path) as z:
