@@ -1,7 +1,7 @@
 """Argument checks that fail early with messages naming the parameter, the rule and the value.
 
 Every public constructor in flowsim validates through these helpers, so a bad value
-is reported as ``ValueError: beta must be a finite number > 0; got -1.0`` rather than
+is reported as ``ValueError: rtol must be in (0, 1); got 2.0`` rather than
 as a traceback from inside numpy or scipy.
 """
 
@@ -44,6 +44,22 @@ def check_positive(name: str, value: object) -> float:
     value = check_real(name, value)
     if value <= 0:
         raise ParamError(name, "must be a finite number > 0", value)
+    return value
+
+
+#: The betas every loss accepts: the range whose ends are checked against closed forms and
+#: quadrature (README, "The range of beta").  Outside it a sweep would mostly report timeouts
+#: (tiny beta: the flow barely moves) or flat fields (huge beta: sigmoids saturate).
+BETA_RANGE = (1e-6, 1e6)
+
+
+def check_beta(value: object, name: str = "beta") -> float:
+    """A loss's beta: a finite number in :data:`BETA_RANGE`."""
+    value = check_real(name, value)
+    lo, hi = BETA_RANGE
+    if not lo <= value <= hi:
+        raise ParamError(name, f"must be a number in [{lo:g}, {hi:g}] (the range flowsim's results are checked in)",
+                         value)  # fmt: skip
     return value
 
 

@@ -2,8 +2,8 @@
 
     flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend B] [--scheduler ADDR]
                                 [--scheduler-timeout S]
-    flowsim analyze RESULTS
-    flowsim plot RESULTS [--format png|svg|pdf]
+    flowsim analyze RESULTS [--quiet]
+    flowsim plot RESULTS [--format png|svg|pdf] [--quiet]
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
     flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
     flowsim bench [--quick] [...]
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from flowsim.app.analyze import analyze
 
-    for path in analyze(args.results):
+    for path in analyze(args.results, progress=not args.quiet):
         print(f"wrote {path}")
     return 0
 
@@ -112,7 +112,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from flowsim.app.plot import plot
 
-    paths = plot(args.results, args.format)
+    paths = plot(args.results, args.format, progress=not args.quiet)
     print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
     return 0
 
@@ -149,10 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     a = sub.add_parser("analyze", help="region tables and claim verdicts for a results folder")
     a.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
+    a.add_argument("--quiet", action="store_true", help="no progress on stderr")
     a.set_defaults(func=cmd_analyze)
     pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
     pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
     pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
+    pl.add_argument("--quiet", action="store_true", help="no progress on stderr")
     pl.set_defaults(func=cmd_plot)
     _add_field(sub)
     r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment; write results/README.md")

@@ -8,6 +8,7 @@ from pathlib import Path
 from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
 from flowsim.analysis.tables import region_table
 from flowsim.analysis.verdicts import claims_markdown, failed_rows
+from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.store import read_flows, verify_run_folder
@@ -29,15 +30,22 @@ def results_folder(path: str | Path) -> Path:
     return folder
 
 
-def analyze(path: str | Path) -> list[Path]:
-    """Write regions.csv, claims.csv and claims.md beside flows.csv; return the paths."""
+def analyze(path: str | Path, progress: bool = False) -> list[Path]:
+    """Write regions.csv, claims.csv and claims.md beside flows.csv; return the paths.
+
+    With ``progress``, each step prints its name and time on stderr.
+    """
     folder = results_folder(path)
+    steps = Steps(f"analyze {folder.name}", progress)
     exp = recorded(folder)
-    flows = read_flows(folder / "flows.csv")
+    with steps("reading flows.csv"):
+        flows = read_flows(folder / "flows.csv")
     stop = exp.stop if exp else StopRule()
     thresholds = check_claims(exp, str(folder / "meta.json")) if exp else ClaimThresholds()
-    regions = region_table(flows)
-    claims = evaluate_claims(flows, stop, thresholds, experiment=exp)
+    with steps(f"region tables of {len(flows):,} flows"):
+        regions = region_table(flows)
+    with steps("claims and their sensitivity"):
+        claims = evaluate_claims(flows, stop, thresholds, experiment=exp)
     n_failed, n_rows = failed_rows(claims)
     if n_failed:  # said on the console as well as in claims.md
         print(f"flowsim: {folder.name}: {n_failed} of {n_rows} flows failed; claims in groups with more than 1% "

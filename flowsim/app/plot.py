@@ -9,6 +9,7 @@ import pandas as pd
 
 from flowsim.analysis.tables import check_flows
 from flowsim.app.analyze import results_folder
+from flowsim.app.progress import Steps, figure_bar
 from flowsim.app.run import recorded
 from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.optimisers import run_discrete
@@ -93,13 +94,20 @@ def discrete_paths(loss, pol, optimiser, stop: StopRule, regions: list[str], poi
     return out
 
 
-def plot(path: str | Path, fmt: str = "png") -> list[Path]:
-    """Write the heatmaps, facets and path figures into <folder>/figures."""
+def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Path]:
+    """Write the heatmaps, facets and path figures into <folder>/figures.
+
+    With ``progress``, the steps and a count of the figures written go to stderr.
+    """
     folder = results_folder(path)
+    steps = Steps(f"plot {folder.name}", progress)
     exp = recorded(folder)
-    flows = read_flows(folder / "flows.csv")
+    with steps("reading flows.csv"):
+        flows = read_flows(folder / "flows.csv")
     stop = exp.stop if exp else StopRule()
     cuts = (exp.p1_cuts, exp.p2_cuts) if exp else (DEFAULT_CUTS, DEFAULT_CUTS)
-    paths = region_paths(flows, exp, stop, cuts)
-    return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
-                        paths=paths)  # fmt: skip
+    with steps("the paths from the region centres"):
+        paths = region_paths(flows, exp, stop, cuts)
+    with figure_bar(f"plot {folder.name}", progress) as bar:
+        return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
+                            paths=paths, progress=lambda _: bar.update())  # fmt: skip

@@ -59,8 +59,8 @@ def reproduce(
     for exp in exps:
         t0 = time.perf_counter()
         meta = run_sweep(exp, staging / exp.name, n_jobs=n_jobs, progress=progress)
-        analyze(staging / exp.name)
-        figs = plot(staging / exp.name)
+        analyze(staging / exp.name, progress=progress)
+        figs = plot(staging / exp.name, progress=progress)
         print(f"{exp.name}: {meta['rows']} flows, {len(figs)} figures, {time.perf_counter() - t0:.1f} s")
     plot_field(beta=0.1, out=staging / "figure1.png", log_scale=False)
     plot_field(beta=0.1, out=staging / "figure1_log.png", log_scale=True)

@@ -20,6 +20,7 @@ work).  Crossing times stay as the events found them (errors up to ~10 rtol).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ METHODS: tuple[str, ...] = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 #: Default method and tolerances: the README's "Accuracy" section gives the measurement.
 DEFAULT_METHOD, DEFAULT_RTOL, DEFAULT_ATOL = "DOP853", 1e-9, 1e-12
 _IMPLICIT = frozenset({"Radau", "BDF", "LSODA"})
+#: Default for SolverOptions.max_nfev: 14 times the most any flow of the shipped experiments needs.
+STIFF_NFEV = 10_000
+#: The method a stiff flow is integrated with instead.
+STIFF_METHOD = "LSODA"
 #: What a flow that cannot be computed raises inside the solver (recorded as ``failed``).
 _NUMERICAL = (ArithmeticError, ValueError, np.linalg.LinAlgError)
 
@@ -69,6 +74,14 @@ class SolverOptions:
         :mod:`flowsim.dynamics.batched` (every start of the chunk in lockstep numpy steps of the
         same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
         driver row by row to ~1e-13 in t_stop).
+    max_nfev : int or None, default 10000
+        Field evaluations an explicit method may spend on one flow.  A flow that needs more is
+        stiff there -- gradient flow near a finite minimiser is, its Jacobian being minus the
+        Hessian, which grows like 1/x^2 on the ratio plane -- and an explicit method would
+        crawl at its stability limit (millions of steps) while its error floor keeps
+        |grad L| above ``stationary_tol``.  Such a flow is integrated again, from the start,
+        with LSODA (stiff-capable, Jacobian from the Hessian), and its ``message`` says so.
+        Every flow of the shipped experiments needs at most 724.  None: never switch.
     """
 
     method: str = DEFAULT_METHOD
@@ -76,6 +89,7 @@ class SolverOptions:
     atol: float = DEFAULT_ATOL
     chart: str = "smooth"
     engine: str = "driver"
+    max_nfev: int | None = STIFF_NFEV
 
     def __post_init__(self) -> None:
         method = DEFAULT_METHOD if self.method == "auto" else self.method
@@ -84,6 +98,8 @@ class SolverOptions:
         object.__setattr__(self, "atol", check_positive("atol", self.atol))
         check_choice("chart", self.chart, ("smooth", "identity"))
         check_choice("engine", self.engine, ("driver", "batched"))
+        if self.max_nfev is not None:
+            object.__setattr__(self, "max_nfev", int(check_positive("max_nfev", self.max_nfev)))
         if self.engine == "batched" and self.implicit:
             raise ParamError("method", "must be RK23, RK45 or DOP853 with the batched engine", self.method)
 
@@ -137,6 +153,25 @@ def integrate(
     """
     stop = StopRule() if stop is None else stop
     options = SolverOptions() if options is None else options
+    try:
+        return _integrate(loss, x0, stop, options, ref, policy, path, path_points)
+    except _Stiff as exc:
+        stiff = dataclasses.replace(options, method=STIFF_METHOD, max_nfev=None, engine="driver")
+        r = _integrate(loss, x0, stop, stiff, ref, policy, path, path_points)
+        note = f"stiff: {options.method} needed more than {exc.budget} evaluations; integrated with {STIFF_METHOD}"
+        return dataclasses.replace(r, nfev=r.nfev + exc.budget, message="; ".join(m for m in (note, r.message) if m))
+
+
+class _Stiff(Exception):
+    """An explicit method ran past ``SolverOptions.max_nfev`` on one flow."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(f"more than {budget} evaluations")
+        self.budget = budget
+
+
+def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, path: bool, path_points: int):
+    """:func:`integrate` with one method (raises _Stiff past the explicit method's budget)."""
     objective, theta0 = _setup(loss, x0, ref, policy)
     rules = thresholds(stop, capped=objective.policy.has_cap)
     chart = chart_for(objective, objective.policy.kind, smooth=options.chart == "smooth")
@@ -207,9 +242,24 @@ def _setup(loss, x0, ref, policy) -> tuple[Objective, list[float]]:
 
 def _solve(sys_: System, options: SolverOptions, dense: bool):
     kwargs = {"jac": sys_.jac} if sys_.jac is not None else {}
+    rhs = sys_.rhs if options.implicit or options.max_nfev is None else _budgeted(sys_.rhs, options.max_nfev)
     with np.errstate(all="ignore"):
-        return solve_ivp(sys_.rhs, (0.0, sys_.tau_end), sys_.y0, method=options.method, rtol=options.rtol,
+        return solve_ivp(rhs, (0.0, sys_.tau_end), sys_.y0, method=options.method, rtol=options.rtol,
                          atol=sys_.atol, events=sys_.events or None, dense_output=dense, **kwargs)  # fmt: skip
+
+
+def _budgeted(rhs, budget: int):
+    """``rhs`` that raises _Stiff on its (budget + 1)-th call."""
+    calls = 0
+
+    def counted(t, y):
+        nonlocal calls
+        calls += 1
+        if calls > budget:
+            raise _Stiff(budget)
+        return rhs(t, y)
+
+    return counted
 
 
 def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[float, float], path_points: int):

@@ -228,7 +228,7 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     model_kind, model_params = _parse_model(model_t)
     dynamics = _parse_dynamics(t.table("dynamics"))
     stop = _parse_stop(t.table("stop"))
-    exact, solver = _parse_solver(t.table("solver"), losses, model_kind)
+    exact, solver = _parse_solver(t.table("solver"), losses, model_kind, stop)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     return Experiment(
@@ -364,7 +364,7 @@ def _parse_stop(t: _Table) -> StopRule:
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: _Table, losses, model_kind: str) -> tuple[bool, SolverOptions]:
+def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions]:
     t.allow({"method", "rtol", "atol", "engine"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
@@ -376,6 +376,10 @@ def _parse_solver(t: _Table, losses, model_kind: str) -> tuple[bool, SolverOptio
         form = closed_form(kind, model_kind)
         if form is None:
             t.fail("method", method, f"has no closed form for loss {kind!r} on model {model_kind!r}")
+        if form.unhandled(stop):
+            what = ", ".join(f"stop.{k}" for k in form.unhandled(stop))
+            t.fail("method", method, f"has no closed form with {what} for loss {kind!r} on model {model_kind!r}; "
+                                     'integrate instead (method = "auto")')  # fmt: skip
         for combo in _product(params):
             if not form.applies(LOSSES[kind](**combo)):
                 t.fail("method", method, form.rule)

@@ -22,7 +22,7 @@ squares sized to tile the square.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from matplotlib import colormaps, rc_context
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Polygon
+from matplotlib.patches import Patch, Polygon, Rectangle
 from matplotlib.ticker import FuncFormatter
 
 from flowsim._validation import check_choice, check_positive
@@ -57,7 +57,8 @@ STATUS_COLOURS: dict[str, str] = {
 DISPLACED_COLOURS: dict[str, str] = {"not displaced": "#0072B2", "displaced (p1 < p1_0)": "#D55E00"}
 #: Okabe-Ito colours for paths.
 PATH_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
-NEVER, AT_START = "0.6", "white"  # colours for "never reached" (NaN) and "reached at t = 0"
+#: Colours for "never reached" (NaN) and "reached at t = 0"; not white, which is where there is no start
+NEVER, AT_START = "0.6", "#fbb4ae"
 TIME_UNITS = "(gradient-flow time units)"
 
 
@@ -184,8 +185,13 @@ def _draw(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
         return ax.pcolormesh(e1, e2, np.ma.masked_invalid(grid), cmap=cmap, norm=norm, shading="flat",
                              rasterized=True, zorder=0.5)  # fmt: skip
     side = width_pt / math.sqrt(max(len(v), 1)) * 1.9  # squares overlap enough to hide the gaps of a random set
-    return ax.scatter(p0[:, 0], p0[:, 1], c=v, cmap=cmap, norm=norm, s=side**2, marker="s", linewidths=0,
+    dots = ax.scatter(p0[:, 0], p0[:, 1], c=v, cmap=cmap, norm=norm, s=side**2, marker="s", linewidths=0,
                       plotnonfinite=True, rasterized=True, zorder=0.5)  # fmt: skip
+    # the squares of points near the edge would spill past the sampled square: clip them to the starts' extent
+    (lo1, lo2), (hi1, hi2) = p0.min(axis=0), p0.max(axis=0)
+    if hi1 > lo1 and hi2 > lo2:
+        dots.set_clip_path(Rectangle((lo1, lo2), hi1 - lo1, hi2 - lo2, transform=ax.transData))
+    return dots
 
 
 def _decorate(ax, p1_cuts, p2_cuts, fontsize: float = 7.5, names: bool = True) -> None:
@@ -559,6 +565,7 @@ def plot_results(
     stop: StopRule | None = None,
     kinds: Iterable[str] | None = None,
     paths: dict[tuple, list[PathData]] | None = None,
+    progress: Callable[[Path], object] | None = None,
 ) -> list[Path]:
     """Write the figures of a flows table into ``outdir`` (created); return the paths written.
 
@@ -586,6 +593,8 @@ def plot_results(
         Per parameter combination (the key of ``flows.groupby(parameter columns)``), the
         flows to draw in ``paths_*`` (:class:`PathData`, region centres in REGIONS order);
         combinations without paths get no ``paths_*`` figure.
+    progress : callable, optional
+        Called with each file's path as it is written.
     """
     params = check_flows(flows)
     kinds = set(KINDS if kinds is None else kinds)
@@ -604,22 +613,29 @@ def plot_results(
         groups.append((key, pos, flows.iloc[pos], _param_text(params, key, reference, shown),
                        _tag(params, key, reference, shown)))  # fmt: skip
     written: list[Path] = []
+
+    def add(*files: Path) -> None:
+        for f in files:
+            written.append(f)
+            if progress is not None:
+                progress(f)
+
     for q in (q for q in quantities(stop) if q.name in kinds and NEEDS.get(q.name, "p1_0") in flows):
         v_all = values(flows, q.name)
         norm_cmap = _norm(q, v_all)
         maps = _Heatmaps(q, norm_cmap, cuts, v_all)
         for _, pos, g, title, tag in groups:
-            written.append(maps.save(g, v_all[pos], title, outdir / f"{q.name}_{tag}.{fmt}"))
+            add(maps.save(g, v_all[pos], title, outdir / f"{q.name}_{tag}.{fmt}"))
         panels = [(_panel_title(flows, params, key, g), g, v_all[pos]) for key, pos, g, _, _ in groups]
-        written.append(_facet(q, panels, norm_cmap, cuts, outdir / f"facet_{q.name}.{fmt}"))
+        add(_facet(q, panels, norm_cmap, cuts, outdir / f"facet_{q.name}.{fmt}"))
     if "paths" in kinds and paths and "dynamics" in params:
-        written += _overlays(flows, params, groups, paths, cuts, outdir, fmt)
+        add(*_overlays(flows, params, groups, paths, cuts, outdir, fmt))
     for key, _, g, title, tag in groups:
         if "basin" in kinds:
-            written.append(_basin(g, title, cuts, outdir / f"basin_{tag}.{fmt}"))
+            add(_basin(g, title, cuts, outdir / f"basin_{tag}.{fmt}"))
         if "paths" in kinds and paths and key in paths:
             kw = dict(zip(params, key, strict=True))
-            written.append(_paths(kw, g, title, paths[key], cuts, outdir / f"paths_{tag}.{fmt}"))
+            add(_paths(kw, g, title, paths[key], cuts, outdir / f"paths_{tag}.{fmt}"))
     return written
 
 
@@ -655,6 +671,9 @@ def plot_field(
     g1, g2 = np.linspace(hi1 / 100, hi1, 120), np.linspace(hi2 / 100, hi2, 120)
     X1, X2 = np.meshgrid(g1, g2)
     L = loss.value(np.stack([X1, X2], -1))
+    # at small beta L barely moves off log 2: draw L - min L, so the axes need no offset text
+    shift = float(L.min()) if np.ptp(L) < 1e-3 * abs(float(L.min())) else 0.0
+    L, zlab = L - shift, "DPO loss L" if shift == 0 else f"L − {shift:.7g} (DPO loss)"
     lab1 = r"$x_1 = \pi(y_w|x)\,/\,\pi_{\mathrm{ref}}(y_w|x)$"
     lab2 = r"$x_2 = \pi(y_l|x)\,/\,\pi_{\mathrm{ref}}(y_l|x)$"
     refs = f"ref_w = {ref_w:g}, ref_l = {ref_l:g}"
@@ -665,7 +684,8 @@ def plot_field(
     ax3.plot_surface(X1, X2, L, cmap="cividis", rcount=60, ccount=60, linewidth=0, antialiased=False)
     ax3.set_xlabel(lab1, fontsize=9, labelpad=6)
     ax3.set_ylabel(lab2, fontsize=9, labelpad=6)
-    ax3.set_zlabel("DPO loss L", fontsize=9)
+    ax3.set_zlabel(zlab, fontsize=9, labelpad=8)
+    ax3.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax3.view_init(elev=28, azim=-125)
     ax3.tick_params(labelsize=7.5)
     ax3.set_title(f"(a) Loss landscape, β = {beta:g}, {refs}", fontsize=11)
@@ -673,7 +693,8 @@ def plot_field(
     ax = fig.add_axes((6.9 / width, 0.75 / height, 4.6 / width, 4.6 / height))
     cf = ax.contourf(X1, X2, L, levels=20, cmap="cividis", alpha=0.7)
     cb = fig.colorbar(cf, cax=fig.add_axes((11.7 / width, 0.95 / height, 0.17 / width, 4.2 / height)))
-    cb.set_label("DPO loss L", fontsize=9)
+    cb.set_label(zlab, fontsize=9)
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     field = -loss.grad(np.stack([X1, X2], -1))
     ax.streamplot(g1, g2, field[..., 0], field[..., 1], color="0.85", density=1.1, linewidth=0.6, arrowsize=0.6)
     c1 = (np.arange(arrows) + 0.5) / arrows * hi1
@@ -681,30 +702,44 @@ def plot_field(
     A1, A2 = np.meshgrid(c1, c2)
     v = -loss.grad(np.stack([A1, A2], -1))
     mag = np.hypot(v[..., 0], v[..., 1])
-    # direction in data units; length measured in cells of the arrow grid
-    vn1, vn2 = v[..., 0] / hi1, v[..., 1] / hi2
-    unit = np.hypot(vn1, vn2)
-    if log_scale:
-        lm = np.log10(mag)
-        frac = 0.25 + 0.75 * (lm - lm.min()) / max(lm.max() - lm.min(), 1e-12)
-    else:
-        frac = mag / mag.max()
-    length = 0.95 * frac / arrows  # in axes fractions: the longest arrow spans 0.95 of a cell
-    U, V = vn1 / unit * length * hi1, vn2 / unit * length * hi2
-    kw = {"angles": "xy", "scale_units": "xy", "scale": 1.0, "width": 0.0045, "pivot": "tail", "edgecolor": "k",
-          "linewidth": 0.35}  # fmt: skip
-    if log_scale:
-        q = ax.quiver(A1, A2, U, V, np.log10(mag), cmap="magma", **kw)
-        cq = fig.colorbar(q, cax=fig.add_axes((12.65 / width, 0.95 / height, 0.17 / width, 4.2 / height)))
-        cq.set_label("log10 |∇L| (arrows; length grows with it)", fontsize=9)
-    else:
-        ax.quiver(A1, A2, U, V, color="#D55E00", **kw)
+    flat = ~(mag > 0)  # at large beta the sigmoid underflows: |grad L| is 0 in double precision
+    _arrows(fig, ax, A1, A2, v, mag, flat, (hi1, hi2, arrows, width, height), log_scale)
     ax.set_xlim(0, hi1)
     ax.set_ylim(0, hi2)
     ax.set_box_aspect(1)
     ax.set_xlabel(lab1, fontsize=10)
     ax.set_ylabel(lab2, fontsize=10)
     scale = "colour: log10 |∇L|" if log_scale else f"length ∝ |∇L|, longest {mag.max():.3g}"
+    if flat.any():
+        ax.plot(A1[flat], A2[flat], ls="none", marker="o", ms=2.2, color="k", label="|∇L| = 0 in double precision")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
     ax.set_title(f"(b) Gradient field −∇L: arrows ({scale}), streamlines", fontsize=11)
     out.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, out)
+
+
+def _arrows(fig, ax, A1, A2, v, mag, flat, geometry, log_scale: bool) -> None:
+    """The field's arrows where |grad L| > 0: log-scaled length and colour, or length proportional to it."""
+    hi1, hi2, arrows, width, height = geometry
+    if flat.all():
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vn1, vn2 = v[..., 0] / hi1, v[..., 1] / hi2  # direction in data units; length in cells of the arrow grid
+        unit = np.hypot(vn1, vn2)
+        if log_scale:
+            lm = np.log10(np.where(flat, np.nan, mag))
+            lo, hi = np.nanmin(lm), np.nanmax(lm)
+            frac = 0.25 + 0.75 * (lm - lo) / max(hi - lo, 1e-12)
+        else:
+            frac = mag / mag.max()
+        length = 0.95 * frac / arrows  # in axes fractions: the longest arrow spans 0.95 of a cell
+        U, V = vn1 / unit * length * hi1, vn2 / unit * length * hi2
+    keep = ~flat
+    kw = {"angles": "xy", "scale_units": "xy", "scale": 1.0, "width": 0.0045, "pivot": "tail", "edgecolor": "k",
+          "linewidth": 0.35}  # fmt: skip
+    if log_scale:
+        q = ax.quiver(A1[keep], A2[keep], U[keep], V[keep], lm[keep], cmap="magma", **kw)
+        cq = fig.colorbar(q, cax=fig.add_axes((12.65 / width, 0.95 / height, 0.17 / width, 4.2 / height)))
+        cq.set_label("log10 |∇L| (arrows; length grows with it)", fontsize=9)
+    else:
+        ax.quiver(A1[keep], A2[keep], U[keep], V[keep], color="#D55E00", **kw)

@@ -33,6 +33,9 @@ def test_run_analyze_plot(tmp_path, capsys):
     assert main(["run", str(exp), "--out", str(out), "--quiet", "--n-jobs", "1"]) == 0
     assert "72 flows" in capsys.readouterr().out
     assert main(["analyze", str(out)]) == 0
+    err = capsys.readouterr().err  # each step says what it does and how long it took
+    steps = ("reading flows.csv ...", "region tables of 72 flows ...", "claims and their sensitivity ...")
+    assert all(f"analyze out: {step}" in err for step in steps)
     claims = pd.read_csv(out / "claims.csv")
     assert set(claims["verdict"]) <= {"supported", "partly supported", "not supported", "not applicable"}
     assert set(claims["subset"]) == {"all", "feasible"}
@@ -40,7 +43,10 @@ def test_run_analyze_plot(tmp_path, capsys):
     regions = pd.read_csv(out / "regions.csv")
     assert regions.groupby(["beta", "subset"])["count"].sum().loc[(0.1, "all")] == 36
     assert main(["plot", str(out)]) == 0
-    assert len(list((out / "figures").glob("*.png"))) >= 7
+    n_figures = len(list((out / "figures").glob("*.png")))
+    assert n_figures >= 7 and f"plot out: figures: {n_figures} figure" in capsys.readouterr().err
+    assert main(["plot", str(out), "--quiet"]) == 0 and main(["analyze", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_analyze_without_results_is_a_clear_error(tmp_path, capsys):

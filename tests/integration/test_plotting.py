@@ -128,6 +128,41 @@ def test_plot_field(tmp_path):
     assert FORMATS == ("png", "svg", "pdf")
 
 
+def test_scattered_squares_stay_inside_the_sampled_square(tmp_path, rng):
+    """Sobol or random starts in [0.01, 0.5]^2: no square spills past the starts' extent."""
+    from matplotlib.figure import Figure
+
+    from flowsim.plotting.figures import _draw
+
+    points = rng.uniform(0.01, 0.5, (200, 2))
+    ax = Figure().add_subplot()
+    dots = _draw(ax, points, np.ones(len(points)), "viridis", None, 300.0)
+    box = dots.get_clip_box()  # a Rectangle clip is kept as a box in display units
+    lo, hi = ax.transData.transform(points.min(axis=0)), ax.transData.transform(points.max(axis=0))
+    assert np.allclose([box.x0, box.y0], lo) and np.allclose([box.x1, box.y1], hi)
+
+
+def test_at_the_target_at_start_is_not_the_colour_of_no_data():
+    from matplotlib.colors import to_rgb
+
+    from flowsim.plotting.figures import AT_START, NEVER
+
+    assert to_rgb(AT_START) != to_rgb("white") and to_rgb(AT_START) != to_rgb(NEVER)
+
+
+@pytest.mark.parametrize("beta", [1e-6, 1e6])
+def test_field_at_the_ends_of_the_beta_range(tmp_path, beta):
+    """Tiny beta: L is drawn as L - min L (no offset text); huge beta: arrows where |grad L| > 0, dots elsewhere."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no log of 0, no empty colour range
+        out = plot_field(beta=beta, out=tmp_path / "f.svg")
+    text = out.read_text()
+    assert ("L − 0.693" in text) == (beta == 1e-6)
+    assert ("|∇L| = 0 in double precision" in text) == (beta == 1e6)
+
+
 def test_import_leaves_pyplot_and_backend_alone():
     code = "import sys, flowsim.plotting; print('matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

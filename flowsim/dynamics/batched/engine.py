@@ -186,6 +186,8 @@ class _Run:
         finite = np.isfinite(err) & np.all(np.isfinite(y_new), axis=0) & np.all(np.isfinite(f_new), axis=0)
         broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))  # a non-finite field: the driver's failure
         broken |= too_small | (~finite & st.rejected & (h <= min_step))
+        if self.options.max_nfev is not None:  # stiff here: the driver integrates it (and switches method)
+            broken |= self.nfev[self.rows_of[rows]] > self.options.max_nfev
         accepted = finite & (err < 1) & ~broken
         factor = step_factor(tab, err, accepted, st.rejected)
         new_h = np.abs(h) * factor

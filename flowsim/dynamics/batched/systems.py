@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowsim.dynamics.charts import IDENTITY, RATIO_CHARTS, PowerChart
+from flowsim.dynamics.charts.dpo_ratio import dpo_vector_field
 from flowsim.dynamics.events import Threshold
 from flowsim.dynamics.record import StopRule
 from flowsim.model.objective import Objective
@@ -41,24 +42,9 @@ class Event:
     kind: str
 
 
-def dpo_field(beta: float):
-    """DPO's chart field (:func:`flowsim.dynamics.charts.dpo_ratio.dpo_chart_field`), vectorised over rows."""
-
-    def field(tau: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        z1, z2 = y[0], y[1]
-        u = np.exp(2.0 * z2)
-        out = np.empty_like(y)
-        out[0] = 2.0 * u
-        out[1] = -1.0
-        out[2] = (u + np.abs(z1) ** (0.5 * beta) * np.exp((2.0 - beta) * z2)) / beta
-        return out
-
-    return field
-
-
 #: Vectorised closed-form chart fields, by the loss kind whose :class:`RatioChartSpec` has a ``field``.
 #: A spec with a field but no entry here is integrated with the field composed from the gradient.
-VECTOR_FIELDS: dict[str, Callable] = {"dpo": lambda loss: dpo_field(loss.beta)}
+VECTOR_FIELDS: dict[str, Callable] = {"dpo": lambda loss: dpo_vector_field(loss.beta)}
 
 
 class BatchSystem:
@@ -348,4 +334,4 @@ class ParameterSystem(BatchSystem):
         return (up - down) / (2 * eps)
 
 
-__all__ = ["VECTOR_FIELDS", "BatchSystem", "Event", "ParameterSystem", "RatioSystem", "dpo_field"]
+__all__ = ["VECTOR_FIELDS", "BatchSystem", "Event", "ParameterSystem", "RatioSystem"]

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from flowsim.dynamics.charts.ratio import RatioChartSpec
+
+#: The exponent above which dt/dtau is capped (e^690 ~ 1e299, finite after the division by beta >= 1e-6).
+EXP_CAP = 690.0
 
 
 def dpo_chart_field(beta: float):
@@ -24,9 +29,49 @@ def dpo_chart_field(beta: float):
 
     def field(z1: float, z2: float) -> tuple[float, float, float]:
         u = math.exp(2.0 * z2)  # x2^2
-        return 2.0 * u, -1.0, (u + abs(z1) ** (0.5 * beta) * math.exp((2.0 - beta) * z2)) / beta
+        return 2.0 * u, -1.0, (u + _power_product(abs(z1), z2, beta)) / beta
 
     return field
+
+
+def _power_product(z1: float, z2: float, beta: float) -> float:
+    """x1^b x2^(2-b) = z1^(b/2) e^((2-b) z2), overflow-free at any beta.
+
+    For large beta either factor alone can overflow where the product does not; then the
+    product is taken as one exponential, capped at e^EXP_CAP: a flow that far has
+    dt/dtau > 1e299 and is past any t_max, so only a trial stage of a step that is then
+    rejected gets there.  Elsewhere the plain product (the same bits as always).
+    """
+    a = 0.5 * beta * math.log(z1) if z1 > 0 else -math.inf
+    b = (2.0 - beta) * z2
+    if abs(a) < EXP_CAP and abs(b) < EXP_CAP and a + b < EXP_CAP:
+        return z1 ** (0.5 * beta) * math.exp(b)
+    return math.exp(min(a + b, EXP_CAP))
+
+
+def dpo_vector_field(beta: float):
+    """:func:`dpo_chart_field` over rows: (tau, y (3, n), rows) -> dy/dtau (3, n), for the batched engine."""
+
+    def field(tau: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        u = np.exp(2.0 * y[1])
+        out = np.empty_like(y)
+        out[0] = 2.0 * u
+        out[1] = -1.0
+        out[2] = (u + power_products(np.abs(y[0]), y[1], beta)) / beta
+        return out
+
+    return field
+
+
+def power_products(z1: np.ndarray, z2: np.ndarray, beta: float) -> np.ndarray:
+    """:func:`_power_product` elementwise (the same values, bit for bit)."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        a = 0.5 * beta * np.log(z1)
+        b = (2.0 - beta) * z2
+        plain = (np.abs(a) < EXP_CAP) & (np.abs(b) < EXP_CAP) & (a + b < EXP_CAP)
+        if plain.all():  # the common case: no beta near the ends of its range
+            return z1 ** (0.5 * beta) * np.exp(b)
+        return np.where(plain, z1 ** (0.5 * beta) * np.exp(b), np.exp(np.minimum(a + b, EXP_CAP)))
 
 
 #: (2, 0): z1 = x1^2, z2 = log x2; the clock is z2 (log x2 decreases at the rate b s / x2^2 > 0).

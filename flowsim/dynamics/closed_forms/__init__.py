@@ -22,6 +22,15 @@ class ClosedForm:
     applies: Callable = lambda loss: True
     #: why it does not apply, for error messages
     rule: str = ""
+    #: the optional stops of a StopRule it implements (loss_target, margin_target, stationary_tol);
+    #: an experiment that sets another is integrated, not solved (the config says so)
+    stops: frozenset[str] = frozenset()
+
+    def unhandled(self, stop) -> list[str]:
+        """The optional stops ``stop`` (a StopRule) sets that this closed form does not implement."""
+        used = [k for k in ("loss_target", "margin_target") if getattr(stop, k) is not None]
+        used += ["stationary_tol"] if stop.stationary_tol > 0 else []
+        return [k for k in used if k not in self.stops]
 
 
 def _plain_dpo(loss) -> bool:
@@ -35,11 +44,14 @@ CLOSED_FORMS: dict[tuple[str, str], ClosedForm] = {
         dpo_ratio.flows,
         applies=lambda loss: loss.beta < 2 and _plain_dpo(loss),
         rule="needs every beta < 2 (the closed form's range) and DPO's default divergence without label smoothing",
+        # its gradient never vanishes (the integrator, in the registered chart, does not look either)
+        stops=frozenset({"stationary_tol"}),
     ),
     ("dpo", "logits"): ClosedForm(
         dpo_logits.flows,
         applies=_plain_dpo,
         rule="needs DPO's default divergence without label smoothing",
+        stops=frozenset({"loss_target", "margin_target", "stationary_tol"}),
     ),
 }
 

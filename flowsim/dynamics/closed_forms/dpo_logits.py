@@ -211,6 +211,38 @@ def _check_prob(name: str, value: object, *, open_right: bool) -> float:
     return value
 
 
+def _function_targets(stop, loss_target, margin_target, stationary_tol) -> dict[str, float]:
+    """The function stops that are on, by status: their given or ``stop``'s values, checked."""
+    attrs = {"reached_loss": "loss_target", "reached_margin": "margin_target", "stationary": "stationary_tol"}
+    given = {"reached_loss": loss_target, "reached_margin": margin_target, "stationary": stationary_tol}
+    out = {}
+    for name, value in given.items():
+        value = getattr(stop, attrs[name], None) if value is None and stop is not None else value
+        if value is None or (name == "stationary" and value == 0):
+            continue
+        value = float(value)
+        if not math.isfinite(value) or (name != "reached_margin" and value <= 0):
+            rule = "a finite number" + ("" if name == "reached_margin" else " > 0")
+            raise ValueError(f"{attrs[name]} must be {rule}; got {value!r}")
+        out[name] = value
+    return out
+
+
+def _margin_levels(targets: dict[str, float], beta: np.ndarray) -> dict[str, np.ndarray]:
+    """The margin m at which each function stop is met (the flow raises m monotonically)."""
+    out = {}
+    if "reached_loss" in targets:  # softplus(-m) = L*  <=>  m = -log(e^L* - 1)
+        lt = targets["reached_loss"]
+        out["reached_loss"] = np.full_like(beta, -lt - math.log(-math.expm1(-lt)))
+    if "reached_margin" in targets:  # m = beta (h_w - h_l)
+        out["reached_margin"] = beta * targets["reached_margin"]
+    if "stationary" in targets:  # sqrt(2) beta sigmoid(-m) = tol  <=>  m = log(sqrt(2) beta / tol - 1)
+        r = math.sqrt(2.0) * beta / targets["stationary"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["stationary"] = np.where(r > 1.0, np.log(r - 1.0), -np.inf)
+    return out
+
+
 def exact_dpo_logits(
     theta0: object,
     log_ref: object,
@@ -220,6 +252,8 @@ def exact_dpo_logits(
     p1_target: float | None = None,
     p2_target: float | None = None,
     loss_target: float | None = None,
+    margin_target: float | None = None,
+    stationary_tol: float | None = None,
     t_max: float | None = None,
     stop: object | None = None,
 ) -> dict[str, np.ndarray]:
@@ -238,8 +272,12 @@ def exact_dpo_logits(
         p_l <= p2_floor or ``timeout`` at t = t_max (which may be inf); record t_w (first
         p_w >= p1_target) and t_l (first p_l <= p2_target).  Keywords given here win over
         the attributes of ``stop``, an object with those attributes (a ``StopRule``).
-    loss_target : float, optional
-        Also stop, ``reached_loss``, once L <= loss_target (> 0).  None: never.
+    loss_target, margin_target, stationary_tol : float, optional
+        Also stop ``reached_loss`` once L <= loss_target (> 0), ``reached_margin`` once
+        h_w - h_l = m / beta >= margin_target, ``stationary`` once |grad_theta L| =
+        sqrt(2) beta sigmoid(-m) <= stationary_tol (> 0; 0 turns it off), as the driver's
+        function stops do (in that order when simultaneous).  None: the attribute of
+        ``stop`` (off without one).
 
     Returns
     -------
@@ -260,12 +298,7 @@ def exact_dpo_logits(
     tmax = pick("t_max", t_max, 1e4)
     if math.isnan(tmax) or tmax <= 0:
         raise ValueError(f"t_max must be > 0; got {tmax!r}")
-    if loss_target is None and stop is not None:
-        loss_target = getattr(stop, "loss_target", None)
-    if loss_target is not None:
-        loss_target = float(loss_target)
-        if not (math.isfinite(loss_target) and loss_target > 0):
-            raise ValueError(f"loss_target must be a finite number > 0; got {loss_target!r}")
+    targets = _function_targets(stop, loss_target, margin_target, stationary_tol)
 
     theta0, log_ref, beta, m0, shape = _prepare(theta0, log_ref, beta)
     lse = logsumexp(theta0, axis=-1)
@@ -290,18 +323,18 @@ def exact_dpo_logits(
         y = 2.0 * q / (g_w * r0 + np.sqrt((g_w * r0) ** 2 + 4.0 * g_w * pl0 * q))
         a_w = -np.log1p((pw0 - g_w) / (g_w * (pl0 * (y + 1.0) + r0)))
         a_w = np.where(g_w >= 1.0, np.inf, a_w)
-    if loss_target is not None:
-        m_star = -loss_target - np.log(-np.expm1(-loss_target))
-        a_loss = (m_star - m0) / (2.0 * beta)
-    else:
-        a_loss = np.full(shape, np.inf)
     a_time = shift_at_scaled_time(2.0 * beta * beta * tmax, m0) / (2.0 * beta)
-
-    a_floor, a_loss = np.maximum(a_floor, 0.0), np.maximum(a_loss, 0.0)
-    converged = a_floor <= np.minimum(a_loss, a_time)
-    reached = ~converged & (a_loss <= a_time)
-    late = ~(converged | reached)
-    a_stop = np.where(converged, a_floor, np.where(reached, a_loss, a_time))
+    # every stop but the time out is a level of the margin m = m0 + 2 beta a, met at a shift a;
+    # the first listed wins a tie (the driver's order), and the time out only when strictly first
+    levels = {"converged": np.maximum(a_floor, 0.0)}
+    for name, m_star in _margin_levels(targets, beta).items():
+        levels[name] = np.broadcast_to(np.maximum((m_star - m0) / (2.0 * beta), 0.0), shape)
+    names = list(levels)
+    a_all = np.stack([levels[k] for k in names])
+    first = np.argmin(a_all, axis=0)
+    a_stop = np.take_along_axis(a_all, first[None], 0)[0]
+    late = a_time < a_stop
+    a_stop = np.where(late, a_time, a_stop)
 
     with np.errstate(invalid="ignore"):
         t_stop = np.where(late, tmax, _time_from_shift(2.0 * beta * a_stop, m0, beta))
@@ -314,9 +347,7 @@ def exact_dpo_logits(
     theta_f = _shifted(theta0, a_stop)
     p_f = softmax(theta_f, axis=-1)
     m_f = m0 + 2.0 * beta * a_stop
-    status = np.full(shape, "timeout", dtype=object)
-    status[reached] = "reached_loss"
-    status[converged] = "converged"
+    status = np.where(late, "timeout", np.array(names, dtype=object)[first]).astype(object)
     return {
         "status": status,
         "t_stop": t_stop,

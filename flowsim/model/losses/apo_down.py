@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit
 
-from flowsim._validation import check_positive
+from flowsim._validation import check_beta
 from flowsim.model.losses.apo_zero import _bump
 from flowsim.model.losses.base import Loss
 
@@ -50,7 +50,7 @@ class APODown(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
 
     def _args(self, h):
         h = np.asarray(h, dtype=float)

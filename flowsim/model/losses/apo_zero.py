@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit
 
-from flowsim._validation import check_positive
+from flowsim._validation import check_beta
 from flowsim.model.losses.base import Loss
 
 
@@ -55,7 +55,7 @@ class APOZero(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
 
     def value(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):

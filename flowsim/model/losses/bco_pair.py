@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from flowsim._validation import check_positive, check_real
+from flowsim._validation import check_beta, check_real
 from flowsim.model.losses.base import Loss
 
 
@@ -58,7 +58,7 @@ class BCOPair(Loss):
     delta: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
         object.__setattr__(self, "delta", check_real("delta", self.delta))
 
     def _shifted(self, h):

@@ -36,7 +36,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from flowsim._validation import check_interval, check_positive
+from flowsim._validation import check_beta, check_interval
 from flowsim.model.losses.base import Loss
 
 
@@ -62,7 +62,7 @@ class DiscoPOP(Loss):
     discopop_tau: float = 0.05
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
         object.__setattr__(self, "discopop_tau", check_interval("discopop_tau", self.discopop_tau, 0.0, 1.0))
 
     def margin(self, h: np.ndarray) -> np.ndarray:

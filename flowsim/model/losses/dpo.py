@@ -56,7 +56,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from flowsim._validation import check_choice, check_interval, check_positive
+from flowsim._validation import check_beta, check_choice, check_interval, check_positive
 from flowsim.model.losses.base import Loss
 
 #: TRL's ``f_divergence_type`` values.
@@ -117,7 +117,7 @@ class DPO(Loss):
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
         object.__setattr__(self, "f_divergence", check_choice("f_divergence", self.f_divergence, F_DIVERGENCES))
         object.__setattr__(self, "alpha", check_positive("alpha", self.alpha))
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="left")

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from flowsim._validation import check_interval, check_positive
+from flowsim._validation import check_beta, check_interval
 from flowsim.model.losses.base import Loss
 
 
@@ -52,7 +52,7 @@ class DPOP(Loss):
     dpop_lambda: float = 50.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
         lam = check_interval("dpop_lambda", self.dpop_lambda, 0.0, np.inf, closed="left")
         object.__setattr__(self, "dpop_lambda", lam)
 

@@ -36,7 +36,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, log_expit
 
-from flowsim._validation import check_interval, check_positive
+from flowsim._validation import check_beta, check_interval
 from flowsim.model.losses.base import Loss
 
 
@@ -63,7 +63,7 @@ class ExoPair(Loss):
     label_smoothing: float = 1e-3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="neither")
         object.__setattr__(self, "label_smoothing", eps)
 

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flowsim._validation import check_positive
+from flowsim._validation import check_beta
 from flowsim.model.losses.base import Loss
 
 
@@ -48,7 +48,7 @@ class IPO(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
 
     def residual(self, h: np.ndarray) -> np.ndarray:
         """(h_w - h_l) - 1/(2 beta), shape (...)."""

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flowsim._validation import check_positive
+from flowsim._validation import check_beta
 from flowsim.model.losses.base import Loss
 
 
@@ -47,7 +47,7 @@ class SPPOHard(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_positive("beta", self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta))
 
     def _errors(self, h):
         h = np.asarray(h, dtype=float)
