@@ -53,10 +53,10 @@ def check_positive(name: str, value: object) -> float:
 BETA_RANGE = (1e-6, 1e6)
 
 
-def check_beta(value: object, name: str = "beta") -> float:
-    """A loss's beta: a finite number in :data:`BETA_RANGE`."""
+def check_beta(value: object, bounds: tuple[float, float] = BETA_RANGE, name: str = "beta") -> float:
+    """A loss's beta: a finite number in ``bounds`` (default :data:`BETA_RANGE`; a loss may declare its own)."""
     value = check_real(name, value)
-    lo, hi = BETA_RANGE
+    lo, hi = bounds
     if not lo <= value <= hi:
         raise ParamError(name, f"must be a number in [{lo:g}, {hi:g}] (the range flowsim's results are checked in)",
                          value)  # fmt: skip

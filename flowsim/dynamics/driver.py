@@ -47,6 +47,8 @@ _IMPLICIT = frozenset({"Radau", "BDF", "LSODA"})
 STIFF_NFEV = 10_000
 #: The method a stiff flow is integrated with instead.
 STIFF_METHOD = "LSODA"
+#: An implicit method's budget, in units of max_nfev: its steps are few but each may cost many evaluations.
+IMPLICIT_FACTOR = 10
 #: What a flow that cannot be computed raises inside the solver (recorded as ``failed``).
 _NUMERICAL = (ArithmeticError, ValueError, np.linalg.LinAlgError)
 
@@ -75,13 +77,15 @@ class SolverOptions:
         same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
         driver row by row to ~1e-13 in t_stop).
     max_nfev : int or None, default 10000
-        Field evaluations an explicit method may spend on one flow.  A flow that needs more is
-        stiff there -- gradient flow near a finite minimiser is, its Jacobian being minus the
-        Hessian, which grows like 1/x^2 on the ratio plane -- and an explicit method would
-        crawl at its stability limit (millions of steps) while its error floor keeps
-        |grad L| above ``stationary_tol``.  Such a flow is integrated again, from the start,
-        with LSODA (stiff-capable, Jacobian from the Hessian), and its ``message`` says so.
-        Every flow of the shipped experiments needs at most 724.  None: never switch.
+        Field evaluations (by the solver and the monitors) a method may spend on one flow.
+        A flow that needs more with an explicit method is stiff there: near a finite
+        minimiser the Jacobian is minus the Hessian, which grows like 1/x^2 on the ratio
+        plane, so an explicit method crawls at its stability limit (millions of steps) while
+        its error floor keeps |grad L| above ``stationary_tol``.  Such a flow is integrated
+        again, from the start, with LSODA (stiff-capable, Jacobian from the Hessian), and its
+        ``message`` says so.  An implicit method gets ten times the budget; a flow that exhausts that too (a field so
+        sharp it is nearly discontinuous) is recorded ``failed`` with a message saying why,
+        never left running.  The shipped experiments' flows need at most 724.  None: no limit.
     """
 
     method: str = DEFAULT_METHOD
@@ -153,13 +157,24 @@ def integrate(
     """
     stop = StopRule() if stop is None else stop
     options = SolverOptions() if options is None else options
+    args = (loss, x0, stop, options, ref, policy, path, path_points)
     try:
-        return _integrate(loss, x0, stop, options, ref, policy, path, path_points)
+        return _integrate(*args)
     except _Stiff as exc:
-        stiff = dataclasses.replace(options, method=STIFF_METHOD, max_nfev=None, engine="driver")
-        r = _integrate(loss, x0, stop, stiff, ref, policy, path, path_points)
-        note = f"stiff: {options.method} needed more than {exc.budget} evaluations; integrated with {STIFF_METHOD}"
-        return dataclasses.replace(r, nfev=r.nfev + exc.budget, message="; ".join(m for m in (note, r.message) if m))
+        if options.implicit:
+            return FlowResult.failed(f"{options.method} needed more than {exc.budget} field evaluations; raise "
+                                     "[solver] max_nfev or loosen the tolerances", exc.budget)  # fmt: skip
+        budget = exc.budget
+    stiff = dataclasses.replace(options, method=STIFF_METHOD, engine="driver")
+    try:
+        r = _integrate(*args[:3], stiff, *args[4:])
+    except _Stiff:
+        why = f"{options.method} did not end within {budget} field evaluations, nor {STIFF_METHOD} within " \
+              f"{IMPLICIT_FACTOR * budget}"  # fmt: skip
+        return FlowResult.failed(f"stiff: {why} (a near-discontinuous field?); raise [solver] max_nfev",
+                                 (1 + IMPLICIT_FACTOR) * budget)  # fmt: skip
+    note = f"stiff: {options.method} needed more than {budget} evaluations; integrated with {STIFF_METHOD}"
+    return dataclasses.replace(r, nfev=r.nfev + budget, message="; ".join(m for m in (note, r.message) if m))
 
 
 class _Stiff(Exception):
@@ -242,10 +257,16 @@ def _setup(loss, x0, ref, policy) -> tuple[Objective, list[float]]:
 
 def _solve(sys_: System, options: SolverOptions, dense: bool):
     kwargs = {"jac": sys_.jac} if sys_.jac is not None else {}
-    rhs = sys_.rhs if options.implicit or options.max_nfev is None else _budgeted(sys_.rhs, options.max_nfev)
-    with np.errstate(all="ignore"):
-        return solve_ivp(rhs, (0.0, sys_.tau_end), sys_.y0, method=options.method, rtol=options.rtol,
-                         atol=sys_.atol, events=sys_.events or None, dense_output=dense, **kwargs)  # fmt: skip
+    rhs = sys_.rhs
+    if options.max_nfev is not None:
+        # the monitors' slopes evaluate the field too (through sys_.rhs): the budget counts them
+        sys_.rhs = _budgeted(rhs, options.max_nfev * (IMPLICIT_FACTOR if options.implicit else 1))
+    try:
+        with np.errstate(all="ignore"):
+            return solve_ivp(sys_.rhs, (0.0, sys_.tau_end), sys_.y0, method=options.method, rtol=options.rtol,
+                             atol=sys_.atol, events=sys_.events or None, dense_output=dense, **kwargs)  # fmt: skip
+    finally:
+        sys_.rhs = rhs
 
 
 def _budgeted(rhs, budget: int):

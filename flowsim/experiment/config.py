@@ -22,7 +22,7 @@ from typing import Any
 
 from flowsim._validation import ParamError, check_interval
 from flowsim.dynamics.closed_forms import closed_form
-from flowsim.dynamics.driver import SolverOptions
+from flowsim.dynamics.driver import STIFF_NFEV, SolverOptions
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
@@ -169,6 +169,8 @@ class Experiment:
                   "atol": self.solver.atol}  # fmt: skip
         if self.solver.engine != "driver":
             solver["engine"] = self.solver.engine
+        if self.solver.max_nfev != STIFF_NFEV:  # only when set, so that earlier run folders still resume
+            solver["max_nfev"] = self.solver.max_nfev
         out = {
             "name": self.name,
             "loss": self._loss_dict(one_or_list) | {"reference": modes} | one_or_list(self.ref_params),
@@ -365,12 +367,14 @@ def _parse_stop(t: _Table) -> StopRule:
 
 
 def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions]:
-    t.allow({"method", "rtol", "atol", "engine"})
+    t.allow({"method", "rtol", "atol", "engine", "max_nfev"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
     if "engine" in t.doc:
         kw["engine"] = t.get("engine", str)
+    if "max_nfev" in t.doc:
+        kw["max_nfev"] = t.get("max_nfev", int)
     solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
     for kind, params in losses if exact else ():
         form = closed_form(kind, model_kind)

@@ -29,17 +29,30 @@ LO, HI = BETA_RANGE
 STARTS = np.array([[0.3, 0.6], [0.1, 0.9], [0.45, 0.5], [0.6, 0.3], [0.9, 0.2]])
 
 
-@pytest.mark.parametrize("kind", sorted(k for k, cls in LOSSES.items() if "beta" in cls.__dataclass_fields__))
-@pytest.mark.parametrize("beta", [LO / 2, HI * 2, 0.0, -1.0])
-def test_every_loss_refuses_a_beta_outside_the_range(kind, beta):
-    with pytest.raises(ParamError, match=r"beta must be a number in \[1e-06, 1e\+06\]"):
+BETA_LOSSES = sorted(k for k, cls in LOSSES.items() if "beta" in cls.__dataclass_fields__)
+
+
+def _range(kind: str) -> tuple[float, float]:
+    return getattr(LOSSES[kind], "beta_range", BETA_RANGE)
+
+
+@pytest.mark.parametrize("kind", BETA_LOSSES)
+@pytest.mark.parametrize("where", ["below", "above", "zero", "negative"])
+def test_every_loss_refuses_a_beta_outside_its_range(kind, where):
+    lo, hi = _range(kind)
+    beta = {"below": lo / 2, "above": hi * 2, "zero": 0.0, "negative": -1.0}[where]
+    with pytest.raises(ParamError, match=rf"beta must be a number in \[{lo:g}, {hi:g}\]".replace("+", r"\+")):
         LOSSES[kind](beta=beta)
 
 
-@pytest.mark.parametrize("kind", sorted(k for k, cls in LOSSES.items() if "beta" in cls.__dataclass_fields__))
-def test_every_loss_takes_the_ends_of_the_range(kind):
-    for beta in BETA_RANGE:
+@pytest.mark.parametrize("kind", BETA_LOSSES)
+def test_every_loss_takes_the_ends_of_its_range(kind):
+    for beta in _range(kind):
         assert LOSSES[kind](beta=beta).beta == beta
+
+
+def test_only_discopop_declares_a_narrower_range():
+    assert {k: _range(k) for k in BETA_LOSSES if _range(k) != BETA_RANGE} == {"discopop": (0.01, 30.0)}
 
 
 def test_an_experiment_file_names_the_key_and_the_range():

@@ -58,11 +58,15 @@ class DiscoPOP(Loss):
     """
 
     kind: ClassVar[str] = "discopop"
+    #: Narrower than other losses': below 0.01 the integrator gives up near the local minimum
+    #: (m = -1.186 sits at h_w - h_l = -1.186 / beta) and above 30 the gated field is so sharp that
+    #: some flows exhaust even LSODA's budget (measured; README, "The range of beta").
+    beta_range: ClassVar[tuple[float, float]] = (0.01, 30.0)
     beta: float = 0.1
     discopop_tau: float = 0.05
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         object.__setattr__(self, "discopop_tau", check_interval("discopop_tau", self.discopop_tau, 0.0, 1.0))
 
     def margin(self, h: np.ndarray) -> np.ndarray:
