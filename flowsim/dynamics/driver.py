@@ -83,9 +83,10 @@ class SolverOptions:
         plane, so an explicit method crawls at its stability limit (millions of steps) while
         its error floor keeps |grad L| above ``stationary_tol``.  Such a flow is integrated
         again, from the start, with LSODA (stiff-capable, Jacobian from the Hessian), and its
-        ``message`` says so.  An implicit method gets ten times the budget; a flow that exhausts that too (a field so
-        sharp it is nearly discontinuous) is recorded ``failed`` with a message saying why,
-        never left running.  The shipped experiments' flows need at most 724.  None: no limit.
+        ``message`` says so.  An implicit method gets ten times the budget; a flow that
+        exhausts that too (a field so sharp it is nearly discontinuous) is recorded
+        ``failed`` with a message saying why, never left running.  The shipped experiments'
+        flows need at most 724.  None: no limit.
     """
 
     method: str = DEFAULT_METHOD
@@ -178,7 +179,7 @@ def integrate(
 
 
 class _Stiff(Exception):
-    """An explicit method ran past ``SolverOptions.max_nfev`` on one flow."""
+    """A method ran past its budget of field evaluations (``SolverOptions.max_nfev``) on one flow."""
 
     def __init__(self, budget: int) -> None:
         super().__init__(f"more than {budget} evaluations")
@@ -186,7 +187,7 @@ class _Stiff(Exception):
 
 
 def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, path: bool, path_points: int):
-    """:func:`integrate` with one method (raises _Stiff past the explicit method's budget)."""
+    """:func:`integrate` with one method (raises _Stiff past the method's budget)."""
     objective, theta0 = _setup(loss, x0, ref, policy)
     rules = thresholds(stop, capped=objective.policy.has_cap)
     chart = chart_for(objective, objective.policy.kind, smooth=options.chart == "smooth")

@@ -1,8 +1,9 @@
-"""Every beta the losses accept gives correct rows; any other is refused up front, naming the range.
+"""Every loss refuses a beta outside its declared range, naming it; inside, rows are correct.
 
-The ends of :data:`flowsim._validation.BETA_RANGE` are checked against independent references:
-on the ratio plane the closed form (beta < 2) and mpmath quadrature of the conserved arc
-(beta = 1e6, where the flow saturates on the diagonal); in softmax logits the closed form.
+The ends of DPO's range [1e-6, 1e6] are checked against independent references: on the ratio
+plane the closed form (beta < 2) and mpmath quadrature of the conserved arc (beta = 1e6, where
+the flow saturates on the diagonal); in softmax logits the closed form.  The other losses'
+range [1e-6, 10] (DiscoPOP's [0.01, 10]) comes from a scan of their flows at its ends (README).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flowsim.experiment.config import ConfigError, parse_experiment
 from flowsim.model.losses import DPO, LOSSES
 from flowsim.model.parameterisations import RatioPlane, SoftmaxLogits
 
-LO, HI = BETA_RANGE
+LO, HI = DPO.beta_range  # DPO's: checked against closed forms and quadrature
 STARTS = np.array([[0.3, 0.6], [0.1, 0.9], [0.45, 0.5], [0.6, 0.3], [0.9, 0.2]])
 
 
@@ -51,13 +52,18 @@ def test_every_loss_takes_the_ends_of_its_range(kind):
         assert LOSSES[kind](beta=beta).beta == beta
 
 
-def test_only_discopop_declares_a_narrower_range():
-    assert {k: _range(k) for k in BETA_LOSSES if _range(k) != BETA_RANGE} == {"discopop": (0.01, 30.0)}
+def test_the_declared_ranges():
+    assert BETA_RANGE == (1e-6, 10.0)
+    assert {k: _range(k) for k in BETA_LOSSES if _range(k) != BETA_RANGE} == {
+        "dpo": (1e-6, 1e6),
+        "discopop": (0.01, 10.0),
+        "nca_pair": (1e-6, 2.0),
+    }
 
 
 def test_an_experiment_file_names_the_key_and_the_range():
-    doc = {"name": "x", "loss": {"kind": "dpo", "beta": [0.1, 1e7]}, "grid": {"p1": {"num": 2}, "p2": {"num": 2}}}
-    with pytest.raises(ConfigError, match=r"loss\.beta.*\[1e-06, 1e\+06\].*10000000\.0"):
+    doc = {"name": "x", "loss": {"kind": "ipo", "beta": [0.1, 100.0]}, "grid": {"p1": {"num": 2}, "p2": {"num": 2}}}
+    with pytest.raises(ConfigError, match=r"loss\.beta.*\[1e-06, 10\].*100\.0"):
         parse_experiment(doc, source="x.toml")
 
 
@@ -131,7 +137,7 @@ def test_ratio_plane_at_the_large_end_matches_quadrature(engine):
         assert abs(got["p1_final"][i] / p1 - 1) < 1e-9 and abs(got["p2_final"][i] / p2 - 1) < 1e-9
 
 
-@pytest.mark.parametrize("beta", BETA_RANGE)
+@pytest.mark.parametrize("beta", DPO.beta_range)
 @pytest.mark.parametrize("engine", ["driver", "batched"])
 def test_logits_at_both_ends_match_the_closed_form(beta, engine):
     stop, opts = StopRule(), SolverOptions(engine=engine)

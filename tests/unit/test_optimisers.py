@@ -434,11 +434,11 @@ def test_starts_that_already_meet_a_stop():
     # every start: reached_loss at the start (DPO at h = 0 is log 2)
     out = run_discrete(DPO(), pol, GD(lr=0.1), StopRule(loss_target=0.7))
     assert list(out["status"]) == ["reached_loss"] * 3 and np.all(out["steps"] == 0) and np.all(out["t_stop"] == 0)
-    # IPO with h_w - h_l = 0 ~ 1/(2 beta) at the start: |grad| ~ 1e-6, stationary at once
-    out = run_discrete(IPO(beta=1e6), pol, GD(lr=0.1), StopRule(stationary_tol=1e-4))
+    # IPO with h_w - h_l = 0, near 1/(2 beta) = 0.05 at the start: |grad| ~ 0.1, stationary at once
+    out = run_discrete(IPO(beta=10.0), pol, GD(lr=0.1), StopRule(stationary_tol=1.0))
     assert list(out["status"]) == ["stationary"] * 3 and np.all(out["steps"] == 0)
     # stationary_tol = 0 turns the test off
-    out = run_discrete(IPO(beta=1e6), pol, GD(lr=0.1), StopRule(stationary_tol=0.0, max_steps=3))
+    out = run_discrete(IPO(beta=10.0), pol, GD(lr=0.1), StopRule(stationary_tol=0.0, max_steps=3))
     assert list(out["status"]) == ["timeout"] * 3
 
 

@@ -55,7 +55,7 @@ class APOZero(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
 
     def value(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):

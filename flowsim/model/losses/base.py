@@ -29,6 +29,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from flowsim._validation import BETA_RANGE
+
 
 class Loss(ABC):
     """A preference loss L(h; log_ref) of the log-ratios h = (h_w, h_l)."""
@@ -37,6 +39,8 @@ class Loss(ABC):
     kind: ClassVar[str]
     #: Whether the loss reads log pi_theta itself (so h + log_ref), not only h.
     uses_log_probs: ClassVar[bool] = False
+    #: The betas it accepts (those that take a beta): where its flows were measured to end.
+    beta_range: ClassVar[tuple[float, float]] = BETA_RANGE
 
     @abstractmethod
     def value(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:

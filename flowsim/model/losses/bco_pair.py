@@ -58,7 +58,7 @@ class BCOPair(Loss):
     delta: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         object.__setattr__(self, "delta", check_real("delta", self.delta))
 
     def _shifted(self, h):

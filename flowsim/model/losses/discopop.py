@@ -59,9 +59,8 @@ class DiscoPOP(Loss):
 
     kind: ClassVar[str] = "discopop"
     #: Narrower than other losses': below 0.01 the integrator gives up near the local minimum
-    #: (m = -1.186 sits at h_w - h_l = -1.186 / beta) and above 30 the gated field is so sharp that
-    #: some flows exhaust even LSODA's budget (measured; README, "The range of beta").
-    beta_range: ClassVar[tuple[float, float]] = (0.01, 30.0)
+    #: (m = -1.186 sits at h_w - h_l = -1.186 / beta; measured; README, "The range of beta").
+    beta_range: ClassVar[tuple[float, float]] = (0.01, 10.0)
     beta: float = 0.1
     discopop_tau: float = 0.05
 

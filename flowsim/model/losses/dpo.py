@@ -111,13 +111,15 @@ class DPO(Loss):
     """
 
     kind: ClassVar[str] = "dpo"
+    #: Checked at both ends against the closed forms (ratio plane, logits) and mpmath quadrature.
+    beta_range: ClassVar[tuple[float, float]] = (1e-6, 1e6)
     beta: float = 0.1
     f_divergence: str = "reverse_kl"
     alpha: float = 0.5
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         object.__setattr__(self, "f_divergence", check_choice("f_divergence", self.f_divergence, F_DIVERGENCES))
         object.__setattr__(self, "alpha", check_positive("alpha", self.alpha))
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="left")

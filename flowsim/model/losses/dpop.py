@@ -52,7 +52,7 @@ class DPOP(Loss):
     dpop_lambda: float = 50.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         lam = check_interval("dpop_lambda", self.dpop_lambda, 0.0, np.inf, closed="left")
         object.__setattr__(self, "dpop_lambda", lam)
 

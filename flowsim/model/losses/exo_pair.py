@@ -63,7 +63,7 @@ class ExoPair(Loss):
     label_smoothing: float = 1e-3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="neither")
         object.__setattr__(self, "label_smoothing", eps)
 

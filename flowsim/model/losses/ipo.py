@@ -48,7 +48,7 @@ class IPO(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
 
     def residual(self, h: np.ndarray) -> np.ndarray:
         """(h_w - h_l) - 1/(2 beta), shape (...)."""

@@ -48,10 +48,13 @@ class NCAPair(Loss):
     """
 
     kind: ClassVar[str] = "nca_pair"
+    #: Narrower than other losses': from beta = 3 some ratio-plane flows (reference = start) are
+    #: stiff and LSODA's event location fails on them (measured; README, "The range of beta").
+    beta_range: ClassVar[tuple[float, float]] = (1e-6, 2.0)
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
 
     def _rewards(self, h):
         h = np.asarray(h, dtype=float)

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flowsim._validation import check_interval
+from flowsim._validation import check_beta, check_interval
 from flowsim.model.losses.base import Loss
 from flowsim.model.losses.dpo import DPO
 
@@ -64,6 +64,7 @@ class RPO(Loss):
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        check_beta(self.beta, self.beta_range)  # its own range, not its DPO part's
         dpo = DPO(self.beta, self.f_divergence, self.alpha, self.label_smoothing)  # validates those four
         for name in ("beta", "f_divergence", "alpha", "label_smoothing"):
             object.__setattr__(self, name, getattr(dpo, name))

@@ -68,7 +68,7 @@ class SimPO(Loss):
     cpo_alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
         gamma = check_interval("simpo_gamma", self.simpo_gamma, 0.0, np.inf, closed="left")
         object.__setattr__(self, "simpo_gamma", gamma)
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="left")

@@ -47,7 +47,7 @@ class SPPOHard(Loss):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", check_beta(self.beta))
+        object.__setattr__(self, "beta", check_beta(self.beta, self.beta_range))
 
     def _errors(self, h):
         h = np.asarray(h, dtype=float)
