@@ -276,6 +276,14 @@ def _panel_title(flows: pd.DataFrame, params: list[str], key: tuple, rows: pd.Da
 
 def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
     """Legend entries for the special colours actually present, plus the hatching."""
+    handles = _extra_handles(q, v)
+    ncol = 2 if len(handles) == 4 else min(len(handles), 3)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol,
+              fontsize=fontsize, frameon=False, handlelength=1.4, columnspacing=1.0)  # fmt: skip
+
+
+def _extra_handles(q: Quantity, v: np.ndarray) -> list[Patch]:
+    """The hatching, and the special colours (at t = 0, never, only one target) present in ``v``."""
     handles = [Patch(fc="white", ec="0.5", hatch="///", lw=0.5, label="p1 + p2 > 1 (infeasible)")]
     if q.scale == "status":
         handles = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(v == i)] + handles
@@ -293,9 +301,7 @@ def _legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
             handles.append(Patch(fc=cmap(1.0), label="only p1 reaches its target"))
         if np.any(np.isnan(v)):
             handles.append(Patch(fc=NEVER, label="neither reached (or both at t = 0)"))
-    ncol = 2 if len(handles) == 4 else min(len(handles), 3)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol,
-              fontsize=fontsize, frameon=False, handlelength=1.4, columnspacing=1.0)  # fmt: skip
+    return handles
 
 
 def _colorbar(fig, mappable, cax, q: Quantity, fontsize: float = 9) -> None:
@@ -355,6 +361,8 @@ def _facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm
     ncols = n if n <= 5 else min(5, math.ceil(math.sqrt(1.5 * n)))
     nrows = math.ceil(n / ncols)
     side, gap_x, gap_y, left, right, top, bottom = 2.8, 0.45, 0.75, 0.75, 1.5, 0.85, 0.6
+    extras = [] if q.scale == "status" else _extra_handles(q, np.concatenate([v for _, _, v in groups]))
+    bottom += 0.35 if extras else 0.0  # a row of legend entries under the panels
     if q.scale == "status":  # a legend of named categories needs room for its longest name
         right = max(right, 0.6 + 0.075 * max(len(name) for name in [*dict(q.colours), "p1 + p2 > 1 (infeasible)"]))
     width = left + ncols * side + (ncols - 1) * gap_x + right
@@ -385,6 +393,8 @@ def _facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm
         h = min(side * 0.9, height - top - bottom)
         cax = fig.add_axes((x_bar, (bottom + (height - top - bottom - h) / 2) / height, 0.15 / width, h / height))
         _colorbar(fig, m, cax, q, fontsize=8.5)
+        fig.legend(handles=extras, loc="lower center", bbox_to_anchor=(0.5, 0.08 / height), ncol=len(extras),
+                   fontsize=8.5, frameon=False, handlelength=1.4, columnspacing=1.2)  # fmt: skip
     return _save(fig, path)
 
 
