@@ -438,7 +438,7 @@ def _timed(problem, mode, contender, num, workers, rtol, ctx) -> dict:
     row = {"line": "timed", "problem": problem, "accuracy": mode, "contender": contender, "grid": f"{num}x{num}",
            "n": n, "workers": workers, "rtol": rtol, "atol": None if rtol is None else rtol * 1e-3,
            "process": "in-process" if ctx["in_process"] and contender != "run" else "whole",
-           "backend": ctx["backend"]}  # fmt: skip
+           "backend": "joblib (loky)" if contender == "naive" else ctx["backend"]}  # fmt: skip
     key = (problem, contender, num, workers, rtol)
     if key in ctx["done"]:
         return row | ctx["done"][key] | {"note": "same run as the required-accuracy line (same rtol)"}

@@ -86,7 +86,7 @@ class SolverOptions:
         ``message`` says so.  An implicit method gets ten times the budget; a flow that
         exhausts that too (a field so sharp it is nearly discontinuous) is recorded
         ``failed`` with a message saying why, never left running.  The shipped experiments'
-        flows need at most 724.  None: no limit.
+        flows need at most 724.  None (0 in an experiment file): no limit.
     """
 
     method: str = DEFAULT_METHOD
@@ -103,8 +103,9 @@ class SolverOptions:
         object.__setattr__(self, "atol", check_positive("atol", self.atol))
         check_choice("chart", self.chart, ("smooth", "identity"))
         check_choice("engine", self.engine, ("driver", "batched"))
-        if self.max_nfev is not None:
-            object.__setattr__(self, "max_nfev", int(check_positive("max_nfev", self.max_nfev)))
+        if self.max_nfev is not None and (isinstance(self.max_nfev, bool) or not isinstance(self.max_nfev, int)
+                                          or self.max_nfev < 1):  # fmt: skip
+            raise ParamError("max_nfev", "must be a whole number >= 1, or None for no limit", self.max_nfev)
         if self.engine == "batched" and self.implicit:
             raise ParamError("method", "must be RK23, RK45 or DOP853 with the batched engine", self.method)
 

@@ -133,7 +133,8 @@ class FlowResult:
     nfev : int
         Right-hand-side evaluations (0 for the closed form).
     message : str
-        The solver's message ('' unless ``failed``).
+        The solver's message when ``failed``; "stiff: ..." when the flow was integrated again
+        with LSODA (:class:`~flowsim.dynamics.driver.SolverOptions` ``max_nfev``); else ''.
     p_w_min, t_p_w_min, displaced, max_mass, margin_final, rest_final, top_other, p_top_other, steps
         What the path did (see :data:`PATH_FIELDS`); NaN where it does not apply.
     path_t, path_x : numpy.ndarray or None

@@ -170,7 +170,7 @@ class Experiment:
         if self.solver.engine != "driver":
             solver["engine"] = self.solver.engine
         if self.solver.max_nfev != STIFF_NFEV:  # only when set, so that earlier run folders still resume
-            solver["max_nfev"] = self.solver.max_nfev
+            solver["max_nfev"] = self.solver.max_nfev or 0  # 0: no limit (TOML has no null)
         out = {
             "name": self.name,
             "loss": self._loss_dict(one_or_list) | {"reference": modes} | one_or_list(self.ref_params),
@@ -374,7 +374,7 @@ def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[b
     if "engine" in t.doc:
         kw["engine"] = t.get("engine", str)
     if "max_nfev" in t.doc:
-        kw["max_nfev"] = t.get("max_nfev", int)
+        kw["max_nfev"] = t.get("max_nfev", int) or None  # 0: no limit
     solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
     for kind, params in losses if exact else ():
         form = closed_form(kind, model_kind)

@@ -102,7 +102,7 @@ def run_sweep(
         todo = (c for c in chunks(exp, chunk_size, index) if c.index not in records)
         done = sum(r["rows"] for r in records.values())
         total = n_starts * len(exp.parameter_sets())
-        bar = tqdm(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
+        bar = _Bar(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
         for index, data, rows, counts in pmap(_run_and_encode, ((exp, c) for c in todo)):
             records[index] = folder.write_chunk(index, data, rows, counts)
             bar.update(rows)
@@ -129,6 +129,12 @@ def run_sweep(
         }
         folder.finish(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+class _Bar(tqdm):
+    """tqdm without its monitor thread: the fork backend should fork a single-threaded process."""
+
+    monitor_interval = 0
 
 
 def _to_stderr(line: str) -> None:

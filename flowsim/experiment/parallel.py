@@ -51,10 +51,23 @@ def default_backend() -> str:
 
 
 def n_workers(n_jobs: int) -> int:
-    """Workers for ``n_jobs`` as joblib counts them: n >= 1 as given, -1 all cores, -2 all but one, ..."""
-    if n_jobs == 0:
-        raise ValueError("n_jobs must be a number of workers >= 1, or negative to count back from all cores; got 0")
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    """Workers for ``n_jobs`` as joblib counts them: n >= 1 as given, -1 all cores, -2 all but one, ...
+
+    "All cores" are those this process may run on (its CPU affinity: taskset, a batch
+    scheduler's allocation), not the machine's.
+    """
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a whole number of workers >= 1, or negative to count back from all "
+                         f"cores; got {n_jobs!r}")  # fmt: skip
+    return n_jobs if n_jobs > 0 else max(1, usable_cpus() + 1 + n_jobs)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

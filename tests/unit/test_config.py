@@ -162,3 +162,15 @@ def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):
 def test_as_dict_round_trips(path):
     exp = load_experiment(path)
     assert parse_experiment(exp.as_dict()) == exp
+
+
+@pytest.mark.parametrize(("given", "options", "recorded"), [(None, 10_000, None), (500, 500, 500), (0, None, 0)])
+def test_max_nfev_round_trips_through_meta(given, options, recorded):
+    """0 in a file means no limit (TOML has no null); meta.json records it so the folder parses again."""
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in MINIMAL.items()}
+    if given is not None:
+        doc["solver"] = {"max_nfev": given}
+    exp = parse_experiment(doc)
+    assert exp.solver.max_nfev == options
+    again = parse_experiment(exp.as_dict())
+    assert again.solver.max_nfev == options and exp.as_dict()["solver"].get("max_nfev") == recorded

@@ -234,5 +234,6 @@ def test_a_stiff_flow_is_integrated_again_with_lsoda():
     out = integrate_batch(IPO(beta=0.1), pol, StopRule(), SolverOptions(engine="batched", max_nfev=2000))
     assert out["status"].tolist() == ["stationary"] * 2 and out["t_stop"][0] == r.t_stop
     assert all(m.startswith("stiff: DOP853") for m in out["message"])
-    with pytest.raises(ValueError, match="max_nfev"):
-        SolverOptions(max_nfev=0)
+    for bad in (0, 0.5, 2000.0, True):
+        with pytest.raises(ValueError, match="max_nfev must be a whole number >= 1"):
+            SolverOptions(max_nfev=bad)

@@ -73,3 +73,14 @@ def test_the_backends_and_worker_counts():
         parallel.n_workers(0)
     with pytest.raises(ValueError, match="backend must be one of fork, loky, dask; got 'threads'"):
         parallel.backend("threads", None, 1).__enter__()
+
+
+@pytest.mark.parametrize("bad", [0, 2.0, True, "2"])
+def test_n_jobs_must_be_a_whole_number(bad):
+    with pytest.raises(ValueError, match="n_jobs must be a whole number"):
+        parallel.n_workers(bad)
+
+
+def test_all_cores_means_those_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert parallel.usable_cpus() == 1 and parallel.n_workers(-1) == 1

@@ -64,7 +64,7 @@ def dpo_vector_field(beta: float):
 
 
 def power_products(z1: np.ndarray, z2: np.ndarray, beta: float) -> np.ndarray:
-    """:func:`_power_product` elementwise (the same values, bit for bit)."""
+    """:func:`_power_product` elementwise (the same expressions; numpy's and math's exp may differ by an ulp)."""
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         a = 0.5 * beta * np.log(z1)
         b = (2.0 - beta) * z2
