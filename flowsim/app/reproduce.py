@@ -375,8 +375,6 @@ def _losses_section(root: Path, name: str, where: str) -> list[str]:
     csv = root / name / "flows.csv"
     if not csv.exists():
         return []
-    from flowsim.experiment.regions import REGIONS
-
     flows = read_flows(csv)
     flows = flows[flows["feasible"].astype(str).str.lower().eq("true")]
     meta = json.loads((root / name / "meta.json").read_text())
@@ -385,12 +383,7 @@ def _losses_section(root: Path, name: str, where: str) -> list[str]:
              f"Feasible starts of [{name}]({name}/); per loss and region. Losses at TRL's defaults; formulas and "
              "sources in `flowsim/model/losses/`. Final p_w across losses on one scale: "
              f"[{name}/figures/facet_p1_final.png]({name}/figures/facet_p1_final.png).", ""]  # fmt: skip
-    groups = dict(list(flows.groupby("loss", sort=True)))
-    for heading, metric in LOSS_METRICS.items():
-        cells = {r: {loss: _metric_in(d, r, metric) for loss, d in groups.items()} for r in REGIONS}
-        table = pd.DataFrame(cells).dropna(axis=1, how="all")
-        lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
-    return lines
+    return lines + _region_tables(dict(list(flows.groupby("loss", sort=True))), LOSS_METRICS)
 
 
 #: Per-dynamics summaries: heading -> function of one setting's rows -> value per region.
@@ -414,8 +407,6 @@ def _dynamics_section(root: Path, name: str, where: str) -> list[str]:
     csv = root / name / "flows.csv"
     if not csv.exists():
         return []
-    from flowsim.experiment.regions import REGIONS
-
     flows = read_flows(csv)
     flows = flows.assign(setting=flows.apply(_setting, axis=1))
     meta = json.loads((root / name / "meta.json").read_text())
@@ -425,8 +416,15 @@ def _dynamics_section(root: Path, name: str, where: str) -> list[str]:
              "discrete run t = lr × steps: for gradient descent that is the flow's time (GD is its Euler scheme), "
              "for Adam it is only a step count in the flow's units — Adam's steps have a length of about lr in "
              "every coordinate, whatever the gradient.", ""]  # fmt: skip
-    groups = dict(list(flows.groupby("setting", sort=False)))
-    for heading, metric in DYNAMICS_METRICS.items():
+    return lines + _region_tables(dict(list(flows.groupby("setting", sort=False))), DYNAMICS_METRICS)
+
+
+def _region_tables(groups: dict, metrics: dict) -> list[str]:
+    """Per metric, a markdown table: a row per group (loss or setting), a column per region."""
+    from flowsim.experiment.regions import REGIONS
+
+    lines = []
+    for heading, metric in metrics.items():
         cells = {r: {k: _metric_in(d, r, metric) for k, d in groups.items()} for r in REGIONS}
         table = pd.DataFrame(cells).dropna(axis=1, how="all")
         lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
