@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import os
 import signal
 import sys
 import threading
@@ -86,8 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.scheduler and args.backend not in (None, "dask"):
         raise ValueError(f"--scheduler is for the dask backend; it cannot be used with --backend {args.backend}")
     backend = "dask" if args.scheduler else args.backend
-    if args.n_jobs > (os.cpu_count() or 1):
-        print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {os.cpu_count()} cores here",
+    from flowsim.experiment.parallel import usable_cpus  # the count -1 means, so the warning agrees with it
+
+    if args.n_jobs > usable_cpus():
+        print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {usable_cpus()} cores here",
               file=sys.stderr)  # fmt: skip
     exp, out, meta = run(args.experiment, args.out, n_jobs=args.n_jobs, resume=args.resume,
                          progress=not args.quiet, backend=backend, scheduler=args.scheduler,

@@ -107,3 +107,12 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code == 2
+
+
+def test_more_workers_than_usable_cores_warns(tmp_path, capsys, monkeypatch):
+    from flowsim.experiment import parallel
+
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 1)  # as under `taskset -c 0`
+    exp = write(tmp_path, "tiny", "beta = 0.1", method="exact")
+    assert main(["run", str(exp), "--out", str(tmp_path / "o"), "--quiet", "--n-jobs", "2"]) == 0
+    assert "warning: --n-jobs 2 is more than the 1 cores here" in capsys.readouterr().err
