@@ -1,0 +1,78 @@
+"""Seeded synthetic preference datasets: N pairs (x, y_w, y_l) of token sequences, nothing downloaded.
+
+For each pair, from ``numpy.random.default_rng(data_seed)``:
+
+* the prompt x: ``prompt_len`` tokens uniform over the vocab; with ``n_prompts`` > 0 only that many
+  prompts are drawn and pair i takes prompt i mod n_prompts (so pairs share prompts);
+* y_w: ``response_len`` tokens uniform over the first ``token_pool`` tokens (all when 0): a small
+  pool makes pairs share tokens;
+* y_l: y_w with ``edit_distance`` positions (chosen without replacement) replaced by a different
+  token of the pool: its Hamming distance to y_w is exactly ``edit_distance`` (Pal et al.'s
+  "similar responses" are edit distance 1).
+
+All pairs are distinct as (x, y_w, y_l) triples only by chance; nothing forces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PairData:
+    """A dataset of N pairs: prompts (N, P), chosen and rejected responses (N, T), integer tokens."""
+
+    prompts: np.ndarray
+    chosen: np.ndarray
+    rejected: np.ndarray
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.prompts.shape[0])
+
+    def edit_distances(self) -> np.ndarray:
+        """Hamming distance between y_w and y_l of each pair, shape (N,)."""
+        return np.count_nonzero(self.chosen != self.rejected, axis=1)
+
+
+def make_pairs(spec) -> PairData:
+    """The dataset of a :class:`~flowsim.model.parameterisations.network.Network` spec.
+
+    >>> from flowsim.model.parameterisations.network import Network
+    >>> d = make_pairs(Network(n_pairs=4, edit_distance=2, response_len=3))
+    >>> d.prompts.shape, d.chosen.shape, d.edit_distances().tolist()
+    ((4, 2), (4, 3), [2, 2, 2, 2])
+    """
+    rng = np.random.default_rng(spec.data_seed)
+    n, pool = spec.n_pairs, spec.token_pool or spec.vocab
+    n_prompts = spec.n_prompts or n
+    prompts = rng.integers(0, spec.vocab, size=(n_prompts, spec.prompt_len))[np.arange(n) % n_prompts]
+    chosen = rng.integers(0, pool, size=(n, spec.response_len))
+    rejected = chosen.copy()
+    for i in range(n):
+        where = rng.choice(spec.response_len, size=spec.edit_distance, replace=False)
+        shift = rng.integers(1, pool, size=spec.edit_distance)  # a different token of the pool
+        rejected[i, where] = (chosen[i, where] + shift) % pool
+    return PairData(prompts, chosen, rejected)
+
+
+def contexts(prompts: np.ndarray, responses: np.ndarray, window: int, pad: int) -> np.ndarray:
+    """The context of each response token: the last ``window`` tokens of (x, y_<t), left-padded.
+
+    Shape (N, T, window), integers; ``pad`` fills positions before the sequence's start.
+
+    >>> contexts(np.array([[5]]), np.array([[1, 2]]), window=2, pad=9).tolist()
+    [[[9, 5], [5, 1]]]
+    """
+    n, p = prompts.shape
+    t = responses.shape[1]
+    seq = np.concatenate([np.full((n, window), pad), prompts, responses], axis=1)
+    # token y_s (s = 0..t-1) sits at window + p + s; its context ends just before it
+    ends = window + p + np.arange(t)
+    idx = ends[:, None] - window + np.arange(window)[None, :]
+    return seq[:, idx]
+
+
+__all__ = ["PairData", "contexts", "make_pairs"]

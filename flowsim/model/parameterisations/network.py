@@ -1,0 +1,152 @@
+r"""The ``network`` model's hyperparameters: a small causal LM, its synthetic data and its SFT stage.
+
+Unlike the other models, a network is not a :class:`~.base.Policy` of independent starts: the
+pairs of a dataset share its parameters, and its start is wherever the SFT stage left it.  This
+frozen dataclass only validates and carries the ``[model]`` fields (no torch import), so an
+experiment file is checked before anything is trained; the network itself is
+:mod:`flowsim.model.network` (torch), trained by :mod:`flowsim.dynamics.training`.
+
+The policy: log pi(y|x) = sum_t log softmax(f(c_t))[y_t] over the response's tokens, where the
+context c_t holds the last ``window`` tokens of (x, y_<t) (padded on the left with a pad symbol)
+and f is an MLP: embed each context token (``embedding = "learned"``, width ``width``; or
+``"one-hot"``, a frozen identity over the vocab + pad), concatenate, ``layers`` hidden layers
+(Linear + ``activation``) of width ``width``, then a readout to the ``vocab`` logits (with a
+bias if ``readout_bias``).  ``layers = 0`` is a linear readout of the embedded context.
+
+Exact special cases (tests/unit/test_network.py):
+
+* ``layers = 0, embedding = "one-hot", window = 1, prompt_len = 1, response_len = 1,
+  readout_bias = false``: the logits of the one prompt are one column of the readout, so the
+  network *is* the tabular softmax model ``logits`` with K = vocab;
+* ``layers = 0`` with a frozen readout Phi and bias b (``train = "embedding"``): z = b + Phi e(x),
+  the log-linear model ``features`` with theta = the prompt's embedding.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
+
+EMBEDDINGS = ("learned", "one-hot")
+ACTIVATIONS = ("tanh", "relu", "gelu")
+TRAINED_PARTS = ("all", "embedding", "readout")
+#: "chosen": SFT on y_w (with ``sft_mix`` weight on y_l and a fraction ``sft_noise`` of pairs
+#: whose SFT response is y_l); "target": SFT towards the grid point (p_w0, p_l0) for every pair;
+#: "none": the initialised network is the start.
+SFT_KINDS = ("chosen", "target", "none")
+#: What to run instead of torch when it is missing: the one-line fix.
+INSTALL_HINT = 'needs torch, which is not installed: pip install -e ".[nn]"'
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported (without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+@dataclass(frozen=True)
+class Network:
+    """A small causal LM with its synthetic preference data and SFT stage; see the module docstring.
+
+    Parameters
+    ----------
+    vocab, prompt_len, response_len, window : int
+        Tokens (>= 3), prompt and response lengths (>= 1) and the context window (>= 1).
+    layers, width : int
+        Hidden layers (>= 0) and their width (>= 1; also the learned embedding's width).
+    activation : {"tanh", "relu", "gelu"}
+    embedding : {"learned", "one-hot"}
+    readout_bias : bool
+    train : {"all", "embedding", "readout"}
+        Which parameters the DPO and SFT stages update (the rest stay at their initial values).
+    init_seed : int
+        torch.manual_seed of the initialisation (torch's default initialisers).
+    n_pairs : int
+        Preference pairs in the dataset (>= 1; 1 reproduces the single-pair models).
+    n_prompts : int
+        Distinct prompts (pairs share them round-robin); 0: one per pair.
+    token_pool : int
+        Responses draw their tokens from the first ``token_pool`` tokens (2..vocab; 0: all):
+        fewer means more tokens shared between pairs.
+    edit_distance : int
+        Positions (1..response_len) where y_l differs from y_w.
+    data_seed : int
+        numpy seed of the dataset (and of which pairs are noisy in SFT).
+    sft, sft_steps, sft_lr : str, int, float
+        The SFT stage (see :data:`SFT_KINDS`): full-batch Adam with lr ``sft_lr`` for ``sft_steps``.
+    sft_mix : float
+        Weight in [0, 1] of y_l's negative log-likelihood in "chosen" SFT (0: y_w only).
+    sft_noise : float
+        Fraction in [0, 1] of pairs whose "chosen" SFT response is y_l (flipped labels).
+    batch_size : int
+        Pairs per DPO step (0: the whole dataset); mini-batches cycle through a seeded permutation.
+    batch_seed : int
+        numpy seed of the mini-batches' order.
+    """
+
+    kind: ClassVar[str] = "network"
+    normalised: ClassVar[bool] = True
+    vocab: int = 12
+    prompt_len: int = 2
+    response_len: int = 3
+    window: int = 3
+    layers: int = 1
+    width: int = 16
+    activation: str = "tanh"
+    embedding: str = "learned"
+    readout_bias: bool = True
+    train: str = "all"
+    init_seed: int = 0
+    n_pairs: int = 1
+    n_prompts: int = 0
+    token_pool: int = 0
+    edit_distance: int = 1
+    data_seed: int = 0
+    sft: str = "chosen"
+    sft_steps: int = 50
+    sft_lr: float = 0.01
+    sft_mix: float = 0.0
+    sft_noise: float = 0.0
+    batch_size: int = 0
+    batch_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not torch_available():
+            raise ParamError("kind", INSTALL_HINT, self.kind)
+        set_ = object.__setattr__
+        for name, low in (("vocab", 3), ("prompt_len", 1), ("response_len", 1), ("window", 1), ("layers", 0),
+                          ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
+                          ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
+                          ("batch_seed", 0)):  # fmt: skip
+            set_(self, name, check_int(name, getattr(self, name), low))
+        set_(self, "activation", check_choice("activation", self.activation, ACTIVATIONS))
+        set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
+        set_(self, "train", check_choice("train", self.train, TRAINED_PARTS))
+        set_(self, "sft", check_choice("sft", self.sft, SFT_KINDS))
+        if not isinstance(self.readout_bias, bool):
+            raise ParamError("readout_bias", "must be true or false", self.readout_bias)
+        set_(self, "sft_lr", check_positive("sft_lr", self.sft_lr))
+        set_(self, "sft_mix", check_interval("sft_mix", self.sft_mix, 0.0, 1.0, closed="both"))
+        set_(self, "sft_noise", check_interval("sft_noise", self.sft_noise, 0.0, 1.0, closed="both"))
+
+    def check_relations(self) -> Network:
+        """The rules between fields (checked per swept combination, since each field is validated
+        alone against the others' defaults); returns self."""
+        if self.edit_distance > self.response_len:
+            raise ParamError("edit_distance", f"must be <= response_len = {self.response_len}", self.edit_distance)
+        if self.token_pool == 1 or self.token_pool > self.vocab:
+            raise ParamError("token_pool", f"must be 0 (all) or in 2..vocab = {self.vocab}", self.token_pool)
+        if self.n_prompts > self.n_pairs:
+            raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
+        if self.batch_size > self.n_pairs:
+            raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
+        return self
+
+    def params(self) -> dict[str, object]:
+        """The hyperparameters by name, as they go into a results table."""
+        return asdict(self)
+
+
+__all__ = ["INSTALL_HINT", "SFT_KINDS", "Network", "torch_available"]
