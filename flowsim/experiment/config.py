@@ -28,7 +28,7 @@ from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
 from flowsim.model.losses import LOSSES, Loss
-from flowsim.model.parameterisations import PARAMETERISATIONS, Parameterisation
+from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, Parameterisation
 
 #: "fixed": ref_w, ref_l given (default 1); "initial": the reference is the SFT start
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
@@ -93,7 +93,7 @@ class Experiment:
 
     @property
     def model_class(self) -> type[Parameterisation]:
-        return PARAMETERISATIONS[self.model_kind]
+        return {**PARAMETERISATIONS, **TRAINED_MODELS}[self.model_kind]
 
     def swept(self) -> dict[str, tuple]:
         """Every swept parameter in column order: the loss's, the references, the model's, the dynamics'."""
@@ -233,12 +233,19 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     exact, solver = _parse_solver(t.table("solver"), losses, model_kind, stop)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
-    return Experiment(
+    # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
+    grid = Grid(kind="random", n=1) if model_kind in TRAINED_MODELS and "grid" not in doc else _parse_grid(t.table("grid"))
+    exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
-        model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=_parse_grid(t.table("grid")),
+        model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
         stop=stop,
         exact=exact, solver=solver, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"], claims=dict(claims),
     )  # fmt: skip
+    if model_kind in TRAINED_MODELS:  # a network: its own rules (flowsim.experiment.network)
+        from flowsim.experiment import network
+
+        exp = network.finish(exp, doc, t.fail)
+    return exp
 
 
 def _parse_losses(t: _Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
@@ -286,9 +293,14 @@ def _parse_dynamics(t: _Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
 
 def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
     kind = t.get("kind", str, default="ratio")
-    if kind not in PARAMETERISATIONS:
-        t.fail("kind", kind, f"must be one of {sorted(PARAMETERISATIONS)}")
-    cls = PARAMETERISATIONS[kind]
+    known = {**PARAMETERISATIONS, **TRAINED_MODELS}
+    if kind not in known:
+        t.fail("kind", kind, f"must be one of {sorted(known)}")
+    cls = known[kind]
+    try:
+        cls()  # a model that needs an optional extra says which (the network: torch)
+    except ParamError as exc:
+        t.fail(exc.key, exc.value, exc.rule)
     t.allow({"kind", "reference", *(f.name for f in dataclasses.fields(cls))})  # type: ignore[arg-type]
     return kind, _swept_fields(t, cls)
 

@@ -25,6 +25,7 @@ from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
 from flowsim.experiment.schema import NULLABLE_INT, columns
 from flowsim.model.objective import Objective
+from flowsim.model.parameterisations import TRAINED_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,10 @@ def _references(exp: Experiment, combo: dict[str, Any], p0: np.ndarray) -> np.nd
 
 def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     """Compute one chunk's rows."""
+    if exp.model_kind in TRAINED_MODELS:  # a network: trainings of datasets, a row per pair
+        from flowsim.experiment.network import run_network_chunk
+
+        return run_network_chunk(exp, chunk)
     loss, model = exp.split(chunk.combo)
     policy = model.bind(chunk.p0, chunk.ref)
     optimiser = exp.optimiser(chunk.combo)

@@ -11,12 +11,17 @@ from __future__ import annotations
 from flowsim.model.parameterisations.base import Parameterisation, Policy
 from flowsim.model.parameterisations.features import FeaturePolicy, LogLinearFeatures
 from flowsim.model.parameterisations.logits import LogitsPolicy, SoftmaxLogits
+from flowsim.model.parameterisations.network import Network
 from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
 #: Parameterisation classes by the ``kind`` used in experiment files.
 PARAMETERISATIONS: dict[str, type[Parameterisation]] = {
     cls.kind: cls for cls in (RatioPlane, SoftmaxLogits, LogLinearFeatures)
 }
+#: Models trained by their own loop (pairs of a dataset share parameters; not a Policy of starts):
+#: their ``[model]`` fields are validated like a parameterisation's, and the sweep hands them to
+#: :mod:`flowsim.experiment.network`.
+TRAINED_MODELS: dict[str, type] = {Network.kind: Network}
 
 
 def make_parameterisation(kind: str, **params: object) -> Parameterisation:
@@ -28,5 +33,5 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["PARAMETERISATIONS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Parameterisation", "Policy",
-           "RatioPlane", "RatioPolicy", "SoftmaxLogits", "make_parameterisation"]  # fmt: skip
+__all__ = ["PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Network", "Parameterisation",
+           "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits", "make_parameterisation"]  # fmt: skip
