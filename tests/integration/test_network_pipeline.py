@@ -1,0 +1,85 @@
+"""The network model end to end: a sweep of trainings into a run folder, resumed, and the CLI's errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from flowsim.analysis.tables import region_table  # noqa: E402
+from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E402
+from flowsim.experiment.execute import run_sweep  # noqa: E402
+from flowsim.experiment.network import EXTRA  # noqa: E402
+from flowsim.experiment.store import read_flows  # noqa: E402
+from flowsim.experiment.sweep import chunks, run_chunk  # noqa: E402
+
+SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
+DOC = {"name": "net", "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},
+       "model": SMALL | {"n_pairs": [1, 4], "init_seed": [0, 1]},
+       "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.002}},
+       "stop": {"max_steps": 150, "p2_floor": 1e-12}}  # fmt: skip
+
+
+def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_workers(tmp_path):
+    exp = parse_experiment(DOC)
+    meta = run_sweep(exp, tmp_path / "a", n_jobs=2, progress=False)
+    flows = read_flows(tmp_path / "a")
+    # 2 losses x 2 sizes x 2 seeds x 2 optimisers trainings; a row per pair
+    assert meta["rows"] == len(flows) == 2 * 2 * (1 + 4) * 2
+    assert set(flows["model"]) == {"network"} and set(flows["status"]) <= {"timeout", "reached_loss", "converged", "stationary"}
+    assert set(EXTRA) <= set(flows.columns)
+    four = flows[flows["n_pairs"] == 4]
+    assert sorted(set(four["pair"])) == [0, 1, 2, 3]
+    means = four.groupby(["loss", "init_seed", "dynamics"])["p1_0"].mean()
+    np.testing.assert_allclose(means.to_numpy(), four.groupby(["loss", "init_seed", "dynamics"])["p1_0_mean"].first())
+    assert np.all(flows["x1_0"].round(12) == 1.0)  # the reference is each pair's SFT checkpoint
+    assert len(region_table(flows))  # the existing region tables read network rows
+    again = run_sweep(exp, tmp_path / "c", n_jobs=1, chunk_size=1, progress=False)
+    assert again["flows_sha256"] == meta["flows_sha256"]  # rows do not depend on the workers
+
+
+def test_sft_targets_come_from_the_grid():
+    doc = {"name": "t", "model": SMALL | {"sft": "target", "sft_steps": 200}, "dynamics": {"kind": "gd", "lr": 0.05},
+           "grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}},
+           "stop": {"max_steps": 5}}  # fmt: skip
+    exp = parse_experiment(doc)
+    df = run_chunk(exp, next(chunks(exp, 16)))
+    assert len(df) == 4
+    np.testing.assert_allclose(df[["p1_0", "p2_0"]], df[["target_w", "target_l"]], rtol=0.1)
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"dynamics": {"kind": "flow"}}, "dynamics.kind has no network version"),
+    ({"model": SMALL | {"n_prompts": 3}}, "model.n_prompts must be <= n_pairs = 1"),
+    ({"grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}}},
+     'grid is read only by model.sft = "target"'),
+    ({"model": SMALL | {"sft": "target"}}, 'grid is required with model.sft = "target"'),
+])  # fmt: skip
+def test_network_experiments_are_validated(patch, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_experiment({"name": "t", "model": SMALL, "dynamics": {"kind": "gd"}} | patch)
+
+
+def test_without_torch_the_cli_exits_2_naming_the_extra(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('name = "n"\n[model]\nkind = "network"\n[dynamics]\nkind = "gd"\n')
+    # torch made unimportable: a meta-path finder that refuses it, installed before flowsim runs
+    code = ("import sys, importlib.abc\n"
+            "class No(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'torch' or name.startswith('torch.'):\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, No())\n"
+            "import importlib.util\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else _f(name, *a)\n"
+            "from flowsim.cli import main\n"
+            f"sys.exit(main(['run', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n")  # fmt: skip
+    code = code.replace("import importlib.util\n", "import importlib.util\n_f = importlib.util.find_spec\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install -e ".[nn]"' in lines[0] and "model.kind" in lines[0], out.stderr
