@@ -43,7 +43,6 @@ from flowsim.model.network.bridge import batch_loss, pair_losses
 from flowsim.model.network.module import DTYPE, CausalMLP, PairBatch, trainable
 
 
-
 def torch_optimiser(opt: Optimiser, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The torch.optim optimiser of a flowsim one (the same definitions; see flowsim.dynamics.optimisers)."""
     kind = opt.kind
@@ -63,7 +62,7 @@ def torch_optimiser(opt: Optimiser, params: list[torch.nn.Parameter]) -> torch.o
 def sft_weights(spec, n_pairs: int) -> np.ndarray:
     """Per-pair NLL weights (n, 2) on (y_w, y_l) of "chosen" SFT: (1, sft_mix), flipped for noisy pairs."""
     w = np.tile([1.0, spec.sft_mix], (n_pairs, 1))
-    n_noisy = int(round(spec.sft_noise * n_pairs))
+    n_noisy = round(spec.sft_noise * n_pairs)
     if n_noisy:
         noisy = np.random.default_rng([spec.data_seed, 1]).choice(n_pairs, size=n_noisy, replace=False)
         w[noisy] = w[noisy, ::-1]

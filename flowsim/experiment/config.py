@@ -156,6 +156,8 @@ class Experiment:
         return {"kind": list(self.loss_kinds)} | one_or_list(self.loss_given)
 
     def n_rows(self) -> int:
+        if self.model_kind in TRAINED_MODELS:  # a network writes a row per pair of each training
+            return sum(c["n_pairs"] for c in self.parameter_sets()) * len(self.grid)
         return len(self.parameter_sets()) * len(self.grid)
 
     def as_dict(self) -> dict[str, Any]:
@@ -234,7 +236,8 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
-    grid = Grid(kind="random", n=1) if model_kind in TRAINED_MODELS and "grid" not in doc else _parse_grid(t.table("grid"))
+    no_grid = model_kind in TRAINED_MODELS and "grid" not in doc
+    grid = Grid(kind="random", n=1) if no_grid else _parse_grid(t.table("grid"))
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,

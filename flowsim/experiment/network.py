@@ -151,7 +151,8 @@ def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame
              "p2_0_mean": p0[:, 1].mean(), "p1_final_mean": p[:, 0].mean(), "p2_final_mean": p[:, 1].mean(),
              "displaced_frac": rec.displaced.mean(), "loss_0_mean": rec.loss_0.mean(),
              "loss_final_mean": rec.loss_final.mean(), "train_status": rec.train_status, "sft_objective": sft_value,
-             "target_w": np.nan if target is None else target[0], "target_l": np.nan if target is None else target[1]}  # fmt: skip
+             "target_w": np.nan if target is None else target[0],
+             "target_l": np.nan if target is None else target[1]}  # fmt: skip
     for k, v in extra.items():
         df[k] = v
     return df[network_columns(exp)]

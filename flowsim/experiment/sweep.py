@@ -66,7 +66,9 @@ def starts(exp: Experiment, index: np.ndarray | None = None) -> tuple[int, int]:
 
 
 def n_rows(exp: Experiment) -> int:
-    """Rows of the flows table: combinations x starts."""
+    """Rows of the flows table: combinations x starts (x pairs, for a network)."""
+    if exp.model_kind in TRAINED_MODELS:
+        return sum(c["n_pairs"] for c in exp.parameter_sets()) * starts(exp)[0]
     return len(exp.parameter_sets()) * starts(exp)[0]
 
 

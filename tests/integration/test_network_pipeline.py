@@ -30,7 +30,12 @@ def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_worker
     flows = read_flows(tmp_path / "a")
     # 2 losses x 2 sizes x 2 seeds x 2 optimisers trainings; a row per pair
     assert meta["rows"] == len(flows) == 2 * 2 * (1 + 4) * 2
-    assert set(flows["model"]) == {"network"} and set(flows["status"]) <= {"timeout", "reached_loss", "converged", "stationary"}
+    assert set(flows["model"]) == {"network"} and set(flows["status"]) <= {
+        "timeout",
+        "reached_loss",
+        "converged",
+        "stationary",
+    }
     assert set(EXTRA) <= set(flows.columns)
     four = flows[flows["n_pairs"] == 4]
     assert sorted(set(four["pair"])) == [0, 1, 2, 3]

@@ -58,7 +58,9 @@ def test_tabular_network_is_the_logits_model(loss, opt):
     policy = SoftmaxLogits(K=K).bind(P0[None], P0[None])  # the standard reference: the SFT model
     want = flowsim_steps(loss, policy, opt, 60)
     log_ref = np.log(P0)[None]
-    rec = train_pairs(net, batch, loss, opt, StopRule(max_steps=60, p2_floor=1e-12, stationary_tol=0.0), log_ref, path=True)
+    rec = train_pairs(
+        net, batch, loss, opt, StopRule(max_steps=60, p2_floor=1e-12, stationary_tol=0.0), log_ref, path=True
+    )
     assert rec.steps == 60 and rec.train_status == "timeout"
     lp = want - np.logaddexp.reduce(want, axis=1, keepdims=True)  # log softmax(theta_k)
     np.testing.assert_allclose(rec.path_logp[:, 0], lp[:, :2], rtol=0, atol=1e-10)
@@ -176,8 +178,9 @@ def test_minibatches_and_a_dataset_of_pairs_train():
     batch = PairBatch(make_pairs(spec), spec.window, net.pad)
     sft(net, batch, spec)
     lr0 = batch.log_probs(net).detach().numpy()
-    rec = train_pairs(net, batch, DPO(beta=0.5), Adam(lr=0.01), StopRule(max_steps=100, p2_floor=1e-100), lr0,
-                      batch_size=2)
+    rec = train_pairs(
+        net, batch, DPO(beta=0.5), Adam(lr=0.01), StopRule(max_steps=100, p2_floor=1e-100), lr0, batch_size=2
+    )
     assert rec.steps == 100 and np.mean(rec.loss_final) < np.mean(rec.loss_0)
     assert np.all(rec.h[:, 0] - rec.h[:, 1] > 0)
 

@@ -33,5 +33,6 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Network", "Parameterisation",
-           "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits", "make_parameterisation"]  # fmt: skip
+__all__ = ["PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Network",
+           "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits",
+           "make_parameterisation"]  # fmt: skip
