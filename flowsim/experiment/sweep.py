@@ -80,6 +80,10 @@ def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) ->
     """
     index = kept(exp) if index is None else index
     n, _ = starts(exp, index)
+    if exp.model_kind in TRAINED_MODELS:  # torch, imported here once, before the workers fork
+        from flowsim.experiment.network import warm_up
+
+        warm_up()
     k = 0
     for combo in exp.parameter_sets():
         for lo in range(0, n, chunk_size):

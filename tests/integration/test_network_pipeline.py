@@ -14,7 +14,7 @@ from flowsim.analysis.tables import region_table  # noqa: E402
 from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E402
 from flowsim.experiment.execute import run_sweep  # noqa: E402
 from flowsim.experiment.network import EXTRA  # noqa: E402
-from flowsim.experiment.store import read_flows  # noqa: E402
+from flowsim.experiment.store import RunFolder, read_flows  # noqa: E402
 from flowsim.experiment.sweep import chunks, run_chunk  # noqa: E402
 
 SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
@@ -45,6 +45,26 @@ def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_worker
     assert len(region_table(flows))  # the existing region tables read network rows
     again = run_sweep(exp, tmp_path / "c", n_jobs=1, chunk_size=1, progress=False)
     assert again["flows_sha256"] == meta["flows_sha256"]  # rows do not depend on the workers
+
+
+def test_an_interrupted_network_sweep_resumes_to_the_same_rows(tmp_path, monkeypatch):
+    exp = parse_experiment(DOC | {"loss": {"kind": "dpo", "beta": 0.5}, "model": SMALL | {"n_pairs": [1, 4]}})
+    whole = run_sweep(exp, tmp_path / "whole", n_jobs=1, progress=False)
+    real, written = RunFolder.write_chunk, []
+
+    def write_chunk(self, index, *a, **k):  # interrupted once two trainings are written
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(index)
+        return real(self, index, *a, **k)
+
+    monkeypatch.setattr(RunFolder, "write_chunk", write_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(exp, tmp_path / "cut", n_jobs=1, progress=False)
+    monkeypatch.setattr(RunFolder, "write_chunk", real)
+    assert len(sorted((tmp_path / "cut" / ".partial").glob("chunk_*.json"))) == 2
+    resumed = run_sweep(exp, tmp_path / "cut", n_jobs=1, resume=True, progress=False)
+    assert resumed["flows_sha256"] == whole["flows_sha256"] and resumed["rows"] == whole["rows"] == 2 * (1 + 4)
 
 
 def test_sft_targets_come_from_the_grid():
