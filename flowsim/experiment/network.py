@@ -6,7 +6,7 @@ by the SFT stage (whose checkpoint is the start), then trained on the preference
 (:mod:`flowsim.dynamics.training`).  It writes one row per pair in the flows.csv schema, with
 p1_0, p2_0 = where SFT left that pair (p_w0, p_l0), so regions, tables and heatmaps read them as
 any start, plus the columns of :data:`EXTRA` (the pair's index, the dataset's means, the SFT
-objective, the target).
+objective, the target, and with ``path_points`` > 0 the pair's trajectory as JSON).
 
 The grid is read only by ``sft = "target"``: each grid point (p1, p2) is the target every pair
 of the dataset is fine-tuned towards (and p1_0, p2_0 record where it actually landed).  The other
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from flowsim.experiment.schema import NULLABLE_INT, columns
 #: Columns a network row adds after the flows.csv columns.
 EXTRA = ("pair", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "p1_0_mean", "p2_0_mean",
          "p1_final_mean", "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status",
-         "sft_objective", "target_w", "target_l")  # fmt: skip
+         "sft_objective", "target_w", "target_l", "path")  # fmt: skip
 #: The grid of an experiment whose SFT does not read it: one point (ignored).
 ONE_POINT = Grid(kind="mesh", p1=Axis(0.5, 1.0, 1), p2=Axis(0.25, 1.0, 1))
 
@@ -116,8 +117,8 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(combo["reference"], combo, logp0)
-    rec = train_pairs(net, batch, loss, exp.optimiser(combo), exp.stop, log_ref,
-                      batch_size=spec.batch_size, batch_seed=spec.batch_seed)  # fmt: skip
+    rec = train_pairs(net, batch, loss, exp.optimiser(combo), exp.stop, log_ref, batch_size=spec.batch_size,
+                      batch_seed=spec.batch_seed, path=spec.path_points > 0)  # fmt: skip
     return spec, sft_value, log_ref, rec
 
 
@@ -133,6 +134,14 @@ def run_network_chunk(exp, chunk) -> pd.DataFrame:
     targets = chunk.combo.get("sft") == "target"
     parts = [_rows(exp, chunk.combo, chunk.p0[i] if targets else None) for i in range(len(chunk.p0))]
     return pd.concat(parts, ignore_index=True)
+
+
+def path_column(rec, points: int, lr: float) -> list[str]:
+    """Each pair's trajectory as JSON: [[t, log pi(y_w), log pi(y_l)], ...] at ``points`` steps ('' if 0)."""
+    if not points:
+        return [""] * len(rec.logp)
+    k = np.unique(np.round(np.linspace(0, rec.steps, points)).astype(int))
+    return [json.dumps([[float(i * lr), *map(float, rec.path_logp[i, j])] for i in k]) for j in range(len(rec.logp))]
 
 
 def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame:
@@ -168,7 +177,8 @@ def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame
              "displaced_frac": rec.displaced.mean(), "loss_0_mean": rec.loss_0.mean(),
              "loss_final_mean": rec.loss_final.mean(), "train_status": rec.train_status, "sft_objective": sft_value,
              "target_w": np.nan if target is None else target[0],
-             "target_l": np.nan if target is None else target[1]}  # fmt: skip
+             "target_l": np.nan if target is None else target[1],
+             "path": path_column(rec, spec.path_points, exp.optimiser(combo).lr)}  # fmt: skip
     for k, v in extra.items():
         df[k] = v
     return df[network_columns(exp)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -19,17 +20,17 @@ from flowsim.experiment.sweep import chunks, run_chunk  # noqa: E402
 
 SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
 DOC = {"name": "net", "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},
-       "model": SMALL | {"n_pairs": [1, 4], "init_seed": [0, 1]},
+       "model": SMALL | {"n_pairs": [1, 4]},
        "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.002}},
-       "stop": {"max_steps": 150, "p2_floor": 1e-12}}  # fmt: skip
+       "stop": {"max_steps": 80, "p2_floor": 1e-12}}  # fmt: skip
 
 
 def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_workers(tmp_path):
     exp = parse_experiment(DOC)
     meta = run_sweep(exp, tmp_path / "a", n_jobs=2, progress=False)
     flows = read_flows(tmp_path / "a")
-    # 2 losses x 2 sizes x 2 seeds x 2 optimisers trainings; a row per pair
-    assert meta["rows"] == len(flows) == 2 * 2 * (1 + 4) * 2
+    # 2 losses x 2 sizes x 2 optimisers trainings; a row per pair
+    assert meta["rows"] == len(flows) == exp.n_rows() == 2 * (1 + 4) * 2
     assert set(flows["model"]) == {"network"} and set(flows["status"]) <= {
         "timeout",
         "reached_loss",
@@ -39,8 +40,8 @@ def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_worker
     assert set(EXTRA) <= set(flows.columns)
     four = flows[flows["n_pairs"] == 4]
     assert sorted(set(four["pair"])) == [0, 1, 2, 3]
-    means = four.groupby(["loss", "init_seed", "dynamics"])["p1_0"].mean()
-    np.testing.assert_allclose(means.to_numpy(), four.groupby(["loss", "init_seed", "dynamics"])["p1_0_mean"].first())
+    means = four.groupby(["loss", "dynamics"])["p1_0"].mean()
+    np.testing.assert_allclose(means.to_numpy(), four.groupby(["loss", "dynamics"])["p1_0_mean"].first())
     assert np.all(flows["x1_0"].round(12) == 1.0)  # the reference is each pair's SFT checkpoint
     assert len(region_table(flows))  # the existing region tables read network rows
     again = run_sweep(exp, tmp_path / "c", n_jobs=1, chunk_size=1, progress=False)
@@ -68,13 +69,19 @@ def test_an_interrupted_network_sweep_resumes_to_the_same_rows(tmp_path, monkeyp
 
 
 def test_sft_targets_come_from_the_grid():
-    doc = {"name": "t", "model": SMALL | {"sft": "target", "sft_steps": 200}, "dynamics": {"kind": "gd", "lr": 0.05},
+    doc = {"name": "t", "model": SMALL | {"sft": "target", "sft_steps": 200, "path_points": 3},
+           "dynamics": {"kind": "gd", "lr": 0.05},
            "grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}},
            "stop": {"max_steps": 5}}  # fmt: skip
     exp = parse_experiment(doc)
     df = run_chunk(exp, next(chunks(exp, 16)))
     assert len(df) == 4
     np.testing.assert_allclose(df[["p1_0", "p2_0"]], df[["target_w", "target_l"]], rtol=0.1)
+    for _, row in df.iterrows():  # the trajectory: start, middle and stop, as [t, log p_w, log p_l]
+        path = np.array(json.loads(row["path"]))
+        assert path.shape == (3, 3) and path[0, 0] == 0.0 and path[-1, 0] == row["t_stop"]
+        np.testing.assert_allclose(path[0, 1:], [row["logp_w0"], row["logp_l0"]], rtol=1e-12)
+        np.testing.assert_allclose(path[-1, 1:], [row["logp_w_final"], row["logp_l_final"]], rtol=1e-12)
 
 
 @pytest.mark.parametrize(("patch", "message"), [

@@ -84,6 +84,9 @@ class Network:
         Pairs per DPO step (0: the whole dataset); mini-batches cycle through a seeded permutation.
     batch_seed : int
         numpy seed of the mini-batches' order.
+    path_points : int
+        Points of each pair's trajectory kept in its row's ``path`` column (0: none): the steps
+        round(linspace(0, steps, path_points)), each as [t, log pi(y_w), log pi(y_l)].
     """
 
     kind: ClassVar[str] = "network"
@@ -111,6 +114,7 @@ class Network:
     sft_noise: float = 0.0
     batch_size: int = 0
     batch_seed: int = 0
+    path_points: int = 0
 
     def __post_init__(self) -> None:
         if not torch_available():
@@ -119,7 +123,7 @@ class Network:
         for name, low in (("vocab", 3), ("prompt_len", 1), ("response_len", 1), ("window", 1), ("layers", 0),
                           ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
                           ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
-                          ("batch_seed", 0)):  # fmt: skip
+                          ("batch_seed", 0), ("path_points", 0)):  # fmt: skip
             set_(self, name, check_int(name, getattr(self, name), low))
         set_(self, "activation", check_choice("activation", self.activation, ACTIVATIONS))
         set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
