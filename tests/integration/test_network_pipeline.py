@@ -115,3 +115,16 @@ def test_without_torch_the_cli_exits_2_naming_the_extra(tmp_path):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and 'pip install -e ".[nn]"' in lines[0] and "model.kind" in lines[0], out.stderr
+
+
+def test_reference_modes_on_a_network():
+    # "initial": pi_ref = each pair's SFT checkpoint (x0 = 1); "none": pi_ref = 1 (x0 = p0)
+    doc = {"name": "t", "model": SMALL | {"n_pairs": 3, "sft_steps": 10, "reference": ["initial", "none"]},
+           "dynamics": {"kind": "gd", "lr": 0.05}, "stop": {"max_steps": 3}}  # fmt: skip
+    exp = parse_experiment(doc)
+    rows = {c.combo["reference"]: run_chunk(exp, c) for c in chunks(exp, 16)}
+    np.testing.assert_allclose(rows["initial"][["x1_0", "x2_0"]], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(rows["none"][["x1_0", "x2_0"]].to_numpy(), rows["none"][["p1_0", "p2_0"]].to_numpy())
+    np.testing.assert_allclose(rows["none"][["ref_w", "ref_l"]], 1.0)
+    # the same SFT checkpoint either way; only the loss's reference differs
+    np.testing.assert_array_equal(rows["none"]["logp_w0"], rows["initial"]["logp_w0"])
