@@ -132,7 +132,7 @@ def test_sequence_log_prob_is_the_sum_of_token_log_probs():
             for t in range(3):
                 end = spec.window + 2 + t
                 ctx = torch.as_tensor(seq[end - spec.window : end])
-                total += float(torch.log_softmax(net(ctx), -1)[y[t]])
+                total += torch.log_softmax(net(ctx), -1)[y[t]].item()
             assert abs(got[i, j] - total) < 1e-12
 
 
