@@ -71,34 +71,52 @@ JS_INPUT = """(name) => {
 }"""
 
 
+class Server:
+    """`python -m flowsim explore results/paper` on a free port, started at once; ``url`` waits for its address."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "flowsim", "explore", str(RUN)], cwd=ROOT, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.err: list[str] = []
+        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True).start()
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            line = self.proc.stdout.readline()  # printed when the server listens
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            assert found, f"no address printed: {line!r}; stderr: {''.join(self.err)}"
+            self._url = found.group(0)
+        return self._url
+
+
 @pytest.fixture(scope="module")
 def server():
-    """`python -m flowsim explore results/paper` on a free port; yields (url, process)."""
-    proc = subprocess.Popen([sys.executable, "-m", "flowsim", "explore", str(RUN)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    err: list[str] = []
-    threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()
+    srv = Server()
     try:
-        line = proc.stdout.readline()  # the server prints its address when it listens
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert found, f"no address printed: {line!r}; stderr: {''.join(err)}"
-        yield found.group(0), proc, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+        yield srv
+    finally:  # never left running, whatever the tests did
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+        srv.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
-    url = server[0]
+def run():
+    return flowsim.load(RUN)
+
+
+@pytest.fixture(scope="module")
+def page(server, run):  # run: read here while the server starts
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)  # while the server starts
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 760})
             off_host: list[str] = []
             pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1"))
                   else off_host.append(r.url))  # fmt: skip
+            url = server.url
             tic = time.perf_counter()
             pg.goto(url)
             pg.wait_for_function(
@@ -152,15 +170,15 @@ def test_the_page_loads_from_this_machine_alone(page):
     assert len(page.evaluate(JS_DATA, "field")["x0"]) == 15 * 15
 
 
-def test_a_click_draws_the_flow_that_integrate_gives(page):
-    exp = flowsim.load(RUN).experiment
+def test_a_click_draws_the_flow_that_integrate_gives(page, run):
+    exp = run.experiment
     seconds = _click(page, 0.30, 0.60)
     start = page.evaluate(JS_DATA, "start")
     p0 = (start["p1"][0], start["p2"][0])  # snapped to the run's start nearest the click
     drawn = page.evaluate(JS_DATA, "run_path")
     want = _expected("ratio", p0, exp)
     np.testing.assert_allclose(np.c_[drawn["p1"], drawn["p2"]], want, rtol=1e-12, atol=1e-15)
-    row = flowsim.load(RUN).flows.query("p1_0 == @p0[0] and p2_0 == @p0[1]").iloc[0]
+    row = run.flows.query("p1_0 == @p0[0] and p2_0 == @p0[1]").iloc[0]
     np.testing.assert_allclose([drawn["p1"][-1], drawn["p2"][-1]], [row.p1_final, row.p2_final], rtol=1e-9)
     info = page.evaluate(JS_TEXT, "info")
     ms = [float(m) for m in re.findall(r"<td>(\d+)</td></tr>", info)]
@@ -168,8 +186,8 @@ def test_a_click_draws_the_flow_that_integrate_gives(page):
     assert ms and max(ms) < 1000  # < 200 ms measured unloaded; generous under a loaded CI machine
 
 
-def test_switching_the_model_redraws_the_compared_path(page):
-    exp = flowsim.load(RUN).experiment
+def test_switching_the_model_redraws_the_compared_path(page, run):
+    exp = run.experiment
     before = page.evaluate(JS_DATA, "compare_path")
     _set(page, "model", "logits")
     page.wait_for_function("(n) => { const d = Bokeh.documents[0].get_model_by_name('compare_path').data.p1;"
@@ -212,9 +230,9 @@ def test_hovering_a_cell_shows_its_row_and_the_screenshot(page, tmp_path):
 
 
 def test_ctrl_c_stops_the_server_cleanly(server, page):
-    _, proc, err = server
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(15) == 130
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(15) == 130
     time.sleep(0.2)  # the reader thread drains stderr
-    assert "Traceback" not in "".join(err), "".join(err)
-    assert "interrupted" in "".join(err)
+    err = "".join(server.err)
+    assert "Traceback" not in err, err
+    assert "interrupted" in err

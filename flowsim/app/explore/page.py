@@ -83,10 +83,14 @@ def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
         first = rows.iloc[0]
         combo = exp.combo_of(first) | {"reference": str(first.get("reference", "fixed"))}
         combo |= {k: float(first[k]) for k in ("ref_w", "ref_l")}
-        label = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in zip(keys, key, strict=True))
+        label = ", ".join(f"{k} = {_shown(v)}" for k, v in zip(keys, key, strict=True))
         groups.append(Group(label, rows.reset_index(drop=True), combo, compute.setting_of(exp, first)))
     cols = ("status", *compute.numeric_columns(flows))
     return RunData(name, exp, tuple(groups), cols)
+
+
+def _shown(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _palette(cmap: str) -> list[str]:
@@ -166,9 +170,7 @@ class Explorer:
             "model": Select(title="model", options=list(PARAMETERISATIONS), value=s.model, name="model"),
             "loss": Select(title="loss", options=list(LOSSES), value=s.loss, name="loss"),
             "beta": TextInput(title="β", value=s.beta, name="beta"),
-            "reference": Select(
-                title="reference", options=list(REFERENCE_MODES), value=s.reference, name="reference"
-            ),
+            "reference": Select(title="reference", options=list(REFERENCE_MODES), value=s.reference, name="reference"),
             "ref_w": TextInput(title="ref_w (reference fixed)", value=s.ref_w, name="ref_w"),
             "ref_l": TextInput(title="ref_l (reference fixed)", value=s.ref_l, name="ref_l"),
             "dynamics": Select(title="dynamics", options=[FLOW, *OPTIMISERS], value=s.dynamics, name="dynamics"),
