@@ -132,6 +132,7 @@ def page(server, run):  # run: read here while the server starts
 
 def _click(page, p1: float, p2: float, paths: bool = True) -> float:
     """Click the plane at (p1, p2); wait until (with ``paths``) both paths are drawn from there; the seconds."""
+    page.mouse.move(5, 740)  # off the plane first: a row's tooltip must not lie over the point
     x, y = page.evaluate(JS_PIXEL, [p1, p2])
     tic = time.perf_counter()
     page.mouse.click(x, y)
@@ -214,19 +215,22 @@ def test_a_bad_value_shows_the_config_error_and_the_page_lives_on(page):
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('error').text.includes('it needs p1 + p2')")
 
 
-def test_hovering_a_cell_shows_its_row_and_the_screenshot(page, tmp_path):
+def test_the_screenshot_then_hovering_a_cell_shows_its_row(page, tmp_path):
     _set(page, "model", "logits")
     _click(page, 0.20, 0.45)
+    out = Path(os.environ.get("FLOWSIM_SCREENSHOT", tmp_path / "explore.png"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(5, 740)  # off the plane: no tooltip in the picture
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out))
+    assert out.stat().st_size > 20_000
     x, y = page.evaluate(JS_PIXEL, [0.62, 0.28])
     page.mouse.move(x, y)
     tip = page.locator(".bk-Tooltip", has_text="p1_final").first
     tip.wait_for(state="visible", timeout=10_000)
     text = tip.evaluate(JS_DEEP_TEXT)
     assert "t_stop" in text and "p1_final" in text and "region" in text, text
-    out = Path(os.environ.get("FLOWSIM_SCREENSHOT", tmp_path / "explore.png"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(out))
-    assert out.stat().st_size > 20_000
+    assert "0.62" in text and "0.28" in text  # the hovered start's own row
 
 
 def test_ctrl_c_stops_the_server_cleanly(server, page):

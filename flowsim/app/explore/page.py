@@ -59,6 +59,8 @@ class Group:
     rows: pd.DataFrame
     combo: dict[str, Any]
     setting: Setting
+    #: the rows as the heatmap's columns (made once per server, copied into each page)
+    cells: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,17 @@ def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
         exp = parse_experiment({"name": "explore", "loss": {"kind": "dpo"}}, source=compute.SOURCE)
     params = parameter_columns(flows)
     keys = [*params, *(c for c in compute.SETTING_COLUMNS if c in flows.columns and c not in params)]
+    # the label names what varies between the combinations, and always beta and the references (as the figures do)
+    named = {k for k in keys if flows[k].nunique(dropna=False) > 1} | {"beta", "ref_w", "ref_l"}
     groups = []
     for key, rows in flows.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         first = rows.iloc[0]
         combo = exp.combo_of(first) | {"reference": str(first.get("reference", "fixed"))}
         combo |= {k: float(first[k]) for k in ("ref_w", "ref_l")}
-        label = ", ".join(f"{k} = {_shown(v)}" for k, v in zip(keys, key, strict=True))
-        groups.append(Group(label, rows.reset_index(drop=True), combo, compute.setting_of(exp, first)))
+        label = ", ".join(f"{k} = {_shown(v)}" for k, v in zip(keys, key, strict=True) if k in named)
+        rows = rows.reset_index(drop=True)
+        groups.append(Group(label, rows, combo, compute.setting_of(exp, first), _cells_data(rows)))
     cols = ("status", *compute.numeric_columns(flows))
     return RunData(name, exp, tuple(groups), cols)
 
@@ -153,6 +158,7 @@ class Explorer:
         self._figures()
         self._wire()
         self.recolour()
+        self.draw_field()
         doc.title = f"flowsim explore: {data.name}"
         doc.add_root(self.layout())
 
@@ -185,7 +191,7 @@ class Explorer:
         p = figure(name="plane", width=640, height=600, x_range=(0, 1), y_range=(0, 1), match_aspect=True,
                    tools="pan,wheel_zoom,box_zoom,reset,save", title=tip,
                    x_axis_label="p1 = π(y_w|x) at the start", y_axis_label="p2 = π(y_l|x) at the start")  # fmt: skip
-        self.cells = ColumnDataSource(_cells_data(self.group.rows), name="cells")
+        self.cells = ColumnDataSource(self._cells(), name="cells")
         self.rects = p.rect("p1_0", "p2_0", "_w", "_h", source=self.cells, line_color=None)
         self.colorbar = ColorBar(width=12, title_text_font_size="9pt")
         p.add_layout(self.colorbar, "right")
@@ -223,11 +229,12 @@ class Explorer:
 
     def _time_figure(self):
         t = figure(name="time", width=420, height=300, x_axis_type="log", y_axis_type="log",
-                   title="the paths in time: p_w (blue), p_l (vermillion)", x_axis_label="t (flow time; lr × steps)",
-                   y_axis_label="probability", tools="pan,wheel_zoom,reset,save")  # fmt: skip
-        for src, dash in ((self.run_path, "solid"), (self.compare_path, "dashed")):
-            t.line("t", "p1", source=src, line_color=PATH_COLOURS[4], line_width=2, line_dash=dash)
-            t.line("t", "p2", source=src, line_color=PATH_COLOURS[5], line_width=2, line_dash=dash)
+                   title="the paths in time: p_w solid, p_l dotted (colours as on the plane)",
+                   x_axis_label="t (flow time; lr × steps)", y_axis_label="probability",
+                   tools="pan,wheel_zoom,reset,save")  # fmt: skip
+        for src, colour in ((self.run_path, RUN_COLOUR), (self.compare_path, COMPARE_COLOUR)):
+            t.line("t", "p1", source=src, line_color=colour, line_width=2)
+            t.line("t", "p2", source=src, line_color=colour, line_width=2.5, line_dash="dotted")
         return t
 
     def layout(self):
@@ -266,21 +273,27 @@ class Explorer:
 
         return guarded
 
+    def _cells(self) -> dict[str, Any]:
+        return dict(self.group.cells) | {"_value": column_values(self.group.rows, self.column.value)}
+
     def recolour(self) -> None:
-        rows = self.group.rows
-        v = column_values(rows, self.column.value)
+        v = column_values(self.group.rows, self.column.value)
         mapper, title = colouring(self.column.value, v, self.data.experiment)
-        self.cells.data = _cells_data(rows) | {"_value": v}
+        self.cells.data["_value"] = v  # only this column goes to the browser
         self.rects.glyph.fill_color = {"field": "_value", "transform": mapper}
         self.rects.glyph.line_color = {"field": "_value", "transform": mapper}  # no seams between cells
         self.colorbar.color_mapper = mapper
         self.colorbar.title = title
+
+    def draw_field(self) -> None:
         f = compute.field(self.data.experiment, self.group.combo, ARROWS)
         self.field.data = compute.arrows(f, ARROWS)
 
     def on_combination(self) -> None:
         self.group = next(g for g in self.data.groups if g.label == self.combination.value)
+        self.cells.data = self._cells()
         self.recolour()
+        self.draw_field()
         self.reset_setting()
 
     def reset_setting(self) -> None:
