@@ -41,11 +41,11 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
     from flowsim.app.explore.page import document_factory, run_data, warm_up
     from flowsim.app.load import load
 
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
     res = load(run_dir)
     data = run_data(res.folder.name, res.flows, res.experiment)
     warm_up(data)  # the first click then costs what every click costs
-    if not 0 <= port <= 65535:
-        raise ValueError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
     try:
         sockets, actual = bind_sockets(ADDRESS, port)
     except OSError as exc:

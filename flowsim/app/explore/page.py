@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,7 @@ def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
         first = rows.iloc[0]
         combo = exp.combo_of(first) | {"reference": str(first.get("reference", "fixed"))}
         combo |= {k: float(first[k]) for k in ("ref_w", "ref_l")}
-        label = ", ".join(f"{k} = {_shown(v)}" for k, v in zip(keys, key, strict=True) if k in named)
+        label = ", ".join(f"{k} = {_shown(v)}" for k, v in zip(keys, key, strict=True) if k in named and not pd.isna(v))
         rows = rows.reset_index(drop=True)
         groups.append(Group(label, rows, combo, compute.setting_of(exp, first), _cells_data(rows)))
     cols = ("status", *compute.numeric_columns(flows))
@@ -154,6 +155,7 @@ class Explorer:
         self.row: pd.Series | None = None
         self._quiet = False
         self._runs: dict[str, tuple[Setting, compute.Trajectory]] = {}
+        self._job = 0  # the latest request for paths; older results are dropped
         self._widgets()
         self._figures()
         self._wire()
@@ -318,27 +320,58 @@ class Explorer:
         self.redraw()
 
     def redraw(self) -> None:
-        self.error.text = ""
-        if self.start is None:
-            self.draw_compare()
-            return
-        self.run_path.data = _empty_path()
-        run = compute.trajectory(self.data.experiment, self.group.combo, self.start)
-        self.run_path.data = {"p1": run.p1, "p2": run.p2, "t": run.t}
-        self._runs = {"run": (self.group.setting, run)}
-        self.draw_compare()
+        """Both paths from the current start (after a click, a new combination or a reset)."""
+        self._paths(with_run=True)
 
     def draw_compare(self) -> None:
+        """The compared path again (after a change of the compared setting)."""
+        self._paths(with_run=False)
+
+    def _paths(self, with_run: bool) -> None:
+        """Validate the page's setting here, compute the paths on the worker thread, draw them when done.
+
+        The server's event loop stays free while a long path (an optimiser's thousands of steps)
+        is computed; a result that a newer click or change has overtaken is dropped.
+        """
         self.error.text = ""
         self.compare_path.data = _empty_path()
+        if with_run:
+            self.run_path.data = _empty_path()
         setting = Setting(**{k: str(w.value) for k, w in self.inputs.items()})
         exp = compute.experiment_of(setting, self.data.experiment, self.group.combo)  # validates the page's input
         if self.start is None:
             return
-        combo = exp.parameter_sets()[0]
-        tr = compute.trajectory(exp, combo, self.start)
-        self.compare_path.data = {"p1": tr.p1, "p2": tr.p2, "t": tr.t}
-        self._runs["compare"] = (setting, tr)
+        self._job += 1
+        job, start, group, run_exp = self._job, self.start.copy(), self.group, self.data.experiment
+        jobs = {"compare": (setting, lambda: compute.trajectory(exp, exp.parameter_sets()[0], start))}
+        if with_run:
+            jobs = {"run": (group.setting, lambda: compute.trajectory(run_exp, group.combo, start))} | jobs
+
+        def work() -> dict[str, tuple[Setting, Any]]:
+            return {name: (s, _attempt(fn)) for name, (s, fn) in jobs.items()}
+
+        if self.doc.session_context is None:  # a document outside a server (tests, scripts): at once
+            self._apply(job, work())
+            return
+        self.info.text = "computing the paths ..."
+        future = _worker().submit(work)
+        apply = self._guard(lambda: self._apply(job, future.result()))
+        future.add_done_callback(lambda _: self.doc.add_next_tick_callback(apply))
+
+    def _apply(self, job: int, results: dict[str, tuple[Setting, Any]]) -> None:
+        if job != self._job:  # overtaken by a newer click or change
+            return
+        errors = []
+        for name, (setting, tr) in results.items():
+            src = self.run_path if name == "run" else self.compare_path
+            if isinstance(tr, Exception):
+                errors.append(f"{name}: {tr}")
+                src.data = _empty_path()
+                self._runs.pop(name, None)
+                continue
+            src.data = {"p1": tr.p1, "p2": tr.p2, "t": tr.t}
+            self._runs[name] = (setting, tr)
+        self.error.text = html.escape("\n".join(errors))
         self.info.text = self._report()
 
     def _report(self) -> str:
@@ -355,6 +388,26 @@ class Explorer:
                         f"<td>{float(r['t_stop']):.6g}</td><td>{r.get('nfev', '')}</td><td></td></tr>")  # fmt: skip
         p = self.start
         return f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+
+
+_WORKER: list[ThreadPoolExecutor] = []
+
+
+def _worker() -> ThreadPoolExecutor:
+    """One thread per server computes the paths, so that the event loop answers while it works."""
+    if not _WORKER:
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowsim-explore"))
+    return _WORKER[0]
+
+
+def _attempt(fn: Callable[[], compute.Trajectory]) -> compute.Trajectory | Exception:
+    """A path, or the reason it cannot be computed (shown on the page)."""
+    try:
+        return fn()
+    except ValueError as exc:  # a start the model cannot take, a parameter a loss refuses
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
+        return RuntimeError(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
 
 
 def document_factory(data: RunData) -> Callable:
