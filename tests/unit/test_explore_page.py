@@ -68,7 +68,7 @@ def test_bad_input_is_said_on_the_page_and_the_page_recovers(data):
     ex.inputs["dynamics"].value = "gd"
     assert "page: dynamics.lr must be a number; got &#x27;fast&#x27;" in ex.error.text
     assert len(ex.compare_path.data["p1"]) == 0 and len(ex.run_path.data["p1"]) > 0
-    ex.inputs["lr"].value = "0.05"
+    ex.inputs["lr"].value = "0.5"
     assert ex.error.text == "" and len(ex.compare_path.data["p1"]) > 1
     ex.inputs["model"].value = "logits"
     ex.snap.active = False

@@ -231,7 +231,7 @@ class Explorer:
 
     def _time_figure(self):
         t = figure(name="time", width=420, height=300, x_axis_type="log", y_axis_type="log",
-                   title="the paths in time: p_w solid, p_l dotted (colours as on the plane)",
+                   title="p_w(t) solid, p_l(t) dotted; colours as on the plane",
                    x_axis_label="t (flow time; lr × steps)", y_axis_label="probability",
                    tools="pan,wheel_zoom,reset,save")  # fmt: skip
         for src, colour in ((self.run_path, RUN_COLOUR), (self.compare_path, COMPARE_COLOUR)):
