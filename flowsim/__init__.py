@@ -38,6 +38,7 @@ _EXPORTS = {
     "SolverOptions": "flowsim.dynamics.driver",
     "integrate": "flowsim.dynamics.driver",
     "exact_dpo": "flowsim.dynamics.closed_forms.dpo_ratio",
+    "load": "flowsim.app.load",
 }
 __all__ = sorted(_EXPORTS)
 

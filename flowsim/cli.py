@@ -7,6 +7,7 @@
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
     flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
     flowsim bench [--quick] [...]
+    flowsim explore [RUN_DIR] [--port P]
 
 Exit status:
 
@@ -141,6 +142,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    try:
+        import bokeh  # noqa: F401 - the page's server, an optional extra
+    except ModuleNotFoundError:
+        return _die("flowsim explore needs bokeh: pip install -e '.[explore]' (or '.[test]')")
+    from flowsim.app.explore import explore
+
+    explore(args.results, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flowsim import __version__
 
@@ -166,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-dirty", action="store_true",
                    help="publish even with uncommitted changes (the results then name a '-dirty' commit)")  # fmt: skip
     r.set_defaults(func=cmd_reproduce)
+    e = sub.add_parser("explore", help="a run folder's phase plane in the browser: click a start, see its path")
+    e.add_argument("results", nargs="?", default="results/paper",
+                   help="a results folder holding flows.csv (and meta.json), or its flows.csv (default results/paper)")
+    e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free one, printed)")
+    e.set_defaults(func=cmd_explore)
     b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
                        add_help=False)  # fmt: skip
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
