@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,15 +46,41 @@ class NotApplicable(Exception):
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of a paper: what it says, where, what is measured and how it is judged.
+    """A claim of a paper: what it says, where, what it reads, how it is measured and judged.
 
-    ``models`` and ``losses`` name the parameterisations and losses the claim speaks of
-    (None: all); elsewhere its verdict is ``not applicable``.  ``measure(group, thresholds)``
-    returns (value, metrics, details) or raises :class:`NotApplicable`; ``reads`` names the
-    thresholds the measurement (not only the rule) reads, and ``regional`` whether it reads
-    the region labels, so that the sensitivity family re-measures only what can change.
-    ``uses_flows``: whether the claim reads the flows' outcomes (then failed rows count
-    against it); ``across``: the parameter column a claim across combinations compares.
+    Parameters
+    ----------
+    id, title, paper, where, metric : str
+        Its id (C1, C5a, ...), a short statement, the paper's words, where they stand, and
+        what is measured.
+    rule : callable
+        ``rule(metrics, thresholds) -> (verdict, threshold_text)``, fixed before any data is read.
+    measure : callable
+        ``measure(group, thresholds) -> (value, metrics, details)`` on one group of flows
+        (:class:`flowsim.analysis.claims.group.Group`), or raises :class:`NotApplicable`.
+    models : tuple of str
+        The models (parameterisation kinds) the claim speaks of, declared: elsewhere its
+        verdict is ``not applicable``.  A model not registered yet may be named.
+    losses : tuple of str, optional
+        The losses it speaks of; None: any loss (a claim about the field, whatever loss makes it).
+    columns : tuple of str
+        The flows.csv columns the measurement reads; a table without one of them gets
+        ``not applicable`` (naming the column).
+    thresholds : tuple of str
+        The thresholds (fields of the study's thresholds dataclass) the rule and the
+        measurement read; the others cannot move its verdict.
+    reads : tuple of str
+        Those of ``thresholds`` the *measurement* (not only the rule) reads, and
+    regional : bool
+        whether it reads the region labels, so that the sensitivity family re-measures only
+        what can change.
+    uses_flows : bool
+        Whether it reads the flows' outcomes (then failed rows count against it).
+    across : tuple of str
+        The parameter columns a claim across combinations compares (its group spans their values).
+    reads_verdicts : bool
+        Whether it reads the other claims' verdicts in its group (then it is measured again
+        under each alternative of the sensitivity family).
     """
 
     id: str
@@ -63,17 +89,36 @@ class Claim:
     where: str
     metric: str
     rule: Callable
-    measure: Callable | None = None
-    models: tuple[str, ...] | None = None
+    measure: Callable
+    _: KW_ONLY
+    models: tuple[str, ...]
     losses: tuple[str, ...] | None = None
+    columns: tuple[str, ...] = ()
+    thresholds: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     regional: bool = False
     uses_flows: bool = True
     across: tuple[str, ...] = ()
+    reads_verdicts: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("models", "columns", "thresholds", "reads", "across"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"claim {self.id}: {name} must be a tuple of names; got {value!r}")
+        if not self.models:
+            raise ValueError(f"claim {self.id}: models must name the models it speaks of (declared, not inferred)")
+        if self.losses is not None and (not isinstance(self.losses, tuple) or not self.losses):
+            raise ValueError(f"claim {self.id}: losses must be None (any loss) or a non-empty tuple; got {self.losses}")
+        extra = sorted(set(self.reads) - set(self.thresholds))
+        if extra:
+            raise ValueError(f"claim {self.id}: reads names {extra}, which thresholds does not declare")
+        if not callable(self.rule) or not callable(self.measure):
+            raise ValueError(f"claim {self.id}: rule and measure must be callables")
 
     def not_applicable(self, model: str, loss: str) -> str | None:
         """Why the claim does not apply to ``model`` and ``loss``, or None if it does."""
-        if self.models is not None and model not in self.models:
+        if model not in self.models:
             return f"the claim speaks of the model(s) {', '.join(self.models)}, not {model}"
         if self.losses is not None and loss not in self.losses:
             return f"the claim speaks of the loss(es) {', '.join(self.losses)}, not {loss}"

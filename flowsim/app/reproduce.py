@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.studies.dpo_field import standard_dpo_law
+from flowsim.analysis.claims.c6b_conservation import standard_dpo_law
 from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
 from flowsim.app.run import load

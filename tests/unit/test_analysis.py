@@ -6,20 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowsim.analysis.studies.dpo_field import (
-    CLAIMS,
-    NA,
-    NOT,
-    PARTLY,
-    SUPPORTED,
-    ClaimThresholds,
-    central_difference,
-    evaluate_claims,
-    predicted_final,
-)
+from flowsim.analysis.claims.c6b_conservation import predicted_final
+from flowsim.analysis.claims.measures import central_difference
+from flowsim.analysis.studies.dpo_field import CLAIMS, ClaimThresholds, evaluate_claims
 from flowsim.analysis.tables import COLUMNS_AFTER_COUNT, check_flows, parameter_columns, region_table
 from flowsim.analysis.testing import make_flows
-from flowsim.analysis.verdicts import VERDICTS, claims_markdown, failed_rows
+from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, VERDICTS, claims_markdown, failed_rows
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import REGIONS

@@ -6,8 +6,17 @@ field read through the experiment (``evaluate_claims(..., experiment=exp)``).
 
 import pytest
 
-from flowsim.analysis.studies.dpo_field import NA, NOT, PARTLY, SUPPORTED, evaluate_claims
-from flowsim.analysis.verdicts import claims_markdown, conclusions, failed_rows, verdict_matrix
+from flowsim.analysis.studies.dpo_field import evaluate_claims
+from flowsim.analysis.verdicts import (
+    NA,
+    NOT,
+    PARTLY,
+    SUPPORTED,
+    claims_markdown,
+    conclusions,
+    failed_rows,
+    verdict_matrix,
+)
 from flowsim.dynamics.record import FlowResult
 from flowsim.experiment.config import parse_experiment
 from flowsim.experiment.execute import run_sweep
