@@ -172,7 +172,10 @@ def _local(study: Study, work: pd.DataFrame, keys: list[str], ctx: Context, th, 
 def _across(study: Study, work, keys, ctx, th, variants, records: list[dict], groups: dict) -> list[dict]:
     """The records of the claims across combinations, from the records and groups of the others."""
     out: list[dict] = []
-    recs = pd.DataFrame(records, columns=list(records[0]) if records else ["claim", "verdict", "_alts", "subset"])
+    if not any(c.across for c in study.claims):
+        return out
+    empty = ["claim", "verdict", "_alts", "subset", *keys, "reference"]  # a study of claims across only
+    recs = pd.DataFrame(records, columns=list(records[0]) if records else empty)
     for c in (c for c in study.claims if c.across):
         cols = list(c.across)
         varied = all(k in keys for k in cols)

@@ -58,6 +58,11 @@ def kinds(g: pd.DataFrame) -> tuple[str, str]:
     return model, loss
 
 
+def _pair(g: pd.DataFrame, a: str, b: str) -> np.ndarray:
+    """Columns ``a`` and ``b`` as an (n, 2) float array (column by column: a two-column frame is slower)."""
+    return np.stack([g[a].to_numpy(float), g[b].to_numpy(float)], -1)
+
+
 @dataclass(frozen=True)
 class Context:
     """What every group of one evaluation shares: the stop rule and the experiment (or None)."""
@@ -79,11 +84,9 @@ class Group:
         self.model_kind, self.loss_kind = kinds(g)
         beta = g["beta"].iloc[0] if "beta" in g.columns and len(g) else np.nan
         self.beta = float(beta) if pd.notna(beta) else float("nan")
-        self.x0 = g[["x1_0", "x2_0"]].to_numpy(float)
-        self.xf = g[["x1_final", "x2_final"]].to_numpy(float)
-        self.p0 = g[["p1_0", "p2_0"]].to_numpy(float)
-        self.pf = g[["p1_final", "p2_final"]].to_numpy(float)
-        self.refs = g[["ref_w", "ref_l"]].to_numpy(float)
+        self.x0, self.xf = _pair(g, "x1_0", "x2_0"), _pair(g, "x1_final", "x2_final")
+        self.p0, self.pf = _pair(g, "p1_0", "p2_0"), _pair(g, "p1_final", "p2_final")
+        self.refs = _pair(g, "ref_w", "ref_l")
         self.status = g["status"].to_numpy(str)
         self.region = g["region"].to_numpy(str)
         self.t_stop = g["t_stop"].to_numpy(float)
