@@ -56,6 +56,6 @@ CLAIM = Claim(
     "optimization toward x1",
     "§3.3.1, after Remark 2",
     "drop of median final p_w and rise of the share displaced, lowest to highest cos_wl (across combinations)",
-    rule_similar, measure, models=("features",), across=("cos_wl",),
+    rule_similar, measure, models=("features", "network"), across=("cos_wl",),
     columns=("cos_wl", "p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
 )  # fmt: skip
