@@ -7,9 +7,11 @@ and judges each claim there:
 
 * ``not applicable`` -- no evidence: a model or loss the claim does not speak of, a column
   it reads missing, an empty region or subset, or more than 1% of the group's rows
-  ``failed`` (the details say how many; below that, failed rows are left out and counted
-  in the details);
-* otherwise the rule's ``supported``, ``partly supported`` or ``not supported``.
+  ``failed`` (the details say how many);
+* otherwise the rule's ``supported``, ``partly supported`` or ``not supported``.  A claim
+  on the flows' outcomes measured where some rows failed (1% or fewer) leaves them out, and
+  says so: its ``failed_left_out`` column counts them and its details start "N failed rows
+  left out" (claims.md marks such verdicts with a dagger, :data:`~flowsim.analysis.verdicts.FAILED_MARK`).
 
 Every verdict is then re-evaluated under the fixed family of alternatives of
 :mod:`flowsim.analysis.sensitivity` (the study's region cuts; each threshold halved and
@@ -105,7 +107,7 @@ def _record(c: Claim, reason: str, th: Any, n: int, n_failed: int) -> dict:
     """The record of claim ``c`` where it is not applicable, for ``reason``."""
     return {"claim": c.id, "value": float("nan"), "details": f"not applicable: {reason}",
             "threshold": c.rule(_NanMetrics(), th)[1], "verdict": NA, "_alts": {}, "n_rows": n,
-            "n_failed": n_failed}  # fmt: skip
+            "n_failed": n_failed, "failed_left_out": 0}  # fmt: skip
 
 
 class _Judge:
@@ -148,10 +150,12 @@ class _Judge:
         """The record of claim ``c`` here, where it applies: its base verdict and each alternative's."""
         value, details, verdict, text = self.judge(c)
         alts = {v.name: self.judge(c, v)[2] for v in self.variants}
-        if self.d.n_failed and c.uses_flows and not c.across:
-            details = f"{self.d.n_failed} failed rows left out; {details}"
+        left_out = self.d.n_failed if c.uses_flows and verdict != NA else 0
+        if left_out:
+            details = f"{left_out} failed rows left out; {details}"
         return {"claim": c.id, "value": value, "details": details, "threshold": text, "verdict": verdict,
-                "_alts": alts, "n_rows": self.d.n, "n_failed": self.d.n_failed}  # fmt: skip
+                "_alts": alts, "n_rows": self.d.n, "n_failed": self.d.n_failed,
+                "failed_left_out": left_out}  # fmt: skip
 
 
 def _local(study: Study, work: pd.DataFrame, keys: list[str], ctx: Context, th, variants) -> tuple[list, dict]:
@@ -247,7 +251,7 @@ def _table(study: Study, records: list[dict], keys: list[str], skipped: list[str
                      "subset": r["subset"], "title": c.title, "paper": c.paper, "where": c.where, "metric": c.metric,
                      "value": r["value"], "details": r["details"], "threshold": r["threshold"],
                      "verdict": r["verdict"], "robustness": rob, "n_rows": r["n_rows"],
-                     "n_failed": r["n_failed"], "model": r["_model"],
+                     "n_failed": r["n_failed"], "failed_left_out": r["failed_left_out"], "model": r["_model"],
                      **({} if "loss" in keys else {"loss": r["_loss"]})})  # fmt: skip
     out = pd.DataFrame(rows)
     order = [c.id for c in study.claims]

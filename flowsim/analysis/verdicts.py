@@ -27,6 +27,8 @@ SUPPORTED, PARTLY, NOT, NA = "supported", "partly supported", "not supported", "
 VERDICTS: tuple[str, ...] = (SUPPORTED, PARTLY, NOT, NA)
 #: Above this share of failed rows in a group, a claim that reads the flows is not applicable.
 MAX_FAILED_SHARE = 0.01
+#: Marks, in claims.md, a verdict computed with failed rows left out (claims.csv: ``failed_left_out`` > 0).
+FAILED_MARK = "†"
 
 
 Metrics = Mapping[str, float]
@@ -167,15 +169,24 @@ def failed_note(claims: pd.DataFrame) -> str:
     return (
         f"**{n_failed} of {n_rows} flows failed** ({100 * n_failed / n_rows:.3g}%). In a group with more than "
         f"{100 * MAX_FAILED_SHARE:g}% failed rows every claim that reads the flows is *not applicable*; below "
-        "that, failed rows are left out of the measurements."
+        f"that, failed rows are left out of the measurements, and each verdict computed so is marked "
+        f"{FAILED_MARK} (claims.csv: column failed_left_out)."
     )
+
+
+def _left_out(claims: pd.DataFrame) -> np.ndarray:
+    """Which rows' verdicts were computed with failed rows left out (False without the column)."""
+    if "failed_left_out" not in claims:
+        return np.zeros(len(claims), bool)
+    return claims["failed_left_out"].fillna(0).to_numpy(float) > 0
 
 
 def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the paper's claims, tested") -> str:
     """A markdown report of :func:`evaluate_claims`' table.
 
     A note on failed rows when any failed, a summary (claims by subset, verdicts counted
-    over the parameter combinations), then a section per claim: the paper's statement,
+    over the parameter combinations; :data:`FAILED_MARK` and a count where verdicts were
+    computed with failed rows left out), then a section per claim: the paper's statement,
     where it is, the metric, the rule, and a table of value, verdict, robustness (under the
     fixed sensitivity family, :mod:`flowsim.analysis.sensitivity`) and details per
     combination and subset.
@@ -220,6 +231,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
             if robust:
                 n_frag = int(cs["robustness"].astype(str).str.startswith("fragile").sum())
                 v.append("robust" if not n_frag else f"fragile ({n_frag})")
+            n_marked = int(_left_out(cs).sum())
+            if n_marked:
+                v.append(f"{FAILED_MARK} {n_marked} with failed rows left out")
             row.append(", ".join(v))
         summary.append(row)
     out += [*_table(["claim", "statement", *subsets], summary), ""]
@@ -229,8 +243,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         out += [f"## {cid}. {first['title']}", "", f"> {first['paper']}", ""]
         out += [f"*Where:* {first['where']}. *Metric:* {first['metric']}. *Rule:* {first['threshold']}.", ""]
         extra = ["robustness"] if robust else []
-        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**", *(r[e] for e in extra),
-                 r["details"]] for _, r in c.iterrows()]  # fmt: skip
+        marks = np.where(_left_out(c), f" {FAILED_MARK}", "")
+        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**{m}", *(r[e] for e in extra),
+                 r["details"]] for (_, r), m in zip(c.iterrows(), marks, strict=True)]  # fmt: skip
         out += [*_table([*params, "subset", "value", "verdict", *extra, "details"], rows), ""]
     return "\n".join(out)
 

@@ -89,7 +89,7 @@ def compare_claims(old_root: Path, new_root: Path, names: list[str]) -> str:
         if not old.exists():
             continue
         a, b = pd.read_csv(old), pd.read_csv(new)
-        if a.shape != b.shape or list(a["claim"]) != list(b["claim"]):
+        if len(a) != len(b) or list(a["claim"]) != list(b["claim"]):  # a new column alone changes no row
             lines.append(f"claims {name}: the claims table changed shape ({len(a)} -> {len(b)} rows; a new set of "
                          "claims or settings), values not compared row by row")  # fmt: skip
             continue

@@ -103,9 +103,11 @@ def evaluate_claims(
         One row per (claim, combination, subset "all"/"feasible"), claims in the order of
         :data:`CLAIMS`, with columns claim, the parameter columns, reference, subset, title,
         paper, where, metric, value, details, threshold, verdict, robustness, n_rows,
-        n_failed, model (and loss, when it is not a parameter column).  A claim across
+        n_failed, failed_left_out, model (and loss, when it is not a parameter column).  A claim across
         combinations (C9 across cos_wl, C10 across ref_w and ref_l) has one row per
         combination of the other parameters, its own columns NaN.
-        ``n_failed`` / ``n_rows`` count the group's failed rows (:func:`failed_rows` sums them).
+        ``n_failed`` / ``n_rows`` count the group's failed rows (:func:`failed_rows` sums them);
+        ``failed_left_out``, those left out of this verdict (0 where it is not applicable or
+        the claim does not read the flows' outcomes): claims.md marks such a verdict †.
     """
     return evaluate(STUDY, flows, stop, thresholds, experiment=experiment, sensitivity=sensitivity)
