@@ -349,51 +349,65 @@ def _verdict_of(cell: str) -> str | None:
 
 
 def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -> str:
-    """A paragraph, generated from a :func:`verdict_matrix`, on where each conclusion holds.
+    """Markdown, generated from a :func:`verdict_matrix`, on where each conclusion holds.
 
     A claim *holds* in a setting whose cell is ``supported`` (every combination where it
-    applies); settings where it is ``not applicable`` are left out of its count.  The paragraph names
-    the claims that hold in every setting where they apply, those that hold in every
-    ratio-plane setting but in no other (the ratio-plane settings are ``ratio_settings``,
-    by default those whose only model is "ratio" in ``matrix.attrs["models"]``), those that
-    hold nowhere, and how many verdicts are fragile.  Nothing in it is typed by hand.
+    applies); settings where it is ``not applicable`` are left out of its count.  A line
+    names the settings (each in backticks, separated by semicolons: the names hold commas),
+    then one list item per group of claims: those that hold in every setting where they
+    apply, those that hold in every ratio-plane setting but in no other (the ratio-plane
+    settings are ``ratio_settings``, by default those whose only model is "ratio" in
+    ``matrix.attrs["models"]``), those that hold nowhere, those in between, and those that
+    apply nowhere; claims in an item are separated by semicolons.  A last line counts the
+    fragile verdicts.  Nothing in it is typed by hand.
     """
     settings = [c for c in matrix.columns if c != "statement"]
     if ratio_settings is None:
         models = matrix.attrs.get("models", {})
         ratio_settings = [s for s in settings if models.get(s, []) == ["ratio"]]
-    ratio = set(ratio_settings)
-    every, only_ratio, nowhere, never_applies, mixed = [], [], [], [], []
+    groups, n_fragile = _conclusion_groups(matrix, settings, set(ratio_settings))
+
+    def listing(items: list[str]) -> str:
+        return "; ".join(items) if items else "none"
+
+    names = "; ".join(f"`{s}`" for s in settings)
+    return "\n".join([
+        f"Across {_count(len(settings), 'setting')}: {names}.", "",
+        f"- **Holds in every setting where it applies**: {listing(groups['every'])}.",
+        "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
+        f"{listing(groups['only_ratio'])}.",
+        f"- **Holds nowhere** (not supported wherever it applies): {listing(groups['nowhere'])}.",
+        f"- **Between these**: {listing(groups['mixed'])}.",
+        f"- **Not applicable in any setting**: {listing(groups['never'])}.", "",
+        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
+        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).",
+    ])  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _conclusion_groups(matrix: pd.DataFrame, settings: list[str], ratio: set[str]) -> tuple[dict, int]:
+    """The claims of a verdict matrix by where they hold, and the number of fragile cells."""
+    groups: dict[str, list[str]] = {k: [] for k in ("every", "only_ratio", "nowhere", "mixed", "never")}
     n_fragile = 0
     for cid, row in matrix.iterrows():
         cells = {s: str(row[s]) for s in settings}
         n_fragile += sum(c.endswith(FRAGILE_MARK) for c in cells.values())
         applies = {s: c for s, c in cells.items() if _verdict_of(c) != NA}
         if not applies:
-            never_applies.append(cid)
+            groups["never"].append(str(cid))
             continue
         holds = {s for s, c in applies.items() if _verdict_of(c) == SUPPORTED}
         some = {s for s, c in applies.items() if _verdict_of(c) != NOT}
         name = f"{cid} ({row['statement']})"
         if holds == set(applies):
-            every.append(f"{name}, in {len(applies)} setting(s)")
+            groups["every"].append(f"{name} in {_count(len(applies), 'setting')}")
         elif holds and holds == set(applies) & ratio and set(applies) - ratio:
-            only_ratio.append(name)
+            groups["only_ratio"].append(name)
         elif not some:
-            nowhere.append(name)
+            groups["nowhere"].append(name)
         else:
-            mixed.append(f"{cid} (holds in {len(holds)} of {len(applies)})")
-
-    def listing(items: list[str]) -> str:
-        return "; ".join(items) if items else "none"
-
-    return (
-        f"Across {len(settings)} setting(s) ({', '.join(settings)}): "
-        f"**holds in every setting where it applies**: {listing(every)}. "
-        f"**Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
-        f"{listing(only_ratio)}. "
-        f"**Holds nowhere** (not supported wherever it applies): {listing(nowhere)}. "
-        f"Between these: {listing(mixed)}. Not applicable in any setting: {listing(never_applies)}. "
-        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
-        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled)."
-    )
+            groups["mixed"].append(f"{cid} (holds in {len(holds)} of {len(applies)})")
+    return groups, n_fragile

@@ -204,15 +204,30 @@ def test_verdict_matrix_and_conclusions():
     assert m.loc["E", "logits"] == NA
     assert m.attrs["models"] == {"ratio free": ["ratio"], "ratio standard": ["ratio"], "logits": ["logits"]}
     text = conclusions(m)
-    every = text.split("**holds in every setting where it applies**:")[1].split("**")[0]
-    only = text.split("**Holds only on the ratio plane**")[1].split("**")[0]
-    nowhere = text.split("**Holds nowhere**")[1].split("Between")[0]
-    assert "A (title A), in 3 setting(s)" in every and "B" not in every
-    assert "B (title B)" in only
-    assert "C (title C)" in nowhere
-    assert "D (holds in 1 of 3)" in text
-    assert "Not applicable in any setting: E" in text
-    assert "1 of the 15 cells are fragile" in text
+    assert text.splitlines()[0] == "Across 3 settings: `ratio free`; `ratio standard`; `logits`."
+    assert item(text, "Holds in every setting where it applies") == ["A (title A) in 3 settings"]
+    assert item(text, "Holds only on the ratio plane") == ["B (title B)"]
+    assert item(text, "Holds nowhere") == ["C (title C)"]
+    assert item(text, "Between these") == ["D (holds in 1 of 3)"]
+    assert item(text, "Not applicable in any setting") == ["E"]
+    assert text.splitlines()[-1].startswith("1 of the 15 cells are fragile")
+
+
+def item(text: str, label: str) -> list[str]:
+    """The entries of the list item ``label`` of :func:`conclusions`' text (separated by '; ')."""
+    (line,) = [row for row in text.splitlines() if row.startswith(f"- **{label}**")]
+    return line.split("**", 2)[2].split(": ", 1)[1].removesuffix(".").split("; ")
+
+
+def test_conclusions_keep_names_with_commas_apart():
+    tables = {name: _claims({"A": SUPPORTED, "B": NOT}) for name in ("ratio, standard", "ratio, references swept")}
+    tables["logits, standard"] = _claims({"A": SUPPORTED, "B": SUPPORTED}, model="logits")
+    text = conclusions(verdict_matrix(tables))
+    names = text.splitlines()[0].removeprefix("Across 3 settings: ").removesuffix(".").split("; ")
+    assert names == ["`ratio, standard`", "`ratio, references swept`", "`logits, standard`"]
+    assert item(text, "Holds in every setting where it applies") == ["A (title A) in 3 settings"]
+    assert item(text, "Between these") == ["B (holds in 1 of 3)"]
+    assert text.count("\n- **") == 5  # one list item per group of claims
 
 
 def test_verdict_matrix_counts_mixed_combinations_and_splits():
@@ -235,7 +250,8 @@ def test_verdict_matrix_from_evaluated_tables():
     assert m.loc["C3", "ratio reference-free"].startswith(NOT)
     assert m.loc["C3", "ratio standard"].startswith(SUPPORTED)
     text = conclusions(m)
-    assert "C1 (Theorem 1: the partial derivatives), in 2 setting(s)" in text
+    every = item(text, "Holds in every setting where it applies")
+    assert "C1 (Theorem 1: the partial derivatives) in 2 settings" in every
     md = claims_markdown(std)
     assert "| robustness |" in md
 
@@ -244,7 +260,7 @@ def test_conclusions_leave_out_combinations_where_a_claim_does_not_apply():
     t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NA}).assign(loss="ipo")])
     m = verdict_matrix({"losses": t, "ratio": _claims({"A": SUPPORTED})})
     assert m.loc["A", "losses"] == "supported (1/2); not applicable (1/2), robust"
-    assert "A (title A), in 2 setting(s)" in conclusions(m)
+    assert item(conclusions(m), "Holds in every setting where it applies") == ["A (title A) in 2 settings"]
 
 
 def test_reference_claim_on_a_reference_sweep():
