@@ -215,8 +215,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     n_combos = len(per_claim.groupby(params, dropna=False)) if params else 1
     out += [
         f"{n_combos} parameter combination(s); {ref_text}. "
-        "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Rules and thresholds: "
-        "`flowsim.analysis.studies.dpo_field`; sensitivity family: `flowsim.analysis.sensitivity` (region cuts "
+        "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Each claim, its measurement and "
+        "its rule: one module in `flowsim/analysis/claims/`; the study: `flowsim.analysis.studies.dpo_field`; "
+        "sensitivity family: `flowsim.analysis.sensitivity` (region cuts "
         "0.2, 0.25, 1/3; each threshold halved and doubled).",
         "",
     ]
