@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,22 @@ from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, value
 from flowsim.plotting.style import colorbar, decorate, extra_handles, hatch_patch, save
 from flowsim.plotting.titles import panel_title
 
+#: Points per character of DejaVu Sans, on average over the titles' text, per point of font size.
+EM_PER_CHAR = 0.55
+
+
+def _text_width(text: str, fontsize: float) -> float:
+    """About how wide a line of ``text`` is, in inches."""
+    return len(text) * fontsize * EM_PER_CHAR / 72
+
+
+def _wrapped(titles: list[str], side: float, fontsize: float = 8.5) -> tuple[list[str], float]:
+    """Panel titles wrapped to the panel's width, and the height in inches their extra lines take."""
+    chars = max(20, int(side * 72 / (fontsize * EM_PER_CHAR)))
+    out = [textwrap.fill(t, chars, break_long_words=False) for t in titles]
+    lines = max(t.count("\n") + 1 for t in out)
+    return out, (lines - 1) * fontsize * 1.2 / 72
+
 
 def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_cmap, cuts, path: Path) -> Path:
     cmap, norm = norm_cmap
@@ -28,11 +45,16 @@ def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_
     bottom += 0.35 if extras else 0.0  # a row of legend entries under the panels
     if q.scale == "status":  # a legend of named categories needs room for its longest name
         right = max(right, 0.6 + 0.075 * max(len(name) for name in [*dict(q.colours), "p1 + p2 > 1 (infeasible)"]))
+    titles, extra = _wrapped([title for title, _, _ in groups], side)
+    top, gap_y = top + extra, gap_y + extra  # room for panel titles of several lines
+    suptitle = f"{q.title}: across the parameter combinations (shared scale)"
     width = left + ncols * side + (ncols - 1) * gap_x + right
+    wider = max(0.0, _text_width(suptitle, 12) + 0.4 - width)  # a single panel is narrower than its title
+    left, right, width = left + wider / 2, right + wider / 2, width + wider
     height = bottom + nrows * side + (nrows - 1) * gap_y + top
     fig = Figure(figsize=(width, height))
     m = None
-    for k, (title, sub, v) in enumerate(groups):
+    for k, (title, (_, sub, v)) in enumerate(zip(titles, groups, strict=True)):
         r, c = divmod(k, ncols)
         x0, y0 = left + c * (side + gap_x), height - top - side - r * (side + gap_y)
         ax = fig.add_axes((x0 / width, y0 / height, side / width, side / height))
@@ -44,7 +66,7 @@ def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_
             ax.set_ylabel("p2_0 = π(y_l|x)", fontsize=8.5)
         if r == nrows - 1 or k + ncols >= n:
             ax.set_xlabel("p1_0 = π(y_w|x)", fontsize=8.5)
-    fig.suptitle(f"{q.title}: across the parameter combinations (shared scale)", fontsize=12, y=1 - 0.2 / height)
+    fig.suptitle(suptitle, fontsize=12, y=1 - 0.2 / height)
     x_bar = (width - right + 0.35) / width
     if q.scale == "status":
         allv = np.concatenate([v for _, _, v in groups])
