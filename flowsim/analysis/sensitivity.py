@@ -47,10 +47,16 @@ def _scaled(name: str, value: float, factor: float, odds: bool) -> float:
     return o / (1.0 + o)
 
 
-def family(thresholds: Any) -> tuple[list[Variant], list[str]]:
-    """The alternatives for a thresholds dataclass: (variants, names of those left out as invalid)."""
+def family(
+    thresholds: Any, cuts_family: tuple[tuple[float, float], ...] = CUT_ALTERNATIVES
+) -> tuple[list[Variant], list[str]]:
+    """The alternatives for a thresholds dataclass: (variants, names of those left out as invalid).
+
+    ``cuts_family``: the region cuts (c, 1 - c) to relabel with (a study's own, by default
+    :data:`CUT_ALTERNATIVES`).
+    """
     out: list[Variant] = []
-    for cuts in CUT_ALTERNATIVES:
+    for cuts in cuts_family:
         out.append(Variant(f"cuts {cuts[0]:.3g}", cuts, thresholds))
     odds = set(getattr(thresholds, "ODDS_FIELDS", ()))
     skipped = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ SUPPORTED, PARTLY, NOT, NA = "supported", "partly supported", "not supported", "
 VERDICTS: tuple[str, ...] = (SUPPORTED, PARTLY, NOT, NA)
 #: Above this share of failed rows in a group, a claim that reads the flows is not applicable.
 MAX_FAILED_SHARE = 0.01
+#: Marks, in claims.md, a verdict computed with failed rows left out (claims.csv: ``failed_left_out`` > 0).
+FAILED_MARK = "†"
 
 
 Metrics = Mapping[str, float]
@@ -46,15 +48,41 @@ class NotApplicable(Exception):
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of a paper: what it says, where, what is measured and how it is judged.
+    """A claim of a paper: what it says, where, what it reads, how it is measured and judged.
 
-    ``models`` and ``losses`` name the parameterisations and losses the claim speaks of
-    (None: all); elsewhere its verdict is ``not applicable``.  ``measure(group, thresholds)``
-    returns (value, metrics, details) or raises :class:`NotApplicable`; ``reads`` names the
-    thresholds the measurement (not only the rule) reads, and ``regional`` whether it reads
-    the region labels, so that the sensitivity family re-measures only what can change.
-    ``uses_flows``: whether the claim reads the flows' outcomes (then failed rows count
-    against it); ``across``: the parameter column a claim across combinations compares.
+    Parameters
+    ----------
+    id, title, paper, where, metric : str
+        Its id (C1, C5a, ...), a short statement, the paper's words, where they stand, and
+        what is measured.
+    rule : callable
+        ``rule(metrics, thresholds) -> (verdict, threshold_text)``, fixed before any data is read.
+    measure : callable
+        ``measure(group, thresholds) -> (value, metrics, details)`` on one group of flows
+        (:class:`flowsim.analysis.claims.group.Group`), or raises :class:`NotApplicable`.
+    models : tuple of str
+        The models (parameterisation kinds) the claim speaks of, declared: elsewhere its
+        verdict is ``not applicable``.  A model not registered yet may be named.
+    losses : tuple of str, optional
+        The losses it speaks of; None: any loss (a claim about the field, whatever loss makes it).
+    columns : tuple of str
+        The flows.csv columns the measurement reads; a table without one of them gets
+        ``not applicable`` (naming the column).
+    thresholds : tuple of str
+        The thresholds (fields of the study's thresholds dataclass) the rule and the
+        measurement read; the others cannot move its verdict.
+    reads : tuple of str
+        Those of ``thresholds`` the *measurement* (not only the rule) reads, and
+    regional : bool
+        whether it reads the region labels, so that the sensitivity family re-measures only
+        what can change.
+    uses_flows : bool
+        Whether it reads the flows' outcomes (then failed rows count against it).
+    across : tuple of str
+        The parameter columns a claim across combinations compares (its group spans their values).
+    reads_verdicts : bool
+        Whether it reads the other claims' verdicts in its group (then it is measured again
+        under each alternative of the sensitivity family).
     """
 
     id: str
@@ -63,17 +91,36 @@ class Claim:
     where: str
     metric: str
     rule: Callable
-    measure: Callable | None = None
-    models: tuple[str, ...] | None = None
+    measure: Callable
+    _: KW_ONLY
+    models: tuple[str, ...]
     losses: tuple[str, ...] | None = None
+    columns: tuple[str, ...] = ()
+    thresholds: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     regional: bool = False
     uses_flows: bool = True
     across: tuple[str, ...] = ()
+    reads_verdicts: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("models", "columns", "thresholds", "reads", "across"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"claim {self.id}: {name} must be a tuple of names; got {value!r}")
+        if not self.models:
+            raise ValueError(f"claim {self.id}: models must name the models it speaks of (declared, not inferred)")
+        if self.losses is not None and (not isinstance(self.losses, tuple) or not self.losses):
+            raise ValueError(f"claim {self.id}: losses must be None (any loss) or a non-empty tuple; got {self.losses}")
+        extra = sorted(set(self.reads) - set(self.thresholds))
+        if extra:
+            raise ValueError(f"claim {self.id}: reads names {extra}, which thresholds does not declare")
+        if not callable(self.rule) or not callable(self.measure):
+            raise ValueError(f"claim {self.id}: rule and measure must be callables")
 
     def not_applicable(self, model: str, loss: str) -> str | None:
         """Why the claim does not apply to ``model`` and ``loss``, or None if it does."""
-        if self.models is not None and model not in self.models:
+        if model not in self.models:
             return f"the claim speaks of the model(s) {', '.join(self.models)}, not {model}"
         if self.losses is not None and loss not in self.losses:
             return f"the claim speaks of the loss(es) {', '.join(self.losses)}, not {loss}"
@@ -122,15 +169,24 @@ def failed_note(claims: pd.DataFrame) -> str:
     return (
         f"**{n_failed} of {n_rows} flows failed** ({100 * n_failed / n_rows:.3g}%). In a group with more than "
         f"{100 * MAX_FAILED_SHARE:g}% failed rows every claim that reads the flows is *not applicable*; below "
-        "that, failed rows are left out of the measurements."
+        f"that, failed rows are left out of the measurements, and each verdict computed so is marked "
+        f"{FAILED_MARK} (claims.csv: column failed_left_out)."
     )
+
+
+def _left_out(claims: pd.DataFrame) -> np.ndarray:
+    """Which rows' verdicts were computed with failed rows left out (False without the column)."""
+    if "failed_left_out" not in claims:
+        return np.zeros(len(claims), bool)
+    return claims["failed_left_out"].fillna(0).to_numpy(float) > 0
 
 
 def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the paper's claims, tested") -> str:
     """A markdown report of :func:`evaluate_claims`' table.
 
     A note on failed rows when any failed, a summary (claims by subset, verdicts counted
-    over the parameter combinations), then a section per claim: the paper's statement,
+    over the parameter combinations; :data:`FAILED_MARK` and a count where verdicts were
+    computed with failed rows left out), then a section per claim: the paper's statement,
     where it is, the metric, the rule, and a table of value, verdict, robustness (under the
     fixed sensitivity family, :mod:`flowsim.analysis.sensitivity`) and details per
     combination and subset.
@@ -159,8 +215,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     n_combos = len(per_claim.groupby(params, dropna=False)) if params else 1
     out += [
         f"{n_combos} parameter combination(s); {ref_text}. "
-        "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Rules and thresholds: "
-        "`flowsim.analysis.studies.dpo_field`; sensitivity family: `flowsim.analysis.sensitivity` (region cuts "
+        "Subsets: all initial conditions, and the feasible ones (p1 + p2 <= 1). Each claim, its measurement and "
+        "its rule: one module in `flowsim/analysis/claims/`; the study: `flowsim.analysis.studies.dpo_field`; "
+        "sensitivity family: `flowsim.analysis.sensitivity` (region cuts "
         "0.2, 0.25, 1/3; each threshold halved and doubled).",
         "",
     ]
@@ -175,6 +232,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
             if robust:
                 n_frag = int(cs["robustness"].astype(str).str.startswith("fragile").sum())
                 v.append("robust" if not n_frag else f"fragile ({n_frag})")
+            n_marked = int(_left_out(cs).sum())
+            if n_marked:
+                v.append(f"{FAILED_MARK} {n_marked} with failed rows left out")
             row.append(", ".join(v))
         summary.append(row)
     out += [*_table(["claim", "statement", *subsets], summary), ""]
@@ -184,8 +244,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         out += [f"## {cid}. {first['title']}", "", f"> {first['paper']}", ""]
         out += [f"*Where:* {first['where']}. *Metric:* {first['metric']}. *Rule:* {first['threshold']}.", ""]
         extra = ["robustness"] if robust else []
-        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**", *(r[e] for e in extra),
-                 r["details"]] for _, r in c.iterrows()]  # fmt: skip
+        marks = np.where(_left_out(c), f" {FAILED_MARK}", "")
+        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**{m}", *(r[e] for e in extra),
+                 r["details"]] for (_, r), m in zip(c.iterrows(), marks, strict=True)]  # fmt: skip
         out += [*_table([*params, "subset", "value", "verdict", *extra, "details"], rows), ""]
     return "\n".join(out)
 
@@ -289,51 +350,65 @@ def _verdict_of(cell: str) -> str | None:
 
 
 def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -> str:
-    """A paragraph, generated from a :func:`verdict_matrix`, on where each conclusion holds.
+    """Markdown, generated from a :func:`verdict_matrix`, on where each conclusion holds.
 
     A claim *holds* in a setting whose cell is ``supported`` (every combination where it
-    applies); settings where it is ``not applicable`` are left out of its count.  The paragraph names
-    the claims that hold in every setting where they apply, those that hold in every
-    ratio-plane setting but in no other (the ratio-plane settings are ``ratio_settings``,
-    by default those whose only model is "ratio" in ``matrix.attrs["models"]``), those that
-    hold nowhere, and how many verdicts are fragile.  Nothing in it is typed by hand.
+    applies); settings where it is ``not applicable`` are left out of its count.  A line
+    names the settings (each in backticks, separated by semicolons: the names hold commas),
+    then one list item per group of claims: those that hold in every setting where they
+    apply, those that hold in every ratio-plane setting but in no other (the ratio-plane
+    settings are ``ratio_settings``, by default those whose only model is "ratio" in
+    ``matrix.attrs["models"]``), those that hold nowhere, those in between, and those that
+    apply nowhere; claims in an item are separated by semicolons.  A last line counts the
+    fragile verdicts.  Nothing in it is typed by hand.
     """
     settings = [c for c in matrix.columns if c != "statement"]
     if ratio_settings is None:
         models = matrix.attrs.get("models", {})
         ratio_settings = [s for s in settings if models.get(s, []) == ["ratio"]]
-    ratio = set(ratio_settings)
-    every, only_ratio, nowhere, never_applies, mixed = [], [], [], [], []
+    groups, n_fragile = _conclusion_groups(matrix, settings, set(ratio_settings))
+
+    def listing(items: list[str]) -> str:
+        return "; ".join(items) if items else "none"
+
+    names = "; ".join(f"`{s}`" for s in settings)
+    return "\n".join([
+        f"Across {_count(len(settings), 'setting')}: {names}.", "",
+        f"- **Holds in every setting where it applies**: {listing(groups['every'])}.",
+        "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
+        f"{listing(groups['only_ratio'])}.",
+        f"- **Holds nowhere** (not supported wherever it applies): {listing(groups['nowhere'])}.",
+        f"- **Between these**: {listing(groups['mixed'])}.",
+        f"- **Not applicable in any setting**: {listing(groups['never'])}.", "",
+        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
+        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).",
+    ])  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _conclusion_groups(matrix: pd.DataFrame, settings: list[str], ratio: set[str]) -> tuple[dict, int]:
+    """The claims of a verdict matrix by where they hold, and the number of fragile cells."""
+    groups: dict[str, list[str]] = {k: [] for k in ("every", "only_ratio", "nowhere", "mixed", "never")}
     n_fragile = 0
     for cid, row in matrix.iterrows():
         cells = {s: str(row[s]) for s in settings}
         n_fragile += sum(c.endswith(FRAGILE_MARK) for c in cells.values())
         applies = {s: c for s, c in cells.items() if _verdict_of(c) != NA}
         if not applies:
-            never_applies.append(cid)
+            groups["never"].append(str(cid))
             continue
         holds = {s for s, c in applies.items() if _verdict_of(c) == SUPPORTED}
         some = {s for s, c in applies.items() if _verdict_of(c) != NOT}
         name = f"{cid} ({row['statement']})"
         if holds == set(applies):
-            every.append(f"{name}, in {len(applies)} setting(s)")
+            groups["every"].append(f"{name} in {_count(len(applies), 'setting')}")
         elif holds and holds == set(applies) & ratio and set(applies) - ratio:
-            only_ratio.append(name)
+            groups["only_ratio"].append(name)
         elif not some:
-            nowhere.append(name)
+            groups["nowhere"].append(name)
         else:
-            mixed.append(f"{cid} (holds in {len(holds)} of {len(applies)})")
-
-    def listing(items: list[str]) -> str:
-        return "; ".join(items) if items else "none"
-
-    return (
-        f"Across {len(settings)} setting(s) ({', '.join(settings)}): "
-        f"**holds in every setting where it applies**: {listing(every)}. "
-        f"**Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
-        f"{listing(only_ratio)}. "
-        f"**Holds nowhere** (not supported wherever it applies): {listing(nowhere)}. "
-        f"Between these: {listing(mixed)}. Not applicable in any setting: {listing(never_applies)}. "
-        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
-        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled)."
-    )
+            groups["mixed"].append(f"{cid} (holds in {len(holds)} of {len(applies)})")
+    return groups, n_fragile

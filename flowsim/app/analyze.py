@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
 from flowsim.analysis.tables import region_table
-from flowsim.analysis.verdicts import claims_markdown, failed_rows
+from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
 from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
@@ -48,8 +48,10 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
         claims = evaluate_claims(flows, stop, thresholds, experiment=exp)
     n_failed, n_rows = failed_rows(claims)
     if n_failed:  # said on the console as well as in claims.md
+        marked = int((claims["failed_left_out"] > 0).sum())
+        marks = f"; {marked} verdicts computed with failed rows left out are marked {FAILED_MARK}" if marked else ""
         print(f"flowsim: {folder.name}: {n_failed} of {n_rows} flows failed; claims in groups with more than 1% "
-              "failed rows are not applicable (see claims.md)", file=sys.stderr)  # fmt: skip
+              f"failed rows are not applicable{marks} (see claims.md)", file=sys.stderr)  # fmt: skip
     written = [folder / "regions.csv", folder / "claims.csv", folder / "claims.md"]
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)

@@ -11,10 +11,18 @@ from flowsim.analysis.testing import make_flows as _make_flows
 from flowsim.app.plot import region_paths, start_points
 from flowsim.dynamics.record import STATUSES, StopRule
 from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS, region_labels
-from flowsim.plotting.figures import FORMATS, mesh_of, plot_field, plot_results, quantities, values
+from flowsim.plotting import plot_field, plot_results
+from flowsim.plotting.canvas import mesh_of
+from flowsim.plotting.quantities import NAMES as QUANTITY_NAMES
+from flowsim.plotting.quantities import quantities, values
+from flowsim.plotting.style import FORMATS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = [q.name for q in quantities(StopRule())]
+
+
+def test_quantity_names_are_the_heatmap_kinds():
+    assert tuple(NAMES) == QUANTITY_NAMES
 
 
 def make_flows(points, **kw):
@@ -132,11 +140,11 @@ def test_scattered_squares_stay_inside_the_sampled_square(tmp_path, rng):
     """Sobol or random starts in [0.01, 0.5]^2: no square spills past the starts' extent."""
     from matplotlib.figure import Figure
 
-    from flowsim.plotting.figures import _draw
+    from flowsim.plotting.canvas import draw_values
 
     points = rng.uniform(0.01, 0.5, (200, 2))
     ax = Figure().add_subplot()
-    dots = _draw(ax, points, np.ones(len(points)), "viridis", None, 300.0)
+    dots = draw_values(ax, points, np.ones(len(points)), "viridis", None, 300.0)
     box = dots.get_clip_box()  # a Rectangle clip is kept as a box in display units
     lo, hi = ax.transData.transform(points.min(axis=0)), ax.transData.transform(points.max(axis=0))
     assert np.allclose([box.x0, box.y0], lo) and np.allclose([box.x1, box.y1], hi)
@@ -145,7 +153,7 @@ def test_scattered_squares_stay_inside_the_sampled_square(tmp_path, rng):
 def test_at_the_target_at_start_is_not_the_colour_of_no_data():
     from matplotlib.colors import to_rgb
 
-    from flowsim.plotting.figures import AT_START, NEVER
+    from flowsim.plotting.style import AT_START, NEVER
 
     assert to_rgb(AT_START) != to_rgb("white") and to_rgb(AT_START) != to_rgb(NEVER)
 

@@ -6,20 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowsim.analysis.studies.dpo_field import (
-    CLAIMS,
-    NA,
-    NOT,
-    PARTLY,
-    SUPPORTED,
-    ClaimThresholds,
-    central_difference,
-    evaluate_claims,
-    predicted_final,
-)
+from flowsim.analysis.claims.c6b_conservation import predicted_final
+from flowsim.analysis.claims.measures import central_difference
+from flowsim.analysis.studies.dpo_field import CLAIMS, ClaimThresholds, evaluate_claims
 from flowsim.analysis.tables import COLUMNS_AFTER_COUNT, check_flows, parameter_columns, region_table
 from flowsim.analysis.testing import make_flows
-from flowsim.analysis.verdicts import VERDICTS, claims_markdown, failed_rows
+from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, VERDICTS, claims_markdown, failed_rows
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import REGIONS
@@ -158,7 +150,7 @@ def test_claims_table_layout(paper_claims):
     c = paper_claims
     cols = ["claim", "beta", "f_divergence", "alpha", "label_smoothing", "ref_w", "ref_l", "reference", "subset",
             "title", "paper", "where", "metric", "value", "details", "threshold", "verdict", "robustness", "n_rows",
-            "n_failed", "model", "loss"]  # fmt: skip
+            "n_failed", "failed_left_out", "model", "loss"]  # fmt: skip
     assert list(c.columns) == [col for col in cols if col in c.columns or col not in _LOSS_EXTRA]
     assert c["claim"].tolist() == [x.id for x in CLAIMS for _ in range(2)]
     assert c["subset"].tolist() == ["all", "feasible"] * len(CLAIMS)
@@ -247,6 +239,28 @@ def test_few_failures_are_left_out_and_counted(paper):
     details = c.loc[c["claim"] == "C6b", "details"].iloc[0]
     assert "10 timeouts left out" in details and details.startswith("9 failed rows left out")
     assert (c.loc[c["subset"] == "all", "n_failed"] == 9).all()
+
+
+def test_verdicts_computed_with_failed_rows_are_marked(paper):
+    f = _integrated(paper)
+    f.loc[:2, "status"] = "failed"  # 3 of 900 rows: every claim on the flows is still judged
+    f.loc[:2, ["x1_final", "x2_final", "p1_final", "p2_final", "t_stop"]] = np.nan
+    c = evaluate_claims(f, StopRule())
+    judged = c[(c["subset"] == "all") & (c["verdict"] != NA)].set_index("claim")
+    on_flows = [k for k in judged.index if k not in ("C1", "C2")]  # the identities read no outcome
+    assert (judged.loc[on_flows, "failed_left_out"] == 3).all()
+    assert (judged.loc[["C1", "C2"], "failed_left_out"] == 0).all()
+    assert judged.loc[on_flows, "details"].str.startswith("3 failed rows left out").all()
+    assert (c.loc[c["verdict"] == NA, "failed_left_out"] == 0).all()
+    assert (evaluate_claims(paper, StopRule())["failed_left_out"] == 0).all()
+    md = claims_markdown(c)
+    head, sections = md.split("\n## ", 1)
+    assert "marked † (claims.csv: column failed_left_out)" in head
+    assert "| not supported, robust, † 1 with failed rows left out |" in head  # C3, per subset
+    c3 = sections.split("## C4.")[0]
+    assert c3.count("**not supported** † |") == 2  # the failed starts are feasible: both subsets
+    c1 = md.split("## C1.")[1].split("## C2.")[0]
+    assert "†" not in c1
 
 
 def test_many_failures_make_the_claims_not_applicable(paper):

@@ -6,8 +6,17 @@ field read through the experiment (``evaluate_claims(..., experiment=exp)``).
 
 import pytest
 
-from flowsim.analysis.studies.dpo_field import NA, NOT, PARTLY, SUPPORTED, evaluate_claims
-from flowsim.analysis.verdicts import claims_markdown, conclusions, failed_rows, verdict_matrix
+from flowsim.analysis.studies.dpo_field import evaluate_claims
+from flowsim.analysis.verdicts import (
+    NA,
+    NOT,
+    PARTLY,
+    SUPPORTED,
+    claims_markdown,
+    conclusions,
+    failed_rows,
+    verdict_matrix,
+)
 from flowsim.dynamics.record import FlowResult
 from flowsim.experiment.config import parse_experiment
 from flowsim.experiment.execute import run_sweep
@@ -94,9 +103,9 @@ def test_matrix_across_real_settings(judged):
     m = verdict_matrix({"ratio": judged["ratio"], "logits": judged["logits"], "features": judged["features"]})
     assert m.attrs["models"] == {"ratio": ["ratio"], "logits": ["logits"], "features": ["features"]}
     text = conclusions(m)
-    nowhere = text.split("**Holds nowhere**")[1].split("Between")[0]
-    assert "C11" in nowhere  # no flow gets stuck at a stationary point in any model
-    only = text.split("**Holds only on the ratio plane**")[1].split("**")[0]
+    nowhere = next(row for row in text.splitlines() if row.startswith("- **Holds nowhere**"))
+    assert "C11 (" in nowhere  # no flow gets stuck at a stationary point in any model
+    only = next(row for row in text.splitlines() if row.startswith("- **Holds only on the ratio plane**"))
     assert "C6b" not in only  # applies to the ratio plane alone: it holds in every setting where it applies
 
 

@@ -5,10 +5,30 @@ import pandas as pd
 import pytest
 
 from flowsim.analysis import sensitivity as sens
-from flowsim.analysis.studies import dpo_field as cl
-from flowsim.analysis.studies.dpo_field import CLAIMS, NA, NOT, PARTLY, SUPPORTED, ClaimThresholds, evaluate_claims
+from flowsim.analysis.claims import REGISTRY
+from flowsim.analysis.claims.c4_remark2 import rule_faster
+from flowsim.analysis.claims.c5b_top_right import rule_saddle
+from flowsim.analysis.claims.c6_remark3 import rule_sensitivity
+from flowsim.analysis.claims.c6b_conservation import rule_law
+from flowsim.analysis.claims.c7_vanish import rule_vanish
+from flowsim.analysis.claims.c9_similar import rule_similar
+from flowsim.analysis.claims.c10_reference import rule_stretch
+from flowsim.analysis.claims.c11_stationary import rule_stuck
+from flowsim.analysis.claims.c12_simplex import rule_simplex
+from flowsim.analysis.claims.rules import rule_corner, rule_identity, rule_share
+from flowsim.analysis.studies.dpo_field import CLAIMS, ClaimThresholds, evaluate_claims
 from flowsim.analysis.testing import make_flows
-from flowsim.analysis.verdicts import VERDICTS, Claim, claims_markdown, conclusions, verdict_matrix
+from flowsim.analysis.verdicts import (
+    NA,
+    NOT,
+    PARTLY,
+    SUPPORTED,
+    VERDICTS,
+    Claim,
+    claims_markdown,
+    conclusions,
+    verdict_matrix,
+)
 from flowsim.dynamics.record import StopRule
 
 TH = ClaimThresholds()
@@ -16,50 +36,50 @@ NAN = float("nan")
 GRID = np.linspace(0.01, 1.0, 20)
 
 RULE_CASES = [
-    (cl.rule_identity, {"worst": 1e-9}, SUPPORTED),
-    (cl.rule_identity, {"worst": 1e-4}, PARTLY),
-    (cl.rule_identity, {"worst": 0.1}, NOT),
-    (cl.rule_identity, {"worst": NAN}, NOT),
-    (cl.rule_share, {"share": 0.95}, SUPPORTED),
-    (cl.rule_share, {"share": 0.6}, PARTLY),
-    (cl.rule_share, {"share": 0.2}, NOT),
-    (cl.rule_faster, {"share_first": 0.95, "share_initial": 0.92}, SUPPORTED),
-    (cl.rule_faster, {"share_first": 0.95, "share_initial": NAN}, SUPPORTED),
-    (cl.rule_faster, {"share_first": 0.95, "share_initial": 0.1}, PARTLY),
-    (cl.rule_faster, {"share_first": 0.2, "share_initial": 0.6}, PARTLY),
-    (cl.rule_faster, {"share_first": 0.2, "share_initial": 0.4}, NOT),
-    (cl.rule_corner, {"share_dominant": 0.95, "speed_ratio": 3.0}, SUPPORTED),
-    (cl.rule_corner, {"share_dominant": 0.95, "speed_ratio": 1.5}, PARTLY),
-    (cl.rule_corner, {"share_dominant": 0.6, "speed_ratio": 3.0}, PARTLY),
-    (cl.rule_corner, {"share_dominant": 0.1, "speed_ratio": 3.0}, NOT),
-    (cl.rule_saddle, {"speed_ratio": 0.3, "n_stationary": 2}, SUPPORTED),
-    (cl.rule_saddle, {"speed_ratio": 0.3, "n_stationary": NAN}, PARTLY),
-    (cl.rule_saddle, {"speed_ratio": 0.9, "n_stationary": 1}, PARTLY),
-    (cl.rule_saddle, {"speed_ratio": 0.9, "n_stationary": 0}, NOT),
-    (cl.rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 2.5}, SUPPORTED),
-    (cl.rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 1.5}, PARTLY),
-    (cl.rule_sensitivity, {"p1_spread": 0.1, "p1_gap_bottom_left": 0.0, "t_stop_ratio_top_right": NAN}, NOT),
-    (cl.rule_law, {"worst": 1e-12, "n_status_mismatch": 0}, SUPPORTED),
-    (cl.rule_law, {"worst": 1e-12, "n_status_mismatch": 3}, PARTLY),
-    (cl.rule_law, {"worst": 0.01, "n_status_mismatch": 0}, NOT),
-    (cl.rule_vanish, {"grad_ratio": 0.1}, SUPPORTED),
-    (cl.rule_vanish, {"grad_ratio": 0.8}, PARTLY),
-    (cl.rule_vanish, {"grad_ratio": 1.0}, NOT),
-    (cl.rule_vanish, {"grad_ratio": NAN}, NOT),
-    (cl.rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.4}, SUPPORTED),
-    (cl.rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.0}, PARTLY),
-    (cl.rule_similar, {"p1_drop": -0.1, "displaced_rise": 0.0}, NOT),
-    (cl.rule_stretch, {"share": 0.95, "stretch_dev": 1e-9}, SUPPORTED),
-    (cl.rule_stretch, {"share": 0.95, "stretch_dev": 0.1}, PARTLY),
-    (cl.rule_stretch, {"share": 0.1, "stretch_dev": 0.0}, PARTLY),
-    (cl.rule_stretch, {"share": 0.1, "stretch_dev": NAN}, NOT),
-    (cl.rule_stuck, {"share_stationary": 0.2, "n_mesh": NAN}, SUPPORTED),
-    (cl.rule_stuck, {"share_stationary": 0.0, "n_mesh": 3}, SUPPORTED),
-    (cl.rule_stuck, {"share_stationary": 0.01, "n_mesh": 0}, PARTLY),
-    (cl.rule_stuck, {"share_stationary": 0.0, "n_mesh": 0}, NOT),
-    (cl.rule_simplex, {"share_left": 0.0}, SUPPORTED),
-    (cl.rule_simplex, {"share_left": 0.05}, PARTLY),
-    (cl.rule_simplex, {"share_left": 0.5}, NOT),
+    (rule_identity, {"worst": 1e-9}, SUPPORTED),
+    (rule_identity, {"worst": 1e-4}, PARTLY),
+    (rule_identity, {"worst": 0.1}, NOT),
+    (rule_identity, {"worst": NAN}, NOT),
+    (rule_share, {"share": 0.95}, SUPPORTED),
+    (rule_share, {"share": 0.6}, PARTLY),
+    (rule_share, {"share": 0.2}, NOT),
+    (rule_faster, {"share_first": 0.95, "share_initial": 0.92}, SUPPORTED),
+    (rule_faster, {"share_first": 0.95, "share_initial": NAN}, SUPPORTED),
+    (rule_faster, {"share_first": 0.95, "share_initial": 0.1}, PARTLY),
+    (rule_faster, {"share_first": 0.2, "share_initial": 0.6}, PARTLY),
+    (rule_faster, {"share_first": 0.2, "share_initial": 0.4}, NOT),
+    (rule_corner, {"share_dominant": 0.95, "speed_ratio": 3.0}, SUPPORTED),
+    (rule_corner, {"share_dominant": 0.95, "speed_ratio": 1.5}, PARTLY),
+    (rule_corner, {"share_dominant": 0.6, "speed_ratio": 3.0}, PARTLY),
+    (rule_corner, {"share_dominant": 0.1, "speed_ratio": 3.0}, NOT),
+    (rule_saddle, {"speed_ratio": 0.3, "n_stationary": 2}, SUPPORTED),
+    (rule_saddle, {"speed_ratio": 0.3, "n_stationary": NAN}, PARTLY),
+    (rule_saddle, {"speed_ratio": 0.9, "n_stationary": 1}, PARTLY),
+    (rule_saddle, {"speed_ratio": 0.9, "n_stationary": 0}, NOT),
+    (rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 2.5}, SUPPORTED),
+    (rule_sensitivity, {"p1_spread": 0.5, "p1_gap_bottom_left": 0.3, "t_stop_ratio_top_right": 1.5}, PARTLY),
+    (rule_sensitivity, {"p1_spread": 0.1, "p1_gap_bottom_left": 0.0, "t_stop_ratio_top_right": NAN}, NOT),
+    (rule_law, {"worst": 1e-12, "n_status_mismatch": 0}, SUPPORTED),
+    (rule_law, {"worst": 1e-12, "n_status_mismatch": 3}, PARTLY),
+    (rule_law, {"worst": 0.01, "n_status_mismatch": 0}, NOT),
+    (rule_vanish, {"grad_ratio": 0.1}, SUPPORTED),
+    (rule_vanish, {"grad_ratio": 0.8}, PARTLY),
+    (rule_vanish, {"grad_ratio": 1.0}, NOT),
+    (rule_vanish, {"grad_ratio": NAN}, NOT),
+    (rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.4}, SUPPORTED),
+    (rule_similar, {"p1_drop": 0.5, "displaced_rise": 0.0}, PARTLY),
+    (rule_similar, {"p1_drop": -0.1, "displaced_rise": 0.0}, NOT),
+    (rule_stretch, {"share": 0.95, "stretch_dev": 1e-9}, SUPPORTED),
+    (rule_stretch, {"share": 0.95, "stretch_dev": 0.1}, PARTLY),
+    (rule_stretch, {"share": 0.1, "stretch_dev": 0.0}, PARTLY),
+    (rule_stretch, {"share": 0.1, "stretch_dev": NAN}, NOT),
+    (rule_stuck, {"share_stationary": 0.2, "n_mesh": NAN}, SUPPORTED),
+    (rule_stuck, {"share_stationary": 0.0, "n_mesh": 3}, SUPPORTED),
+    (rule_stuck, {"share_stationary": 0.01, "n_mesh": 0}, PARTLY),
+    (rule_stuck, {"share_stationary": 0.0, "n_mesh": 0}, NOT),
+    (rule_simplex, {"share_left": 0.0}, SUPPORTED),
+    (rule_simplex, {"share_left": 0.05}, PARTLY),
+    (rule_simplex, {"share_left": 0.5}, NOT),
 ]
 
 
@@ -77,29 +97,31 @@ def test_every_rule_reaches_every_verdict():
 
 
 def test_every_claim_says_what_would_make_it_fail():
-    for c in CLAIMS:
+    for c in REGISTRY.values():
         assert c.paper and c.where and c.metric, c.id
-        if c.measure is not None:
-            assert "Fails if" in (c.measure.__doc__ or ""), c.id
-    assert "Fails if" in cl._similar.__doc__
+        assert "Fails if" in (c.measure.__doc__ or ""), c.id
 
 
 def test_thresholds_move_the_verdicts():
     m = {"share_dominant": 0.95, "speed_ratio": 1.5}
-    assert cl.rule_corner(m, TH)[0] == PARTLY
-    assert cl.rule_corner(m, ClaimThresholds(speed_factor=1.2))[0] == SUPPORTED
-    assert cl.rule_corner(m, ClaimThresholds(share_supported=0.99, share_partly=0.97))[0] == NOT
+    assert rule_corner(m, TH)[0] == PARTLY
+    assert rule_corner(m, ClaimThresholds(speed_factor=1.2))[0] == SUPPORTED
+    assert rule_corner(m, ClaimThresholds(share_supported=0.99, share_partly=0.97))[0] == NOT
 
 
 def test_claims_declare_where_they_apply():
-    by = cl.CLAIMS_BY_ID
+    by = REGISTRY
     assert by["C1"].not_applicable("ratio", "dpo") is None
     assert "not logits" in by["C1"].not_applicable("logits", "dpo")
     assert "not ipo" in by["C6b"].not_applicable("ratio", "ipo")
     assert by["C9"].not_applicable("features", "ipo") is None
     assert by["C12"].not_applicable("logits", "orpo") is None
     assert NA in VERDICTS
-    assert Claim("X", "t", "p", "w", "m", cl.rule_share, models=("ratio",)).not_applicable("features", "dpo")
+    assert Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",)).not_applicable("features", "dpo")
+    with pytest.raises(ValueError, match="models must name the models"):
+        Claim("X", "t", "p", "w", "m", rule_share, len, models=())
+    with pytest.raises(ValueError, match="which thresholds does not declare"):
+        Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), reads=("dominance",))
 
 
 # -- the sensitivity family ----------------------------------------------------------------------
@@ -182,15 +204,30 @@ def test_verdict_matrix_and_conclusions():
     assert m.loc["E", "logits"] == NA
     assert m.attrs["models"] == {"ratio free": ["ratio"], "ratio standard": ["ratio"], "logits": ["logits"]}
     text = conclusions(m)
-    every = text.split("**holds in every setting where it applies**:")[1].split("**")[0]
-    only = text.split("**Holds only on the ratio plane**")[1].split("**")[0]
-    nowhere = text.split("**Holds nowhere**")[1].split("Between")[0]
-    assert "A (title A), in 3 setting(s)" in every and "B" not in every
-    assert "B (title B)" in only
-    assert "C (title C)" in nowhere
-    assert "D (holds in 1 of 3)" in text
-    assert "Not applicable in any setting: E" in text
-    assert "1 of the 15 cells are fragile" in text
+    assert text.splitlines()[0] == "Across 3 settings: `ratio free`; `ratio standard`; `logits`."
+    assert item(text, "Holds in every setting where it applies") == ["A (title A) in 3 settings"]
+    assert item(text, "Holds only on the ratio plane") == ["B (title B)"]
+    assert item(text, "Holds nowhere") == ["C (title C)"]
+    assert item(text, "Between these") == ["D (holds in 1 of 3)"]
+    assert item(text, "Not applicable in any setting") == ["E"]
+    assert text.splitlines()[-1].startswith("1 of the 15 cells are fragile")
+
+
+def item(text: str, label: str) -> list[str]:
+    """The entries of the list item ``label`` of :func:`conclusions`' text (separated by '; ')."""
+    (line,) = [row for row in text.splitlines() if row.startswith(f"- **{label}**")]
+    return line.split("**", 2)[2].split(": ", 1)[1].removesuffix(".").split("; ")
+
+
+def test_conclusions_keep_names_with_commas_apart():
+    tables = {name: _claims({"A": SUPPORTED, "B": NOT}) for name in ("ratio, standard", "ratio, references swept")}
+    tables["logits, standard"] = _claims({"A": SUPPORTED, "B": SUPPORTED}, model="logits")
+    text = conclusions(verdict_matrix(tables))
+    names = text.splitlines()[0].removeprefix("Across 3 settings: ").removesuffix(".").split("; ")
+    assert names == ["`ratio, standard`", "`ratio, references swept`", "`logits, standard`"]
+    assert item(text, "Holds in every setting where it applies") == ["A (title A) in 3 settings"]
+    assert item(text, "Between these") == ["B (holds in 1 of 3)"]
+    assert text.count("\n- **") == 5  # one list item per group of claims
 
 
 def test_verdict_matrix_counts_mixed_combinations_and_splits():
@@ -213,7 +250,8 @@ def test_verdict_matrix_from_evaluated_tables():
     assert m.loc["C3", "ratio reference-free"].startswith(NOT)
     assert m.loc["C3", "ratio standard"].startswith(SUPPORTED)
     text = conclusions(m)
-    assert "C1 (Theorem 1: the partial derivatives), in 2 setting(s)" in text
+    every = item(text, "Holds in every setting where it applies")
+    assert "C1 (Theorem 1: the partial derivatives) in 2 settings" in every
     md = claims_markdown(std)
     assert "| robustness |" in md
 
@@ -222,7 +260,7 @@ def test_conclusions_leave_out_combinations_where_a_claim_does_not_apply():
     t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NA}).assign(loss="ipo")])
     m = verdict_matrix({"losses": t, "ratio": _claims({"A": SUPPORTED})})
     assert m.loc["A", "losses"] == "supported (1/2); not applicable (1/2), robust"
-    assert "A (title A), in 2 setting(s)" in conclusions(m)
+    assert item(conclusions(m), "Holds in every setting where it applies") == ["A (title A) in 2 settings"]
 
 
 def test_reference_claim_on_a_reference_sweep():

@@ -1,0 +1,61 @@
+"""C9, §3.3.1: similar responses hinder learning y_w (a claim across cos_wl).
+
+Measured, from the lowest to the highest cos_wl (the cosine of the responses' features):
+the drop of the median final p_w and the rise of the share of flows displaced (p_w fell
+below its start).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from flowsim.analysis.tables import _as_bool
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, _fmt, _ge
+
+if TYPE_CHECKING:
+    from flowsim.analysis.claims.group import AcrossGroup
+    from flowsim.analysis.studies.thresholds import ClaimThresholds
+
+
+def rule_similar(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
+    """C9: ``m["p1_drop"]`` and ``m["displaced_rise"]`` from the lowest to the highest cos_wl."""
+    text = f"count of: final p_w median drop >= {th.p1_gap:g}, displaced share rise >= {th.p1_gap:g}; 2: supported"
+    n = _ge(m["p1_drop"], th.p1_gap) + _ge(m["displaced_rise"], th.p1_gap)
+    return (SUPPORTED if n == 2 else PARTLY if n else NOT), text
+
+
+def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
+    """C9 (§3.3.1): as y_w and y_l grow alike (cos_wl up), p_w ends lower and is displaced more often.
+
+    Fails if the median final p_w at the highest cos_wl is not at least p1_gap below that
+    at the lowest, and the share of flows displaced (p_w fell below its start) does not rise
+    by at least p1_gap.
+    """
+    g, col = d.frame, d.cols[0]
+    ok = g[g["status"] != "failed"]
+    disp = pd.Series(_as_bool(ok["displaced"]) if "displaced" in ok else np.zeros(len(ok), bool), index=ok.index)
+    by = ok.groupby(col)
+    med, share = by["p1_final"].median(), disp.groupby(ok[col]).mean()
+    lo, hi = med.index.min(), med.index.max()
+    drop, rise = float(med[lo] - med[hi]), float(share[hi] - share[lo])
+    t_w = by["t_w"].median()
+    details = "; ".join(
+        f"{col} = {k:g}: median p_w final {_fmt(med[k])}, displaced {_fmt(share[k])}, median t_w {_fmt(t_w[k])}"
+        for k in med.index
+    )
+    return drop, {"p1_drop": drop, "displaced_rise": rise}, details
+
+
+CLAIM = Claim(
+    "C9", "Similar responses hinder learning y_w",
+    "if the human-preferred response yw and the dispreferred response yl are literally similar, the gradient "
+    "with respect to x2 would counteract the gradient of x1 to some extent, thereby weakening the "
+    "optimization toward x1",
+    "§3.3.1, after Remark 2",
+    "drop of median final p_w and rise of the share displaced, lowest to highest cos_wl (across combinations)",
+    rule_similar, measure, models=("features", "network"), across=("cos_wl",),
+    columns=("cos_wl", "p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
+)  # fmt: skip
