@@ -174,3 +174,29 @@ def test_max_nfev_round_trips_through_meta(given, options, recorded):
     assert exp.solver.max_nfev == options
     again = parse_experiment(exp.as_dict())
     assert again.solver.max_nfev == options and exp.as_dict()["solver"].get("max_nfev") == recorded
+
+
+def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
+    grid = {"p1": {"start": 0.1, "stop": 0.9, "num": 3}, "p2": {"start": 0.1, "stop": 0.9, "num": 3}}
+
+    def engines(**doc):
+        exp = parse_experiment({"name": "e", "grid": grid, **doc})
+        return [exp.engine_for(c) for c in exp.parameter_sets()], exp
+
+    got, exp = engines()
+    assert got == ["batched"] and exp.engine == "auto" and exp.as_dict()["solver"]["engine"] == "auto"
+    assert engines(solver={"engine": "driver"})[0] == ["driver"]
+    assert "engine" not in engines(solver={"engine": "driver"})[1].as_dict()["solver"]  # as earlier run folders
+    assert engines(solver={"method": "LSODA"})[0] == ["driver"]  # the batched engine has explicit methods only
+    assert engines(solver={"method": "exact"})[0] == ["exact"]
+    # a stop rule's shape that is not verified for the pair: the driver
+    assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"loss_target": 0.3})[0] == ["batched", "driver"]
+    assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"margin_target": 4.0})[0] == ["batched", "batched"]
+    assert engines(loss={"kind": "ipo"})[0] == ["driver"]  # no margin target: stiff at IPO's minimiser
+    got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]})
+    assert got == ["batched", "discrete"]
+    assert engines(solver={"engine": "batched"}, loss={"kind": "ipo"})[0] == ["batched"]  # asked for by name
+    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'batched', 'driver'\]"):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "fast"}})
+    with pytest.raises(ConfigError, match="batched engine"):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "batched", "method": "Radau"}})
