@@ -39,7 +39,8 @@ def test_quick_benchmark_writes_every_line(tmp_path, capsys):
 
 def test_scratch_folder_unless_published(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("flowsim.app.bench.report.run", lambda **kw: print(json.dumps({k: str(v) for k, v in kw.items()})))
+    fake = lambda **kw: print(json.dumps({k: str(v) for k, v in kw.items()}))
+    monkeypatch.setattr("flowsim.app.bench.report.run", fake)
     main(["--quick"])
     main(["--quick", "--publish"])
     first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
