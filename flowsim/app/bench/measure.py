@@ -190,5 +190,3 @@ def _format_line(r: dict) -> str:
         return f"{head}  {r['note']}"
     return (f"{head} {r['seconds']:8.2f} s {r['flows_per_s']:10,.0f}/s (compute {r['compute_flows_per_s']:10,.0f}/s) "
             f"worst {r['worst_rel_err']:.1e} {'' if r['statuses_agree'] else 'STATUSES DIFFER'}")  # fmt: skip
-
-

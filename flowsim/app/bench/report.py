@@ -66,17 +66,22 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
     load_start, cpu_start, t_start = _load(), _cpu_times(), time.perf_counter()
     echo(f"flowsim benchmark (issue #23): DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
          f"load average {load_start}")  # fmt: skip
-    plan = QUICK_PLAN if quick else {p: [x for x in v if dask or x[0] != "dask"] for p, v in PLAN.items()}
+    plan = QUICK_PLAN if quick else PLAN
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp, _cluster(plan, quick, echo) as scheduler:
+    with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp:
         ctx = {"scratch": Path(tmp), "in_process": quick, "repeats": 1 if quick else repeats, "budget": budget,
-               "done": {}, "per_flow": {}, "oracles": {}, "echo": echo, "backend": backend, "scheduler": scheduler,
+               "done": {}, "per_flow": {}, "oracles": {}, "echo": echo, "backend": backend,
                "scan_workers": 1 if quick else 2}  # fmt: skip
         choices = {problem: _scan(problem, quick, ctx, rows) for problem in CONTENDERS}
         echo(f"\ntimed runs ({'in-process: no start-up' if quick else 'each a fresh process, timed from outside'}); "
              f"median of up to {ctx['repeats']}")  # fmt: skip
         for problem, lines in plan.items():
-            rows += _timed_lines(problem, lines, choices[problem], ctx)
+            rows += _timed_lines(problem, [x for x in lines if x[0] != "dask"], choices[problem], ctx)
+        dask_lines = [(p, x) for p, lines in plan.items() for x in lines if x[0] == "dask" and dask]
+        if dask_lines:  # the cluster runs only for its own lines
+            with _cluster(echo) as ctx["scheduler"]:
+                rows += [_timed(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
+                         for p, (c, num, w) in dask_lines]  # fmt: skip
     rows += _optimisers(quick, echo)
     rows += _summary(rows, echo)
     rows.append(_machine(load_start, _steal(cpu_start, _cpu_times()), time.perf_counter() - t_start))
@@ -123,11 +128,8 @@ def _timed_lines(problem: str, lines, chosen: dict, ctx: dict) -> list[dict]:
 
 
 @contextlib.contextmanager
-def _cluster(plan: dict, quick: bool, echo) -> Iterator[str | None]:
-    """A dask LocalCluster of 2 single-threaded worker processes, warmed, if the plan has a dask line."""
-    if quick or not any(c == "dask" for lines in plan.values() for c, _, _ in lines):
-        yield None
-        return
+def _cluster(echo) -> Iterator[str]:
+    """A dask LocalCluster of 2 single-threaded worker processes, warmed; its scheduler's address."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
