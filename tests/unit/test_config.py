@@ -131,31 +131,28 @@ def test_a_model_table_sweeps_its_parameters_and_the_reference():
     assert parse_experiment(exp.as_dict()) == exp  # meta.json's copy reads back as the same experiment
 
 
-def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text(
-        'name = "bad"\n[loss]\nbeta = -1\n[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n'
-    )
-    out = tmp_path / "out"
+_GRID2 = "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
+
+
+@pytest.mark.parametrize(  # one process each, so that the workers share them
+    ("text", "wanted"),
+    [
+        ('name = "bad"\n[loss]\nbeta = -1\n' + _GRID2, ("bad.toml", "loss.beta", "-1")),
+        ('name = "c"\n[loss]\nreference = "initial"\nref_w = 0.5\nref_l = 0.5\n' + _GRID2, ("ref_w", "ref_l")),
+        (None, ("no such experiment file",)),
+    ],
+    ids=["bad-value", "conflict", "missing"],
+)
+def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path, text, wanted):
+    path, out = tmp_path / "bad.toml", tmp_path / "out"
+    if text is not None:
+        path.write_text(text)
     res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(bad), "--out", str(out)], capture_output=True, text=True
+        [sys.executable, "-m", "flowsim", "run", str(path), "--out", str(out)], capture_output=True, text=True
     )
     assert res.returncode == 2
-    assert "bad.toml" in res.stderr and "loss.beta" in res.stderr and "-1" in res.stderr
+    assert all(w in res.stderr for w in wanted), res.stderr
     assert not out.exists()
-    conflict = tmp_path / "conflict.toml"
-    conflict.write_text(
-        'name = "c"\n[loss]\nreference = "initial"\nref_w = 0.5\nref_l = 0.5\n'
-        "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
-    )
-    res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(conflict), "--out", str(out)], capture_output=True, text=True
-    )
-    assert res.returncode == 2 and "ref_w" in res.stderr and "ref_l" in res.stderr and not out.exists()
-    res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(tmp_path / "none.toml")], capture_output=True, text=True
-    )
-    assert res.returncode == 2 and "no such experiment file" in res.stderr
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
