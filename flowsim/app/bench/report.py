@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
 import sys
@@ -78,6 +79,9 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
         for problem, lines in plan.items():
             rows += _timed_lines(problem, [x for x in lines if x[0] != "dask"], choices[problem], ctx)
         dask_lines = [(p, x) for p, lines in plan.items() for x in lines if x[0] == "dask" and dask]
+        if dask_lines and importlib.util.find_spec("distributed") is None:
+            echo("dask line skipped: dask.distributed is not installed (pip install 'flowsim[dask]')")
+            dask_lines = []
         if dask_lines:  # the cluster runs only for its own lines
             with _cluster(echo) as ctx["scheduler"]:
                 rows += [_timed(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
