@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsim._validation import ParamError, check_interval
+from flowsim.dynamics.batched.coverage import verified as batched_verified
 from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import STIFF_NFEV, SolverOptions
 from flowsim.dynamics.optimisers import OPTIMISERS
@@ -34,6 +35,9 @@ from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, P
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
 REFERENCE_MODES = ("fixed", "initial", "none")
 REF_KEYS = ("ref_w", "ref_l")
+#: [solver] engine: "auto" (default) the batched engine for the (loss, model, stop rule) shapes it is
+#: verified on (:mod:`flowsim.dynamics.batched.coverage`), else the driver; or either by name.
+ENGINES = ("auto", "batched", "driver")
 #: The continuous gradient flow, the default dynamics (its options live in [solver]).
 FLOW = "flow"
 
@@ -68,6 +72,8 @@ class Experiment:
     stop: StopRule = field(default_factory=StopRule)
     exact: bool = False
     solver: SolverOptions = field(default_factory=SolverOptions)
+    #: "auto", "batched" or "driver" (see :data:`ENGINES`; :meth:`engine_for` resolves it per combination)
+    engine: str = "auto"
     p1_cuts: tuple[float, float] = DEFAULT_CUTS
     p2_cuts: tuple[float, float] = DEFAULT_CUTS
     claims: Mapping[str, float] = field(default_factory=dict)
@@ -106,6 +112,22 @@ class Experiment:
         for _, params in self.dynamics:
             out |= {k: v for k, v in params.items() if k not in out}
         return out
+
+    def engine_for(self, combo: Mapping[str, Any]) -> str:
+        """How a combination's rows are computed: "exact", "discrete", "batched" or "driver".
+
+        ``engine = "auto"`` gives the batched engine where it is verified for the pair and the
+        stop rule's shape (and the method is explicit), else the driver, the reference.
+        """
+        if combo.get("dynamics", FLOW) != FLOW:
+            return "discrete"
+        if self.exact:
+            return "exact"
+        if self.engine != "auto":
+            return self.engine
+        loss_kind = combo.get("loss", self.losses[0][0])
+        ok = not self.solver.implicit and batched_verified(loss_kind, self.model_kind, self.stop)
+        return "batched" if ok else "driver"
 
     def optimiser(self, combo: Mapping[str, Any]):
         """The discrete optimiser of a combination, or None for the flow."""
@@ -169,8 +191,8 @@ class Experiment:
         modes = self.reference[0] if len(self.reference) == 1 else list(self.reference)
         solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
                   "atol": self.solver.atol}  # fmt: skip
-        if self.solver.engine != "driver":
-            solver["engine"] = self.solver.engine
+        if self.engine != "driver":  # earlier run folders (driver by default, no key) still resume with "driver"
+            solver["engine"] = self.engine
         if self.solver.max_nfev != STIFF_NFEV:  # only when set, so that earlier run folders still resume
             solver["max_nfev"] = self.solver.max_nfev or 0  # 0: no limit (TOML has no null)
         out = {
@@ -232,7 +254,7 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     model_kind, model_params = _parse_model(model_t)
     dynamics = _parse_dynamics(t.table("dynamics"))
     stop = _parse_stop(t.table("stop"))
-    exact, solver = _parse_solver(t.table("solver"), losses, model_kind, stop)
+    exact, solver, engine = _parse_solver(t.table("solver"), losses, model_kind, stop)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
@@ -241,8 +263,8 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
-        stop=stop,
-        exact=exact, solver=solver, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"], claims=dict(claims),
+        stop=stop, exact=exact, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
+        claims=dict(claims),
     )  # fmt: skip
     if model_kind in TRAINED_MODELS:  # a network: its own rules (flowsim.experiment.network)
         from flowsim.experiment import network
@@ -381,13 +403,16 @@ def _parse_stop(t: _Table) -> StopRule:
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions]:
+def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions, str]:
     t.allow({"method", "rtol", "atol", "engine", "max_nfev"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
-    if "engine" in t.doc:
-        kw["engine"] = t.get("engine", str)
+    engine = t.get("engine", str, default="auto")
+    if engine not in ENGINES:
+        t.fail("engine", engine, f"must be one of {list(ENGINES)}")
+    if engine == "batched":  # SolverOptions checks that the method is one the batched engine has
+        kw["engine"] = engine
     if "max_nfev" in t.doc:
         kw["max_nfev"] = t.get("max_nfev", int) or None  # 0: no limit
     solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
@@ -402,7 +427,7 @@ def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[b
         for combo in _product(params):
             if not form.applies(LOSSES[kind](**combo)):
                 t.fail("method", method, form.rule)
-    return exact, solver
+    return exact, solver, engine
 
 
 def _parse_regions(t: _Table) -> dict[str, tuple[float, float]]:

@@ -32,7 +32,8 @@ def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
     if exp.exact:
         return 10_000
     per_worker = -(-len(exp.grid) // max(1, n_jobs))
-    if exp.solver.engine == "batched":  # lockstep steps pay per chunk: throughput grows up to ~10^4 rows a chunk
+    if any(exp.engine_for(c) == "batched" for c in exp.parameter_sets()):  # lockstep steps pay per chunk:
+        # throughput grows up to ~10^4 rows a chunk
         return int(min(5000, max(256, per_worker // 2)))
     return int(min(256, max(16, per_worker // 8)))
 
@@ -103,8 +104,8 @@ def run_sweep(
         done = sum(r["rows"] for r in records.values())
         total = n_starts * len(exp.parameter_sets())
         bar = _Bar(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
-        for index, data, rows, counts in pmap(_run_and_encode, ((exp, c) for c in todo)):
-            records[index] = folder.write_chunk(index, data, rows, counts)
+        for index, data, rows, counts, engines in pmap(_run_and_encode, ((exp, c) for c in todo)):
+            records[index] = folder.write_chunk(index, data, rows, counts, engines)
             bar.update(rows)
         bar.close()
         joined = folder.join(records, n_chunks)
@@ -113,6 +114,7 @@ def run_sweep(
             "experiment": exp.as_dict(),
             "rows": int(joined["rows"]),
             "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
+            "counts_by_engine": {k: int(v) for k, v in sorted(joined["engines"].items())},
             "flows_bytes": int(joined["bytes"]),
             "flows_sha256": joined["sha256"],
             "starts_left_out": left_out,
@@ -141,12 +143,12 @@ def _to_stderr(line: str) -> None:
     print(f"flowsim: warning: {line}", file=sys.stderr)
 
 
-def _run_and_encode(item) -> tuple[int, bytes, int, dict[str, int]]:
-    """In a worker: one chunk's rows as CSV bytes, with their number and counts by status."""
+def _run_and_encode(item) -> tuple[int, bytes, int, dict[str, int], dict[str, int]]:
+    """In a worker: one chunk's rows as CSV bytes, with their number and counts by status and by engine."""
     exp, chunk = item
     df = run_chunk(exp, chunk)
-    counts = df["status"].value_counts().to_dict() if "status" in df.columns else {}
-    return chunk.index, df.to_csv(index=False).encode(), len(df), {str(k): int(v) for k, v in counts.items()}
+    counts = {c: {str(k): int(v) for k, v in df[c].value_counts().items()} for c in ("status", "engine")}
+    return chunk.index, df.to_csv(index=False).encode(), len(df), counts["status"], counts["engine"]
 
 
 __all__ = ["SweepError", "default_chunk_size", "run_sweep"]

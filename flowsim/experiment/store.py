@@ -178,10 +178,13 @@ class RunFolder:
     def record_path(self, index: int) -> Path:
         return self.partial / f"chunk_{index:06d}.json"
 
-    def write_chunk(self, index: int, data: bytes, rows: int, counts: dict[str, int]) -> dict[str, Any]:
-        """Write a chunk's CSV bytes, then its record (rows, bytes, sha256, counts by status); return the record."""
+    def write_chunk(self, index: int, data: bytes, rows: int, counts: dict[str, int],
+                    engines: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Write a chunk's CSV bytes, then its record (rows, bytes, sha256, counts by status and by engine);
+        return the record."""
         record = {"rows": int(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                  "counts_by_status": {str(k): int(v) for k, v in counts.items()}}  # fmt: skip
+                  "counts_by_status": {str(k): int(v) for k, v in counts.items()},
+                  "counts_by_engine": {str(k): int(v) for k, v in (engines or {}).items()}}  # fmt: skip
         write_atomic(self.chunk_path(index), data)
         write_atomic(self.record_path(index), json.dumps(record) + "\n")
         return record
@@ -259,10 +262,12 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
             raise
         counts: Counter = Counter()
+        engines: Counter = Counter()
         for k in range(n_chunks):
             counts.update(records[k].get("counts_by_status", {}))
+            engines.update(records[k].get("counts_by_engine", {}))  # absent in chunks of an earlier flowsim
         rows = sum(records[k]["rows"] for k in range(n_chunks))
-        return {"rows": rows, "bytes": size, "sha256": total.hexdigest(), "counts": counts}
+        return {"rows": rows, "bytes": size, "sha256": total.hexdigest(), "counts": counts, "engines": engines}
 
     def finish(self, meta_text: str) -> None:
         write_atomic(self.out / "meta.json", meta_text)

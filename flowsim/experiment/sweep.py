@@ -109,12 +109,12 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
         return run_network_chunk(exp, chunk)
     loss, model = exp.split(chunk.combo)
     policy = model.bind(chunk.p0, chunk.ref)
-    optimiser = exp.optimiser(chunk.combo)
-    if optimiser is not None:  # a discrete optimiser: every start of the chunk at once
-        res = run_discrete(loss, policy, optimiser, exp.stop)
-    elif exp.exact:  # the closed form, when asked for, whatever the engine
+    engine = exp.engine_for(chunk.combo)
+    if engine == "discrete":  # a discrete optimiser: every start of the chunk at once
+        res = run_discrete(loss, policy, exp.optimiser(chunk.combo), exp.stop)
+    elif engine == "exact":  # the closed form, when asked for, whatever the engine
         res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
-    elif exp.solver.engine == "batched":  # every start of the chunk at once, in lockstep steps
+    elif engine == "batched":  # every start of the chunk at once, in lockstep steps
         res = integrate_batch(loss, policy, exp.stop, exp.solver)
     else:
         records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
@@ -137,6 +137,7 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     df["loss_0"] = Objective(loss, policy).value(theta0)
     df["loss"], df["model"], df["dynamics"] = loss.kind, exp.model_kind, chunk.combo["dynamics"]
     df["reference"] = chunk.combo["reference"]
+    df["engine"] = res.get("engine", engine)  # the batched engine names the rows it handed to the driver
     return df[columns(exp)]
 
 

@@ -14,7 +14,8 @@ def test_quick_benchmark_writes_every_line(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     assert main(["--quick", "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert {"scan", "batched_vs_driver", "timed", "target", "machine"} <= set(table["line"])
+    assert {"scan", "batched_vs_driver", "timed", "optimiser", "machine"} <= set(table["line"])
+    assert set(table.loc[table["line"] == "optimiser", "contender"]) == {"gd", "momentum", "adam", "adamw"}
     timed = table[table["line"] == "timed"]
     expected = {
         "ratio": {"naive", "driver", "batched", "closed", "run"},
@@ -38,7 +39,8 @@ def test_quick_benchmark_writes_every_line(tmp_path, capsys):
 
 def test_scratch_folder_unless_published(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("flowsim.app.bench.run", lambda **kw: print(json.dumps({k: str(v) for k, v in kw.items()})))
+    fake = lambda **kw: print(json.dumps({k: str(v) for k, v in kw.items()}))
+    monkeypatch.setattr("flowsim.app.bench.report.run", fake)
     main(["--quick"])
     main(["--quick", "--publish"])
     first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())

@@ -50,7 +50,9 @@ def test_csv_schema_and_meta(smoke_serial):
     out, meta = smoke_serial
     df = read_flows(out)
     assert list(df.columns)[: len(COLUMNS)] == COLUMNS
-    assert list(df.columns)[len(COLUMNS) :] == ["reference", "message"]
+    assert list(df.columns)[len(COLUMNS) :] == ["reference", "message", "engine"]
+    assert set(df["engine"]) == {"batched"}  # the default for DPO on the ratio plane
+    assert meta["counts_by_engine"] == {"batched": len(df)}
     assert len(df) == 2 * 12 * 12 == meta["rows"]
     assert set(df["status"]) <= {"converged", "capped", "timeout", "failed"}
     assert (df["nfev"] > 0).sum() > 0.9 * len(df)  # integrated, not the closed form
@@ -121,7 +123,8 @@ def test_a_failing_flow_never_stops_the_sweep(tmp_path, monkeypatch):
         return real(loss, *a, policy=policy, **k)
 
     monkeypatch.setattr(sweep_mod, "integrate", flaky)
-    meta = run_sweep(small(), tmp_path / "f", n_jobs=1, progress=False)  # n_jobs=1 runs in this process
+    exp = small(solver={"engine": "driver"})  # the per-start path (the batched one: tests/unit/test_batched.py)
+    meta = run_sweep(exp, tmp_path / "f", n_jobs=1, progress=False)  # n_jobs=1 runs in this process
     df = read_flows(tmp_path / "f")
     failed = df[df["status"] == "failed"]
     assert len(failed) == 4 and meta["counts_by_status"]["failed"] == 4

@@ -131,31 +131,28 @@ def test_a_model_table_sweeps_its_parameters_and_the_reference():
     assert parse_experiment(exp.as_dict()) == exp  # meta.json's copy reads back as the same experiment
 
 
-def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text(
-        'name = "bad"\n[loss]\nbeta = -1\n[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n'
-    )
-    out = tmp_path / "out"
+_GRID2 = "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
+
+
+@pytest.mark.parametrize(  # one process each, so that the workers share them
+    ("text", "wanted"),
+    [
+        ('name = "bad"\n[loss]\nbeta = -1\n' + _GRID2, ("bad.toml", "loss.beta", "-1")),
+        ('name = "c"\n[loss]\nreference = "initial"\nref_w = 0.5\nref_l = 0.5\n' + _GRID2, ("ref_w", "ref_l")),
+        (None, ("no such experiment file",)),
+    ],
+    ids=["bad-value", "conflict", "missing"],
+)
+def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path, text, wanted):
+    path, out = tmp_path / "bad.toml", tmp_path / "out"
+    if text is not None:
+        path.write_text(text)
     res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(bad), "--out", str(out)], capture_output=True, text=True
+        [sys.executable, "-m", "flowsim", "run", str(path), "--out", str(out)], capture_output=True, text=True
     )
     assert res.returncode == 2
-    assert "bad.toml" in res.stderr and "loss.beta" in res.stderr and "-1" in res.stderr
+    assert all(w in res.stderr for w in wanted), res.stderr
     assert not out.exists()
-    conflict = tmp_path / "conflict.toml"
-    conflict.write_text(
-        'name = "c"\n[loss]\nreference = "initial"\nref_w = 0.5\nref_l = 0.5\n'
-        "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
-    )
-    res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(conflict), "--out", str(out)], capture_output=True, text=True
-    )
-    assert res.returncode == 2 and "ref_w" in res.stderr and "ref_l" in res.stderr and not out.exists()
-    res = subprocess.run(
-        [sys.executable, "-m", "flowsim", "run", str(tmp_path / "none.toml")], capture_output=True, text=True
-    )
-    assert res.returncode == 2 and "no such experiment file" in res.stderr
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.toml")), ids=lambda p: p.stem)
@@ -174,3 +171,29 @@ def test_max_nfev_round_trips_through_meta(given, options, recorded):
     assert exp.solver.max_nfev == options
     again = parse_experiment(exp.as_dict())
     assert again.solver.max_nfev == options and exp.as_dict()["solver"].get("max_nfev") == recorded
+
+
+def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
+    grid = {"p1": {"start": 0.1, "stop": 0.9, "num": 3}, "p2": {"start": 0.1, "stop": 0.9, "num": 3}}
+
+    def engines(**doc):
+        exp = parse_experiment({"name": "e", "grid": grid, **doc})
+        return [exp.engine_for(c) for c in exp.parameter_sets()], exp
+
+    got, exp = engines()
+    assert got == ["batched"] and exp.engine == "auto" and exp.as_dict()["solver"]["engine"] == "auto"
+    assert engines(solver={"engine": "driver"})[0] == ["driver"]
+    assert "engine" not in engines(solver={"engine": "driver"})[1].as_dict()["solver"]  # as earlier run folders
+    assert engines(solver={"method": "LSODA"})[0] == ["driver"]  # the batched engine has explicit methods only
+    assert engines(solver={"method": "exact"})[0] == ["exact"]
+    # a stop rule's shape that is not verified for the pair: the driver
+    assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"loss_target": 0.3})[0] == ["batched", "driver"]
+    assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"margin_target": 4.0})[0] == ["batched", "batched"]
+    assert engines(loss={"kind": "ipo"})[0] == ["driver"]  # no margin target: stiff at IPO's minimiser
+    got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]})
+    assert got == ["batched", "discrete"]
+    assert engines(solver={"engine": "batched"}, loss={"kind": "ipo"})[0] == ["batched"]  # asked for by name
+    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'batched', 'driver'\]"):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "fast"}})
+    with pytest.raises(ConfigError, match="batched engine"):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "batched", "method": "Radau"}})

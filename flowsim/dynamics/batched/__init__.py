@@ -5,6 +5,10 @@ returns the fields of :data:`~flowsim.dynamics.record.RESULT_FIELDS` and
 :data:`~flowsim.dynamics.record.PATH_FIELDS` for every row, with the meaning the per-start
 driver (:func:`flowsim.dynamics.driver.integrate`, the reference) gives them.
 
+A sweep uses it by default (``[solver] engine = "auto"``) for the (loss, parameterisation,
+stop-rule shape) combinations declared in :mod:`.coverage`, each checked row by row against
+the driver; elsewhere the driver integrates, and ``engine = "batched"`` / ``"driver"`` forces one.
+
 Method
 ------
 Row i is the initial-value problem the driver would build for start i -- the same chart and

@@ -53,7 +53,8 @@ def integrate_batch(loss, policy=None, stop: StopRule | None = None, options: So
     -------
     dict of numpy arrays of length n
         Every field of :data:`RESULT_FIELDS` and :data:`PATH_FIELDS`, as the driver records them
-        (``nfev``: the field evaluations the row took; ``steps``: NaN).
+        (``nfev``: the field evaluations the row took; ``steps``: NaN), and ``engine``: "batched",
+        or "driver" for a row handed to the driver (one the batch could not compute).
 
     Examples
     --------
@@ -381,10 +382,12 @@ class _Run:
         else:
             displaced = np.zeros(0, bool)
         by_driver = sorted(set(self.driver_rows))
+        out["engine"] = np.full(n, "batched", dtype=object)
         if not by_driver:
             out["displaced"] = np.zeros(n, bool)
             out["displaced"][done] = displaced
             return out
+        out["engine"][by_driver] = "driver"
         out["displaced"] = np.full(n, np.nan, dtype=object)
         out["displaced"][done] = displaced
         for i in by_driver:  # rows the batch could not compute: the reference computes them

@@ -302,11 +302,13 @@ class ParameterSystem(BatchSystem):
         self.armed += [np.ones(n, bool)] * (len(self.events) - len(self.armed))
 
     def theta(self, y):
-        return y[: self.d].T
+        # row-major, as the driver's one start is: a reduction over a strided view (logsumexp over
+        # the K responses) rounds differently, enough to put a start on its threshold on the other side
+        return np.ascontiguousarray(y[: self.d].T)
 
     def rhs(self, tau, y, rows):
         out = np.empty_like(y)
-        out[: self.d] = self.objective_of(rows).grad(y[: self.d].T).T
+        out[: self.d] = self.objective_of(rows).grad(self.theta(y)).T
         out[: self.d] *= -1.0
         out[self.d] = 1.0
         return out
@@ -317,7 +319,7 @@ class ParameterSystem(BatchSystem):
         return np.sqrt(np.einsum("ij,ij->j", f[: self.d], f[: self.d]))
 
     def _log_probs(self, y, rows):
-        return self.objective_of(rows).policy.log_probs(y[: self.d].T)
+        return self.objective_of(rows).policy.log_probs(self.theta(y))
 
     def _levels(self, tau, y, rows):
         if not self._rules:
