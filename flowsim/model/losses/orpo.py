@@ -81,6 +81,10 @@ class ORPO(Loss):
         lam = check_interval("orpo_lambda", self.orpo_lambda, 0.0, np.inf, closed="left")
         object.__setattr__(self, "orpo_lambda", lam)
 
+    def infinite_at_certainty(self) -> tuple[bool, bool]:
+        # the odds of y_l are infinite at pi(y_l) = 1: log sigmoid(r) = -inf (unless lambda = 0)
+        return (False, self.orpo_lambda > 0)
+
     def _parts(self, h, log_ref):
         """(lp, sigmoid(r), sigmoid(-r), log sigmoid(r), s a_w, a_l), finite through the cap p_w = 1.
 
@@ -113,13 +117,13 @@ class ORPO(Loss):
     def value(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):
             lp, _, _, log_sig, _, _ = self._parts(h, log_ref)
-            return -lp[..., 0] - self.orpo_lambda * log_sig
+            return -lp[..., 0] - _times(self.orpo_lambda, log_sig)
 
     def grad(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):
             _, _, s, _, q_w, a_l = self._parts(h, log_ref)
             lam = self.orpo_lambda
-            return np.stack([-1.0 - lam * q_w, lam * s * a_l], axis=-1)
+            return np.stack([-1.0 - _times(lam, q_w), _times(lam, s * a_l)], axis=-1)
 
     def hessian(self, h, log_ref=0.0):
         # with q_w = s a_w: H_ww = lam q_w (1 - q_w), H_wl = -lam sigmoid(r) q_w a_l and
@@ -129,7 +133,12 @@ class ORPO(Loss):
             _, sig, s, _, q_w, a_l = self._parts(h, log_ref)
             lam = self.orpo_lambda
             H = np.empty((*np.shape(q_w), 2, 2))
-            H[..., 0, 0] = lam * q_w * (1.0 - q_w)
-            H[..., 0, 1] = H[..., 1, 0] = -lam * sig * q_w * a_l
-            H[..., 1, 1] = lam * s * a_l * (sig * a_l + a_l - 1.0)
+            H[..., 0, 0] = _times(lam, q_w * (1.0 - q_w))
+            H[..., 0, 1] = H[..., 1, 0] = -_times(lam, sig * q_w * a_l)
+            H[..., 1, 1] = _times(lam, s * a_l * (sig * a_l + a_l - 1.0))
             return H
+
+
+def _times(lam: float, x: np.ndarray) -> np.ndarray:
+    """lam * x, exactly 0 for lam = 0 (ORPO is then the NLL alone, finite even where the odds term is not)."""
+    return lam * np.asarray(x) if lam else np.zeros(np.shape(x))
