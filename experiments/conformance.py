@@ -3,12 +3,13 @@
 
     python experiments/conformance.py              # the full product (minutes on 2 cores), matrix to stdout
     python experiments/conformance.py --out DIR    # also DIR/conformance.csv (every row) and DIR/matrix.md
-    python experiments/conformance.py --subset     # the seeded covering subset tests/unit/test_conformance_sweep.py runs
+    python experiments/conformance.py --subset     # the covering subset that tests/unit/test_conformance_sweep.py runs
 
 The product: every loss x model (ratio, logits, features) x reference (initial, none, fixed at
 (0.5, 0.25)) x the loss's beta (orpo_lambda for ORPO) at its default and both ends of its
 declared range x engine ("driver", "batched"), for gradient flow from an 8 x 8 grid that covers
-the model's starts (p in [0.01, 1] on the ratio plane, its corners and the cap included; p in
+the model's starts (p in [0.01, 1] on the ratio plane, its corners and the cap included, p_l up
+to 0.99 for ORPO, which is infinite at p_l = 1 and refuses a start there; p in
 [0.01, 0.98] with p1 + p2 < 1 for a normalised model: the corners of that triangle and the
 diagonal below 1/2), default stop rule; and the discrete optimisers (gd, momentum, adam, adamw)
 for every loss x model x reference at the default beta, max_steps = 2000.  Each combination runs
@@ -60,11 +61,17 @@ def hyper(kind: str) -> tuple[str, tuple[float, float, float]]:
     return "orpo_lambda", (0.0, fields["orpo_lambda"], ORPO_HIGH)
 
 
-def grid(model: str) -> dict:
-    """An 8 x 8 mesh over the model's starts: up to the cap p = 1 on the ratio plane, else up to 0.98."""
+def grid(kind: str, model: str) -> dict:
+    """An 8 x 8 mesh over the model's starts: up to the cap p = 1 on the ratio plane, else up to 0.98.
+
+    A loss infinite where p = 1 (ORPO at p_l = 1, refused there when the experiment is read) gets
+    that axis up to 0.99 instead.
+    """
     stop = 1.0 if model == "ratio" else 0.98
-    axis = {"start": 0.01, "stop": stop, "num": N}
-    return {"p1": axis, "p2": dict(axis)}
+    name, values = hyper(kind)
+    infinite = np.any([LOSSES[kind](**{name: v}).infinite_at_certainty() for v in values], axis=0)
+    return {f"p{i + 1}": {"start": 0.01, "stop": 0.99 if inf and stop == 1.0 else stop, "num": N}
+            for i, inf in enumerate(infinite)}  # fmt: skip
 
 
 def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "flow"):
@@ -73,7 +80,7 @@ def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "f
     loss = {"kind": kind, name: list(values) if dynamics == "flow" else values[1], "reference": list(REFERENCES),
             "ref_w": FIXED_REF[0], "ref_l": FIXED_REF[1]}  # fmt: skip
     doc = {"name": f"conformance_{kind}_{model}_{engine}_{dynamics}", "loss": loss, "model": {"kind": model},
-           "grid": grid(model), "solver": {"engine": engine}, "stop": {"t_max": T_MAX}}  # fmt: skip
+           "grid": grid(kind, model), "solver": {"engine": engine}, "stop": {"t_max": T_MAX}}  # fmt: skip
     if dynamics != "flow":
         doc["dynamics"] = {"kind": dynamics, "lr": LR[dynamics]}
         doc["stop"]["max_steps"] = MAX_STEPS
@@ -84,8 +91,9 @@ def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISE
     """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
     losses = sorted(LOSSES) if losses is None else losses
     out = [experiment(k, m, e) for k in losses for m in models for e in engines]
-    return [(e, None) for e in out + [experiment(k, m, "driver", o) for k in losses for m in models
-                                      for o in optimisers]]  # fmt: skip
+    out = [e for e in out if e.solver.engine == "driver"] + [e for e in out if e.solver.engine != "driver"]
+    opts = [experiment(k, m, "driver", o) for k in losses for m in models for o in optimisers]
+    return [(e, None) for e in out[: len(out) // len(engines)] + opts + out[len(out) // len(engines) :]]
 
 
 def subset_experiments() -> list:
@@ -142,10 +150,18 @@ def run_item(item) -> pd.DataFrame:
                "steps", "budget", "message", "seconds"]]  # fmt: skip
 
 
-def run(plan, n_jobs: int = 2, subset: int | None = None) -> pd.DataFrame:
-    """Every row of the plan's combinations (forked workers; one task per combination)."""
+def run(plan, n_jobs: int = 2, subset: int | None = None, log=None) -> pd.DataFrame:
+    """Every row of the plan's combinations (forked workers; one task per combination).
+
+    ``log``: a path to which each combination's rows are appended as they finish (a long run
+    can be followed, and read back if it is stopped).
+    """
+    parts = []
     with parallel.backend("fork", None, n_jobs) as pmap:
-        parts = list(pmap(run_item, items(plan, subset)))
+        for part in pmap(run_item, items(plan, subset)):
+            parts.append(part)
+            if log is not None:
+                part.to_csv(log, mode="a", header=len(parts) == 1, index=False)
     df = pd.concat(parts, ignore_index=True)
     work = np.where(df["dynamics"] == "flow", df["nfev"], df["steps"].astype(float))
     df["within_budget"] = work <= df["budget"]
@@ -186,16 +202,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     plan = subset_experiments() if args.subset else experiments()
-    df = run(plan, args.n_jobs, subset=SUBSET if args.subset else None)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "rows.csv").unlink(missing_ok=True)
+    df = run(plan, args.n_jobs, subset=SUBSET if args.subset else None, log=args.out and args.out / "rows.csv")
     wall = time.perf_counter() - t0
     text = matrix(df) + f"\n\n{len(df)} rows in {wall:.1f} s wall on {args.n_jobs} workers\n"
     bad = nonconforming(df)
     for _, r in bad.head(20).iterrows():
-        text += f"\nnonconforming: {r['loss']} {r['model']} {r['reference']} {r['hyper']:g} {r['engine']} " \
-                f"{r['dynamics']} ({r['p1_0']:g}, {r['p2_0']:g}) {r['status']} nfev={r['nfev']}: {r['message']}"  # fmt: skip
+        where = f"{r['loss']} {r['model']} {r['reference']} {r['hyper']:g} {r['engine']} {r['dynamics']}"
+        start = f"({r['p1_0']:g}, {r['p2_0']:g})"
+        text += f"\nnonconforming: {where} {start} {r['status']} nfev={r['nfev']}: {r['message']}"
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out / "conformance.csv", index=False)
         (args.out / "matrix.md").write_text(text)
     return 1 if len(bad) else 0

@@ -31,7 +31,7 @@ class StiffFlow(Exception):
     """An explicit method's steps were held at its stability boundary (the flow is stiff)."""
 
     def __init__(self, method: str, t: float) -> None:
-        super().__init__(f"{method}'s steps were held at its stability limit from tau = {t:.6g} (Hairer's test)")
+        super().__init__(f"{method}'s steps were held at its stability limit (Hairer's test, at tau = {t:.6g})")
         self.method = method
 
 

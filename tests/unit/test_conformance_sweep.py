@@ -63,11 +63,10 @@ def test_ipo_from_the_diagonal_event_location_and_stiffness():
     stop = StopRule(t_max=1000)
     lsoda = integrate(IPO(), [1.0, 1.0], stop, SolverOptions(method="LSODA"), ref=(0.1, 0.1))
     assert lsoda.status == "stationary", lsoda.message
-    t0 = time.perf_counter()
     r = integrate(IPO(), [1.0, 1.0], stop, ref=(0.1, 0.1))
     assert r.status == "stationary" and r.message.startswith("stiff: DOP853's steps were held")
     # found by Hairer's test long before the budget, and the same end as LSODA's from the start
-    assert r.nfev < 3000 and time.perf_counter() - t0 < 1.0
+    assert r.nfev < 3000
     np.testing.assert_allclose(r.t_stop, lsoda.t_stop, rtol=1e-9)
     assert r.nfev <= work_budget(SolverOptions())
 
@@ -79,39 +78,39 @@ def test_stiffness_test_is_off_without_a_budget():
 
 
 def test_orpo_start_at_certain_loser_is_refused_when_read():
+    axis = {"start": 0.1, "stop": 0.9, "num": 3}
     doc = {"name": "x", "loss": {"kind": ["dpo", "orpo"]}, "model": {"kind": "ratio"},
-           "grid": {"p1": {"start": 0.1, "stop": 0.9, "num": 3}, "p2": {"start": 0.1, "stop": 1.0, "num": 3}}}  # fmt: skip
+           "grid": {"p1": dict(axis), "p2": axis | {"stop": 1.0}}}  # fmt: skip
     with pytest.raises(ConfigError, match=r"grid\.p2 must stay below 1 for loss 'orpo'.*infinite where pi\(y_l\) = 1"):
         parse_experiment(doc)
     parse_experiment(doc | {"model": {"kind": "logits"}})  # a normalised model's starts have p1 + p2 < 1
     parse_experiment(doc | {"loss": {"kind": "orpo", "orpo_lambda": 0.0}})  # the NLL alone is finite there
     doc["grid"]["p1"]["stop"] = 1.0  # p_w = 1 is fine: the flow is capped at its start
-    parse_experiment(doc | {"grid": {**doc["grid"], "p2": {"start": 0.1, "stop": 0.9, "num": 3}}})
+    parse_experiment(doc | {"grid": {**doc["grid"], "p2": axis}})
 
 
 def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
     import flowsim.experiment.sweep as sweep
+    from flowsim.app.run import failures
     from flowsim.cli import main
 
     exp = tmp_path / "e.toml"
-    exp.write_text('name = "e"\n[loss]\nkind = ["dpo", "ipo"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
-                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 10\n')  # fmt: skip
+    exp.write_text('name = "e"\n[loss]\nkind = ["dpo", "apo_zero"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
+                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n')  # fmt: skip
     real = sweep._one
 
-    def one(loss, policy, e):  # DPO's flows from p_l0 = 0.8 fail, as a solver failure is recorded
-        if loss.kind == "dpo" and float(policy.p0[1]) > 0.5:
+    def one(loss, policy, e):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records
+        p0 = policy.p0
+        if p0[1] > 0.5 and (loss.kind == "dpo" or p0[0] > 0.5):
             return FlowResult.failed("ArithmeticError: injected")
         return real(loss, policy, e)
 
     monkeypatch.setattr(sweep, "_one", one)
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "--n-jobs", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "flowsim: 2 of 8 flows FAILED; by (loss, model): (dpo, ratio) 2" in err
+    assert "flowsim: 3 of 8 flows FAILED; by (loss, model): (apo_zero, ratio) 1, (dpo, ratio) 2" in err
     assert "first failure: dpo on ratio from (p1_0, p2_0) = (0.2, 0.8)" in err and "ArithmeticError: injected" in err
-    assert main(["run", str(exp), "--out", str(tmp_path / "out2"), "--n-jobs", "1", "--quiet"]) == 1
-    monkeypatch.setattr(sweep, "_one", real)
-    assert main(["run", str(exp), "--out", str(tmp_path / "ok"), "--n-jobs", "1", "--quiet"]) == 0
-    assert "FAILED" not in capsys.readouterr().err
+    assert failures(tmp_path / "out", {"rows": 8, "counts_by_status": {"failed": 0}}) == []  # quiet when none failed
 
 
 @pytest.mark.slow

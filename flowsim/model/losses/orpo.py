@@ -97,8 +97,9 @@ class ORPO(Loss):
         """
         lp = np.asarray(h, dtype=float) + log_ref
         lp_w, lp_l = lp[..., 0], lp[..., 1]
-        lo_l = lp_l - log1mexp(lp_l)
-        a_l = 1.0 / -np.expm1(lp_l)
+        with np.errstate(divide="ignore"):  # p_l = 1: infinite odds (refused at a start; lambda = 0 reads none)
+            lo_l = lp_l - log1mexp(lp_l)
+            a_l = 1.0 / -np.expm1(lp_l)
         low = lp_w < _LOG_HALF
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             # p_w < 1/2: the log-odds form (its a_w <= 2, so s a_w cannot overflow)
