@@ -88,8 +88,8 @@ class SolverOptions:
         again, from the start, with LSODA (stiff-capable, Jacobian from the Hessian), and its
         ``message`` says so; with a budget, DOP853 and RK45 also run Hairer's stiffness test
         (:mod:`flowsim.dynamics.stiffness`), which makes the switch after ~15 steps held at the
-        stability limit instead of after max_nfev evaluations.  An implicit method gets ten times the budget; a flow that
-        exhausts that too (a field so sharp it is nearly discontinuous) is recorded
+        stability limit instead of after max_nfev evaluations.  An implicit method gets ten
+        times the budget; a flow that exhausts that too (a field so sharp it is nearly discontinuous) is recorded
         ``failed`` with a message saying why, never left running.  The shipped experiments'
         flows need at most 724.  None (0 in an experiment file): no limit.
     """

@@ -69,6 +69,8 @@ def test_ipo_from_the_diagonal_event_location_and_stiffness():
     assert r.nfev < 3000
     np.testing.assert_allclose(r.t_stop, lsoda.t_stop, rtol=1e-9)
     assert r.nfev <= work_budget(SolverOptions())
+    rk45 = integrate(IPO(), [1.0, 1.0], stop, SolverOptions(method="RK45"), ref=(0.1, 0.1))
+    assert rk45.message.startswith("stiff: RK45's steps were held") and rk45.nfev < 3000
 
 
 def test_stiffness_test_is_off_without_a_budget():
