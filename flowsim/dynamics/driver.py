@@ -225,7 +225,8 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
     except _NUMERICAL as exc:  # a failing flow is a result, not a crash
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
     if sol.status == -1:
-        return FlowResult.failed(sol.message, sol.nfev)
+        where = sys_.nonfinite.get("where")
+        return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, sol.nfev)
     return _finish(objective, sys_, sol, options, stop, (t_w0, t_l0), path_points if path else 0)
 
 
