@@ -135,3 +135,16 @@ def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets():
     assert set(df["engine"]) == {"driver", "batched"}
     assert set(df["dynamics"]) == {"flow", "gd", "momentum", "adam", "adamw"}
     print(f"conformance subset: {len(df)} rows in {wall:.1f} s")
+
+
+def test_momentum_on_the_ratio_plane_with_an_overflowing_gradient_norm():
+    # the sweep found it: IPO under momentum (lr 0.1) from an 8 x 8 grid, reference = start; rows whose
+    # |g| overflows were checked against the domain bounds of every row (a shape error, the chunk lost)
+    from flowsim.dynamics.optimisers import OPTIMISERS, run_discrete
+
+    v = np.linspace(0.01, 1.0, 8)
+    p0 = np.stack(np.meshgrid(v, v, indexing="ij"), -1).reshape(-1, 2)
+    pol = PARAMETERISATIONS["ratio"]().bind(p0, p0)
+    out = run_discrete(IPO(), pol, OPTIMISERS["momentum"](lr=0.1), StopRule(t_max=1000, max_steps=2000))
+    assert len(out["status"]) == 64 and "failed" not in set(out["status"])
+    assert np.all(out["steps"] <= 2000)
