@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """flowsim's conformance sweep (issue #20): every accepted input ends, within its work budget.
 
-    python experiments/conformance.py              # the full product (minutes on 2 cores), matrix to stdout
+    python experiments/conformance.py              # the full product (65,280 rows, ~30 min here), matrix to stdout
     python experiments/conformance.py --out DIR    # also DIR/conformance.csv (every row) and DIR/matrix.md
     python experiments/conformance.py --subset     # the covering subset that tests/unit/test_conformance_sweep.py runs
 
