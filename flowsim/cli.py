@@ -81,7 +81,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flowsim.app.run import run
+    from flowsim.app.run import failures, run
 
     if args.scheduler and args.backend not in (None, "dask"):
         raise ValueError(f"--scheduler is for the dask backend; it cannot be used with --backend {args.backend}")
@@ -100,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  by status: {counts}")
     if meta.get("starts_left_out"):
         print(f"  left out {meta['starts_left_out']} grid points with p1 + p2 >= 1 (the model normalises)")
+    for line in failures(out, meta):  # failed rows are loud: how many where, and the first one's message
+        print(f"flowsim: {line}", file=sys.stderr)
     return 1 if meta["counts_by_status"].get("failed") else 0
 
 

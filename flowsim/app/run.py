@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from flowsim._validation import ParamError
 from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.experiment.config import ConfigError, Experiment, load_experiment, parse_experiment
 from flowsim.experiment.execute import run_sweep
-from flowsim.experiment.store import DamagedResults
+from flowsim.experiment.store import DamagedResults, read_flows
 
 
 def check_claims(exp: Experiment, source: str) -> ClaimThresholds:
@@ -55,3 +57,26 @@ def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Expe
     exp = load(path)
     folder = Path(out) if out else Path("runs") / exp.name  # results/ is what `flowsim reproduce` publishes
     return exp, folder, run_sweep(exp, folder, **kwargs)
+
+
+def failures(folder: str | Path, meta: dict) -> list[str]:
+    """Lines that make a run's failed rows loud: their count by (loss, model), the first one's message.
+
+    Empty when no row failed (the flows table is then not read).  The first failure is the first
+    failed row of flows.csv, with its start and parameters, so that it can be run again alone.
+    """
+    n = int(meta.get("counts_by_status", {}).get("failed", 0))
+    if not n:
+        return []
+    df = read_flows(folder)
+    bad = df[df["status"] == "failed"]
+    by = bad.groupby(["loss", "model"], sort=True).size()
+    lines = [f"{n} of {meta['rows']} flows FAILED; by (loss, model): "
+             + ", ".join(f"({loss}, {model}) {k}" for (loss, model), k in by.items())]  # fmt: skip
+    first = bad.iloc[0]
+    params = {k: first[k] for k in ("beta", "orpo_lambda", "reference", "ref_w", "ref_l", "dynamics")
+              if k in bad.columns and not pd.isna(first[k])}  # fmt: skip
+    where = ", ".join(f"{k}={v}" for k, v in params.items())
+    lines.append(f"first failure: {first['loss']} on {first['model']} from (p1_0, p2_0) = "
+                 f"({first['p1_0']:g}, {first['p2_0']:g}) [{where}]: {first['message'] or '(no message)'}")  # fmt: skip
+    return lines

@@ -33,6 +33,7 @@ from flowsim.dynamics.charts import System, chart_for
 from flowsim.dynamics.events import Threshold, thresholds
 from flowsim.dynamics.monitors import add_monitors, add_stops, stop_functions
 from flowsim.dynamics.record import FlowResult, StopRule
+from flowsim.dynamics.stiffness import DETECTING, StiffFlow
 from flowsim.model.losses.base import Loss
 from flowsim.model.objective import Objective
 from flowsim.model.parameterisations.base import Policy
@@ -49,6 +50,8 @@ STIFF_NFEV = 10_000
 STIFF_METHOD = "LSODA"
 #: An implicit method's budget, in units of max_nfev: its steps are few but each may cost many evaluations.
 IMPLICIT_FACTOR = 10
+#: The most evaluations the step that lands on a stop may spend (it is one step, normally 13 of DOP853's).
+LANDING_NFEV = 100
 #: What a flow that cannot be computed raises inside the solver (recorded as ``failed``).
 _NUMERICAL = (ArithmeticError, ValueError, np.linalg.LinAlgError)
 
@@ -83,8 +86,10 @@ class SolverOptions:
         plane, so an explicit method crawls at its stability limit (millions of steps) while
         its error floor keeps |grad L| above ``stationary_tol``.  Such a flow is integrated
         again, from the start, with LSODA (stiff-capable, Jacobian from the Hessian), and its
-        ``message`` says so.  An implicit method gets ten times the budget; a flow that
-        exhausts that too (a field so sharp it is nearly discontinuous) is recorded
+        ``message`` says so; with a budget, DOP853 and RK45 also run Hairer's stiffness test
+        (:mod:`flowsim.dynamics.stiffness`), which makes the switch after ~15 steps held at the
+        stability limit instead of after max_nfev evaluations.  An implicit method gets ten
+        times the budget; a flow that exhausts that too (a field so sharp it is nearly discontinuous) is recorded
         ``failed`` with a message saying why, never left running.  The shipped experiments'
         flows need at most 724.  None (0 in an experiment file): no limit.
     """
@@ -166,25 +171,40 @@ def integrate(
         if options.implicit:
             return FlowResult.failed(f"{options.method} needed more than {exc.budget} field evaluations; raise "
                                      "[solver] max_nfev or loosen the tolerances", exc.budget)  # fmt: skip
-        budget = exc.budget
+        first = exc
     stiff = dataclasses.replace(options, method=STIFF_METHOD, engine="driver")
     try:
         r = _integrate(*args[:3], stiff, *args[4:])
     except _Stiff:
-        why = f"{options.method} did not end within {budget} field evaluations, nor {STIFF_METHOD} within " \
-              f"{IMPLICIT_FACTOR * budget}"  # fmt: skip
+        why = f"{first.why}, and {STIFF_METHOD} did not end within {IMPLICIT_FACTOR * first.budget}"
         return FlowResult.failed(f"stiff: {why} (a near-discontinuous field?); raise [solver] max_nfev",
-                                 (1 + IMPLICIT_FACTOR) * budget)  # fmt: skip
-    note = f"stiff: {options.method} needed more than {budget} evaluations; integrated with {STIFF_METHOD}"
-    return dataclasses.replace(r, nfev=r.nfev + budget, message="; ".join(m for m in (note, r.message) if m))
+                                 first.spent + IMPLICIT_FACTOR * first.budget)  # fmt: skip
+    note = f"stiff: {first.why}; integrated with {STIFF_METHOD}"
+    return dataclasses.replace(r, nfev=r.nfev + first.spent, message="; ".join(m for m in (note, r.message) if m))
+
+
+def work_budget(options: SolverOptions) -> float:
+    """The most field evaluations one flow may record under ``options`` (inf without a limit).
+
+    An explicit method's ``max_nfev``, then (a stiff flow) LSODA's ``IMPLICIT_FACTOR`` times it;
+    an implicit method's ``IMPLICIT_FACTOR * max_nfev``; plus the landing step's evaluations.
+    """
+    if options.max_nfev is None:
+        return math.inf
+    explicit = 0 if options.implicit else options.max_nfev
+    return explicit + IMPLICIT_FACTOR * options.max_nfev + LANDING_NFEV + 1
 
 
 class _Stiff(Exception):
-    """A method ran past its budget of field evaluations (``SolverOptions.max_nfev``) on one flow."""
+    """A method ran past its budget (``SolverOptions.max_nfev``), or its steps were held by stability.
 
-    def __init__(self, budget: int) -> None:
-        super().__init__(f"more than {budget} evaluations")
-        self.budget = budget
+    ``spent``: the evaluations it used; ``why``: what happened, for the row's message.
+    """
+
+    def __init__(self, budget: int, spent: int | None = None, why: str | None = None) -> None:
+        self.budget, self.spent = budget, budget if spent is None else spent
+        self.why = why or f"needed more than {budget} evaluations"
+        super().__init__(self.why)
 
 
 def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, path: bool, path_points: int):
@@ -205,7 +225,8 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
     except _NUMERICAL as exc:  # a failing flow is a result, not a crash
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
     if sol.status == -1:
-        return FlowResult.failed(sol.message, sol.nfev)
+        where = sys_.nonfinite.get("where")
+        return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, sol.nfev)
     return _finish(objective, sys_, sol, options, stop, (t_w0, t_l0), path_points if path else 0)
 
 
@@ -259,30 +280,64 @@ def _setup(loss, x0, ref, policy) -> tuple[Objective, list[float]]:
 
 def _solve(sys_: System, options: SolverOptions, dense: bool):
     kwargs = {"jac": sys_.jac} if sys_.jac is not None else {}
-    rhs = sys_.rhs
+    rhs, method = sys_.rhs, options.method
+    counter = None
     if options.max_nfev is not None:
         # the monitors' slopes evaluate the field too (through sys_.rhs): the budget counts them
-        sys_.rhs = _budgeted(rhs, options.max_nfev * (IMPLICIT_FACTOR if options.implicit else 1))
+        counter = _Budgeted(rhs, options.max_nfev * (IMPLICIT_FACTOR if options.implicit else 1), method)
+        sys_.rhs = counter
+        method = DETECTING.get(method, method)  # a stiff flow is found in ~15 steps, not max_nfev evaluations
     try:
         with np.errstate(all="ignore"):
-            return solve_ivp(sys_.rhs, (0.0, sys_.tau_end), sys_.y0, method=options.method, rtol=options.rtol,
-                             atol=sys_.atol, events=sys_.events or None, dense_output=dense, **kwargs)  # fmt: skip
+            return solve_ivp(sys_.rhs, (0.0, sys_.tau_end), sys_.y0, method=method, rtol=options.rtol,
+                             atol=sys_.atol, events=[_pinned(e) for e in sys_.events] or None,
+                             dense_output=dense, **kwargs)  # fmt: skip
+    except StiffFlow as exc:
+        raise _Stiff(counter.budget, counter.calls, str(exc)) from None
     finally:
         sys_.rhs = rhs
 
 
-def _budgeted(rhs, budget: int):
-    """``rhs`` that raises _Stiff on its (budget + 1)-th call."""
-    calls = 0
+def _pinned(event):
+    """``event`` that gives the root finder, at a step's ends, the values solve_ivp's step test saw.
 
-    def counted(t, y):
-        nonlocal calls
-        calls += 1
-        if calls > budget:
-            raise _Stiff(budget)
-        return rhs(t, y)
+    solve_ivp decides that an event happened in a step from g(t_old, y_old) and g(t, y) on the
+    solver's states, then brackets the root with brentq on g(tau, sol(tau)) on the dense output.
+    LSODA's and BDF's dense output is a polynomial that need not pass through y_old exactly, so
+    when g(t_old, y_old) is 0 or tiny (a monitor at a start where the rate is exactly 0, say)
+    the two disagree in sign and brentq raises "f(a) and f(b) must have different signs".  So
+    the values at step ends (calls at a tau later than any before) are kept, and a later call at
+    the same tau (brentq's bracket ends) gets the kept value: the bracket then always changes
+    sign, and the root lies in the step, as the step test said.
+    """
+    ends: dict[float, float] = {}
+    last = [-math.inf]
 
-    return counted
+    def g(tau, y):
+        if tau in ends:
+            return ends[tau]
+        value = event(tau, y)
+        if tau > last[0]:  # a new step end (or the start): keep it and the one before
+            if len(ends) == 2:
+                del ends[min(ends)]
+            ends[tau], last[0] = value, tau
+        return value
+
+    g.terminal, g.direction = event.terminal, event.direction  # type: ignore[attr-defined]
+    return g
+
+
+class _Budgeted:
+    """``rhs`` that counts its calls and raises _Stiff on the (budget + 1)-th."""
+
+    def __init__(self, rhs, budget: int, method: str) -> None:
+        self.rhs, self.budget, self.method, self.calls = rhs, budget, method, 0
+
+    def __call__(self, t, y):
+        self.calls += 1
+        if self.calls > self.budget:
+            raise _Stiff(self.budget, self.budget, f"{self.method} needed more than {self.budget} evaluations")
+        return self.rhs(t, y)
 
 
 def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[float, float], path_points: int):
@@ -299,7 +354,7 @@ def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[flo
         try:
             tau_stop, y_end, more = _land(sys_, sol, options, *sys_.landing[status], tau_stop, y_end)
             nfev += more
-        except _NUMERICAL:  # landing only refines a stop already found: keep it as found
+        except (*_NUMERICAL, _Stiff):  # landing only refines a stop already found: keep it as found
             pass
     else:  # solve_ivp reached tau_end: the stop on the clock (or t_max when tau = t)
         status, tau_stop, y_end = sys_.end_status, float(sol.t[-1]), sol.y[:, -1]
@@ -350,8 +405,9 @@ def _land(sys_: System, sol, options: SolverOptions, g: Callable, slope: Callabl
     if not tau_e > tau_p:
         return tau_e, y_e, 0
     kwargs = {"jac": sys_.jac} if sys_.jac is not None else {}
-    with np.errstate(all="ignore"):
-        step = solve_ivp(sys_.rhs, (tau_p, tau_e), y_p, method=options.method, rtol=options.rtol, atol=sys_.atol,
+    with np.errstate(all="ignore"):  # one step, normally (a longer one was accepted): LANDING_NFEV is plenty
+        rhs = _Budgeted(sys_.rhs, LANDING_NFEV, options.method)
+        step = solve_ivp(rhs, (tau_p, tau_e), y_p, method=options.method, rtol=options.rtol, atol=sys_.atol,
                          first_step=tau_e - tau_p, **kwargs)  # fmt: skip
     if step.status != 0:
         return tau_e, y_e, int(step.nfev)

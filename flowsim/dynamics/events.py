@@ -7,7 +7,7 @@ time it is met (a *crossing*: ``t_<name>``).  Every integrator (a chart of
 thresholds into its own test, so the statuses mean the same thing everywhere.
 
 >>> [t.name for t in thresholds(StopRule(), capped=True)]
-['converged', 'capped', 'w', 'l']
+['converged', 'capped', 'diverged', 'w', 'l']
 """
 
 from __future__ import annotations
@@ -50,14 +50,16 @@ class Threshold:
 
 
 def thresholds(stop: StopRule, *, capped: bool) -> tuple[Threshold, ...]:
-    """The stop rule's thresholds: the floor on p_l, the cap p_w = 1 (if ``capped``), the targets.
+    """The stop rule's thresholds: the floor on p_l, the cap p_w = 1 and the floor on p_w (if ``capped``), the targets.
 
     ``capped`` is the model's to say: only a model that does not normalise (the ratio plane)
-    can reach p_w = 1 in finite time.
+    can reach p_w = 1, or p_w = 0, in finite time.
     """
     out = [Threshold("converged", 1, stop.p2_floor, False, True)]
     if capped:
-        out.append(Threshold("capped", 0, 1.0, True, True))
+        # and, as it does not normalise, p_w can fall to 0 in finite time (APO-down from a small
+        # p_w with x_l > 1: dx_w/dt ~ -x_w^(beta - 1)); the flow leaves the model there: stop at the floor
+        out += [Threshold("capped", 0, 1.0, True, True), Threshold("diverged", 0, stop.p2_floor, False, True)]
     out += [Threshold("w", 0, stop.p1_target, True, False), Threshold("l", 1, stop.p2_target, False, False)]
     return tuple(out)
 

@@ -21,7 +21,9 @@ from flowsim._validation import ParamError, check_int, check_interval, check_pos
 #: plane only); ``reached_loss``: L <= loss_target; ``reached_margin``: h_w - h_l >=
 #: margin_target; ``stationary``: |grad_theta L| <= stationary_tol (the flow has stopped
 #: moving); ``timeout``: t reached t_max (or a discrete run its max_steps) first; ``diverged``:
-#: a discrete step left the model's domain (see ``message``); ``failed``: the solver failed.
+#: a discrete step left the model's domain (see ``message``), or on the ratio plane p1 fell to
+#: p2_floor (the flow reaches p1 = 0, the edge of the plane, in finite time); ``failed``: the
+#: solver failed.
 STATUSES: tuple[str, ...] = (
     "converged", "capped", "reached_loss", "reached_margin", "stationary", "timeout", "diverged", "failed",
 )  # fmt: skip

@@ -260,6 +260,8 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
     no_grid = model_kind in TRAINED_MODELS and "grid" not in doc
     grid = Grid(kind="random", n=1) if no_grid else _parse_grid(t.table("grid"))
+    if model_kind not in TRAINED_MODELS:  # a network's p are a softmax's: below 1
+        _check_certain_starts(t.table("grid"), losses, model_kind, grid)
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
@@ -428,6 +430,20 @@ def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[b
             if not form.applies(LOSSES[kind](**combo)):
                 t.fail("method", method, form.rule)
     return exact, solver, engine
+
+
+def _check_certain_starts(t: _Table, losses, model_kind: str, grid: Grid) -> None:
+    """Refuse mesh starts at p = 1 on an unnormalised model for a loss that is infinite there (ORPO at p2 = 1)."""
+    if PARAMETERISATIONS[model_kind].normalised or grid.kind != "mesh":
+        return  # a normalised model's starts have p1 + p2 < 1; a random grid's values are < high <= 1
+    for kind, params in losses:
+        for combo in _product(params):
+            infinite = LOSSES[kind](**combo).infinite_at_certainty()
+            for i, axis in enumerate((grid.p1, grid.p2)):
+                if infinite[i] and axis.values().max() >= 1.0:
+                    t.fail(f"p{i + 1}", {"start": axis.start, "stop": axis.stop},
+                           f"must stay below 1 for loss {kind!r} ({combo}) on model {model_kind!r}: the loss "
+                           f"is infinite where pi(y_{'wl'[i]}) = 1 (it reads log(1 - pi))")  # fmt: skip
 
 
 def _parse_regions(t: _Table) -> dict[str, tuple[float, float]]:

@@ -5,8 +5,10 @@ independent variable tau (t itself, or a *clock*: a coordinate that runs at unit
 in which one flow is smooth, and turns the stop rule's thresholds into the tests
 ``solve_ivp`` can find.  Contract, in order:
 
-1. ``y0`` is the start and ``rhs(tau, y)`` the field dy/dtau; ``rhs`` raises
-   ``FloatingPointError`` naming the place where the field is not finite.
+1. ``y0`` is the start and ``rhs(tau, y)`` the field dy/dtau.  Where the field is not finite
+   ``rhs`` returns NaN, so that the solver rejects the step and shrinks it (a stage that
+   overshoots the domain), and names the place in ``nonfinite["where"]`` (the driver's message
+   if the solver then gives up).
 2. A terminal threshold on the clock is reached at a known tau: it sets ``tau_end`` and
    ``end_status``.  Every other threshold is a ``solve_ivp`` event in ``events`` (with its
    name at the same index of ``names``); a terminal one also has a ``landing`` entry:
@@ -45,6 +47,8 @@ class System:
     t_index: int = -1
     #: names of crossings already met at the start (their time is 0)
     met_at_start: frozenset[str] = frozenset()
+    #: "where": the last place the field was not finite (see the contract)
+    nonfinite: dict[str, str] = field(default_factory=dict)
 
     def add_event(self, name: str, g: Callable, direction: float, terminal: bool) -> None:
         """Register a solve_ivp event g(tau, y) under ``name``."""

@@ -38,15 +38,18 @@ class ParameterChart:
         if not np.all(np.isfinite(g0)):
             raise FloatingPointError(f"non-finite gradient {g0.tolist()} at the initial condition {list(theta0)}")
 
+        nonfinite: dict[str, str] = {}
+
         def rhs(t: float, y: np.ndarray) -> np.ndarray:
             g = grad(y[:d])
-            if not np.all(np.isfinite(g)):
-                raise FloatingPointError(f"non-finite gradient {g.tolist()} at t={t!r}, theta={y[:d].tolist()}")
+            if not np.all(np.isfinite(g)):  # NaN: the solver rejects the step (see charts.base)
+                nonfinite["where"] = f"the gradient was not finite ({g.tolist()}) at t={t!r}, theta={y[:d].tolist()}"
+                return np.full(d + 1, np.nan)
             return np.append(-g, 1.0)
 
         atol = [max(options.atol, options.rtol)] * d + [options.atol]
         sys_ = System(y0=np.append(np.asarray(theta0, dtype=float), 0.0), rhs=rhs, atol=atol, tau_end=t_max,
-                      end_status="timeout", theta=lambda y: y[:d].tolist())  # fmt: skip
+                      end_status="timeout", theta=lambda y: y[:d].tolist(), nonfinite=nonfinite)  # fmt: skip
         for rule in rules:
             self._add(sys_, rule, d)
         if options.implicit:

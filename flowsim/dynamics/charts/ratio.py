@@ -126,12 +126,17 @@ class RatioChart:
         if not all(map(math.isfinite, f0)):
             raise FloatingPointError(f"non-finite field {list(f0)} at the initial condition {list(x0)}")
 
+        nonfinite: dict[str, str] = {}
+
         def rhs(tau: float, y: np.ndarray) -> np.ndarray:
             z1, z2, _ = y.tolist()
             f1, f2, f3 = field(z1, z2)
             if not (math.isfinite(f1) and math.isfinite(f2) and math.isfinite(f3)):
-                # fail now, with the place: scipy would only shrink the step until it gives up
-                raise FloatingPointError(f"non-finite field {[f1, f2, f3]} at tau={tau!r}, z={[z1, z2]}")
+                # a Runge-Kutta stage can overshoot the model's domain (past p_l = 1, where ORPO has a
+                # pole, from a start near it): NaN makes the solver reject the step and shrink it; if
+                # the field is not finite on the path itself the solver gives up, and the place is named
+                nonfinite["where"] = f"the field was not finite ({[f1, f2, f3]}) at tau={tau!r}, z={[z1, z2]}"
+                return np.full(3, np.nan)
             return np.array((f1, f2, f3))
 
         # Tolerances per state component (z1, z2, t): see SolverOptions.
@@ -139,7 +144,7 @@ class RatioChart:
         atol.append(options.rtol * f0[2] if clock is not None else options.atol)
         sys_ = System(y0=np.array([z0[0], z0[1], 0.0]), rhs=rhs, atol=atol, tau_end=math.inf if clock is not None
                       else t_max, end_status="timeout", theta=self._theta,
-                      theta_path=lambda states: chart.inverse(states[:2].T))  # fmt: skip
+                      theta_path=lambda states: chart.inverse(states[:2].T), nonfinite=nonfinite)  # fmt: skip
         sigma = math.copysign(1.0, f0[clock]) if clock is not None else 1.0  # the clock's direction
         for rule in rules:
             self._add_level(sys_, rule, z0, sigma)

@@ -221,7 +221,8 @@ class _Run:
             # |g| overflows for a finite gradient beyond ~1e154: such a row is fine
             big = np.flatnonzero(~ok & np.isinf(gn))
             if big.size:
-                fine = model.in_domain(theta[big]) & np.isfinite(L[big]) & np.all(np.isfinite(g[big]), axis=-1)
+                # (the domain of the model's own rows: a ratio plane's bounds are per row)
+                fine = model.in_domain(theta)[big] & np.isfinite(L[big]) & np.all(np.isfinite(g[big]), axis=-1)
                 ok[big[fine]] = True
             if self.cap_index is not None:  # a step past the cap stops on it (see the module docstring)
                 forced = self._snap(np.flatnonzero(~ok & (p[:, 0] >= 1.0)), ok)

@@ -78,6 +78,15 @@ class Loss(ABC):
         out[..., 1, 1] -= g[..., 1]
         return out
 
+    def infinite_at_certainty(self) -> tuple[bool, bool]:
+        """Whether the loss is infinite where pi_theta(y_w) = 1, and where pi_theta(y_l) = 1.
+
+        Declared by a loss that reads log(1 - pi) (ORPO's odds): a model that can start there
+        (the ratio plane, whose probabilities are in (0, 1]) refuses such starts when the
+        experiment is read, with this reason, rather than record a flow that cannot begin.
+        """
+        return (False, False)
+
     def kinks(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray | None:
         """Functions (..., k) whose sign changes where the gradient jumps, or None (smooth)."""
         return None

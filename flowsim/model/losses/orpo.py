@@ -19,8 +19,13 @@ a(lp) = dlo/dlp = 1/(1 - exp(lp)) = 1/(-expm1(lp)) and lambda = ``orpo_lambda``:
     d2L/dh2  = lambda sigmoid(r) s (a_w, -a_l)(a_w, -a_l)^T - lambda s diag(a_w (a_w - 1), -a_l (a_l - 1))   (analytic)
 
 with a (a - 1) = a odds(lp).  log(1 - exp(lp)) is TRL's ``log1mexp``: log(-expm1(lp)) for
-lp >= -log 2 and log1p(-exp(lp)) below.  Defined for lp < 0 (pi_theta < 1: the odds of a
-certain response are infinite; lp >= 0 gives NaN, with numpy's invalid-value warning).
+lp >= -log 2 and log1p(-exp(lp)) below.  Where pi_theta(y_w) >= 1/2 the odds ratio is computed
+as u = e^-r = odds(lp_l) expm1(-lp_w) (see ``ORPO._parts``), which is analytic through
+pi_theta(y_w) = 1, the ratio plane's cap: there L = -lp_w is finite (the odds of y_w are
+infinite, so the odds-ratio term is 0) and the field is finite, also for the Runge-Kutta stages
+that overshoot the cap before the flow stops on it as ``capped``.  pi_theta(y_l) = 1 is where
+the loss is truly undefined (the odds of y_l are infinite: L = +inf); under ORPO's flow
+h_l only falls (dL/dh_l > 0), so a flow never reaches it.
 ``orpo_lambda`` is ORPOConfig's ``beta`` (default 0.1; the paper's lambda, the ORPO code's
 ``alpha``), renamed so that it is not read as a temperature.
 
@@ -76,32 +81,65 @@ class ORPO(Loss):
         lam = check_interval("orpo_lambda", self.orpo_lambda, 0.0, np.inf, closed="left")
         object.__setattr__(self, "orpo_lambda", lam)
 
+    def infinite_at_certainty(self) -> tuple[bool, bool]:
+        # the odds of y_l are infinite at pi(y_l) = 1: log sigmoid(r) = -inf (unless lambda = 0)
+        return (False, self.orpo_lambda > 0)
+
     def _parts(self, h, log_ref):
+        """(lp, sigmoid(r), sigmoid(-r), log sigmoid(r), s a_w, a_l), finite through the cap p_w = 1.
+
+        Where p_w < 1/2, r = lo(lp_w) - lo(lp_l) as TRL computes it.  Where p_w >= 1/2 the odds
+        ratio is taken through u = e^-r = odds_l (1/p_w - 1) = odds_l expm1(-lp_w): sigmoid(r) =
+        1/(1 + u), log sigmoid(r) = -log1p(u) and s a_w = odds_l sigmoid(r) / p_w.  These are
+        analytic through p_w = 1 (u = 0: the loss is -lp_w there, finite) and a little beyond
+        (u > -1), where a Runge-Kutta stage that overshoots the ratio plane's cap lands; the
+        log-odds form gives 0 * inf = NaN at p_w = 1 and NaN past it.
+        """
         lp = np.asarray(h, dtype=float) + log_ref
-        lo = lp - log1mexp(lp)
-        r = lo[..., 0] - lo[..., 1]
-        a = 1.0 / -np.expm1(lp)
-        return lp, lo, r, a
+        lp_w, lp_l = lp[..., 0], lp[..., 1]
+        with np.errstate(divide="ignore"):  # p_l = 1: infinite odds (refused at a start; lambda = 0 reads none)
+            lo_l = lp_l - log1mexp(lp_l)
+            a_l = 1.0 / -np.expm1(lp_l)
+        low = lp_w < _LOG_HALF
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            # p_w < 1/2: the log-odds form (its a_w <= 2, so s a_w cannot overflow)
+            r = np.where(low, lp_w - log1mexp(np.minimum(lp_w, _LOG_HALF)), 0.0) - lo_l
+            a_w = 1.0 / -np.expm1(np.minimum(lp_w, _LOG_HALF))
+            # p_w >= 1/2: the odds-ratio form (|expm1(-lp_w)| <= 1 here, so u is bounded by odds_l)
+            odds_l = np.exp(lo_l)
+            u = odds_l * np.expm1(-np.maximum(lp_w, _LOG_HALF))
+            sig_u = 1.0 / (1.0 + u)
+            sig = np.where(low, expit(r), sig_u)
+            s = np.where(low, expit(-r), u * sig_u)
+            log_sig = np.where(low, log_expit(r), -np.log1p(u))
+            q_w = np.where(low, expit(-r) * a_w, odds_l * sig_u * np.exp(-np.maximum(lp_w, _LOG_HALF)))
+        return lp, sig, s, log_sig, q_w, a_l
 
     def value(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):
-            lp, _, r, _ = self._parts(h, log_ref)
-            return -lp[..., 0] - self.orpo_lambda * log_expit(r)
+            lp, _, _, log_sig, _, _ = self._parts(h, log_ref)
+            return -lp[..., 0] - _times(self.orpo_lambda, log_sig)
 
     def grad(self, h, log_ref=0.0):
         with np.errstate(under="ignore"):
-            _, _, r, a = self._parts(h, log_ref)
-            ls = self.orpo_lambda * expit(-r)
-            return np.stack([-1.0 - ls * a[..., 0], ls * a[..., 1]], axis=-1)
+            _, _, s, _, q_w, a_l = self._parts(h, log_ref)
+            lam = self.orpo_lambda
+            return np.stack([-1.0 - _times(lam, q_w), _times(lam, s * a_l)], axis=-1)
 
     def hessian(self, h, log_ref=0.0):
+        # with q_w = s a_w: H_ww = lam q_w (1 - q_w), H_wl = -lam sigmoid(r) q_w a_l and
+        # H_ll = lam s a_l (sigmoid(r) a_l + a_l - 1), the form above regrouped so that no
+        # factor is infinite at p_w = 1
         with np.errstate(under="ignore"):
-            _, lo, r, a = self._parts(h, log_ref)
+            _, sig, s, _, q_w, a_l = self._parts(h, log_ref)
             lam = self.orpo_lambda
-            s = expit(-r)
-            g = np.stack([a[..., 0], -a[..., 1]], axis=-1)
-            H = (lam * expit(r) * s)[..., None, None] * g[..., :, None] * g[..., None, :]
-            curv = a * np.exp(lo)  # a (a - 1) = a odds
-            H[..., 0, 0] -= lam * s * curv[..., 0]
-            H[..., 1, 1] += lam * s * curv[..., 1]
+            H = np.empty((*np.shape(q_w), 2, 2))
+            H[..., 0, 0] = _times(lam, q_w * (1.0 - q_w))
+            H[..., 0, 1] = H[..., 1, 0] = -_times(lam, sig * q_w * a_l)
+            H[..., 1, 1] = _times(lam, s * a_l * (sig * a_l + a_l - 1.0))
             return H
+
+
+def _times(lam: float, x: np.ndarray) -> np.ndarray:
+    """lam * x, exactly 0 for lam = 0 (ORPO is then the NLL alone, finite even where the odds term is not)."""
+    return lam * np.asarray(x) if lam else np.zeros(np.shape(x))

@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""flowsim's conformance sweep (issue #20): every accepted input ends, within its work budget.
+
+    python experiments/conformance.py              # the full product (65,280 rows, ~30 min here), matrix to stdout
+    python experiments/conformance.py --out DIR    # also DIR/conformance.csv (every row) and DIR/matrix.md
+    python experiments/conformance.py --subset     # the covering subset that tests/unit/test_conformance_sweep.py runs
+
+The product: every loss x model (ratio, logits, features) x reference (initial, none, fixed at
+(0.5, 0.25)) x the loss's beta (orpo_lambda for ORPO) at its default and both ends of its
+declared range x engine ("driver", "batched"), for gradient flow from an 8 x 8 grid that covers
+the model's starts (p in [0.01, 1] on the ratio plane, its corners and the cap included, p_l up
+to 0.99 for ORPO, which is infinite at p_l = 1 and refuses a start there; p in
+[0.01, 0.98] with p1 + p2 < 1 for a normalised model: the corners of that triangle and the
+diagonal below 1/2), default stop rule; and the discrete optimisers (gd, momentum, adam, adamw)
+for every loss x model x reference at the default beta, max_steps = 2000.  Each combination runs
+as one chunk of the sweep machinery (:func:`flowsim.experiment.sweep.run_chunk`) on forked
+workers.  A row *conforms* when its status is not ``failed`` and its work is within budget:
+nfev <= :func:`flowsim.dynamics.driver.work_budget` for a flow, steps <= max_steps for a
+discrete run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flowsim.dynamics.driver import work_budget
+from flowsim.experiment import parallel
+from flowsim.experiment.config import parse_experiment
+from flowsim.experiment.sweep import chunks, kept, run_chunk
+from flowsim.model import LOSSES
+
+MODELS = ("ratio", "logits", "features")
+ENGINES = ("driver", "batched")
+OPTIMISERS = ("gd", "momentum", "adam", "adamw")
+#: Learning rates of the optimisers' runs: each one's usual scale (Adam's on a log-probability scale).
+LR = {"gd": 0.5, "momentum": 0.1, "adam": 0.01, "adamw": 0.01}
+REFERENCES = ("initial", "none", "fixed")
+FIXED_REF = (0.5, 0.25)
+#: ORPO's orpo_lambda is declared in [0, inf): its upper test value is flowsim's largest beta.
+ORPO_HIGH = 10.0
+N = 8
+#: The stop rule is the default but for t_max: the issue's 1000 (flows that end do so long before).
+T_MAX = 1000.0
+MAX_STEPS = 2000
+
+
+def hyper(kind: str) -> tuple[str, tuple[float, float, float]]:
+    """The loss's temperature-like parameter and its values: (low end, default, high end) of its range."""
+    cls = LOSSES[kind]
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    if "beta" in fields:
+        lo, hi = cls.beta_range
+        return "beta", (lo, fields["beta"], hi)
+    return "orpo_lambda", (0.0, fields["orpo_lambda"], ORPO_HIGH)
+
+
+def grid(kind: str, model: str) -> dict:
+    """An 8 x 8 mesh over the model's starts: up to the cap p = 1 on the ratio plane, else up to 0.98.
+
+    A loss infinite where p = 1 (ORPO at p_l = 1, refused there when the experiment is read) gets
+    that axis up to 0.99 instead.
+    """
+    stop = 1.0 if model == "ratio" else 0.98
+    name, values = hyper(kind)
+    infinite = np.any([LOSSES[kind](**{name: v}).infinite_at_certainty() for v in values], axis=0)
+    return {f"p{i + 1}": {"start": 0.01, "stop": 0.99 if inf and stop == 1.0 else stop, "num": N}
+            for i, inf in enumerate(infinite)}  # fmt: skip
+
+
+def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "flow"):
+    """One loss on one model with one engine: betas x references swept (one beta for an optimiser)."""
+    name, values = hyper(kind)
+    loss = {"kind": kind, name: list(values) if dynamics == "flow" else values[1], "reference": list(REFERENCES),
+            "ref_w": FIXED_REF[0], "ref_l": FIXED_REF[1]}  # fmt: skip
+    doc = {"name": f"conformance_{kind}_{model}_{engine}_{dynamics}", "loss": loss, "model": {"kind": model},
+           "grid": grid(kind, model), "solver": {"engine": engine}, "stop": {"t_max": T_MAX}}  # fmt: skip
+    if dynamics != "flow":
+        doc["dynamics"] = {"kind": dynamics, "lr": LR[dynamics]}
+        doc["stop"]["max_steps"] = MAX_STEPS
+    return parse_experiment(doc, source=doc["name"])
+
+
+def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISERS) -> list:
+    """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
+    losses = sorted(LOSSES) if losses is None else losses
+    out = [experiment(k, m, e) for k in losses for m in models for e in engines]
+    out = [e for e in out if e.solver.engine == "driver"] + [e for e in out if e.solver.engine != "driver"]
+    opts = [experiment(k, m, "driver", o) for k in losses for m in models for o in optimisers]
+    return [(e, None) for e in out[: len(out) // len(engines)] + opts + out[len(out) // len(engines) :]]
+
+
+def subset_experiments() -> list:
+    """The test's covering subset: (experiment, the indices of the combinations it runs).
+
+    Every loss x model x reference x beta (ends and default) with the driver; with the batched
+    engine one combination per loss x model, and one optimiser at one reference per loss x model,
+    each chosen in rotation so that every reference, beta and optimiser is taken on every model.
+    """
+    out = []
+    for i, kind in enumerate(sorted(LOSSES)):
+        for m, model in enumerate(MODELS):
+            out.append((experiment(kind, model, "driver"), None))
+            out.append((experiment(kind, model, "batched"), [(i + 3 * m) % 9]))
+            opt = OPTIMISERS[(i + m) % len(OPTIMISERS)]
+            out.append((experiment(kind, model, "driver", opt), [(i + m) % len(REFERENCES)]))
+    return out
+
+
+def items(plan, subset: int | None = None, seed: int = 20):
+    """(experiment, chunk) for each combination of the plan: all its starts, or ``subset`` of them.
+
+    The subset is seeded and covering: on each model, the combinations run by one engine (flows)
+    or by the optimisers share out the grid's starts in one random order, in turn, so that
+    every start is run once the combinations outnumber the starts.
+    """
+    rng = np.random.default_rng(seed)
+    order, taken = {}, {}
+    for exp, which in plan:
+        cs = list(chunks(exp, N * N, kept(exp)))
+        key = (exp.model_kind, exp.solver.engine, exp.dynamics[0][0] == "flow")
+        if key not in order:
+            order[key], taken[key] = rng.permutation(len(cs[0].p0)), 0
+        for j, c in enumerate(cs):
+            if which is not None and j not in which:
+                continue
+            if subset is not None:
+                pick = np.take(order[key], np.arange(taken[key], taken[key] + subset), mode="wrap")
+                taken[key] += subset
+                c = dataclasses.replace(c, p0=c.p0[pick], ref=c.ref[pick])
+            yield exp, c
+
+
+def run_item(item) -> pd.DataFrame:
+    """In a worker: one combination's rows, with its engine, work budget and wall time."""
+    exp, chunk = item
+    t0 = time.perf_counter()
+    df = run_chunk(exp, chunk)
+    df["seconds"] = time.perf_counter() - t0
+    df["engine"] = exp.solver.engine
+    df["budget"] = work_budget(exp.solver) if df["dynamics"].iloc[0] == "flow" else exp.stop.max_steps
+    df["hyper"] = df["orpo_lambda"] if "orpo_lambda" in df.columns else df["beta"]
+    return df[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev",
+               "steps", "budget", "message", "seconds"]]  # fmt: skip
+
+
+def run(plan, n_jobs: int = 2, subset: int | None = None, log=None) -> pd.DataFrame:
+    """Every row of the plan's combinations (forked workers; one task per combination).
+
+    ``log``: a path to which each combination's rows are appended as they finish (a long run
+    can be followed, and read back if it is stopped).
+    """
+    parts = []
+    with parallel.backend("fork", None, n_jobs) as pmap:
+        for part in pmap(run_item, items(plan, subset)):
+            parts.append(part)
+            if log is not None:
+                part.to_csv(log, mode="a", header=len(parts) == 1, index=False)
+    df = pd.concat(parts, ignore_index=True)
+    work = np.where(df["dynamics"] == "flow", df["nfev"], df["steps"].astype(float))
+    df["within_budget"] = work <= df["budget"]
+    return df
+
+
+def nonconforming(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that failed or overran their work budget."""
+    return df[(df["status"] == "failed") | ~df["within_budget"]]
+
+
+def matrix(df: pd.DataFrame) -> str:
+    """Markdown: per (model, dynamics, engine) the combinations, rows by status, evaluations and time."""
+    statuses = [s for s in ("converged", "capped", "reached_margin", "stationary", "timeout", "diverged", "failed")
+                if s in set(df["status"]) or s == "failed"]  # fmt: skip
+    head = ["model", "dynamics", "engine", "combinations", "rows", *statuses, "over budget", "stiff (LSODA)",
+            "nfev median", "nfev max", "seconds"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, dyn, engine), g in df.groupby(["model", "dynamics", "engine"], sort=False):
+        combos = g.groupby(["loss", "reference", "hyper"]).ngroups
+        counts = g["status"].value_counts()
+        flow = dyn == "flow"
+        work = g["nfev"] if flow else g["steps"]
+        stiff = int(g["message"].fillna("").str.startswith("stiff").sum())
+        secs = g.groupby(["loss", "reference", "hyper"])["seconds"].first().sum()
+        row = [model, dyn, engine, combos, len(g), *(int(counts.get(s, 0)) for s in statuses),
+               int((~g["within_budget"]).sum()), stiff if flow else "-", f"{work.median():.0f}",
+               f"{work.max():.0f}", f"{secs:.1f}"]  # fmt: skip
+        lines.append("| " + " | ".join(map(str, row)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="folder for conformance.csv and matrix.md")
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--subset", action="store_true", help="the test's seeded covering subset")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    plan = subset_experiments() if args.subset else experiments()
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "rows.csv").unlink(missing_ok=True)
+    df = run(plan, args.n_jobs, subset=SUBSET if args.subset else None, log=args.out and args.out / "rows.csv")
+    wall = time.perf_counter() - t0
+    text = matrix(df) + f"\n\n{len(df)} rows in {wall:.1f} s wall on {args.n_jobs} workers\n"
+    bad = nonconforming(df)
+    for _, r in bad.head(20).iterrows():
+        where = f"{r['loss']} {r['model']} {r['reference']} {r['hyper']:g} {r['engine']} {r['dynamics']}"
+        start = f"({r['p1_0']:g}, {r['p2_0']:g})"
+        text += f"\nnonconforming: {where} {start} {r['status']} nfev={r['nfev']}: {r['message']}"
+    print(text)
+    if args.out:
+        df.to_csv(args.out / "conformance.csv", index=False)
+        (args.out / "matrix.md").write_text(text)
+    return 1 if len(bad) else 0
+
+
+#: Starts per combination in the test's subset.
+SUBSET = 1
+
+if __name__ == "__main__":
+    sys.exit(main())

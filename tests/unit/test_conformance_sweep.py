@@ -1,0 +1,150 @@
+"""Every accepted input ends well (issue #20): the conformance sweep, and the defects it found.
+
+The slow test runs the seeded covering subset of experiments/conformance.py (the full product
+is that script's, run once and published in the README's "Conformance" section).  The fast
+ones pin the defects the sweep found: ORPO's field at and past the ratio plane's cap, event
+location on LSODA's dense output, stiff flows found by Hairer's test, starts where a loss is
+infinite refused when the experiment is read, and failed rows reported loudly by `flowsim run`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowsim.dynamics.driver import SolverOptions, integrate, work_budget
+from flowsim.dynamics.record import FlowResult, StopRule
+from flowsim.experiment.config import ConfigError, parse_experiment
+from flowsim.model.losses import IPO, ORPO
+from flowsim.model.parameterisations import PARAMETERISATIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("conformance", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_orpo_is_finite_through_the_cap_and_matches_the_odds_form_inside():
+    loss = ORPO(orpo_lambda=0.7)
+    # at p_w = 1 (h_w = 0 with no reference) and just past it, where an RK stage overshooting the cap lands
+    h = np.array([[0.0, -1.0], [1e-3, -0.5], [0.05, -3.0]])
+    for f in (loss.value(h), loss.grad(h), loss.hessian(h)):
+        assert np.all(np.isfinite(f))
+    # inside, the odds-ratio form (p_w >= 1/2) is TRL's log-odds form: value, and the continuation's gradient
+    lp = np.array([[-0.3, -1.2], [-0.01, -0.2], [-0.69, -2.0]])
+    lo = lp - np.log(-np.expm1(lp))
+    trl = -lp[:, 0] + 0.7 * np.log1p(np.exp(-(lo[:, 0] - lo[:, 1])))
+    np.testing.assert_allclose(loss.value(lp), trl, rtol=1e-14)
+    # at p_w = 1 the odds term vanishes: L = -lp_w and dL/dh_w = -1 - lambda odds_l
+    np.testing.assert_allclose(loss.grad([0.0, -1.0])[0], -1 - 0.7 / np.expm1(1.0), rtol=1e-14)
+
+
+def test_orpo_on_the_ratio_plane_ends_capped_not_failed():
+    # issue #20's case: reference = initial, from p = (0.1, 0.1); an RK stage used to land past the cap
+    pol = PARAMETERISATIONS["ratio"]().bind(np.array([0.1, 0.1]), np.array([0.1, 0.1]))
+    r = integrate(ORPO(), policy=pol, stop=StopRule(t_max=1000))
+    assert r.status == "capped" and r.p1_final == 1.0 and np.isfinite(r.t_stop)
+
+
+def test_ipo_from_the_diagonal_event_location_and_stiffness():
+    # issue #20's case: IPO on the ratio plane from (0.1, 0.1), reference = initial.  The monitor of
+    # p_w + p_l is exactly 0 at the start (the field is antisymmetric there): LSODA's dense output
+    # does not pass through the start, so brentq's bracket had no sign change.
+    stop = StopRule(t_max=1000)
+    lsoda = integrate(IPO(), [1.0, 1.0], stop, SolverOptions(method="LSODA"), ref=(0.1, 0.1))
+    assert lsoda.status == "stationary", lsoda.message
+    r = integrate(IPO(), [1.0, 1.0], stop, ref=(0.1, 0.1))
+    assert r.status == "stationary" and r.message.startswith("stiff: DOP853's steps were held")
+    # found by Hairer's test long before the budget, and the same end as LSODA's from the start
+    assert r.nfev < 3000
+    np.testing.assert_allclose(r.t_stop, lsoda.t_stop, rtol=1e-9)
+    assert r.nfev <= work_budget(SolverOptions())
+    rk45 = integrate(IPO(), [1.0, 1.0], stop, SolverOptions(method="RK45"), ref=(0.1, 0.1))
+    assert rk45.message.startswith("stiff: RK45's steps were held") and rk45.nfev < 3000
+
+
+def test_stiffness_test_is_off_without_a_budget():
+    # max_nfev = None: no limit, so no switch either (the user asked for DOP853 whatever it costs)
+    r = integrate(IPO(beta=1.0), [0.9, 0.5], StopRule(t_max=3.0), SolverOptions(max_nfev=None))
+    assert "stiff" not in r.message
+
+
+def test_orpo_start_at_certain_loser_is_refused_when_read():
+    axis = {"start": 0.1, "stop": 0.9, "num": 3}
+    doc = {"name": "x", "loss": {"kind": ["dpo", "orpo"]}, "model": {"kind": "ratio"},
+           "grid": {"p1": dict(axis), "p2": axis | {"stop": 1.0}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"grid\.p2 must stay below 1 for loss 'orpo'.*infinite where pi\(y_l\) = 1"):
+        parse_experiment(doc)
+    parse_experiment(doc | {"model": {"kind": "logits"}})  # a normalised model's starts have p1 + p2 < 1
+    parse_experiment(doc | {"loss": {"kind": "orpo", "orpo_lambda": 0.0}})  # the NLL alone is finite there
+    doc["grid"]["p1"]["stop"] = 1.0  # p_w = 1 is fine: the flow is capped at its start
+    parse_experiment(doc | {"grid": {**doc["grid"], "p2": axis}})
+
+
+def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
+    import flowsim.experiment.sweep as sweep
+    from flowsim.app.run import failures
+    from flowsim.cli import main
+
+    exp = tmp_path / "e.toml"
+    exp.write_text('name = "e"\n[loss]\nkind = ["dpo", "apo_zero"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
+                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n')  # fmt: skip
+    real = sweep._one
+
+    def one(loss, policy, e):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records
+        p0 = policy.p0
+        if p0[1] > 0.5 and (loss.kind == "dpo" or p0[0] > 0.5):
+            return FlowResult.failed("ArithmeticError: injected")
+        return real(loss, policy, e)
+
+    monkeypatch.setattr(sweep, "_one", one)
+    assert main(["run", str(exp), "--out", str(tmp_path / "out"), "--n-jobs", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "flowsim: 3 of 8 flows FAILED; by (loss, model): (apo_zero, ratio) 1, (dpo, ratio) 2" in err
+    assert "first failure: dpo on ratio from (p1_0, p2_0) = (0.2, 0.8)" in err and "ArithmeticError: injected" in err
+    assert failures(tmp_path / "out", {"rows": 8, "counts_by_status": {"failed": 0}}) == []  # quiet when none failed
+
+
+@pytest.mark.slow
+def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets():
+    conf = _script()
+    t0 = time.perf_counter()
+    df = conf.run(conf.subset_experiments(), n_jobs=2, subset=conf.SUBSET)
+    wall = time.perf_counter() - t0
+    bad = conf.nonconforming(df)
+    shown = bad[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev",
+                 "message"]].head(10).to_string()  # fmt: skip
+    assert bad.empty, f"{len(bad)} nonconforming rows:\n{shown}"
+    # it covers what it says: every loss x model x reference x beta (ends and default) on the driver, ...
+    flows = df[(df["dynamics"] == "flow") & (df["engine"] == "driver")]
+    assert flows.groupby(["loss", "model", "reference", "hyper"]).ngroups == 16 * 3 * 3 * 3
+    # ... every start of each model's grid, both engines, every optimiser
+    for model, g in flows[flows["loss"] != "orpo"].groupby("model"):  # ORPO's ratio grid stops at p_l = 0.99
+        n = 64 if model == "ratio" else 36  # the 8 x 8 grid, or its points with p1 + p2 < 1
+        assert g[["p1_0", "p2_0"]].drop_duplicates().shape[0] == n, model
+    assert set(df["engine"]) == {"driver", "batched"}
+    assert set(df["dynamics"]) == {"flow", "gd", "momentum", "adam", "adamw"}
+    print(f"conformance subset: {len(df)} rows in {wall:.1f} s")
+
+
+def test_momentum_on_the_ratio_plane_with_an_overflowing_gradient_norm():
+    # the sweep found it: IPO under momentum (lr 0.1) from an 8 x 8 grid, reference = start; rows whose
+    # |g| overflows were checked against the domain bounds of every row (a shape error, the chunk lost)
+    from flowsim.dynamics.optimisers import OPTIMISERS, run_discrete
+
+    v = np.linspace(0.01, 1.0, 8)
+    p0 = np.stack(np.meshgrid(v, v, indexing="ij"), -1).reshape(-1, 2)
+    pol = PARAMETERISATIONS["ratio"]().bind(p0, p0)
+    out = run_discrete(IPO(), pol, OPTIMISERS["momentum"](lr=0.1), StopRule(t_max=1000, max_steps=2000))
+    assert len(out["status"]) == 64 and "failed" not in set(out["status"])
+    assert np.all(out["steps"] <= 2000)
