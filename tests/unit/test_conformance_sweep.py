@@ -98,7 +98,8 @@ def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
 
     exp = tmp_path / "e.toml"
     exp.write_text('name = "e"\n[loss]\nkind = ["dpo", "apo_zero"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
-                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n')  # fmt: skip
+                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n'
+                   '[solver]\nengine = "driver"\n')  # fmt: skip (injected where the driver integrates a start)
     real = sweep._one
 
     def one(loss, policy, e):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records

@@ -44,7 +44,8 @@ from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.experiment.config import FLOW, REFERENCE_MODES, Experiment, parse_experiment
 from flowsim.model.losses import LOSSES
 from flowsim.model.parameterisations import PARAMETERISATIONS
-from flowsim.plotting.figures import AT_START, NEVER, PATH_COLOURS, quantities, values
+from flowsim.plotting.quantities import quantities, values
+from flowsim.plotting.style import AT_START, NEVER, PATH_COLOURS
 
 #: Okabe-Ito: the run's setting in vermillion, the compared one in blue (dashed).
 RUN_COLOUR, COMPARE_COLOUR = PATH_COLOURS[5], PATH_COLOURS[4]
