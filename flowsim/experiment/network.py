@@ -168,7 +168,7 @@ def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame
               "margin_final": rec.h[:, 0] - rec.h[:, 1], "rest_final": 1.0 - p[:, 0] - p[:, 1],
               "top_other": np.full(n, np.nan), "p_top_other": np.full(n, np.nan), "steps": np.full(n, rec.steps),
               "loss": combo["loss"], "model": "network", "dynamics": combo["dynamics"],
-              "reference": combo["reference"], "message": rec.message}  # fmt: skip
+              "reference": combo["reference"], "message": rec.message, "engine": "torch"}  # fmt: skip
     for k, v in record.items():
         df[k] = pd.array(np.round(v), dtype="Int64") if k in NULLABLE_INT else v
     extra = {"pair": np.arange(n), "logp_w0": rec.logp0[:, 0], "logp_l0": rec.logp0[:, 1],
