@@ -75,10 +75,11 @@ class SolverOptions:
         "smooth" integrates in the chart registered for the pair (if any); "identity" in the
         plain parameters in t (as a user writing ``solve_ivp`` by hand would).
     engine : {"driver", "batched"}, default "driver"
-        How a sweep integrates a chunk: one ``solve_ivp`` per start (the reference), or
-        :mod:`flowsim.dynamics.batched` (every start of the chunk in lockstep numpy steps of the
-        same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
-        driver row by row to ~1e-13 in t_stop).
+        The engine these options were resolved to: one ``solve_ivp`` per start (the reference),
+        or :mod:`flowsim.dynamics.batched` (every start of the chunk in lockstep numpy steps of
+        the same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
+        driver row by row to ~1e-13 in t_stop).  A sweep's own choice is ``[solver] engine``
+        (``Experiment.engine_for``: "auto" takes the batched engine where it is verified).
     max_nfev : int or None, default 10000
         Field evaluations (by the solver and the monitors) a method may spend on one flow.
         A flow that needs more with an explicit method is stiff there: near a finite
