@@ -22,6 +22,7 @@ from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
 from flowsim.app.run import load
 from flowsim.experiment.execute import run_sweep
+from flowsim.experiment.parallel import backend, default_backend
 from flowsim.experiment.store import SweepError, git_commit, read_flows
 from flowsim.plotting import plot_field
 
@@ -56,14 +57,15 @@ def reproduce(
         shutil.rmtree(staging)  # a reproduction interrupted earlier; nothing of it was published
     staging.mkdir(parents=True)
     t_all = time.perf_counter()
-    for exp in exps:
-        t0 = time.perf_counter()
+    for exp in exps:  # each sweep uses every worker itself
         meta = run_sweep(exp, staging / exp.name, n_jobs=n_jobs, progress=progress)
-        analyze(staging / exp.name, progress=progress)
-        figs = plot(staging / exp.name, progress=progress)
-        print(f"{exp.name}: {meta['rows']} flows, {len(figs)} figures, {time.perf_counter() - t0:.1f} s")
-    plot_field(beta=0.1, out=staging / "figure1.png", log_scale=False)
-    plot_field(beta=0.1, out=staging / "figure1_log.png", log_scale=True)
+        print(f"{exp.name}: {meta['rows']} rows in {meta['wall_time_s']:.1f} s")
+    # the analyses and figures (most of the time) are independent: one experiment per worker
+    tasks = [("experiment", staging / e.name, progress) for e in exps]
+    tasks += [("field", staging / f"figure1{tail}.png", log) for tail, log in (("", False), ("_log", True))]
+    with backend(default_backend(), None, n_jobs) as pmap:
+        for line in pmap(_report_part, tasks):
+            print(line)
     (staging / "README.md").write_text(build_report(staging, [e.name for e in exps]))
 
     changes = compare_claims(results, staging, [e.name for e in exps])
@@ -79,6 +81,18 @@ def reproduce(
     print(f"reproduced {len(exps)} experiments in {time.perf_counter() - t_all:.0f} s -> {results / 'README.md'}")
     print(changes or "claims: no earlier results to compare with")
     return results / "README.md"
+
+
+def _report_part(task: tuple[str, Path, bool]) -> str:
+    """One experiment analysed and plotted, or Figure 1 drawn (on a worker); a line saying so."""
+    kind, path, flag = task
+    t0 = time.perf_counter()
+    if kind == "field":
+        plot_field(beta=0.1, out=path, log_scale=flag)
+        return f"{path.name}: {time.perf_counter() - t0:.1f} s"
+    analyze(path, progress=flag)
+    figs = plot(path, progress=flag)
+    return f"{path.name}: analysed, {len(figs)} figures, {time.perf_counter() - t0:.1f} s"
 
 
 def compare_claims(old_root: Path, new_root: Path, names: list[str]) -> str:
