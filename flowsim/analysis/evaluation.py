@@ -18,7 +18,8 @@ Every verdict is then re-evaluated under the fixed family of alternatives of
 doubled) and marked ``robust`` or ``fragile (flips under ...)``.
 
 A claim across combinations (``Claim.across``, e.g. C9 across cos_wl for features and across
-edit_distance for a network: its axis per model, ``Claim.axis``) is judged after the others, on the groups that span every value of its columns
+edit_distance for a network: its axis per model, ``Claim.axis``) is judged after the others, on
+the groups that span every value of its columns
 (:class:`~flowsim.analysis.claims.group.AcrossGroup`).
 """
 

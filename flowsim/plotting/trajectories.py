@@ -53,7 +53,8 @@ def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Pat
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
     side_w, side_h, gap_x, gap_y, left, top, bottom = 3.1, 2.4, 0.45, 0.8, 0.7, 0.95, 0.95
-    width, height = left + ncols * side_w + (ncols - 1) * gap_x + 0.25, bottom + nrows * side_h + (nrows - 1) * gap_y + top
+    width = left + ncols * side_w + (ncols - 1) * gap_x + 0.25
+    height = bottom + nrows * side_h + (nrows - 1) * gap_y + top
     fig = Figure(figsize=(width, height))
     seen: dict[str, str] = {}
     for k, (title, reps) in enumerate(drawn):

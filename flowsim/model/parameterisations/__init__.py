@@ -36,6 +36,7 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["FIELD_IN_ROWS", "PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Network",
+__all__ = ["FIELD_IN_ROWS", "PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy",
+           "LogLinearFeatures", "LogitsPolicy", "Network",
            "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits",
            "make_parameterisation"]  # fmt: skip
