@@ -480,7 +480,6 @@ def _network_row(claims: pd.DataFrame, regions: pd.DataFrame) -> dict:
         "C4 p_l falls faster": _cell_of(c[c["claim"] == "C4"]),
         "share t_l < t_w (C4 value, median)": c.loc[c["claim"] == "C4", "value"].median(),
         "share |dp_l/dt| > |dp_w/dt| at t = 0": _weighted(r, "share_l_faster_0"),
-        "share t_l < t_w (all starts)": _weighted(r, "share_l_before_w"),
         "LD displacement": _cell_of(c[c["claim"] == "LD"]),
         "share displaced": _weighted(r, "share_displaced"),
         "C6 start decides": _cell_of(c[c["claim"] == "C6"]),
@@ -507,8 +506,8 @@ def network_section(root: Path) -> list[str]:
     rows = _network_rows(root)
     if not rows:
         return []
-    faster = pd.DataFrame({k: {c: v for c, v in r.items() if c != "region_medians of final p_w"
-                               and not c.startswith(("C6", "region"))} for k, r in rows.items()}).T  # fmt: skip
+    faster = pd.DataFrame({k: {c: v for c, v in r.items() if not c.startswith(("C6", "region"))}
+                           for k, r in rows.items()}).T  # fmt: skip
     med = pd.DataFrame({k: r["region medians of final p_w"] for k, r in rows.items()}).T
     med = med[[g for g in REGIONS if g in med.columns]]
     med.insert(0, "C6 start decides", [r["C6 start decides"] for r in rows.values()])
@@ -542,23 +541,42 @@ def network_section(root: Path) -> list[str]:
     return lines
 
 
+def _tally(rows: dict[str, dict], column: str) -> str:
+    """'partly supported in 4, not supported in 2, mixed in 1, not applicable in 3 of the 10 settings'."""
+    from flowsim.analysis.verdicts import VERDICTS, _verdict_of
+
+    found = [_verdict_of(r[column]) or "mixed" for r in rows.values()]
+    order = [v for v in (*VERDICTS[:-1], "mixed", VERDICTS[-1]) if v in found]
+    return ", ".join(f"{v} in {found.count(v)}" for v in order) + f" of the {len(found)} settings"
+
+
+def _span(values) -> str:
+    v = [x for x in values if pd.notna(x)]
+    return f"{min(v):.2g}–{max(v):.2g}" if v else "n/a"
+
+
 def _network_answer(rows: dict[str, dict]) -> list[str]:
-    """The two answers in words, generated from the settings' cells (verdict counts) and shares."""
-    def holds(claim: str) -> list[str]:
-        return [k for k, r in rows.items() if r[claim].startswith("supported") and "(" not in r[claim].split(",")[0]]
+    """The two answers in words, generated from the tables' cells (verdicts counted over settings) and numbers."""
 
-    def applies(claim: str) -> list[str]:
-        return [k for k, r in rows.items() if not r[claim].startswith("not applicable")]
+    def col(c: str) -> list:
+        return [r[c] for r in rows.values()]
 
-    init = [r["share |dp_l/dt| > |dp_w/dt| at t = 0"] for r in rows.values()]
-    disp = [r["share displaced"] for r in rows.values()]
-    c4, c6 = holds("C4 p_l falls faster"), holds("C6 start decides")
+    meds = [r["region medians of final p_w"] for r in rows.values()]
+    with_bl = [m for m in meds if "bottom-left" in m.index and len(m.dropna()) > 1]
+    lowest = sum(m.dropna().idxmin() == "bottom-left" for m in with_bl)
+    spread = [m.max() - m.min() for m in meds if len(m.dropna()) > 1]
     return [
-        f"*Answer, read from the tables:* C4 is supported in every combination of {len(c4)} of the "
-        f"{len(applies('C4 p_l falls faster'))} settings where it applies; at t = 0, |dp_l/dt| > |dp_w/dt| for "
-        f"{min(init):.0%}–{max(init):.0%} of the starts per setting, and {min(disp):.0%}–{max(disp):.0%} of the "
-        f"pairs are displaced (LD). C6 is supported in every combination of {len(c6)} of the "
-        f"{len(applies('C6 start decides'))} settings where it applies.",
+        "*The answer, generated from the tables above.* **Faster down than up:** C4 is "
+        f"{_tally(rows, 'C4 p_l falls faster')} (not applicable where every start already has p_l at its target at "
+        "t = 0); where it applies, p_l reaches its target first in a "
+        f"median share {_span(col('share t_l < t_w (C4 value, median)'))} of the starts, while at t = 0 p_l falls "
+        f"faster than p_w rises at only {_span(col('share |dp_l/dt| > |dp_w/dt| at t = 0'))} of them. "
+        f"Likelihood displacement (LD) is {_tally(rows, 'LD displacement')}; the share of pairs displaced per "
+        f"setting spans {_span(col('share displaced'))}.",
+        "",
+        f"**The SFT start decides:** C6 is {_tally(rows, 'C6 start decides')}. The spread of the region medians "
+        f"of the final p_w per setting spans {_span(spread)}, and bottom-left starts end lowest in {lowest} of the "
+        f"{len(with_bl)} settings with starts there and elsewhere.",
         "",
     ]
 
