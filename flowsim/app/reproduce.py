@@ -569,8 +569,8 @@ def _network_answer(rows: dict[str, dict]) -> list[str]:
         "*The answer, generated from the tables above.* **Faster down than up:** C4 is "
         f"{_tally(rows, 'C4 p_l falls faster')} (not applicable where every start already has p_l at its target at "
         "t = 0); where it applies, p_l reaches its target first in a "
-        f"median share {_span(col('share t_l < t_w (C4 value, median)'))} of the starts, while at t = 0 p_l falls "
-        f"faster than p_w rises at only {_span(col('share |dp_l/dt| > |dp_w/dt| at t = 0'))} of them. "
+        f"median share {_span(col('share t_l < t_w (C4 value, median)'))} of the starts; over every setting's starts, "
+        f"p_l falls faster than p_w rises at t = 0 at a share {_span(col('share |dp_l/dt| > |dp_w/dt| at t = 0'))}. "
         f"Likelihood displacement (LD) is {_tally(rows, 'LD displacement')}; the share of pairs displaced per "
         f"setting spans {_span(col('share displaced'))}.",
         "",
