@@ -313,7 +313,8 @@ def _across_settings(root: Path) -> list[str]:
         matrix = verdict_matrix(main[0], subset="all", select=main[1])
         out += [
             "## Which of the paper's conclusions survive", "",
-            "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, see the claims files) measured "
+            "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, LD is Razin et al. 2024's "
+            "likelihood displacement; see the claims files) measured "
             "in every setting (columns): the verdict on all starts, `robust` if it holds under every alternative "
             "region cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else "
             "`fragile`. Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
