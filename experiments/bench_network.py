@@ -26,7 +26,7 @@ def bench(path: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     for chunk in chunks(exp, 1):
         target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
-        spec, _, _, rec = train_one(exp, chunk.combo, target)
+        spec, _, _, rec, _ = train_one(exp, chunk.combo, target)
         n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
     dt = time.perf_counter() - t0
     return {"trainings": n, "seconds": dt, "trainings_per_s": n / dt, "steps_per_s": (sft_steps + dpo_steps) / dt,

@@ -17,8 +17,9 @@ Every verdict is then re-evaluated under the fixed family of alternatives of
 :mod:`flowsim.analysis.sensitivity` (the study's region cuts; each threshold halved and
 doubled) and marked ``robust`` or ``fragile (flips under ...)``.
 
-A claim across combinations (``Claim.across``, e.g. C9 across cos_wl) is judged after the
-others, on the groups that span every value of its columns
+A claim across combinations (``Claim.across``, e.g. C9 across cos_wl for features and across
+edit_distance for a network: its axis per model, ``Claim.axis``) is judged after the others, on
+the groups that span every value of its columns
 (:class:`~flowsim.analysis.claims.group.AcrossGroup`).
 """
 
@@ -180,22 +181,32 @@ def _across(study: Study, work, keys, ctx, th, variants, records: list[dict], gr
         return out
     empty = ["claim", "verdict", "_alts", "subset", *keys, "reference"]  # a study of claims across only
     recs = pd.DataFrame(records, columns=list(records[0]) if records else empty)
+    by_model = work.groupby("model", sort=True) if "model" in work.columns else [("ratio", work)]
     for c in (c for c in study.claims if c.across):
-        cols = list(c.across)
-        varied = all(k in keys for k in cols)
-        others = [k for k in keys if k not in cols] if varied else keys
-        for kv, model, loss, subset, sub in iter_groups(work, others):
-            n_values = len(sub[cols].drop_duplicates()) if varied and len(sub) else (1 if len(sub) else 0)
-            n, n_failed = len(sub), int((sub["status"] == "failed").sum())
-            reason = _precheck(c, model, loss, sub.columns, n, n_failed)
-            if not reason and n_values < 2:
-                reason = f"one value of {', '.join(cols)} here: the claim compares several"
-            if reason:
-                rec = _record(c, reason, th, n, n_failed)
-            else:
-                d = _spanning(sub, ctx, cols, n_values, kv, subset, recs, groups)
-                rec = _Judge(d, th, variants).record(c)
-            out.append({**rec, **kv, "subset": subset, "_model": model, "_loss": loss})
+        for model, rows in by_model:
+            out += _across_one(c, list(c.axis(str(model))), rows, keys, ctx, th, variants, recs, groups)
+    return out
+
+
+def _across_one(c: Claim, cols: list[str], work, keys, ctx, th, variants, recs, groups) -> list[dict]:
+    """The records of claim ``c`` across ``cols`` (its axis for the model of ``work``'s rows)."""
+    out = []
+    varied = bool(cols) and all(k in keys for k in cols)
+    others = [k for k in keys if k not in cols] if varied else keys
+    for kv, model, loss, subset, sub in iter_groups(work, others):
+        n_values = len(sub[cols].drop_duplicates()) if varied and len(sub) else (1 if len(sub) else 0)
+        n, n_failed = len(sub), int((sub["status"] == "failed").sum())
+        reason = _precheck(c, model, loss, sub.columns, n, n_failed)
+        if not reason and not cols:
+            reason = f"the claim declares no axis to compare across for the model {model}"
+        elif not reason and n_values < 2:
+            reason = f"one value of {', '.join(cols)} here: the claim compares several"
+        if reason:
+            rec = _record(c, reason, th, n, n_failed)
+        else:
+            d = _spanning(sub, ctx, cols, n_values, kv, subset, recs, groups)
+            rec = _Judge(d, th, variants).record(c)
+        out.append({**rec, **kv, "subset": subset, "_model": model, "_loss": loss})
     return out
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from flowsim.dynamics.record import STATUSES
 from flowsim.experiment.config import REFERENCE_MODES
 from flowsim.experiment.regions import REGIONS
+from flowsim.model.parameterisations import FIELD_IN_ROWS
 
 #: Columns every analysis needs, besides the parameter columns.
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -121,9 +122,12 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     for q in t_stop, t_w, t_l, p1_final, p2_final (times over the flows that reach
     the target; NaN is "never" and is skipped), ``share_p1_target`` (share with t_w
     not NaN) and ``share_l_before_w`` (share with t_l < t_w, NaN counting as +inf, so
-    both never is False).
+    both never is False).  Where the rows record the field at their start (a model of
+    :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network), a last column
+    ``share_l_faster_0``: the share with |dp_l/dt| > |dp_w/dt| at t = 0.
     """
     params = check_flows(flows)
+    field = _recorded_field(flows)
     df = flows[[*params, "region", *QUANTILE_COLUMNS[:-1]]].copy()
     df["p_w_min_rel"] = _column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
     df["n_left_simplex"] = _column(flows, "max_mass") > 1.0 + 1e-12
@@ -133,6 +137,9 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
         df[f"n_{s}"] = (flows["status"] == s).to_numpy()
     df["share_p1_target"] = flows["t_w"].notna().to_numpy()
     df["share_l_before_w"] = (flows["t_l"].fillna(np.inf) < flows["t_w"].fillna(np.inf)).to_numpy()
+    after = COLUMNS_AFTER_COUNT + (["share_l_faster_0"] if field else [])
+    if field:
+        df["share_l_faster_0"] = np.abs(_column(flows, field[1])) > np.abs(_column(flows, field[0]))
     keys = [*params, "region"]
     combos = _combos(flows, params)
     full = pd.MultiIndex.from_tuples(
@@ -151,10 +158,13 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
             share_l_before_w=("share_l_before_w", "mean"),
             n_left_simplex=("n_left_simplex", "sum"),
             share_displaced=("share_displaced", "mean"),
+            **({"share_l_faster_0": ("share_l_faster_0", "mean")} if field else {}),
         )
-        q = g[list(QUANTILE_COLUMNS)].quantile(list(names)).unstack(-1)
-        q.columns = [f"{c}_{names[k]}" for c, k in q.columns]
-        t = agg.join(q)[COLUMNS_AFTER_COUNT].reindex(full)
+        for level, name in names.items():  # by position: a join on keys holding NaN (gd's beta1) matches nothing
+            q = g[list(QUANTILE_COLUMNS)].quantile(level)
+            for c in QUANTILE_COLUMNS:
+                agg[f"{c}_{name}"] = q[c].to_numpy()
+        t = agg[after].reindex(full)
         for c in ["count", "n_left_simplex", *(f"n_{s}" for s in STATUSES)]:
             t[c] = t[c].fillna(0).astype(np.int64)
         t.insert(0, "subset", subset)
@@ -163,4 +173,11 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     out["_s"] = out["subset"].map(SUBSETS.index)
     out["_r"] = out["region"].map(REGIONS.index)
     out = out.sort_values([*params, "_s", "_r"], kind="stable")
-    return out[[*params, "subset", "region", *COLUMNS_AFTER_COUNT]].reset_index(drop=True)
+    return out[[*params, "subset", "region", *after]].reset_index(drop=True)
+
+
+def _recorded_field(flows: pd.DataFrame) -> tuple[str, str, str] | None:
+    """The field columns the rows' model declares it records (None for a model that does not)."""
+    models = set(map(str, pd.unique(flows["model"]))) if "model" in flows.columns else {"ratio"}
+    found = [FIELD_IN_ROWS[m] for m in sorted(models) if m in FIELD_IN_ROWS]
+    return found[0] if found and all(c in flows.columns for c in found[0][:2]) else None

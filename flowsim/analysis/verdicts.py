@@ -78,8 +78,10 @@ class Claim:
         what can change.
     uses_flows : bool
         Whether it reads the flows' outcomes (then failed rows count against it).
-    across : tuple of str
-        The parameter columns a claim across combinations compares (its group spans their values).
+    across : tuple of str, or dict of model -> tuple of str
+        The parameter columns a claim across combinations compares (its group spans their values);
+        per model where the axis differs between models (C9: cos_wl for features, edit_distance
+        for a network), declared, never inferred.
     reads_verdicts : bool
         Whether it reads the other claims' verdicts in its group (then it is measured again
         under each alternative of the sensitivity family).
@@ -100,14 +102,21 @@ class Claim:
     reads: tuple[str, ...] = ()
     regional: bool = False
     uses_flows: bool = True
-    across: tuple[str, ...] = ()
+    across: tuple[str, ...] | Mapping[str, tuple[str, ...]] = ()
     reads_verdicts: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("models", "columns", "thresholds", "reads", "across"):
-            value = getattr(self, name)
+        axes = tuple(self.across.values()) if isinstance(self.across, Mapping) else (self.across,)
+        named = [getattr(self, n) for n in ("models", "columns", "thresholds", "reads")]
+        for name, value in zip(("models", "columns", "thresholds", "reads", *["across"] * len(axes)),
+                               (*named, *axes), strict=True):  # fmt: skip
             if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
                 raise ValueError(f"claim {self.id}: {name} must be a tuple of names; got {value!r}")
+        if isinstance(self.across, Mapping):
+            stray = sorted(set(self.across) - set(self.models))
+            if stray or not self.across:
+                raise ValueError(f"claim {self.id}: across must map some of its models {self.models}; got "
+                                 f"{dict(self.across)!r}")  # fmt: skip
         if not self.models:
             raise ValueError(f"claim {self.id}: models must name the models it speaks of (declared, not inferred)")
         if self.losses is not None and (not isinstance(self.losses, tuple) or not self.losses):
@@ -117,6 +126,10 @@ class Claim:
             raise ValueError(f"claim {self.id}: reads names {extra}, which thresholds does not declare")
         if not callable(self.rule) or not callable(self.measure):
             raise ValueError(f"claim {self.id}: rule and measure must be callables")
+
+    def axis(self, model: str) -> tuple[str, ...]:
+        """The columns the claim compares across for ``model`` (() if it declares none for it)."""
+        return tuple(self.across.get(model, ())) if isinstance(self.across, Mapping) else self.across
 
     def not_applicable(self, model: str, loss: str) -> str | None:
         """Why the claim does not apply to ``model`` and ``loss``, or None if it does."""

@@ -19,8 +19,10 @@ from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS
 from flowsim.experiment.store import read_flows
 from flowsim.model.losses import DPO
 from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import RatioPlane
+from flowsim.model.parameterisations import TRAINED_MODELS, RatioPlane
 from flowsim.plotting import PathData, group_key, plot_results
+from flowsim.plotting.registry import families_for, kinds_of
+from flowsim.plotting.results import models_of
 
 
 def start_points(p1_cuts=DEFAULT_CUTS, p2_cuts=DEFAULT_CUTS) -> np.ndarray:
@@ -38,13 +40,19 @@ def _model_of(exp: Experiment | None, row: pd.Series):
 
 
 def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cuts) -> dict[tuple, list[PathData]]:
-    """Per parameter combination, the flows from the region centres (starts a model cannot take are skipped)."""
+    """Per parameter combination, the flows from the region centres (starts a model cannot take are skipped).
+
+    A trained model (:data:`~flowsim.model.parameterisations.TRAINED_MODELS`: a network) has no policy
+    to start at a region centre; its combinations get none (its rows record their own paths).
+    """
     params = check_flows(flows)
     options = exp.solver if exp else None
     out = {}
     for key, group in flows.groupby(params, sort=True, dropna=False):
         key = group_key(key)
         row = group.iloc[0]
+        if str(row.get("model", "ratio")) in TRAINED_MODELS:
+            continue
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
         starts = [(p, r) for p, r in zip(start_points(*cuts), REGIONS, strict=True)
@@ -106,8 +114,10 @@ def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Pat
         flows = read_flows(folder / "flows.csv")
     stop = exp.stop if exp else StopRule()
     cuts = (exp.p1_cuts, exp.p2_cuts) if exp else (DEFAULT_CUTS, DEFAULT_CUTS)
-    with steps("the paths from the region centres"):
-        paths = region_paths(flows, exp, stop, cuts)
+    paths = None
+    if "paths" in kinds_of(families_for(models_of(flows))):  # only the families that draw them need them
+        with steps("the paths from the region centres"):
+            paths = region_paths(flows, exp, stop, cuts)
     with figure_bar(f"plot {folder.name}", progress) as bar:
         return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
                             paths=paths, progress=lambda _: bar.update())  # fmt: skip

@@ -22,6 +22,11 @@ the flow's order of precedence, when
   where the step's gradient is the dataset's);
 
 or ``timeout``; a non-finite loss or parameter ends it as ``diverged`` at the last finite point.
+
+:func:`initial_field` is the field at the start, what the claims read from the rows where a
+policy model computes it: d(p_w, p_l)/dt of every pair at t = 0 under the *gradient flow* of the
+full-batch mean loss, d theta/dt = -grad L, whatever optimiser and batch size the training then
+uses (so for Adam or mini-batches it is the flow's velocity, not the first step's).
 Per pair it records what a flow records (crossing times t_w, t_l; p_w_min and when; displaced;
 max_mass; finals): :class:`PairRecord`.  A pair's status is the dataset's, except that a pair
 whose p_l <= p2_floor at the stop is ``converged``: with one pair the two coincide.
@@ -97,6 +102,35 @@ def sft(net: CausalMLP, batch: PairBatch, spec, target: np.ndarray | None = None
         opt.step()
     with torch.no_grad():
         return float(objective())
+
+
+# -- the field at the start -----------------------------------------------------------------------
+
+
+def initial_field(net: CausalMLP, batch: PairBatch, loss: Loss, log_ref: np.ndarray) -> tuple[np.ndarray, float]:
+    r"""(dp/dt (n, 2) of (p_w, p_l) per pair, |grad_theta L|) at the network's current parameters.
+
+    The gradient flow of the full-batch mean loss L = mean_i L(h_i): d log p/dt = -J J^T grad_h L
+    with J = d(log p_w, log p_l)/d theta over the trainable parameters, computed as
+    g = J^T grad_h L (one backward pass) and J g (one forward-mode pass, ``torch.func.jvp``);
+    dp/dt = p * d log p/dt.  ``tests/unit/test_network_field.py`` checks it against a tiny GD step.
+    """
+    names = [k for k, v in net.named_parameters() if v.requires_grad]
+    params = dict(net.named_parameters())
+    log_ref_t = torch.as_tensor(log_ref, dtype=DTYPE)
+    logp = batch.log_probs(net)
+    value = batch_loss(loss, logp - log_ref_t, log_ref_t)
+    grads = torch.autograd.grad(value, [params[k] for k in names])
+    primal = {k: params[k].detach() for k in names}
+    tangent = {k: -g.detach() for k, g in zip(names, grads, strict=True)}
+
+    def log_probs(theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch.log_probs(lambda ctx: torch.func.functional_call(net, theta, (ctx,)))
+
+    with torch.no_grad():
+        logp0, dlogp = torch.func.jvp(log_probs, (primal,), (tangent,))
+    gnorm = float(torch.sqrt(sum(torch.sum(g**2) for g in grads)))
+    return (torch.exp(logp0) * dlogp).numpy().copy(), gnorm
 
 
 # -- the preference stage --------------------------------------------------------------------------
@@ -230,4 +264,4 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
                       np.array(kept) if path else None)  # fmt: skip
 
 
-__all__ = ["PairRecord", "sft", "sft_weights", "torch_optimiser", "train_pairs"]
+__all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "torch_optimiser", "train_pairs"]

@@ -6,7 +6,11 @@ by the SFT stage (whose checkpoint is the start), then trained on the preference
 (:mod:`flowsim.dynamics.training`).  It writes one row per pair in the flows.csv schema, with
 p1_0, p2_0 = where SFT left that pair (p_w0, p_l0), so regions, tables and heatmaps read them as
 any start, plus the columns of :data:`EXTRA` (the pair's index, the dataset's means, the SFT
-objective, the target, and with ``path_points`` > 0 the pair's trajectory as JSON).
+objective, the target, the field at the start -- ``dp1_dt_0``, ``dp2_dt_0``: d(p_w, p_l)/dt of the
+pair at t = 0 under the gradient flow of the full-batch mean loss, whatever the optimiser, and
+``grad_norm_0``: the dataset's |grad_theta L| there (:func:`~flowsim.dynamics.training.initial_field`;
+the claims read the field from these columns, as :attr:`Network.field_columns` declares) -- and with
+``path_points`` > 0 the pair's trajectory as JSON).
 
 The grid is read only by ``sft = "target"``: each grid point (p1, p2) is the target every pair
 of the dataset is fine-tuned towards (and p1_0, p2_0 record where it actually landed).  The other
@@ -35,7 +39,7 @@ from flowsim.experiment.schema import NULLABLE_INT, columns
 #: Columns a network row adds after the flows.csv columns.
 EXTRA = ("pair", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "p1_0_mean", "p2_0_mean",
          "p1_final_mean", "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status",
-         "sft_objective", "target_w", "target_l", "path")  # fmt: skip
+         "sft_objective", "target_w", "target_l", "dp1_dt_0", "dp2_dt_0", "grad_norm_0", "path")  # fmt: skip
 #: The grid of an experiment whose SFT does not read it: one point (ignored).
 ONE_POINT = Grid(kind="mesh", p1=Axis(0.5, 1.0, 1), p2=Axis(0.25, 1.0, 1))
 
@@ -100,10 +104,13 @@ def _log_ref(mode: str, combo: dict[str, Any], logp0: np.ndarray) -> np.ndarray:
 
 
 def train_one(exp, combo: dict[str, Any], target: np.ndarray):
-    """One training of a combination (SFT towards ``target`` if asked): (spec, SFT objective, log_ref, record)."""
+    """One training of a combination (SFT towards ``target`` if asked).
+
+    Returns (spec, SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there)).
+    """
     import torch
 
-    from flowsim.dynamics.training import sft, train_pairs
+    from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.data import make_pairs
     from flowsim.model.network.module import CausalMLP, PairBatch
     from flowsim.model.parameterisations.network import Network
@@ -117,9 +124,10 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(combo["reference"], combo, logp0)
+    field = initial_field(net, batch, loss, log_ref)
     rec = train_pairs(net, batch, loss, exp.optimiser(combo), exp.stop, log_ref, batch_size=spec.batch_size,
                       batch_seed=spec.batch_seed, path=spec.path_points > 0)  # fmt: skip
-    return spec, sft_value, log_ref, rec
+    return spec, sft_value, log_ref, rec, field
 
 
 def _loss(exp, combo):
@@ -145,7 +153,7 @@ def path_column(rec, points: int, lr: float) -> list[str]:
 
 
 def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame:
-    spec, sft_value, log_ref, rec = train_one(exp, combo, target)
+    spec, sft_value, log_ref, rec, (v0, gnorm0) = train_one(exp, combo, target)
     n = spec.n_pairs
     p0, p = np.exp(rec.logp0), np.exp(rec.logp)
     df = pd.DataFrame({k: np.full(n, combo.get(k, np.nan)) for k in exp.loss_params})
@@ -177,7 +185,8 @@ def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame
              "displaced_frac": rec.displaced.mean(), "loss_0_mean": rec.loss_0.mean(),
              "loss_final_mean": rec.loss_final.mean(), "train_status": rec.train_status, "sft_objective": sft_value,
              "target_w": np.nan if target is None else target[0],
-             "target_l": np.nan if target is None else target[1],
+             "target_l": np.nan if target is None else target[1], "dp1_dt_0": v0[:, 0], "dp2_dt_0": v0[:, 1],
+             "grad_norm_0": np.full(n, gnorm0),
              "path": path_column(rec, spec.path_points, exp.optimiser(combo).lr)}  # fmt: skip
     for k, v in extra.items():
         df[k] = v

@@ -35,7 +35,12 @@ def _wrapped(titles: list[str], side: float, fontsize: float = 8.5) -> tuple[lis
     return out, (lines - 1) * fontsize * 1.2 / 72
 
 
-def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_cmap, cuts, path: Path) -> Path:
+def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_cmap, cuts, path: Path,
+          draw=draw_values, suptitle: str | None = None, names_once: bool = False) -> Path:  # fmt: skip
+    """One panel per group (title, rows, values) on a shared scale; ``draw(ax, p0, v, cmap, norm, width_pt)``
+    puts the values over the starts (a heatmap by default) and returns the mappable.  ``names_once``:
+    the region names in the first panel only and p2 tick labels in the first column only (text is
+    most of a figure's drawing time)."""
     cmap, norm = norm_cmap
     n = len(groups)
     ncols = n if n <= 5 else min(5, math.ceil(math.sqrt(1.5 * n)))
@@ -47,7 +52,7 @@ def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_
         right = max(right, 0.6 + 0.075 * max(len(name) for name in [*dict(q.colours), "p1 + p2 > 1 (infeasible)"]))
     titles, extra = _wrapped([title for title, _, _ in groups], side)
     top, gap_y = top + extra, gap_y + extra  # room for panel titles of several lines
-    suptitle = f"{q.title}: across the parameter combinations (shared scale)"
+    suptitle = suptitle or f"{q.title}: across the parameter combinations (shared scale)"
     width = left + ncols * side + (ncols - 1) * gap_x + right
     wider = max(0.0, _text_width(suptitle, 12) + 0.4 - width)  # a single panel is narrower than its title
     left, right, width = left + wider / 2, right + wider / 2, width + wider
@@ -58,10 +63,10 @@ def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_
         r, c = divmod(k, ncols)
         x0, y0 = left + c * (side + gap_x), height - top - side - r * (side + gap_y)
         ax = fig.add_axes((x0 / width, y0 / height, side / width, side / height))
-        m = draw_values(ax, sub[["p1_0", "p2_0"]].to_numpy(float), prepare(q, v, norm), cmap, norm, width_pt=200)
-        decorate(ax, *cuts, fontsize=5.5)
+        m = draw(ax, sub[["p1_0", "p2_0"]].to_numpy(float), prepare(q, v, norm), cmap, norm, width_pt=200)
+        decorate(ax, *cuts, fontsize=5.5, names=not (names_once and k))
         ax.set_title(title, fontsize=8.5)
-        ax.tick_params(labelsize=7.5)
+        ax.tick_params(labelsize=7.5, labelleft=c == 0 or not names_once)
         if c == 0:
             ax.set_ylabel("p2_0 = π(y_l|x)", fontsize=8.5)
         if r == nrows - 1 or k + ncols >= n:

@@ -3,10 +3,19 @@
 A family module defines ``FAMILY``, a :class:`flowsim.plotting.base.Family`: its name, the
 ``kinds`` that select it and ``draw(plot)``, which writes its files and yields their paths.
 A new figure is one new module here and one line in :data:`MODULES`; ``flowsim plot``
-draws every registered family.
+draws every registered family that applies to the table's model (:data:`MODELS_OF`).
+
+Which families apply where is declared here, not inferred from the rows.  The policy models
+(ratio, logits, features) start from a grid of (p1_0, p2_0) and have a field to integrate from
+any start: heatmaps, facets, basins and the paths from the region centres are theirs.  A
+network's starts are wherever its SFT stage left each pair (scattered, off any grid, several
+pairs per training) and it has no Policy to integrate from a region centre: it gets maps of its
+starts as points coloured by the quantity, and its recorded trajectories over training.
 
 >>> [f.name for f in FAMILIES]
-['heatmaps', 'facets', 'basins', 'paths', 'overlays']
+['heatmaps', 'facets', 'basins', 'paths', 'overlays', 'starts', 'trajectories']
+>>> [f.name for f in families_for(["network"])]
+['starts', 'trajectories']
 """
 
 from __future__ import annotations
@@ -23,7 +32,16 @@ MODULES: tuple[str, ...] = (
     ".basins",
     ".paths",
     ".overlays",
+    ".starts",
+    ".trajectories",
 )
+#: The models whose starts lie on a grid and whose field can be integrated from any start.
+POLICY_MODELS: tuple[str, ...] = ("ratio", "logits", "features")
+#: The models each family applies to, by family name; a family not named here applies to every model.
+MODELS_OF: dict[str, tuple[str, ...]] = {
+    "heatmaps": POLICY_MODELS, "facets": POLICY_MODELS, "basins": POLICY_MODELS, "paths": POLICY_MODELS,
+    "overlays": POLICY_MODELS, "starts": ("network",), "trajectories": ("network",),
+}  # fmt: skip
 
 
 def register(modules: Iterable[str]) -> tuple[Family, ...]:
@@ -42,6 +60,13 @@ def register(modules: Iterable[str]) -> tuple[Family, ...]:
 def kinds_of(families: Iterable[Family]) -> tuple[str, ...]:
     """The figure kinds the families answer to, each once, in order."""
     return tuple(dict.fromkeys(k for f in families for k in f.kinds))
+
+
+def families_for(models: Iterable[str], families: Iterable[Family] | None = None) -> tuple[Family, ...]:
+    """The families (registered ones by default) that apply to any of ``models`` (:data:`MODELS_OF`)."""
+    models = set(models)
+    pool = FAMILIES if families is None else tuple(families)
+    return tuple(f for f in pool if f.name not in MODELS_OF or models & set(MODELS_OF[f.name]))
 
 
 #: Every registered family.

@@ -13,8 +13,13 @@ from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
 from flowsim.plotting.base import Family, Plot, panels_of
 from flowsim.plotting.paths import PathData
-from flowsim.plotting.registry import FAMILIES, kinds_of
+from flowsim.plotting.registry import families_for, kinds_of
 from flowsim.plotting.style import FORMATS
+
+
+def models_of(flows: pd.DataFrame) -> list[str]:
+    """The models of a flows table's rows (the ratio plane for a table without a model column)."""
+    return sorted(map(str, pd.unique(flows["model"]))) if "model" in flows.columns else ["ratio"]
 
 
 def plot_results(
@@ -27,7 +32,7 @@ def plot_results(
     kinds: Iterable[str] | None = None,
     paths: dict[tuple, list[PathData]] | None = None,
     progress: Callable[[Path], object] | None = None,
-    families: tuple[Family, ...] = FAMILIES,
+    families: tuple[Family, ...] | None = None,
 ) -> list[Path]:
     """Write the figures of a flows table into ``outdir`` (created); return the paths written.
 
@@ -58,9 +63,11 @@ def plot_results(
     progress : callable, optional
         Called with each file's path as it is written.
     families : tuple of Family, optional
-        The figure families to draw (default: every registered one, :data:`FAMILIES`).
+        The figure families to draw, of those that apply to the table's model(s)
+        (:func:`~flowsim.plotting.registry.families_for`; default: every registered one that applies).
     """
     params = check_flows(flows)
+    families = families_for(models_of(flows), families)
     known = kinds_of(families)
     kinds = set(known if kinds is None else kinds)
     if not kinds or kinds - set(known):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -128,3 +129,27 @@ def test_reference_modes_on_a_network():
     np.testing.assert_allclose(rows["none"][["ref_w", "ref_l"]], 1.0)
     # the same SFT checkpoint either way; only the loss's reference differs
     np.testing.assert_array_equal(rows["none"]["logp_w0"], rows["initial"]["logp_w0"])
+
+
+def test_a_network_run_is_analysed_and_plotted(tmp_path):
+    """analyze: every claim a verdict or "not applicable" with its reason, C4 and C8 reading the recorded
+    field; plot: the network's own families (starts maps, trajectories), not the grid heatmaps."""
+    from flowsim.app.analyze import analyze
+    from flowsim.app.plot import plot
+
+    doc = {**DOC, "loss": {"kind": "dpo", "beta": 0.5}, "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
+           "model": SMALL | {"n_pairs": 4, "edit_distance": [1, 2], "path_points": 8, "sft": "target"},
+           "grid": {"p1": {"start": 0.2, "stop": 0.4, "num": 2},
+                    "p2": {"start": 0.3, "stop": 0.5, "num": 2}}}  # fmt: skip
+    run_sweep(parse_experiment(doc), tmp_path, n_jobs=1, progress=False)
+    analyze(tmp_path)
+    claims = pd.read_csv(tmp_path / "claims.csv")
+    na = claims[claims["verdict"] == "not applicable"]
+    assert na["details"].str.match(r"not applicable: \S").all()
+    judged = set(claims.loc[claims["verdict"] != "not applicable", "claim"])
+    assert {"C3", "C6", "C9", "C12", "LD"} <= judged  # C9 across edit_distance, the network's axis
+    c4 = claims[(claims["claim"] == "C4") & (claims["verdict"] != "not applicable")]
+    assert len(c4) and not c4["details"].str.contains("at t = 0: n/a").any()  # the field, read from the rows
+    names = sorted(p.name for p in plot(tmp_path))
+    assert "trajectories.png" in names and "starts_p1_final.png" in names
+    assert not any(n.startswith(("p1_final_", "basin_", "paths_", "facet_")) for n in names)

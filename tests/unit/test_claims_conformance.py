@@ -247,6 +247,12 @@ CASES: dict[str, dict[str, Callable[[], Case]]] = {
         NOT: lambda: Case(t("paper"), NOT),  # the unnormalised ratio plane leaves the simplex
         NA: lambda: Case(t("upper").assign(max_mass=np.nan), NA, why="no feasible start with a recorded path"),
     },
+    "LD": {  # DPO's closed-form flows on the ratio plane: p_w only rises (never displaced)
+        SUPPORTED: lambda: Case(_moved(t("paper"), _some(t("paper"), 0.6), displaced=True), SUPPORTED),
+        PARTLY: lambda: Case(_moved(t("paper"), _some(t("paper"), 0.2), displaced=True), PARTLY),
+        NOT: lambda: Case(t("paper"), NOT),
+        NA: lambda: Case(t("paper").assign(t_stop=0.0), NA, why="no moving flows"),
+    },
 }
 
 
@@ -344,3 +350,28 @@ def test_undeclared_thresholds_do_not_move_the_verdict(cid, verdict, monkeypatch
     th = ClaimThresholds(**{k: v for k, v in FAR.items() if k not in declared})
     got = _judge(claim, case, case.flows, th)
     assert got.loc[got["subset"] == case.subset, "verdict"].iloc[0] == verdict, cid
+
+
+def _network_similar(similar_end: int) -> pd.DataFrame:
+    """Network rows at edit distance 1 and 3; those at ``similar_end`` end low and displaced."""
+    parts = []
+    for e in (1, 3):
+        d = t("standard").assign(model="network")
+        if e == similar_end:
+            d = d.assign(p1_final=0.01, displaced=True)
+        d.insert(3, "edit_distance", e)
+        parts.append(d)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_c9_reads_the_similarity_axis_each_model_declares():
+    """For a network the axis is edit_distance, and the *smaller* distance is the more similar pair."""
+    c9 = REGISTRY["C9"]
+    assert c9.axis("network") == ("edit_distance",) and c9.axis("features") == ("cos_wl",)
+    verdict = {e: _judge(c9, Case(_network_similar(e), SUPPORTED), _network_similar(e)) for e in (1, 3)}
+    assert verdict[1].loc[verdict[1]["subset"] == "all", "verdict"].iloc[0] == SUPPORTED
+    assert verdict[3].loc[verdict[3]["subset"] == "all", "verdict"].iloc[0] == NOT
+    # a features table with only an edit_distance column has no cos_wl to compare across
+    feats = _network_similar(1).assign(model="features")
+    got = _judge(c9, Case(feats, NA), feats)
+    assert (got["verdict"] == NA).all() and got["details"].str.contains("one value of cos_wl").all()

@@ -15,6 +15,7 @@ from flowsim.analysis.claims.c9_similar import rule_similar
 from flowsim.analysis.claims.c10_reference import rule_stretch
 from flowsim.analysis.claims.c11_stationary import rule_stuck
 from flowsim.analysis.claims.c12_simplex import rule_simplex
+from flowsim.analysis.claims.ld_displacement import rule_displaced
 from flowsim.analysis.claims.rules import rule_corner, rule_identity, rule_share
 from flowsim.analysis.studies.dpo_field import CLAIMS, ClaimThresholds, evaluate_claims
 from flowsim.analysis.testing import make_flows
@@ -80,6 +81,10 @@ RULE_CASES = [
     (rule_simplex, {"share_left": 0.0}, SUPPORTED),
     (rule_simplex, {"share_left": 0.05}, PARTLY),
     (rule_simplex, {"share_left": 0.5}, NOT),
+    (rule_displaced, {"share_displaced": 0.6}, SUPPORTED),
+    (rule_displaced, {"share_displaced": 0.2}, PARTLY),
+    (rule_displaced, {"share_displaced": 0.05}, NOT),
+    (rule_displaced, {"share_displaced": NAN}, NOT),
 ]
 
 

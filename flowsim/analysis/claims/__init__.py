@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     ".c10_reference",
     ".c11_stationary",
     ".c12_simplex",
+    ".ld_displacement",
 )
 
 

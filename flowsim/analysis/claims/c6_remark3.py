@@ -45,6 +45,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     p1f = d.pf[:, 0]
     med = {r: median_of(p1f[ok & (d.region == r)]) for r in REGIONS}
     med = {r: v for r, v in med.items() if np.isfinite(v)}
+    if len(med) < 2:  # one training of one pair, say: a single region has nothing to be compared with
+        raise NotApplicable(f"finished flows in {len(med)} region(s): the claim compares regions")
     spread = max(med.values()) - min(med.values()) if med else float("nan")
     bl, tr = d.region == "bottom-left", d.region == "top-right"
     gap = median_of(p1f[ok & ~bl]) - median_of(p1f[ok & bl])

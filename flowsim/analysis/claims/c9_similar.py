@@ -1,8 +1,10 @@
-"""C9, §3.3.1: similar responses hinder learning y_w (a claim across cos_wl).
+"""C9, §3.3.1: similar responses hinder learning y_w (a claim across the responses' similarity).
 
-Measured, from the lowest to the highest cos_wl (the cosine of the responses' features):
-the drop of the median final p_w and the rise of the share of flows displaced (p_w fell
-below its start).
+Measured, from the least to the most similar responses: the drop of the median final p_w and
+the rise of the share of flows displaced (p_w fell below its start).  The similarity axis is
+declared per model (:data:`AXES`): the cosine of the responses' features ``cos_wl`` for
+``features`` (higher = more similar), the edit distance between y_w and y_l for a ``network``
+(lower = more similar, Pal et al. 2024).
 """
 
 from __future__ import annotations
@@ -15,32 +17,40 @@ import pandas as pd
 from flowsim.analysis.tables import _as_bool
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, _fmt, _ge
 
+#: Per model, the similarity column and which end of it is the more similar: "higher" or "lower".
+AXES: dict[str, tuple[str, str]] = {"features": ("cos_wl", "higher"), "network": ("edit_distance", "lower")}
+#: Which end is the more similar, by column (the measurement reads the axis it is handed).
+MORE_SIMILAR: dict[str, str] = dict(AXES.values())
+
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import AcrossGroup
     from flowsim.analysis.studies.thresholds import ClaimThresholds
 
 
 def rule_similar(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
-    """C9: ``m["p1_drop"]`` and ``m["displaced_rise"]`` from the lowest to the highest cos_wl."""
+    """C9: ``m["p1_drop"]`` and ``m["displaced_rise"]`` from the least to the most similar responses."""
     text = f"count of: final p_w median drop >= {th.p1_gap:g}, displaced share rise >= {th.p1_gap:g}; 2: supported"
     n = _ge(m["p1_drop"], th.p1_gap) + _ge(m["displaced_rise"], th.p1_gap)
     return (SUPPORTED if n == 2 else PARTLY if n else NOT), text
 
 
 def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
-    """C9 (§3.3.1): as y_w and y_l grow alike (cos_wl up), p_w ends lower and is displaced more often.
+    """C9 (§3.3.1): as y_w and y_l grow alike (cos_wl up; edit distance down), p_w ends lower and is
+    displaced more often.
 
-    Fails if the median final p_w at the highest cos_wl is not at least p1_gap below that
-    at the lowest, and the share of flows displaced (p_w fell below its start) does not rise
-    by at least p1_gap.
+    Fails if the median final p_w at the most similar end of the axis is not at least p1_gap below
+    that at the least similar end, and the share of flows displaced (p_w fell below its start)
+    does not rise by at least p1_gap.
     """
     g, col = d.frame, d.cols[0]
     ok = g[g["status"] != "failed"]
     disp = pd.Series(_as_bool(ok["displaced"]) if "displaced" in ok else np.zeros(len(ok), bool), index=ok.index)
     by = ok.groupby(col)
     med, share = by["p1_final"].median(), disp.groupby(ok[col]).mean()
-    lo, hi = med.index.min(), med.index.max()
-    drop, rise = float(med[lo] - med[hi]), float(share[hi] - share[lo])
+    far, near = med.index.min(), med.index.max()  # least and most similar ends
+    if MORE_SIMILAR[col] == "lower":
+        far, near = near, far
+    drop, rise = float(med[far] - med[near]), float(share[near] - share[far])
     t_w = by["t_w"].median()
     details = "; ".join(
         f"{col} = {k:g}: median p_w final {_fmt(med[k])}, displaced {_fmt(share[k])}, median t_w {_fmt(t_w[k])}"
@@ -55,7 +65,8 @@ CLAIM = Claim(
     "with respect to x2 would counteract the gradient of x1 to some extent, thereby weakening the "
     "optimization toward x1",
     "§3.3.1, after Remark 2",
-    "drop of median final p_w and rise of the share displaced, lowest to highest cos_wl (across combinations)",
-    rule_similar, measure, models=("features", "network"), across=("cos_wl",),
-    columns=("cos_wl", "p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
+    "drop of median final p_w and rise of the share displaced, least to most similar responses (cos_wl up, "
+    "edit_distance down; across combinations)",
+    rule_similar, measure, models=("features", "network"), across={m: (c,) for m, (c, _) in AXES.items()},
+    columns=("p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
 )  # fmt: skip

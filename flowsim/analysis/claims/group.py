@@ -3,8 +3,10 @@
 :class:`Group` holds the arrays every measurement reads (starts, ends, statuses, regions,
 times) and computes on demand, once, the field at the starts: d(p_w, p_l)/dt of the flow
 d(theta)/dt = -grad L(theta), and |grad_theta L|.  For DPO on the ratio plane the field
-needs nothing else (dp/dt = ref * dx/dt); for any other model or loss it needs the
-experiment, which gives each row's loss and parameterisation.
+needs nothing else (dp/dt = ref * dx/dt); for a model that records its field in its rows
+(declared in :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network, whose pairs
+share parameters and whose start is an SFT checkpoint) it is read from those columns; for any
+other model or loss it needs the experiment, which gives each row's loss and parameterisation.
 
 :class:`AcrossGroup` is the group of a claim across combinations (C9 across cos_wl, C10
 across the references): the rows of every combination of its columns, the groups of those
@@ -27,6 +29,7 @@ from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import region_labels
 from flowsim.model.losses import DPO
 from flowsim.model.objective import Objective
+from flowsim.model.parameterisations import FIELD_IN_ROWS
 from flowsim.model.parameterisations.ratio import RatioPolicy
 
 
@@ -126,6 +129,8 @@ class Group:
 
     def _field(self) -> tuple[np.ndarray, np.ndarray]:
         exp = self.ctx.experiment
+        if self.model_kind in FIELD_IN_ROWS:
+            return self._recorded_field(FIELD_IN_ROWS[self.model_kind])
         if exp is not None:
             loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))
             policy = par.bind(self.p0, self.refs)
@@ -145,6 +150,14 @@ class Group:
             f"the field of {self.loss_kind} on {self.model_kind} needs the experiment "
             "(evaluate_claims(..., experiment=exp))"
         )
+
+    def _recorded_field(self, cols: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """The field the rows record (the model declares the columns); NotApplicable if they lack them."""
+        missing = [c for c in cols if c not in self.frame.columns]
+        if missing:
+            raise NotApplicable(f"the {self.model_kind} rows lack the field column(s) {', '.join(missing)} "
+                                "(a run made before they were recorded: run it again)")  # fmt: skip
+        return _pair(self.frame, cols[0], cols[1]), self.frame[cols[2]].to_numpy(float)
 
     def rates(self) -> np.ndarray | None:
         """dp/dt (n, 2) of (p_w, p_l) at the starts, or None where the group has no field."""

@@ -41,6 +41,9 @@ The claims, their rules (default thresholds, :class:`ClaimThresholds`) and where
   or a stationary point on the DPO ratio-plane mesh: supported; any flow stationary: partly.
 * **C12 the flow stays on the simplex**: share of feasible starts whose path reaches
   p_w + p_l > 1: 0 supported, <= 1 - share_supported partly.
+* **LD likelihood displacement** (Razin et al. 2024, judged beside the paper's claims): share of
+  moving flows displaced (p_w fell below its start) >= share_partly supported, >= 1 -
+  share_supported partly.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ __all__ = ["CLAIMS", "CLAIMS_BY_ID", "STUDY", "ClaimThresholds", "evaluate_claim
 #: also checked against the thirds).
 STUDY = Study(
     "dpo_field",
-    claims("C1", "C2", "C3", "C4", "C5a", "C5b", "C5c", "C6", "C6b", "C7", "C8", "C9", "C10", "C11", "C12"),
+    claims("C1", "C2", "C3", "C4", "C5a", "C5b", "C5c", "C6", "C6b", "C7", "C8", "C9", "C10", "C11", "C12", "LD"),
     cuts=((0.2, 0.8), (0.25, 0.75), (1 / 3, 2 / 3)),
 )
 #: The claims in report order, and by id.

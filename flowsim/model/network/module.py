@@ -68,8 +68,11 @@ class PairBatch:
         self.ctx = torch.as_tensor(np.stack([ctx_w, ctx_l], axis=1))
         self.tokens = torch.as_tensor(np.stack([data.chosen, data.rejected], axis=1))
 
-    def log_probs(self, net: CausalMLP, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """log pi(y_w|x), log pi(y_l|x) of the pairs ``rows`` (all by default): shape (n, 2)."""
+    def log_probs(self, net, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """log pi(y_w|x), log pi(y_l|x) of the pairs ``rows`` (all by default): shape (n, 2).
+
+        ``net`` is the :class:`CausalMLP` or any function of contexts to logits (a functional call of it).
+        """
         ctx, tok = (self.ctx, self.tokens) if rows is None else (self.ctx[rows], self.tokens[rows])
         logp = torch.log_softmax(net(ctx), dim=-1)  # (n, 2, T, vocab)
         return logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1).sum(-1)

@@ -22,6 +22,9 @@ PARAMETERISATIONS: dict[str, type[Parameterisation]] = {
 #: their ``[model]`` fields are validated like a parameterisation's, and the sweep hands them to
 #: :mod:`flowsim.experiment.network`.
 TRAINED_MODELS: dict[str, type] = {Network.kind: Network}
+#: Models whose rows record the field at their start themselves (no Policy to bind there), by kind:
+#: the columns (dp_w/dt, dp_l/dt, |grad_theta L|) at t = 0, declared by the model.
+FIELD_IN_ROWS: dict[str, tuple[str, str, str]] = {Network.kind: Network.field_columns}
 
 
 def make_parameterisation(kind: str, **params: object) -> Parameterisation:
@@ -33,6 +36,7 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Network",
+__all__ = ["FIELD_IN_ROWS", "PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy",
+           "LogLinearFeatures", "LogitsPolicy", "Network",
            "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits",
            "make_parameterisation"]  # fmt: skip

@@ -91,6 +91,9 @@ class Network:
 
     kind: ClassVar[str] = "network"
     normalised: ClassVar[bool] = True
+    #: Where the field at the starts is: not a Policy to bind at a start, so each row records it
+    #: itself -- (dp_w/dt, dp_l/dt at t = 0 under gradient flow, |grad_theta L|), these columns.
+    field_columns: ClassVar[tuple[str, str, str]] = ("dp1_dt_0", "dp2_dt_0", "grad_norm_0")
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
