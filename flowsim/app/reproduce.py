@@ -96,30 +96,53 @@ def _report_part(task: tuple[str, Path, bool]) -> str:
     return f"{path.name}: analysed, {len(figs)} figures, {time.perf_counter() - t0:.1f} s"
 
 
+#: claims.csv columns that are a claim's outcome; the others (claim, parameters, subset, model) name its row.
+_OUTCOME = frozenset({"title", "paper", "where", "metric", "value", "details", "threshold", "verdict", "robustness",
+                      "n_rows", "n_failed", "failed_left_out"})  # fmt: skip
+
+
 def compare_claims(old_root: Path, new_root: Path, names: list[str]) -> str:
-    """A line per experiment: are the claim values and verdicts the same as before, and if not, which?"""
+    """A line per experiment: are the claim values and verdicts the same as before, and if not, which?
+
+    Rows are matched on the columns that name them (claim, parameters, subset, model), so a new
+    claim or setting is reported as such and the rows both tables have are still compared.
+    """
     lines = []
     for name in names:
         old, new = old_root / name / "claims.csv", new_root / name / "claims.csv"
-        if not old.exists():
-            continue
-        a, b = pd.read_csv(old), pd.read_csv(new)
-        if len(a) != len(b) or list(a["claim"]) != list(b["claim"]):  # a new column alone changes no row
-            lines.append(f"claims {name}: the claims table changed shape ({len(a)} -> {len(b)} rows; a new set of "
-                         "claims or settings), values not compared row by row")  # fmt: skip
-            continue
-        flipped = sorted(set(a.loc[a["verdict"].to_numpy() != b["verdict"].to_numpy(), "claim"]))
-        va, vb = a["value"].to_numpy(float), b["value"].to_numpy(float)
-        same = np.isclose(va, vb, rtol=1e-9, atol=0, equal_nan=True)
-        moved = sorted(set(a.loc[~same, "claim"]))
-        if not flipped and not moved:
-            lines.append(f"claims {name}: same verdicts; values identical")
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            worst = np.nanmax(np.abs(vb - va)[~same] / np.abs(va[~same])) if moved else 0.0
-        lines.append(f"claims {name}: verdicts changed for {', '.join(flipped) or 'none'}; values changed for "
-                     f"{', '.join(moved) or 'none'} (largest relative change {worst:.2e})")  # fmt: skip
+        if old.exists():
+            lines.append(f"claims {name}: " + _compare(pd.read_csv(old), pd.read_csv(new)))
     return "\n".join(lines)
+
+
+def _compare(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """What changed from claims table ``a`` to ``b``, in one line."""
+    key = [c for c in b.columns if c in a.columns and c not in _OUTCOME]
+    both = pd.merge(a[[*key, "value", "verdict"]].astype({k: str for k in key}),
+                    b[[*key, "value", "verdict"]].astype({k: str for k in key}),
+                    on=key, how="outer", suffixes=("_a", "_b"), indicator=True)  # fmt: skip
+    added = sorted(set(both.loc[both["_merge"] == "right_only", "claim"]))
+    gone = sorted(set(both.loc[both["_merge"] == "left_only", "claim"]))
+    shared = both[both["_merge"] == "both"]
+    flipped = sorted(set(shared.loc[shared["verdict_a"] != shared["verdict_b"], "claim"]))
+    va, vb = shared["value_a"].to_numpy(float), shared["value_b"].to_numpy(float)
+    same = np.isclose(va, vb, rtol=1e-9, atol=0, equal_nan=True)
+    moved = sorted(set(shared.loc[~same, "claim"]))
+    parts = [
+        f"{len(shared)} rows in both: "
+        + ("same verdicts" if not flipped else f"verdicts changed for {', '.join(flipped)}")
+    ]
+    if moved:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worst = np.nanmax(np.abs(vb - va)[~same] / np.abs(va[~same]))
+        parts.append(f"values changed for {', '.join(moved)} (largest relative change {worst:.2e})")
+    else:
+        parts.append("values identical")
+    if added:
+        parts.append(f"{int((both['_merge'] == 'right_only').sum())} new rows ({', '.join(added)})")
+    if gone:
+        parts.append(f"{int((both['_merge'] == 'left_only').sum())} rows gone ({', '.join(gone)})")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
