@@ -22,7 +22,8 @@ from flowsim._validation import ParamError, check_int, check_interval, check_pos
 #: margin_target; ``stationary``: |grad_theta L| <= stationary_tol (the flow has stopped
 #: moving); ``timeout``: t reached t_max (or a discrete run its max_steps) first; ``diverged``:
 #: a discrete step left the model's domain (see ``message``), or on the ratio plane p1 fell to
-#: p2_floor (the flow reaches p1 = 0, the edge of the plane, in finite time); ``failed``: the
+#: p2_floor (the floor is a stop, not a proof that p1 reaches 0 in finite time: a flow that only
+#: decays towards p1 = 0 ends there too, and is also leaving the losses' domain); ``failed``: the
 #: solver failed.
 STATUSES: tuple[str, ...] = (
     "converged", "capped", "reached_loss", "reached_margin", "stationary", "timeout", "diverged", "failed",

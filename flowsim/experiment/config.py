@@ -177,11 +177,6 @@ class Experiment:
             return {"kind": self.losses[0][0]} | one_or_list(self.losses[0][1])
         return {"kind": list(self.loss_kinds)} | one_or_list(self.loss_given)
 
-    def n_rows(self) -> int:
-        if self.model_kind in TRAINED_MODELS:  # a network writes a row per pair of each training
-            return sum(c["n_pairs"] for c in self.parameter_sets()) * len(self.grid)
-        return len(self.parameter_sets()) * len(self.grid)
-
     def as_dict(self) -> dict[str, Any]:
         """The experiment after defaults, in the file's own shape (for meta.json)."""
 

@@ -19,7 +19,7 @@ from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.store import RunFolder, SweepError, git_commit, versions
-from flowsim.experiment.sweep import chunks, kept, run_chunk, starts
+from flowsim.experiment.sweep import chunks, kept, n_rows, run_chunk, starts
 
 
 def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
@@ -102,7 +102,7 @@ def run_sweep(
         records = folder.verified_chunks(n_chunks, report) if resume else {}
         todo = (c for c in chunks(exp, chunk_size, index) if c.index not in records)
         done = sum(r["rows"] for r in records.values())
-        total = n_starts * len(exp.parameter_sets())
+        total = n_rows(exp)  # rows, as the chunk records count them (a network writes a row per pair)
         bar = _Bar(total=total, initial=done, unit="flow", desc=exp.name, disable=not progress, smoothing=0.1)
         for index, data, rows, counts, engines in pmap(_run_and_encode, ((exp, c) for c in todo)):
             records[index] = folder.write_chunk(index, data, rows, counts, engines)

@@ -10,7 +10,7 @@ interruptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -89,16 +89,18 @@ def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) ->
         for lo in range(0, n, chunk_size):
             hi = min(lo + chunk_size, n)
             p0 = exp.grid.points(lo, hi) if index is None else exp.grid.points_at(index[lo:hi])
-            yield Chunk(k, combo, p0, _references(exp, combo, p0))
+            yield Chunk(k, combo, p0, references(combo, p0))
             k += 1
 
 
-def _references(exp: Experiment, combo: dict[str, Any], p0: np.ndarray) -> np.ndarray:
+def references(combo: Mapping[str, Any], p0: np.ndarray) -> np.ndarray:
+    """The references of starts ``p0`` (..., 2) under a combination's reference mode."""
+    p0 = np.asarray(p0, dtype=float)
     if combo["reference"] == "initial":
         return p0.copy()
     if combo["reference"] == "none":
         return np.ones_like(p0)
-    return np.broadcast_to(np.array([combo["ref_w"], combo["ref_l"]]), p0.shape).copy()
+    return np.broadcast_to(np.array([combo["ref_w"], combo["ref_l"]], dtype=float), p0.shape).copy()
 
 
 def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:

@@ -67,13 +67,21 @@ def panels_of(flows: pd.DataFrame, params: list[str]) -> list[Panel]:
     return out
 
 
+#: The models whose starts lie on a grid and whose field can be integrated from any start.
+POLICY_MODELS: tuple[str, ...] = ("ratio", "logits", "features")
+#: The trained models: starts wherever SFT left each pair, trajectories recorded in the rows.
+TRAINED: tuple[str, ...] = ("network",)
+
+
 @dataclass(frozen=True)
 class Family:
-    """A kind of figure: its name, the ``kinds`` that select it, and ``draw(plot) -> iterator of paths``."""
+    """A kind of figure: its name, the ``kinds`` that select it, ``draw(plot) -> iterator of paths``,
+    and the ``models`` whose tables it is drawn for (None: every model)."""
 
     name: str
     kinds: tuple[str, ...]
     draw: Callable[[Plot], Iterator[Path]]
+    models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.kinds or not all(isinstance(k, str) and k for k in self.kinds):

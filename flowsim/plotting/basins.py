@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values, mesh_of
 from flowsim.plotting.style import NEVER, TIME_UNITS, decorate, hatch_patch, save, single_axes, start_labels
 
@@ -55,4 +55,4 @@ def draw(plot: Plot) -> Iterator[Path]:
         yield basin(p.rows, p.title, plot.cuts, plot.file(f"basin_{p.tag}"))
 
 
-FAMILY = Family("basins", ("basin",), draw)
+FAMILY = Family("basins", ("basin",), draw, models=POLICY_MODELS)

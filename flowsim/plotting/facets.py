@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values
 from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, values
 from flowsim.plotting.style import colorbar, decorate, extra_handles, hatch_patch, save
@@ -96,4 +96,4 @@ def draw(plot: Plot) -> Iterator[Path]:
         yield facet(q, panels, norm_of(q, v_all), plot.cuts, plot.file(f"facet_{q.name}"))
 
 
-FAMILY = Family("facets", NAMES, draw)
+FAMILY = Family("facets", NAMES, draw, models=POLICY_MODELS)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
 
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values
 from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, values
 from flowsim.plotting.style import colorbar, decorate, legend_extras, save, single_axes, start_labels
@@ -50,4 +50,4 @@ def draw(plot: Plot) -> Iterator[Path]:
             yield maps.save(p.rows, v_all[p.pos], p.title, plot.file(f"{q.name}_{p.tag}"))
 
 
-FAMILY = Family("heatmaps", NAMES, draw)
+FAMILY = Family("heatmaps", NAMES, draw, models=POLICY_MODELS)

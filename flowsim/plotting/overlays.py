@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.lines import Line2D
 
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.paths import PathData
 from flowsim.plotting.style import PATH_COLOURS, decorate, hatch_patch, save, single_axes
 from flowsim.plotting.titles import fmt_value, param_text, shown, tag_of
@@ -69,4 +69,4 @@ def draw(plot: Plot) -> Iterator[Path]:
                              plot.file(f"paths_overlay_{tag or 'all'}"))  # fmt: skip
 
 
-FAMILY = Family("overlays", ("paths",), draw)
+FAMILY = Family("overlays", ("paths",), draw, models=POLICY_MODELS)

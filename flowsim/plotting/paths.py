@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from flowsim.experiment.regions import REGIONS
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.field import streamlines
 from flowsim.plotting.style import PATH_COLOURS, decorate, hatch_patch, save, single_axes
 
@@ -70,4 +70,4 @@ def draw(plot: Plot) -> Iterator[Path]:
             yield paths_figure(kw, p.rows, p.title, plot.paths[p.key], plot.cuts, plot.file(f"paths_{p.tag}"))
 
 
-FAMILY = Family("paths", ("paths",), draw)
+FAMILY = Family("paths", ("paths",), draw, models=POLICY_MODELS)

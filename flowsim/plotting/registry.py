@@ -3,9 +3,9 @@
 A family module defines ``FAMILY``, a :class:`flowsim.plotting.base.Family`: its name, the
 ``kinds`` that select it and ``draw(plot)``, which writes its files and yields their paths.
 A new figure is one new module here and one line in :data:`MODULES`; ``flowsim plot``
-draws every registered family that applies to the table's model (:data:`MODELS_OF`).
+draws every registered family that applies to the table's model (its ``models``).
 
-Which families apply where is declared here, not inferred from the rows.  The policy models
+Which families apply where each family declares (``Family.models``), not inferred from the rows.  The policy models
 (ratio, logits, features) start from a grid of (p1_0, p2_0) and have a field to integrate from
 any start: heatmaps, facets, basins and the paths from the region centres are theirs.  A
 network's starts are wherever its SFT stage left each pair (scattered, off any grid, several
@@ -35,13 +35,6 @@ MODULES: tuple[str, ...] = (
     ".starts",
     ".trajectories",
 )
-#: The models whose starts lie on a grid and whose field can be integrated from any start.
-POLICY_MODELS: tuple[str, ...] = ("ratio", "logits", "features")
-#: The models each family applies to, by family name; a family not named here applies to every model.
-MODELS_OF: dict[str, tuple[str, ...]] = {
-    "heatmaps": POLICY_MODELS, "facets": POLICY_MODELS, "basins": POLICY_MODELS, "paths": POLICY_MODELS,
-    "overlays": POLICY_MODELS, "starts": ("network",), "trajectories": ("network",),
-}  # fmt: skip
 
 
 def register(modules: Iterable[str]) -> tuple[Family, ...]:
@@ -63,10 +56,10 @@ def kinds_of(families: Iterable[Family]) -> tuple[str, ...]:
 
 
 def families_for(models: Iterable[str], families: Iterable[Family] | None = None) -> tuple[Family, ...]:
-    """The families (registered ones by default) that apply to any of ``models`` (:data:`MODELS_OF`)."""
+    """The families (registered ones by default) that apply to any of ``models`` (each family's ``models``)."""
     models = set(models)
     pool = FAMILIES if families is None else tuple(families)
-    return tuple(f for f in pool if f.name not in MODELS_OF or models & set(MODELS_OF[f.name]))
+    return tuple(f for f in pool if f.models is None or models & set(f.models))
 
 
 #: Every registered family.

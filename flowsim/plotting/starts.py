@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import TRAINED, Family, Plot
 from flowsim.plotting.facets import facet
 from flowsim.plotting.quantities import NAMES, norm_of, values
 from flowsim.plotting.settings import pooled, settings
@@ -35,4 +35,4 @@ def draw(plot: Plot) -> Iterator[Path]:
                     suptitle=f"{q.title}, at each pair's SFT start{note}", names_once=True)  # fmt: skip
 
 
-FAMILY = Family("starts", NAMES, draw)
+FAMILY = Family("starts", NAMES, draw, models=TRAINED)

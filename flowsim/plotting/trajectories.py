@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from flowsim.experiment.regions import REGIONS
-from flowsim.plotting.base import Family, Plot
+from flowsim.plotting.base import TRAINED, Family, Plot
 from flowsim.plotting.settings import pooled, settings
 from flowsim.plotting.style import PATH_COLOURS, save
 
@@ -94,4 +94,4 @@ def draw(plot: Plot) -> Iterator[Path]:
         yield out
 
 
-FAMILY = Family("trajectories", ("trajectories",), draw)
+FAMILY = Family("trajectories", ("trajectories",), draw, models=TRAINED)

@@ -88,7 +88,7 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     assert json.loads((results / "standard" / "meta.json").read_text())["rows"] == 72
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
-    assert "claims paper: same verdicts; values identical" in second.stdout
+    assert "claims paper: 32 rows in both: same verdicts; values identical" in second.stdout
     assert (results / ".previous" / "paper" / "flows.csv").read_bytes() == (
         results / "paper" / "flows.csv"
     ).read_bytes()

@@ -17,7 +17,7 @@ from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E40
 from flowsim.experiment.execute import run_sweep  # noqa: E402
 from flowsim.experiment.network import EXTRA  # noqa: E402
 from flowsim.experiment.store import RunFolder, read_flows  # noqa: E402
-from flowsim.experiment.sweep import chunks, run_chunk  # noqa: E402
+from flowsim.experiment.sweep import chunks, n_rows, run_chunk  # noqa: E402
 
 SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
 DOC = {"name": "net", "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},
@@ -31,7 +31,7 @@ def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_worker
     meta = run_sweep(exp, tmp_path / "a", n_jobs=2, progress=False)
     flows = read_flows(tmp_path / "a")
     # 2 losses x 2 sizes x 2 optimisers trainings; a row per pair
-    assert meta["rows"] == len(flows) == exp.n_rows() == 2 * (1 + 4) * 2
+    assert meta["rows"] == len(flows) == n_rows(exp) == 2 * (1 + 4) * 2
     assert set(flows["model"]) == {"network"} and set(flows["status"]) <= {
         "timeout",
         "reached_loss",
@@ -131,7 +131,7 @@ def test_reference_modes_on_a_network():
     np.testing.assert_array_equal(rows["none"]["logp_w0"], rows["initial"]["logp_w0"])
 
 
-def test_a_network_run_is_analysed_and_plotted(tmp_path):
+def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys):
     """analyze: every claim a verdict or "not applicable" with its reason, C4 and C8 reading the recorded
     field; plot: the network's own families (starts maps, trajectories), not the grid heatmaps."""
     from flowsim.app.analyze import analyze
@@ -153,3 +153,8 @@ def test_a_network_run_is_analysed_and_plotted(tmp_path):
     names = sorted(p.name for p in plot(tmp_path))
     assert "trajectories.png" in names and "starts_p1_final.png" in names
     assert not any(n.startswith(("p1_final_", "basin_", "paths_", "facet_")) for n in names)
+    pytest.importorskip("bokeh")
+    from flowsim.cli import main
+
+    assert main(["explore", str(tmp_path)]) == 2  # the page recomputes policy flows, which a network is not
+    assert "is a run of trained networks" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flowsim.experiment.config import ConfigError, load_experiment, parse_experiment
+from flowsim.experiment.sweep import n_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {
@@ -30,7 +31,7 @@ def with_(path: str, value):
 def test_shipped_experiments_load(path):
     exp = load_experiment(path)
     assert exp.name == path.stem
-    assert exp.n_rows() >= 100
+    assert n_rows(exp) >= 100
 
 
 def test_defaults_and_sweep_product():

@@ -74,9 +74,12 @@ def test_ipo_from_the_diagonal_event_location_and_stiffness():
 
 
 def test_stiffness_test_is_off_without_a_budget():
-    # max_nfev = None: no limit, so no switch either (the user asked for DOP853 whatever it costs)
-    r = integrate(IPO(beta=1.0), [0.9, 0.5], StopRule(t_max=3.0), SolverOptions(max_nfev=None))
-    assert "stiff" not in r.message
+    # max_nfev = None: no limit, so no switch either (the user asked for DOP853 whatever it costs).
+    # The stiff flow of the test above: by t = 0.1 the test has switched it with a budget, not without.
+    stop, ref = StopRule(t_max=0.1), (0.1, 0.1)
+    assert integrate(IPO(), [1.0, 1.0], stop, ref=ref).message.startswith("stiff: DOP853's steps were held")
+    r = integrate(IPO(), [1.0, 1.0], stop, SolverOptions(max_nfev=None), ref=ref)
+    assert r.status == "timeout" and "stiff" not in r.message
 
 
 def test_orpo_start_at_certain_loser_is_refused_when_read():

@@ -25,6 +25,7 @@ import pandas as pd
 from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.optimisers import OPTIMISERS, run_discrete
 from flowsim.experiment.config import FLOW, ConfigError, Experiment, parse_experiment
+from flowsim.experiment.sweep import references
 from flowsim.model.losses import LOSSES
 from flowsim.model.objective import Objective
 
@@ -139,15 +140,6 @@ def _dynamics_doc(setting: Setting, combo: Mapping[str, Any]) -> dict[str, Any]:
         return {"kind": setting.dynamics}
     params = {k: combo[k] for k in _fields(OPTIMISERS[setting.dynamics]) if k in combo}
     return {"kind": setting.dynamics, **params, "lr": _number("dynamics.lr", setting.lr)}
-
-
-def references(combo: Mapping[str, Any], p0: np.ndarray) -> np.ndarray:
-    """The references of starts ``p0`` (..., 2) under a combination's reference mode (as the sweep sets them)."""
-    if combo["reference"] == "initial":
-        return np.array(p0, dtype=float)
-    if combo["reference"] == "none":
-        return np.ones_like(p0, dtype=float)
-    return np.broadcast_to(np.array([combo["ref_w"], combo["ref_l"]], dtype=float), np.shape(p0)).copy()
 
 
 def check_start(exp: Experiment, p0: np.ndarray) -> None:
