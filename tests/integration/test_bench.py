@@ -1,5 +1,6 @@
 """The benchmark keeps working (a tiny grid, seconds); no timing is asserted: machines are shared."""
 
+import importlib.util
 import json
 import math
 
@@ -16,6 +17,9 @@ def test_quick_benchmark_writes_every_line(tmp_path, capsys):
     table = pd.read_csv(out)
     assert {"scan", "batched_vs_driver", "timed", "optimiser", "machine"} <= set(table["line"])
     assert set(table.loc[table["line"] == "optimiser", "contender"]) == {"gd", "momentum", "adam", "adamw"}
+    if importlib.util.find_spec("torch") is not None:  # the network line: trainings/s and steps/s
+        net = table[table["line"] == "network"].iloc[0]
+        assert net["n"] == 4 and net["flows_per_s"] > 0 and net["value"] > 0
     timed = table[table["line"] == "timed"]
     expected = {
         "ratio": {"naive", "driver", "batched", "closed", "run"},

@@ -273,3 +273,38 @@ def optimiser_rates(n: int = 1000, steps: int = 1000, repeat: int = 3) -> list[d
         out.append({"optimiser": kind, "start_steps": int(np.sum(res["steps"])), "cpu_seconds": best,
                     "per_core": float(np.sum(res["steps"])) / best})  # fmt: skip
     return out
+
+
+#: The network benchmark's training: the shipped experiments' size (vocab 12, width 16, 3-token
+#: responses), DPO beta 0.5 from SFT aimed at four (p_w0, p_l0) around (0.3, 0.2), until the mean loss is 0.1.
+NETWORK_DOC = {
+    "name": "bench_network", "loss": {"kind": "dpo", "beta": 0.5},
+    "model": {"kind": "network", "reference": "initial", "sft": "target", "sft_steps": 100, "sft_lr": 0.04,
+              "n_pairs": [1, 8]},
+    "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.001}},
+    "grid": {"p1": {"start": 0.25, "stop": 0.35, "num": 2}, "p2": {"start": 0.15, "stop": 0.25, "num": 2}},
+    "stop": {"loss_target": 0.1},
+}  # fmt: skip
+
+
+def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
+    """Trainings and steps (SFT and preference) per second of a network experiment's trainings.
+
+    In this process, after torch is imported and warmed up, as ``flowsim run`` computes each
+    training (without the run folder): :data:`NETWORK_DOC` by default, or the file ``path``.
+    """
+    from flowsim.experiment.config import load_experiment, parse_experiment
+    from flowsim.experiment.network import train_one, warm_up
+    from flowsim.experiment.sweep import chunks
+
+    exp = load_experiment(path) if path else parse_experiment(NETWORK_DOC if doc is None else doc)
+    warm_up()
+    n = sft_steps = dpo_steps = 0
+    t0 = time.perf_counter()
+    for chunk in chunks(exp, 1):
+        target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
+        spec, _, _, rec, _ = train_one(exp, chunk.combo, target)
+        n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
+    dt = time.perf_counter() - t0
+    return {"trainings": n, "seconds": dt, "trainings_per_s": n / dt, "steps_per_s": (sft_steps + dpo_steps) / dt,
+            "sft_steps": sft_steps, "dpo_steps": dpo_steps}  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowsim.app.bench.contenders import BETA, _child, optimiser_rates, timed_run
+from flowsim.app.bench.contenders import BETA, _child, network_rates, optimiser_rates, timed_run
 from flowsim.app.bench.measure import (
     CONTENDERS,
     RUN_ENGINE,
@@ -87,6 +87,7 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
                 rows += [_timed(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
                          for p, (c, num, w) in dask_lines]  # fmt: skip
     rows += _optimisers(quick, echo)
+    rows += _network(quick, echo)
     rows += _summary(rows, echo)
     rows.append(_machine(load_start, _steal(cpu_start, _cpu_times()), time.perf_counter() - t_start))
     table = pd.DataFrame(rows)
@@ -157,6 +158,36 @@ def _optimisers(quick: bool, echo) -> list[dict]:
                     "seconds": r["cpu_seconds"], "value": r["per_core"], "n": r["start_steps"],
                     "note": "start-steps per second per core (CPU time)"})  # fmt: skip
     return out
+
+
+def _network(quick: bool, echo) -> list[dict]:
+    """The network model's trainings and steps per second (one process), if torch is installed."""
+    if importlib.util.find_spec("torch") is None:
+        echo("\nnetwork line skipped: torch is not installed (pip install -e '.[nn]')")
+        return []
+    doc = None
+    if quick:  # one small training: seconds
+        from flowsim.app.bench.contenders import NETWORK_DOC
+
+        doc = NETWORK_DOC | {"model": NETWORK_DOC["model"] | {"n_pairs": 1, "sft_steps": 10},
+                             "dynamics": {"kind": "gd", "gd": {"lr": 0.05}}, "stop": {"max_steps": 10}}  # fmt: skip
+    r = network_rates(doc)
+    echo(f"\nnetwork (causal MLP LM, torch, one process): {r['trainings']} trainings in {r['seconds']:.2f} s: "
+         f"{r['trainings_per_s']:.2f} trainings/s, {r['steps_per_s']:,.0f} steps/s ({r['sft_steps']:,} SFT + "
+         f"{r['dpo_steps']:,} DPO steps)")  # fmt: skip
+    return [
+        {
+            "line": "network",
+            "problem": "network",
+            "contender": "torch",
+            "workers": 1,
+            "seconds": r["seconds"],
+            "n": r["trainings"],
+            "value": r["steps_per_s"],
+            "flows_per_s": r["trainings_per_s"],
+            "note": "trainings per second (flows_per_s) and SFT + DPO steps per second (value), one process",
+        }
+    ]
 
 
 def _summary(rows: list[dict], echo) -> list[dict]:
