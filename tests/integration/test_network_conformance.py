@@ -22,10 +22,12 @@ MAX_STEPS = 25
 
 
 def _hyper():
-    spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("conformance", mod)
-    spec.loader.exec_module(mod)
+    mod = sys.modules.get("conformance")  # loaded once per process: its functions pickle by that name
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["conformance"] = mod
+        spec.loader.exec_module(mod)
     return mod.hyper, mod.LR
 
 

@@ -27,10 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("conformance", mod)
-    spec.loader.exec_module(mod)
+    mod = sys.modules.get("conformance")  # loaded once per process: its functions pickle by that name
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["conformance"] = mod
+        spec.loader.exec_module(mod)
     return mod
 
 
