@@ -1,0 +1,89 @@
+"""The report's first table: every claim judged in every setting, the summary under it, and the per-loss matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowsim.app.report.common import _claims
+from flowsim.app.report.sections import _dynamics_section, _losses_section, _models_side_by_side
+
+#: The settings of the report's first table: (column, experiment, rows kept, split by a column).
+SETTINGS = (
+    ("ratio, reference-free (paper)", "paper", {}, None),
+    ("ratio, standard", "standard", {"beta": 0.1}, None),
+    ("ratio, references swept", "reference", {}, None),
+    ("logits, standard", "logits", {"beta": 0.1, "reference": "initial"}, None),
+    ("features cos 0.9, standard", "features", {"cos_wl": 0.9, "norm_ratio": 1.25}, None),
+    ("features, cos swept", "features", {"norm_ratio": 1.25}, None),
+    ("logits + Adam", "optimisers", {"dynamics": "adam", "lr": 0.01}, None),
+    ("features + Adam", "optimisers_features", {"dynamics": "adam", "lr": 0.01}, None),
+    ("network, one pair", "network", {"n_pairs": 1, "dynamics": "gd"}, None),
+    ("network, 8 pairs", "network", {"n_pairs": 8, "dynamics": "gd"}, None),
+    ("network, 8 pairs + Adam", "network", {"n_pairs": 8, "dynamics": "adam"}, None),
+    ("network, edit distance swept", "network_pairs", {"dynamics": "gd", "batch_size": 0, "n_prompts": 0}, None),
+    ("ratio, loss", "losses", {}, "loss"),
+    ("logits, loss", "losses_logits", {}, "loss"),
+)
+
+
+def _across_settings(root: Path) -> list[str]:
+    """The opening tables: every claim in every model setting, then per loss, and the paragraph read from them."""
+    from flowsim.analysis.verdicts import conclusions, verdict_matrix
+
+    main, per_loss = _tables(root, by_loss=False), _tables(root, by_loss=True)
+    out = []
+    if main[0]:
+        matrix = verdict_matrix(main[0], subset="all", select=main[1])
+        out += [
+            "## Which of the paper's conclusions survive", "",
+            "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, LD is Razin et al. 2024's "
+            "likelihood displacement; see the claims files) measured "
+            "in every setting (columns): the verdict on all starts, `robust` if it holds under every alternative "
+            "region cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else "
+            "`fragile`. Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
+            matrix.to_markdown(), "", conclusions(matrix), "",
+        ]  # fmt: skip
+    if per_loss[0]:
+        matrix = verdict_matrix(per_loss[0], subset="all", split=per_loss[2])
+        table = matrix.drop(columns="statement").T.apply(lambda col: col.map(_short_cell))
+        out += [
+            "### The same claims per preference loss (rows), DPO as practised (reference = SFT model)", "",
+            "S supported, P partly, N not supported, – not applicable; * fragile under the sensitivity family. "
+            "Statements as in the table above; the losses' own tables further down.", "",
+            table.to_markdown(), "",
+        ]  # fmt: skip
+    return out
+
+
+def _tables(root: Path, by_loss: bool):
+    """(claims tables, rows kept, splits) of the settings in SETTINGS with or without a per-loss split."""
+    tables, select, split = {}, {}, {}
+    for label, name, where, by in SETTINGS:
+        claims = _claims(root, name)
+        if claims is None or bool(by) != by_loss:
+            continue
+        tables[label], select[label] = claims, where
+        if by:
+            split[label] = by
+    return tables, select, split
+
+
+_CELL = {"supported": "S", "partly supported": "P", "not supported": "N", "not applicable": "–"}
+
+
+def _short_cell(cell: object) -> str:
+    """'supported, robust' -> 'S'; 'not supported, fragile' -> 'N*'."""
+    text = str(cell)
+    verdict = text.split(",")[0].split(" (")[0]
+    return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
+
+
+def _beyond_the_ratio_plane(root: Path) -> list[str]:
+    """The sections on other parameterisations, losses and optimisers (each only if its runs exist)."""
+    out = _models_side_by_side(root)
+    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
+        out += _losses_section(root, name, where)
+    for name, where in (("optimisers", "softmax logits (K = 10)"),
+                        ("optimisers_features", "log-linear features (cos 0.9, norm ratio 1.25)")):  # fmt: skip
+        out += _dynamics_section(root, name, where)
+    return out
