@@ -28,6 +28,7 @@ from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
+from flowsim.experiment.table import ConfigError, Table
 from flowsim.model.losses import LOSSES, Loss
 from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, Parameterisation
 
@@ -40,10 +41,6 @@ REF_KEYS = ("ref_w", "ref_l")
 ENGINES = ("auto", "batched", "driver")
 #: The continuous gradient flow, the default dynamics (its options live in [solver]).
 FLOW = "flow"
-
-
-class ConfigError(ValueError):
-    """An experiment file that cannot be run as written."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +235,7 @@ def load_experiment(path: str | Path) -> Experiment:
 
 def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Experiment:
     """Validate a parsed experiment document (the TOML as a dict)."""
-    t = _Table(doc, source, "")
+    t = Table(doc, source, "")
     t.allow({"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
     name = t.get("name", str, required=True)
     if not name or "/" in name or name.startswith("."):
@@ -270,7 +267,7 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     return exp
 
 
-def _parse_losses(t: _Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
+def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
     """kind = one loss or a list; each kind's fields swept, a given key applying to the kinds that take it."""
     kinds = _values(t, "kind", t.doc.get("kind", "dpo"), str)
     for kind in kinds:
@@ -288,7 +285,7 @@ def _parse_losses(t: _Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], 
     return losses, given
 
 
-def _parse_dynamics(t: _Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
+def _parse_dynamics(t: Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
     """kind = "flow" | an optimiser | a list of them; each optimiser's hyperparameters given in a
     sub-table named after it (``gd = { lr = [0.1, 1] }``) or, for one optimiser, directly."""
     kinds = _values(t, "kind", t.doc.get("kind", FLOW), str)
@@ -313,7 +310,7 @@ def _parse_dynamics(t: _Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
     return tuple(out)
 
 
-def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
+def _parse_model(t: Table) -> tuple[str, dict[str, tuple]]:
     kind = t.get("kind", str, default="ratio")
     known = {**PARAMETERISATIONS, **TRAINED_MODELS}
     if kind not in known:
@@ -327,7 +324,7 @@ def _parse_model(t: _Table) -> tuple[str, dict[str, tuple]]:
     return kind, _swept_fields(t, cls)
 
 
-def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[tuple[str, ...], dict[str, tuple]]:
+def _parse_reference(loss_t: Table, model_t: Table) -> tuple[tuple[str, ...], dict[str, tuple]]:
     """reference = fixed (ref_w, ref_l swept, default 1) | initial | none, or a list of them."""
     if "reference" in loss_t.doc and "reference" in model_t.doc:
         raise ConfigError(f"{loss_t.source}: give reference in [loss] or in [model], not both")
@@ -362,7 +359,7 @@ def _parse_reference(loss_t: _Table, model_t: _Table) -> tuple[tuple[str, ...], 
     return modes, params
 
 
-def _values(t: _Table, key: str, raw: Any, typ: type) -> list:
+def _values(t: Table, key: str, raw: Any, typ: type) -> list:
     """A value or a non-empty list of values of the field's type."""
     values = raw if isinstance(raw, list) else [raw]
     what = {float: "number", int: "whole number", bool: "true/false", str: "string"}[typ]
@@ -377,7 +374,7 @@ def _values(t: _Table, key: str, raw: Any, typ: type) -> list:
     return values
 
 
-def _swept_fields(t: _Table, cls: type) -> dict[str, tuple]:
+def _swept_fields(t: Table, cls: type) -> dict[str, tuple]:
     """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``."""
     defaults = cls()
     out: dict[str, tuple] = {}
@@ -394,13 +391,13 @@ def _swept_fields(t: _Table, cls: type) -> dict[str, tuple]:
     return out
 
 
-def _parse_stop(t: _Table) -> StopRule:
+def _parse_stop(t: Table) -> StopRule:
     names = {f.name for f in dataclasses.fields(StopRule)}
     t.allow(names)
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions, str]:
+def _parse_solver(t: Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions, str]:
     t.allow({"method", "rtol", "atol", "engine", "max_nfev"})
     method = t.get("method", str, default="auto")
     exact = method == "exact"
@@ -427,7 +424,7 @@ def _parse_solver(t: _Table, losses, model_kind: str, stop: StopRule) -> tuple[b
     return exact, solver, engine
 
 
-def _check_certain_starts(t: _Table, losses, model_kind: str, grid: Grid) -> None:
+def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None:
     """Refuse mesh starts at p = 1 on an unnormalised model for a loss that is infinite there (ORPO at p2 = 1)."""
     if PARAMETERISATIONS[model_kind].normalised or grid.kind != "mesh":
         return  # a normalised model's starts have p1 + p2 < 1; a random grid's values are < high <= 1
@@ -441,7 +438,7 @@ def _check_certain_starts(t: _Table, losses, model_kind: str, grid: Grid) -> Non
                            f"is infinite where pi(y_{'wl'[i]}) = 1 (it reads log(1 - pi))")  # fmt: skip
 
 
-def _parse_regions(t: _Table) -> dict[str, tuple[float, float]]:
+def _parse_regions(t: Table) -> dict[str, tuple[float, float]]:
     t.allow({"p1_cuts", "p2_cuts"})
     cuts = {}
     for k in ("p1_cuts", "p2_cuts"):
@@ -453,7 +450,7 @@ def _parse_regions(t: _Table) -> dict[str, tuple[float, float]]:
     return cuts
 
 
-def _parse_axis(a: _Table) -> Axis:
+def _parse_axis(a: Table) -> Axis:
     a.allow({"start", "stop", "num", "spacing"})
     start, stop = a.get("start", float, required=True), a.get("stop", float, required=True)
     num = a.get("num", int, required=True)
@@ -470,7 +467,7 @@ def _parse_axis(a: _Table) -> Axis:
     return Axis(start, stop, num, spacing)
 
 
-def _parse_grid(t: _Table) -> Grid:
+def _parse_grid(t: Table) -> Grid:
     kind = t.get("kind", str, default="mesh")
     if kind not in GRID_KINDS:
         t.fail("kind", kind, f"must be one of {list(GRID_KINDS)}")
@@ -489,51 +486,3 @@ def _parse_grid(t: _Table) -> Grid:
     if not low < high <= 1:
         t.fail("high", high, f"must satisfy low < high <= 1 (low = {low!r})")
     return Grid(kind=kind, n=n, seed=seed, low=low, high=high)
-
-
-class _Table:
-    """One TOML table with its dotted location, for error messages."""
-
-    def __init__(self, doc: Any, source: str, where: str) -> None:
-        self.source, self.where = source, where
-        if not isinstance(doc, Mapping):
-            raise ConfigError(f"{source}: {where or 'the file'} must be a table; got {doc!r}")
-        self.doc = doc
-
-    def key(self, k: str) -> str:
-        return f"{self.where}.{k}" if self.where else k
-
-    def fail(self, k: str, value: Any, rule: str) -> None:
-        raise ConfigError(f"{self.source}: {self.key(k)} {rule}; got {value!r}")
-
-    def allow(self, keys: set[str]) -> None:
-        for k in self.doc:
-            if k not in keys:
-                raise ConfigError(
-                    f"{self.source}: unknown key {self.key(k)!r}; allowed here: {', '.join(sorted(keys))}"
-                )
-
-    def table(self, k: str, required: bool = False) -> _Table:
-        if k not in self.doc and required:
-            raise ConfigError(f"{self.source}: missing required key {self.key(k)!r}")
-        return _Table(self.doc.get(k, {}), self.source, self.key(k))
-
-    def get(self, k: str, typ: type, *, required: bool = False, default: Any = None) -> Any:
-        if k not in self.doc:
-            if required:
-                raise ConfigError(f"{self.source}: missing required key {self.key(k)!r}")
-            return default
-        v = self.doc[k]
-        ok = (isinstance(v, int | float) and not isinstance(v, bool)) if typ is float else isinstance(v, typ)
-        if typ is int:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        if not ok or (typ is float and not math.isfinite(v)):
-            self.fail(k, v, f"must be {'a finite number' if typ is float else 'a ' + typ.__name__}")
-        return float(v) if typ is float else v
-
-    def build(self, cls: type, kwargs: dict[str, Any]) -> Any:
-        """``cls(**kwargs)``, its errors reported under the key they name (carried as data)."""
-        try:
-            return cls(**kwargs)
-        except ParamError as exc:
-            self.fail(exc.key, exc.value, exc.rule)
