@@ -4,10 +4,6 @@ small network of two pairs: no row `failed`, every training within its step budg
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("torch")
@@ -17,24 +13,13 @@ from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.store import read_flows
 from flowsim.model.losses import LOSSES
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_STEPS = 25
-
-
-def _hyper():
-    mod = sys.modules.get("conformance")  # loaded once per process: its functions pickle by that name
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["conformance"] = mod
-        spec.loader.exec_module(mod)
-    return mod.hyper, mod.LR
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(LOSSES))
-def test_every_loss_reference_and_optimiser_trains_a_network_without_a_failed_row(tmp_path, kind):
-    hyper, lr = _hyper()
+def test_every_loss_reference_and_optimiser_trains_a_network_without_a_failed_row(tmp_path, kind, conformance_script):
+    hyper, lr = conformance_script.hyper, conformance_script.LR
     model = {"kind": "network", "vocab": 8, "width": 8, "n_pairs": 2, "sft_steps": 10, "sft_lr": 0.05,
              "reference": ["initial", "none"]}  # fmt: skip
     dynamics = {"kind": list(lr), **{k: {"lr": v} for k, v in lr.items()}}

@@ -9,10 +9,7 @@ infinite refused when the experiment is read, and failed rows reported loudly by
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,18 +19,6 @@ from flowsim.dynamics.record import FlowResult, StopRule
 from flowsim.experiment.config import ConfigError, parse_experiment
 from flowsim.model.losses import IPO, ORPO
 from flowsim.model.parameterisations import PARAMETERISATIONS
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    mod = sys.modules.get("conformance")  # loaded once per process: its functions pickle by that name
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("conformance", ROOT / "experiments" / "conformance.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["conformance"] = mod
-        spec.loader.exec_module(mod)
-    return mod
 
 
 def test_orpo_is_finite_through_the_cap_and_matches_the_odds_form_inside():
@@ -102,9 +87,11 @@ def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
     from flowsim.cli import main
 
     exp = tmp_path / "e.toml"
-    exp.write_text('name = "e"\n[loss]\nkind = ["dpo", "apo_zero"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
-                   'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n'
-                   '[solver]\nengine = "driver"\n')  # fmt: skip (injected where the driver integrates a start)
+    exp.write_text(
+        'name = "e"\n[loss]\nkind = ["dpo", "apo_zero"]\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
+        "p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n"
+        '[solver]\nengine = "driver"\n'
+    )  # fmt: skip (injected where the driver integrates a start)
     real = sweep._one
 
     def one(loss, policy, e):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records
@@ -122,8 +109,8 @@ def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets():
-    conf = _script()
+def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets(conformance_script):
+    conf = conformance_script
     t0 = time.perf_counter()
     df = conf.run(conf.subset_experiments(), n_jobs=2, subset=conf.SUBSET)
     wall = time.perf_counter() - t0
