@@ -29,13 +29,12 @@ def build_report(root: Path, names: list[str]) -> str:
             f"`{m.get('git_commit') or 'unknown'}`, {m['finished']}). Every number below is read from the "
             "files in these folders; rerun the command to regenerate them.",
             "",
-            "| experiment | flows | method | wall time (s) | by status |",
+            "| experiment | rows | computed by (rows) | wall time (s) | by status |",
             "|---|---|---|---|---|",
         ]
         for n, m in metas.items():
             st = ", ".join(f"{k} {v}" for k, v in m["counts_by_status"].items() if v)
-            method = m["experiment"]["solver"]["method"]
-            out.append(f"| [{n}]({n}/) | {m['rows']:,} | {method} | {m['wall_time_s']:.1f} | {st} |")
+            out.append(f"| [{n}]({n}/) | {m['rows']:,} | {_engines(m)} | {m['wall_time_s']:.1f} | {st} |")
         out.append("")
     out += ["## The paper's Figure 1, redrawn", "",
             "![Figure 1](figure1.png)", "",
@@ -95,6 +94,15 @@ def build_report(root: Path, names: list[str]) -> str:
         if hits:
             out += ["", f"**{caption}** ({n})", "", f"![{caption}]({n}/figures/{hits[0].name})"]
     return "\n".join(out) + "\n"
+
+
+def _engines(meta: dict) -> str:
+    """How a run's rows were computed, from meta.json: the engine with its method, and the rows of each."""
+    method = meta["experiment"]["solver"]["method"]
+    names = {"batched": f"batched {method}", "driver": f"solve_ivp {method}", "exact": "closed form",
+             "discrete": "optimiser steps", "torch": "torch training"}  # fmt: skip
+    counts = meta.get("counts_by_engine") or {method: meta["rows"]}  # run folders from before engines were recorded
+    return ", ".join(f"{names.get(k, k)} {v:,}" for k, v in counts.items() if v)
 
 
 __all__ = ["build_report"]
