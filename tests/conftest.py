@@ -26,3 +26,29 @@ def conformance_script():
         sys.modules["conformance"] = mod
         spec.loader.exec_module(mod)
     return mod
+
+
+#: A 2 x 5 x 5 DPO sweep by the closed form (a second's work): beta 0.1 and 0.5 over p in [0.1, 0.9].
+SMALL_EXACT_RUN = """name = "{name}"
+[loss]
+kind = "dpo"
+beta = [0.1, 0.5]
+[grid]
+p1 = {{ start = 0.1, stop = 0.9, num = 5 }}
+p2 = {{ start = 0.1, stop = 0.9, num = 5 }}
+[solver]
+method = "exact"
+"""
+
+
+@pytest.fixture(scope="session")
+def small_exact_run():
+    """A factory: ``make(folder, name)`` writes and runs :data:`SMALL_EXACT_RUN` into ``folder / name``."""
+    from flowsim.app.run import run
+
+    def make(folder: Path, name: str) -> Path:
+        (folder / f"{name}.toml").write_text(SMALL_EXACT_RUN.format(name=name))
+        run(folder / f"{name}.toml", folder / name, n_jobs=1, progress=False)
+        return folder / name
+
+    return make

@@ -13,26 +13,11 @@ pytest.importorskip("bokeh", reason="flowsim explore needs bokeh: pip install -e
 from bokeh.document import Document
 
 from flowsim.app.explore.page import Explorer, run_data
-from flowsim.app.run import run
-
-TWO_BETAS = """name = "two"
-[loss]
-kind = "dpo"
-beta = [0.1, 0.5]
-[grid]
-p1 = { start = 0.1, stop = 0.9, num = 5 }
-p2 = { start = 0.1, stop = 0.9, num = 5 }
-[solver]
-method = "exact"
-"""
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("page")
-    (tmp / "two.toml").write_text(TWO_BETAS)
-    run(tmp / "two.toml", tmp / "two", n_jobs=1, progress=False)
-    res = flowsim.load(tmp / "two")
+def data(tmp_path_factory, small_exact_run):
+    res = flowsim.load(small_exact_run(tmp_path_factory.mktemp("page"), "two"))
     return run_data("two", res.flows, res.experiment)
 
 

@@ -12,30 +12,14 @@ import pytest
 import flowsim
 from flowsim.app.analyze import analyze
 from flowsim.app.explore import compute
-from flowsim.app.run import run
 from flowsim.experiment.config import ConfigError
 from flowsim.experiment.store import DamagedResults
 
-TINY = """name = "tiny"
-[loss]
-kind = "dpo"
-beta = [0.1, 0.5]
-[grid]
-p1 = { start = 0.1, stop = 0.9, num = 5 }
-p2 = { start = 0.1, stop = 0.9, num = 5 }
-[solver]
-method = "exact"
-"""
-
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tmp_path_factory, small_exact_run):
     """A 2 x 5 x 5 DPO run by the closed form (fast), not yet analysed."""
-    tmp = tmp_path_factory.mktemp("load")
-    (tmp / "tiny.toml").write_text(TINY)
-    out = tmp / "tiny"
-    run(tmp / "tiny.toml", out, n_jobs=1, progress=False)
-    return out
+    return small_exact_run(tmp_path_factory.mktemp("load"), "tiny")
 
 
 def test_load_gives_the_rows_meta_and_experiment(folder):
