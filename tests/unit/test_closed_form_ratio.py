@@ -3,7 +3,7 @@
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flowsim.dynamics.closed_forms import closed_form
@@ -88,6 +88,7 @@ def test_timeout_lands_on_t_max():
     ref_w=st.floats(0.01, 1.0),
     ref_l=st.floats(0.01, 1.0),
 )
+@example(p=(0.9999999999999999, 0.75), beta=1.0, ref_w=1.0, ref_l=1.0)  # one ulp below the cap: t_stop was -2.5e-17
 def test_properties(p, beta, ref_w, ref_l):
     x0 = np.array(p) / [ref_w, ref_l]
     out = exact_dpo(x0, beta=beta, ref_w=ref_w, ref_l=ref_l)

@@ -222,7 +222,9 @@ def exact_dpo(
         with np.errstate(invalid="ignore", divide="ignore"):
             v1 = _incomplete(s1k / r2k, u1k / r2k, ak, upper[k], bk)
             diff = np.where(upper[k], v0[k] - v1, v1 - v0[k])
-            out[k] = _time(s0_1[k], s1k, r2k, betak, bk, diff)
+            # forward along the flow (s1 >= S0, dS/dt > 0), so T >= 0; a negative T is cancellation
+            # for s1 within rounding of S0 (a start one ulp below the cap gave -2.5e-17)
+            out[k] = np.maximum(_time(s0_1[k], s1k, r2k, betak, bk, diff), 0.0)
         return out.reshape(shape)
 
     t_stop = np.where(started, time_to(s_end, u_end, started), 0.0)
