@@ -12,7 +12,6 @@ given here and validated by the analysis layer, which owns the verdict rules.)
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import STIFF_NFEV, SolverOptions
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
-from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
+from flowsim.experiment.grids import GRID_KINDS, Axis, Grid, product
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
 from flowsim.experiment.table import ConfigError, Table
 from flowsim.model.losses import LOSSES, Loss
@@ -144,16 +143,16 @@ class Experiment:
 
     def _loss_sets(self, kind: str, params: Mapping[str, tuple]) -> list[dict[str, Any]]:
         out = []
-        for lc in _product(params):
+        for lc in product(params):
             lc = {"loss": kind, **lc}
             for mode in self.reference:
-                refs = _product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
+                refs = product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
                 out += [{**lc, "reference": mode, **rc, **mc, **dc} for rc in refs
-                        for mc in _product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
+                        for mc in product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
         return out
 
     def _dynamics_sets(self) -> list[dict[str, Any]]:
-        return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in _product(params)]
+        return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in product(params)]
 
     def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
         """The loss and the parameterisation of one combination."""
@@ -204,10 +203,6 @@ class Experiment:
                 k: one_or_list(params) for k, params in self.dynamics if params
             }
         return out
-
-
-def _product(params: Mapping[str, tuple]) -> list[dict[str, Any]]:
-    return [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]
 
 
 # ---------------------------------------------------------------------------------------
@@ -418,7 +413,7 @@ def _parse_solver(t: Table, losses, model_kind: str, stop: StopRule) -> tuple[bo
             what = ", ".join(f"stop.{k}" for k in form.unhandled(stop))
             t.fail("method", method, f"has no closed form with {what} for loss {kind!r} on model {model_kind!r}; "
                                      'integrate instead (method = "auto")')  # fmt: skip
-        for combo in _product(params):
+        for combo in product(params):
             if not form.applies(LOSSES[kind](**combo)):
                 t.fail("method", method, form.rule)
     return exact, solver, engine
@@ -429,7 +424,7 @@ def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None
     if PARAMETERISATIONS[model_kind].normalised or grid.kind != "mesh":
         return  # a normalised model's starts have p1 + p2 < 1; a random grid's values are < high <= 1
     for kind, params in losses:
-        for combo in _product(params):
+        for combo in product(params):
             infinite = LOSSES[kind](**combo).infinite_at_certainty()
             for i, axis in enumerate((grid.p1, grid.p2)):
                 if infinite[i] and axis.values().max() >= 1.0:

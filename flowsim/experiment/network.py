@@ -24,7 +24,6 @@ stand-in (``tests/unit/test_network_flow.py`` measures the first-order agreement
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim._validation import ParamError
-from flowsim.experiment.grids import Axis, Grid
+from flowsim.experiment.grids import Axis, Grid, product
 from flowsim.experiment.regions import feasible, region_labels
 from flowsim.experiment.schema import NULLABLE_INT, columns
 
@@ -51,7 +50,7 @@ def finish(exp, doc: dict[str, Any], fail) -> Any:
     """
     from flowsim.model.parameterisations.network import Network
 
-    for combo in _product(exp.model_params):
+    for combo in product(exp.model_params):
         try:
             Network(**combo).check_relations()
         except ParamError as exc:
@@ -68,10 +67,6 @@ def finish(exp, doc: dict[str, Any], fail) -> Any:
         fail("grid", exp.grid.as_dict(), 'is read only by model.sft = "target" (its points are the SFT targets); '
              "leave it out, or replicate trainings with model.init_seed / model.data_seed lists")  # fmt: skip
     return exp
-
-
-def _product(params) -> list[dict[str, Any]]:
-    return [dict(zip(params, c, strict=True)) for c in itertools.product(*params.values())]
 
 
 def warm_up() -> None:
@@ -171,10 +166,7 @@ def _rows(exp, combo: dict[str, Any], target: np.ndarray | None) -> pd.DataFrame
     x = np.exp(rec.h)
     record = {"status": rec.status, "t_stop": np.full(n, rec.t_stop), "p1_final": p[:, 0], "p2_final": p[:, 1],
               "x1_final": x[:, 0], "x2_final": x[:, 1], "loss_0": rec.loss_0, "loss_final": rec.loss_final,
-              "t_w": rec.t_w, "t_l": rec.t_l, "nfev": np.full(n, rec.steps), "p_w_min": rec.p_w_min,
-              "t_p_w_min": rec.t_p_w_min, "displaced": rec.displaced, "max_mass": rec.max_mass,
-              "margin_final": rec.h[:, 0] - rec.h[:, 1], "rest_final": 1.0 - p[:, 0] - p[:, 1],
-              "top_other": np.full(n, np.nan), "p_top_other": np.full(n, np.nan), "steps": np.full(n, rec.steps),
+              "nfev": np.full(n, rec.steps), **rec.columns(), "steps": np.full(n, rec.steps),
               "loss": combo["loss"], "model": "network", "dynamics": combo["dynamics"],
               "reference": combo["reference"], "message": rec.message, "engine": "torch"}  # fmt: skip
     for k, v in record.items():

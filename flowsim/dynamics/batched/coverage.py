@@ -17,34 +17,29 @@ from collections.abc import Iterable
 #: Every loss of :data:`flowsim.model.losses.LOSSES` (by kind) whose rows the test checks.
 LOSS_KINDS = ("dpo", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
               "discopop", "sigmoid_norm", "rpo", "simpo", "dpop", "orpo")  # fmt: skip
-#: The optional stops of a StopRule (the thresholds, t_max and the stationary stop are always on).
-STOPS = frozenset({"loss_target", "margin_target"})
-
 #: Pairs left to the driver: DPOP on features (with the SFT model as reference every start sits on
 #: DPOP's kink, and the driver's own rows take minutes, so the agreement test cannot afford them).
 UNVERIFIED = frozenset({("dpop", "features")})
 
-#: (loss kind, parameterisation kind) -> the sets of optional stops verified (each a stop rule's shape:
-#: which optional stops it sets).  The shipped experiments' shapes: margin_target for every loss
+#: (loss kind, parameterisation kind) -> the stop-rule shapes verified (:meth:`StopRule.optional`: which
+#: of :data:`~flowsim.dynamics.record.OPTIONAL_STOPS` a rule sets; the stationary stop is on by default).
+#: The shipped experiments' shapes: margin_target for every loss
 #: (losses*.toml), none and loss_target for DPO (paper, features, optimisers*.toml).  Without a margin
 #: target most other losses run to a finite minimiser, where the flow is stiff and the driver's LSODA
 #: takes over (seconds a flow): those shapes are not verified, so they stay the driver's.
+_STATIONARY = "stationary_tol"
 VERIFIED: dict[tuple[str, str], frozenset[frozenset[str]]] = {
-    **{(loss, model): frozenset({frozenset({"margin_target"})}) for loss in LOSS_KINDS
+    **{(loss, model): frozenset({frozenset({"margin_target", _STATIONARY})}) for loss in LOSS_KINDS
        for model in ("ratio", "logits", "features") if (loss, model) not in UNVERIFIED},
-    **{("dpo", model): frozenset({frozenset(), frozenset({"margin_target"}), frozenset({"loss_target"})})
+    **{("dpo", model): frozenset({frozenset({_STATIONARY}), frozenset({"margin_target", _STATIONARY}),
+                                  frozenset({"loss_target", _STATIONARY})})
        for model in ("ratio", "logits", "features")},
 }  # fmt: skip
 
 
-def optional_stops(stop) -> frozenset[str]:
-    """The optional stops a StopRule sets."""
-    return frozenset(k for k in STOPS if getattr(stop, k) is not None)
-
-
 def verified(loss_kind: str, model_kind: str, stop) -> bool:
     """Is the batched engine verified for this pair with a stop rule of this shape?"""
-    return optional_stops(stop) in VERIFIED.get((loss_kind, model_kind), frozenset())
+    return stop.optional() in VERIFIED.get((loss_kind, model_kind), frozenset())
 
 
 def pairs(model_kinds: Iterable[str] | None = None) -> list[tuple[str, str]]:
@@ -52,4 +47,4 @@ def pairs(model_kinds: Iterable[str] | None = None) -> list[tuple[str, str]]:
     return [p for p in VERIFIED if model_kinds is None or p[1] in set(model_kinds)]
 
 
-__all__ = ["VERIFIED", "optional_stops", "pairs", "verified"]
+__all__ = ["VERIFIED", "pairs", "verified"]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flowsim.dynamics.closed_forms import dpo_logits, dpo_ratio
+from flowsim.dynamics.record import OPTIONAL_STOPS
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,7 @@ class ClosedForm:
 
     def unhandled(self, stop) -> list[str]:
         """The optional stops ``stop`` (a StopRule) sets that this closed form does not implement."""
-        used = [k for k in ("loss_target", "margin_target") if getattr(stop, k) is not None]
-        used += ["stationary_tol"] if stop.stationary_tol > 0 else []
-        return [k for k in used if k not in self.stops]
+        return [k for k in OPTIONAL_STOPS if k in stop.optional() and k not in self.stops]
 
 
 def _plain_dpo(loss) -> bool:
