@@ -74,12 +74,6 @@ class SolverOptions:
     chart : {"smooth", "identity"}, default "smooth"
         "smooth" integrates in the chart registered for the pair (if any); "identity" in the
         plain parameters in t (as a user writing ``solve_ivp`` by hand would).
-    engine : {"driver", "batched"}, default "driver"
-        The engine these options were resolved to: one ``solve_ivp`` per start (the reference),
-        or :mod:`flowsim.dynamics.batched` (every start of the chunk in lockstep numpy steps of
-        the same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
-        driver row by row to ~1e-13 in t_stop).  A sweep's own choice is ``[solver] engine``
-        (``Experiment.engine_for``: "auto" takes the batched engine where it is verified).
     max_nfev : int or None, default 10000
         Field evaluations (by the solver and the monitors) a method may spend on one flow.
         A flow that needs more with an explicit method is stiff there: near a finite
@@ -99,7 +93,6 @@ class SolverOptions:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     chart: str = "smooth"
-    engine: str = "driver"
     max_nfev: int | None = STIFF_NFEV
 
     def __post_init__(self) -> None:
@@ -108,12 +101,9 @@ class SolverOptions:
         object.__setattr__(self, "rtol", check_interval("rtol", self.rtol, 0.0, 1.0, closed="neither"))
         object.__setattr__(self, "atol", check_positive("atol", self.atol))
         check_choice("chart", self.chart, ("smooth", "identity"))
-        check_choice("engine", self.engine, ("driver", "batched"))
         if self.max_nfev is not None and (isinstance(self.max_nfev, bool) or not isinstance(self.max_nfev, int)
                                           or self.max_nfev < 1):  # fmt: skip
             raise ParamError("max_nfev", "must be a whole number >= 1, or None for no limit", self.max_nfev)
-        if self.engine == "batched" and self.implicit:
-            raise ParamError("method", "must be RK23, RK45 or DOP853 with the batched engine", self.method)
 
     @property
     def implicit(self) -> bool:
@@ -173,7 +163,7 @@ def integrate(
             return FlowResult.failed(f"{options.method} needed more than {exc.budget} field evaluations; raise "
                                      "[solver] max_nfev or loosen the tolerances", exc.budget)  # fmt: skip
         first = exc
-    stiff = dataclasses.replace(options, method=STIFF_METHOD, engine="driver")
+    stiff = dataclasses.replace(options, method=STIFF_METHOD)
     try:
         r = _integrate(*args[:3], stiff, *args[4:])
     except _Stiff:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from flowsim._validation import ParamError, check_interval
-from flowsim.dynamics.batched.coverage import verified as batched_verified
-from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import STIFF_NFEV, SolverOptions
+from flowsim.dynamics.engines import AUTO, ENGINES, Task, choose
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid, product
@@ -35,9 +34,8 @@ from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, P
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
 REFERENCE_MODES = ("fixed", "initial", "none")
 REF_KEYS = ("ref_w", "ref_l")
-#: [solver] engine: "auto" (default) the batched engine for the (loss, model, stop rule) shapes it is
-#: verified on (:mod:`flowsim.dynamics.batched.coverage`), else the driver; or either by name.
-ENGINES = ("auto", "batched", "driver")
+#: The engine the closed forms were asked for with before engines had their own key (``method = "exact"``).
+LEGACY_EXACT = "exact"
 #: The continuous gradient flow, the default dynamics (its options live in [solver]).
 FLOW = "flow"
 
@@ -66,10 +64,9 @@ class Experiment:
     dynamics: tuple[tuple[str, Mapping[str, tuple]], ...] = (("flow", {}),)
     grid: Grid = field(default_factory=lambda: Grid(p1=Axis(0.01, 1.0, 100), p2=Axis(0.01, 1.0, 100)))
     stop: StopRule = field(default_factory=StopRule)
-    exact: bool = False
     solver: SolverOptions = field(default_factory=SolverOptions)
-    #: "auto", "batched" or "driver" (see :data:`ENGINES`; :meth:`engine_for` resolves it per combination)
-    engine: str = "auto"
+    #: "auto" or a registered engine (:data:`flowsim.dynamics.engines.ENGINES`); :meth:`engine_for` resolves it
+    engine: str = AUTO
     p1_cuts: tuple[float, float] = DEFAULT_CUTS
     p2_cuts: tuple[float, float] = DEFAULT_CUTS
     claims: Mapping[str, float] = field(default_factory=dict)
@@ -109,21 +106,14 @@ class Experiment:
             out |= {k: v for k, v in params.items() if k not in out}
         return out
 
-    def engine_for(self, combo: Mapping[str, Any]) -> str:
-        """How a combination's rows are computed: "exact", "discrete", "batched" or "driver".
+    def task(self, combo: Mapping[str, Any], *, path: bool = False) -> Task:
+        """What a combination computes, but its starts (:class:`~flowsim.dynamics.engines.Task`)."""
+        loss, model = self.split(combo)
+        return Task(loss, model, self.optimiser(combo), self.stop, self.solver, combo.get("reference", "fixed"), path)
 
-        ``engine = "auto"`` gives the batched engine where it is verified for the pair and the
-        stop rule's shape (and the method is explicit), else the driver, the reference.
-        """
-        if combo.get("dynamics", FLOW) != FLOW:
-            return "discrete"
-        if self.exact:
-            return "exact"
-        if self.engine != "auto":
-            return self.engine
-        loss_kind = combo.get("loss", self.losses[0][0])
-        ok = not self.solver.implicit and batched_verified(loss_kind, self.model_kind, self.stop)
-        return "batched" if ok else "driver"
+    def engine_for(self, combo: Mapping[str, Any]) -> str:
+        """The engine that computes a combination's rows (:func:`flowsim.dynamics.engines.choose`)."""
+        return choose(self.engine, self.task(combo)).name
 
     def optimiser(self, combo: Mapping[str, Any]):
         """The discrete optimiser of a combination, or None for the flow."""
@@ -180,8 +170,7 @@ class Experiment:
             return {k: list(v) if len(v) > 1 else v[0] for k, v in d.items()}
 
         modes = self.reference[0] if len(self.reference) == 1 else list(self.reference)
-        solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
-                  "atol": self.solver.atol}  # fmt: skip
+        solver = {"method": self.solver.method, "rtol": self.solver.rtol, "atol": self.solver.atol}
         if self.engine != "driver":  # earlier run folders (driver by default, no key) still resume with "driver"
             solver["engine"] = self.engine
         if self.solver.max_nfev != STIFF_NFEV:  # only when set, so that earlier run folders still resume
@@ -241,7 +230,8 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     model_kind, model_params = _parse_model(model_t)
     dynamics = _parse_dynamics(t.table("dynamics"))
     stop = _parse_stop(t.table("stop"))
-    exact, solver, engine = _parse_solver(t.table("solver"), losses, model_kind, stop)
+    solver_t = t.table("solver")
+    solver, engine = _parse_solver(solver_t)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
     # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
@@ -252,14 +242,24 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
-        stop=stop, exact=exact, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
+        stop=stop, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
         claims=dict(claims),
     )  # fmt: skip
     if model_kind in TRAINED_MODELS:  # a network: its own rules (flowsim.experiment.network)
         from flowsim.experiment import network
 
         exp = network.finish(exp, doc, t.fail)
+    _check_engines(exp, solver_t)
     return exp
+
+
+def _check_engines(exp: Experiment, t: Table) -> None:
+    """Every combination has an engine under the setting (a named one must run what it is named for)."""
+    for combo in exp.parameter_sets():
+        try:
+            exp.engine_for(combo)
+        except ParamError as exc:
+            t.fail("engine", exp.engine, exc.rule)
 
 
 def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
@@ -392,31 +392,25 @@ def _parse_stop(t: Table) -> StopRule:
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions, str]:
+def _parse_solver(t: Table) -> tuple[SolverOptions, str]:
+    """The integrators' options and the engine setting ("auto" or a registered engine's name).
+
+    ``method = "exact"`` (the closed forms' spelling before engines had their own key, still in
+    older files and run folders) reads as ``engine = "exact"``.
+    """
     t.allow({"method", "rtol", "atol", "engine", "max_nfev"})
     method = t.get("method", str, default="auto")
-    exact = method == "exact"
+    engine = t.get("engine", str, default=AUTO)
+    if method == LEGACY_EXACT:
+        if "engine" in t.doc:
+            t.fail("method", method, f'is an engine: write engine = "{LEGACY_EXACT}" and leave method out')
+        method, engine = "auto", LEGACY_EXACT
+    if engine not in (AUTO, *ENGINES):
+        t.fail("engine", engine, f"must be one of {[AUTO, *ENGINES]}")
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
-    engine = t.get("engine", str, default="auto")
-    if engine not in ENGINES:
-        t.fail("engine", engine, f"must be one of {list(ENGINES)}")
-    if engine == "batched":  # SolverOptions checks that the method is one the batched engine has
-        kw["engine"] = engine
     if "max_nfev" in t.doc:
         kw["max_nfev"] = t.get("max_nfev", int) or None  # 0: no limit
-    solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
-    for kind, params in losses if exact else ():
-        form = closed_form(kind, model_kind)
-        if form is None:
-            t.fail("method", method, f"has no closed form for loss {kind!r} on model {model_kind!r}")
-        if form.unhandled(stop):
-            what = ", ".join(f"stop.{k}" for k in form.unhandled(stop))
-            t.fail("method", method, f"has no closed form with {what} for loss {kind!r} on model {model_kind!r}; "
-                                     'integrate instead (method = "auto")')  # fmt: skip
-        for combo in product(params):
-            if not form.applies(LOSSES[kind](**combo)):
-                t.fail("method", method, form.rule)
-    return exact, solver, engine
+    return t.build(SolverOptions, {"method": method, **kw}), engine
 
 
 def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None:

@@ -84,7 +84,7 @@ def test_sweep_agrees_with_the_exact_flow(smoke_serial):
 
 
 def test_exact_method_rows(tmp_path):
-    exp = small(solver={"method": "exact"})
+    exp = small(solver={"engine": "exact"})
     run_sweep(exp, tmp_path / "e", n_jobs=1, progress=False)
     df = read_flows(tmp_path / "e")
     assert (df["nfev"] == 0).all() and len(df) == 60

@@ -80,8 +80,8 @@ def _norm(g: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", g, g))
 
 
-def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser,
-                 stop: StopRule | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser, stop: StopRule | None = None,
+                 *, path: bool = False, path_points: int = 400) -> dict[str, np.ndarray]:  # fmt: skip
     """Run ``optimiser`` on L = loss(policy) from every start of ``policy`` until each stops.
 
     Parameters
@@ -97,6 +97,12 @@ def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optim
         The update rule (:data:`~flowsim.dynamics.optimisers.OPTIMISERS`).
     stop : StopRule, optional
         Stops and crossings (default ``StopRule()``); see the module docstring.
+    path : bool, default False
+        Also return each row's path, as :func:`~flowsim.dynamics.driver.integrate` does: ``path_t``
+        and ``path_x``, object arrays (n,) of times (m,) and parameters (m, d), from the start to
+        the stop.  The points are the steps k with k % s == 0 for one stride s that doubles
+        whenever more than 2 ``path_points`` steps are held (so a path has at least about
+        ``path_points`` of them, fewer for a row that stops early), and the row's last step.
 
     Returns
     -------
@@ -127,13 +133,15 @@ def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optim
     if theta0.ndim != 2:
         raise ValueError(f"run_discrete takes a policy bound to n starts (parameters of shape (n, d)); "
                          f"got parameters of shape {theta0.shape}")  # fmt: skip
-    return _Run(loss, policy, optimiser, stop, theta0).run()
+    return _Run(loss, policy, optimiser, stop, theta0, _Trace(path_points) if path else None).run()
 
 
 class _Run:
     """One call of :func:`run_discrete`: the output arrays and the live rows' arrays."""
 
-    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray) -> None:
+    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray,
+                 trace: _Trace | None = None) -> None:  # fmt: skip
+        self.trace = trace
         self.policy, self.opt, self.stop, self.lr = policy, opt, stop, opt.lr
         self.n = n = theta0.shape[0]
         self.theta0 = theta0
@@ -166,7 +174,8 @@ class _Run:
                 if self.idx.size - self.n_live >= max(1, COMPACT_AT * self.idx.size):
                     self._compact(self.alive)
         out = self.out
-        return {f: out[f] for f in (*RESULT_FIELDS, *PATH_FIELDS)}
+        paths = {} if self.trace is None else self.trace.paths(out["steps"], self.lr)
+        return {f: out[f] for f in (*RESULT_FIELDS, *PATH_FIELDS)} | paths
 
     def _start(self) -> None:
         model, theta = self.model, self.theta0
@@ -184,6 +193,8 @@ class _Run:
             self._drop(bad)
         if self.n_live:
             self._stop_rows(self._flags(None), 0, timeout=False)
+        if self.trace is not None:
+            self.trace.keep(0, self.idx, self.theta)
 
     def _step(self, k: int) -> None:
         model = self.model
@@ -215,6 +226,8 @@ class _Run:
         t = k * self.lr
         self.track.visit(t, p)  # the path so far (stopped rows ride along, never read)
         self.track.cross(t, p)
+        if self.trace is not None:
+            self.trace.keep(k, self.idx, self.theta)
         self._stop_rows(self._flags(forced), k, timeout=k == self.k_max)
 
     def _flags(self, forced: np.ndarray | None) -> dict[str, np.ndarray] | None:
@@ -289,6 +302,8 @@ class _Run:
         """Write the records of local rows ``rows`` stopping at the given point after ``steps`` steps."""
         out, orig = self.out, self.idx[rows]
         out["status"][orig] = status
+        if self.trace is not None:
+            self.trace.finals.update(zip(orig.tolist(), np.array(theta, dtype=float), strict=True))
         out["t_stop"][orig] = steps * self.lr
         x = self.model.take(rows).ratios(theta, h)
         out["x1_final"][orig], out["x2_final"][orig] = x[:, 0], x[:, 1]
@@ -323,6 +338,38 @@ class _Run:
         bad = np.flatnonzero(~np.isfinite(g))
         j = int(bad[0]) if bad.size else 0
         return f"{where}: the gradient is not finite (dL/dtheta[{j}] = {g[j]}) at theta = {after.tolist()}"
+
+
+class _Trace:
+    """The points of the rows' paths a run keeps (``run_discrete(path=True)``): every stride-th step."""
+
+    def __init__(self, points: int) -> None:
+        self.points, self.stride = max(1, points), 1
+        self.kept: list[tuple[int, np.ndarray, np.ndarray]] = []  # (step, rows (original index), theta)
+        self.finals: dict[int, np.ndarray] = {}
+
+    def keep(self, k: int, idx: np.ndarray, theta: np.ndarray) -> None:
+        if k % self.stride:
+            return
+        self.kept.append((k, idx.copy(), np.array(theta, dtype=float)))
+        if len(self.kept) > 2 * self.points:  # halve what is held
+            self.stride *= 2
+            self.kept = [e for e in self.kept if e[0] % self.stride == 0]
+
+    def paths(self, steps: np.ndarray, lr: float) -> dict[str, np.ndarray]:
+        """path_t, path_x of every row: its kept points up to its last step, then its final point."""
+        n = len(steps)
+        ts, xs = [[] for _ in range(n)], [[] for _ in range(n)]
+        for k, idx, theta in self.kept:
+            for j, i in enumerate(idx.tolist()):
+                if k < steps[i]:
+                    ts[i].append(k * lr)
+                    xs[i].append(theta[j])
+        path_t, path_x = np.empty(n, dtype=object), np.empty(n, dtype=object)
+        for i in range(n):
+            path_t[i] = np.array([*ts[i], steps[i] * lr])
+            path_x[i] = np.array([*xs[i], self.finals[i]])
+        return {"path_t": path_t, "path_x": path_x}
 
 
 __all__ = ["COMPACT_AT", "TIME_RTOL", "run_discrete", "step_limit"]

@@ -98,6 +98,10 @@ class Parameterisation(ABC):
     kind: ClassVar[str]
     #: Whether the model is a probability distribution, so starts need p_w0 + p_l0 < 1.
     normalised: ClassVar[bool] = True
+    #: Whether :meth:`bind` gives a Policy of independent starts (the engines of any such model run it).
+    policy_of_starts: ClassVar[bool] = True
+    #: Columns the model's rows add after the flows.csv columns (none: the record says it all).
+    extra_columns: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def bind(self, p0: np.ndarray, ref: np.ndarray) -> Policy:

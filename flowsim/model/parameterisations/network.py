@@ -94,6 +94,15 @@ class Network:
     #: Where the field at the starts is: not a Policy to bind at a start, so each row records it
     #: itself -- (dp_w/dt, dp_l/dt at t = 0 under gradient flow, |grad_theta L|), these columns.
     field_columns: ClassVar[tuple[str, str, str]] = ("dp1_dt_0", "dp2_dt_0", "grad_norm_0")
+    #: Not a Policy of independent starts: the pairs of a dataset share the parameters.
+    policy_of_starts: ClassVar[bool] = False
+    #: Columns a network row adds after the flows.csv columns: the pair, the dataset's means, the SFT
+    #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`).
+    extra_columns: ClassVar[tuple[str, ...]] = (
+        "pair", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "p1_0_mean", "p2_0_mean", "p1_final_mean",
+        "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status", "sft_objective",
+        "target_w", "target_l", "dp1_dt_0", "dp2_dt_0", "grad_norm_0", "path",
+    )  # fmt: skip
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
