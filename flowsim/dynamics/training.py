@@ -7,7 +7,7 @@ flipped), "target" the mean squared error of (log pi(y_w), log pi(y_l)) to the l
 (p_w0, p_l0) given per pair, and "none" leaves the initialisation.  Its checkpoint is the start
 of :func:`train_pairs`.
 
-:func:`train_pairs` runs a flowsim optimiser as its torch.optim twin (:func:`torch_optimiser`:
+:func:`train_pairs` runs a flowsim optimiser as its torch.optim twin (its own ``torch`` method:
 ``gd`` = SGD, ``momentum`` = SGD with momentum and dampening 0, ``adam`` = Adam, ``adamw`` =
 AdamW, with flowsim's hyperparameters, whose definitions are torch's) on the mean loss of a
 mini-batch of pairs.  Step k stands for the flow's time t = lr k, as for the other models, and the
@@ -45,20 +45,6 @@ from flowsim.dynamics.record import PathTrack, StopRule, finish_rows
 from flowsim.model.losses.base import Loss
 from flowsim.model.network.bridge import batch_loss, pair_losses
 from flowsim.model.network.module import DTYPE, CausalMLP, PairBatch, trainable
-
-
-def torch_optimiser(opt: Optimiser, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The torch.optim optimiser of a flowsim one (the same definitions; see flowsim.dynamics.optimisers)."""
-    kind = opt.kind
-    if kind == "gd":
-        return torch.optim.SGD(params, lr=opt.lr)
-    if kind == "momentum":
-        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, dampening=0.0)
-    if kind in ("adam", "adamw"):
-        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
-    raise ValueError(f"no torch.optim twin for optimiser {kind!r}")
-
 
 # -- the SFT stage ---------------------------------------------------------------------------------
 
@@ -203,7 +189,7 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
     n = batch.data.n_pairs
     log_ref_t = torch.as_tensor(log_ref, dtype=DTYPE)
     params = trainable(net)
-    opt = torch_optimiser(optimiser, params)
+    opt = optimiser.torch(params)
     batches, track = _Batches(n, batch_size, batch_seed), None
     k_max, lr = step_limit(stop, optimiser.lr), optimiser.lr
     full = batches.size == n
@@ -249,4 +235,4 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
                       np.array(kept) if path else None)  # fmt: skip
 
 
-__all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "torch_optimiser", "train_pairs"]
+__all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "train_pairs"]

@@ -106,8 +106,8 @@ class Experiment:
             out |= {k: v for k, v in params.items() if k not in out}
         return out
 
-    def task(self, combo: Mapping[str, Any], *, path: bool = False) -> Task:
-        """What a combination computes, but its starts (:class:`~flowsim.dynamics.engines.Task`)."""
+    def task(self, combo: Mapping[str, Any], *, path: int = 0) -> Task:
+        """What a combination computes but its starts (:class:`~flowsim.dynamics.engines.Task`); ``path``: points."""
         loss, model = self.split(combo)
         return Task(loss, model, self.optimiser(combo), self.stop, self.solver, combo.get("reference", "fixed"), path)
 

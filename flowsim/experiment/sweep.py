@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.dynamics.engines import ENGINES
+from flowsim.dynamics.engines import AUTO, ENGINES, choose
 from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
@@ -109,6 +109,15 @@ def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
     engine = ENGINES[exp.engine_for(chunk.combo)]
     res = engine.run(task, chunk.p0, chunk.ref)
     return frame(exp, chunk, task, res, engine.name)
+
+
+def paths(task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of starts p0 (n, 2) with their paths (``task.path`` points), by the engine "auto" picks for it.
+
+    An engine that records no paths refuses such a task, so "auto" gives the driver for the flow
+    and the discrete runner for an optimiser (:func:`flowsim.dynamics.engines.choose`).
+    """
+    return choose(AUTO, task).run(task, p0, ref)
 
 
 def frame(exp: Experiment, chunk: Chunk, task, res: dict[str, np.ndarray], engine: str) -> pd.DataFrame:

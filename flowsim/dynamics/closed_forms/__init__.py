@@ -3,7 +3,8 @@
 Each entry maps a pair to a function ``(loss, policy, stop) -> dict of result arrays``
 (the fields of :data:`flowsim.dynamics.record.RESULT_FIELDS`, one row per start of the
 bound policy), used as the integrator's test oracle and as the ``exact`` engine
-(:mod:`flowsim.dynamics.engines.exact`; ``[solver] engine = "exact"``).  ``applies(loss)`` says for which hyperparameters it was derived.
+(:mod:`flowsim.dynamics.engines.exact`; ``[solver] engine = "exact"``).  ``applies(loss)`` says
+for which hyperparameters it was derived.
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ Every engine implements one contract:
    p2_0, x1_0, x2_0, ref_w, ref_l, loss_0), and a model's own columns.
 6. A row never raises: one that cannot be computed is recorded (``failed``, ``diverged``)
    with a message saying why.
-7. With ``task.path``, each row's path: ``path_t`` (n,) arrays of times and ``path_x`` arrays
-   of parameters (m, d), as :func:`~flowsim.dynamics.driver.integrate` records them (an engine
-   that cannot record paths says so in ``why_not``).
+7. With ``task.path`` > 0, each row's path of about that many points: ``path_t`` and ``path_x``,
+   object arrays (n,) of times (m,) and parameters (m, d) from the start to the stop, as
+   :func:`~flowsim.dynamics.driver.integrate` records them (an engine that cannot record paths
+   says so in ``why_not``).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class Task:
         The integrators' options (method, tolerances, chart, budget).
     reference : str
         The reference mode ("fixed", "initial", "none"); ``ref`` holds the references of the starts.
-    path : bool
-        Also record each row's path (see the contract, item 7).
+    path : int
+        Points to record along each row's path (see the contract, item 7); 0: none.
     """
 
     loss: Any
@@ -69,7 +70,7 @@ class Task:
     stop: StopRule = field(default_factory=StopRule)
     solver: SolverOptions = field(default_factory=SolverOptions)
     reference: str = "fixed"
-    path: bool = False
+    path: int = 0
 
     @property
     def model_kind(self) -> str:

@@ -15,7 +15,8 @@ class Discrete(Engine):
     flow = False
 
     def run(self, task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
-        return run_discrete(task.loss, task.model.bind(p0, ref), task.optimiser, task.stop, path=task.path)
+        policy = task.model.bind(p0, ref)
+        return run_discrete(task.loss, policy, task.optimiser, task.stop, path=task.path > 0, path_points=task.path)
 
 
 __all__ = ["Discrete"]
