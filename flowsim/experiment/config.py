@@ -28,12 +28,14 @@ from flowsim.experiment.grids import GRID_KINDS, Axis, Grid, product
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
 from flowsim.experiment.table import ConfigError, Table
 from flowsim.model.losses import LOSSES, Loss
-from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, Parameterisation
+from flowsim.model.parameterisations import MODELS, Model
 
 #: "fixed": ref_w, ref_l given (default 1); "initial": the reference is the SFT start
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
 REFERENCE_MODES = ("fixed", "initial", "none")
 REF_KEYS = ("ref_w", "ref_l")
+#: The grid of an experiment whose model reads none (``Model.grid_optional``): one point, unread.
+ONE_POINT = Grid(kind="mesh", p1=Axis(0.5, 1.0, 1), p2=Axis(0.25, 1.0, 1))
 #: The engine the closed forms were asked for with before engines had their own key (``method = "exact"``).
 LEGACY_EXACT = "exact"
 #: The continuous gradient flow, the default dynamics (its options live in [solver]).
@@ -91,8 +93,8 @@ class Experiment:
         return out
 
     @property
-    def model_class(self) -> type[Parameterisation]:
-        return {**PARAMETERISATIONS, **TRAINED_MODELS}[self.model_kind]
+    def model_class(self) -> type[Model]:
+        return MODELS[self.model_kind]
 
     def swept(self) -> dict[str, tuple]:
         """Every swept parameter in column order: the loss's, the references, the model's, the dynamics'."""
@@ -144,8 +146,8 @@ class Experiment:
     def _dynamics_sets(self) -> list[dict[str, Any]]:
         return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in product(params)]
 
-    def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
-        """The loss and the parameterisation of one combination."""
+    def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Model]:
+        """The loss and the model of one combination."""
         kind = combo.get("loss", self.losses[0][0])
         params = dict(self.losses)[kind]
         loss = LOSSES[kind](**{k: combo[k] for k in params})
@@ -234,21 +236,20 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     solver, engine = _parse_solver(solver_t)
     cuts = _parse_regions(t.table("regions"))
     claims = t.table("claims").doc
-    # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
-    no_grid = model_kind in TRAINED_MODELS and "grid" not in doc
-    grid = Grid(kind="random", n=1) if no_grid else _parse_grid(t.table("grid"))
-    if model_kind not in TRAINED_MODELS:  # a network's p are a softmax's: below 1
-        _check_certain_starts(t.table("grid"), losses, model_kind, grid)
+    model_class = MODELS[model_kind]
+    no_grid = model_class.grid_optional and "grid" not in doc
+    grid = ONE_POINT if no_grid else _parse_grid(t.table("grid"))
+    try:  # the model's own rules of a sweep over it
+        model_class.check_sweep(model_params, tuple(k for k, _ in dynamics), None if no_grid else len(grid))
+    except ParamError as exc:
+        t.fail(exc.key, exc.value, exc.rule)
+    _check_certain_starts(t.table("grid"), losses, model_kind, grid)
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
         stop=stop, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
         claims=dict(claims),
     )  # fmt: skip
-    if model_kind in TRAINED_MODELS:  # a network: its own rules (flowsim.experiment.network)
-        from flowsim.experiment import network
-
-        exp = network.finish(exp, doc, t.fail)
     _check_engines(exp, solver_t)
     return exp
 
@@ -307,10 +308,9 @@ def _parse_dynamics(t: Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
 
 def _parse_model(t: Table) -> tuple[str, dict[str, tuple]]:
     kind = t.get("kind", str, default="ratio")
-    known = {**PARAMETERISATIONS, **TRAINED_MODELS}
-    if kind not in known:
-        t.fail("kind", kind, f"must be one of {sorted(known)}")
-    cls = known[kind]
+    if kind not in MODELS:
+        t.fail("kind", kind, f"must be one of {sorted(MODELS)}")
+    cls = MODELS[kind]
     try:
         cls()  # a model that needs an optional extra says which (the network: torch)
     except ParamError as exc:
@@ -415,7 +415,7 @@ def _parse_solver(t: Table) -> tuple[SolverOptions, str]:
 
 def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None:
     """Refuse mesh starts at p = 1 on an unnormalised model for a loss that is infinite there (ORPO at p2 = 1)."""
-    if PARAMETERISATIONS[model_kind].normalised or grid.kind != "mesh":
+    if MODELS[model_kind].normalised or grid.kind != "mesh":
         return  # a normalised model's starts have p1 + p2 < 1; a random grid's values are < high <= 1
     for kind, params in losses:
         for combo in product(params):

@@ -23,7 +23,6 @@ from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
 from flowsim.experiment.schema import NULLABLE_INT, columns
 from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import TRAINED_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +66,7 @@ def starts(exp: Experiment, index: np.ndarray | None = None) -> tuple[int, int]:
 
 def n_rows(exp: Experiment) -> int:
     """Rows of the flows table: combinations x starts (x pairs, for a network)."""
-    if exp.model_kind in TRAINED_MODELS:
-        return sum(c["n_pairs"] for c in exp.parameter_sets()) * starts(exp)[0]
-    return len(exp.parameter_sets()) * starts(exp)[0]
+    return sum(exp.split(c)[1].rows_per_start() for c in exp.parameter_sets()) * starts(exp)[0]
 
 
 def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) -> Iterator[Chunk]:
@@ -80,10 +77,7 @@ def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) ->
     """
     index = kept(exp) if index is None else index
     n, _ = starts(exp, index)
-    if exp.model_kind in TRAINED_MODELS:  # torch, imported here once, before the workers fork
-        from flowsim.experiment.network import warm_up
-
-        warm_up()
+    exp.model_class.prepare_workers()  # once, here, before the workers fork (a network: torch)
     k = 0
     for combo in exp.parameter_sets():
         for lo in range(0, n, chunk_size):

@@ -295,11 +295,10 @@ def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
     """
     from flowsim.dynamics.engines.network import train_one
     from flowsim.experiment.config import load_experiment, parse_experiment
-    from flowsim.experiment.network import warm_up
     from flowsim.experiment.sweep import chunks
 
     exp = load_experiment(path) if path else parse_experiment(NETWORK_DOC if doc is None else doc)
-    warm_up()
+    exp.model_class.prepare_workers()
     n = sft_steps = dpo_steps = 0
     t0 = time.perf_counter()
     for chunk in chunks(exp, 1):
