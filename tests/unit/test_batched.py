@@ -169,7 +169,7 @@ def test_implicit_methods_and_single_starts_are_refused():
 
 # -- the pairs the batched engine is the default for (flowsim.dynamics.batched.coverage) -----------------------
 
-from flowsim.dynamics.batched.coverage import VERIFIED  # noqa: E402
+from flowsim.dynamics.batched.coverage import pairs, shapes  # noqa: E402
 from flowsim.model.losses import LOSSES  # noqa: E402
 
 #: Each parameterisation as the shipped experiments use it.
@@ -201,13 +201,13 @@ def _close(a, b, rtol, atol=0.0):
 
 @pytest.mark.parametrize(("loss_kind", "model"),
                          [pytest.param(*pair, marks=() if pair[0] == "dpo" else pytest.mark.slow)
-                          for pair in sorted(VERIFIED)])  # fmt: skip
+                          for pair in sorted(pairs())])  # fmt: skip
 def test_every_registered_pair_gives_the_drivers_rows(loss_kind, model):
     """The batched engine's rows equal the driver's, for every pair and stop rule it is the default for."""
     loss, par = LOSSES[loss_kind](), MODELS[model]
     p0, ref = _pair_starts(model)
     pol = par.bind(p0, ref)
-    for shape in sorted(VERIFIED[(loss_kind, model)], key=sorted):
+    for shape in sorted(shapes(loss_kind, model), key=sorted):
         name = "+".join(sorted(shape)) or "default"
         stop = StopRule(**{"stationary_tol": 0.0} | {k: v for s in shape for k, v in STOP_ARGS[s].items()})
         assert stop.optional() == shape

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from flowsim.analysis.claims.rules import POLICY_MODELS
 from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim, Metrics, _fmt, _ge, _le
 
 if TYPE_CHECKING:
@@ -104,6 +105,6 @@ CLAIM = Claim(
     "§3.2 and footnote 4",
     "share of the other claims whose verdict is the same under every fixed reference (across combinations); "
     "distance of dp/dt at the same starts from a per-axis rescaling",
-    rule_stretch, measure, models=("ratio", "logits", "features"), across=("ref_w", "ref_l"), reads_verdicts=True,
+    rule_stretch, measure, models=POLICY_MODELS, across=("ref_w", "ref_l"), reads_verdicts=True,
     columns=("ref_w", "ref_l", "p1_0", "p2_0"), thresholds=("share_supported", "share_partly", "rtol_partly"),
 )  # fmt: skip

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _ge
 
 if TYPE_CHECKING:
@@ -66,6 +66,6 @@ CLAIM = Claim(
     "rate than it increases the probability of producing preferred data",
     "Abstract; §3.3.1, Remark 2",
     "share of starts (neither target met at t = 0) where p_l reaches its target before p_w reaches its own",
-    rule_faster, measure, models=("ratio", "logits", "features", "network"),
+    rule_faster, measure, models=EVERY_MODEL,
     columns=("t_w", "t_l", "status", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

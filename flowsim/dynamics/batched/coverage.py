@@ -1,50 +1,47 @@
-"""Where the batched engine is the default: the (loss, parameterisation) pairs it is verified on, declared.
+"""Where the batched engine is the default: the (loss, model) pairs and stop-rule shapes it is verified on.
 
-The engine is general (any loss and parameterisation, through the objective), but a sweep
-with ``[solver] engine = "auto"`` (the default) uses it only for a pair registered here,
-and only with the optional stops registered for that pair; anything else is integrated by
-the per-start driver, the reference.  Every entry is checked by
-``tests/unit/test_batched.py::test_every_registered_pair_gives_the_drivers_rows``: starts
-over the model's domain, references fixed and the start itself, each registered stop rule,
-row by row against the driver (statuses equal, t_stop and the end point within tight
-tolerances).  A pair is added here only together with a passing run of that test.
+The engine is general (any loss and model of independent starts, through the objective), but a
+sweep with ``[solver] engine = "auto"`` (the default) uses it only for the shapes a loss declares
+(``Loss.batched``), on every model of independent starts, but the pairs of :data:`UNVERIFIED`;
+anything else is integrated by the per-start driver, the reference.  Every covered pair and
+shape is checked by ``tests/unit/test_batched.py::test_every_registered_pair_gives_the_drivers_rows``:
+starts over the model's domain, references fixed and the start itself, row by row against the
+driver (statuses equal, t_stop and the end point within tight tolerances).  A loss whose rows
+fail it declares why instead (``batched = "..."``), and the driver computes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: Every loss of :data:`flowsim.model.losses.LOSSES` (by kind) whose rows the test checks.
-LOSS_KINDS = ("dpo", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-              "discopop", "sigmoid_norm", "rpo", "simpo", "dpop", "orpo")  # fmt: skip
+from flowsim.model.losses import LOSSES
+from flowsim.model.parameterisations import PARAMETERISATIONS
+
 #: Pairs left to the driver: DPOP on features (with the SFT model as reference every start sits on
 #: DPOP's kink, and the driver's own rows take minutes, so the agreement test cannot afford them).
 UNVERIFIED = frozenset({("dpop", "features")})
 
-#: (loss kind, parameterisation kind) -> the stop-rule shapes verified (:meth:`StopRule.optional`: which
-#: of :data:`~flowsim.dynamics.record.OPTIONAL_STOPS` a rule sets; the stationary stop is on by default).
-#: The shipped experiments' shapes: margin_target for every loss
-#: (losses*.toml), none and loss_target for DPO (paper, features, optimisers*.toml).  Without a margin
-#: target most other losses run to a finite minimiser, where the flow is stiff and the driver's LSODA
-#: takes over (seconds a flow): those shapes are not verified, so they stay the driver's.
+#: The stationary stop, on by default: every verified shape has it.
 _STATIONARY = "stationary_tol"
-VERIFIED: dict[tuple[str, str], frozenset[frozenset[str]]] = {
-    **{(loss, model): frozenset({frozenset({"margin_target", _STATIONARY})}) for loss in LOSS_KINDS
-       for model in ("ratio", "logits", "features") if (loss, model) not in UNVERIFIED},
-    **{("dpo", model): frozenset({frozenset({_STATIONARY}), frozenset({"margin_target", _STATIONARY}),
-                                  frozenset({"loss_target", _STATIONARY})})
-       for model in ("ratio", "logits", "features")},
-}  # fmt: skip
+
+
+def shapes(loss_kind: str, model_kind: str) -> frozenset[frozenset[str]]:
+    """The stop-rule shapes (:meth:`StopRule.optional`) the batched engine is verified on for the pair."""
+    loss, model = LOSSES.get(loss_kind), PARAMETERISATIONS.get(model_kind)
+    if loss is None or model is None or isinstance(loss.batched, str) or (loss_kind, model_kind) in UNVERIFIED:
+        return frozenset()
+    return frozenset(frozenset({*shape, _STATIONARY}) for shape in loss.batched)
 
 
 def verified(loss_kind: str, model_kind: str, stop) -> bool:
     """Is the batched engine verified for this pair with a stop rule of this shape?"""
-    return stop.optional() in VERIFIED.get((loss_kind, model_kind), frozenset())
+    return stop.optional() in shapes(loss_kind, model_kind)
 
 
 def pairs(model_kinds: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """The registered pairs (of the given parameterisations), in a stable order."""
-    return [p for p in VERIFIED if model_kinds is None or p[1] in set(model_kinds)]
+    """The covered pairs (of the given models), in a stable order."""
+    models = PARAMETERISATIONS if model_kinds is None else [m for m in model_kinds if m in PARAMETERISATIONS]
+    return [(loss, model) for loss in LOSSES for model in models if shapes(loss, model)]
 
 
-__all__ = ["VERIFIED", "pairs", "verified"]
+__all__ = ["UNVERIFIED", "pairs", "shapes", "verified"]
