@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flowsim.model.losses import LOSSES
-from flowsim.model.parameterisations import PARAMETERISATIONS
+from flowsim.model.parameterisations import MODELS
 
 #: Pairs left to the driver: DPOP on features (with the SFT model as reference every start sits on
 #: DPOP's kink, and the driver's own rows take minutes, so the agreement test cannot afford them).
@@ -27,8 +27,10 @@ _STATIONARY = "stationary_tol"
 
 def shapes(loss_kind: str, model_kind: str) -> frozenset[frozenset[str]]:
     """The stop-rule shapes (:meth:`StopRule.optional`) the batched engine is verified on for the pair."""
-    loss, model = LOSSES.get(loss_kind), PARAMETERISATIONS.get(model_kind)
-    if loss is None or model is None or isinstance(loss.batched, str) or (loss_kind, model_kind) in UNVERIFIED:
+    loss, model = LOSSES.get(loss_kind), MODELS.get(model_kind)
+    if loss is None or model is None or not model.policy_of_starts or isinstance(loss.batched, str):
+        return frozenset()
+    if (loss_kind, model_kind) in UNVERIFIED:
         return frozenset()
     return frozenset(frozenset({*shape, _STATIONARY}) for shape in loss.batched)
 
@@ -40,7 +42,7 @@ def verified(loss_kind: str, model_kind: str, stop) -> bool:
 
 def pairs(model_kinds: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """The covered pairs (of the given models), in a stable order."""
-    models = PARAMETERISATIONS if model_kinds is None else [m for m in model_kinds if m in PARAMETERISATIONS]
+    models = MODELS if model_kinds is None else model_kinds
     return [(loss, model) for loss in LOSSES for model in models if shapes(loss, model)]
 
 
