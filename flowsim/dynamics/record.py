@@ -228,15 +228,17 @@ class PathTrack:
         """Take points at times t (scalar or per row) with probabilities p (m, K) of ``rows`` into account."""
         p = np.asarray(p)
         lower = p[..., 0] < self.p_w_min[rows]
-        self.p_w_min[rows] = np.where(lower, p[..., 0], self.p_w_min[rows])
-        self.t_p_w_min[rows] = np.where(lower, t, self.t_p_w_min[rows])
+        if np.any(lower):  # most steps of most rows: no new minimum (a discrete run visits every step)
+            self.p_w_min[rows] = np.where(lower, p[..., 0], self.p_w_min[rows])
+            self.t_p_w_min[rows] = np.where(lower, t, self.t_p_w_min[rows])
         self.max_mass[rows] = np.maximum(self.max_mass[rows], p[..., 0] + p[..., 1])
 
     def cross(self, t, p: np.ndarray, rows=slice(None)) -> None:
         """Record the first crossings met at points (time t, probabilities p (m, K)) of ``rows``."""
         p = np.asarray(p)
         for hit, t_x in ((p[..., 0] >= self.p1_target, self.t_w), (p[..., 1] <= self.p2_target, self.t_l)):
-            t_x[rows] = np.where(hit & np.isnan(t_x[rows]), t, t_x[rows])
+            if np.any(hit):
+                t_x[rows] = np.where(hit & np.isnan(t_x[rows]), t, t_x[rows])
 
     def take(self, keep: np.ndarray) -> PathTrack:
         """The track of the rows ``keep`` (an index array)."""
