@@ -19,6 +19,7 @@ from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
 from flowsim.app.report import build_report
 from flowsim.app.run import load
+from flowsim.errors import InputNotFound
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.parallel import backend, default_backend
 from flowsim.experiment.store import SweepError, git_commit
@@ -52,7 +53,7 @@ def reproduce(
         )
     files = sorted(p for p in experiments.glob("*.toml") if p.stem not in SKIP)
     if not files:
-        raise FileNotFoundError(f"no experiment files in {experiments}")
+        raise InputNotFound(f"no experiment files in {experiments}")
     exps = [load(p) for p in files]  # validate them all before any work
     exps.sort(key=lambda e: (ORDER.index(e.name) if e.name in ORDER else len(ORDER), e.name))
     staging = results / ".staging"
