@@ -94,14 +94,14 @@ def check_flows(flows: pd.DataFrame, needs: tuple[str, ...] = ()) -> list[str]:
     return params
 
 
-def _as_bool(col: pd.Series) -> np.ndarray:
+def as_bool(col: pd.Series) -> np.ndarray:
     """A bool column, also when read back from CSV as strings."""
     if col.dtype == bool:
         return col.to_numpy()
     return col.astype(str).str.lower().isin(("true", "1", "1.0")).to_numpy()
 
 
-def _column(flows: pd.DataFrame, name: str) -> np.ndarray:
+def float_column(flows: pd.DataFrame, name: str) -> np.ndarray:
     """A float column, NaN throughout if the table predates it."""
     return flows[name].to_numpy(float) if name in flows else np.full(len(flows), np.nan)
 
@@ -131,17 +131,17 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     params = check_flows(flows)
     field = _recorded_field(flows)
     df = flows[[*params, "region", *QUANTILE_COLUMNS[:-1]]].copy()
-    df["p_w_min_rel"] = _column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
-    df["n_left_simplex"] = _column(flows, "max_mass") > 1.0 + 1e-12
-    df["share_displaced"] = _as_bool(flows["displaced"]) if "displaced" in flows else np.nan
-    df["feasible"] = _as_bool(flows["feasible"])
+    df["p_w_min_rel"] = float_column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
+    df["n_left_simplex"] = float_column(flows, "max_mass") > 1.0 + 1e-12
+    df["share_displaced"] = as_bool(flows["displaced"]) if "displaced" in flows else np.nan
+    df["feasible"] = as_bool(flows["feasible"])
     for s in STATUSES:
         df[f"n_{s}"] = (flows["status"] == s).to_numpy()
     df["share_p1_target"] = flows["t_w"].notna().to_numpy()
     df["share_l_before_w"] = (flows["t_l"].fillna(np.inf) < flows["t_w"].fillna(np.inf)).to_numpy()
     after = COLUMNS_AFTER_COUNT + (["share_l_faster_0"] if field else [])
     if field:
-        df["share_l_faster_0"] = np.abs(_column(flows, field[1])) > np.abs(_column(flows, field[0]))
+        df["share_l_faster_0"] = np.abs(float_column(flows, field[1])) > np.abs(float_column(flows, field[0]))
     keys = [*params, "region"]
     combos = _combos(flows, params)
     full = pd.MultiIndex.from_tuples(

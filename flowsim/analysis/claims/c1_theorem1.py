@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import checkable, rel_dev, representable
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS, rule_identity
-from flowsim.analysis.verdicts import Claim, _fmt
+from flowsim.analysis.verdicts import Claim, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -39,7 +39,7 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     eq2_dev = float(rel_dev(eq2[fin], loss.grad(pts[fin])).max()) if fin.any() else float("nan")
     details = (
         f"{len(pts)} points ({n_under} left out where the gradient under- or overflows); eq. (2) as printed vs "
-        f"DPO.grad: worst {_fmt(eq2_dev)} ({int(fin.sum())} points where x^b is finite)"
+        f"DPO.grad: worst {fmt(eq2_dev)} ({int(fin.sum())} points where x^b is finite)"
     )
     return worst, {"worst": worst}, details
 

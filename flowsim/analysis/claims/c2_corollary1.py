@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import checkable, median_of, representable
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS, rule_identity
-from flowsim.analysis.verdicts import Claim, _fmt
+from flowsim.analysis.verdicts import Claim, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -34,8 +34,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         pr = np.abs(v[:, 0] / v[:, 1])
     details = (
         f"{len(pts)} initial points ({n_under} left out where the gradient under- or overflows); with DPO.grad: "
-        f"worst {_fmt(exact)}; in probabilities the rate "
-        f"|dp1/dt|/|dp2/dt| = (ref_w/ref_l) x2/x1 has median {_fmt(median_of(pr))}"
+        f"worst {fmt(exact)}; in probabilities the rate "
+        f"|dp1/dt|/|dp2/dt| = (ref_w/ref_l) x2/x1 has median {fmt(median_of(pr))}"
     )
     return worst, {"worst": worst}, details
 

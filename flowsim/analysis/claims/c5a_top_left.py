@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
 from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -36,8 +36,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     ratio = float("nan") if v is None else ratio_of(median_of(np.abs(v[sel, 0])), median_of(np.abs(v[~sel, 0])))
     details = (
         f"{int(sel.sum())} starts in top-left ({int(mv.sum())} moving); median |Δp_l|/|Δp_w| there "
-        f"{_fmt(median_of(dp[mv, 1] / np.maximum(dp[mv, 0], 1e-300)))}; median |dp_w/dt| there / elsewhere "
-        f"{_fmt(ratio)}"
+        f"{fmt(median_of(dp[mv, 1] / np.maximum(dp[mv, 0], 1e-300)))}; median |dp_w/dt| there / elsewhere "
+        f"{fmt(ratio)}"
     )
     return share, {"share_dominant": share, "speed_ratio": ratio}, details
 

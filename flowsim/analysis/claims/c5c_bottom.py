@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
 from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -38,8 +38,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     dp = np.abs(d.pf - d.p0)
     path = share_of(dp[:, 1] > dp[:, 0], sel & d.moving)
     details = (
-        f"{int(sel.sum())} starts in {'/'.join(BOTTOM_ROW)}; median |dp_l/dt| there / elsewhere {_fmt(ratio)}; "
-        f"share whose whole path moves p_l more {_fmt(path)}"
+        f"{int(sel.sum())} starts in {'/'.join(BOTTOM_ROW)}; median |dp_l/dt| there / elsewhere {fmt(ratio)}; "
+        f"share whose whole path moves p_l more {fmt(path)}"
     )
     return share, {"share_dominant": share, "speed_ratio": ratio}, details
 

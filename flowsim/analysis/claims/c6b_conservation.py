@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _le
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_most, fmt
 from flowsim.dynamics.record import StopRule
 
 if TYPE_CHECKING:
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 def rule_law(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     """C6b: ``m["worst"]`` (distance / radius) and ``m["n_status_mismatch"]``."""
     text = f"supported if worst <= {th.rtol_supported:g} and no status differs; partly if worst <= {th.rtol_partly:g}"
-    if _le(m["worst"], th.rtol_supported) and m["n_status_mismatch"] == 0:
+    if at_most(m["worst"], th.rtol_supported) and m["n_status_mismatch"] == 0:
         return SUPPORTED, text
-    return (PARTLY if _le(m["worst"], th.rtol_partly) else NOT), text
+    return (PARTLY if at_most(m["worst"], th.rtol_partly) else NOT), text
 
 
 def predicted_final(x0: np.ndarray, refs: np.ndarray, stop: StopRule) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +88,7 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         f"{int(fin.sum())} finished integrated flows ({int((~integrated).sum())} closed-form rows and "
         f"{int((d.status == 'timeout').sum())} timeouts left out, and {n_tie} "
         "starts on the circle through the corner (cap, floor), where either status is right); "
-        f"{mismatch} with another status than predicted; max |p1_final - min(ref_w R, 1)| {_fmt(p1_dev)}"
+        f"{mismatch} with another status than predicted; max |p1_final - min(ref_w R, 1)| {fmt(p1_dev)}"
     )
     return worst, {"worst": worst, "n_status_mismatch": float(mismatch)}, details
 

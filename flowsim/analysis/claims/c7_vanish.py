@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -39,8 +39,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     _, gnorm = d.field()
     ratio = ratio_of(median_of(gnorm[sel]), median_of(gnorm[~sel]))
     details = (
-        f"{int(sel.sum())} starts in bottom-left; median |grad L| there {_fmt(median_of(gnorm[sel]))}, elsewhere "
-        f"{_fmt(median_of(gnorm[~sel]))} (in the model's own parameters, {d.model_kind})"
+        f"{int(sel.sum())} starts in bottom-left; median |grad L| there {fmt(median_of(gnorm[sel]))}, elsewhere "
+        f"{fmt(median_of(gnorm[~sel]))} (in the model's own parameters, {d.model_kind})"
     )
     return ratio, {"grad_ratio": ratio}, details
 

@@ -85,9 +85,9 @@ def _weighted(regions: pd.DataFrame, col: str) -> float:
 
 def _tally(rows: dict[str, dict], column: str) -> str:
     """'partly supported in 4, not supported in 2, mixed in 1, not applicable in 3 of the 10 settings'."""
-    from flowsim.analysis.verdicts import VERDICTS, _verdict_of
+    from flowsim.analysis.verdicts import VERDICTS, verdict_of
 
-    found = [_verdict_of(r[column]) or "mixed" for r in rows.values()]
+    found = [verdict_of(r[column]) or "mixed" for r in rows.values()]
     order = [v for v in (*VERDICTS[:-1], "mixed", VERDICTS[-1]) if v in found]
     return ", ".join(f"{v} in {found.count(v)}" for v in order) + f" of the {len(found)} settings"
 

@@ -26,18 +26,18 @@ NETWORK_SETTINGS = (
 
 def _network_row(claims: pd.DataFrame, regions: pd.DataFrame) -> dict:
     """One network setting's verdicts and numbers, read from its claims.csv and regions.csv rows."""
-    from flowsim.analysis.verdicts import _cell_of
+    from flowsim.analysis.verdicts import cell_of
 
     c = claims[claims["subset"] == "all"]
     r = regions[regions["subset"] == "all"]
     med = r[r["count"] > 0].groupby("region", sort=False)["p1_final_median"].median()
     return {
-        "C4 p_l falls faster": _cell_of(c[c["claim"] == "C4"]),
+        "C4 p_l falls faster": cell_of(c[c["claim"] == "C4"]),
         "share t_l < t_w (C4 value, median)": c.loc[c["claim"] == "C4", "value"].median(),
         "share |dp_l/dt| > |dp_w/dt| at t = 0": _weighted(r, "share_l_faster_0"),
-        "LD displacement": _cell_of(c[c["claim"] == "LD"]),
+        "LD displacement": cell_of(c[c["claim"] == "LD"]),
         "share displaced": _weighted(r, "share_displaced"),
-        "C6 start decides": _cell_of(c[c["claim"] == "C6"]),
+        "C6 start decides": cell_of(c[c["claim"] == "C6"]),
         "region medians of final p_w": med,
     }
 
