@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ class NotApplicable(Exception):
     """Raised by a measurement that finds no evidence; its message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claim:
     """A claim of a paper: what it says, where, what it reads, how it is measured and judged.
 
@@ -96,7 +96,6 @@ class Claim:
     metric: str
     rule: Callable
     measure: Callable
-    _: KW_ONLY
     models: tuple[str, ...]
     losses: tuple[str, ...] | None = None
     columns: tuple[str, ...] = ()

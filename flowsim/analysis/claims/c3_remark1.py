@@ -39,11 +39,11 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    "C3", "Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
-    "For any pairwise preference data, the update rate x2/x1 < 1 holds. [...] x1 is greater than 1, x2 is "
+    id="C3", title="Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
+    paper="For any pairwise preference data, the update rate x2/x1 < 1 holds. [...] x1 is greater than 1, x2 is "
     "less than 1, and therefore x2 < x1.",
-    "§3.1, Remark 1",
-    "share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
-    rule_share, measure, models=("ratio", "logits", "features", "network"),
+    where="§3.1, Remark 1",
+    metric="share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
+    rule=rule_share, measure=measure, models=("ratio", "logits", "features", "network"),
     columns=("x1_0", "x2_0", "x1_final", "x2_final", "status", "t_stop"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

@@ -63,11 +63,11 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    "C6", "Remark 3: the SFT start decides the outcome",
-    "The initial states in the gradient vector field have a significant impact on the final optimization "
+    id="C6", title="Remark 3: the SFT start decides the outcome",
+    paper="The initial states in the gradient vector field have a significant impact on the final optimization "
     "results. [lower-left: low p1; upper-right: sluggish convergence]",
-    "§3.3.2, Remark 3",
-    "spread (max - min) of the regions' median final p1",
-    rule_sensitivity, measure, models=("ratio", "logits", "features", "network"), regional=True,
+    where="§3.3.2, Remark 3",
+    metric="spread (max - min) of the regions' median final p1",
+    rule=rule_sensitivity, measure=measure, models=("ratio", "logits", "features", "network"), regional=True,
     columns=("region", "p1_final", "t_stop", "status"), thresholds=("p1_gap", "speed_factor"),
 )  # fmt: skip
