@@ -315,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (--quick, --out, --repeats)
         from flowsim.app.bench import main as bench_main
 
-        return bench_main(argv[1:])
+        # its failures map to exit statuses as every command's do
+        return run_command(argparse.Namespace(command="bench", func=lambda args: bench_main(argv[1:])))
     return run_command(build_parser().parse_args(argv))
 
 

@@ -145,6 +145,16 @@ def test_a_bug_whose_traceback_cannot_be_saved_prints_it(tmp_path, monkeypatch, 
     assert last.startswith("flowsim: internal error (ZeroDivisionError: division by zero); traceback above")
 
 
+def test_a_bug_in_the_benchmark_exits_70_too(tmp_path, monkeypatch, capsys):
+    import flowsim.app.bench
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(flowsim.app.bench, "main", lambda argv: {}[argv[0]])
+    assert main(["bench", "--quick"]) == 70
+    line, path = bug_line(capsys)
+    assert "(KeyError: '--quick')" in line and "KeyError" in path.read_text()
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
