@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from flowsim.errors import UserError
+
 #: The only address served: the page runs code in this process, so it is never exposed.
 ADDRESS = "127.0.0.1"
 
@@ -43,10 +45,10 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
     from flowsim.model.parameterisations import PARAMETERISATIONS
 
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
+        raise UserError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
     res = load(run_dir)
     if res.experiment is not None and not res.experiment.model_class.policy_of_starts:
-        raise ValueError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the policy "
+        raise UserError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the policy "
                          f"models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on the page); "
                          "see the run's figures/trajectories.png")  # fmt: skip
     data = run_data(res.folder.name, res.flows, res.experiment)
@@ -54,7 +56,7 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
     try:
         sockets, actual = bind_sockets(ADDRESS, port)
     except OSError as exc:
-        raise ValueError(
+        raise UserError(
             f"cannot listen on {ADDRESS}:{port} ({exc.strerror}); choose another --port, or 0 for a free one"
         ) from None
     origins = [f"{ADDRESS}:{actual}", f"localhost:{actual}"]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, ConfigError, Experiment, parse_experiment
 from flowsim.experiment.sweep import paths, references
 from flowsim.model.losses import LOSSES
@@ -32,7 +33,7 @@ SOURCE = "page"
 SETTING_COLUMNS = ("loss", "model", "dynamics", "reference")
 
 
-class StartError(ValueError):
+class StartError(UserError):
     """A start the chosen model cannot take."""
 
 

@@ -41,6 +41,7 @@ from flowsim.analysis.tables import parameter_columns
 from flowsim.app.explore import compute
 from flowsim.app.explore.compute import Setting
 from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, REFERENCE_MODES, Experiment, parse_experiment
 from flowsim.model.losses import LOSSES
 from flowsim.model.parameterisations import PARAMETERISATIONS
@@ -269,7 +270,7 @@ class Explorer:
         def guarded() -> None:
             try:
                 fn()
-            except ValueError as exc:  # ConfigError, ParamError, StartError: the user's input
+            except UserError as exc:  # ConfigError, ParamError, StartError: the user's input
                 self.error.text = html.escape(str(exc))
             except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
                 self.error.text = html.escape(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -405,7 +406,7 @@ def _attempt(fn: Callable[[], compute.Trajectory]) -> compute.Trajectory | Excep
     """A path, or the reason it cannot be computed (shown on the page)."""
     try:
         return fn()
-    except ValueError as exc:  # a start the model cannot take, a parameter a loss refuses
+    except UserError as exc:  # a start the model cannot take, a parameter a loss refuses
         return exc
     except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
         return RuntimeError(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -427,5 +428,5 @@ def warm_up(data: RunData) -> None:
     compute.field(data.experiment, g.combo, ARROWS)
     try:
         compute.trajectory(data.experiment, g.combo, [first["p1_0"], first["p2_0"]])
-    except ValueError:  # a start the model cannot take: nothing to warm
+    except UserError:  # a start the model cannot take: nothing to warm
         pass
