@@ -612,6 +612,15 @@ def meaning_of(column: str, meanings: dict[str, str], params: dict[str, str]) ->
     return ""
 
 
+def extra_columns() -> dict[str, tuple[str, ...]]:
+    """The columns a model's rows add after flows.csv's own, by model kind (``extra_columns`` on the class;
+    before models declared them, the network module's ``EXTRA``)."""
+    out = {k: tuple(getattr(c, "extra_columns", ())) for k, c in registries()["models"].items()}
+    out = {k: v for k, v in out.items() if v}
+    legacy = _first("flowsim.experiment.network:EXTRA")
+    return out or ({"network": tuple(legacy)} if legacy else {})
+
+
 def statuses() -> list[tuple[str, str]]:
     """Each status and its meaning, from the ``#:`` comment on :data:`STATUSES`."""
     doc = comment_docs(_first("flowsim.dynamics.record")).get("STATUSES", "")
@@ -630,7 +639,7 @@ def _parameter_meanings() -> dict[str, str]:
 def results_page(headers: dict[str, list[str]] | None = None) -> str:
     headers = headers or results_headers()
     meanings = column_meanings()
-    extra = _first("flowsim.experiment.network:EXTRA") or ()
+    extra = extra_columns()
     parts = ["# Results files\n",
              "A run folder holds `flows.csv` (one row per start and parameter combination) and `meta.json`; "
              "`flowsim analyze` adds `regions.csv`, `claims.csv` and `claims.md`. The columns below are read from "
@@ -646,9 +655,9 @@ def results_page(headers: dict[str, list[str]] | None = None) -> str:
         parts.append(f"## {name}\n")
         rows = [(f"`{c}`", meaning_of(c, meanings, params)) for c in cols]
         parts.append(_table(["column", "meaning"], rows))
-        if name == "flows.csv" and extra:
-            parts.append('\nA network\'s rows (`[model] kind = "network"`) add, after these:\n')
-            parts.append(_table(["column", "meaning"], ((f"`{c}`", meaning_of(c, meanings, {})) for c in extra)))
+        for kind, cols in extra.items() if name == "flows.csv" else ():
+            parts.append(f'\nRows of `[model] kind = "{kind}"` add, after these:\n')
+            parts.append(_table(["column", "meaning"], ((f"`{c}`", meaning_of(c, meanings, {})) for c in cols)))
     return "\n".join(parts)
 
 

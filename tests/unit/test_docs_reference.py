@@ -80,11 +80,13 @@ def test_every_experiment_key_is_in_the_reference(pages):
 
 def test_every_results_column_is_in_the_reference(pages):
     flows = columns(parse_experiment(MINIMAL))
-    from flowsim.experiment.network import EXTRA
+    extra = [c for cls in _models().values() for c in getattr(cls, "extra_columns", ())]
+    if not extra:  # before models declared their columns, the network module listed them
+        from flowsim.experiment.network import EXTRA as extra
 
     grid = [0.2, 0.5, 0.8]
     claims = evaluate_claims(make_flows(grid, grid), StopRule(), sensitivity=False).columns
-    assert _missing(pages["results"], [*flows, *EXTRA, *COLUMNS_AFTER_COUNT, "subset", "region", *claims]) == []
+    assert _missing(pages["results"], [*flows, *extra, *COLUMNS_AFTER_COUNT, "subset", "region", *claims]) == []
 
 
 def test_every_column_has_a_meaning(gen, pages):
@@ -122,6 +124,8 @@ def test_every_registered_item_is_in_the_reference(pages):
                          ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
         assert f"## {title}" in page
         assert _missing(page, names) == [], title
+    engines = _engines()
+    assert _missing(page, engines) == [], "engines"
     for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
         assert f"### {claim.id}: {claim.title}" in page
         assert claim.rule(_Nan(), ClaimThresholds())[1] in page.replace("\\|", "|")
@@ -130,6 +134,14 @@ def test_every_registered_item_is_in_the_reference(pages):
 def test_every_public_name_is_in_the_api_page(pages):
     names = [n for n in flowsim.__all__ if callable(getattr(flowsim, n)) and not isinstance(getattr(flowsim, n), dict)]
     assert [n for n in names if f"## flowsim.{n}\n" not in pages["api"]] == []
+
+
+def _engines() -> dict:
+    """The engine registry where there is one (flowsim.dynamics.engines.ENGINES), else none."""
+    try:
+        return importlib.import_module("flowsim.dynamics.engines").ENGINES
+    except ModuleNotFoundError:
+        return {}
 
 
 class _Nan(dict):
