@@ -852,17 +852,46 @@ def api_names() -> list[tuple[str, str]]:
     return out
 
 
+#: The pipelines behind the commands and the tutorial, documented beside the top-level names (where they exist).
+API_MORE: tuple[tuple[str, str], ...] = (
+    ("Experiments", "flowsim.experiment.config:load_experiment"),
+    ("Experiments", "flowsim.experiment.config:parse_experiment"),
+    ("Experiments", "flowsim.experiment.config:Experiment"),
+    ("Pipelines", "flowsim.app.run:run"),
+    ("Pipelines", "flowsim.app.analyze:analyze"),
+    ("Pipelines", "flowsim.app.plot:plot"),
+    ("Pipelines", "flowsim.app.reproduce:reproduce"),
+    ("Pipelines", "flowsim.app.load:RunResults"),
+    ("Dynamics", "flowsim.dynamics.optimisers:make_optimiser"),
+    ("Dynamics", "flowsim.dynamics.optimisers:run_discrete"),
+    ("Analysis", "flowsim.analysis.studies.dpo_field:evaluate_claims"),
+    ("Analysis", "flowsim.analysis.tables:region_table"),
+    ("Figures", "flowsim.plotting:plot_results"),
+    ("Figures", "flowsim.plotting:plot_field"),
+)
+
+
 def api_page() -> str:
     parts = [
         "# Python API\n",
-        "`import flowsim` gives these names (imported lazily); each is documented from its docstring. "
-        "The registries (`flowsim.LOSSES`, `flowsim.PARAMETERISATIONS`) are on [Registries](registries.md).\n",
+        "`import flowsim` gives the names of the first part (imported lazily); the second part holds the "
+        "pipelines behind the commands. Each is documented from its docstring. The registries are on "
+        "[Registries](registries.md).\n",
+        "## import flowsim\n",
     ]
+    block = "::: {}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n      heading_level: 4\n"
     for name, path in api_names():
-        parts += [
-            f"## flowsim.{name}\n",
-            f"::: {path}\n    options:\n      show_root_heading: false\n      heading_level: 3\n",
-        ]
+        parts += [f"### flowsim.{name}\n", block.format(path)]
+    section = ""
+    for title, spec in API_MORE:
+        obj = _first(spec)
+        if obj is None:  # moved or gone: the page follows the code
+            continue
+        if title != section:
+            parts.append(f"## {title}\n")
+            section = title
+        path = f"{obj.__module__}.{obj.__qualname__}"
+        parts += [f"### {path}\n", block.format(path)]
     return "\n".join(parts)
 
 
