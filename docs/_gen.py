@@ -879,7 +879,8 @@ def api_page() -> str:
         "[Registries](registries.md).\n",
         "## import flowsim\n",
     ]
-    block = "::: {}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n      heading_level: 4\n"
+    block = ("::: {}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n"
+             "      heading_level: 4\n")  # fmt: skip
     for name, path in api_names():
         parts += [f"### flowsim.{name}\n", block.format(path)]
     section = ""
@@ -921,6 +922,13 @@ def benchmark_page(csv: Path) -> str:
         parts.append(f"#### DPO, {problem}: flows per second, whole process (compute alone)\n")
         parts.append(_table(["contender", *grids], ([w, *(table.loc[w].get(g, "") if isinstance(
             table.loc[w].get(g, ""), str) else "" for g in grids)] for w in table.index)))  # fmt: skip
+    agree = b[b["line"] == "batched_vs_driver"]
+    if len(agree):
+        parts.append("#### The batched engine against the driver, row by row\n")
+        rows = zip(agree["problem"], agree["grid"], agree["rtol"], agree["worst_rel_err"], agree["statuses_agree"],
+                   strict=True)  # fmt: skip
+        parts.append(_table(["problem", "grid", "rtol", "worst relative t_stop difference", "statuses agree"],
+                            ((p, g, f"{r:g}", f"{e:.2g}", s) for p, g, r, e, s in rows)))  # fmt: skip
     opt = b[b["line"] == "optimiser"]
     if len(opt):
         parts.append("#### Discrete optimisers: start-steps per second per core (logits K = 10)\n")
