@@ -24,6 +24,7 @@ import functools
 import importlib
 import inspect
 import io
+import json
 import math
 import re
 import sys
@@ -150,6 +151,26 @@ COLUMN_NOTES: dict[str, str] = {
     "n_failed": "Failed rows among them.",
     "failed_left_out": "Failed rows left out of the measurement (claims.md marks such verdicts with a dagger).",
 }
+#: meta.json's keys (a run folder's record of itself).
+META_NOTES: dict[str, str] = {
+    "experiment": "The experiment as run, after defaults, in the file's own shape.",
+    "rows": "Rows in flows.csv.",
+    "counts_by_status": "Rows by status.",
+    "counts_by_engine": "Rows by the engine that computed them (the `engine` column).",
+    "flows_bytes": "Size of flows.csv; analyze, plot and reproduce check it.",
+    "flows_sha256": "SHA-256 of flows.csv; analyze, plot and reproduce check it.",
+    "starts_left_out": "Grid points a normalised model could not take (p1 + p2 >= 1).",
+    "started": "Start time (UTC, ISO 8601).",
+    "finished": "End time.",
+    "wall_time_s": "The sweep's wall time (seconds).",
+    "resumed": "Whether the sweep was resumed (`--resume`).",
+    "n_jobs": "Workers asked for (-1: all cores).",
+    "backend": "Where chunks ran: fork, loky or dask.",
+    "chunk_size": "Flows per chunk.",
+    "versions": "Versions of flowsim, Python and the numerical libraries.",
+    "git_commit": "The commit of the code that ran (with -dirty for uncommitted changes).",
+    "machine": "The machine: platform, CPUs.",
+}
 _QUANTILES = {"median": "median", "q25": "lower quartile", "q75": "upper quartile"}
 
 
@@ -215,7 +236,10 @@ def _summary(obj: Any) -> str:
 
 
 def _cell(v: Any) -> str:
-    return md(str(v)).replace("|", "\\|").replace("\n", " ")
+    """A table cell: markdown, its pipes escaped, and < > outside code spans shown as text (not read as HTML)."""
+    parts = re.split(r"(`[^`]*`)", md(str(v)))
+    text = "".join(p if p.startswith("`") else p.replace("<", "&lt;").replace(">", "&gt;") for p in parts)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
@@ -577,8 +601,10 @@ def results_headers(workdir: Path | None = None) -> dict[str, list[str]]:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run(toml, work / "run", n_jobs=1, progress=False)
             list(analyze(work / "run", progress=False))
-        return {name: (work / "run" / name).read_text().splitlines()[0].split(",")
-                for name in ("flows.csv", "regions.csv", "claims.csv")}  # fmt: skip
+        out = {name: (work / "run" / name).read_text().splitlines()[0].split(",")
+               for name in ("flows.csv", "regions.csv", "claims.csv")}  # fmt: skip
+        out["meta.json"] = list(json.loads((work / "run" / "meta.json").read_text()))
+        return out
 
 
 def column_meanings() -> dict[str, str]:
@@ -653,8 +679,9 @@ def results_page(headers: dict[str, list[str]] | None = None) -> str:
     params = _parameter_meanings()
     for name, cols in headers.items():
         parts.append(f"## {name}\n")
-        rows = [(f"`{c}`", meaning_of(c, meanings, params)) for c in cols]
-        parts.append(_table(["column", "meaning"], rows))
+        notes = META_NOTES if name == "meta.json" else {}
+        rows = [(f"`{c}`", notes.get(c) or meaning_of(c, meanings, params)) for c in cols]
+        parts.append(_table(["key" if name == "meta.json" else "column", "meaning"], rows))
         for kind, cols in extra.items() if name == "flows.csv" else ():
             parts.append(f'\nRows of `[model] kind = "{kind}"` add, after these:\n')
             parts.append(_table(["column", "meaning"], ((f"`{c}`", meaning_of(c, meanings, {})) for c in cols)))
@@ -692,7 +719,9 @@ def cli_commands() -> dict[str, argparse.ArgumentParser]:
     out = {"flowsim": parser}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
+                sub.description = sub.description or helps.get(name)
                 out[f"flowsim {name}"] = sub
     bench = _bench_parser()
     if bench is not None:
@@ -722,7 +751,7 @@ def cli_page() -> str:
     status = doc.split("Exit status:", 1)[1].split("\n\n`")[0] if "Exit status:" in doc else ""
     for name, parser in cli_commands().items():
         parts.append(f"## `{name}`\n")
-        parts.append((parser.description or getattr(parser, "_flowsim_help", "") or "") + "\n")
+        parts.append(_cell(parser.description or "") + "\n")
         usage = parser.format_usage().replace("usage: ", "")
         parts.append(f"```\n{usage}```\n")
         parts.append(_table(["argument", "default", "help"], ((f"`{n}`", f"`{d}`" if d else "", h)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import html
 import importlib.util
 import io
 import re
@@ -128,7 +129,7 @@ def test_every_registered_item_is_in_the_reference(pages):
     assert _missing(page, engines) == [], "engines"
     for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
         assert f"### {claim.id}: {claim.title}" in page
-        assert claim.rule(_Nan(), ClaimThresholds())[1] in page.replace("\\|", "|")
+        assert claim.rule(_Nan(), ClaimThresholds())[1] in html.unescape(page.replace("\\|", "|"))
 
 
 def test_every_public_name_is_in_the_api_page(pages):
