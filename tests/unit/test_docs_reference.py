@@ -51,8 +51,13 @@ def gen():
 
 
 @pytest.fixture(scope="module")
-def pages(gen, tmp_path_factory):
-    headers = gen.results_headers(tmp_path_factory.mktemp("run"))
+def run_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="module")
+def pages(gen, run_dir):
+    headers = gen.results_headers(run_dir)
     return {"experiment": gen.experiment_page(), "results": gen.results_page(headers), "cli": gen.cli_page(),
             "registries": gen.registries_page(), "api": gen.api_page()}  # fmt: skip
 
@@ -77,6 +82,13 @@ def test_every_experiment_key_is_in_the_reference(pages):
     keys += [f"grid.{k}" for k in ("kind", "n", "seed", "low", "high")]
     keys += ["loss.kind", "loss.reference", "model.kind", "dynamics.kind"]
     assert _missing(pages["experiment"], dict.fromkeys(keys)) == []
+
+
+def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
+    import json
+
+    meta = json.loads((run_dir / "run" / "meta.json").read_text())  # the file the run wrote
+    assert _missing(pages["results"].split("## meta.json")[1], meta) == []
 
 
 def test_every_results_column_is_in_the_reference(pages):
