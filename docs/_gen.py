@@ -77,10 +77,10 @@ NOTES: dict[str, str] = {
     "grid.high": "Upper end of the square (sobol, random).",
     "stop": "When a flow stops and which crossings it records; all optional.",
     "solver": "How a gradient flow is integrated.",
-    "solver.method": 'A `solve_ivp` method, "auto" (DOP853; a stiff flow goes to LSODA by Hairer\'s test), or '
-    '"exact": the closed form registered for the (loss, model) pair, where it applies.',
-    "solver.engine": '"auto": the batched engine where it is verified for the (loss, model, stop rule), else the '
-    "per-start driver; or one engine by name.",
+    "solver.method": 'A `solve_ivp` method, or "auto" (DOP853; a stiff flow goes to LSODA by Hairer\'s test); '
+    '"exact" asks for the closed form registered for the (loss, model) pair.',
+    "solver.engine": '"auto": the engine verified for each combination (the batched engine where it is verified, '
+    "else the per-start driver), or one engine by name.",
     "regions": "The 3 x 3 regions of the start plane that tables and claims read.",
     "regions.p1_cuts": "Two cuts of p1, increasing, in (0, 1).",
     "regions.p2_cuts": "Two cuts of p2, increasing, in (0, 1).",
@@ -597,7 +597,7 @@ def results_headers(workdir: Path | None = None) -> dict[str, list[str]]:
         work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         toml = work / "tiny.toml"
         toml.write_text('name = "tiny"\n[loss]\nkind = "dpo"\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
-                        'p2 = { start = 0.2, stop = 0.8, num = 2 }\n[solver]\nmethod = "exact"\n')  # fmt: skip
+                        'p2 = { start = 0.2, stop = 0.8, num = 2 }\n')  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run(toml, work / "run", n_jobs=1, progress=False)
             list(analyze(work / "run", progress=False))
