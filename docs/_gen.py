@@ -304,7 +304,7 @@ def _nested(where: str, value: dict) -> dict:
 def allowed_keys(where: str, base: dict | None = None) -> list[str]:
     """The keys the parser allows in table ``where`` (dotted; "" for the top level), given ``base`` there."""
     msg = _refusal(_nested(where, {**(base or {}), "zz_probe": 1}))
-    m = re.search(r"unknown key '([^']*)'; allowed here: (.*)$", msg or "")
+    m = re.search(r"unknown key '([^']*)'; allowed here: (.*)$", msg or "", flags=re.M)
     return [k.strip() for k in m.group(2).split(",")] if m else []
 
 

@@ -63,7 +63,9 @@ def pages(gen, run_dir):
 
 
 def _models() -> dict[str, type]:
-    return {**parameterisations.PARAMETERISATIONS, **getattr(parameterisations, "TRAINED_MODELS", {})}
+    """Every model kind: the one registry where there is one (MODELS), else the policies and the trained models."""
+    unified = getattr(parameterisations, "MODELS", None)
+    return unified or {**parameterisations.PARAMETERISATIONS, **getattr(parameterisations, "TRAINED_MODELS", {})}
 
 
 def _missing(page: str, names) -> list[str]:
