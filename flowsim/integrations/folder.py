@@ -243,14 +243,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _checked_rows(folder: Path, df: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
-    """The rows, with their columns, the reference and step 0 present and no step recorded twice."""
+    """The rows, with their columns, the reference and a policy step present and no step recorded twice.
+
+    The first policy step is the start (0, or the checkpoint a traced training resumed from).
+    """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise TraceError(f"{folder}: the recorded rows lack the column(s) {', '.join(missing)}: not a trace")
     n = len(spec.get("probe_index", ()))
-    for what, step in (("reference", REFERENCE_STEP), ("policy", 0)):
-        if not ((df["what"] == what) & (df["step"] == step)).any():
-            raise TraceError(f"{folder}: the trace has no {what} record at step {step}: it is damaged")
+    if not ((df["what"] == "reference") & (df["step"] == REFERENCE_STEP)).any():
+        raise TraceError(f"{folder}: the trace has no record of the reference: it is damaged")
+    if not (df["what"] == "policy").any():
+        raise TraceError(f"{folder}: the trace has no record of the policy: it is damaged")
     if df.duplicated(["step", "what", "probe"]).any():
         raise TraceError(f"{folder}: a step is recorded twice: the trace is damaged")
     counts = df.groupby("step").size()
