@@ -80,3 +80,30 @@ def trainer(out: str | Path, n_pairs: int = 16, steps: int = 20, batch_size: int
                      dataloader_num_workers=0, disable_tqdm=True, **kw)  # fmt: skip
     return DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=pairs(n_pairs),
                       processing_class=tokenizer())
+
+
+def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2) -> dict[str, float]:
+    """The callback's cost per recorded step for ``pairs`` probe pairs, on the tiny model (one thread).
+
+    Trains the same ``steps``-step run without and with the callback (recording every step), best
+    of ``repeats`` each, and returns seconds per step of both, their difference per step, and the
+    median seconds per recording spent scoring the pairs and writing the chunk (from the callback).
+    """
+    import time
+
+    from flowsim.integrations.trl import trace
+
+    best = {"plain": float("inf"), "traced": float("inf")}
+    score = write = float("nan")
+    for r in range(repeats):
+        for kind in best:
+            tr = trainer(Path(out) / f"{kind}-{r}", n_pairs=pairs, steps=steps)
+            cb = trace(tr, Path(out) / f"trace-{r}", pairs=pairs) if kind == "traced" else None
+            t = time.perf_counter()
+            tr.train()
+            best[kind] = min(best[kind], (time.perf_counter() - t) / steps)
+            if cb is not None:
+                score, write = (float(v) for v in torch.tensor(cb.timings).median(dim=0).values)
+    return {"plain_s_per_step": best["plain"], "traced_s_per_step": best["traced"],
+            "overhead_s_per_step": best["traced"] - best["plain"], "score_s": score, "write_s": write,
+            "pairs": pairs, "steps": steps}  # fmt: skip

@@ -131,7 +131,7 @@ def test_resumed_writer_drops_the_abandoned_steps_and_never_duplicates(tmp_path)
 
 def test_writer_refuses_another_runs_folder(tmp_path):
     write_synthetic(tmp_path / "run", finish=False)
-    with pytest.raises(TraceError, match="another run.*beta"):
+    with pytest.raises(TraceError, match=r"another run.*beta"):
         TraceWriter(tmp_path / "run", spec(6, beta=0.5)).open(4)
 
 
@@ -238,6 +238,7 @@ def _batch_means(df: pd.DataFrame, t: int) -> dict[str, float]:
 @pytest.mark.slow
 def test_per_pair_records_equal_trls_logged_batch_means(trl_run):
     root, tr, cb = trl_run
+    assert len(cb.timings) == STEPS + 1  # steps 0..20, each recorded once
     spec_, df, finished = read_trace(root / "trace")
     assert finished and spec_["trl"] == "1.16.0" and spec_["probe_index"] == list(range(PAIRS))
     assert spec_["beta"] == BETA and spec_["loss_type"] == ["sigmoid"] and spec_["dtype"] == "torch.float32"
@@ -299,3 +300,13 @@ def test_a_resumed_training_records_each_step_once_and_as_before(trl_run):
     same = whole[(whole["step"] >= 10) | (whole["what"] == "reference")].reset_index(drop=True)
     np.testing.assert_allclose(resumed[["logp_w", "logp_l"]], same[["logp_w", "logp_l"]], rtol=1e-6)
     shutil.rmtree(root / "crash", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_overhead_measurement(trl_run, tmp_path):
+    from flowsim.integrations import tiny
+
+    r = tiny.overhead(tmp_path, steps=3, pairs=64, repeats=1)
+    assert r["pairs"] == 64 and r["plain_s_per_step"] > 0 and r["score_s"] > 0 and r["write_s"] > 0
+    _, df, _ = read_trace(tmp_path / "trace-0")
+    assert df.groupby("step").size().tolist() == [64] * 5  # the reference and steps 0..3, 64 pairs each
