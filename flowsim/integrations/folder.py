@@ -109,6 +109,10 @@ class TraceWriter:
             raise TraceError(f"{self.out} holds a finished trace (meta.json); trace this training into another folder")
         recorded = self.folder.partial / "experiment.json"
         if not recorded.exists():
+            others = sorted(p.name for p in self.out.iterdir() if p.name not in (".lock", ".lock.owner"))
+            if others:
+                raise TraceError(f"{self.out} is not empty (it holds {', '.join(others[:3])}); trace into a new or "
+                                 "empty folder")  # fmt: skip
             self.folder.prepare(self.spec_text, resume=False, chunk_size=len(self.spec.get("probe_index", ())))
             return {}
         if recorded.read_text() != self.spec_text:

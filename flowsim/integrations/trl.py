@@ -135,6 +135,8 @@ class FlowsimTraceCallback(TrainerCallback):
                 "trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
                 "beta": float(tr.beta), "loss_type": list(tr.loss_types),
                 "loss_weights": [float(w) for w in tr.loss_weights], "ld_alpha": tr.ld_alpha,
+                "f_divergence_type": str(tr.f_divergence_type), "label_smoothing": float(tr.label_smoothing),
+                "use_weighting": bool(tr.use_weighting),
                 "reference": reference, "train_rows": len(tr.train_dataset), "probe_seed": self.seed,
                 "probe_index": self.index.tolist(), "every": self.every}  # fmt: skip
 

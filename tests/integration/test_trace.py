@@ -133,6 +133,11 @@ def test_writer_refuses_another_runs_folder(tmp_path):
     write_synthetic(tmp_path / "run", finish=False)
     with pytest.raises(TraceError, match=r"another run.*beta"):
         TraceWriter(tmp_path / "run", spec(6, beta=0.5)).open(4)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.bin").write_text("x")
+    with pytest.raises(TraceError, match=r"other is not empty \(it holds model.bin\)"):
+        TraceWriter(tmp_path / "other", spec(6)).open(0)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["model.bin"]
 
 
 def test_an_interrupted_trace_is_traced_and_says_so(tmp_path):

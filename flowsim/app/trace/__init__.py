@@ -47,8 +47,11 @@ from flowsim.integrations.folder import TraceError, read_trace
 #: Columns a trace row adds after the flows.csv columns (as a network row's, where they mean the same).
 EXTRA = ("pair", "index", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "dp1_dt_0", "dp2_dt_0",
          "grad_norm_0", "path")  # fmt: skip
-#: TRL's loss_type -> flowsim's loss of the same formula (TRL's "sigmoid" is DPO).
-TRL_LOSSES = {"sigmoid": "dpo"}
+#: TRL's loss_type -> flowsim's loss of the same formula in (h_w, h_l) and beta alone (TRL's "sigmoid" is
+#: DPO); TRL's ipo and sigmoid_norm divide by completion lengths, and robust, exo_pair and discopop read
+#: more than beta: no idealised flow for them here.
+TRL_LOSSES = {"sigmoid": "dpo", "hinge": "hinge", "nca_pair": "nca_pair", "bco_pair": "bco_pair",
+              "sppo_hard": "sppo_hard", "apo_zero": "apo_zero", "apo_down": "apo_down"}  # fmt: skip
 #: The idealised models the run is set beside.
 IDEAL_MODELS = ("ratio", "logits")
 #: Files this command writes into OUT (a folder holding only these may be written again).
@@ -103,9 +106,13 @@ def flowsim_loss(spec: dict[str, Any]):
     types = list(spec.get("loss_type", ["sigmoid"]))
     if len(types) != 1:
         return None, f"a weighted mix of losses {types}"
-    kind = TRL_LOSSES.get(types[0], types[0])
+    changed = {k: spec[k] for k, plain in (("f_divergence_type", "reverse_kl"), ("ld_alpha", None),
+                                           ("use_weighting", False)) if spec.get(k, plain) != plain}  # fmt: skip
+    if changed:
+        return None, f"the run's loss is changed by {changed}"
+    kind = TRL_LOSSES.get(types[0])
     if kind not in LOSSES:
-        return None, f"TRL's loss_type {types[0]!r} has no flowsim loss"
+        return None, f"TRL's loss_type {types[0]!r} has no flowsim loss of the same formula"
     try:
         return LOSSES[kind](beta=float(spec["beta"])), ""
     except (TypeError, ValueError) as exc:
