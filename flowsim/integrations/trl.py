@@ -170,8 +170,9 @@ class FlowsimTraceCallback(TrainerCallback):
         self.record(state.global_step)
         history = [{"step": h["step"], **{k: h[k] for k in HISTORY_KEYS if k in h}}
                    for h in state.log_history if any(k in h for k in HISTORY_KEYS[:4])]  # fmt: skip
-        training = {"learning_rate": args.learning_rate, "optim": str(args.optim),
-                    "lr_scheduler_type": str(args.lr_scheduler_type), "max_grad_norm": args.max_grad_norm,
+        training = {"learning_rate": args.learning_rate, "optim": str(getattr(args.optim, "value", args.optim)),
+                    "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+                    "max_grad_norm": args.max_grad_norm,
                     "per_device_train_batch_size": args.per_device_train_batch_size,
                     "gradient_accumulation_steps": args.gradient_accumulation_steps,
                     "logging_steps": args.logging_steps,

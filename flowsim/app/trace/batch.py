@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from flowsim.experiment.store import write_atomic
 from flowsim.integrations.folder import TraceError
@@ -66,10 +67,12 @@ def batch_figure(path_df: pd.DataFrame, beta: float, out: Path) -> Path:
     b.plot(p[:, 0], p[:, 1], "-o", color="#0072B2", ms=2.5, lw=1.2)
     b.set_xscale("log")
     b.set_yscale("log")
+    b.xaxis.set_minor_formatter(NullFormatter())
+    b.yaxis.set_minor_formatter(NullFormatter())
     a.set_title(f"batch means of log x (rewards / β, β = {beta:g}); grey: the DPO field", fontsize=9)
     b.set_xlabel("geometric mean of p_w, exp(logps/chosen)")
     b.set_ylabel("geometric mean of p_l, exp(logps/rejected)")
-    b.set_title("batch means in (p_w, p_l): not any pair's path", fontsize=9)
+    b.set_title("batch means in (p_w, p_l): not any pair's path (each step its own batch)", fontsize=9)
     return save(fig, out)
 
 
