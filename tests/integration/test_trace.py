@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -83,6 +84,9 @@ def test_trace_rows_report_and_figures(tmp_path, capsys):
     assert claims.loc[("LD", "all"), "value"] == pytest.approx(1 / 6)  # pair 0 of 6 displaced
     report = (out / "trace.md").read_text()
     assert "predicted: ratio" in report and "predicted: logits" in report
+    if importlib.util.find_spec("bokeh") is not None:  # explore does not draw traces yet: it says so
+        for folder in (tmp_path / "run", out):
+            _bad(["explore", str(folder)], capsys, "is a traced training run")
 
 
 def test_predicted_flows_start_where_the_pairs_start(tmp_path):

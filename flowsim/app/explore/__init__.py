@@ -44,6 +44,11 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
+    from flowsim.app.trace import traced
+
+    if traced(run_dir) is not None:  # recorded paths of sequence probabilities near 0: not this page's plane
+        raise ValueError(f"{run_dir} is a traced training run: flowsim explore does not draw traces yet; see the "
+                         "figures and trace.md that `flowsim trace` writes")  # fmt: skip
     res = load(run_dir)
     if res.experiment is not None and res.experiment.model_kind in TRAINED_MODELS:
         raise ValueError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the policy "

@@ -42,6 +42,7 @@ from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import REGIONS, feasible, region_labels
 from flowsim.experiment.schema import LEADING, PROVENANCE
 from flowsim.experiment.store import check_writable, write_atomic
+from flowsim.integrations.folder import LOGPS as LOGPS_NAME
 from flowsim.integrations.folder import TraceError, read_trace
 
 #: Columns a trace row adds after the flows.csv columns (as a network row's, where they mean the same).
@@ -271,6 +272,17 @@ def trace(run: str | Path, out: str | Path | None = None, beta: float | None = N
 
 def _is_trace(folder: Path) -> bool:
     return (folder / "meta.json").is_file() or (folder / ".partial" / "experiment.json").is_file()
+
+
+def traced(path: str | Path) -> Path | None:
+    """The trace folder behind ``path`` (a trace folder, or ``flowsim trace``'s output, or its flows.csv), or None."""
+    path = Path(path)
+    folder = path.parent if path.name == "flows.csv" else path
+    if (folder / "trace.json").is_file():
+        return folder
+    if (folder / ".partial" / "experiment.json").is_file() or (folder / LOGPS_NAME).is_file():
+        return folder
+    return None
 
 
 def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFrame) -> list[Path]:
