@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -84,9 +85,34 @@ def test_trace_rows_report_and_figures(tmp_path, capsys):
     assert claims.loc[("LD", "all"), "value"] == pytest.approx(1 / 6)  # pair 0 of 6 displaced
     report = (out / "trace.md").read_text()
     assert "predicted: ratio" in report and "predicted: logits" in report
-    if importlib.util.find_spec("bokeh") is not None:  # explore does not draw traces yet: it says so
-        for folder in (tmp_path / "run", out):
-            _bad(["explore", str(folder)], capsys, "is a traced training run")
+
+
+def test_explore_opens_a_traced_run(tmp_path, capsys):
+    """A tap on a pair draws its recorded path and, beside it, the idealised flow from its start."""
+    pytest.importorskip("bokeh", reason="flowsim explore needs bokeh: pip install -e '.[explore]'")
+    from bokeh.document import Document
+
+    from flowsim.app.explore import _trace_data
+    from flowsim.app.explore.page import Explorer
+
+    logp = write_synthetic(tmp_path / "run")
+    _bad(["explore", str(tmp_path / "run")], capsys, "has not been traced yet: run `flowsim trace")
+    assert run_cli("trace", str(tmp_path / "run")) == 0
+    for given in (tmp_path / "run", tmp_path / "run" / "flowsim", tmp_path / "run" / "flowsim" / "flows.csv"):
+        data = _trace_data(given)
+        assert data.trace and len(data.groups) == 1 and len(data.groups[0].rows) == 6
+    ex = Explorer(data, Document())
+    assert ex.plane.x_scale.__class__.__name__ == "LogScale" and len(ex.field.data["x0"]) == 0
+    ex.on_tap(SimpleNamespace(x=np.exp(logp[0, 2, 0]) * 1.05, y=np.exp(logp[0, 2, 1]) / 1.05))
+    np.testing.assert_allclose(ex.run_path.data["p1"], np.exp(logp[:, 2, 0]), rtol=1e-15)
+    np.testing.assert_allclose(ex.run_path.data["t"], np.arange(9))
+    compare = np.column_stack([ex.compare_path.data["p1"], ex.compare_path.data["p2"]])
+    np.testing.assert_allclose(compare[0], np.exp(logp[0, 2]), rtol=1e-12)  # the idealised flow from its start
+    assert compare[-1, 0] > compare[0, 0] and compare[-1, 1] < compare[0, 1]
+    assert ex.error.text == "" and "the traced run (recorded)" in ex.info.text
+    ex.snap.active = False
+    ex._guard(lambda: ex.on_tap(SimpleNamespace(x=2e-5, y=2e-5)))()
+    assert "a trace records its pairs&#x27; paths only" in ex.error.text and len(ex.compare_path.data["p1"]) > 1
 
 
 def test_predicted_flows_start_where_the_pairs_start(tmp_path):

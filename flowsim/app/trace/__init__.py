@@ -58,6 +58,8 @@ IDEAL_MODELS = ("ratio", "logits")
 #: Files this command writes into OUT (a folder holding only these may be written again).
 OUTPUTS = ("flows.csv", "trace.json", "regions.csv", "claims.csv", "claims.md", "predicted.csv", "trace.md",
            "batch_mean.md", "batch_mean.csv", "figures")  # fmt: skip
+#: The grid of the idealised flows' experiment, never swept: their starts are the run's.
+PLACEHOLDER_GRID = {"p1": {"start": 0.2, "stop": 0.4, "num": 2}, "p2": {"start": 0.2, "stop": 0.4, "num": 2}}
 _REL = 1e-12  # displaced: p_w below its start by more than this, relative (the runner's tolerance)
 
 
@@ -204,10 +206,8 @@ def ideal_rows(rows: pd.DataFrame, spec: dict[str, Any], model: str) -> tuple[pd
     loss, _ = flowsim_loss(spec)
     stop = ideal_stop(rows)
     doc = {"name": f"trace-ideal-{model}", "loss": {"kind": loss.kind, "beta": float(spec["beta"])},
-           "model": {"kind": model}, "stop": stop.as_dict(),
-           "grid": {"p1": {"start": 0.2, "stop": 0.4, "num": 2},
-                    "p2": {"start": 0.2, "stop": 0.4, "num": 2}}}  # fmt: skip
-    exp = parse_experiment(doc, source="flowsim trace")  # its grid is a placeholder: the starts are the run's
+           "model": {"kind": model}, "stop": stop.as_dict(), "grid": PLACEHOLDER_GRID}  # fmt: skip
+    exp = parse_experiment(doc, source="flowsim trace")
     combo = exp.parameter_sets()[0]
     p0 = rows[["p1_0", "p2_0"]].to_numpy(float)
     ref = rows[["ref_w", "ref_l"]].to_numpy(float)
