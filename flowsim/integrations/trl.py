@@ -75,15 +75,20 @@ class FlowsimTraceCallback(TrainerCallback):
         self.index = np.empty(0, dtype=np.int64)
         self.last_step: int | None = None
         self.timings: list[tuple[float, float]] = []
+        self._probe: list[dict[str, Any]] | None = None
 
     # -- what is recorded --------------------------------------------------------------
 
-    def _batches(self):
-        tr, dev = self.trainer, self.trainer.accelerator.device
-        for lo in range(0, len(self.index), self.batch_size):
-            rows = [tr.train_dataset[int(i)] for i in self.index[lo:lo + self.batch_size]]
-            batch = tr.data_collator(rows)
-            yield {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    def _batches(self) -> list[dict[str, Any]]:
+        """The probe pairs padded by the trainer's collator, on its device: made once (they never change)."""
+        if self._probe is None:
+            tr, dev = self.trainer, self.trainer.accelerator.device
+            self._probe = []
+            for lo in range(0, len(self.index), self.batch_size):
+                rows = [tr.train_dataset[int(i)] for i in self.index[lo:lo + self.batch_size]]
+                batch = tr.data_collator(rows)
+                self._probe.append({k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        return self._probe
 
     def _score(self, model, batch, policy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """TRL's summed log-probs of the batch's pairs under ``model`` (eval mode while scored)."""
@@ -146,6 +151,7 @@ class FlowsimTraceCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.index = probe_indices(len(self.trainer.train_dataset), self.pairs, self.seed)
+        self._probe = None
         writer = TraceWriter(self.out, self.spec())
         writer.open(state.global_step)
         self.writer = writer

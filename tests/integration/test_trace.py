@@ -200,7 +200,10 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
     state = tmp_path / "trainer_state.json"
     state.write_text(json.dumps({"log_history": [{"step": 1, "loss": 0.7}]}))
     _bad(["trace", str(state), "--out", str(tmp_path / "o5")], capsys, "has no DPO metrics")
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "meta.json").write_text(json.dumps({"experiment": {"name": "paper"}, "rows": 1}))
+    _bad(["trace", str(tmp_path / "sweep"), "--out", str(tmp_path / "o6")], capsys, "its meta.json is not a trace's")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 7))
     write_synthetic(tmp_path / "good")
     keep = tmp_path / "keep"
     keep.mkdir()
