@@ -337,6 +337,12 @@ def test_a_resumed_training_records_each_step_once_and_as_before(trl_run):
     assert sorted(resumed.loc[resumed["what"] == "policy", "step"].unique()) == list(range(10, STEPS + 1))
     same = whole[(whole["step"] >= 10) | (whole["what"] == "reference")].reset_index(drop=True)
     np.testing.assert_allclose(resumed[["logp_w", "logp_l"]], same[["logp_w", "logp_l"]], rtol=1e-6)
+    # traced from step 10: the starts are step 10's, each pair keeps its own reference, one group of 16
+    assert run_cli("trace", str(root / "resumed")) == 0
+    rows = pd.read_csv(root / "resumed" / "flowsim" / "flows.csv")
+    assert (rows["t_stop"] == STEPS - 10).all() and not np.allclose(rows["x1_0"], 1.0)
+    claims = pd.read_csv(root / "resumed" / "flowsim" / "claims.csv").set_index(["claim", "subset"])
+    assert claims.loc[("C3", "all"), "details"].startswith(f"{PAIRS} moving flows")
     shutil.rmtree(root / "crash", ignore_errors=True)
 
 

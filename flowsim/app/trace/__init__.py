@@ -4,7 +4,9 @@ From a trace folder (:mod:`flowsim.integrations.trl`) it writes, into ``OUT`` (d
 ``RUN/flowsim``):
 
 * ``flows.csv`` -- one row per probe pair in the flows.csv schema (a ``network`` row: the pairs
-  share parameters): p_w, p_l at the first and last recorded step, ``t`` = optimiser steps
+  share parameters; reference ``initial``: each pair has its own, the recorded one; status
+  ``timeout``: the training stopped by its own step count): p_w, p_l at the first and last
+  recorded step, ``t`` = optimiser steps
   (``t_stop`` the steps between them; ``t_w``, ``t_l`` the first step p_w >= p1_target and
   p_l <= p2_target of flowsim's default stop rule), ``p_w_min``, ``displaced``, ``margin_final``,
   the log-probs, the observed rate over the first recorded interval (``dp1_dt_0``, ``dp2_dt_0``,
@@ -163,10 +165,11 @@ def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.Dat
     nan = np.full(n, np.nan)
     rec["loss_0"] = loss.value(h0, log_ref) if loss is not None else nan
     rec["loss_final"] = loss.value(hf, log_ref) if loss is not None else nan
-    same_ref = np.allclose(logp[:, 0], log_ref, rtol=0, atol=1e-6)
     training = spec.get("training", {})
+    # "initial": each pair has its own reference (the recorded one), so the pairs form one group; x_0 = 1
+    # where the reference is the first recorded policy (a trace from step 0 with ref_model = the start)
     rec.update({"loss": kind, "model": "network", "dynamics": str(training.get("optim", "trl")),
-                "reference": "initial" if same_ref else "fixed",
+                "reference": "initial",
                 "message": "" if finished else f"trace interrupted: last recorded step {int(steps[-1])}"})  # fmt: skip
     for k in LEADING:
         if k in rec:
