@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "flowsim"
 #: Layers, lowest first: a module may import its own layer or any lower one, never a higher.
-LAYERS = ["_validation", "model", "dynamics", "experiment", "analysis", "plotting", "app", "cli"]
+LAYERS = ["_validation", "model", "dynamics", "experiment", "integrations", "analysis", "plotting", "app", "cli"]
 
 
 def _layer(module: str) -> int:
