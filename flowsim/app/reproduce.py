@@ -17,8 +17,9 @@ import pandas as pd
 
 from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
-from flowsim.app.report import build_report
+from flowsim.app.report import build_report, warn_absent
 from flowsim.app.run import load
+from flowsim.errors import InputNotFound
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.parallel import backend, default_backend
 from flowsim.experiment.store import SweepError, git_commit
@@ -52,9 +53,10 @@ def reproduce(
         )
     files = sorted(p for p in experiments.glob("*.toml") if p.stem not in SKIP)
     if not files:
-        raise FileNotFoundError(f"no experiment files in {experiments}")
+        raise InputNotFound(f"no experiment files in {experiments}")
     exps = [load(p) for p in files]  # validate them all before any work
     exps.sort(key=lambda e: (ORDER.index(e.name) if e.name in ORDER else len(ORDER), e.name))
+    warn_absent([e.name for e in exps])  # before any sweep: the report's sections that will be marked missing
     staging = results / ".staging"
     if staging.exists():
         shutil.rmtree(staging)  # a reproduction interrupted earlier; nothing of it was published

@@ -202,7 +202,17 @@ def read_trace(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, bool]:
         finished = False
     else:
         raise _not_a_trace(folder, "no meta.json and no .partial/experiment.json")
-    return spec, _checked_rows(folder, df, spec), finished
+    return _checked_spec(folder, spec), _checked_rows(folder, df, spec), finished
+
+
+def _checked_spec(folder: Path, spec: Any) -> dict[str, Any]:
+    """The trace's spec, with a beta > 0 and a list of probe indices (TraceError otherwise: a hand edit?)."""
+    beta = spec.get("beta") if isinstance(spec, dict) else None
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not np.isfinite(beta) or beta <= 0:
+        raise TraceError(f"{folder}: the trace records no valid beta (got {beta!r}): it is damaged")
+    if not isinstance(spec.get("probe_index", []), list):
+        raise TraceError(f"{folder}: the trace's probe_index is not a list: it is damaged")
+    return spec
 
 
 def _read_finished(folder: Path, meta_path: Path) -> dict[str, Any]:

@@ -84,6 +84,9 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     assert first.returncode == 0, first.stderr
     report = (results / "README.md").read_text()
     assert "standard DPO (reference = SFT model)" in report and "figure1.png" in report
+    # a subset of the experiments: the report names what it lacks, and reproduce said so before running
+    assert "> **Missing:** *How the verdicts change with β* lacks the experiment `beta`" in report
+    assert "flowsim: warning: the report will mark sections missing" in first.stderr and "beta (" in first.stderr
     assert not (results / "smoke").exists() and not (results / ".staging").exists()
     assert json.loads((results / "standard" / "meta.json").read_text())["rows"] == 72
     second = subprocess.run(cmd, capture_output=True, text=True)

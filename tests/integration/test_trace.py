@@ -98,6 +98,9 @@ def test_explore_opens_a_traced_run(tmp_path, capsys):
     logp = write_synthetic(tmp_path / "run")
     _bad(["explore", str(tmp_path / "run")], capsys, "has not been traced yet: run `flowsim trace")
     assert run_cli("trace", str(tmp_path / "run")) == 0
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "trace.json").write_text("{")
+    _bad(["explore", str(tmp_path / "copy")], capsys, "trace.json is damaged")
     for given in (tmp_path / "run", tmp_path / "run" / "flowsim", tmp_path / "run" / "flowsim" / "flows.csv"):
         data = _trace_data(given)
         assert data.trace and len(data.groups) == 1 and len(data.groups[0].rows) == 6
@@ -190,6 +193,10 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
     write_synthetic(tmp_path / "run")
     _bad(["trace", str(tmp_path / "run"), "--beta", "0.5", "--out", str(tmp_path / "o2")], capsys,
          "--beta 0.5 disagrees with the run's beta 0.1")  # fmt: skip
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    (tmp_path / "run" / "meta.json").write_text(json.dumps(meta | {"trace": meta["trace"] | {"beta": "x"}}))
+    _bad(["trace", str(tmp_path / "run"), "--out", str(tmp_path / "o2")], capsys, "records no valid beta")
+    (tmp_path / "run" / "meta.json").write_text(json.dumps(meta))
     logps = tmp_path / "run" / "logps.csv"
     logps.write_bytes(logps.read_bytes()[:-40])  # truncated
     _bad(["trace", str(tmp_path / "run"), "--out", str(tmp_path / "o3")], capsys, "does not match its meta.json")
@@ -200,6 +207,9 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
     state = tmp_path / "trainer_state.json"
     state.write_text(json.dumps({"log_history": [{"step": 1, "loss": 0.7}]}))
     _bad(["trace", str(state), "--out", str(tmp_path / "o5")], capsys, "has no DPO metrics")
+    state.write_text(json.dumps({"log_history": [{"step": 1, "logps/chosen": "x", "logps/rejected": -1,
+                                                  "rewards/chosen": 0, "rewards/rejected": 0}]}))  # fmt: skip
+    _bad(["trace", str(state), "--out", str(tmp_path / "o5")], capsys, "a logged DPO metric is not a number")
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "meta.json").write_text(json.dumps({"experiment": {"name": "paper"}, "rows": 1}))
     _bad(["trace", str(tmp_path / "sweep"), "--out", str(tmp_path / "o6")], capsys, "its meta.json is not a trace's")

@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from flowsim.errors import UserError
+
 #: The only address served: the page runs code in this process, so it is never exposed.
 ADDRESS = "127.0.0.1"
 
@@ -45,20 +47,20 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
     from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS
 
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
+        raise UserError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
     data = _trace_data(run_dir)
     if data is None:
         res = load(run_dir)
         if res.experiment is not None and res.experiment.model_kind in TRAINED_MODELS:
-            raise ValueError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the "
-                             f"policy models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on "
-                             "the page); see the run's figures/trajectories.png")  # fmt: skip
+            raise UserError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the "
+                            f"policy models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on "
+                            "the page); see the run's figures/trajectories.png")  # fmt: skip
         data = run_data(res.folder.name, res.flows, res.experiment)
     warm_up(data)  # the first click then costs what every click costs
     try:
         sockets, actual = bind_sockets(ADDRESS, port)
     except OSError as exc:
-        raise ValueError(
+        raise UserError(
             f"cannot listen on {ADDRESS}:{port} ({exc.strerror}); choose another --port, or 0 for a free one"
         ) from None
     origins = [f"{ADDRESS}:{actual}", f"localhost:{actual}"]
@@ -86,7 +88,8 @@ def _trace_data(run_dir: str | Path):
     if folder is None:
         return None
     from flowsim.app.explore import trace
+    from flowsim.app.explore.page import trace_run_data
 
     out = trace.trace_output(folder)
     flows, record = trace.read_output(out)
-    return trace.run_data(Path(record.get("source", out)).name, flows, float(record["trace"]["beta"]))
+    return trace_run_data(Path(record.get("source", out)).name, flows, float(record["trace"]["beta"]))

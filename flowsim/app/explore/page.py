@@ -42,7 +42,9 @@ from flowsim.app.explore import compute
 from flowsim.app.explore.compute import Setting
 from flowsim.app.explore.trace import RecordedSetting, observed
 from flowsim.app.explore.trace import axes as trace_axes
+from flowsim.app.explore.trace import setting as trace_setting
 from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, REFERENCE_MODES, Experiment, parse_experiment
 from flowsim.model.losses import LOSSES
 from flowsim.model.parameterisations import PARAMETERISATIONS
@@ -98,6 +100,14 @@ def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
         groups.append(Group(label, rows, combo, compute.setting_of(exp, first), _cells_data(rows)))
     cols = ("status", *compute.numeric_columns(flows))
     return RunData(name, exp, tuple(groups), cols)
+
+
+def trace_run_data(name: str, flows: pd.DataFrame, beta: float) -> RunData:
+    """The page's data for a traced run (:mod:`flowsim.app.explore.trace`): one group, every pair."""
+    exp, combo, setting = trace_setting(flows, beta)
+    rows = flows.reset_index(drop=True)
+    group = Group(f"{len(rows)} traced pairs, β = {beta:g}", rows, combo, setting, _cells_data(rows))
+    return RunData(name, exp, (group,), ("status", *compute.numeric_columns(flows)), trace=True)
 
 
 def _shown(v: object) -> str:
@@ -284,7 +294,7 @@ class Explorer:
         def guarded() -> None:
             try:
                 fn()
-            except ValueError as exc:  # ConfigError, ParamError, StartError: the user's input
+            except UserError as exc:  # ConfigError, ParamError, StartError: the user's input
                 self.error.text = html.escape(str(exc))
             except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
                 self.error.text = html.escape(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -426,7 +436,7 @@ def _attempt(fn: Callable[[], compute.Trajectory]) -> compute.Trajectory | Excep
     """A path, or the reason it cannot be computed (shown on the page)."""
     try:
         return fn()
-    except ValueError as exc:  # a start the model cannot take, a parameter a loss refuses
+    except UserError as exc:  # a start the model cannot take, a parameter a loss refuses
         return exc
     except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
         return RuntimeError(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -449,5 +459,5 @@ def warm_up(data: RunData) -> None:
         compute.field(data.experiment, g.combo, ARROWS)
     try:
         compute.trajectory(data.experiment, g.combo, [first["p1_0"], first["p2_0"]])
-    except ValueError:  # a start the model cannot take: nothing to warm
+    except UserError:  # a start the model cannot take: nothing to warm
         pass

@@ -41,18 +41,23 @@ def trace_output(folder: Path) -> Path:
 
 def read_output(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(flows.csv, trace.json) of a trace output, flows.csv checked against the sha256 trace.json records."""
-    record = json.loads((out / "trace.json").read_text())
-    data = (out / "flows.csv").read_bytes()
-    if hashlib.sha256(data).hexdigest() != record.get("flows_sha256"):
+    try:
+        record = json.loads((out / "trace.json").read_text())
+        beta = float(record["trace"]["beta"])
+    except (ValueError, KeyError, TypeError):
+        raise TraceError(f"{out / 'trace.json'} is damaged: run `flowsim trace` again") from None
+    data = (out / "flows.csv").read_bytes() if (out / "flows.csv").is_file() else b""
+    if hashlib.sha256(data).hexdigest() != record.get("flows_sha256") or not beta > 0:
         raise TraceError(f"{out / 'flows.csv'} does not match its trace.json: run `flowsim trace` again")
     from flowsim.experiment.store import read_flows
 
     return read_flows(out / "flows.csv"), record
 
 
-def run_data(name: str, flows: pd.DataFrame, beta: float):
-    """The page's data for a traced run: one group, every pair; compared by default with the idealised flow."""
-    from flowsim.app.explore.page import Group, RunData, _cells_data
+def setting(flows: pd.DataFrame, beta: float):
+    """(experiment, combination, page setting) the traced pairs are compared with by default: the idealised flow
+    of the run's loss (DPO if flowsim has none of it) on the ratio plane, reference = the start, stopped at the
+    run's median margin, as ``flowsim trace`` computes it."""
     from flowsim.app.trace import PLACEHOLDER_GRID, ideal_stop
 
     loss = str(flows["loss"].iloc[0])
@@ -60,12 +65,7 @@ def run_data(name: str, flows: pd.DataFrame, beta: float):
     exp = parse_experiment({"name": "explore-trace", "loss": {"kind": loss, "beta": beta, "reference": "initial"},
                             "model": {"kind": "ratio"}, "stop": ideal_stop(flows).as_dict(), "grid": PLACEHOLDER_GRID},
                            source=compute.SOURCE)  # fmt: skip
-    setting = Setting(model="ratio", loss=loss, beta=f"{beta:g}", reference="initial")
-    rows = flows.reset_index(drop=True)
-    group = Group(f"{len(rows)} traced pairs, β = {beta:g}", rows, exp.parameter_sets()[0], setting,
-                  _cells_data(rows))  # fmt: skip
-    cols = ("status", *compute.numeric_columns(flows))
-    return RunData(name, exp, (group,), cols, trace=True)
+    return exp, exp.parameter_sets()[0], Setting(model="ratio", loss=loss, beta=f"{beta:g}", reference="initial")
 
 
 def recorded_path(row: pd.Series) -> np.ndarray:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowsim.app.report.common import _claims
-from flowsim.app.report.sections import _dynamics_section, _losses_section, _models_side_by_side
+from flowsim.app.report.common import read_claims
 
 #: The settings of the report's first table: (column, experiment, rows kept, split by a column).
 SETTINGS = (
@@ -26,7 +25,7 @@ SETTINGS = (
 )
 
 
-def _across_settings(root: Path) -> list[str]:
+def across_settings(root: Path) -> list[str]:
     """The opening tables: every claim in every model setting, then per loss, and the paragraph read from them."""
     from flowsim.analysis.verdicts import conclusions, verdict_matrix
 
@@ -59,7 +58,7 @@ def _tables(root: Path, by_loss: bool):
     """(claims tables, rows kept, splits) of the settings in SETTINGS with or without a per-loss split."""
     tables, select, split = {}, {}, {}
     for label, name, where, by in SETTINGS:
-        claims = _claims(root, name)
+        claims = read_claims(root, name)
         if claims is None or bool(by) != by_loss:
             continue
         tables[label], select[label] = claims, where
@@ -76,14 +75,3 @@ def _short_cell(cell: object) -> str:
     text = str(cell)
     verdict = text.split(",")[0].split(" (")[0]
     return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
-
-
-def _beyond_the_ratio_plane(root: Path) -> list[str]:
-    """The sections on other parameterisations, losses and optimisers (each only if its runs exist)."""
-    out = _models_side_by_side(root)
-    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
-        out += _losses_section(root, name, where)
-    for name, where in (("optimisers", "softmax logits (K = 10)"),
-                        ("optimisers_features", "log-linear features (cos 0.9, norm ratio 1.25)")):  # fmt: skip
-        out += _dynamics_section(root, name, where)
-    return out

@@ -40,10 +40,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsim.app.trace.output import out_folder
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import REGIONS, feasible, region_labels
 from flowsim.experiment.schema import LEADING, PROVENANCE
-from flowsim.experiment.store import check_writable, write_atomic
+from flowsim.experiment.store import write_atomic
 from flowsim.integrations.folder import LOGPS as LOGPS_NAME
 from flowsim.integrations.folder import TraceError, read_trace
 
@@ -57,9 +58,6 @@ TRL_LOSSES = {"sigmoid": "dpo", "hinge": "hinge", "nca_pair": "nca_pair", "bco_p
               "sppo_hard": "sppo_hard", "apo_zero": "apo_zero", "apo_down": "apo_down"}  # fmt: skip
 #: The idealised models the run is set beside.
 IDEAL_MODELS = ("ratio", "logits")
-#: Files this command writes into OUT (a folder holding only these may be written again).
-OUTPUTS = ("flows.csv", "trace.json", "regions.csv", "claims.csv", "claims.md", "predicted.csv", "trace.md",
-           "batch_mean.md", "batch_mean.csv", "figures")  # fmt: skip
 #: The grid of the idealised flows' experiment, never swept: their starts are the run's.
 PLACEHOLDER_GRID = {"p1": {"start": 0.2, "stop": 0.4, "num": 2}, "p2": {"start": 0.2, "stop": 0.4, "num": 2}}
 _REL = 1e-12  # displaced: p_w below its start by more than this, relative (the runner's tolerance)
@@ -74,17 +72,6 @@ def _beta_check(beta: float | None, recorded: float, source: str) -> float:
         raise TraceError(f"--beta {beta:g} disagrees with the run's beta {recorded:g} (recorded in {source}); "
                          "leave --beta out to use the run's")  # fmt: skip
     return recorded
-
-
-def out_folder(out: Path) -> Path:
-    """``out`` if it can be written: new, empty, or holding only this command's outputs (else TraceError)."""
-    check_writable(out, what="output folder", option="--out")
-    if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
-        if other:
-            raise TraceError(f"output folder {out} holds other files ({', '.join(other[:3])}); "
-                             "choose another --out")  # fmt: skip
-    return out
 
 
 # ---------------------------------------------------------------------------------------

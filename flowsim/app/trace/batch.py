@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from flowsim.app.trace.output import out_folder
 from flowsim.experiment.store import write_atomic
 from flowsim.integrations.folder import TraceError
 
@@ -41,7 +42,11 @@ def read_state(path: Path) -> pd.DataFrame:
         raise TraceError(f"{path} has no DPO metrics (log_history entries with {', '.join(KEYS)}): not a TRL "
                          "DPO run, or it logged none")  # fmt: skip
     df = pd.DataFrame(rows)
-    if not np.isfinite(df[list(KEYS)].to_numpy(float)).all():
+    try:
+        values = df[list(KEYS)].to_numpy(float)
+    except (TypeError, ValueError):
+        raise TraceError(f"{path}: a logged DPO metric is not a number") from None
+    if not np.isfinite(values).all():
         raise TraceError(f"{path}: a logged DPO metric is not a finite number (a diverged run?)")
     return df
 
@@ -78,8 +83,6 @@ def batch_figure(path_df: pd.DataFrame, beta: float, out: Path) -> Path:
 
 def batch_mean(state: Path, out: Path, beta: float | None) -> list[Path]:
     """Write batch_mean.csv, batch_mean.md and figures/batch_mean.png for a trainer_state.json."""
-    from flowsim.app.trace import out_folder
-
     df = read_state(state)
     b = TRL_DEFAULT_BETA if beta is None else float(beta)
     if not (np.isfinite(b) and b > 0):
