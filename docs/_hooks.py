@@ -22,18 +22,6 @@ MARKERS = {
     "<!-- gen:benchmark -->": lambda: _gen.benchmark_page(ROOT / "results" / "benchmark.csv"),
     "<!-- gen:package-map -->": lambda: _gen.package_map(ROOT / "flowsim"),
 }
-#: The how-to another part of the project adds; linked when it is there.
-TRACE = "howto-trace.md"
-
-
-def on_config(config):
-    if (DOCS / TRACE).exists():
-        for section in config["nav"]:
-            if isinstance(section, dict) and "How-to guides" in section:
-                section["How-to guides"].append({"Trace a TRL run": TRACE})
-    return config
-
-
 def on_files(files, config):
     for name, make in _gen.PAGES.items():
         files.append(File.generated(config, f"reference/{name}", content=make()))

@@ -8,6 +8,7 @@
     flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
     flowsim bench [--quick] [...]
     flowsim explore [RUN_DIR] [--port P]
+    flowsim trace RUN [--out DIR] [--beta B]
 
 Exit status:
 
@@ -152,6 +153,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from flowsim.app.trace import trace
+
+    paths = trace(args.run, out=args.out, beta=args.beta)
+    print(f"wrote {len(paths)} files to {paths[0].parent if paths else args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flowsim import __version__
 
@@ -182,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a results folder holding flows.csv (and meta.json), or its flows.csv (default results/paper)")
     e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free one, printed)")
     e.set_defaults(func=cmd_explore)
+    t = sub.add_parser("trace", help="a TRL DPO run on the paper's plane, beside the idealised flows from its starts")
+    t.add_argument("run", help="a folder written by flowsim.integrations.trl.trace(...), or a TRL trainer_state.json "
+                   "(or a folder holding one: its batch-mean path)")  # fmt: skip
+    t.add_argument("--out", help="output folder (default RUN/flowsim, or flowsim/ beside trainer_state.json)")
+    t.add_argument("--beta", type=float, default=None,
+                   help="DPO's beta: checked against a trace's; for a trainer_state.json, default 0.1 (TRL's)")
+    t.set_defaults(func=cmd_trace)
     b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
                        add_help=False)  # fmt: skip
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")

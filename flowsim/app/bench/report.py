@@ -88,6 +88,7 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
                          for p, (c, num, w) in dask_lines]  # fmt: skip
     rows += _optimisers(quick, echo)
     rows += _network(quick, echo)
+    rows += _trace(quick, echo)
     rows += _summary(rows, echo)
     rows.append(_machine(load_start, steal_share(cpu_start, cpu_times()), time.perf_counter() - t_start))
     table = pd.DataFrame(rows)
@@ -188,6 +189,28 @@ def _network(quick: bool, echo) -> list[dict]:
             "note": "trainings per second (flows_per_s) and SFT + DPO steps per second (value), one process",
         }
     ]
+
+
+def _trace(quick: bool, echo) -> list[dict]:
+    """The TRL callback's cost per recorded step for 64 probe pairs on the tiny GPT-2, if the trl extra is installed."""
+    if importlib.util.find_spec("trl") is None:
+        echo("\ntrace line skipped: TRL is not installed (pip install -e '.[trl]')")
+        return []
+    if quick:  # importing transformers and TRL alone takes ~10 s
+        echo("\ntrace line skipped by --quick (TRL's import alone takes ~10 s)")
+        return []
+
+    from flowsim.integrations import tiny
+
+    with tempfile.TemporaryDirectory() as scratch:
+        r = tiny.overhead(scratch, steps=20, pairs=64, repeats=2)
+    echo(f"\ntrace (TRL callback, tiny GPT-2, 64 probe pairs, one thread): {1e3 * r['overhead_s_per_step']:.1f} ms "
+         f"per recorded step ({1e3 * r['plain_s_per_step']:.1f} ms/step without, {1e3 * r['traced_s_per_step']:.1f} "
+         f"with; scoring {1e3 * r['score_s']:.1f} ms, writing {1e3 * r['write_s']:.1f} ms per recording)")  # fmt: skip
+    return [{"line": "trace", "problem": "trl-tiny-gpt2", "contender": "callback", "workers": 1,
+             "seconds": r["traced_s_per_step"] * r["steps"], "n": r["pairs"], "value": r["overhead_s_per_step"],
+             "note": "seconds added per recorded step by the TRL callback (64 probe pairs; best of runs with and "
+                     "without it)"}]  # fmt: skip
 
 
 def _summary(rows: list[dict], echo) -> list[dict]:
