@@ -25,10 +25,11 @@ Exact special cases (tests/unit/test_network.py):
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar
 
 from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
+from flowsim.model.parameterisations.base import Model
 
 EMBEDDINGS = ("learned", "one-hot")
 ACTIVATIONS = ("tanh", "relu", "gelu")
@@ -47,7 +48,7 @@ def torch_available() -> bool:
 
 
 @dataclass(frozen=True)
-class Network:
+class Network(Model):
     """A small causal LM with its synthetic preference data and SFT stage; see the module docstring.
 
     Parameters
@@ -93,7 +94,18 @@ class Network:
     normalised: ClassVar[bool] = True
     #: Where the field at the starts is: not a Policy to bind at a start, so each row records it
     #: itself -- (dp_w/dt, dp_l/dt at t = 0 under gradient flow, |grad_theta L|), these columns.
-    field_columns: ClassVar[tuple[str, str, str]] = ("dp1_dt_0", "dp2_dt_0", "grad_norm_0")
+    field_columns: ClassVar[tuple[str, str, str] | None] = ("dp1_dt_0", "dp2_dt_0", "grad_norm_0")
+    #: Not a Policy of independent starts: the pairs of a dataset share the parameters.
+    policy_of_starts: ClassVar[bool] = False
+    #: The grid is read only by sft = "target": without one, one training per combination.
+    grid_optional: ClassVar[bool] = True
+    #: Columns a network row adds after the flows.csv columns: the pair, the dataset's means, the SFT
+    #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`).
+    extra_columns: ClassVar[tuple[str, ...]] = (
+        "pair", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "p1_0_mean", "p2_0_mean", "p1_final_mean",
+        "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status", "sft_objective",
+        "target_w", "target_l", "dp1_dt_0", "dp2_dt_0", "grad_norm_0", "path",
+    )  # fmt: skip
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
@@ -151,9 +163,42 @@ class Network:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
         return self
 
-    def params(self) -> dict[str, object]:
-        """The hyperparameters by name, as they go into a results table."""
-        return asdict(self)
+    def rows_per_start(self) -> int:
+        """A row per pair of the dataset."""
+        return self.n_pairs
+
+    @classmethod
+    def check_sweep(cls, params: dict, dynamics: tuple[str, ...], grid_points: int | None) -> None:
+        """Each combination's field relations; no flow (a small-lr gd is its stand-in); the grid only
+        with ``sft = "target"`` (its points are the SFT targets), and then required."""
+        super().check_sweep(params, dynamics, grid_points)
+        if "flow" in dynamics:
+            raise ParamError("dynamics.kind", "has no network version: train with an optimiser (gd, momentum, "
+                             "adam, adamw); a small-lr gd is the flow's stand-in", "flow")  # fmt: skip
+        targets = "target" in params.get("sft", ("chosen",))
+        if grid_points is None and targets:
+            raise ParamError("grid", 'is required with model.sft = "target": its points are the SFT targets '
+                             "(p_w0, p_l0)", None)  # fmt: skip
+        if grid_points is not None and grid_points > 1 and not targets:
+            raise ParamError("grid", 'is read only by model.sft = "target" (its points are the SFT targets); leave '
+                             "it out, or replicate trainings with model.init_seed / model.data_seed lists",
+                             f"{grid_points} points")  # fmt: skip
+
+    @classmethod
+    def prepare_workers(cls) -> None:
+        """Import torch and what its optimisers import on first use (torch._dynamo), single-threaded.
+
+        Called in the sweep's own process before its workers fork, so that they inherit the modules
+        instead of each paying for them: 2.6-3.8 s for ``import torch`` and 2.5-3.1 s for the first
+        optimiser step, measured on the shared 2-core machine under load.
+        """
+        import torch
+
+        torch.set_num_threads(1)  # before any torch op: forked children must not inherit a thread pool
+        p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=1.0)
+        p.sum().backward()
+        opt.step()
 
 
 __all__ = ["INSTALL_HINT", "SFT_KINDS", "Network", "torch_available"]
