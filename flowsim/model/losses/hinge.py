@@ -70,3 +70,14 @@ class Hinge(Loss):
     def kinks(self, h, log_ref=0.0):
         """1 - m, shape (..., 1): the gradient jumps where it changes sign."""
         return (1.0 - self.margin(h))[..., None]
+
+    def kink_normals(self, h, log_ref=0.0):
+        """d(1 - m)/dh = beta (-1, 1), shape (..., 1, 2)."""
+        out = np.zeros((*np.shape(h)[:-1], 1, 2))
+        out[..., 0, :] = (-self.beta, self.beta)
+        return out
+
+    def side_grad(self, h, side, log_ref=0.0):
+        """beta (-1, 1) on the side m < 1 (side +1), 0 on the side m > 1."""
+        b = np.where(np.asarray(side, dtype=float)[..., 0] > 0, self.beta, 0.0) + np.zeros(np.shape(h)[:-1])
+        return np.stack([-b, b], axis=-1)
