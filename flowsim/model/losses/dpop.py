@@ -51,6 +51,11 @@ class DPOP(Loss):
     """
 
     kind: ClassVar[str] = "dpop"
+    #: Its field has a switching surface (h_w = 0), along which flows slide (Filippov): the driver
+    #: integrates them in pieces between events on it; the batched engine's lockstep steps would chatter.
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (
+        "its field has a switching surface (h_w = 0) along which flows slide: the driver integrates it as events"
+    )
     beta: float = 0.1
     dpop_lambda: float = 50.0
 

@@ -44,6 +44,11 @@ class Hinge(Loss):
     """
 
     kind: ClassVar[str] = "hinge"
+    #: Its field has a switching surface (margin = 1), along which a flow stops or slides (Filippov): the driver
+    #: integrates them in pieces between events on it; the batched engine's lockstep steps would chatter.
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (
+        "its field has a switching surface (margin = 1) where flows stop or slide: the driver integrates it as events"
+    )
     beta: float = 0.1
 
     def __post_init__(self) -> None:
