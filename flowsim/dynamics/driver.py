@@ -303,16 +303,26 @@ def _add_switches(sys_: System, surfaces: Surfaces, mode: Mode) -> dict[str, tup
     out = {}
     for k in range(surfaces.count):
         if k != mode.sliding:  # leaving its side of surface k: the next mode is decided on the surface
-            g = on_state(lambda th, k=k: float(surfaces.values(th)[k]))
+            g = on_state(lambda th, k=k: _inside(float(surfaces.values(th)[k]), mode.side[k]))
             out[f"surface_{k}"] = (g, -mode.side[k], lambda th, k=k: surfaces.decide(th, mode, k, mode.side[k]))
     if mode.sliding is not None:  # alpha leaves [0, 1]: a_- falls through 0, or a_+ rises through 0
         exits = _Cached(lambda th: surfaces.exits(th, mode))
         for i, name, side in ((0, "exit_minus", -1.0), (1, "exit_plus", 1.0)):
-            g = on_state(lambda th, i=i: exits(th)[i])
+            g = on_state(lambda th, i=i, side=side: _inside(exits(th)[i], -side))
             out[name] = (g, side, lambda th, side=side: mode.on(mode.sliding, side))
     for name, (g, direction, _) in out.items():
         sys_.add_event(name, lambda t, y, g=g: g(y), direction, True)
     return {name: (g, along(g), after) for name, (g, _, after) in out.items()}
+
+
+def _inside(value: float, sign: float) -> float:
+    """A switch's residual with an exact 0 counted on the mode's own side (``sign``).
+
+    solve_ivp counts a residual that is 0 at both ends of a step as a crossing; a residual that is
+    identically 0 (the hinge's far side has no field, so a_- = 0 there and nothing moves) would
+    then switch the mode at every step.  A switch happens where the residual changes sign.
+    """
+    return value if value != 0.0 else sign * 1e-300
 
 
 class _Cached:

@@ -151,6 +151,11 @@ def test_hinge_stops_on_its_surface():
     assert out.status == "stationary"
     assert out.margin_final == pytest.approx(2.0, abs=1e-9)
     assert out.t_sliding == 0.0
+    # without the stationary stop it stays there (Filippov's alpha = 0: the far side's zero field) until t_max,
+    # in a few pieces (an identically zero residual is not a crossing: issue #28's conformance sweep found it)
+    still = integrate(Hinge(beta=0.5), [0.5, 0.5], StopRule(t_max=1e4, stationary_tol=0.0))
+    assert still.status == "timeout" and still.margin_final == pytest.approx(2.0, abs=1e-9)
+    assert still.t_sliding == pytest.approx(1e4 - out.t_stop, rel=1e-6) and still.nfev < 2 * out.nfev
 
 
 def test_side_grad_defaults_agree_with_the_exact_pieces():
