@@ -112,14 +112,13 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
 
     from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.data import make_pairs
-    from flowsim.model.network.module import CausalMLP, PairBatch
+    from flowsim.model.network.module import build
     from flowsim.model.parameterisations.network import Network
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
     loss = _loss(exp, combo)
     spec = Network(**{k: combo[k] for k in exp.model_params})
-    net = CausalMLP(spec)
-    batch = PairBatch(make_pairs(spec), spec.window, net.pad)
+    net, batch = build(spec, make_pairs(spec))
     sft_value = sft(net, batch, spec, target=target)
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()

@@ -83,4 +83,15 @@ def trainable(net: nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in net.parameters() if p.requires_grad]
 
 
-__all__ = ["DTYPE", "CausalMLP", "PairBatch", "trainable"]
+def build(spec, data: PairData):
+    """The network of a spec and its dataset as a batch, by ``spec.arch``: (CausalMLP, PairBatch) or
+    (:class:`~flowsim.model.network.transformer.CausalTransformer`, its ``SequenceBatch``)."""
+    if spec.arch == "transformer":
+        from flowsim.model.network.transformer import CausalTransformer, SequenceBatch
+
+        return CausalTransformer(spec), SequenceBatch(data)
+    net = CausalMLP(spec)
+    return net, PairBatch(data, spec.window, net.pad)
+
+
+__all__ = ["DTYPE", "CausalMLP", "PairBatch", "build", "trainable"]

@@ -20,6 +20,16 @@ Exact special cases (tests/unit/test_network.py):
   network *is* the tabular softmax model ``logits`` with K = vocab;
 * ``layers = 0`` with a frozen readout Phi and bias b (``train = "embedding"``): z = b + Phi e(x),
   the log-linear model ``features`` with theta = the prompt's embedding.
+
+``arch = "transformer"`` replaces the MLP by a GPT-2 (``transformers``' ``GPT2LMHeadModel`` built
+from a config, nothing downloaded; :mod:`flowsim.model.network.transformer`): ``layers`` blocks of
+causal self-attention with ``heads`` heads and an MLP, width ``width``, learned positions over
+``context`` tokens, layer norms, an LM head tied to the token embedding if ``tie_embeddings``.  It
+reads the whole sequence (x, y_<t) instead of a window; ``window``, ``activation``, ``embedding``
+and ``readout_bias`` are the MLP's.  Its exact special case: ``layers = 0`` with an untied head and
+``train = "readout"`` is the ``features`` model with the fixed feature phi = LN(wte[x] + wpe[t]);
+for one one-token response its GD is the ``logits`` model's GD at lr * |phi|^2
+(tests/unit/test_transformer.py).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from typing import ClassVar
 from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
 
 EMBEDDINGS = ("learned", "one-hot")
+#: "mlp": :class:`~flowsim.model.network.module.CausalMLP`; "transformer": a GPT-2 (needs transformers).
+ARCHS = ("mlp", "transformer")
 ACTIVATIONS = ("tanh", "relu", "gelu")
 TRAINED_PARTS = ("all", "embedding", "readout")
 #: "chosen": SFT on y_w (with ``sft_mix`` weight on y_l and a fraction ``sft_noise`` of pairs
@@ -39,11 +51,18 @@ TRAINED_PARTS = ("all", "embedding", "readout")
 SFT_KINDS = ("chosen", "target", "none")
 #: What to run instead of torch when it is missing: the one-line fix.
 INSTALL_HINT = 'needs torch, which is not installed: pip install -e ".[nn]"'
+#: The same for ``arch = "transformer"``, which needs ``transformers`` (the extra TRL comes in).
+TRANSFORMER_HINT = 'needs transformers, which is not installed: pip install -e ".[trl]"'
 
 
 def torch_available() -> bool:
     """Whether torch can be imported (without importing it)."""
     return importlib.util.find_spec("torch") is not None
+
+
+def transformers_available() -> bool:
+    """Whether transformers can be imported (without importing it)."""
+    return importlib.util.find_spec("transformers") is not None
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,14 @@ class Network:
 
     Parameters
     ----------
+    arch : {"mlp", "transformer"}
+        The network: the MLP over a context window, or a GPT-2 (see the module docstring).
+    heads, context : int
+        The transformer's attention heads (>= 1; must divide ``width``) and positions (>= 2; must
+        hold prompt_len + response_len tokens).
+    tie_embeddings : bool
+        The transformer's LM head is its token embedding (GPT-2's default); false is needed for
+        ``train = "readout"``.
     vocab, prompt_len, response_len, window : int
         Tokens (>= 3), prompt and response lengths (>= 1) and the context window (>= 1).
     layers, width : int
@@ -94,6 +121,10 @@ class Network:
     #: Where the field at the starts is: not a Policy to bind at a start, so each row records it
     #: itself -- (dp_w/dt, dp_l/dt at t = 0 under gradient flow, |grad_theta L|), these columns.
     field_columns: ClassVar[tuple[str, str, str]] = ("dp1_dt_0", "dp2_dt_0", "grad_norm_0")
+    arch: str = "mlp"
+    heads: int = 2
+    context: int = 16
+    tie_embeddings: bool = True
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
@@ -123,17 +154,22 @@ class Network:
         if not torch_available():
             raise ParamError("kind", INSTALL_HINT, self.kind)
         set_ = object.__setattr__
-        for name, low in (("vocab", 3), ("prompt_len", 1), ("response_len", 1), ("window", 1), ("layers", 0),
+        for name, low in (("heads", 1), ("context", 2), ("vocab", 3), ("prompt_len", 1), ("response_len", 1),
+                          ("window", 1), ("layers", 0),
                           ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
                           ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
                           ("batch_seed", 0), ("path_points", 0)):  # fmt: skip
             set_(self, name, check_int(name, getattr(self, name), low))
+        set_(self, "arch", check_choice("arch", self.arch, ARCHS))
+        if self.arch == "transformer" and not transformers_available():
+            raise ParamError("arch", TRANSFORMER_HINT, self.arch)
         set_(self, "activation", check_choice("activation", self.activation, ACTIVATIONS))
         set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
         set_(self, "train", check_choice("train", self.train, TRAINED_PARTS))
         set_(self, "sft", check_choice("sft", self.sft, SFT_KINDS))
-        if not isinstance(self.readout_bias, bool):
-            raise ParamError("readout_bias", "must be true or false", self.readout_bias)
+        for name in ("readout_bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParamError(name, "must be true or false", getattr(self, name))
         set_(self, "sft_lr", check_positive("sft_lr", self.sft_lr))
         set_(self, "sft_mix", check_interval("sft_mix", self.sft_mix, 0.0, 1.0, closed="both"))
         set_(self, "sft_noise", check_interval("sft_noise", self.sft_noise, 0.0, 1.0, closed="both"))
@@ -149,11 +185,24 @@ class Network:
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
         if self.batch_size > self.n_pairs:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
+        if self.arch == "transformer":
+            self._check_transformer()
         return self
+
+    def _check_transformer(self) -> None:
+        if self.width % self.heads:
+            raise ParamError("heads", f"must divide width = {self.width} (arch = transformer)", self.heads)
+        if self.context < self.prompt_len + self.response_len:
+            rule = f"must be >= prompt_len + response_len = {self.prompt_len + self.response_len} (arch = transformer)"
+            raise ParamError("context", rule, self.context)
+        if self.train == "readout" and self.tie_embeddings:
+            rule = 'must be false with train = "readout" (a tied head is the token embedding)'
+            raise ParamError("tie_embeddings", rule, self.tie_embeddings)
 
     def params(self) -> dict[str, object]:
         """The hyperparameters by name, as they go into a results table."""
         return asdict(self)
 
 
-__all__ = ["INSTALL_HINT", "SFT_KINDS", "Network", "torch_available"]
+__all__ = ["ARCHS", "INSTALL_HINT", "SFT_KINDS", "TRANSFORMER_HINT", "Network", "torch_available",
+           "transformers_available"]
