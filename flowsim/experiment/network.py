@@ -110,6 +110,7 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
     """
     import torch
 
+    from flowsim.dynamics.pretraining import pretrain
     from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.data import make_pairs
     from flowsim.model.network.module import build
@@ -119,6 +120,7 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
     loss = _loss(exp, combo)
     spec = Network(**{k: combo[k] for k in exp.model_params})
     net, batch = build(spec, make_pairs(spec))
+    pretrain(net, spec)  # nothing unless pretrain_steps > 0
     sft_value = sft(net, batch, spec, target=target)
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()

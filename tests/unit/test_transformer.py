@@ -146,6 +146,6 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch):
     import flowsim.model.parameterisations.network as mod
 
     monkeypatch.setattr(mod, "transformers_available", lambda: False)
-    with pytest.raises(ValueError, match=r"arch needs transformers, which is not installed: pip install -e \"\.\[trl\]\""):
+    with pytest.raises(ValueError, match=r"arch needs transformers, which is not installed: pip install -e \"\.\[trl"):
         Network(arch="transformer")
     Network()  # the MLP does not need it

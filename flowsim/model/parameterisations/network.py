@@ -30,6 +30,13 @@ and ``readout_bias`` are the MLP's.  Its exact special case: ``layers = 0`` with
 ``train = "readout"`` is the ``features`` model with the fixed feature phi = LN(wte[x] + wpe[t]);
 for one one-token response its GD is the ``logits`` model's GD at lr * |phi|^2
 (tests/unit/test_transformer.py).
+
+``pairs = "language"`` draws the pairs from a seeded language (:mod:`flowsim.model.network.language`:
+a Markov source over ``word_classes`` word classes, from ``language_seed``; the last token is EOS)
+with the similarity controls ``shared_prefix`` and ``same_class``; ``pretrain_steps`` > 0 first
+trains the network on that language's next-token loss (``pretrain_tokens`` tokens of text,
+full-batch Adam at ``pretrain_lr``; :mod:`flowsim.dynamics.pretraining`), then SFT, then the
+preference stage.  ``append_eos`` ends both responses with EOS, counted in log pi(y|x), as TRL does.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from flowsim._validation import ParamError, check_choice, check_int, check_inter
 EMBEDDINGS = ("learned", "one-hot")
 #: "mlp": :class:`~flowsim.model.network.module.CausalMLP`; "transformer": a GPT-2 (needs transformers).
 ARCHS = ("mlp", "transformer")
+#: "uniform": :func:`~flowsim.model.network.data.make_pairs`' uniform tokens; "language": drawn from
+#: :mod:`flowsim.model.network.language`.
+PAIR_SOURCES = ("uniform", "language")
 ACTIVATIONS = ("tanh", "relu", "gelu")
 TRAINED_PARTS = ("all", "embedding", "readout")
 #: "chosen": SFT on y_w (with ``sft_mix`` weight on y_l and a fraction ``sft_noise`` of pairs
@@ -79,6 +89,18 @@ class Network:
     tie_embeddings : bool
         The transformer's LM head is its token embedding (GPT-2's default); false is needed for
         ``train = "readout"``.
+    pairs : {"uniform", "language"}
+        Where the pairs come from (see the module docstring).
+    word_classes, language_seed : int
+        The language's word classes (>= 1; vocab - 1 words share them) and its seed.
+    shared_prefix : int
+        Language pairs: y_l keeps y_w's first ``shared_prefix`` tokens; the edits come after.
+    same_class : bool
+        Language pairs: an edited token is replaced by another word of its class (else any word).
+    append_eos : bool
+        End both responses with EOS (token vocab - 1), counted in log pi(y|x) as TRL counts it.
+    pretrain_steps, pretrain_lr, pretrain_tokens : int, float, int
+        The pretraining stage on the language's next-token loss (0 steps: none), before SFT.
     vocab, prompt_len, response_len, window : int
         Tokens (>= 3), prompt and response lengths (>= 1) and the context window (>= 1).
     layers, width : int
@@ -125,6 +147,15 @@ class Network:
     heads: int = 2
     context: int = 16
     tie_embeddings: bool = True
+    pairs: str = "uniform"
+    word_classes: int = 3
+    language_seed: int = 0
+    shared_prefix: int = 0
+    same_class: bool = False
+    append_eos: bool = False
+    pretrain_steps: int = 0
+    pretrain_lr: float = 0.01
+    pretrain_tokens: int = 2048
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
@@ -155,7 +186,8 @@ class Network:
             raise ParamError("kind", INSTALL_HINT, self.kind)
         set_ = object.__setattr__
         for name, low in (("heads", 1), ("context", 2), ("vocab", 3), ("prompt_len", 1), ("response_len", 1),
-                          ("window", 1), ("layers", 0),
+                          ("window", 1), ("layers", 0), ("word_classes", 1), ("language_seed", 0),
+                          ("shared_prefix", 0), ("pretrain_steps", 0), ("pretrain_tokens", 2),
                           ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
                           ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
                           ("batch_seed", 0), ("path_points", 0)):  # fmt: skip
@@ -163,14 +195,16 @@ class Network:
         set_(self, "arch", check_choice("arch", self.arch, ARCHS))
         if self.arch == "transformer" and not transformers_available():
             raise ParamError("arch", TRANSFORMER_HINT, self.arch)
+        set_(self, "pairs", check_choice("pairs", self.pairs, PAIR_SOURCES))
         set_(self, "activation", check_choice("activation", self.activation, ACTIVATIONS))
         set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
         set_(self, "train", check_choice("train", self.train, TRAINED_PARTS))
         set_(self, "sft", check_choice("sft", self.sft, SFT_KINDS))
-        for name in ("readout_bias", "tie_embeddings"):
+        for name in ("readout_bias", "tie_embeddings", "same_class", "append_eos"):
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(name, "must be true or false", getattr(self, name))
         set_(self, "sft_lr", check_positive("sft_lr", self.sft_lr))
+        set_(self, "pretrain_lr", check_positive("pretrain_lr", self.pretrain_lr))
         set_(self, "sft_mix", check_interval("sft_mix", self.sft_mix, 0.0, 1.0, closed="both"))
         set_(self, "sft_noise", check_interval("sft_noise", self.sft_noise, 0.0, 1.0, closed="both"))
 
@@ -187,13 +221,33 @@ class Network:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
         if self.arch == "transformer":
             self._check_transformer()
+        if self.pairs == "language" or self.pretrain_steps:
+            self._check_language()
+        elif self.shared_prefix or self.same_class:
+            key = "shared_prefix" if self.shared_prefix else "same_class"
+            raise ParamError(key, 'is a control of pairs = "language"', getattr(self, key))
         return self
+
+    def _check_language(self) -> None:
+        per_class = 2 if self.same_class and self.pairs == "language" else 1
+        if self.vocab - 1 < per_class * self.word_classes:
+            rule = f"must be <= (vocab - 1) / {per_class} = {(self.vocab - 1) // per_class}" + (
+                " (same_class needs two words a class)" if per_class == 2 else " (the last token is EOS)")
+            raise ParamError("word_classes", rule, self.word_classes)
+        if self.pairs == "language" and self.token_pool:
+            raise ParamError("token_pool", 'must be 0 with pairs = "language" (the language draws the words)',
+                             self.token_pool)  # fmt: skip
+        if self.edit_distance > self.response_len - self.shared_prefix:
+            rule = f"must be <= response_len - shared_prefix = {self.response_len - self.shared_prefix}"
+            raise ParamError("edit_distance", rule, self.edit_distance)
 
     def _check_transformer(self) -> None:
         if self.width % self.heads:
             raise ParamError("heads", f"must divide width = {self.width} (arch = transformer)", self.heads)
-        if self.context < self.prompt_len + self.response_len:
-            rule = f"must be >= prompt_len + response_len = {self.prompt_len + self.response_len} (arch = transformer)"
+        length = self.prompt_len + self.response_len + self.append_eos
+        if self.context < length:
+            eos = " + 1 (EOS)" * self.append_eos
+            rule = f"must be >= prompt_len + response_len{eos} = {length} (arch = transformer)"
             raise ParamError("context", rule, self.context)
         if self.train == "readout" and self.tie_embeddings:
             rule = 'must be false with train = "readout" (a tied head is the token embedding)'
@@ -204,5 +258,5 @@ class Network:
         return asdict(self)
 
 
-__all__ = ["ARCHS", "INSTALL_HINT", "SFT_KINDS", "TRANSFORMER_HINT", "Network", "torch_available",
+__all__ = ["ARCHS", "INSTALL_HINT", "PAIR_SOURCES", "SFT_KINDS", "TRANSFORMER_HINT", "Network", "torch_available",
            "transformers_available"]
