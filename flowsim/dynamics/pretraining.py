@@ -15,9 +15,10 @@ import math
 import numpy as np
 import torch
 
+from flowsim.model.network.archs import as_batch
 from flowsim.model.network.data import PairData
 from flowsim.model.network.language import corpus
-from flowsim.model.network.module import as_batch, trainable
+from flowsim.model.network.module import trainable
 
 
 def text_batch(spec, text: np.ndarray, net):

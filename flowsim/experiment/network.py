@@ -112,8 +112,8 @@ def train_one(exp, combo: dict[str, Any], target: np.ndarray):
 
     from flowsim.dynamics.pretraining import pretrain
     from flowsim.dynamics.training import initial_field, sft, train_pairs
+    from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
-    from flowsim.model.network.module import build
     from flowsim.model.parameterisations.network import Network
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size

@@ -56,9 +56,9 @@ from flowsim.dynamics.optimisers import GD, Adam  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
 from flowsim.dynamics.training import train_pairs  # noqa: E402
 from flowsim.model.losses import DPO, IPO, SimPO  # noqa: E402
+from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import make_pairs  # noqa: E402
 from flowsim.model.network.language import vocabulary  # noqa: E402
-from flowsim.model.network.module import build  # noqa: E402
 from flowsim.model.parameterisations.network import Network  # noqa: E402
 
 torch.set_num_threads(1)  # one thread: on a busy 2-core machine more made TRL's steps 10-200x slower

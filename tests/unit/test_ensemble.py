@@ -15,8 +15,8 @@ from flowsim.dynamics.optimisers import GD, Adam  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
 from flowsim.dynamics.training import sft, train_pairs  # noqa: E402
 from flowsim.model.losses import DPO, IPO  # noqa: E402
+from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import make_pairs  # noqa: E402
-from flowsim.model.network.module import build  # noqa: E402
 from flowsim.model.parameterisations.network import Network  # noqa: E402
 
 torch.set_num_threads(1)

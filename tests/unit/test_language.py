@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from flowsim.dynamics.pretraining import next_token_loss, pretrain, text_batch  # noqa: E402
+from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import make_pairs  # noqa: E402
 from flowsim.model.network.language import corpus, language_of, make_language, vocabulary  # noqa: E402
-from flowsim.model.network.module import build  # noqa: E402
 from flowsim.model.parameterisations.network import Network  # noqa: E402
 
 torch.set_num_threads(1)

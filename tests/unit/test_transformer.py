@@ -18,8 +18,9 @@ from flowsim.dynamics.optimisers import GD, Adam, Momentum  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
 from flowsim.dynamics.training import initial_field, sft, train_pairs  # noqa: E402
 from flowsim.model.losses import DPO, IPO, SimPO  # noqa: E402
+from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import PairData, make_pairs  # noqa: E402
-from flowsim.model.network.module import DTYPE, build, trainable  # noqa: E402
+from flowsim.model.network.module import DTYPE, trainable  # noqa: E402
 from flowsim.model.network.transformer import CausalTransformer, SequenceBatch  # noqa: E402
 from flowsim.model.objective import Objective  # noqa: E402
 from flowsim.model.parameterisations import SoftmaxLogits  # noqa: E402

@@ -45,7 +45,7 @@ def make_pairs(spec) -> PairData:
     if spec.pairs == "language":
         from flowsim.model.network.language import language_pairs
 
-        data = language_pairs(spec)
+        data = PairData(*language_pairs(spec))
     else:
         data = uniform_pairs(spec)
     return with_eos(data, spec.vocab - 1) if spec.append_eos else data

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowsim.model.network.data import PairData
-
 #: Dirichlet concentration of the class transitions (< 1: peaked rows) and of the word emissions.
 TRANSITION_ALPHA, EMISSION_ALPHA = 0.3, 1.0
 
@@ -118,8 +116,8 @@ def corpus(spec, n_tokens: int, seed) -> np.ndarray:
     return language_of(spec).sample(np.random.default_rng(seed), n, length)
 
 
-def language_pairs(spec) -> PairData:
-    """Pairs drawn from the language, with the spec's similarity controls.
+def language_pairs(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs drawn from the language, with the spec's similarity controls: (prompts, chosen, rejected).
 
     Prompts are sentences (``n_prompts`` of them shared round-robin, or one per pair); y_w continues
     its prompt in the language; y_l is y_w with ``edit_distance`` of its positions after the first
@@ -140,7 +138,7 @@ def language_pairs(spec) -> PairData:
             w = chosen[i, s]
             pool = np.flatnonzero(lang.word_class == lang.word_class[w]) if spec.same_class else np.arange(n_words)
             rejected[i, s] = rng.choice(pool[pool != w])
-    return PairData(prompts, chosen, rejected)
+    return prompts, chosen, rejected
 
 
 __all__ = ["Language", "corpus", "language_of", "language_pairs", "make_language", "vocabulary"]

@@ -83,25 +83,4 @@ def trainable(net: nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in net.parameters() if p.requires_grad]
 
 
-def build(spec, data: PairData):
-    """The network of a spec and its dataset as a batch, by ``spec.arch``: (CausalMLP, PairBatch) or
-    (:class:`~flowsim.model.network.transformer.CausalTransformer`, its ``SequenceBatch``)."""
-    if spec.arch == "transformer":
-        from flowsim.model.network.transformer import CausalTransformer
-
-        net = CausalTransformer(spec)
-    else:
-        net = CausalMLP(spec)
-    return net, as_batch(spec, data, net)
-
-
-def as_batch(spec, data: PairData, net):
-    """``data`` as the batch type of ``spec.arch``'s network ``net`` (which has ``log_probs(net, rows)``)."""
-    if spec.arch == "transformer":
-        from flowsim.model.network.transformer import SequenceBatch
-
-        return SequenceBatch(data)
-    return PairBatch(data, spec.window, net.pad)
-
-
-__all__ = ["DTYPE", "CausalMLP", "PairBatch", "as_batch", "build", "trainable"]
+__all__ = ["DTYPE", "CausalMLP", "PairBatch", "trainable"]
