@@ -150,3 +150,12 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch):
     with pytest.raises(ValueError, match=r"arch needs transformers, which is not installed: pip install -e \"\.\[trl"):
         Network(arch="transformer")
     Network()  # the MLP does not need it
+
+
+def test_train_names_the_trained_parts():
+    nets = {train: CausalTransformer(Network(**SMALL, train=train, tie_embeddings=False))
+            for train in ("embedding", "readout")}  # fmt: skip
+    names = {train: [k for k, p in net.named_parameters() if p.requires_grad] for train, net in nets.items()}
+    assert names == {"embedding": ["lm.transformer.wte.weight", "lm.transformer.wpe.weight"],
+                     "readout": ["lm.lm_head.weight"]}  # fmt: skip
+    assert len(trainable(CausalTransformer(Network(**SMALL)))) == 2 + 12 * 2 + 2  # wte, wpe, 12 per block, ln_f
