@@ -26,15 +26,17 @@ def build_report(root: Path, names: list[str]) -> str:
         m = next(iter(metas.values()))
         out += [
             f"Produced by `flowsim reproduce` (flowsim {m['versions'].get('flowsim', '?')}, commit "
-            f"`{m.get('git_commit') or 'unknown'}`, {m['finished']}). Every number below is read from the "
-            "files in these folders; rerun the command to regenerate them.",
+            f"`{m.get('git_commit') or 'unknown'}`). Every number below is read from the "
+            "files in these folders; rerun the command to regenerate them (it writes to a scratch folder and "
+            "says whether they come out the same). When and where each run was made, and how long it took, "
+            "is in each folder's `run.json`, which is not committed.",
             "",
-            "| experiment | rows | computed by (rows) | wall time (s) | by status |",
-            "|---|---|---|---|---|",
+            "| experiment | rows | computed by (rows) | by status |",
+            "|---|---|---|---|",
         ]
         for n, m in metas.items():
             st = ", ".join(f"{k} {v}" for k, v in m["counts_by_status"].items() if v)
-            out.append(f"| [{n}]({n}/) | {m['rows']:,} | {_engines(m)} | {m['wall_time_s']:.1f} | {st} |")
+            out.append(f"| [{n}]({n}/) | {m['rows']:,} | {_engines(m)} | {st} |")
         out.append("")
     out += ["## The paper's Figure 1, redrawn", "",
             "![Figure 1](figure1.png)", "",
