@@ -71,8 +71,9 @@ def _tiny_experiments(folder: Path) -> Path:
     return exps
 
 
-def _reproduce(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "flowsim", "reproduce", "--quiet", *args], capture_output=True,
+def _reproduce(*args: str, cwd: Path | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    flags = ["--quiet"] if quiet else []
+    res = subprocess.run([sys.executable, "-m", "flowsim", "reproduce", *flags, *args], capture_output=True,
                          text=True, cwd=cwd)  # fmt: skip
     assert res.returncode == 0, res.stderr
     return res
@@ -104,10 +105,13 @@ def test_reproduce_twice_on_a_clean_clone_leaves_it_clean(tmp_path):
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "results")
     assert "results/paper/meta.json" in _git(repo, "ls-files") and "run.json" not in _git(repo, "ls-files")
-    for _ in range(2):
-        res = _reproduce(cwd=repo)
+    for quiet in (True, False):
+        res = _reproduce(cwd=repo, quiet=quiet)
         assert "compared with results: same (" in res.stdout, res.stdout
         assert _git(repo, "status", "--porcelain") == ""
+    # the parallel analyse-and-plot parts share one progress bar (the workers' own bars interleaved)
+    assert "reproduce: analyse and plot" in res.stderr and "4/4" in res.stderr
+    assert ": figures" not in res.stderr and "analyze paper" not in res.stderr
     assert (repo / "runs" / "reproduce" / ".previous" / "paper" / "meta.json").exists()  # one generation kept
     again = _reproduce("--update", "--allow-dirty", cwd=repo)  # the same results again: no committed file changes
     assert _git(repo, "status", "--porcelain") == ""
