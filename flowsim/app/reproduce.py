@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
 from flowsim.app.report import build_report
-from flowsim.app.run import load
+from flowsim.app.run import load, warn_setup
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.parallel import backend, default_backend
 from flowsim.experiment.store import RUN_FILE, SweepError, git_commit
@@ -86,6 +86,7 @@ def reproduce(
     for exp in exps:  # each sweep uses every worker itself
         meta = run_sweep(exp, staging / exp.name, n_jobs=n_jobs, progress=progress)
         print(f"{exp.name}: {meta['rows']} rows in {meta['wall_time_s']:.1f} s")
+        warn_setup(exp, staging / exp.name)
     _report_parts(staging, names, n_jobs, progress)
     (staging / "README.md").write_text(build_report(staging, names))
 
