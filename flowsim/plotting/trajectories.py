@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from flowsim.experiment.regions import REGIONS
 from flowsim.plotting.base import TRAINED, Family, Plot
-from flowsim.plotting.settings import pooled, settings
+from flowsim.plotting.settings import settings, what_ran
 from flowsim.plotting.style import PATH_COLOURS, save
 
 
@@ -44,7 +44,7 @@ def _curve(row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return pts[:, 0] / lr, np.exp(pts[:, 1:])
 
 
-def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Path | None:
+def figure(panels: list[tuple[str, pd.DataFrame]], what: str, path: Path) -> Path | None:
     """The panels (title, rows) side by side: p_w solid, p_l dashed, a colour per region."""
     drawn = [(title, representatives(rows)) for title, rows in panels]
     if not any(reps for _, reps in drawn):
@@ -80,8 +80,8 @@ def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Pat
     handles += [Line2D([], [], color=col, lw=3, label=f"start in {reg}") for reg, col in seen.items()]
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.02), ncol=min(len(handles), 6),
                fontsize=8, frameon=False, handlelength=2.0, columnspacing=1.2)  # fmt: skip
-    fig.suptitle(f"p_w and p_l over DPO training, from one SFT start per region (the pair nearest the "
-                 f"region's median start){note}", fontsize=10.5, y=1 - 0.25 / height, wrap=True)  # fmt: skip
+    fig.suptitle(f"p_w and p_l over {what} training, from one SFT start per region (the pair nearest the region's "
+                 "median start); a panel per setting", fontsize=10.5, y=1 - 0.25 / height, wrap=True)  # fmt: skip
     return save(fig, path)
 
 
@@ -89,7 +89,7 @@ def draw(plot: Plot) -> Iterator[Path]:
     """One figure of every setting's trajectories (none without a recorded ``path`` column)."""
     if "path" not in plot.flows.columns:
         return
-    out = figure([(t, rows) for t, rows, _ in settings(plot)], pooled(plot), plot.file("trajectories"))
+    out = figure([(t, rows) for t, rows, _ in settings(plot)], what_ran(plot), plot.file("trajectories"))
     if out is not None:
         yield out
 
