@@ -3,7 +3,7 @@
     flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend B] [--scheduler ADDR]
                                 [--scheduler-timeout S]
     flowsim analyze RESULTS [--quiet]
-    flowsim plot RESULTS [--format png|svg|pdf] [--quiet]
+    flowsim plot RESULTS [--format png|svg|pdf] [--all] [--quiet]
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
     flowsim reproduce [--experiments DIR] [--results DIR] [--out DIR | --update [--allow-dirty]] [--n-jobs N]
                       [--quiet]
@@ -117,7 +117,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from flowsim.app.plot import plot
 
-    paths = plot(args.results, args.format, progress=not args.quiet)
+    paths = plot(args.results, args.format, progress=not args.quiet, every=args.all)
     print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
     return 0
 
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
     pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
     pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
+    pl.add_argument("--all", action="store_true",
+                    help="also a file per parameter combination (heatmaps, basins, paths); by default those only for "
+                    "a single combination, and for several the facets, paths_all and the loss comparison")  # fmt: skip
     pl.add_argument("--quiet", action="store_true", help="no progress on stderr")
     pl.set_defaults(func=cmd_plot)
     _add_field(sub)

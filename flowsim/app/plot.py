@@ -55,8 +55,12 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
             continue
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
-        starts = [(p, r) for p, r in zip(start_points(*cuts), REGIONS, strict=True)
-                  if not (model.normalised and p.sum() >= 1)]  # fmt: skip
+        # a normalised model keeps mass for the other responses: a centre on or past p1 + p2 = 1 (to rounding)
+        # has no path; one on the line (not in the hatched triangle) is drawn as such, with the reason
+        off = [model.normalised and p.sum() >= 1 - 1e-9 for p in start_points(*cuts)]
+        starts = [(p, r) for p, r, o in zip(start_points(*cuts), REGIONS, off, strict=True) if not o]
+        none = [PathData(p, None, p, float("nan"), "no path", r, NO_START) for p, r, o in
+                zip(start_points(*cuts), REGIONS, off, strict=True) if o and p.sum() <= 1 + 1e-9]  # fmt: skip
         p0 = np.array([p for p, _ in starts])
         ref = p0 if reference == "initial" else np.ones_like(p0) if reference == "none" else \
             np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)  # fmt: skip
@@ -66,7 +70,12 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
             out[key] = [_flow_path(loss, pol.row(i), stop, options, p, r) for i, (p, r) in enumerate(starts)]
         else:
             out[key] = discrete_paths(loss, pol, optimiser, stop, [r for _, r in starts])
+        out[key] += none
     return out
+
+
+#: Why a region centre has no path on a normalised model.
+NO_START = "region centre on p1 + p2 = 1; a normalised model needs p1 + p2 < 1"
 
 
 def _flow_path(loss, pol, stop: StopRule, options, p: np.ndarray, region: str) -> PathData:
@@ -102,8 +111,9 @@ def discrete_paths(loss, pol, optimiser, stop: StopRule, regions: list[str], poi
     return out
 
 
-def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Path]:
-    """Write the heatmaps, facets and path figures into <folder>/figures.
+def plot(path: str | Path, fmt: str = "png", progress: bool = False, every: bool = False) -> list[Path]:
+    """Write the figures into <folder>/figures: the default set, and with ``every`` the files per
+    combination too (:func:`~flowsim.plotting.plot_results`).
 
     With ``progress``, the steps and a count of the figures written go to stderr.
     """
@@ -120,4 +130,5 @@ def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Pat
             paths = region_paths(flows, exp, stop, cuts)
     with figure_bar(f"plot {folder.name}", progress) as bar:
         return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
-                            paths=paths, progress=lambda _: bar.update())  # fmt: skip
+                            paths=paths, progress=lambda _: bar.update(), every=every,
+                            experiment=exp)  # fmt: skip

@@ -53,8 +53,17 @@ def settings(plot: Plot) -> list[tuple[str, pd.DataFrame, object]]:
     return out
 
 
-def what_ran(plot: Plot) -> str:
-    """The loss(es) and model of the table, for a figure's title: "DPO", "DPO and IPO" (upper case)."""
+#: Model names as a title says them.
+MODEL_TEXT = {"ratio": "the ratio plane", "logits": "softmax logits", "features": "shared features",
+              "network": "a network"}  # fmt: skip
+
+
+def what_ran(plot: Plot, model: bool = False) -> str:
+    """The loss(es) of the table, for a figure's title: "DPO", "DPO and IPO", "16 losses"; with
+    ``model``, the model too ("DPO on softmax logits")."""
     flows = plot.flows
     losses = [str(v).upper() for v in sorted(pd.unique(flows["loss"]))] if "loss" in flows.columns else ["DPO"]
-    return losses[0] if len(losses) == 1 else ", ".join(losses[:-1]) + f" and {losses[-1]}"
+    text = losses[0] if len(losses) == 1 else f"{len(losses)} losses" if len(losses) > 3 else \
+        ", ".join(losses[:-1]) + f" and {losses[-1]}"  # fmt: skip
+    models = [str(v) for v in pd.unique(flows["model"])] if "model" in flows.columns else ["ratio"]
+    return text + (f" on {', '.join(MODEL_TEXT.get(m, m) for m in models)}" if model else "")
