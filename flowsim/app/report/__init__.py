@@ -75,10 +75,13 @@ def build_report(root: Path, names: list[str]) -> str:
     out += network_section(root)
 
     out += ["## Figures", "",
-            "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
-            "(p1_0, p2_0) of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w` and `status`; `basin_*` "
-            "(final p1 as colour, t_stop as contours); `paths_*` (flows from the region centres over the field); "
-            "and `facet_*`, one panel per combination on a shared scale.", ""]  # fmt: skip
+            "In each experiment's `figures/` folder: `facet_*`, one panel per parameter combination on a shared "
+            "scale, of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w`, `status` and more over the "
+            "SFT model's (p1_0, p2_0); `paths_all` (the flows from the region centres, a panel per combination); "
+            "`loss_comparison` where several losses were run; a network's `starts_*` and `trajectories`. An "
+            "experiment of one combination also gets its heatmaps, `basin` (final p1 as colour, t_stop as "
+            "contours) and `paths` (over the field); `flowsim plot RUN --all` draws them for the others.",
+            ""]  # fmt: skip
     for n in names:
         folder = root / n / "figures"
         facets = sorted(folder.glob("facet_*.png")) if folder.exists() else []
