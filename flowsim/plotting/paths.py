@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,9 @@ NO_PATH = {"marker": "o", "ms": 7, "mfc": "none", "mec": "0.35", "mew": 1.2, "ls
 
 
 def no_path_handle(notes: list[str]) -> Line2D:
-    """The legend entry of the starts without a path, with their reason(s)."""
-    return Line2D([], [], **NO_PATH, label=f"no path: {'; '.join(dict.fromkeys(notes))}")
+    """The legend entry of the starts without a path, with their reason(s), wrapped to stay narrow."""
+    text = textwrap.fill(f"no path: {'; '.join(dict.fromkeys(notes))}", 42)
+    return Line2D([], [], **NO_PATH, label=text)
 
 
 def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts, path: Path) -> Path:
