@@ -257,9 +257,11 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     claims = found.check(lambda: t.table("claims").doc)
     # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
     no_grid = model_kind in TRAINED_MODELS and "grid" not in doc
-    # whether a grid is needed depends on the model: with a model that failed, it is not checked
-    grid = Grid(kind="random", n=1) if no_grid else found.check(lambda: _parse_grid(t.table("grid"))) if model_kind \
-        else None
+    grid = None  # whether a grid is needed depends on the model: with a model that failed, it is not checked
+    if no_grid:
+        grid = Grid(kind="random", n=1)
+    elif model_kind:
+        grid = found.check(lambda: _parse_grid(t.table("grid")))
     if model_kind not in TRAINED_MODELS and grid and losses and model_kind:  # a network's p are a softmax's: below 1
         found.check(lambda: _check_certain_starts(t.table("grid"), losses, model_kind, grid))
     found.raise_any()
