@@ -145,7 +145,7 @@ def compare_results(old_root: Path, new_root: Path, names: list[str]) -> str:
     for it); meta.json's commit and versions, which are reported but are not a difference
     in the results; claims.csv, whose changed claims are named (:func:`_compare`).
     """
-    diffs, notes, n_files = [], set(), 0
+    changed, made, gone, notes, n_files = [], [], [], set(), 0
     for name in names + list(REPORT_FILES):
         new = new_root / name
         files = sorted(p.relative_to(new_root) for p in new.rglob("*") if p.is_file()) if new.is_dir() else [Path(name)]
@@ -153,16 +153,19 @@ def compare_results(old_root: Path, new_root: Path, names: list[str]) -> str:
             if rel.name == RUN_FILE or (rel.name == "flows.csv" and not (old_root / rel).exists()):
                 continue
             n_files += 1
-            diff = _compare_file(old_root / rel, new_root / rel, notes)
-            if diff:
-                diffs.append(f"  {rel}: {diff}")
-        diffs += [f"  {rel}: not made this time" for rel in _gone(old_root, new_root, name)]
+            if not (old_root / rel).exists():
+                made.append(f"  {rel}: new (not in the results compared with)")
+            elif diff := _compare_file(old_root / rel, new_root / rel, notes):
+                changed.append(f"  {rel}: {diff}")
+        gone += [f"  {rel}: not made this time" for rel in _gone(old_root, new_root, name)]
     head = f"compared with {old_root}: "
     note = "".join(f"\n  (note: {n})" for n in sorted(notes))
+    diffs = changed + made + gone
     if not diffs:
         return head + f"same ({n_files} files identical)" + note
     shown = diffs[:40] + ([f"  ... and {len(diffs) - 40} more"] if len(diffs) > 40 else [])
-    return head + f"{len(diffs)} of {n_files} files differ:\n" + "\n".join(shown) + note
+    counts = f"{len(changed)} of {n_files - len(made)} files differ, {len(made)} new, {len(gone)} not made this time"
+    return head + counts + ":\n" + "\n".join(shown) + note
 
 
 def _gone(old_root: Path, new_root: Path, name: str) -> list[Path]:
@@ -179,8 +182,6 @@ _PROVENANCE = ("git_commit", "versions")
 
 def _compare_file(old: Path, new: Path, notes: set[str]) -> str:
     """What differs between two files ("" when nothing that matters), adding provenance notes to ``notes``."""
-    if not old.exists():
-        return "new (not in the results compared with)"
     if new.name == "meta.json":
         a, b = json.loads(old.read_text()), json.loads(new.read_text())
         if a.get("git_commit") != b.get("git_commit"):
@@ -221,9 +222,13 @@ def _compare(a: pd.DataFrame, b: pd.DataFrame) -> str:
         + ("same verdicts" if not flipped else f"verdicts changed for {', '.join(flipped)}")
     ]
     if moved:
+        both_finite = ~same & np.isfinite(va) & np.isfinite(vb)
         with np.errstate(divide="ignore", invalid="ignore"):
-            worst = np.nanmax(np.abs(vb - va)[~same] / np.abs(va[~same]))
-        parts.append(f"values changed for {', '.join(moved)} (largest relative change {worst:.2e})")
+            rel = np.abs(vb - va)[both_finite] / np.abs(va[both_finite])
+        worst = f"largest relative change {np.nanmax(rel):.2e}" if np.isfinite(rel).any() else "no number to number"
+        nan_moves = int((~same).sum() - both_finite.sum())
+        worst += f"; {nan_moves} became or stopped being NaN" if nan_moves else ""
+        parts.append(f"values changed for {', '.join(moved)} ({worst})")
     else:
         parts.append("values identical")
     if added:
