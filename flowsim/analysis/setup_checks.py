@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.tables import _column, parameter_columns
+from flowsim.analysis.tables import float_column, parameter_columns
 
 #: A preference stage of fewer steps than this has not learned anything to speak of.
 HANDFUL = 5
@@ -44,7 +44,7 @@ def _problems(g: pd.DataFrame, p2_floor: float) -> list[str]:
         sft = " after SFT" if "sft" in g.columns else ""
         out.append(f"p_l starts{sft} at or below the stop floor p2_floor = {p2_floor:g} in {low} of {n} rows "
                    f"(lowest {g['p2_0'].min():.3g}), so preference training starts where it stops")  # fmt: skip
-    steps = _column(g, "steps")
+    steps = float_column(g, "steps")
     done = np.isfinite(steps)
     short = int((steps[done] < HANDFUL).sum())
     if done.any() and short > MOST * done.sum():

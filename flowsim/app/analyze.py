@@ -11,21 +11,23 @@ from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
 from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
+from flowsim.errors import InputNotFound
 from flowsim.experiment.store import read_flows, verify_run_folder
 
 
 def results_folder(path: str | Path) -> Path:
     """A results folder, given as the folder or as its flows.csv, checked against its meta.json.
 
-    Raises FileNotFoundError without flows.csv, and :class:`DamagedResults` when flows.csv
-    does not match the rows and sha256 that meta.json records (see :func:`verify_run_folder`).
+    Raises :class:`~flowsim.errors.InputNotFound` (a FileNotFoundError) without flows.csv, and
+    :class:`DamagedResults` when flows.csv does not match the rows and sha256 that meta.json records
+    (see :func:`verify_run_folder`).
     """
     path = Path(path)
     folder = path.parent if path.name == "flows.csv" and path.is_file() else path
     if folder.is_file():
-        raise FileNotFoundError(f"{folder} is a file: give the results folder that holds flows.csv, or its flows.csv")
+        raise InputNotFound(f"{folder} is a file: give the results folder that holds flows.csv, or its flows.csv")
     if not (folder / "flows.csv").is_file():
-        raise FileNotFoundError(f"{folder} holds no flows.csv: run `flowsim run EXPERIMENT --out {folder}` first")
+        raise InputNotFound(f"{folder} holds no flows.csv: run `flowsim run EXPERIMENT --out {folder}` first")
     verify_run_folder(folder)
     return folder
 

@@ -17,7 +17,7 @@ import pandas as pd
 from flowsim.app.analyze import results_folder
 from flowsim.app.run import recorded
 from flowsim.experiment.config import Experiment
-from flowsim.experiment.store import read_flows, read_meta
+from flowsim.experiment.store import DamagedResults, read_flows, read_meta
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,14 @@ class RunResults:
 
 
 def _table(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
+    """An analysis table (claims.csv, regions.csv), None if absent; DamagedResults if it is not a CSV table."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DamagedResults(f"{path} cannot be read as a table ({type(exc).__name__}); run `flowsim analyze "
+                             f"{path.parent}` again to rewrite it") from None  # fmt: skip
 
 
 def load(run_dir: str | Path) -> RunResults:

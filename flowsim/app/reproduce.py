@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from flowsim.app.analyze import analyze
 from flowsim.app.plot import plot
-from flowsim.app.report import build_report
+from flowsim.app.report import build_report, warn_absent
 from flowsim.app.run import load, warn_setup
+from flowsim.errors import InputNotFound
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.parallel import backend, default_backend
 from flowsim.experiment.store import RUN_FILE, SweepError, git_commit
@@ -74,10 +75,11 @@ def reproduce(
         )
     files = sorted(p for p in experiments.glob("*.toml") if p.stem not in SKIP)
     if not files:
-        raise FileNotFoundError(f"no experiment files in {experiments}")
+        raise InputNotFound(f"no experiment files in {experiments}")
     exps = [load(p) for p in files]  # validate them all before any work
     exps.sort(key=lambda e: (ORDER.index(e.name) if e.name in ORDER else len(ORDER), e.name))
     names = [e.name for e in exps]
+    warn_absent(names)  # before any sweep: the report's sections that will be marked missing
     staging = out / ".staging"
     if staging.exists():
         shutil.rmtree(staging)  # a reproduction interrupted earlier; nothing of it was published

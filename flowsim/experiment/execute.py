@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from flowsim._validation import ParamError
 from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import Experiment
@@ -83,7 +84,7 @@ def run_sweep(
     workers = parallel.n_workers(n_jobs)
     backend = backend or parallel.default_backend()
     if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        raise ParamError("chunk_size", "must be >= 1", chunk_size)
     report = report or _to_stderr
     folder = RunFolder(out)
     index = kept(exp)  # None on the ratio plane: every point; chunks make their points lazily

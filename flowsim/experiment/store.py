@@ -45,6 +45,8 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from flowsim.errors import UserError
+
 #: The run record's volatile half (times, host, load), written beside meta.json and never committed.
 RUN_FILE = "run.json"
 #: Files of the lock beside the results; a folder holding only these is empty.
@@ -53,8 +55,11 @@ _LOCK_FILES = frozenset({LOCK, OWNER, OWNER + ".tmp"})
 _BLOCK = 1 << 20
 
 
-class SweepError(RuntimeError):
-    """A sweep that cannot start or go on as asked (e.g. an output folder that is not empty)."""
+class SweepError(UserError, RuntimeError):
+    """A sweep that cannot start or go on as asked (e.g. an output folder that is not empty).
+
+    A RuntimeError too, as it was before :class:`~flowsim.errors.UserError` existed.
+    """
 
 
 class DamagedResults(SweepError):

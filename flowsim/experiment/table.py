@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowsim._validation import ParamError
+from flowsim.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """An experiment file that cannot be run as written: one message, or several (one a line)."""
 
     def __init__(self, *messages: str) -> None:

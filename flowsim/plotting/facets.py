@@ -14,9 +14,10 @@ from matplotlib.patches import Patch
 
 from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values
+from flowsim.plotting.legend import colorbar, extra_handles
 from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, values
 from flowsim.plotting.settings import what_ran
-from flowsim.plotting.style import colorbar, decorate, extra_handles, hatch_patch, save
+from flowsim.plotting.style import decorate, hatch_patch, save
 from flowsim.plotting.titles import panel_title
 
 #: Points per character of DejaVu Sans, on average over the titles' text, per point of font size.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flowsim._validation import check_choice
+from flowsim._validation import ParamError, check_choice
 from flowsim.analysis.tables import check_flows
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
@@ -82,7 +82,7 @@ def plot_results(
     known = kinds_of(families)
     kinds = set(known if kinds is None else kinds)
     if not kinds or kinds - set(known):
-        raise ValueError(f"kinds must be a non-empty subset of {list(known)}; got {sorted(kinds)}")
+        raise ParamError("kinds", f"must be a non-empty subset of {list(known)}", sorted(kinds))
     fmt = check_choice("fmt", fmt, FORMATS)
     cuts = (check_cuts("p1_cuts", p1_cuts), check_cuts("p2_cuts", p2_cuts))
     outdir = Path(outdir)

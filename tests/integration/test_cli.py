@@ -99,6 +99,9 @@ def test_reproduce_twice_on_a_clean_clone_leaves_it_clean(tmp_path):
     assert "no earlier results to compare with" in first.stdout
     report = (results / "README.md").read_text()
     assert "standard DPO (reference = SFT model)" in report and "figure1.png" in report
+    # a subset of the experiments: the report names what it lacks, and reproduce said so before running
+    assert "> **Missing:** *How the verdicts change with β* lacks the experiment `beta`" in report
+    assert "flowsim: warning: the report will mark sections missing" in first.stderr and "beta (" in first.stderr
     assert not (results / "smoke").exists() and not (results / ".staging").exists()
     assert json.loads((results / "standard" / "meta.json").read_text())["rows"] == 72
     assert "wall_time_s" in json.loads((results / "standard" / "run.json").read_text())

@@ -307,8 +307,8 @@ def test_case(cid, verdict, monkeypatch):
 
 
 def test_a_claim_that_cannot_fail_fails_the_harness():
-    always = Claim("X", "t", "p", "w", "m", rule_share, lambda d, th: (1.0, {"share": 1.0}, "all of them"),
-                   models=("ratio",))  # fmt: skip
+    always = Claim(id="X", title="t", paper="p", where="w", metric="m", rule=rule_share,
+                   measure=lambda d, th: (1.0, {"share": 1.0}, "all of them"), models=("ratio",))  # fmt: skip
     with pytest.raises(AssertionError, match="X: supported"):
         check_case(always, Case(t("paper"), NOT))
 

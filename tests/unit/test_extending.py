@@ -1,8 +1,8 @@
-"""The README's "Extending flowsim" is true: its claim and its figure, taken from its text, run.
+"""The how-to "Extend flowsim" (docs/how-to/extend.md) is true: its claim and its figure, taken from its text, run.
 
-The section's code blocks are, in order: a claim module, its registry line, a figure module.
+The page's Python blocks are, in order: a claim module, its registry line, a figure module.
 Each module is written where its first line says (into a temporary folder on sys.path, as a
-top-level module), registered the way the README says (the registry's modules plus the new
+top-level module), registered the way the page says (the registry's modules plus the new
 one), and used: the claim is judged beside the DPO study's claims, the figure is drawn.
 """
 
@@ -21,17 +21,16 @@ from flowsim.dynamics.record import StopRule
 from flowsim.plotting import plot_results
 from flowsim.plotting import registry as figures
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "extend.md"
 G = np.linspace(0.05, 0.95, 8)
 
 
 def _blocks() -> list[str]:
-    section = README.read_text().split("\n## Extending flowsim\n")[1].split("\n## ")[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
 
 
 def _install(source: str, package: str, folder: Path) -> str:
-    """Write a module the README shows into ``folder``; return its (top-level) name."""
+    """Write a module the page shows into ``folder``; return its (top-level) name."""
     first = source.splitlines()[0]
     path = first.removeprefix("# ")
     assert first.startswith("# ") and path.startswith(package + "/") and path.endswith(".py"), first

@@ -62,6 +62,16 @@ def test_load_refuses_a_damaged_or_missing_folder(tmp_path, folder):
         flowsim.load(tmp_path / "nowhere")
 
 
+def test_load_refuses_a_damaged_claims_table(tmp_path, folder):
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(folder, copy)
+    (copy / "claims.csv").write_text('claim,value\n"C1,1\n')  # a quote never closed (a cut-short file)
+    with pytest.raises(DamagedResults, match=r"claims\.csv cannot be read as a table \(ParserError\)"):
+        flowsim.load(copy)
+
+
 # --- the explore page's computations -------------------------------------------------------------
 
 

@@ -122,11 +122,14 @@ def test_claims_declare_where_they_apply():
     assert by["C9"].not_applicable("features", "ipo") is None
     assert by["C12"].not_applicable("logits", "orpo") is None
     assert NA in VERDICTS
-    assert Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",)).not_applicable("features", "dpo")
+    text = {"id": "X", "title": "t", "paper": "p", "where": "w", "metric": "m", "rule": rule_share, "measure": len}
+    assert Claim(**text, models=("ratio",)).not_applicable("features", "dpo")
     with pytest.raises(ValueError, match="models must name the models"):
-        Claim("X", "t", "p", "w", "m", rule_share, len, models=())
+        Claim(**text, models=())
     with pytest.raises(ValueError, match="which thresholds does not declare"):
-        Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), reads=("dominance",))
+        Claim(**text, models=("ratio",), reads=("dominance",))
+    with pytest.raises(TypeError, match="positional"):  # keyword-only: five strings in a row are easy to swap
+        Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",))
 
 
 # -- the sensitivity family ----------------------------------------------------------------------

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.tables import _as_bool, _column
-from flowsim.analysis.verdicts import NotApplicable, _fmt
+from flowsim.analysis.tables import as_bool, float_column
+from flowsim.analysis.verdicts import NotApplicable, fmt
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import region_labels
 from flowsim.model.losses import DPO
@@ -94,10 +94,10 @@ class Group:
         self.region = g["region"].to_numpy(str)
         self.t_stop = g["t_stop"].to_numpy(float)
         self.t_w, self.t_l = g["t_w"].to_numpy(float), g["t_l"].to_numpy(float)
-        self.nfev = _column(g, "nfev")
-        self.max_mass = _column(g, "max_mass")
-        self.displaced = _as_bool(g["displaced"]) if "displaced" in g.columns else np.zeros(len(g), bool)
-        self.feasible = _as_bool(g["feasible"])
+        self.nfev = float_column(g, "nfev")
+        self.max_mass = float_column(g, "max_mass")
+        self.displaced = as_bool(g["displaced"]) if "displaced" in g.columns else np.zeros(len(g), bool)
+        self.feasible = as_bool(g["feasible"])
         self.ok = self.status != "failed"
         self.moving = self.ok & (self.t_stop > 0)
         self.n = len(g)
@@ -200,7 +200,7 @@ class Group:
         if not self.dpo_ratio:
             return float("nan"), "no mesh check (not DPO on the ratio plane)"
         gmin, n = self.mesh(tol)
-        return float(n), text.format(gmin=_fmt(gmin), n=n)
+        return float(n), text.format(gmin=fmt(gmin), n=n)
 
 
 class AcrossGroup(Group):

@@ -162,7 +162,7 @@ def warm(contender: str) -> int:
     return os.getpid()
 
 
-def _child(spec: dict) -> int:
+def run_child(spec: dict) -> int:
     """In a fresh process: start up (imports, the joblib workers), compute one grid, save it; print the times (JSON).
 
     Start-up is everything before the first flow: the interpreter, the imports, and with more

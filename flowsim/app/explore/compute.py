@@ -24,6 +24,7 @@ import pandas as pd
 
 from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.optimisers import OPTIMISERS, run_discrete
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, ConfigError, Experiment, parse_experiment
 from flowsim.experiment.sweep import references
 from flowsim.model.losses import LOSSES
@@ -35,7 +36,7 @@ SOURCE = "page"
 SETTING_COLUMNS = ("loss", "model", "dynamics", "reference")
 
 
-class StartError(ValueError):
+class StartError(UserError):
     """A start the chosen model cannot take."""
 
 

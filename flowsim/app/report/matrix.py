@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowsim.app.report.common import _claims
-from flowsim.app.report.sections import _dynamics_section, _losses_section, _models_side_by_side
+from flowsim.app.report.common import read_claims
 
 #: The settings of the report's first table: (column, experiment, rows kept, split by a column).
 SETTINGS = (
@@ -26,7 +25,7 @@ SETTINGS = (
 )
 
 
-def _across_settings(root: Path) -> list[str]:
+def across_settings(root: Path) -> list[str]:
     """The opening tables: every claim in every model setting, then per loss, and the paragraph read from them."""
     from flowsim.analysis.verdicts import conclusions, verdict_matrix
 
@@ -59,7 +58,7 @@ def _tables(root: Path, by_loss: bool):
     """(claims tables, rows kept, splits) of the settings in SETTINGS with or without a per-loss split."""
     tables, select, split = {}, {}, {}
     for label, name, where, by in SETTINGS:
-        claims = _claims(root, name)
+        claims = read_claims(root, name)
         if claims is None or bool(by) != by_loss:
             continue
         tables[label], select[label] = claims, where
@@ -78,7 +77,7 @@ def _short_cell(cell: object) -> str:
     return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
 
 
-def _loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
+def loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
     """Loss (rows) x model (column groups): share displaced, share with t_l < t_w, median final p_w,
     from each experiment's loss_comparison.csv (``flowsim analyze``); "impossible" where the model
     declares displacement impossible by construction for the loss."""
@@ -110,15 +109,3 @@ def _loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
             "construction is not a finding about the loss: the model cannot show it (claims.md says why)."
             + (f" By region, in figures: {links}." if links else ""), "",
             wide.fillna("—").to_markdown(), ""]  # fmt: skip
-
-
-def _beyond_the_ratio_plane(root: Path) -> list[str]:
-    """The sections on other parameterisations, losses and optimisers (each only if its runs exist)."""
-    out = _models_side_by_side(root)
-    out += _loss_by_model(root, ("losses", "losses_logits"))
-    for name, where in (("losses", "the ratio plane"), ("losses_logits", "softmax logits (K = 10)")):
-        out += _losses_section(root, name, where)
-    for name, where in (("optimisers", "softmax logits (K = 10)"),
-                        ("optimisers_features", "log-linear features (cos 0.9, norm ratio 1.25)")):  # fmt: skip
-        out += _dynamics_section(root, name, where)
-    return out
