@@ -21,7 +21,7 @@ from flowsim.dynamics.record import STATUSES
 from flowsim.errors import UserError
 from flowsim.experiment.config import REFERENCE_MODES
 from flowsim.experiment.regions import REGIONS
-from flowsim.model.parameterisations import FIELD_IN_ROWS
+from flowsim.model.parameterisations import MODELS
 
 #: Columns every analysis needs, besides the parameter columns.
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -125,7 +125,7 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     the target; NaN is "never" and is skipped), ``share_p1_target`` (share with t_w
     not NaN) and ``share_l_before_w`` (share with t_l < t_w, NaN counting as +inf, so
     both never is False).  Where the rows record the field at their start (a model of
-    :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network), a last column
+    ``field_columns``: a network), a last column
     ``share_l_faster_0``: the share with |dp_l/dt| > |dp_w/dt| at t = 0.
     """
     params = check_flows(flows)
@@ -181,7 +181,7 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
 def _recorded_field(flows: pd.DataFrame) -> tuple[str, str, str] | None:
     """The field columns the rows' model declares it records (None for a model that does not)."""
     models = set(map(str, pd.unique(flows["model"]))) if "model" in flows.columns else {"ratio"}
-    found = [FIELD_IN_ROWS[m] for m in sorted(models) if m in FIELD_IN_ROWS]
+    found = [MODELS[m].field_columns for m in sorted(models) if m in MODELS and MODELS[m].field_columns]
     return found[0] if found and all(c in flows.columns for c in found[0][:2]) else None
 
 
@@ -224,7 +224,8 @@ def loss_comparison(flows: pd.DataFrame, experiment=None) -> pd.DataFrame | None
 
 def _impossible(rows: pd.DataFrame, experiment) -> bool:
     """Whether every combination of ``rows`` has displacement declared impossible by its model."""
-    if not len(rows) or ("model" in rows and str(rows["model"].iloc[0]) in FIELD_IN_ROWS):
+    kind = str(rows["model"].iloc[0]) if "model" in rows and len(rows) else "ratio"
+    if not len(rows) or not MODELS[kind].policy_of_starts:  # a network: no starts of its own to judge
         return False
     for _, g in rows.groupby(parameter_columns(rows), sort=False, dropna=False):
         loss, par = experiment.split(experiment.combo_of(g.iloc[0].to_dict()))

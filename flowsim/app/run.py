@@ -14,7 +14,6 @@ from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.experiment.config import FLOW, ConfigError, Experiment, load_experiment, parse_experiment
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.store import DamagedResults, read_flows
-from flowsim.model.parameterisations import TRAINED_MODELS
 
 
 def check_claims(exp: Experiment, source: str) -> ClaimThresholds:
@@ -67,8 +66,8 @@ def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Expe
 def warn_setup(exp: Experiment, folder: Path) -> list[str]:
     """Print (stderr) and return a warning per setting that cannot show an effect
     (:mod:`flowsim.analysis.setup_checks`): checked for runs with an SFT stage or discrete steps."""
-    if exp.model_kind not in TRAINED_MODELS and all(kind == FLOW for kind, _ in exp.dynamics):
-        return []
+    if exp.model_class.policy_of_starts and all(kind == FLOW for kind, _ in exp.dynamics):
+        return []  # neither an SFT stage (a network's) nor discrete steps
     lines = [f"{exp.name}, {line}" for line in setup_warnings(read_flows(folder / "flows.csv"), exp.stop.p2_floor)]
     for line in lines:
         print(f"flowsim: warning: {line}", file=sys.stderr)

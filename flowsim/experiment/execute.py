@@ -30,10 +30,11 @@ def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
     takes ~0.3 s, so dispatch is still negligible, and a chunk's table (~10 MiB while it
     is written) bounds the sweep's memory whatever the number of rows.
     """
-    if exp.exact:
+    engines = {exp.engine_for(c) for c in exp.parameter_sets()}
+    if "exact" in engines:
         return 10_000
     per_worker = -(-len(exp.grid) // max(1, n_jobs))
-    if any(exp.engine_for(c) == "batched" for c in exp.parameter_sets()):  # lockstep steps pay per chunk:
+    if "batched" in engines:  # lockstep steps pay per chunk:
         # throughput grows up to ~10^4 rows a chunk
         return int(min(5000, max(256, per_worker // 2)))
     return int(min(256, max(16, per_worker // 8)))

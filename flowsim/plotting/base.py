@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.record import StopRule
+from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.quantities import NEEDS, Quantity, quantities
 from flowsim.plotting.titles import group_key, param_text, shown, tag_of
 
@@ -71,10 +72,10 @@ def panels_of(flows: pd.DataFrame, params: list[str]) -> list[Panel]:
     return out
 
 
-#: The models whose starts lie on a grid and whose field can be integrated from any start.
-POLICY_MODELS: tuple[str, ...] = ("ratio", "logits", "features")
-#: The trained models: starts wherever SFT left each pair, trajectories recorded in the rows.
-TRAINED: tuple[str, ...] = ("network",)
+#: The models whose starts lie on a grid and whose field can be integrated from any start (derived).
+POLICY_MODELS: tuple[str, ...] = tuple(k for k, cls in MODELS.items() if cls.policy_of_starts)
+#: The other models: starts wherever SFT left each pair, trajectories recorded in the rows (derived).
+TRAINED: tuple[str, ...] = tuple(k for k, cls in MODELS.items() if not cls.policy_of_starts)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ beta = 0.1
 p1 = {start = 0.05, stop = 1.0, num = 5}
 p2 = {start = 0.05, stop = 1.0, num = 5}
 [solver]
-method = "exact"
+engine = "exact"
 """
 
 

@@ -29,7 +29,7 @@ beta = [0.1, 0.5]
 p1 = {start = 0.05, stop = 1.0, num = 12}
 p2 = {start = 0.05, stop = 1.0, num = 12}
 [solver]
-method = "exact"
+engine = "exact"
 """
 #: Integrated, a few thousand flows: long enough to be caught mid-sweep.
 SLOW = """name = "slow"

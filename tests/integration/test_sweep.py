@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import flowsim.dynamics.engines.driver as driver_engine
 import flowsim.experiment.sweep as sweep_mod
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
 from flowsim.dynamics.record import FlowResult
@@ -87,7 +88,7 @@ def test_sweep_agrees_with_the_exact_flow(smoke_serial):
 
 
 def test_exact_method_rows(tmp_path):
-    exp = small(solver={"method": "exact"})
+    exp = small(solver={"engine": "exact"})
     run_sweep(exp, tmp_path / "e", n_jobs=1, progress=False)
     df = read_flows(tmp_path / "e")
     assert (df["nfev"] == 0).all() and len(df) == 60
@@ -115,7 +116,7 @@ def test_reference_initial_starts_every_flow_at_one_one(tmp_path):
 
 
 def test_a_failing_flow_never_stops_the_sweep(tmp_path, monkeypatch):
-    real = sweep_mod.integrate
+    real = driver_engine.integrate
 
     def flaky(loss, *a, policy, **k):
         x0 = policy.theta0
@@ -125,7 +126,7 @@ def test_a_failing_flow_never_stops_the_sweep(tmp_path, monkeypatch):
             return FlowResult.failed("Required step size is less than spacing between numbers.")
         return real(loss, *a, policy=policy, **k)
 
-    monkeypatch.setattr(sweep_mod, "integrate", flaky)
+    monkeypatch.setattr(driver_engine, "integrate", flaky)
     exp = small(solver={"engine": "driver"})  # the per-start path (the batched one: tests/unit/test_batched.py)
     meta = run_sweep(exp, tmp_path / "f", n_jobs=1, progress=False)  # n_jobs=1 runs in this process
     df = read_flows(tmp_path / "f")

@@ -42,7 +42,7 @@ def test_defaults_and_sweep_product():
         (0.5, 0.5, 1.0),
         (0.5, 1.0, 1.0),
     ]
-    assert exp.stop.p2_floor == 1e-6 and exp.solver.method == "DOP853" and not exp.exact
+    assert exp.stop.p2_floor == 1e-6 and exp.solver.method == "DOP853" and exp.engine == "auto"
     assert exp.grid.points().shape == (6, 2)
     np.testing.assert_allclose(exp.grid.points()[:2], [[0.1, 0.1], [0.1, 1.0]])  # p1 outer, p2 inner
 
@@ -80,7 +80,7 @@ def test_sobol_and_random_grids():
         (with_("solver.method", "Euler"), r"solver\.method must be one of.*'Euler'"),
         (with_("solver.rtol", 0), r"solver\.rtol .*0"),
         (with_("regions.p1_cuts", [0.7, 0.3]), r"regions\.p1_cuts .*\[0\.7, 0\.3\]"),
-        (with_("loss.beta", 2.5) | {"solver": {"method": "exact"}}, r"solver\.method .*beta < 2"),
+        (with_("loss.beta", 2.5) | {"solver": {"engine": "exact"}}, r"solver\.engine .*beta < 2.*; got 'exact'"),
         (with_("name", "a/b"), "name must be a non-empty folder name"),
         # [model] (issue #10): every key validated by the parameterisation it configures
         (with_("model.kind", "transformer"), r"model\.kind must be one of.*'transformer'"),
@@ -95,7 +95,7 @@ def test_sobol_and_random_grids():
         (with_("loss", {"beta": 0.1, "label_smoothing": 0.5}), r"loss\.label_smoothing must be in \[0, 0\.5\)"),
         (with_("loss", {"kind": "ipo", "rpo_alpha": 1.0}), r"unknown key 'loss\.rpo_alpha'"),
         (with_("stop.max_steps", 0), r"stop\.max_steps must be a whole number >= 1; got 0"),
-        (with_("model", {"kind": "features"}) | {"solver": {"method": "exact"}}, r"no closed form.*'features'"),
+        (with_("model", {"kind": "features"}) | {"solver": {"engine": "exact"}}, r"no closed form.*'features'"),
         # [dynamics] (issue #11): each optimiser's table validated by the optimiser
         (with_("dynamics", {"kind": "sgd"}), r"dynamics\.kind must be one of.*'sgd'"),
         (with_("dynamics", {"kind": "gd", "lr": 0.0}), r"dynamics\.lr must be a finite number > 0; got 0\.0"),
@@ -186,7 +186,9 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     assert engines(solver={"engine": "driver"})[0] == ["driver"]
     assert "engine" not in engines(solver={"engine": "driver"})[1].as_dict()["solver"]  # as earlier run folders
     assert engines(solver={"method": "LSODA"})[0] == ["driver"]  # the batched engine has explicit methods only
-    assert engines(solver={"method": "exact"})[0] == ["exact"]
+    assert engines(solver={"engine": "exact"})[0] == ["exact"]
+    assert engines(solver={"method": "exact"})[0] == ["exact"]  # the spelling of older files and run folders
+    assert parse_experiment(engines(solver={"method": "exact"})[1].as_dict()).engine == "exact"
     # a stop rule's shape that is not verified for the pair: the driver
     assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"loss_target": 0.3})[0] == ["batched", "driver"]
     assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"margin_target": 4.0})[0] == ["batched", "batched"]
@@ -194,10 +196,16 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]})
     assert got == ["batched", "discrete"]
     assert engines(solver={"engine": "batched"}, loss={"kind": "ipo"})[0] == ["batched"]  # asked for by name
-    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'batched', 'driver'\]"):
+    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'discrete', 'network', 'batched', "
+                                          r"'driver', 'exact'\]; got 'fast'"):  # fmt: skip
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "fast"}})
-    with pytest.raises(ConfigError, match="batched engine"):
+    with pytest.raises(ConfigError, match=r"solver\.engine has the explicit methods .*'Radau'; got 'batched'"):
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "batched", "method": "Radau"}})
+    with pytest.raises(ConfigError, match=r"solver\.method is an engine: write engine = \"exact\""):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "exact", "method": "exact"}})
+    # a named engine computes the combinations of the dynamics it runs; the optimisers keep theirs
+    got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]}, solver={"engine": "driver"})
+    assert got == ["driver", "discrete"]
 
 
 def test_every_problem_of_a_file_in_one_pass():

@@ -89,7 +89,7 @@ def test_the_run_setting_round_trips_through_the_page(tiny):
     assert setting == compute.Setting(beta="0.1")
     exp = compute.experiment_of(setting, res.experiment, combo)
     assert exp.parameter_sets() == [combo | {"dynamics": "flow"}]
-    assert exp.stop == res.experiment.stop and not exp.exact  # the page integrates: it draws the path
+    assert exp.stop == res.experiment.stop and exp.engine == "auto"  # the page integrates: it draws the path
 
 
 def test_a_trajectory_is_the_flow_integrate_gives(tiny):

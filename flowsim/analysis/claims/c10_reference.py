@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from flowsim.analysis.claims.rules import POLICY_MODELS
 from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim, Metrics, at_least, at_most, fmt
 
 if TYPE_CHECKING:
@@ -105,6 +106,6 @@ CLAIM = Claim(
     metric="share of the other claims whose verdict is the same under every fixed reference (across combinations); "
     "distance of dp/dt at the same starts from a per-axis rescaling",
     rule=rule_stretch, measure=measure,
-    models=("ratio", "logits", "features"), across=("ref_w", "ref_l"), reads_verdicts=True,
+    models=POLICY_MODELS, across=("ref_w", "ref_l"), reads_verdicts=True,
     columns=("ref_w", "ref_l", "p1_0", "p2_0"), thresholds=("share_supported", "share_partly", "rtol_partly"),
 )  # fmt: skip

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import share_of
+from flowsim.analysis.claims.rules import POLICY_MODELS
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least
 
 if TYPE_CHECKING:
@@ -47,6 +48,6 @@ CLAIM = Claim(
     "challenges in escaping local minima",
     where="§3.3.2, Remark 3; §3.2 (saddle points)",
     metric="share of flows ending stationary; for DPO on the ratio plane, stationary points on a mesh",
-    rule=rule_stuck, measure=measure, models=("ratio", "logits", "features"), reads=("stationary_tol",),
+    rule=rule_stuck, measure=measure, models=POLICY_MODELS, reads=("stationary_tol",),
     columns=("status",), thresholds=("share_supported", "stationary_tol"),
 )  # fmt: skip

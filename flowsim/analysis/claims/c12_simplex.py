@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import share_of
+from flowsim.analysis.claims.rules import EVERY_MODEL
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_most, fmt
 
 if TYPE_CHECKING:
@@ -53,6 +54,6 @@ CLAIM = Claim(
     paper="(implicit throughout: x1, x2 are ratios of probabilities of two responses to one prompt)",
     where="§3 (implicit)",
     metric="share of feasible starts whose path reaches p_w + p_l > 1",
-    rule=rule_simplex, measure=measure, models=("ratio", "logits", "features", "network"),
+    rule=rule_simplex, measure=measure, models=EVERY_MODEL,
     columns=("feasible", "status", "max_mass"), thresholds=("share_supported",),
 )  # fmt: skip

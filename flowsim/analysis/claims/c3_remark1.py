@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowsim.analysis.claims.measures import share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS, rule_share
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS, rule_share
 from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
@@ -44,6 +44,6 @@ CLAIM = Claim(
     "less than 1, and therefore x2 < x1.",
     where="§3.1, Remark 1",
     metric="share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
-    rule=rule_share, measure=measure, models=("ratio", "logits", "features", "network"),
+    rule=rule_share, measure=measure, models=EVERY_MODEL,
     columns=("x1_0", "x2_0", "x1_final", "x2_final", "status", "t_stop"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

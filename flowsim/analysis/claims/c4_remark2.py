@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
 
 if TYPE_CHECKING:
@@ -66,6 +66,6 @@ CLAIM = Claim(
     "rate than it increases the probability of producing preferred data",
     where="Abstract; §3.3.1, Remark 2",
     metric="share of starts (neither target met at t = 0) where p_l reaches its target before p_w reaches its own",
-    rule=rule_faster, measure=measure, models=("ratio", "logits", "features", "network"),
+    rule=rule_faster, measure=measure, models=EVERY_MODEL,
     columns=("t_w", "t_l", "status", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

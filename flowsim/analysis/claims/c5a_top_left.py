@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
-from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
+from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, POLICY_MODELS, rule_corner
 from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
@@ -48,6 +48,6 @@ CLAIM = Claim(
     "increase x1 while causing only minor changes to x2.",
     where="§3.2, top-left of Fig. 1(b)",
     metric="share of top-left flows with |Δp_l| <= |Δp_w| / dominance from start to stop",
-    rule=rule_corner, measure=measure, models=("ratio", "logits", "features"), reads=("dominance",), regional=True,
+    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
     columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "status", "t_stop"), thresholds=CORNER_THRESHOLDS,
 )  # fmt: skip

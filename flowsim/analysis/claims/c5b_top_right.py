@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of
+from flowsim.analysis.claims.rules import POLICY_MODELS
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, at_most, fmt
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ CLAIM = Claim(
     "resulting in difficulty escaping saddle points.",
     where="§3.2, top-right of Fig. 1(b); Remark 3",
     metric="median |dp/dt| at top-right starts / median at other starts",
-    rule=rule_saddle, measure=measure, models=("ratio", "logits", "features"), reads=("stationary_tol",), regional=True,
+    rule=rule_saddle, measure=measure, models=POLICY_MODELS, reads=("stationary_tol",), regional=True,
     columns=("region", "t_stop", "status", "p1_0", "p2_0", "ref_w", "ref_l"),
     thresholds=("speed_factor", "stationary_tol"),
 )  # fmt: skip

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
-from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
+from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, POLICY_MODELS, rule_corner
 from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ CLAIM = Claim(
     "only minor changes to x1.",
     where="§3.2, lower part of Fig. 1(b)",
     metric="share of bottom-row starts with |dp_l/dt| >= dominance * |dp_w/dt|",
-    rule=rule_corner, measure=measure, models=("ratio", "logits", "features"), reads=("dominance",), regional=True,
+    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
     columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "ref_w", "ref_l", "status", "t_stop"),
     thresholds=CORNER_THRESHOLDS,
 )  # fmt: skip

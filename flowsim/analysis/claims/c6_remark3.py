@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, span
+from flowsim.analysis.claims.rules import EVERY_MODEL
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
 from flowsim.experiment.regions import REGIONS
 
@@ -68,6 +69,6 @@ CLAIM = Claim(
     "results. [lower-left: low p1; upper-right: sluggish convergence]",
     where="§3.3.2, Remark 3",
     metric="spread (max - min) of the regions' median final p1",
-    rule=rule_sensitivity, measure=measure, models=("ratio", "logits", "features", "network"), regional=True,
+    rule=rule_sensitivity, measure=measure, models=EVERY_MODEL, regional=True,
     columns=("region", "p1_final", "t_stop", "status"), thresholds=("p1_gap", "speed_factor"),
 )  # fmt: skip

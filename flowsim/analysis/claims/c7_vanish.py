@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of
+from flowsim.analysis.claims.rules import POLICY_MODELS
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, fmt
 
 if TYPE_CHECKING:
@@ -51,6 +52,6 @@ CLAIM = Claim(
     "the region of low x2 to vanish there",
     where="§3.2, reading of Fig. 1(b)",
     metric="median |grad_theta L| at bottom-left starts / median elsewhere, in the model's own parameters",
-    rule=rule_vanish, measure=measure, models=("ratio", "logits", "features"), regional=True,
+    rule=rule_vanish, measure=measure, models=POLICY_MODELS, regional=True,
     columns=("region", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=("speed_factor",),
 )  # fmt: skip

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS, rule_share
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS, rule_share
 from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
@@ -48,6 +48,6 @@ CLAIM = Claim(
     "to swiftly increase this probability, as the gradient direction favors optimizing x2.",
     where="§3.3.2, second bullet",
     metric="share of left-column starts with |dp_l/dt| > |dp_w/dt|",
-    rule=rule_share, measure=measure, models=("ratio", "logits", "features", "network"), regional=True,
+    rule=rule_share, measure=measure, models=EVERY_MODEL, regional=True,
     columns=("region", "x1_0", "x2_0", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

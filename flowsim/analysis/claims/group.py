@@ -4,7 +4,7 @@
 times) and computes on demand, once, the field at the starts: d(p_w, p_l)/dt of the flow
 d(theta)/dt = -grad L(theta), and |grad_theta L|.  For DPO on the ratio plane the field
 needs nothing else (dp/dt = ref * dx/dt); for a model that records its field in its rows
-(declared in :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network, whose pairs
+(declared by the model's ``field_columns``: a network, whose pairs
 share parameters and whose start is an SFT checkpoint) it is read from those columns; for any
 other model or loss it needs the experiment, which gives each row's loss and parameterisation.
 
@@ -29,7 +29,7 @@ from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import region_labels
 from flowsim.model.losses import DPO
 from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import FIELD_IN_ROWS
+from flowsim.model.parameterisations import MODELS
 from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
 
@@ -129,8 +129,9 @@ class Group:
 
     def _field(self) -> tuple[np.ndarray, np.ndarray]:
         exp = self.ctx.experiment
-        if self.model_kind in FIELD_IN_ROWS:
-            return self._recorded_field(FIELD_IN_ROWS[self.model_kind])
+        recorded = MODELS[self.model_kind].field_columns if self.model_kind in MODELS else None
+        if recorded is not None:  # the model's rows record their field (a network)
+            return self._recorded_field(recorded)
         if exp is not None:
             loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))
             policy = par.bind(self.p0, self.refs)
@@ -166,7 +167,7 @@ class Group:
 
     def _impossible(self, outcome: str) -> str | None:
         exp = self.ctx.experiment
-        if self.n == 0 or self.model_kind in FIELD_IN_ROWS:
+        if self.n == 0 or (self.model_kind in MODELS and MODELS[self.model_kind].field_columns):
             return None
         if exp is not None:
             loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))

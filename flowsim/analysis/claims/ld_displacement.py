@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowsim.analysis.claims.measures import share_of
+from flowsim.analysis.claims.rules import EVERY_MODEL
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
 
 if TYPE_CHECKING:
@@ -56,6 +57,6 @@ CLAIM = Claim(
     "phenomenon, which we term likelihood displacement (Razin et al. 2024; not the seed paper's claim)",
     where="Razin et al. 2024, abstract",
     metric="share of moving flows whose p_w fell below its start along the path (displaced)",
-    rule=rule_displaced, measure=measure, models=("ratio", "logits", "features", "network"),
+    rule=rule_displaced, measure=measure, models=EVERY_MODEL,
     columns=("displaced", "p1_0", "p1_final", "status", "t_stop"), thresholds=("share_supported", "share_partly"),
 )  # fmt: skip

@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Metrics, at_least, at_most
+from flowsim.model.parameterisations import MODELS, PARAMETERISATIONS
 
 if TYPE_CHECKING:
     from flowsim.analysis.studies.thresholds import ClaimThresholds
 
+#: The models a claim about every model speaks of, and those of independent starts (a claim that needs
+#: starts over a grid and the field from any start): derived from the model registry.
+EVERY_MODEL: tuple[str, ...] = tuple(MODELS)
+POLICY_MODELS: tuple[str, ...] = tuple(PARAMETERISATIONS)
 #: The thresholds each rule here reads (a claim using it declares them).
 IDENTITY_THRESHOLDS = ("rtol_supported", "rtol_partly")
 SHARE_THRESHOLDS = ("share_supported", "share_partly")

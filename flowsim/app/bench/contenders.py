@@ -295,17 +295,18 @@ def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
     In this process, after torch is imported and warmed up, as ``flowsim run`` computes each
     training (without the run folder): :data:`NETWORK_DOC` by default, or the file ``path``.
     """
+    from flowsim.dynamics.engines.network import train_one
     from flowsim.experiment.config import load_experiment, parse_experiment
-    from flowsim.experiment.network import train_one, warm_up
     from flowsim.experiment.sweep import chunks
 
     exp = load_experiment(path) if path else parse_experiment(NETWORK_DOC if doc is None else doc)
-    warm_up()
+    exp.model_class.prepare_workers()
     n = sft_steps = dpo_steps = 0
     t0 = time.perf_counter()
     for chunk in chunks(exp, 1):
         target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
-        spec, _, _, rec, _ = train_one(exp, chunk.combo, target)
+        task = exp.task(chunk.combo)
+        spec, (_, _, rec, _) = task.model, train_one(task, target, chunk.ref[0])
         n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
     dt = time.perf_counter() - t0
     return {"trainings": n, "seconds": dt, "trainings_per_s": n / dt, "steps_per_s": (sft_steps + dpo_steps) / dt,

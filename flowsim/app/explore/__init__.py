@@ -44,14 +44,14 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
 
     from flowsim.app.explore.page import document_factory, run_data, warm_up
     from flowsim.app.load import load
-    from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS
+    from flowsim.model.parameterisations import PARAMETERISATIONS
 
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be a port number in 0..65535 (0: a free one); got {port}")
     data = _trace_data(run_dir)
     if data is None:
         res = load(run_dir)
-        if res.experiment is not None and res.experiment.model_kind in TRAINED_MODELS:
+        if res.experiment is not None and not res.experiment.model_class.policy_of_starts:
             raise UserError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the "
                             f"policy models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on "
                             "the page); see the run's figures/trajectories.png")  # fmt: skip

@@ -38,7 +38,7 @@ def engines(meta: dict) -> str:
     """How a run's rows were computed, from meta.json: the engine with its method, and the rows of each."""
     method = meta["experiment"]["solver"]["method"]
     names = {"batched": f"batched {method}", "driver": f"solve_ivp {method}", "exact": "closed form",
-             "discrete": "optimiser steps", "torch": "torch training"}  # fmt: skip
+             "discrete": "optimiser steps", "network": "torch training", "torch": "torch training"}  # fmt: skip
     counts = meta.get("counts_by_engine") or {method: meta["rows"]}  # run folders from before engines were recorded
     return ", ".join(f"{names.get(k, k)} {v:,}" for k, v in counts.items() if v)
 

@@ -189,9 +189,8 @@ def ideal_stop(rows: pd.DataFrame) -> StopRule:
 
 def ideal_rows(rows: pd.DataFrame, spec: dict[str, Any], model: str) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """The idealised flows of ``model`` from the rows' starts and references: (rows, paths (k, 2) in p)."""
-    from flowsim.dynamics.driver import integrate
     from flowsim.experiment.config import parse_experiment
-    from flowsim.experiment.sweep import Chunk, run_chunk
+    from flowsim.experiment.sweep import Chunk, paths, run_chunk
 
     loss, _ = flowsim_loss(spec)
     stop = ideal_stop(rows)
@@ -203,14 +202,11 @@ def ideal_rows(rows: pd.DataFrame, spec: dict[str, Any], model: str) -> tuple[pd
     ref = rows[["ref_w", "ref_l"]].to_numpy(float)
     df = run_chunk(exp, Chunk(0, combo, p0, ref))
     df.insert(0, "pair", rows["pair"].to_numpy())
-    lossobj, par = exp.split(combo)
-    policy = par.bind(p0, ref)
-    paths = []
-    for i in range(len(p0)):
-        one = policy.row(i)
-        res = integrate(lossobj, stop=exp.stop, options=exp.solver, policy=one, path=True, path_points=120)
-        paths.append(one.probs(res.path_x)[:, :2] if res.path_x is not None else np.empty((0, 2)))
-    return df, paths
+    policy = exp.split(combo)[1].bind(p0, ref)
+    res = paths(exp.task(combo, path=120), p0, ref)  # the engine that records paths (the driver, for a flow)
+    out = [policy.row(i).probs(np.asarray(x, dtype=float))[:, :2] if x is not None else np.empty((0, 2))
+           for i, x in enumerate(res["path_x"])]  # fmt: skip
+    return df, out
 
 
 def _shares(df: pd.DataFrame) -> dict[str, float]:

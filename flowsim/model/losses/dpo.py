@@ -111,6 +111,8 @@ class DPO(Loss):
     """
 
     kind: ClassVar[str] = "dpo"
+    #: no finite minimiser: the batched engine is verified with no optional stop and each target
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = ((), ("margin_target",), ("loss_target",))
     #: Checked at both ends against the closed forms (ratio plane, logits) and mpmath quadrature.
     beta_range: ClassVar[tuple[float, float]] = (1e-6, 1e6)
     beta: float = 0.1
