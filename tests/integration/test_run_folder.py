@@ -139,7 +139,7 @@ def test_resume_recomputes_damaged_chunks(tmp_path, exact, whole, monkeypatch, c
                                                                 "chunk_000004.csv"]  # fmt: skip
     assert "cut short" in damaged[0] and "cut short" in damaged[1] and "no record" in damaged[2]
     assert (out / "flows.csv").read_bytes() == whole
-    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json"]  # no lock, no .partial, no .tmp
+    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json", "run.json"]  # no lock, .partial, .tmp
     meta = json.loads((out / "meta.json").read_text())
     assert meta["flows_sha256"] == hashlib.sha256(whole).hexdigest() and meta["flows_bytes"] == len(whole)
     assert meta["rows"] == 288 == sum(meta["counts_by_status"].values())

@@ -63,8 +63,11 @@ def test_csv_schema_and_meta(smoke_serial):
         == df["status"].value_counts().reindex(saved["counts_by_status"], fill_value=0).to_dict()
     )
     assert saved["experiment"]["solver"]["method"] == "DOP853" and saved["experiment"]["stop"]["t_max"] == 1e4
-    for key in ("versions", "git_commit", "started", "finished", "wall_time_s", "n_jobs"):
+    for key in ("versions", "git_commit"):  # what the results depend on: committed with them
         assert key in saved
+    run = json.loads((out / "run.json").read_text())  # how this run went: never committed
+    for key in ("started", "finished", "wall_time_s", "n_jobs", "machine"):
+        assert key in run and key not in saved and meta[key] == run[key]
     assert not (out / ".partial").exists()
 
 
@@ -174,7 +177,7 @@ def test_resume_after_a_real_kill_gives_an_identical_file(tmp_path):
     whole = tmp_path / "whole"
     assert subprocess.run([*cmd, "--out", str(whole)]).returncode == 0
     assert (killed / "flows.csv").read_bytes() == (whole / "flows.csv").read_bytes()
-    assert json.loads((killed / "meta.json").read_text())["resumed"] is True
+    assert json.loads((killed / "run.json").read_text())["resumed"] is True
 
 
 def test_dask_backend_on_a_local_cluster(tmp_path, smoke_serial):
@@ -183,7 +186,7 @@ def test_dask_backend_on_a_local_cluster(tmp_path, smoke_serial):
         run_sweep(load_experiment(SMOKE), tmp_path / "d", backend="dask", scheduler=cluster.scheduler_address,
                   progress=False, chunk_size=20)  # fmt: skip
     assert (tmp_path / "d" / "flows.csv").read_bytes() == (smoke_serial[0] / "flows.csv").read_bytes()
-    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "d" / "run.json").read_text())  # how the run went
     assert meta["backend"] == "dask"
 
 

@@ -291,3 +291,19 @@ def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
     assert m["features cos 0.9"].to_dict() == {"A": "not supported, robust", "S": "partly supported, robust"}
     with pytest.raises(ValueError, match="lacks"):
         verdict_matrix({"x": t}, select={"x": {"K": 10}})
+
+
+def test_claims_markdown_shows_each_combination_beside_the_pooled_summary():
+    """Two betas: the summary pools them, the table by combination has a row per beta with its letters."""
+    claims = evaluate_claims(make_flows(np.linspace(0.05, 0.95, 8), np.linspace(0.05, 0.95, 8), betas=(0.1, 1.0)),
+                             StopRule(), sensitivity=False)  # fmt: skip
+    text = claims_markdown(claims)
+    head = next(line for line in text.splitlines() if line.startswith("| beta | C1 |"))
+    rows = text.splitlines()[text.splitlines().index(head) + 2 :][:3]
+    assert [r.split(" | ")[0] for r in rows[:2]] == ["| 0.1", "| 1"] and not rows[2].startswith("|")
+    ld = claims[(claims["claim"] == "LD") & (claims["subset"] == "all")]
+    assert set(ld["verdict"]) == {"not applicable"}  # DPO on the ratio plane: p_w cannot fall
+    assert ld["details"].str.startswith("not applicable: impossible by construction (dpo is a function").all()
+    assert rows[0].endswith("| – |")  # LD is the last column
+    one = claims_markdown(claims[claims["beta"] == 0.1])
+    assert "Verdicts per combination" not in one  # one combination: nothing to split
