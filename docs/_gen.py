@@ -7,7 +7,7 @@ numpydoc ``Parameters`` of the class that owns them; the results files' columns 
 tiny experiment and reading the headers it writes; the CLI from argparse; the losses, models,
 optimisers, engines, claims and figure families from their registries.  What no code says (what a
 results column means when no docstring does, what a table is for) is written once, below, in
-``NOTES`` and ``COLUMN_NOTES``.
+``NOTES`` and ``COLUMN_NOTES``; a key or column with no meaning from either fails the build.
 
 Every name is imported directly, so a name that moves in flowsim breaks the build (an ImportError
 here), never quietly empties a page.  One file, imported by ``docs/_hooks.py`` (the site) and
@@ -434,8 +434,16 @@ def experiment_keys() -> list[Key]:
     keys += _grid_keys()
     keys += _table_keys("stop", {}, [StopRule, Experiment])
     keys += _table_keys("solver", {}, [SolverOptions, Experiment])
-    keys += _table_keys("regions", {}, [Experiment])
-    return keys + _claims_keys()
+    keys += _table_keys("regions", {}, [Experiment]) + _claims_keys()
+    _all_described("experiment keys", {k.dotted: k.meaning for k in keys})
+    return keys
+
+
+def _all_described(what: str, meanings: dict[str, str]) -> None:
+    """Fail the build where a key or column has no meaning (no docstring gives one and no note here)."""
+    missing = [k for k, text in meanings.items() if not text.strip()]
+    if missing:
+        raise RuntimeError(f"{what} without a meaning (add it to the owner's docstring, or NOTES): {missing}")
 
 
 def _kind_keys(where: str, registry: dict[str, type]) -> list[Key]:
@@ -624,10 +632,13 @@ def results_page(headers: dict[str, list[str]] | None = None) -> str:
         parts.append(f"## {name}\n")
         notes = META_NOTES if name == "meta.json" else {}
         rows = [(f"`{c}`", notes.get(c) or meaning_of(c, meanings, params)) for c in cols]
+        _all_described(name, dict(rows))
         parts.append(_table(["key" if name == "meta.json" else "column", "meaning"], rows))
         for kind, extra in extra_columns().items() if name == "flows.csv" else ():
             parts.append(f'\nRows of `[model] kind = "{kind}"` add, after these:\n')
-            parts.append(_table(["column", "meaning"], ((f"`{c}`", meaning_of(c, meanings, {})) for c in extra)))
+            rows = [(f"`{c}`", meaning_of(c, meanings, {})) for c in extra]
+            _all_described(f"{kind}'s columns", dict(rows))
+            parts.append(_table(["column", "meaning"], rows))
     return "\n".join(parts)
 
 
