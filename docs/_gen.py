@@ -56,6 +56,7 @@ from flowsim.dynamics.driver import SolverOptions
 from flowsim.dynamics.engines import ENGINES, Engine, Task, choose
 from flowsim.dynamics.optimisers import OPTIMISERS, make_optimiser, run_discrete
 from flowsim.dynamics.record import STATUSES, FlowResult, StopRule
+from flowsim.errors import UserError
 from flowsim.experiment.config import Experiment, load_experiment, parse_experiment
 from flowsim.model.parameterisations import MODELS, Model, Parameterisation, Policy
 from flowsim.plotting import plot_field, plot_results
@@ -273,7 +274,7 @@ def _refusal(doc: dict) -> str | None:
     """The parser's message for ``doc``, or None if it accepts it."""
     try:
         parse_experiment(doc)
-    except Exception as exc:  # noqa: BLE001 - any refusal is an answer here
+    except UserError as exc:  # a refusal is the answer; any other exception is a bug and fails the build
         return str(exc)
     return None
 
@@ -395,7 +396,7 @@ def _table_keys(where: str, base: dict, owners: list[Any], kinds: tuple[str, ...
     """Every key allowed in ``where`` (with ``base`` there), described from ``owners``' docstrings."""
     try:
         defaults = _defaults(where, base, around)
-    except Exception:  # noqa: BLE001 - a table that needs more than base (a required key) has no defaults
+    except UserError:  # a table that needs more than base (the network: an optimiser; the grid: its axes)
         defaults = {}
     described: dict[str, str] = {}
     field_defaults: dict[str, Any] = {}
@@ -739,7 +740,7 @@ def _beta_range(cls: Any) -> str:
 
 def _engine_covers(e: Any) -> str:
     dynamics = "the gradient flow" if e.flow else "the discrete optimisers"
-    models = ", ".join(sorted(e.models)) if e.models is not None else "every policy of independent starts"
+    models = ", ".join(sorted(e.models)) if e.models is not None else "every model of independent starts"
     return f"{dynamics}; models: {models}"
 
 
