@@ -14,8 +14,10 @@ import dataclasses
 import html
 import importlib.util
 import io
+import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,12 +28,14 @@ from flowsim.analysis.studies.dpo_field import evaluate_claims
 from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.analysis.tables import COLUMNS_AFTER_COUNT
 from flowsim.analysis.testing import make_flows
+from flowsim.app.bench import main as bench
 from flowsim.cli import build_parser
+from flowsim.dynamics.engines import ENGINES
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import parse_experiment
 from flowsim.experiment.schema import columns
-from flowsim.model import parameterisations
+from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.registry import FAMILIES
 
 GEN = Path(__file__).resolve().parents[2] / "docs" / "_gen.py"
@@ -62,19 +66,13 @@ def pages(gen, run_dir):
             "registries": gen.registries_page(), "api": gen.api_page()}  # fmt: skip
 
 
-def _models() -> dict[str, type]:
-    """Every model kind: the one registry where there is one (MODELS), else the policies and the trained models."""
-    unified = getattr(parameterisations, "MODELS", None)
-    return unified or {**parameterisations.PARAMETERISATIONS, **getattr(parameterisations, "TRAINED_MODELS", {})}
-
-
 def _missing(page: str, names) -> list[str]:
     return [n for n in names if f"`{n}`" not in page]
 
 
 def test_every_experiment_key_is_in_the_reference(pages):
     keys = [f"loss.{f.name}" for cls in flowsim.LOSSES.values() for f in dataclasses.fields(cls)]
-    keys += [f"model.{f.name}" for cls in _models().values() for f in dataclasses.fields(cls)]
+    keys += [f"model.{f.name}" for cls in MODELS.values() for f in dataclasses.fields(cls)]
     keys += [f"dynamics.{k}.{f.name}" for k, cls in OPTIMISERS.items() for f in dataclasses.fields(cls)]
     keys += [f"stop.{f.name}" for f in dataclasses.fields(StopRule)]
     keys += [f"claims.{f.name}" for f in dataclasses.fields(ClaimThresholds)]
@@ -87,18 +85,14 @@ def test_every_experiment_key_is_in_the_reference(pages):
 
 
 def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
-    import json
-
     meta = json.loads((run_dir / "run" / "meta.json").read_text())  # the file the run wrote
     assert _missing(pages["results"].split("## meta.json")[1], meta) == []
 
 
 def test_every_results_column_is_in_the_reference(pages):
     flows = columns(parse_experiment(MINIMAL))
-    extra = [c for cls in _models().values() for c in getattr(cls, "extra_columns", ())]
-    if not extra:  # before models declared their columns, the network module listed them
-        from flowsim.experiment.network import EXTRA as extra
-
+    extra = [c for cls in MODELS.values() for c in cls.extra_columns]
+    assert extra  # the network's columns: were the list empty, the check below would check nothing
     grid = [0.2, 0.5, 0.8]
     claims = evaluate_claims(make_flows(grid, grid), StopRule(), sensitivity=False).columns
     assert _missing(pages["results"], [*flows, *extra, *COLUMNS_AFTER_COUNT, "subset", "region", *claims]) == []
@@ -121,8 +115,6 @@ def test_every_cli_option_is_in_the_reference(pages):
             for name, sub in action.choices.items():
                 assert f"## `flowsim {name}`" in pages["cli"]
                 options += _options(sub)
-    from flowsim.app.bench import main as bench
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         bench(["--help"])  # the benchmark parses its own options
@@ -135,12 +127,10 @@ def test_every_cli_option_is_in_the_reference(pages):
 
 def test_every_registered_item_is_in_the_reference(pages):
     page = pages["registries"]
-    for title, names in (("Losses", flowsim.LOSSES), ("Models", _models()), ("Optimisers", OPTIMISERS),
-                         ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
+    for title, names in (("Losses", flowsim.LOSSES), ("Models", MODELS), ("Optimisers", OPTIMISERS),
+                         ("Engines", ENGINES), ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
         assert f"## {title}" in page
         assert _missing(page, names) == [], title
-    engines = _engines()
-    assert _missing(page, engines) == [], "engines"
     for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
         assert f"### {claim.id}: {claim.title}" in page
         assert claim.rule(_Nan(), ClaimThresholds())[1] in html.unescape(page.replace("\\|", "|"))
@@ -151,14 +141,6 @@ def test_every_public_name_is_in_the_api_page(pages):
     assert [n for n in names if f"### flowsim.{n}\n" not in pages["api"]] == []
 
 
-def _engines() -> dict:
-    """The engine registry where there is one (flowsim.dynamics.engines.ENGINES), else none."""
-    try:
-        return importlib.import_module("flowsim.dynamics.engines").ENGINES
-    except ModuleNotFoundError:
-        return {}
-
-
 class _Nan(dict):
     def __missing__(self, key):
         return float("nan")
@@ -166,8 +148,6 @@ class _Nan(dict):
 
 def test_every_experiment_file_in_the_how_tos_is_accepted():
     """The TOML in the how-to guides parses (a fragment without a name inside the least file)."""
-    import tomllib
-
     blocks = [b for page in sorted((GEN.parent / "how-to").glob("*.md"))
               for b in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)]  # fmt: skip
     assert len(blocks) >= 5

@@ -5,7 +5,7 @@ network initialised, fine-tuned by the SFT stage (towards the start itself with 
 "target"``; the other SFT kinds ignore it), whose checkpoint is the start of the preference
 stage, then trained with the task's optimiser.  It returns one row per pair (``start`` says
 whose), with p1_0, p2_0 = where SFT left that pair, and the network's own columns
-(:data:`flowsim.model.parameterisations.network.EXTRA`).  The reference modes are the other
+(``Network.extra_columns``).  The reference modes are the other
 models': "initial" is pi_ref = the SFT checkpoint per pair, "none" pi_ref = 1, "fixed" the
 starts' references.
 """

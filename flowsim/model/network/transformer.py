@@ -6,7 +6,7 @@ token ids (..., L) to next-token logits (..., L, vocab), :class:`SequenceBatch` 
 tokens' log-probabilities, as TRL's ``DPOTrainer`` computes them), and :func:`.module.trainable`
 picks the parameters the stages update.  Nothing is downloaded: the model is initialised from a
 :class:`transformers.GPT2Config` under ``torch.manual_seed(init_seed)``.  Why GPT-2 and why eager
-attention: docs/transformer.md.
+attention: docs/explanation/transformer.md.
 """
 
 from __future__ import annotations
