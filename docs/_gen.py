@@ -960,6 +960,11 @@ def _beta_range(cls: Any) -> str:
     return f"[{cls.beta_range[0]:g}, {cls.beta_range[1]:g}]" if takes_beta and hasattr(cls, "beta_range") else ""
 
 
+def _margin_only(cls: Any) -> str:
+    """Whether the loss at its defaults is a function of h_w - h_l alone (``Loss.margin_only``)."""
+    return "yes" if cls().margin_only() else "no"
+
+
 def _engine_covers(e: Any) -> str:
     dynamics = "the gradient flow" if e.flow else "the discrete optimisers"
     models = ", ".join(sorted(e.models)) if e.models is not None else "every model of independent starts"
@@ -990,8 +995,12 @@ def registries_page() -> str:
     parts = ["# Registries\n",
              "Everything flowsim can run or judge is registered by name: one file and one registry line each "
              "(see [Extend flowsim](../how-to/extend.md)). This page is generated from the registries.\n"]  # fmt: skip
-    parts += _section("Losses", "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`).\n",
-                      reg["losses"], {"parameters (default)": _params, "beta range": _beta_range})
+    parts += _section("Losses", "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`). "
+                      "*Margin only*: L depends on h through h_w - h_l alone at the default fields "
+                      "(`Loss.margin_only()`), which the [impossible-by-construction]"
+                      "(../explanation/claims.md#impossible-by-construction) limits read.\n",
+                      reg["losses"], {"parameters (default)": _params, "beta range": _beta_range,
+                                      "margin only": _margin_only})  # fmt: skip
     parts += _section("Models", "`[model] kind`: the policy parameterisations and the trained network "
                       "(`flowsim.MODELS`).\n", reg["models"],
                       {"parameters (default)": _params})  # fmt: skip
