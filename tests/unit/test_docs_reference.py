@@ -175,6 +175,7 @@ def test_every_cli_option_is_in_the_reference(pages):
 
 def test_every_registered_item_is_in_the_reference(pages):
     page = pages["registries"]
+    assert flowsim.MODELS is MODELS and "`flowsim.MODELS`" in page  # the page names the registries as exported
     for title, names in (("Losses", flowsim.LOSSES), ("Models", MODELS), ("Optimisers", OPTIMISERS),
                          ("Engines", ENGINES), ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
         assert f"## {title}" in page
