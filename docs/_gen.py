@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import flowsim
 import flowsim.cli
 from flowsim._validation import ParamError
@@ -50,6 +52,8 @@ from flowsim.app.load import RunResults
 from flowsim.app.plot import plot
 from flowsim.app.reproduce import reproduce
 from flowsim.app.run import run
+from flowsim.app.trace import trace as trace_command
+from flowsim.app.trace.output import OUTPUTS as TRACE_OUTPUTS
 from flowsim.cli import build_parser
 from flowsim.dynamics import record
 from flowsim.dynamics.driver import SolverOptions
@@ -58,6 +62,10 @@ from flowsim.dynamics.optimisers import OPTIMISERS, make_optimiser, run_discrete
 from flowsim.dynamics.record import STATUSES, FlowResult, StopRule
 from flowsim.errors import UserError
 from flowsim.experiment.config import Experiment, load_experiment, parse_experiment
+from flowsim.experiment.regions import REGIONS
+from flowsim.experiment.store import RUN_FILE
+from flowsim.integrations.folder import FORMAT as TRACE_FORMAT
+from flowsim.integrations.folder import REFERENCE_STEP, TraceWriter
 from flowsim.model.parameterisations import MODELS, Model, Parameterisation, Policy
 from flowsim.plotting import plot_field, plot_results
 from flowsim.plotting.registry import FAMILIES
@@ -176,7 +184,7 @@ COLUMN_NOTES: dict[str, str] = {
     "n_failed": "Failed rows among them.",
     "failed_left_out": "Failed rows left out of the measurement (claims.md marks such verdicts with a dagger).",
 }
-#: meta.json's keys (a run folder's record of itself).
+#: meta.json's keys: what a run's results depend on (the same when the run is made again).
 META_NOTES: dict[str, str] = {
     "experiment": "The experiment as run, after defaults, in the file's own shape.",
     "rows": "Rows in flows.csv.",
@@ -185,6 +193,11 @@ META_NOTES: dict[str, str] = {
     "flows_bytes": "Size of flows.csv; analyze, plot and reproduce check it.",
     "flows_sha256": "SHA-256 of flows.csv; analyze, plot and reproduce check it.",
     "starts_left_out": "Grid points a normalised model could not take (p1 + p2 >= 1).",
+    "versions": "Versions of flowsim, Python and the numerical libraries.",
+    "git_commit": "The commit of the code that ran (with -dirty for uncommitted changes).",
+}
+#: run.json's keys: how this run went (differs on every run; git-ignored, never compared by reproduce).
+RUN_NOTES: dict[str, str] = {
     "started": "Start time (UTC, ISO 8601).",
     "finished": "End time.",
     "wall_time_s": "The sweep's wall time (seconds).",
@@ -192,9 +205,115 @@ META_NOTES: dict[str, str] = {
     "n_jobs": "Workers asked for (-1: all cores).",
     "backend": "Where chunks ran: fork, loky or dask.",
     "chunk_size": "Flows per chunk.",
-    "versions": "Versions of flowsim, Python and the numerical libraries.",
-    "git_commit": "The commit of the code that ran (with -dirty for uncommitted changes).",
-    "machine": "The machine: platform, CPUs.",
+    "machine": "The machine the sweep ran on:",
+    "machine.cpus": "Its CPUs (`os.cpu_count()`).",
+    "machine.platform": "Its platform (`platform.platform()`).",
+    "machine.host": "Its host name.",
+    "machine.load_1min": "The 1-minute load average at the end of the sweep (empty where the OS does not say).",
+}
+#: Keys of run.json whose fields are listed one by one (dotted).
+RUN_NESTED = ("machine",)
+#: loss_comparison.csv's columns that no other file has (``p_w_final_<region>`` is derived, one per region).
+LOSS_COMPARISON_NOTES: dict[str, str] = {
+    "n": "Rows of the (model, loss) that did not fail; the shares below are of these.",
+    "share_displaced": "Share of them displaced (p_w fell below p_w0 at some time).",
+    "share_l_before_w": "Share where p_l reached p2_target before p_w reached p1_target (a target never reached "
+    "counts as never).",
+    "displacement_impossible": "Whether the model declares displacement impossible by construction for the loss at "
+    "every start (`Model.impossible`; see [Claims](../explanation/claims.md#impossible-by-construction)): a "
+    "share_displaced of 0 is then no finding about the loss.",
+}
+#: The files of a trace, by file: what their columns and keys mean where a sweep's words do not fit (a trace's
+#: flows.csv takes a sweep's meaning for the others; its JSON files and logps.csv have notes for every key).
+_TRACE_PAIR = "The pair's position in the probe set."
+TRACE_NOTES: dict[str, dict[str, str]] = {
+    "logps.csv": {
+        "step": "Optimiser steps taken before the record (-1: the reference).",
+        "what": '"reference" or "policy".',
+        "probe": _TRACE_PAIR,
+        "index": "The pair's row in the training set (TRL's `train_dataset`).",
+        "logp_w": "log pi(y_w|x) of the pair, summed over the completion's tokens as TRL scores it (nats).",
+        "logp_l": "log pi(y_l|x), as logp_w (nats).",
+    },
+    "meta.json": {
+        "format": f'"{TRACE_FORMAT}".',
+        "trace": "The trace's spec: model, dtype, versions, beta, loss type, probe seed and indices, every (a resumed "
+        "training must give the same).",
+        "history": "TRL's logged batch means (`logps/*`, `rewards/*`, the loss) by step, from `log_history`.",
+        "training": "The training's settings (learning rate, optimiser, schedule, batch size, ..., global step, seed) "
+        "and the median seconds per recording.",
+        "steps": "The steps recorded (the policy after s optimiser steps).",
+        "rows": "Rows in logps.csv.",
+        "logps_bytes": "Size of logps.csv; `flowsim trace` checks it.",
+        "logps_sha256": "SHA-256 of logps.csv; `flowsim trace` checks it.",
+        "versions": "Versions of flowsim, Python and the numerical libraries.",
+        "commit": "flowsim's commit.",
+        "started": "When the training started recording (local time, ISO 8601).",
+        "finished": "When it finished.",
+    },
+    "flows.csv": {
+        "pair": _TRACE_PAIR,
+        "index": "The pair's row in the training set (TRL's `train_dataset`).",
+        "status": '"timeout": the training stopped by its own step count.',
+        "t_stop": "Optimiser steps between the first and the last recorded step.",
+        "t_w": "The first recorded step (from the first) with p_w >= p1_target of flowsim's default stop rule; empty "
+        "if never.",
+        "t_l": "The first recorded step with p_l <= p2_target; empty if never.",
+        "nfev": "Recorded steps.",
+        "steps": "The trainer's step at the last record.",
+        "t_p_w_min": "The recorded step (from the first) where p_w was lowest.",
+        "loss": "flowsim's loss of the same formula as TRL's `loss_type` (`sigmoid` is DPO), or `trl:<loss_type>` "
+        "where flowsim has none.",
+        "model": '"network": the pairs share the parameters.',
+        "dynamics": "TRL's optimiser (`optim`).",
+        "reference": '"initial": each pair has its own reference, the recorded one.',
+        "ref_w": "The reference's pi(y_w|x) of the pair, recorded once.",
+        "ref_l": "The reference's pi(y_l|x) of the pair.",
+        "engine": '"trl".',
+        "message": "Empty, or that the trace was interrupted and at which step.",
+        "logp_w0": "log pi(y_w|x) of the pair at the first recorded step (nats).",
+        "logp_l0": "log pi(y_l|x) at the first recorded step (nats).",
+        "logp_w_final": "log pi(y_w|x) at the last recorded step (nats).",
+        "logp_l_final": "log pi(y_l|x) at the last recorded step (nats).",
+        "dp1_dt_0": "The observed rate of p_w over the first recorded interval (per step): the field the claims read.",
+        "dp2_dt_0": "The observed rate of p_l over the first recorded interval (per step).",
+        "grad_norm_0": "Empty (not recorded).",
+        "path": "The pair's recorded path as JSON `[[step, log p_w, log p_l], ...]`.",
+    },
+    "predicted.csv": {
+        "pair": _TRACE_PAIR,
+        "ideal_model": 'The idealised model of the row ("ratio" or "logits").',
+    },
+    "trace.json": {
+        "source": "The trace folder traced (absolute path).",
+        "trace": "The trace's spec with the training's settings, as the callback's meta.json records them "
+        "(TRL's logged history left out).",
+        "rows": "Rows in flows.csv.",
+        "flows_bytes": "Size of this folder's flows.csv.",
+        "flows_sha256": "SHA-256 of this folder's flows.csv.",
+    },
+    "batch_mean.csv": {
+        "step": "TRL's logging step.",
+        "gm_p_w": "Geometric mean over the step's batch of p_w: exp(`logps/chosen`).",
+        "gm_p_l": "Geometric mean of p_l: exp(`logps/rejected`).",
+        "gm_x1": "Geometric mean of x1 = p_w / p_ref: exp(`rewards/chosen` / beta).",
+        "gm_x2": "Geometric mean of x2: exp(`rewards/rejected` / beta).",
+    },
+}
+#: What each output of ``flowsim trace`` is (the files are :data:`TRACE_OUTPUTS`; one without a note fails the build).
+TRACE_FILES: dict[str, str] = {
+    "flows.csv": "One row per probe pair in the flows.csv schema (below).",
+    "trace.json": "The source folder, the trace's record, and the rows, bytes and sha256 of flows.csv.",
+    "regions.csv": "The region tables, as `flowsim analyze` writes them.",
+    "claims.csv": "The claims that read rows, judged as for a sweep.",
+    "claims.md": "The same as a report, with why the others are not applicable.",
+    "predicted.csv": "The idealised flows from the same starts and references, same loss and beta, on the ratio "
+    "plane and softmax logits, stopped at the run's median implicit reward margin (where flowsim has the loss).",
+    "trace.md": "The report: the run, the predicted-vs-observed table, the claims, the figures.",
+    "batch_mean.md": "From a plain `trainer_state.json`: the batch-mean path, with why it is no pair's path.",
+    "batch_mean.csv": "Its values, one row per logged step (below).",
+    "figures": "The starts, each pair's path in (p_w, p_l) and on the (x1, x2) plane with the idealised paths and the "
+    "field; or `batch_mean.png`.",
 }
 _QUANTILES = {"median": "median", "q25": "lower quartile", "q75": "upper quartile"}
 
@@ -556,19 +675,55 @@ def _example_toml() -> str:
 
 
 def results_headers(workdir: Path | None = None) -> dict[str, list[str]]:
-    """The columns of flows.csv, regions.csv and claims.csv as the code writes them (a 2 x 2 closed-form run)."""
+    """The columns and keys of every results file as the code writes them: a 2 x 2 closed-form run of two
+    losses (flows.csv, meta.json, run.json; analyze's regions.csv, claims.csv, loss_comparison.csv) and a
+    trace of a few pairs written by the callback's writer (``trace: ...``, see :func:`trace_headers`)."""
     with contextlib.ExitStack() as stack:
         work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         toml = work / "tiny.toml"
-        toml.write_text('name = "tiny"\n[loss]\nkind = "dpo"\n[grid]\np1 = { start = 0.2, stop = 0.8, num = 2 }\n'
-                        'p2 = { start = 0.2, stop = 0.8, num = 2 }\n')  # fmt: skip
+        toml.write_text('name = "tiny"\n[loss]\nkind = ["dpo", "ipo"]\n[grid]\np1 = { start = 0.2, stop = 0.8, '
+                        'num = 2 }\np2 = { start = 0.2, stop = 0.8, num = 2 }\n')  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run(toml, work / "run", n_jobs=1, progress=False)
             list(analyze(work / "run", progress=False))
-        out = {name: (work / "run" / name).read_text().splitlines()[0].split(",")
-               for name in ("flows.csv", "regions.csv", "claims.csv")}  # fmt: skip
-        out["meta.json"] = list(json.loads((work / "run" / "meta.json").read_text()))
-        return out
+        names = ("flows.csv", "regions.csv", "claims.csv", "loss_comparison.csv", "meta.json", RUN_FILE)
+        out = {name: _header(work / "run" / name) for name in names}
+        return out | trace_headers(work / "trace")
+
+
+def _header(path: Path) -> list[str]:
+    """A CSV file's columns, or a JSON file's keys (those of :data:`RUN_NESTED` field by field, dotted)."""
+    if path.suffix == ".csv":
+        return path.read_text().splitlines()[0].split(",")
+    doc = json.loads(path.read_text())
+    nested = RUN_NESTED if path.name == RUN_FILE else ()
+    return [x for k, v in doc.items() for x in (k, *(f"{k}.{f}" for f in (v if k in nested else ())))]
+
+
+def trace_headers(work: Path) -> dict[str, list[str]]:
+    """The files of a trace: a callback's folder of 4 pairs and 3 steps, written by its writer
+    (:class:`~flowsim.integrations.folder.TraceWriter`, as the TRL callback does, without TRL), then
+    ``flowsim trace`` on it; and ``flowsim trace`` on a ``trainer_state.json`` of two logged steps."""
+    index, rng = [3, 7, 11, 19], np.random.default_rng(0)
+    ref = rng.uniform(-4.0, -1.5, (4, 2))
+    writer = TraceWriter(work / "run", {"format": TRACE_FORMAT, "beta": 0.1, "loss_type": ["sigmoid"],
+                                        "probe_index": index, "probe_seed": 0, "every": 1})  # fmt: skip
+    writer.open(0)
+    writer.write(REFERENCE_STEP, "reference", index, ref)
+    for step in range(3):
+        writer.write(step, "policy", index, ref + step * rng.uniform([0.0, -0.6], [0.4, 0.0], (4, 2)))
+    writer.finish({"history": [], "training": {"optim": "adamw_torch"}})
+    state = {"log_history": [{"step": s, "logps/chosen": -3.0 + 0.1 * s, "logps/rejected": -3.0 - 0.2 * s,
+                              "rewards/chosen": 0.01 * s, "rewards/rejected": -0.02 * s} for s in (1, 2)]}  # fmt: skip
+    (work / "trainer_state.json").write_text(json.dumps(state))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trace_command(work / "run")
+        trace_command(work / "trainer_state.json", work / "batch")
+    traced = work / "run" / "flowsim"
+    files = {"logps.csv": work / "run" / "logps.csv", "meta.json": work / "run" / "meta.json",
+             "flows.csv": traced / "flows.csv", "predicted.csv": traced / "predicted.csv",
+             "trace.json": traced / "trace.json", "batch_mean.csv": work / "batch" / "batch_mean.csv"}  # fmt: skip
+    return {f"trace: {name}": _header(path) for name, path in files.items()}
 
 
 def column_meanings() -> dict[str, str]:
@@ -615,32 +770,99 @@ def _parameter_meanings() -> dict[str, str]:
     return out
 
 
+#: Each run file's own notes, which must name exactly the keys the file has (a key moved between them fails).
+_KEY_NOTES = {"meta.json": META_NOTES, RUN_FILE: RUN_NOTES}
+#: What each file of a run folder is for, under its heading.
+_FILE_INTROS = {
+    "loss_comparison.csv": "Written by `flowsim analyze` when the run has several losses: one row per (model, loss), "
+    "the losses compared (the figure `loss_comparison` draws it).\n",
+    "meta.json": "What the results depend on: the same whenever the run is made again (committed with results; "
+    "`flowsim reproduce` compares it, reporting the commit and versions as notes).\n",
+    RUN_FILE: "How this run went: times, workers, host, load. It differs on every run, so it is kept out of the "
+    "committed results (git-ignored) and out of reproduce's comparison; `flowsim.load` adds it to `.meta`.\n",
+}
+
+
+def _key_rows(name: str, keys: list[str], notes: dict[str, str]) -> list[tuple[str, str]]:
+    """A file's keys with their notes; a key without one, or a note of a key the file lacks, fails the build."""
+    stale = sorted(set(notes) - set(keys))
+    if stale:
+        raise RuntimeError(f"{name} no longer has {stale}: move their notes to the file that has them")
+    return [(f"`{k}`", notes.get(k, "")) for k in keys]
+
+
+def _loss_comparison_meaning(column: str, meanings: dict[str, str]) -> str:
+    if column.startswith("p_w_final_") and column.removeprefix("p_w_final_") in REGIONS:
+        return f"The median final p_w of the starts in the {column.removeprefix('p_w_final_')} region (empty: none)."
+    return LOSS_COMPARISON_NOTES.get(column) or meanings.get(column, "")
+
+
 def results_page(headers: dict[str, list[str]] | None = None) -> str:
     headers = headers or results_headers()
     meanings = column_meanings()
     parts = ["# Results files\n",
-             "A run folder holds `flows.csv` (one row per start and parameter combination) and `meta.json`; "
-             "`flowsim analyze` adds `regions.csv`, `claims.csv` and `claims.md`. The columns below are read from "
-             "the headers the code writes for a small run, so they are the ones a run writes. Times are "
-             "gradient-flow time (with gradient descent at learning rate lr: lr x steps); x are ratios p / ref, "
-             "p probabilities; losses and margins in nats.\n",
+             "A run folder holds `flows.csv` (one row per start and parameter combination), `meta.json` and "
+             "`run.json`; `flowsim analyze` adds `regions.csv`, `claims.csv`, `claims.md` and, for several losses, "
+             "`loss_comparison.csv`. The columns below are read from the headers the code writes for a small run, "
+             "so they are the ones a run writes. Times are gradient-flow time (with gradient descent at learning "
+             "rate lr: lr x steps); x are ratios p / ref, p probabilities; losses and margins in nats.\n",
              "The parameter columns come first: the loss's parameters (with several losses the union of theirs, "
              "empty where a row's loss does not take one), `ref_w`, `ref_l`, the model's parameters and the "
              "optimiser's: the keys of [Experiment files](experiment-file.md) of the same names.\n",
              "## Statuses\n", _table(["status", "meaning"], ((f"`{s}`", m) for s, m in statuses()))]  # fmt: skip
     params = _parameter_meanings()
     for name, cols in headers.items():
+        if name.startswith("trace: "):
+            continue
         parts.append(f"## {name}\n")
-        notes = META_NOTES if name == "meta.json" else {}
-        rows = [(f"`{c}`", notes.get(c) or meaning_of(c, meanings, params)) for c in cols]
+        parts.append(_FILE_INTROS.get(name, ""))
+        if name in _KEY_NOTES:
+            rows = _key_rows(name, cols, _KEY_NOTES[name])
+        elif name == "loss_comparison.csv":
+            rows = [(f"`{c}`", _loss_comparison_meaning(c, meanings)) for c in cols]
+        else:
+            rows = [(f"`{c}`", meaning_of(c, meanings, params)) for c in cols]
         _all_described(name, dict(rows))
-        parts.append(_table(["key" if name == "meta.json" else "column", "meaning"], rows))
+        parts.append(_table(["key" if name.endswith(".json") else "column", "meaning"], rows))
         for kind, extra in extra_columns().items() if name == "flows.csv" else ():
             parts.append(f'\nRows of `[model] kind = "{kind}"` add, after these:\n')
             rows = [(f"`{c}`", meaning_of(c, meanings, {})) for c in extra]
             _all_described(f"{kind}'s columns", dict(rows))
             parts.append(_table(["column", "meaning"], rows))
-    return "\n".join(parts)
+    return "\n".join(parts + trace_section(headers, meanings, params))
+
+
+def trace_section(headers: dict[str, list[str]], meanings: dict[str, str], params: dict[str, str]) -> list[str]:
+    """The files of a trace (the callback's folder and ``flowsim trace``'s outputs), from a small trace's headers."""
+    files = [(f"`{f}`", TRACE_FILES.get(f, "")) for f in TRACE_OUTPUTS]
+    _all_described("flowsim trace's outputs", dict(files))
+    parts = ["## Traces of a TRL run\n",
+             "The TRL callback (`flowsim.integrations.trl.trace`) writes a trace folder: `logps.csv` and "
+             "`meta.json` (below), written through the run-folder store. `flowsim trace RUN` writes into "
+             "`RUN/flowsim/` (or `--out`); see [Trace your own TRL run](../how-to/trace.md).\n",
+             _table(["output of flowsim trace", "what it is"], files)]  # fmt: skip
+    titles = {"logps.csv": "The callback's `logps.csv`: one row per pair and recorded step",
+              "meta.json": "The callback's `meta.json`",
+              "flows.csv": "A trace's `flows.csv`: one row per probe pair",
+              "predicted.csv": "`predicted.csv`: the idealised flows from the pairs' starts",
+              "trace.json": "`trace.json`", "batch_mean.csv": "`batch_mean.csv`: the batch means of TRL's log"}
+    intros = {"flows.csv": "The flows.csv schema where its columns make sense (t in optimiser steps); the meanings "
+              "that differ from a sweep's are the trace's own.\n",
+              "predicted.csv": "Rows of flows.csv as a sweep writes them (the loss's and the model's parameters "
+              "among them), with the pair and the idealised model.\n"}  # fmt: skip
+    for name, cols in headers.items():
+        if not name.startswith("trace: "):
+            continue
+        file = name.removeprefix("trace: ")
+        parts += [f"### {titles.get(file, file)}\n", intros.get(file, "")]
+        notes = TRACE_NOTES[file]
+        if file in ("flows.csv", "predicted.csv"):  # the sweep's schema: its meanings where the trace has none
+            rows = [(f"`{c}`", notes.get(c) or meaning_of(c, meanings, params)) for c in cols]
+        else:
+            rows = _key_rows(name, cols, notes)
+        _all_described(name, dict(rows))
+        parts.append(_table(["key" if file.endswith(".json") else "column", "meaning"], rows))
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -738,6 +960,11 @@ def _beta_range(cls: Any) -> str:
     return f"[{cls.beta_range[0]:g}, {cls.beta_range[1]:g}]" if takes_beta and hasattr(cls, "beta_range") else ""
 
 
+def _margin_only(cls: Any) -> str:
+    """Whether the loss at its defaults is a function of h_w - h_l alone (``Loss.margin_only``)."""
+    return "yes" if cls().margin_only() else "no"
+
+
 def _engine_covers(e: Any) -> str:
     dynamics = "the gradient flow" if e.flow else "the discrete optimisers"
     models = ", ".join(sorted(e.models)) if e.models is not None else "every model of independent starts"
@@ -755,15 +982,27 @@ def _section(title: str, intro: str, registry: dict[str, Any], columns: dict[str
     return parts
 
 
+#: When a family is drawn, by its ``per_combination``.
+DRAWN = {False: "by default", True: "with --all, or for a single combination"}
+
+
+def _drawn(family: Any) -> str:
+    return DRAWN[bool(family.per_combination)]
+
+
 def registries_page() -> str:
     reg, th = registries(), ClaimThresholds()
     parts = ["# Registries\n",
              "Everything flowsim can run or judge is registered by name: one file and one registry line each "
              "(see [Extend flowsim](../how-to/extend.md)). This page is generated from the registries.\n"]  # fmt: skip
-    parts += _section("Losses", "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`).\n",
-                      reg["losses"], {"parameters (default)": _params, "beta range": _beta_range})
+    parts += _section("Losses", "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`). "
+                      "*Margin only*: L depends on h through h_w - h_l alone at the default fields "
+                      "(`Loss.margin_only()`), which the [impossible-by-construction]"
+                      "(../explanation/claims.md#impossible-by-construction) limits read.\n",
+                      reg["losses"], {"parameters (default)": _params, "beta range": _beta_range,
+                                      "margin only": _margin_only})  # fmt: skip
     parts += _section("Models", "`[model] kind`: the policy parameterisations and the trained network "
-                      "(`flowsim.model.parameterisations.MODELS`).\n", reg["models"],
+                      "(`flowsim.MODELS`).\n", reg["models"],
                       {"parameters (default)": _params})  # fmt: skip
     parts += _section("Optimisers", '`[dynamics] kind` besides "flow": discrete optimisers, t = lr x steps '
                       "(`flowsim.dynamics.optimisers.OPTIMISERS`).\n", reg["optimisers"],
@@ -792,12 +1031,17 @@ def registries_page() -> str:
                                     ("models", ", ".join(c.models)),
                                     ("losses", ", ".join(c.losses) if c.losses else "any"),
                                     ("columns read", ", ".join(f"`{x}`" for x in c.columns))])]  # fmt: skip
+    default = [f"`{f.name}`" for f in reg["figures"].values() if not f.per_combination]
     parts += ["## Figures\n",
               "The figure families `flowsim plot` draws (`flowsim.plotting.registry.FAMILIES`), each for the "
-              "models it declares; `kinds` select them in `plot_results(kinds=...)`.\n",
-              _table(["family", "kinds", "models", "what it draws"],
+              "models it declares; `kinds` select them in `plot_results(kinds=...)`. For a run of several "
+              "parameter combinations the default set is the families not drawn per combination "
+              f"({', '.join(default)}, each where it applies); the families drawn a file "
+              "per combination come with `flowsim plot --all` (`plot_results(every=True)`), and always for a single "
+              "combination (`Family.per_combination`).\n",
+              _table(["family", "kinds", "models", "drawn", "what it draws"],
                      ((f"`{f.name}`", ", ".join(f.kinds), ", ".join(f.models) if f.models else "all",
-                       _summary(inspect.getmodule(f.draw))) for f in reg["figures"].values()))]  # fmt: skip
+                       _drawn(f), _summary(inspect.getmodule(f.draw))) for f in reg["figures"].values()))]  # fmt: skip
     return "\n".join(parts)
 
 

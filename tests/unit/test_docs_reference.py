@@ -26,15 +26,20 @@ import flowsim
 from flowsim.analysis.claims import REGISTRY
 from flowsim.analysis.studies.dpo_field import evaluate_claims
 from flowsim.analysis.studies.thresholds import ClaimThresholds
-from flowsim.analysis.tables import COLUMNS_AFTER_COUNT
+from flowsim.analysis.tables import COLUMNS_AFTER_COUNT, loss_comparison
 from flowsim.analysis.testing import make_flows
 from flowsim.app.bench import main as bench
+from flowsim.app.run import recorded
+from flowsim.app.trace import EXTRA
+from flowsim.app.trace.output import OUTPUTS
 from flowsim.cli import build_parser
 from flowsim.dynamics.engines import ENGINES
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import parse_experiment
-from flowsim.experiment.schema import columns
+from flowsim.experiment.schema import LEADING, PROVENANCE, columns
+from flowsim.experiment.store import RUN_FILE, read_flows
+from flowsim.integrations.folder import COLUMNS as TRACE_COLUMNS
 from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.registry import FAMILIES
 
@@ -84,9 +89,52 @@ def test_every_experiment_key_is_in_the_reference(pages):
     assert _missing(pages["experiment"], dict.fromkeys(keys)) == []
 
 
+def _section(page: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same level."""
+    level = heading.split(" ")[0]
+    return page.split(heading + "\n", 1)[1].split(f"\n{level} ", 1)[0]
+
+
 def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
     meta = json.loads((run_dir / "run" / "meta.json").read_text())  # the file the run wrote
-    assert _missing(pages["results"].split("## meta.json")[1], meta) == []
+    assert _missing(_section(pages["results"], "## meta.json"), meta) == []
+
+
+def test_every_run_json_key_is_in_the_reference(pages, run_dir):
+    """run.json (the volatile half of the record, moved out of meta.json) with the machine's fields."""
+    record = json.loads((run_dir / "run" / RUN_FILE).read_text())
+    keys = [*record, *(f"machine.{k}" for k in record["machine"])]
+    assert "wall_time_s" in keys and "wall_time_s" not in json.loads((run_dir / "run" / "meta.json").read_text())
+    assert _missing(_section(pages["results"], f"## {RUN_FILE}"), keys) == []
+
+
+def test_every_loss_comparison_column_is_in_the_reference(pages, run_dir):
+    """The columns loss_comparison computes (here, not in the generator) for the run's two losses."""
+    folder = run_dir / "run"
+    cols = loss_comparison(read_flows(folder / "flows.csv"), recorded(folder)).columns
+    assert "displacement_impossible" in cols and "p_w_final_center" in cols
+    assert _missing(_section(pages["results"], "## loss_comparison.csv"), cols) == []
+
+
+def test_every_trace_file_and_column_is_in_the_reference(pages):
+    """flowsim trace's outputs, the columns its rows add, the callback's logps.csv and predicted.csv's own."""
+    page = _section(pages["results"], "## Traces of a TRL run")
+    assert _missing(page, OUTPUTS) == []
+    flows = _section(page, "### A trace's `flows.csv`: one row per probe pair")
+    assert _missing(flows, [*LEADING, *PROVENANCE, *EXTRA]) == []
+    assert _missing(_section(page, "### The callback's `logps.csv`: one row per pair and recorded step"),
+                    TRACE_COLUMNS) == []  # fmt: skip
+    assert _missing(_section(page, "### `predicted.csv`: the idealised flows from the pairs' starts"),
+                    ["pair", "ideal_model"]) == []  # fmt: skip
+
+
+def test_the_default_figure_set_is_the_code_s(gen, pages):
+    """Each family's row says whether it is in the default set, as its per_combination declares."""
+    page = pages["registries"]
+    for f in FAMILIES:
+        row = re.search(rf"^\| `{f.name}` \|.*$", page, flags=re.M).group(0)
+        assert ("by default" in row) == (not f.per_combination), row
+    assert {f.name for f in FAMILIES if not f.per_combination} >= {"facets", "paths_all", "losses"}
 
 
 def test_every_results_column_is_in_the_reference(pages):
@@ -127,6 +175,7 @@ def test_every_cli_option_is_in_the_reference(pages):
 
 def test_every_registered_item_is_in_the_reference(pages):
     page = pages["registries"]
+    assert flowsim.MODELS is MODELS and "`flowsim.MODELS`" in page  # the page names the registries as exported
     for title, names in (("Losses", flowsim.LOSSES), ("Models", MODELS), ("Optimisers", OPTIMISERS),
                          ("Engines", ENGINES), ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
         assert f"## {title}" in page
