@@ -285,8 +285,7 @@ def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> 
         return []
     cols = {cid: every[every["claim"] == cid] for cid in ids}
     rows = []
-    for key in cols[ids[0]].groupby(named, sort=False, dropna=False).groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key in cols[ids[0]][named].drop_duplicates().itertuples(index=False, name=None):  # in order of appearance
         row: list[object] = list(key)
         for cid in ids:
             mine = cols[cid]
