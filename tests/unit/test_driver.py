@@ -36,11 +36,20 @@ def test_against_exact_flow_at_500_random_initial_conditions():
     got = {k: np.array([getattr(r, k) for r in runs]) for k in RESULT_FIELDS}
     assert np.array_equal(got["status"], exact["status"])
     assert set(exact["status"]) == {"converged", "capped"}  # both outcomes are exercised
-    for k in ("t_stop", "t_w", "t_l"):
-        assert rel_err(got[k], exact[k]).max() <= 1e-5, k
-    for k in ("x1_final", "x2_final", "p1_final", "p2_final"):
-        assert rel_err(got[k], exact[k]).max() <= 1e-6, k
+    # within ~3x of the worst error measured (DOP853 at rtol 1e-9): t_w's crossing, found on the
+    # dense output and not landed on, is the least accurate; x1 (= p_w / ref_w) the most
+    tol = {"t_stop": 3e-8, "t_w": 3e-7, "t_l": 1.5e-8, "x1_final": 1e-10, "x2_final": 5e-9, "p1_final": 1e-10,
+           "p2_final": 5e-9}  # measured: 8.8e-9, 9.1e-8, 3.6e-9, 3.2e-11, 1.2e-9, 3.2e-11, 1.2e-9
+    for k, bound in tol.items():
+        assert rel_err(got[k], exact[k]).max() <= bound, k
     assert np.all(got["nfev"] > 0)
+
+
+#: Relative error bounds (t_stop, x1_final) per method at rtol 1e-10: ~3x the worst measured over
+#: both charts (RK23 2.8e-9, 6.1e-10; RK45 5.3e-10, 1.2e-10; DOP853 5.5e-11, 3.8e-12;
+#: Radau 2.3e-12, 2.3e-13; BDF 1.9e-8, 2.9e-9; LSODA 2.8e-9, 6.1e-10).
+METHOD_TOL = {"RK23": (1e-8, 2e-9), "RK45": (2e-9, 4e-10), "DOP853": (2e-10, 1.5e-11), "Radau": (1e-11, 1e-12),
+              "BDF": (6e-8, 1e-8), "LSODA": (1e-8, 2e-9)}  # fmt: skip
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -49,11 +58,12 @@ def test_every_method_and_chart_agrees_with_the_exact_flow(method, chart):
     x0 = np.array([[0.05, 0.9], [0.6, 0.4], [0.9, 0.9], [0.2, 0.02]])
     exact = exact_dpo(x0, beta=0.3)
     opts = SolverOptions(method=method, rtol=1e-10, atol=1e-13, chart=chart)
+    t_tol, x_tol = METHOD_TOL[method]
     for i, x in enumerate(x0):
         r = integrate(DPO(beta=0.3), x, options=opts)
         assert r.status == exact["status"][i]
-        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=1e-5)
-        assert r.x1_final == pytest.approx(exact["x1_final"][i], rel=1e-6)
+        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=t_tol)
+        assert r.x1_final == pytest.approx(exact["x1_final"][i], rel=x_tol)
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0, 2.0, 3.0])
@@ -62,7 +72,7 @@ def test_conservation_along_paths(beta):
     for x0 in ([0.1, 0.9], [0.5, 0.5], [0.95, 0.2]):
         r = integrate(DPO(beta=beta), x0, path=True)
         r2 = (r.path_x**2).sum(1)
-        np.testing.assert_allclose(r2, sum(v * v for v in x0), rtol=1e-7)
+        np.testing.assert_allclose(r2, sum(v * v for v in x0), rtol=5e-10)  # measured: <= 1.7e-10
         assert np.all(np.diff(r.path_x[:, 0]) >= 0) and np.all(np.diff(r.path_x[:, 1]) <= 0)
         assert r.path_t[-1] == pytest.approx(r.t_stop)
 
@@ -110,8 +120,8 @@ def test_crossings_found_by_events_not_sampling():
     x0 = [0.1, 0.95]
     exact = exact_dpo(x0, beta=0.5)
     r = integrate(DPO(beta=0.5), x0)
-    assert r.t_w == pytest.approx(float(exact["t_w"]), rel=1e-7)
-    assert r.t_l == pytest.approx(float(exact["t_l"]), rel=1e-7)
+    assert r.t_w == pytest.approx(float(exact["t_w"]), rel=1e-9)  # measured: 3.3e-10
+    assert r.t_l == pytest.approx(float(exact["t_l"]), rel=1e-9)  # measured: 2.6e-10
 
 
 def test_beta_two_uses_the_log_chart():
@@ -188,7 +198,7 @@ def test_the_composed_field_integrates_as_accurately(register_chart):
         r = integrate(Composed(beta=0.3), x)
         assert r.status == exact["status"][i]
         for k in ("t_stop", "t_w", "t_l"):
-            assert rel_err([getattr(r, k)], [exact[k][i]]).max() <= 1e-7, k
+            assert rel_err([getattr(r, k)], [exact[k][i]]).max() <= 1e-9, k  # measured: <= 3.4e-10
 
 
 def test_a_chart_without_a_clock_integrates_in_time(register_chart):
@@ -198,7 +208,7 @@ def test_a_chart_without_a_clock_integrates_in_time(register_chart):
     for i, x in enumerate(x0):
         r = integrate(Composed(beta=0.5), x)
         assert r.status == exact["status"][i]
-        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=1e-5)
+        assert r.t_stop == pytest.approx(exact["t_stop"][i], rel=5e-10)  # measured: 1.3e-10
     r = integrate(Composed(beta=0.5), [0.3, 0.6], StopRule(t_max=0.1))
     assert (r.status, r.t_stop) == ("timeout", 0.1)
 
