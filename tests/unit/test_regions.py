@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS, region_index, region_labels
+from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS, feasible, region_index, region_labels
 
 #: Cuts of several kinds: the default thirds (not exact binary fractions), dyadic ones, uneven ones.
 CUTS = [DEFAULT_CUTS, (0.25, 0.5), (0.1, 0.7)]
@@ -41,3 +41,24 @@ def test_labels_read_the_figure_row_by_row():
     pts = [[x, y] for y in reversed(c) for x in c]
     assert region_labels(pts).tolist() == list(REGIONS)
     assert region_labels([[0.0, 0.0], [1.0, 1.0]]).tolist() == ["bottom-left", "top-right"]  # the square's corners
+
+
+def test_the_default_cuts_are_the_thirds():
+    third = [1 / 3, 2 / 3]
+    pts = [[np.nextafter(c, 0), 0.5] for c in third] + [[c, 0.5] for c in third]
+    assert region_labels(pts).tolist() == ["left", "center", "center", "right"]
+    assert region_labels([[0.5, c] for c in third]).tolist() == ["center", "top"]
+
+
+@pytest.mark.parametrize("cuts", [(0.0, 0.5), (0.5, 1.0), (0.5, 0.5), (0.7, 0.3), (-0.1, 0.5), (0.5,)])
+def test_cuts_must_increase_strictly_inside_the_square(cuts):
+    with pytest.raises(ValueError, match=r"p2_cuts must be two numbers 0 < a < b < 1"):
+        region_labels([[0.5, 0.5]], p2_cuts=cuts)
+
+
+def test_feasible_is_p1_plus_p2_at_most_one_within_1e_12():
+    edge = (1.0 + 1e-12) - 0.5  # 0.5 + edge is exactly the tolerance's edge, 0.5 + past the next float up
+    past = edge + 2.0**-52
+    assert 0.5 + edge == 1.0 + 1e-12 and 0.5 + past == np.nextafter(1.0 + 1e-12, 2)
+    pts = [[0.5, 0.5], [0.25, 0.75], [0.5, edge], [0.5, past], [0.6, 0.5], [0.0, 0.0]]
+    assert feasible(pts).tolist() == [True, True, True, False, False, True]
