@@ -248,3 +248,47 @@ def test_a_stiff_flow_is_integrated_again_with_lsoda():
     for bad in (0, 0.5, 2000.0, True):
         with pytest.raises(ValueError, match="max_nfev must be a whole number >= 1"):
             SolverOptions(max_nfev=bad)
+
+
+def test_stop_rule_defaults_are_the_documented_ones():
+    # each "name : type, default V" line of StopRule's docstring against the dataclass's default
+    import dataclasses
+    import re
+
+    documented = dict(re.findall(r"^\s+(\w+) : [\w ,|]+?, default ([-+.\w]+)$", StopRule.__doc__, re.M))
+    fields = {f.name: f.default for f in dataclasses.fields(StopRule) if f.default is not None}
+    assert documented.keys() == fields.keys()
+    for name, text in documented.items():
+        assert float(text) == fields[name], name
+    assert StopRule().loss_target is None and StopRule().margin_target is None  # "off by default"
+
+
+@pytest.mark.parametrize("chart", ["smooth", "identity"])  # the clock an event, or the end of the integration
+def test_a_timeout_ends_where_the_exact_flow_is_at_t_max(chart):
+    x0 = np.array([[0.05, 0.9], [0.6, 0.4], [0.3, 0.7]])
+    stop = StopRule(t_max=0.5)
+    exact = exact_dpo(x0, beta=0.3, stop=stop)
+    assert exact["status"].tolist() == ["timeout"] * 3
+    for i, x in enumerate(x0):
+        r = integrate(DPO(beta=0.3), x, stop, SolverOptions(chart=chart))
+        assert (r.status, r.t_stop) == ("timeout", 0.5)
+        for k in ("x1_final", "x2_final", "p1_final", "p2_final", "loss_final"):
+            assert getattr(r, k) == pytest.approx(exact[k][i], rel=1e-9), k
+    # a crossing in the last step before the clock stops it still counts
+    t_l = float(exact_dpo(x0[1], beta=0.3)["t_l"])
+    r = integrate(DPO(beta=0.3), x0[1], StopRule(t_max=t_l * 1.001), SolverOptions(chart=chart))
+    assert r.status == "timeout" and r.t_l == pytest.approx(t_l, rel=1e-9)
+
+
+def test_top_other_is_the_most_probable_other_response():
+    from flowsim.model.parameterisations import SoftmaxLogits
+
+    p0 = np.array([0.3, 0.4])
+    pol = SoftmaxLogits(K=6, zipf=1.0).bind(p0, p0)
+    others = pol.probs(pol.theta0)[2:]
+    assert len(set(np.round(others, 12))) == 4  # the other responses' probabilities differ
+    r = integrate(DPO(beta=0.5), policy=pol, stop=StopRule(t_max=1.0))
+    assert r.top_other == 2 + int(np.argmax(others))  # DPO moves the others' logits alike: their order stays
+    # ... and their proportions: the top one holds its share of the rest
+    assert r.rest_final == pytest.approx(1 - r.p1_final - r.p2_final, rel=1e-12)
+    assert r.p_top_other == pytest.approx(others.max() / others.sum() * r.rest_final, rel=1e-9)
