@@ -152,6 +152,23 @@ def test_never_overwrites(tmp_path):
         run_sweep(small(), tmp_path / "fresh", n_jobs=1, progress=False, resume=True)
 
 
+
+def test_a_failure_before_the_first_write_removes_only_a_folder_it_made(tmp_path, monkeypatch):
+    from flowsim.experiment.store import RunFolder
+
+    def prepare(self, *a, **k):  # under the lock, before anything is written
+        raise SweepError("injected")
+
+    monkeypatch.setattr(RunFolder, "prepare", prepare)
+    with pytest.raises(SweepError, match="injected"):
+        run_sweep(small(), tmp_path / "fresh", n_jobs=1, progress=False)
+    assert not (tmp_path / "fresh").exists()  # made by the run, left empty: removed again
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SweepError, match="injected"):
+        run_sweep(small(), tmp_path / "mine", n_jobs=1, progress=False)
+    assert (tmp_path / "mine").is_dir()  # there before: kept
+
+
 def test_resume_after_a_real_kill_gives_an_identical_file(tmp_path):
     exp_file = tmp_path / "kill.toml"
     exp_file.write_text(
