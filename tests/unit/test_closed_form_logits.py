@@ -284,6 +284,22 @@ def test_bad_arguments_are_named(kwargs, match):
         exact_dpo_logits(np.log([0.3, 0.6, 0.1]), np.zeros(2), **kwargs)
     with pytest.raises(ValueError, match="t must be >= 0"):
         margin_at_time(-1.0, 0.0, 0.1)
+    with pytest.raises(ValueError, match=r"t must be >= 0; got .*-1\.0"):  # one negative time among good ones
+        margin_at_time([0.5, -1.0, 2.0], 0.0, 0.1)
+    with pytest.raises(ValueError, match=r"t must be >= 0; got .*-1\.0"):
+        theta_at_time(np.log([[0.3, 0.6, 0.1]] * 2), np.zeros(2), 0.1, [0.5, -1.0])
+
+
+@pytest.mark.parametrize(("theta0", "log_ref", "match"), [
+    (np.log([0.3, 0.6, 0.1]), np.zeros(3), r"log_ref must have shape \(\.\.\., 2\); got shape \(3,\)"),
+    (np.log([0.3, 0.6, 0.1]), 0.0, r"log_ref must have shape \(\.\.\., 2\); got shape \(\)"),
+    (np.log([0.3, 0.6, 0.1]), [0.0, np.nan], "log_ref must be finite"),
+    (np.array([0.0]), np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2"),
+    (np.array([0.0, np.inf, 0.0]), np.zeros(2), "theta0 must be finite"),
+])  # fmt: skip
+def test_bad_shapes_are_named(theta0, log_ref, match):
+    with pytest.raises(ValueError, match=match):
+        exact_dpo_logits(theta0, log_ref, 0.1)
 
 
 def test_registry_entry_point_gives_the_record_fields():
