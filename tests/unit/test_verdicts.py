@@ -28,6 +28,8 @@ from flowsim.analysis.verdicts import (
     Claim,
     claims_markdown,
     conclusions,
+    failed_note,
+    failed_rows,
     verdict_matrix,
 )
 from flowsim.dynamics.record import StopRule
@@ -127,6 +129,17 @@ def test_claims_declare_where_they_apply():
         Claim("X", "t", "p", "w", "m", rule_share, len, models=())
     with pytest.raises(ValueError, match="which thresholds does not declare"):
         Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), reads=("dominance",))
+    for bad in ({"columns": ("p1_0", "")}, {"thresholds": (1,)}, {"columns": ["p1_0"]}, {"across": ("beta", "")}):
+        with pytest.raises(ValueError, match=f"claim X: {next(iter(bad))} must be a tuple of names"):
+            Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), **bad)
+
+
+def test_the_failed_note_counts_the_first_claims_groups():
+    claims = pd.DataFrame({"claim": ["C1", "C1", "C1", "C2"], "subset": ["all", "feasible", "all", "all"],
+                           "n_failed": [2, 1, 1, 9], "n_rows": [100, 50, 100, 200]})  # fmt: skip
+    assert failed_rows(claims) == (3, 200)  # C1's two groups over all the rows
+    assert failed_note(claims).startswith("**3 of 200 flows failed** (1.5%).")
+    assert failed_note(claims.assign(n_failed=0)) == "" and failed_rows(claims.drop(columns="n_rows")) == (0, 0)
 
 
 # -- the sensitivity family ----------------------------------------------------------------------
