@@ -252,6 +252,8 @@ def test_verdict_matrix_counts_mixed_combinations_and_splits():
     t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NOT}).assign(loss="ipo")])
     m = verdict_matrix({"losses": t})
     assert m.loc["A", "losses"] == "supported (1/2); not supported (1/2), robust"
+    t2 = pd.concat([t.iloc[:1], t.iloc[1:].assign(robustness="fragile (flips under cuts 0.2: supported)")])
+    assert verdict_matrix({"losses": t2}).loc["A", "losses"].endswith(", fragile")  # one fragile row marks the cell
     m = verdict_matrix({"losses": t}, split={"losses": "loss"})
     assert list(m.columns) == ["statement", "losses: dpo", "losses: ipo"]
     assert m.loc["A", "losses: ipo"] == "not supported, robust"
