@@ -163,6 +163,16 @@ def test_sft_moves_the_start_as_asked():
     assert flipped.sum() == 3 and np.all(starts["noisy"][1][flipped, 1] > starts["noisy"][1][flipped, 0])
 
 
+@pytest.mark.parametrize("kind", [{"sft": "none", "sft_steps": 60}, {"sft": "chosen", "sft_steps": 0}])
+def test_no_sft_leaves_the_initialisation(kind):
+    spec = Network(n_pairs=2, sft_lr=0.05, **kind)
+    net = CausalMLP(spec)
+    batch = PairBatch(make_pairs(spec), spec.window, net.pad)
+    before = batch.log_probs(net).detach().numpy()
+    assert np.isnan(sft(net, batch, spec))
+    np.testing.assert_array_equal(batch.log_probs(net).detach().numpy(), before)
+
+
 def test_sft_towards_a_target():
     spec = Network(n_pairs=4, sft="target", sft_steps=300, sft_lr=0.05)
     net = CausalMLP(spec)
