@@ -292,3 +292,19 @@ def test_top_other_is_the_most_probable_other_response():
     # ... and their proportions: the top one holds its share of the rest
     assert r.rest_final == pytest.approx(1 - r.p1_final - r.p2_final, rel=1e-12)
     assert r.p_top_other == pytest.approx(others.max() / others.sum() * r.rest_final, rel=1e-9)
+
+
+@pytest.mark.parametrize("max_nfev", [1, 20, 2000])
+@pytest.mark.parametrize("method", ["DOP853", "LSODA"])
+def test_a_flows_evaluations_stay_within_the_work_budget(max_nfev, method):
+    # the budget flowsim promises (and the conformance sweep checks): a stiff flow that runs out of
+    # evaluations in both methods, one switched to LSODA, an easy one -- each landing on its stop
+    from flowsim.dynamics.driver import work_budget
+    from flowsim.model.losses import IPO
+
+    opts = SolverOptions(method=method, max_nfev=max_nfev)
+    budget = work_budget(opts)
+    assert budget > max_nfev and work_budget(SolverOptions(max_nfev=None)) == math.inf
+    for loss, x0 in ((IPO(beta=0.1), [0.05, 0.05]), (DPO(beta=0.1), [0.5, 0.5]), (DPO(beta=0.1), [0.9, 0.9])):
+        r = integrate(loss, x0, options=opts)
+        assert 0 < r.nfev <= budget, (loss, x0, r.status, r.nfev, budget)
