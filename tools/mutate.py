@@ -44,21 +44,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _U, _I = "tests/unit/", "tests/integration/"
 _CLAIMS = [f"{_U}test_verdicts.py", f"{_U}test_claims_conformance.py"]
+_NOT_SLOW = "not sigterm and not kill_9 and not second_writer and not real_kill and not dask"  # signals, processes
 #: Core module -> (its file, the tests that must catch its bugs: pytest arguments, fast ones).
 MODULES: dict[str, tuple[str, list[str]]] = {
     "losses": ("flowsim/model/losses/dpo.py", [f"{_U}test_dpo_loss.py", f"{_U}test_losses_family.py"]),
-    "closed_form_ratio": ("flowsim/dynamics/closed_forms/dpo_ratio.py", [f"{_U}test_closed_form_ratio.py"]),
+    "closed_form_ratio": ("flowsim/dynamics/closed_forms/dpo_ratio.py", [f"{_U}test_closed_form_ratio.py",
+                                                                         f"{_U}test_driver.py"]),  # its oracle
     "closed_form_logits": ("flowsim/dynamics/closed_forms/dpo_logits.py", [f"{_U}test_closed_form_logits.py"]),
     "engine_batched": ("flowsim/dynamics/batched/engine.py", [f"{_U}test_batched.py"]),
     "engine_driver": ("flowsim/dynamics/driver.py", [f"{_U}test_driver.py"]),
     "record": ("flowsim/dynamics/record.py", [f"{_U}test_driver.py", f"{_U}test_network_stops.py",
                                               f"{_U}test_optimisers.py"]),
-    "store": ("flowsim/experiment/store.py", [f"{_I}test_run_folder.py", "-k",
-                                              "not sigterm and not kill_9 and not second_writer"]),
+    "store": ("flowsim/experiment/store.py", [f"{_I}test_run_folder.py", f"{_I}test_sweep.py",
+                                              f"{_I}test_cli_errors.py", "-k", _NOT_SLOW]),
     "regions": ("flowsim/experiment/regions.py", [f"{_U}test_regions.py", f"{_U}test_analysis.py"]),
     "claims_rules": ("flowsim/analysis/claims/rules.py", _CLAIMS),
     "verdicts": ("flowsim/analysis/verdicts.py", _CLAIMS),
-    "training": ("flowsim/dynamics/training.py", [f"{_U}test_network_stops.py", f"{_U}test_network.py"]),
+    "training": ("flowsim/dynamics/training.py", [f"{_U}test_network_stops.py", f"{_U}test_network.py",
+                                                  f"{_U}test_network_field.py"]),
 }
 
 PYTEST = ["-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--import-mode=importlib", "-x", "-q",

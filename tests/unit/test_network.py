@@ -154,8 +154,11 @@ def test_sft_moves_the_start_as_asked():
         net = CausalMLP(spec)
         batch = PairBatch(make_pairs(spec), spec.window, net.pad)
         before = batch.log_probs(net).detach().numpy()
-        sft(net, batch, spec)
+        value = sft(net, batch, spec)
         starts[name] = (before, batch.log_probs(net).detach().numpy())
+        if name != "noisy":  # the objective returned: the mean NLL of y_w (plus sft_mix times that of y_l)
+            lp = starts[name][1]
+            assert value == pytest.approx(-np.mean(lp[:, 0] + spec.sft_mix * lp[:, 1]), rel=1e-12)
     before, after = starts["chosen"]
     assert np.all(after[:, 0] > before[:, 0]) and np.exp(after[:, 0]).mean() > 0.5
     assert np.exp(starts["mix"][1][:, 1]).mean() > np.exp(after[:, 1]).mean()  # y_l learned too
