@@ -127,6 +127,8 @@ def test_registered_for_the_exact_pair():
         ({"x0": [0.5, 0.5], "beta": -1.0}, "beta"),
         ({"x0": [0.5, 0.5], "ref_w": 0.0}, "ref_w"),
         ({"x0": [1.5, 0.5]}, r"x0 must lie in the domain.*1\.5"),
+        ({"x0": [0.0, 0.5]}, r"x0 must lie in the domain 0 < x1"),
+        ({"x0": [0.5, 0.0]}, r"x0 must lie in the domain 0 < x1"),
         ({"x0": [np.nan, 0.5]}, "x0 must be finite"),
         ({"x0": [0.5, 0.5, 0.5]}, r"shape \(\.\.\., 2\)"),
     ],
