@@ -72,6 +72,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "which series of the incomplete beta function at w0 = 0.5 exactly: both are exact there",
     ("flowsim/dynamics/closed_forms/dpo_logits.py", "moving = (new < x) & (step > 4e-16 * np.abs(x))", "< -> <="):
         "new == x means step == 0, which the second condition already stops",
+    ("flowsim/dynamics/closed_forms/dpo_logits.py", "moving = (new < x) & (step > 4e-16 * np.abs(x))", "> -> >="):
+        "a Newton step of exactly 4e-16 |x|: one more step, of a rounding error's size",
     ("flowsim/dynamics/batched/engine.py",
      "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))  # a non-finite field: the driver's failure",
      "all(...) -> any(...)"):

@@ -308,3 +308,9 @@ def test_a_flows_evaluations_stay_within_the_work_budget(max_nfev, method):
     for loss, x0 in ((IPO(beta=0.1), [0.05, 0.05]), (DPO(beta=0.1), [0.5, 0.5]), (DPO(beta=0.1), [0.9, 0.9])):
         r = integrate(loss, x0, options=opts)
         assert 0 < r.nfev <= budget, (loss, x0, r.status, r.nfev, budget)
+
+
+def test_a_stop_rules_dict_leaves_out_the_rules_that_are_off():
+    d = StopRule(loss_target=0.3, t_max=5.0).as_dict()
+    assert "margin_target" not in d and d["loss_target"] == 0.3 and d["t_max"] == 5.0
+    assert StopRule(**d) == StopRule(loss_target=0.3, t_max=5.0)  # as an experiment file has it: read back the same
