@@ -91,7 +91,7 @@ def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISE
     """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
     losses = sorted(LOSSES) if losses is None else losses
     out = [experiment(k, m, e) for k in losses for m in models for e in engines]
-    out = [e for e in out if e.solver.engine == "driver"] + [e for e in out if e.solver.engine != "driver"]
+    out = [e for e in out if e.engine == "driver"] + [e for e in out if e.engine != "driver"]
     opts = [experiment(k, m, "driver", o) for k in losses for m in models for o in optimisers]
     return [(e, None) for e in out[: len(out) // len(engines)] + opts + out[len(out) // len(engines) :]]
 
@@ -124,7 +124,7 @@ def items(plan, subset: int | None = None, seed: int = 20):
     order, taken = {}, {}
     for exp, which in plan:
         cs = list(chunks(exp, N * N, kept(exp)))
-        key = (exp.model_kind, exp.solver.engine, exp.dynamics[0][0] == "flow")
+        key = (exp.model_kind, exp.engine, exp.dynamics[0][0] == "flow")
         if key not in order:
             order[key], taken[key] = rng.permutation(len(cs[0].p0)), 0
         for j, c in enumerate(cs):
@@ -143,7 +143,7 @@ def run_item(item) -> pd.DataFrame:
     t0 = time.perf_counter()
     df = run_chunk(exp, chunk)
     df["seconds"] = time.perf_counter() - t0
-    df["engine"] = exp.solver.engine
+    df["engine"] = exp.engine  # the engine asked for (a row it handed on names its own in flows.csv)
     df["budget"] = work_budget(exp.solver) if df["dynamics"].iloc[0] == "flow" else exp.stop.max_steps
     df["hyper"] = df["orpo_lambda"] if "orpo_lambda" in df.columns else df["beta"]
     return df[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev",

@@ -1,8 +1,9 @@
 """Argument checks that fail early with messages naming the parameter, the rule and the value.
 
 Every public constructor in flowsim validates through these helpers, so a bad value
-is reported as ``ValueError: rtol must be in (0, 1); got 2.0`` rather than
-as a traceback from inside numpy or scipy.
+is reported as ``ParamError: rtol must be in (0, 1); got 2.0`` (a
+:class:`~flowsim.errors.UserError`, and so a ValueError) rather than as a traceback from
+inside numpy or scipy.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from numbers import Real
 
 import numpy as np
 
+from flowsim.errors import UserError
 
-class ParamError(ValueError):
+
+class ParamError(UserError):
     """A parameter that breaks a rule; carries the key, the rule and the value as data.
 
     ``str(exc)`` reads "``key`` ``rule``; got ``value!r``", and configuration code prefixes
@@ -23,6 +26,10 @@ class ParamError(ValueError):
     def __init__(self, key: str, rule: str, value: object) -> None:
         self.key, self.rule, self.value = key, rule, value
         super().__init__(f"{key} {rule}; got {value!r}")
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from its data when pickled (a worker process's error reaches the parent whole)
+        return type(self), (self.key, self.rule, self.value)
 
 
 class ParamTypeError(ParamError, TypeError):
@@ -88,12 +95,15 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 def check_points(name: str, x: object) -> np.ndarray:
     """An array of shape (..., 2) of finite floats."""
-    arr = np.asarray(x, dtype=float)
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):  # strings, ragged lists: numpy's message names no parameter
+        raise ParamTypeError(name, "must be an array of numbers of shape (..., 2)", x) from None
     if arr.ndim == 0 or arr.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape (..., 2); got shape {arr.shape}")
+        raise ParamError(name, "must have shape (..., 2)", arr.shape)
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr).all(axis=-1)][0] if arr.ndim > 1 else arr
-        raise ValueError(f"{name} must be finite; got {bad.tolist()}")
+        raise ParamError(name, "must be finite", bad.tolist())
     return arr
 
 

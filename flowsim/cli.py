@@ -3,11 +3,13 @@
     flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend B] [--scheduler ADDR]
                                 [--scheduler-timeout S]
     flowsim analyze RESULTS [--quiet]
-    flowsim plot RESULTS [--format png|svg|pdf] [--quiet]
+    flowsim plot RESULTS [--format png|svg|pdf] [--all] [--quiet]
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
-    flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
+    flowsim reproduce [--experiments DIR] [--results DIR] [--out DIR | --update [--allow-dirty]] [--n-jobs N]
+                      [--quiet]
     flowsim bench [--quick] [...]
     flowsim explore [RUN_DIR] [--port P]
+    flowsim trace RUN [--out DIR] [--beta B]
 
 Exit status:
 
@@ -16,9 +18,11 @@ Exit status:
     2    bad input or a bad environment: one line, no traceback, naming the file, key or path
          and what to do (an invalid experiment file, an output folder that is not empty or is
          in use by another run, results that do not match their meta.json, an unreachable
-         dask scheduler, a full disk, a read-only or forbidden path, ...)
-    70   an internal error (EX_SOFTWARE): a bug in flowsim; the traceback is printed with a
-         line saying so
+         dask scheduler, a missing optional dependency, a full disk, a read-only or forbidden
+         path, ...). These are the errors flowsim raises as a flowsim.errors.UserError, and
+         the OSErrors of the environment.
+    70   an internal error (EX_SOFTWARE): any other exception is a bug in flowsim; one line
+         names it and the file its traceback was saved to (in the temporary folder, $TMPDIR)
     130  interrupted by Ctrl-C or SIGTERM; `flowsim run` keeps its finished chunks (add
          --resume to the same command to continue)
 
@@ -34,11 +38,14 @@ import contextlib
 import errno
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from flowsim.errors import UserError
 
 DESCRIPTION = ("Measure what preference-optimisation losses do under gradient flow: sweeps of flows from grids of "
                "starts, region tables, verdicts on a paper's claims, and figures.")  # fmt: skip
@@ -72,19 +79,11 @@ def os_error_message(exc: OSError, command: str = "") -> str:
     return f"{where + ': ' if where else ''}{exc.strerror or exc}"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input or a bad environment (exit 2), not a bug."""
-    from flowsim.experiment.config import ConfigError
-    from flowsim.experiment.store import SweepError
-
-    return ConfigError, SweepError, ValueError
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from flowsim.app.run import failures, run
 
     if args.scheduler and args.backend not in (None, "dask"):
-        raise ValueError(f"--scheduler is for the dask backend; it cannot be used with --backend {args.backend}")
+        raise UserError(f"--scheduler is for the dask backend; it cannot be used with --backend {args.backend}")
     backend = "dask" if args.scheduler else args.backend
     from flowsim.experiment.parallel import usable_cpus  # the count -1 means, so the warning agrees with it
 
@@ -116,7 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from flowsim.app.plot import plot
 
-    paths = plot(args.results, args.format, progress=not args.quiet)
+    paths = plot(args.results, args.format, progress=not args.quiet, every=args.all)
     print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
     return 0
 
@@ -133,7 +132,8 @@ def cmd_field(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from flowsim.app.reproduce import reproduce
 
-    reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet,
+    out = Path(args.results) if args.update else Path(args.out) if args.out else None
+    reproduce(Path(args.experiments), Path(args.results), out=out, n_jobs=args.n_jobs, progress=not args.quiet,
               allow_dirty=args.allow_dirty)  # fmt: skip
     return 0
 
@@ -155,6 +155,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from flowsim.app.trace import trace
+
+    paths = trace(args.run, out=args.out, beta=args.beta)
+    print(f"wrote {len(paths)} files to {paths[0].parent if paths else args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flowsim import __version__
 
@@ -169,22 +177,38 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
     pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
     pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
+    pl.add_argument("--all", action="store_true",
+                    help="also a file per parameter combination (heatmaps, basins, paths); by default those only for "
+                    "a single combination, and for several the facets, paths_all and the loss comparison")  # fmt: skip
     pl.add_argument("--quiet", action="store_true", help="no progress on stderr")
     pl.set_defaults(func=cmd_plot)
     _add_field(sub)
-    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment; write results/README.md")
+    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment into a scratch folder and "
+                       "compare with results/ (--update: replace results/)")  # fmt: skip
     r.add_argument("--experiments", default="experiments", help="folder of experiment files (default experiments)")
-    r.add_argument("--results", default="results", help="results folder (default results)")
+    r.add_argument("--results", default="results",
+                   help="the committed results to compare with (default results)")  # fmt: skip
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--out", help="where to write (default runs/reproduce; the one before is kept in its .previous)")
+    where.add_argument("--update", action="store_true",
+                       help="write into --results, replacing the committed results (needs a clean tree)")  # fmt: skip
     r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--allow-dirty", action="store_true",
-                   help="publish even with uncommitted changes (the results then name a '-dirty' commit)")  # fmt: skip
+                   help="with --update: publish from a tree with changes (results name a '-dirty' commit)")  # fmt: skip
     r.set_defaults(func=cmd_reproduce)
     e = sub.add_parser("explore", help="a run folder's phase plane in the browser: click a start, see its path")
     e.add_argument("results", nargs="?", default="results/paper",
                    help="a results folder holding flows.csv (and meta.json), or its flows.csv (default results/paper)")
     e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free one, printed)")
     e.set_defaults(func=cmd_explore)
+    t = sub.add_parser("trace", help="a TRL DPO run on the paper's plane, beside the idealised flows from its starts")
+    t.add_argument("run", help="a folder written by flowsim.integrations.trl.trace(...), or a TRL trainer_state.json "
+                   "(or a folder holding one: its batch-mean path)")  # fmt: skip
+    t.add_argument("--out", help="output folder (default RUN/flowsim, or flowsim/ beside trainer_state.json)")
+    t.add_argument("--beta", type=float, default=None,
+                   help="DPO's beta: checked against a trace's; for a trainer_state.json, default 0.1 (TRL's)")
+    t.set_defaults(func=cmd_trace)
     b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
                        add_help=False)  # fmt: skip
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
@@ -225,7 +249,7 @@ def _add_field(sub: argparse._SubParsersAction) -> None:
 
 _INTERRUPTED = {
     "run": "finished chunks are kept: add --resume to the same command to continue",
-    "reproduce": "nothing was published; results/ is as it was",
+    "reproduce": "nothing was published; the output folder is as it was",
 }
 
 
@@ -276,15 +300,41 @@ def run_command(args: argparse.Namespace) -> int:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"flowsim: {what}; {_INTERRUPTED.get(command, 'nothing was written')}", file=sys.stderr)
         return 130
+    except UserError as exc:  # bad input, a missing optional dependency, a folder in use, ...
+        return _die(str(exc))
     except OSError as exc:  # the environment: a full disk, a read-only folder, a file in the way, ...
         return _die(os_error_message(exc, command))
-    except _user_errors() as exc:
-        return _die(str(exc))
-    except Exception:  # noqa: BLE001 - anything else is a bug: say so, with the traceback
-        traceback.print_exc()
-        print(f"flowsim: internal error: this is a bug in flowsim, not a problem with your input; please report "
-              f"it with the traceback above (exit status {EX_SOFTWARE})", file=sys.stderr)  # fmt: skip
-        return EX_SOFTWARE
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so, and keep the traceback
+        return internal_error(exc, args)
+
+
+def internal_error(exc: BaseException, args: argparse.Namespace | None = None) -> int:
+    """Report a bug in one line naming the exception and the file its traceback is saved to; EX_SOFTWARE.
+
+    The traceback goes to a file rather than the terminal so that the one line is not lost
+    under it; if the file cannot be written, the traceback is printed instead.
+    """
+    text = "".join(traceback.format_exception(exc))
+    first = (str(exc).strip().splitlines() or [""])[0]
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="flowsim-traceback-", suffix=".txt", delete=False) as fh:
+            options = {k: v for k, v in vars(args or argparse.Namespace()).items() if k != "func"}
+            fh.write(f"flowsim {_version()}, python {sys.version.split()[0]}\noptions {options}\n\n")
+            fh.write(text)
+        where = f"traceback saved to {fh.name}"
+    except OSError as err:  # nowhere to save it: print it, so that it is not lost
+        print(text, end="", file=sys.stderr)
+        where = f"traceback above (it could not be saved: {err.strerror or err})"
+    print(f"flowsim: internal error ({what}); {where}; this is a bug in flowsim, not a problem with your input: "
+          f"please report it with the traceback (exit status {EX_SOFTWARE})", file=sys.stderr)  # fmt: skip
+    return EX_SOFTWARE
+
+
+def _version() -> str:
+    from flowsim import __version__
+
+    return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (--quick, --out, --repeats)
         from flowsim.app.bench import main as bench_main
 
-        return bench_main(argv[1:])
+        # its failures map to exit statuses as every command's do
+        return run_command(argparse.Namespace(command="bench", func=lambda args: bench_main(argv[1:])))
     return run_command(build_parser().parse_args(argv))
 
 

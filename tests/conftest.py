@@ -37,7 +37,7 @@ beta = [0.1, 0.5]
 p1 = {{ start = 0.1, stop = 0.9, num = 5 }}
 p2 = {{ start = 0.1, stop = 0.9, num = 5 }}
 [solver]
-method = "exact"
+engine = "exact"
 """
 
 

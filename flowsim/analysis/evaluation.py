@@ -35,7 +35,7 @@ import pandas as pd
 from flowsim.analysis.claims.group import AcrossGroup, Context, Group, kinds
 from flowsim.analysis.sensitivity import Variant, family, robustness
 from flowsim.analysis.studies.thresholds import ClaimThresholds
-from flowsim.analysis.tables import _as_bool, check_flows
+from flowsim.analysis.tables import as_bool, check_flows
 from flowsim.analysis.verdicts import MAX_FAILED_SHARE, NA, SUBSETS, Claim, NotApplicable
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import check_cuts
@@ -242,7 +242,7 @@ def evaluate(
         raise ValueError(f"thresholds must be a {study.thresholds.__name__}; got {type(th).__name__}")
     ctx = Context(stop, experiment)
     variants, skipped = family(th, study.cuts) if sensitivity else ([], [])
-    work = flows.assign(_feasible=_as_bool(flows["feasible"]))
+    work = flows.assign(_feasible=as_bool(flows["feasible"]))
     keys = [p for p in params if p != "reference"]
     records, groups = _local(study, work, keys, ctx, th, variants)
     records += _across(study, work, keys, ctx, th, variants, records, groups)

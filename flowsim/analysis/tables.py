@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.record import STATUSES
+from flowsim.errors import UserError
 from flowsim.experiment.config import REFERENCE_MODES
 from flowsim.experiment.regions import REGIONS
-from flowsim.model.parameterisations import FIELD_IN_ROWS
+from flowsim.model.parameterisations import MODELS
 
 #: Columns every analysis needs, besides the parameter columns.
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -55,19 +56,19 @@ def parameter_columns(flows: pd.DataFrame) -> list[str]:
     ['beta']
     """
     if not isinstance(flows, pd.DataFrame):
-        raise ValueError(f"flows must be a pandas DataFrame; got {type(flows).__name__}")
+        raise UserError(f"flows must be a pandas DataFrame; got {type(flows).__name__}")
     missing = [c for c in ("p1_0", "reference") if c not in flows.columns]
     if missing:
-        raise ValueError(f"flows is missing the column(s) {missing}")
+        raise UserError(f"flows is missing the column(s) {missing}")
     if len(flows) == 0:
-        raise ValueError("flows has no rows")
+        raise UserError("flows has no rows")
     lead = list(flows.columns[: flows.columns.get_loc("p1_0")])
     if not lead:
-        raise ValueError("flows must start with the loss's parameter columns (e.g. beta, ref_w, ref_l) before p1_0")
+        raise UserError("flows must start with the loss's parameter columns (e.g. beta, ref_w, ref_l) before p1_0")
     modes = sorted(map(str, pd.unique(flows["reference"])))
     bad = [m for m in modes if m not in REFERENCE_MODES]
     if bad:
-        raise ValueError(f"flows' reference column must hold only {list(REFERENCE_MODES)}; got {bad}")
+        raise UserError(f"flows' reference column must hold only {list(REFERENCE_MODES)}; got {bad}")
     cols = lead if "initial" not in modes else [c for c in lead if c not in ("ref_w", "ref_l")]
     if "loss" in flows and flows["loss"].nunique() > 1:  # several losses: each row's loss names its group
         cols = ["loss", *cols]
@@ -79,27 +80,28 @@ def parameter_columns(flows: pd.DataFrame) -> list[str]:
 def check_flows(flows: pd.DataFrame, needs: tuple[str, ...] = ()) -> list[str]:
     """Validate a flows table; return its parameter columns.
 
-    Raises ValueError naming missing columns, unknown regions or statuses, or an empty table.
+    Raises :class:`~flowsim.errors.UserError` (a ValueError) naming missing columns, unknown regions or
+    statuses, or an empty table.
     """
     params = parameter_columns(flows)
     missing = [c for c in (*REQUIRED_COLUMNS, *needs) if c not in flows.columns]
     if missing:
-        raise ValueError(f"flows is missing the column(s) {missing}")
+        raise UserError(f"flows is missing the column(s) {missing}")
     for col, allowed in (("region", REGIONS), ("status", STATUSES)):
         bad = sorted(set(map(str, pd.unique(flows[col]))) - set(allowed))
         if bad:
-            raise ValueError(f"flows' {col} column must hold only {list(allowed)}; got {bad}")
+            raise UserError(f"flows' {col} column must hold only {list(allowed)}; got {bad}")
     return params
 
 
-def _as_bool(col: pd.Series) -> np.ndarray:
+def as_bool(col: pd.Series) -> np.ndarray:
     """A bool column, also when read back from CSV as strings."""
     if col.dtype == bool:
         return col.to_numpy()
     return col.astype(str).str.lower().isin(("true", "1", "1.0")).to_numpy()
 
 
-def _column(flows: pd.DataFrame, name: str) -> np.ndarray:
+def float_column(flows: pd.DataFrame, name: str) -> np.ndarray:
     """A float column, NaN throughout if the table predates it."""
     return flows[name].to_numpy(float) if name in flows else np.full(len(flows), np.nan)
 
@@ -123,23 +125,23 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
     the target; NaN is "never" and is skipped), ``share_p1_target`` (share with t_w
     not NaN) and ``share_l_before_w`` (share with t_l < t_w, NaN counting as +inf, so
     both never is False).  Where the rows record the field at their start (a model of
-    :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network), a last column
+    ``field_columns``: a network), a last column
     ``share_l_faster_0``: the share with |dp_l/dt| > |dp_w/dt| at t = 0.
     """
     params = check_flows(flows)
     field = _recorded_field(flows)
     df = flows[[*params, "region", *QUANTILE_COLUMNS[:-1]]].copy()
-    df["p_w_min_rel"] = _column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
-    df["n_left_simplex"] = _column(flows, "max_mass") > 1.0 + 1e-12
-    df["share_displaced"] = _as_bool(flows["displaced"]) if "displaced" in flows else np.nan
-    df["feasible"] = _as_bool(flows["feasible"])
+    df["p_w_min_rel"] = float_column(flows, "p_w_min") / flows["p1_0"].to_numpy(float)
+    df["n_left_simplex"] = float_column(flows, "max_mass") > 1.0 + 1e-12
+    df["share_displaced"] = as_bool(flows["displaced"]) if "displaced" in flows else np.nan
+    df["feasible"] = as_bool(flows["feasible"])
     for s in STATUSES:
         df[f"n_{s}"] = (flows["status"] == s).to_numpy()
     df["share_p1_target"] = flows["t_w"].notna().to_numpy()
     df["share_l_before_w"] = (flows["t_l"].fillna(np.inf) < flows["t_w"].fillna(np.inf)).to_numpy()
     after = COLUMNS_AFTER_COUNT + (["share_l_faster_0"] if field else [])
     if field:
-        df["share_l_faster_0"] = np.abs(_column(flows, field[1])) > np.abs(_column(flows, field[0]))
+        df["share_l_faster_0"] = np.abs(float_column(flows, field[1])) > np.abs(float_column(flows, field[0]))
     keys = [*params, "region"]
     combos = _combos(flows, params)
     full = pd.MultiIndex.from_tuples(
@@ -179,5 +181,55 @@ def region_table(flows: pd.DataFrame) -> pd.DataFrame:
 def _recorded_field(flows: pd.DataFrame) -> tuple[str, str, str] | None:
     """The field columns the rows' model declares it records (None for a model that does not)."""
     models = set(map(str, pd.unique(flows["model"]))) if "model" in flows.columns else {"ratio"}
-    found = [FIELD_IN_ROWS[m] for m in sorted(models) if m in FIELD_IN_ROWS]
+    found = [MODELS[m].field_columns for m in sorted(models) if m in MODELS and MODELS[m].field_columns]
     return found[0] if found and all(c in flows.columns for c in found[0][:2]) else None
+
+
+# -- the losses compared -------------------------------------------------------------------------
+
+
+def loss_comparison(flows: pd.DataFrame, experiment=None) -> pd.DataFrame | None:
+    """Per model and loss: the share of flows displaced, the share with t_l < t_w, final p_w by region.
+
+    Over the rows that did not fail (``n``): ``share_displaced`` (p_w fell below p_w0 at some
+    time), ``share_l_before_w`` (p_l reached its target before p_w reached its own, NaN counting
+    as never) and ``p_w_final_<region>``, the median final p_w of the starts in each region
+    (NaN where the region has none).  With the ``experiment``, ``displacement_impossible``:
+    whether the model declares displacement impossible by construction for the loss at every
+    start (:meth:`~flowsim.model.parameterisations.base.Parameterisation.impossible`), so that
+    a share of 0 reads as what it is.  None for a table of one loss (nothing to compare).
+    """
+    check_flows(flows)
+    if "loss" not in flows.columns or flows["loss"].nunique() < 2:
+        return None
+    ok = flows[flows["status"] != "failed"]
+    model = ok["model"].astype(str) if "model" in ok.columns else pd.Series("ratio", index=ok.index)
+    work = pd.DataFrame({
+        "model": model, "loss": ok["loss"].astype(str), "region": ok["region"].astype(str),
+        "displaced": as_bool(ok["displaced"]) if "displaced" in ok else np.nan,
+        "l_before_w": (ok["t_l"].fillna(np.inf) < ok["t_w"].fillna(np.inf)).to_numpy(),
+        "p1_final": ok["p1_final"].to_numpy(float),
+    })  # fmt: skip
+    g = work.groupby(["model", "loss"], sort=True)
+    out = g.agg(n=("loss", "size"), share_displaced=("displaced", "mean"), share_l_before_w=("l_before_w", "mean"))
+    by_region = work.pivot_table(index=["model", "loss"], columns="region", values="p1_final", aggfunc="median")
+    for r in REGIONS:
+        out[f"p_w_final_{r}"] = by_region[r] if r in by_region.columns else np.nan
+    out = out.reset_index()
+    if experiment is not None:
+        out["displacement_impossible"] = [_impossible(ok[(model == m) & (ok["loss"].astype(str) == k)], experiment)
+                                          for m, k in zip(out["model"], out["loss"], strict=True)]  # fmt: skip
+    return out
+
+
+def _impossible(rows: pd.DataFrame, experiment) -> bool:
+    """Whether every combination of ``rows`` has displacement declared impossible by its model."""
+    kind = str(rows["model"].iloc[0]) if "model" in rows and len(rows) else "ratio"
+    if not len(rows) or not MODELS[kind].policy_of_starts:  # a network: no starts of its own to judge
+        return False
+    for _, g in rows.groupby(parameter_columns(rows), sort=False, dropna=False):
+        loss, par = experiment.split(experiment.combo_of(g.iloc[0].to_dict()))
+        p0 = g[["p1_0", "p2_0"]].to_numpy(float)
+        if par.impossible("displaced", loss, p0, g[["ref_w", "ref_l"]].to_numpy(float)) is None:
+            return False
+    return True

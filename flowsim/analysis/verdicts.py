@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,11 +34,13 @@ FAILED_MARK = "†"
 Metrics = Mapping[str, float]
 
 
-def _ge(value: float, bound: float) -> bool:
+def at_least(value: float, bound: float) -> bool:
+    """``value >= bound``, False for a NaN value (a measure that could not be taken meets no bound)."""
     return not math.isnan(value) and value >= bound
 
 
-def _le(value: float, bound: float) -> bool:
+def at_most(value: float, bound: float) -> bool:
+    """``value <= bound``, False for a NaN value."""
     return not math.isnan(value) and value <= bound
 
 
@@ -46,7 +48,7 @@ class NotApplicable(Exception):
     """Raised by a measurement that finds no evidence; its message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claim:
     """A claim of a paper: what it says, where, what it reads, how it is measured and judged.
 
@@ -94,7 +96,6 @@ class Claim:
     metric: str
     rule: Callable
     measure: Callable
-    _: KW_ONLY
     models: tuple[str, ...]
     losses: tuple[str, ...] | None = None
     columns: tuple[str, ...] = ()
@@ -140,14 +141,15 @@ class Claim:
         return None
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
+    """A measured value as claims.md and the claims' details show it: 3 significant digits, "n/a" if not finite."""
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
 def _cell(v: object) -> str:
     """A value as a markdown table cell."""
     if isinstance(v, float | np.floating):
-        return _fmt(float(v))
+        return fmt(float(v))
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
@@ -251,6 +253,7 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
             row.append(", ".join(v))
         summary.append(row)
     out += [*_table(["claim", "statement", *subsets], summary), ""]
+    out += _by_combination(claims, params, ids)
     for cid in ids:
         c = claims[claims["claim"] == cid]
         first = c.iloc[0]
@@ -264,6 +267,45 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     return "\n".join(out)
 
 
+#: One letter per verdict, for the table by combination.
+_LETTER = {SUPPORTED: "S", PARTLY: "P", NOT: "N", NA: "–"}
+
+
+def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> list[str]:
+    """Each claim's verdict per parameter combination (rows; all starts), named by what varies.
+
+    The summary above pools the combinations; this says which combination (which loss, which
+    beta, ...) each verdict comes from.  Nothing when there is one combination.
+    """
+    every = claims[claims["subset"] == "all"]
+    named = [p for p in params if every[p].nunique() > 1]  # a column set for some losses only names none
+    if "loss" in named:  # a loss's own field (one value per loss) adds nothing to the loss's name
+        named = [p for p in named if p == "loss" or every.groupby("loss")[p].nunique().max() > 1]
+    if not named:
+        return []
+    cols = {cid: every[every["claim"] == cid] for cid in ids}
+    rows = []
+    for key in cols[ids[0]].groupby(named, sort=False, dropna=False).groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row: list[object] = list(key)
+        for cid in ids:
+            mine = cols[cid]
+            for p, v in zip(named, key, strict=True):
+                mine = mine[(mine[p] == v) | (mine[p].isna() & pd.isna(v))]
+            row.append(_letters(mine))
+        rows.append(row)
+    return ["Verdicts per combination (all starts): S supported, P partly, N not supported, – not applicable "
+            "(the details below say why: a claim about another model, or an outcome impossible by construction); "
+            "* fragile under the sensitivity family; several letters: several rows (e.g. reference modes).", "",
+            *_table([*named, *ids], rows), ""]  # fmt: skip
+
+
+def _letters(rows: pd.DataFrame) -> str:
+    fragile = rows["robustness"].astype(str).str.startswith("fragile") if "robustness" in rows else [False] * len(rows)
+    marks = ["*" if f else "" for f in fragile]
+    return " ".join(_LETTER.get(v, "?") + m for v, m in zip(rows["verdict"], marks, strict=True)) or "–"
+
+
 # -- across settings ---------------------------------------------------------------------------------
 
 #: A cell of :func:`verdict_matrix` is "<verdict>, robust" or "<verdict>, fragile"; several
@@ -271,7 +313,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
 ROBUST_MARK, FRAGILE_MARK = "robust", "fragile"
 
 
-def _cell_of(rows: pd.DataFrame) -> str:
+def cell_of(rows: pd.DataFrame) -> str:
+    """One cell of the verdict matrix: the verdicts of ``rows`` counted ("partly supported (2/3); ..."),
+    then "robust" or "fragile" where the claim applies."""
     counts = rows["verdict"].value_counts()
     n = int(counts.sum())
     if not n:
@@ -342,7 +386,7 @@ def verdict_matrix(
                 titles[cid] = title
     data = {"statement": [titles[c] for c in ids]}
     for name, t in columns.items():
-        data[name] = [_cell_of(t[t["claim"] == cid]) for cid in ids]
+        data[name] = [cell_of(t[t["claim"] == cid]) for cid in ids]
     out = pd.DataFrame(data, index=pd.Index(ids, name="claim"))
     out.attrs["models"] = {
         name: sorted(map(str, pd.unique(t["model"].dropna()))) if "model" in t else ["ratio"]
@@ -351,7 +395,7 @@ def verdict_matrix(
     return out
 
 
-def _verdict_of(cell: str) -> str | None:
+def verdict_of(cell: str) -> str | None:
     """The verdict of a cell where the claim applies: the one verdict of its applicable
     combinations (``not applicable`` if none applies), None when they disagree."""
     head = cell.rsplit(", ", 1)[0] if cell.endswith((ROBUST_MARK, FRAGILE_MARK)) else cell
@@ -409,12 +453,12 @@ def _conclusion_groups(matrix: pd.DataFrame, settings: list[str], ratio: set[str
     for cid, row in matrix.iterrows():
         cells = {s: str(row[s]) for s in settings}
         n_fragile += sum(c.endswith(FRAGILE_MARK) for c in cells.values())
-        applies = {s: c for s, c in cells.items() if _verdict_of(c) != NA}
+        applies = {s: c for s, c in cells.items() if verdict_of(c) != NA}
         if not applies:
             groups["never"].append(str(cid))
             continue
-        holds = {s for s, c in applies.items() if _verdict_of(c) == SUPPORTED}
-        some = {s for s, c in applies.items() if _verdict_of(c) != NOT}
+        holds = {s for s, c in applies.items() if verdict_of(c) == SUPPORTED}
+        some = {s for s, c in applies.items() if verdict_of(c) != NOT}
         name = f"{cid} ({row['statement']})"
         if holds == set(applies):
             groups["every"].append(f"{name} in {_count(len(applies), 'setting')}")

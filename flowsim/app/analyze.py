@@ -6,32 +6,35 @@ import sys
 from pathlib import Path
 
 from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
-from flowsim.analysis.tables import region_table
+from flowsim.analysis.tables import loss_comparison, region_table
 from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
 from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
+from flowsim.errors import InputNotFound
 from flowsim.experiment.store import read_flows, verify_run_folder
 
 
 def results_folder(path: str | Path) -> Path:
     """A results folder, given as the folder or as its flows.csv, checked against its meta.json.
 
-    Raises FileNotFoundError without flows.csv, and :class:`DamagedResults` when flows.csv
-    does not match the rows and sha256 that meta.json records (see :func:`verify_run_folder`).
+    Raises :class:`~flowsim.errors.InputNotFound` (a FileNotFoundError) without flows.csv, and
+    :class:`DamagedResults` when flows.csv does not match the rows and sha256 that meta.json records
+    (see :func:`verify_run_folder`).
     """
     path = Path(path)
     folder = path.parent if path.name == "flows.csv" and path.is_file() else path
     if folder.is_file():
-        raise FileNotFoundError(f"{folder} is a file: give the results folder that holds flows.csv, or its flows.csv")
+        raise InputNotFound(f"{folder} is a file: give the results folder that holds flows.csv, or its flows.csv")
     if not (folder / "flows.csv").is_file():
-        raise FileNotFoundError(f"{folder} holds no flows.csv: run `flowsim run EXPERIMENT --out {folder}` first")
+        raise InputNotFound(f"{folder} holds no flows.csv: run `flowsim run EXPERIMENT --out {folder}` first")
     verify_run_folder(folder)
     return folder
 
 
 def analyze(path: str | Path, progress: bool = False) -> list[Path]:
-    """Write regions.csv, claims.csv and claims.md beside flows.csv; return the paths.
+    """Write regions.csv, claims.csv and claims.md (and loss_comparison.csv for several losses)
+    beside flows.csv; return the paths.
 
     With ``progress``, each step prints its name and time on stderr.
     """
@@ -56,4 +59,8 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)
     written[2].write_text(claims_markdown(claims, title=f"Claims of the paper, measured on `{folder.name}`"))
+    losses = loss_comparison(flows, exp)
+    if losses is not None:  # several losses: one table that compares them
+        written.append(folder / "loss_comparison.csv")
+        losses.to_csv(written[-1], index=False)
     return written

@@ -1,4 +1,4 @@
-"""``flowsim plot``: the figures of a results folder; the drawn paths are integrated here."""
+"""``flowsim plot``: the figures of a results folder; the drawn paths are computed here, by the engines."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ from flowsim.analysis.tables import check_flows
 from flowsim.app.analyze import results_folder
 from flowsim.app.progress import Steps, figure_bar
 from flowsim.app.run import recorded
-from flowsim.dynamics.driver import integrate
-from flowsim.dynamics.optimisers import run_discrete
+from flowsim.dynamics.engines import Task
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import DEFAULT_CUTS, REGIONS
 from flowsim.experiment.store import read_flows
+from flowsim.experiment.sweep import paths
 from flowsim.model.losses import DPO
-from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import TRAINED_MODELS, RatioPlane
+from flowsim.model.parameterisations import RatioPlane
 from flowsim.plotting import PathData, group_key, plot_results
 from flowsim.plotting.registry import families_for, kinds_of
 from flowsim.plotting.results import models_of
+
+#: Points recorded along each drawn path.
+POINTS = 200
 
 
 def start_points(p1_cuts=DEFAULT_CUTS, p2_cuts=DEFAULT_CUTS) -> np.ndarray:
@@ -42,68 +44,53 @@ def _model_of(exp: Experiment | None, row: pd.Series):
 def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cuts) -> dict[tuple, list[PathData]]:
     """Per parameter combination, the flows from the region centres (starts a model cannot take are skipped).
 
-    A trained model (:data:`~flowsim.model.parameterisations.TRAINED_MODELS`: a network) has no policy
-    to start at a region centre; its combinations get none (its rows record their own paths).
+    A model that is not a policy of independent starts (a network) has no start at a region
+    centre; its combinations get none (its rows record their own paths).
     """
     params = check_flows(flows)
-    options = exp.solver if exp else None
     out = {}
     for key, group in flows.groupby(params, sort=True, dropna=False):
         key = group_key(key)
         row = group.iloc[0]
-        if str(row.get("model", "ratio")) in TRAINED_MODELS:
+        if exp is not None and not exp.model_class.policy_of_starts:
             continue
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
-        starts = [(p, r) for p, r in zip(start_points(*cuts), REGIONS, strict=True)
-                  if not (model.normalised and p.sum() >= 1)]  # fmt: skip
+        # a normalised model keeps mass for the other responses: a centre on or past p1 + p2 = 1 (to rounding)
+        # has no path; one on the line (not in the hatched triangle) is drawn as such, with the reason
+        off = [model.normalised and p.sum() >= 1 - 1e-9 for p in start_points(*cuts)]
+        starts = [(p, r) for p, r, o in zip(start_points(*cuts), REGIONS, off, strict=True) if not o]
+        none = [PathData(p, None, p, float("nan"), "no path", r, NO_START) for p, r, o in
+                zip(start_points(*cuts), REGIONS, off, strict=True) if o and p.sum() <= 1 + 1e-9]  # fmt: skip
         p0 = np.array([p for p, _ in starts])
         ref = p0 if reference == "initial" else np.ones_like(p0) if reference == "none" else \
             np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)  # fmt: skip
-        pol = model.bind(p0, np.asarray(ref, dtype=float))
-        optimiser = exp.optimiser(exp.combo_of(row)) if exp else None
-        if optimiser is None:
-            out[key] = [_flow_path(loss, pol.row(i), stop, options, p, r) for i, (p, r) in enumerate(starts)]
-        else:
-            out[key] = discrete_paths(loss, pol, optimiser, stop, [r for _, r in starts])
+        ref = np.asarray(ref, dtype=float)
+        task = exp.task(exp.combo_of(row), path=POINTS) if exp else Task(loss, model, stop=stop, path=POINTS)
+        out[key] = path_data(task, p0, ref, [r for _, r in starts]) + none
     return out
 
 
-def _flow_path(loss, pol, stop: StopRule, options, p: np.ndarray, region: str) -> PathData:
-    r = integrate(loss, policy=pol, stop=stop, options=options, path=True)
-    path = None if r.path_x is None else pol.probs(r.path_x)[:, :2]
-    return PathData(p, path, np.array([r.p1_final, r.p2_final]), r.t_stop, r.status, region)
+#: Why a region centre has no path on a normalised model.
+NO_START = "region centre on p1 + p2 = 1; a normalised model needs p1 + p2 < 1"
 
 
-def discrete_paths(loss, pol, optimiser, stop: StopRule, regions: list[str], points: int = 400) -> list[PathData]:
-    """The discrete runs from every start of ``pol``, replayed step by step to record their paths.
-
-    :func:`run_discrete` gives each row's record and step count; the replay repeats the same
-    steps (the optimiser's own ``step``) and keeps about ``points`` points per path.
-    """
-    res = run_discrete(loss, pol, optimiser, stop)
-    steps = np.asarray(res["steps"], dtype=np.int64)
-    objective = Objective(loss, pol)
-    theta = pol.theta0
-    state = optimiser.init(theta)
-    stride = max(1, int(steps.max(initial=0)) // points)
-    trace = [pol.probs(theta)[:, :2]]
-    for k in range(1, int(steps.max(initial=0)) + 1):
-        theta, state = optimiser.step(theta, objective.grad(theta), state, k)
-        if k % stride == 0 or k == steps.max():
-            trace.append(np.where((k <= steps)[:, None], pol.probs(theta)[:, :2], np.nan))
-    path = np.stack(trace, axis=1)
+def path_data(task: Task, p0: np.ndarray, ref: np.ndarray, regions: list[str]) -> list[PathData]:
+    """The paths from starts p0 (n, 2), as the task's engine records them (:func:`~flowsim.experiment.sweep.paths`)."""
+    res = paths(task, p0, ref)
+    pol = task.model.bind(p0, ref)
     out = []
     for i, region in enumerate(regions):
-        keep = path[i][np.all(np.isfinite(path[i]), axis=1)]
+        x = res["path_x"][i]
+        path = None if x is None else pol.row(i).probs(np.asarray(x, dtype=float))[:, :2]
         final = np.array([res["p1_final"][i], res["p2_final"][i]])
-        out.append(PathData(pol.p0[i], np.vstack([keep, final]), final, float(res["t_stop"][i]),
-                            str(res["status"][i]), region))  # fmt: skip
+        out.append(PathData(p0[i], path, final, float(res["t_stop"][i]), str(res["status"][i]), region))
     return out
 
 
-def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Path]:
-    """Write the heatmaps, facets and path figures into <folder>/figures.
+def plot(path: str | Path, fmt: str = "png", progress: bool = False, every: bool = False) -> list[Path]:
+    """Write the figures into <folder>/figures: the default set, and with ``every`` the files per
+    combination too (:func:`~flowsim.plotting.plot_results`).
 
     With ``progress``, the steps and a count of the figures written go to stderr.
     """
@@ -120,4 +107,5 @@ def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Pat
             paths = region_paths(flows, exp, stop, cuts)
     with figure_bar(f"plot {folder.name}", progress) as bar:
         return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
-                            paths=paths, progress=lambda _: bar.update())  # fmt: skip
+                            paths=paths, progress=lambda _: bar.update(), every=every,
+                            experiment=exp)  # fmt: skip

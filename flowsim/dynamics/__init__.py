@@ -1,5 +1,6 @@
 """HOW it moves: stop rules and events, the result record, the solve_ivp driver, charts
-and closed forms declared per (loss, parameterisation) pair, and discrete optimisers.
+and closed forms declared per (loss, parameterisation) pair, discrete optimisers, and the
+engines that compute rows with them (:mod:`flowsim.dynamics.engines`).
 """
 
 from flowsim.dynamics.closed_forms import CLOSED_FORMS, closed_form

@@ -31,8 +31,8 @@ from scipy.integrate import solve_ivp
 from flowsim._validation import ParamError, check_choice, check_interval, check_positive
 from flowsim.dynamics.charts import System, chart_for
 from flowsim.dynamics.events import Threshold, thresholds
-from flowsim.dynamics.monitors import add_monitors, add_stops, stop_functions
-from flowsim.dynamics.record import FlowResult, StopRule
+from flowsim.dynamics.monitors import add_monitors, add_stops
+from flowsim.dynamics.record import FlowResult, PathTrack, StopRule, finish_rows
 from flowsim.dynamics.stiffness import DETECTING, StiffFlow
 from flowsim.model.losses.base import Loss
 from flowsim.model.objective import Objective
@@ -74,12 +74,6 @@ class SolverOptions:
     chart : {"smooth", "identity"}, default "smooth"
         "smooth" integrates in the chart registered for the pair (if any); "identity" in the
         plain parameters in t (as a user writing ``solve_ivp`` by hand would).
-    engine : {"driver", "batched"}, default "driver"
-        The engine these options were resolved to: one ``solve_ivp`` per start (the reference),
-        or :mod:`flowsim.dynamics.batched` (every start of the chunk in lockstep numpy steps of
-        the same Runge-Kutta pair with per-row steps; explicit methods only; agrees with the
-        driver row by row to ~1e-13 in t_stop).  A sweep's own choice is ``[solver] engine``
-        (``Experiment.engine_for``: "auto" takes the batched engine where it is verified).
     max_nfev : int or None, default 10000
         Field evaluations (by the solver and the monitors) a method may spend on one flow.
         A flow that needs more with an explicit method is stiff there: near a finite
@@ -99,7 +93,6 @@ class SolverOptions:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     chart: str = "smooth"
-    engine: str = "driver"
     max_nfev: int | None = STIFF_NFEV
 
     def __post_init__(self) -> None:
@@ -108,12 +101,9 @@ class SolverOptions:
         object.__setattr__(self, "rtol", check_interval("rtol", self.rtol, 0.0, 1.0, closed="neither"))
         object.__setattr__(self, "atol", check_positive("atol", self.atol))
         check_choice("chart", self.chart, ("smooth", "identity"))
-        check_choice("engine", self.engine, ("driver", "batched"))
         if self.max_nfev is not None and (isinstance(self.max_nfev, bool) or not isinstance(self.max_nfev, int)
                                           or self.max_nfev < 1):  # fmt: skip
             raise ParamError("max_nfev", "must be a whole number >= 1, or None for no limit", self.max_nfev)
-        if self.engine == "batched" and self.implicit:
-            raise ParamError("method", "must be RK23, RK45 or DOP853 with the batched engine", self.method)
 
     @property
     def implicit(self) -> bool:
@@ -173,7 +163,7 @@ def integrate(
             return FlowResult.failed(f"{options.method} needed more than {exc.budget} field evaluations; raise "
                                      "[solver] max_nfev or loosen the tolerances", exc.budget)  # fmt: skip
         first = exc
-    stiff = dataclasses.replace(options, method=STIFF_METHOD, engine="driver")
+    stiff = dataclasses.replace(options, method=STIFF_METHOD)
     try:
         r = _integrate(*args[:3], stiff, *args[4:])
     except _Stiff:
@@ -215,10 +205,12 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
     chart = chart_for(objective, objective.policy.kind, smooth=options.chart == "smooth")
     try:
         met = chart.met_at_start(theta0, rules)
-        done = [r.name for r in met if r.terminal] + _functions_met(objective, stop, theta0, chart.may_stall)
-        t_w0, t_l0 = (0.0 if any(r.name == n for r in met) else math.nan for n in ("w", "l"))
+        track = PathTrack(objective.policy.probs(np.asarray(theta0))[None], stop)
+        track.t_w[:] = 0.0 if any(r.name == "w" for r in met) else math.nan  # as the chart compares
+        track.t_l[:] = 0.0 if any(r.name == "l" for r in met) else math.nan
+        done = _status_at_start(objective, stop, theta0, met, chart.may_stall)
         if done:  # already stopped
-            return _record(objective, done[0], 0.0, theta0, t_w0, t_l0, 0, None, _Path.at_start(objective, theta0))
+            return _record(objective, done, 0.0, theta0, 0, None, track)
         sys_ = chart.system(theta0, tuple(r for r in rules if r.terminal or r not in met), stop.t_max, options)
         add_stops(sys_, objective, stop, may_stall=chart.may_stall)
         add_monitors(sys_, objective.policy, p_w_rises=chart.p_w_rises)
@@ -228,36 +220,18 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
     if sol.status == -1:
         where = sys_.nonfinite.get("where")
         return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, sol.nfev)
-    return _finish(objective, sys_, sol, options, stop, (t_w0, t_l0), path_points if path else 0)
+    return _finish(objective, sys_, sol, options, stop, track, path_points if path else 0)
 
 
-def _functions_met(objective, stop: StopRule, theta0: list[float], may_stall: bool) -> list[str]:
-    """The function stops (loss, margin, stationary) the start already meets, in order."""
-    th = np.asarray(theta0)
-    return [n for n, (fn, direction) in stop_functions(objective, stop, may_stall=may_stall).items()
-            if direction * fn(th) >= 0]  # fmt: skip
-
-
-class _Path:
-    """What the path did: the lowest p_w and when, the largest p_w + p_l."""
-
-    def __init__(self, p_w_min: float, t_p_w_min: float, max_mass: float, p_w0: float) -> None:
-        self.p_w_min, self.t_p_w_min, self.max_mass, self.p_w0 = p_w_min, t_p_w_min, max_mass, p_w0
-
-    @classmethod
-    def at_start(cls, objective, theta0) -> _Path:
-        p = objective.policy.probs(np.asarray(theta0))
-        return cls(float(p[0]), 0.0, float(p[0] + p[1]), float(p[0]))
-
-    def visit(self, t: float, p: np.ndarray) -> None:
-        """Take a point of the path (time t, probabilities p) into account."""
-        if p[0] < self.p_w_min:
-            self.p_w_min, self.t_p_w_min = float(p[0]), t
-        self.max_mass = max(self.max_mass, float(p[0] + p[1]))
-
-    @property
-    def displaced(self) -> bool:
-        return self.p_w_min < self.p_w0 * (1.0 - 1e-12)
+def _status_at_start(objective, stop: StopRule, theta0: list[float], met, may_stall: bool) -> str:
+    """The stop the start already meets ('' if none): a threshold the chart found met, or a function stop."""
+    found: dict[str, object] = {r.name: True for r in met if r.terminal}
+    if stop.functions(may_stall=may_stall):
+        th = np.asarray(theta0)
+        h = objective.h(th)
+        gnorm = np.linalg.norm(objective.grad(th)) if "stationary" in stop.functions(may_stall=may_stall) else None
+        found |= stop.functions_met(objective.value(th), h[0] - h[1], gnorm, may_stall=may_stall)
+    return str(stop.status(found)[()])
 
 
 def _setup(loss, x0, ref, policy) -> tuple[Objective, list[float]]:
@@ -341,7 +315,7 @@ class _Budgeted:
         return self.rhs(t, y)
 
 
-def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[float, float], path_points: int):
+def _finish(objective, sys_: System, sol, options, stop: StopRule, track: PathTrack, path_points: int):
     """The record of a solved flow: the earliest stop, landed on; crossing times; the path."""
     found = {}  # first crossing of each event: (tau, state)
     for k, name in enumerate(sys_.names):
@@ -349,8 +323,8 @@ def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[flo
             found[name] = (float(sol.t_events[k][0]), sol.y_events[k][0])
     nfev = int(sol.nfev + getattr(sol, "njev", 0))
     if sol.status == 1:  # a terminal event: the earliest one (ties: in the rules' order)
-        terminal = [n for n in sys_.names if n in sys_.landing and n in found]
-        status = min(terminal, key=lambda n: found[n][0])
+        terminal = {n: found[n][0] for n in sys_.names if n in sys_.landing and n in found}
+        status = str(stop.earliest(terminal)[0][()])
         tau_stop, y_end = found[status]
         try:
             tau_stop, y_end, more = _land(sys_, sol, options, *sys_.landing[status], tau_stop, y_end)
@@ -365,33 +339,29 @@ def _finish(objective, sys_: System, sol, options, stop: StopRule, t0: tuple[flo
         i, value = sys_.snap[status]
         theta[i] = value
 
-    def crossing(name: str, t_start: float) -> float:
-        if not math.isnan(t_start):
-            return t_start
-        if name in found and found[name][0] <= tau_stop:
-            return float(found[name][1][sys_.t_index])
-        return math.nan
-
+    for name, t_x in (("w", track.t_w), ("l", track.t_l)):  # the first crossing up to the stop
+        if math.isnan(t_x[0]) and name in found and found[name][0] <= tau_stop:
+            t_x[0] = float(found[name][1][sys_.t_index])
     trace = None
     if path_points:
         ts = np.linspace(0.0, t_end, path_points)
         trace = (ts, sys_.theta_path(_states_at_times(sol.sol, ts, tau_stop, sys_.t_index)))
         trace[1][-1] = theta
-    walk = _walk(objective, sys_, sol, tau_stop, t_end, theta)
-    return _record(objective, status, t_end, theta, crossing("w", t0[0]), crossing("l", t0[1]), nfev, trace, walk)
+    _walk(objective, sys_, sol, tau_stop, track)
+    return _record(objective, status, t_end, theta, nfev, trace, track)
 
 
-def _walk(objective, sys_: System, sol, tau_stop: float, t_end: float, theta: list[float]) -> _Path:
-    """The path record from the start, the monitors' turning points before the stop, and the end."""
+def _walk(objective, sys_: System, sol, tau_stop: float, track: PathTrack) -> None:
+    """Show ``track`` the monitors' turning points before the stop (the end is :func:`finish_rows`')."""
     pol = objective.policy
-    walk = _Path.at_start(objective, sys_.theta(sys_.y0))
+    p0 = pol.probs(np.asarray(sys_.theta(sys_.y0)))  # the start as the chart holds it (an ulp from theta0)
+    track.p_w0[0] = track.p_w_min[0] = p0[0]
+    track.max_mass[0] = p0[0] + p0[1]
     for k, name in enumerate(sys_.names):
         if name in ("p_w_turn", "mass_turn"):
             for tau, y in zip(sol.t_events[k], sol.y_events[k], strict=True):
                 if tau <= tau_stop:
-                    walk.visit(float(y[sys_.t_index]), pol.probs(np.asarray(sys_.theta(y))))
-    walk.visit(t_end, pol.probs(np.asarray(theta)))
-    return walk
+                    track.visit(float(y[sys_.t_index]), pol.probs(np.asarray(sys_.theta(y)))[None])
 
 
 def _land(sys_: System, sol, options: SolverOptions, g: Callable, slope: Callable, tau_e: float, y_e: np.ndarray):
@@ -431,29 +401,18 @@ def _states_at_times(sol: Callable[[np.ndarray], np.ndarray], ts: np.ndarray, ta
     return sol(0.5 * (lo + hi))
 
 
-def _record(objective: Objective, status: str, t: float, theta, t_w, t_l, nfev, trace, walk: _Path) -> FlowResult:
-    """The record of a flow that stopped at parameters ``theta``."""
+def _record(objective: Objective, status: str, t: float, theta, nfev, trace, track: PathTrack) -> FlowResult:
+    """The record of a flow that stopped at parameters ``theta`` at time t."""
     pol = objective.policy
     th = np.array(theta)
     p = pol.probs(th)
     x = pol.ratios(th)
+    cols = {k: v[0].item() for k, v in finish_rows(p[None], objective.h(th)[None], t, track).items()}
     return FlowResult(
         status=status, t_stop=float(t), x1_final=float(x[0]), x2_final=float(x[1]),
-        p1_final=float(p[0]), p2_final=float(p[1]), loss_final=float(objective.value(th)),
-        t_w=float(t_w), t_l=float(t_l), nfev=nfev, message="", **end_fields(objective, th, p),
-        p_w_min=walk.p_w_min, t_p_w_min=walk.t_p_w_min, displaced=walk.displaced, max_mass=walk.max_mass,
-        path_t=None if trace is None else trace[0], path_x=None if trace is None else trace[1],
+        p1_final=float(p[0]), p2_final=float(p[1]), loss_final=float(objective.value(th)), nfev=nfev, message="",
+        path_t=None if trace is None else trace[0], path_x=None if trace is None else trace[1], **cols,
     )  # fmt: skip
-
-
-def end_fields(objective: Objective, theta: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """margin_final, and for a model of K > 2 responses rest_final, top_other, p_top_other (else NaN)."""
-    h = objective.h(theta)
-    out = {"margin_final": float(h[0] - h[1])}
-    if p.shape[-1] > 2:
-        k = int(np.argmax(p[2:])) + 2
-        out |= {"rest_final": float(1.0 - p[0] - p[1]), "top_other": float(k), "p_top_other": float(p[k])}
-    return out
 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_METHOD", "DEFAULT_RTOL", "METHODS", "SolverOptions", "Threshold", "integrate"]

@@ -4,7 +4,9 @@ A :class:`Threshold` is a level of one response's probability: reaching it eithe
 the flow (``terminal``: the row's status is the threshold's name) or records the first
 time it is met (a *crossing*: ``t_<name>``).  Every integrator (a chart of
 :mod:`flowsim.dynamics.charts`, a closed form, a discrete optimiser) turns the same
-thresholds into its own test, so the statuses mean the same thing everywhere.
+thresholds into its own test, so the statuses mean the same thing everywhere; which status wins
+where several are met at once is the stop rule's (:meth:`StopRule.status`), whose order
+:func:`thresholds` follows.
 
 >>> [t.name for t in thresholds(StopRule(), capped=True)]
 ['converged', 'capped', 'diverged', 'w', 'l']
@@ -64,15 +66,4 @@ def thresholds(stop: StopRule, *, capped: bool) -> tuple[Threshold, ...]:
     return tuple(out)
 
 
-def stopped_at_start(p0: np.ndarray, rules: tuple[Threshold, ...]) -> np.ndarray:
-    """The status of starts that already meet a stop ('' where none): the first rule in order wins.
-
-    Shape (...) for probabilities p0 (..., K).  One place for "already stopped at the start".
-    """
-    status = np.full(np.shape(p0)[:-1], "", dtype=object)
-    for t in reversed([t for t in rules if t.terminal]):
-        status[t.met(p0)] = t.name
-    return status
-
-
-__all__ = ["Threshold", "stopped_at_start", "thresholds"]
+__all__ = ["Threshold", "thresholds"]

@@ -19,8 +19,8 @@ import numpy as np
 from flowsim.dynamics.charts.base import System
 from flowsim.dynamics.record import StopRule
 
-#: The order in which simultaneous stops are reported, after the chart's own thresholds.
-FUNCTION_STOPS = ("reached_loss", "reached_margin", "stationary")
+#: The direction in which each function stop's residual (below) crosses 0 when the stop is met.
+FUNCTION_DIRECTIONS: dict[str, float] = {"reached_loss": -1.0, "reached_margin": 1.0, "stationary": -1.0}
 
 
 def along(g: Callable[[np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -34,15 +34,11 @@ def along(g: Callable[[np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray]
 
 
 def stop_functions(objective, stop: StopRule, *, may_stall: bool = True) -> dict[str, tuple[Callable, float]]:
-    """The function stops that are on: name -> (function of theta, direction its value crosses 0)."""
-    out: dict[str, tuple[Callable, float]] = {}
-    if stop.loss_target is not None:
-        out["reached_loss"] = (lambda th: float(objective.value(th)) - stop.loss_target, -1.0)
-    if stop.margin_target is not None:
-        out["reached_margin"] = (lambda th: _margin(objective, th) - stop.margin_target, 1.0)
-    if stop.stationary_tol > 0 and may_stall:
-        out["stationary"] = (lambda th: float(np.linalg.norm(objective.grad(th))) - stop.stationary_tol, -1.0)
-    return out
+    """The function stops that are on (:meth:`StopRule.functions`): name -> (residual of theta, direction)."""
+    residuals = {"reached_loss": lambda th: float(objective.value(th)) - stop.loss_target,
+                 "reached_margin": lambda th: _margin(objective, th) - stop.margin_target,
+                 "stationary": lambda th: float(np.linalg.norm(objective.grad(th))) - stop.stationary_tol}  # fmt: skip
+    return {n: (residuals[n], FUNCTION_DIRECTIONS[n]) for n in stop.functions(may_stall=may_stall)}
 
 
 def _margin(objective, theta: np.ndarray) -> float:

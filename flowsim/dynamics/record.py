@@ -1,15 +1,22 @@
-"""What one flow records, and the rule that stops it.
+"""What one flow records, and the rule that stops it: each defined once, here.
 
-The integrator (:mod:`flowsim.dynamics.driver`), the closed forms
-(:mod:`flowsim.dynamics.closed_forms`) and the discrete optimisers
-(:mod:`flowsim.dynamics.optimisers`) all take a :class:`StopRule` and return the fields in
-:data:`RESULT_FIELDS` and :data:`PATH_FIELDS`, so any two can be compared column by column
-and any of them can feed a sweep.
+Every engine (:mod:`flowsim.dynamics.engines`: the driver, the batched integrator, the closed
+forms, the discrete optimisers, the network's training) takes a :class:`StopRule` and returns
+the fields in :data:`RESULT_FIELDS` and :data:`PATH_FIELDS`, so any two can be compared column
+by column and any of them can feed a sweep.  What they share is written here once:
+
+* which stops a rule sets (:data:`OPTIONAL_STOPS`, :meth:`StopRule.optional`), their tests
+  (:meth:`StopRule.functions_met`) and their precedence (:data:`STOP_ORDER`,
+  :meth:`StopRule.status`, :meth:`StopRule.earliest`);
+* what a path records on the way (:class:`PathTrack`: the lowest p_w, the largest p_w + p_l,
+  the crossing times) and the columns of a finished row (:func:`finish_rows`: p_w_min,
+  displaced, max_mass, margin_final, rest_final, top_other, p_top_other).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,6 +62,20 @@ PATH_FIELDS: tuple[str, ...] = (
     "p_w_min", "t_p_w_min", "displaced", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other",
     "steps",
 )  # fmt: skip
+
+#: The stops a rule may set or leave off (the thresholds and t_max are always on); a stop rule's
+#: *shape* is the set of these it sets (:meth:`StopRule.optional`), which is what an engine declares.
+OPTIONAL_STOPS: tuple[str, ...] = ("loss_target", "margin_target", "stationary_tol")
+#: The statuses of the stops, in order of precedence: where several are met at the same point
+#: (or time) the first listed is the row's status.  The ratio plane's floor on p_w is ``diverged``.
+STOP_ORDER: tuple[str, ...] = (
+    "converged", "capped", "diverged", "reached_loss", "reached_margin", "stationary", "timeout",
+)  # fmt: skip
+#: The function stops (of theta, not of one probability), by the StopRule key that sets each.
+FUNCTION_STOPS: dict[str, str] = {"loss_target": "reached_loss", "margin_target": "reached_margin",
+                                  "stationary_tol": "stationary"}  # fmt: skip
+#: p_w must fall below p_w0 by this much, relatively, for the path to count as ``displaced``.
+DISPLACED_RTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,148 @@ class StopRule:
     def as_dict(self) -> dict[str, float]:
         """The rule's fields, the ones that are off (None) left out (as an experiment file has them)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def optional(self) -> frozenset[str]:
+        """The rule's shape: the keys of :data:`OPTIONAL_STOPS` it sets (stationary_tol: when > 0).
+
+        >>> sorted(StopRule(margin_target=4.0).optional())
+        ['margin_target', 'stationary_tol']
+        """
+        return frozenset(k for k in OPTIONAL_STOPS if getattr(self, k) is not None and not (
+            k == "stationary_tol" and self.stationary_tol == 0))
+
+    def functions(self, *, may_stall: bool = True) -> tuple[str, ...]:
+        """The statuses of the function stops that are on, in order of precedence.
+
+        ``may_stall`` False: the flow's gradient never vanishes (a chart says so), so the
+        stationary stop is left off.
+        """
+        on = [FUNCTION_STOPS[k] for k in OPTIONAL_STOPS if k in self.optional()]
+        return tuple(n for n in on if may_stall or n != "stationary")
+
+    def functions_met(self, loss, margin, grad_norm=None, *, may_stall: bool = True) -> dict[str, np.ndarray]:
+        """Which function stops a point meets: L <= loss_target, h_w - h_l >= margin_target, |grad L| <= tol.
+
+        Parameters
+        ----------
+        loss, margin : array_like, shape (...)
+            The loss and the margin h_w - h_l at the points.
+        grad_norm : array_like or None
+            |grad_theta L| there; None when it is not known (the stationary stop is then not tested).
+        may_stall : bool
+            As in :meth:`functions`.
+
+        Returns
+        -------
+        dict
+            Status -> boolean array (...), for each function stop that is on (in precedence order).
+        """
+        tests = {"reached_loss": lambda: np.asarray(loss) <= self.loss_target,
+                 "reached_margin": lambda: np.asarray(margin) >= self.margin_target,
+                 "stationary": lambda: np.asarray(grad_norm) <= self.stationary_tol}  # fmt: skip
+        names = [n for n in self.functions(may_stall=may_stall) if n != "stationary" or grad_norm is not None]
+        return {n: tests[n]() for n in names}
+
+    @staticmethod
+    def status(met: Mapping[str, object]) -> np.ndarray:
+        """The status of points that meet the stops ``met`` (status -> boolean array): the first in
+        :data:`STOP_ORDER` that is met, '' where none is.  Names that are not stops (crossings) are ignored.
+
+        >>> StopRule.status({"stationary": [True, False], "converged": [True, False]}).tolist()
+        ['converged', '']
+        """
+        shape = np.broadcast_shapes(*(np.shape(v) for v in met.values())) if met else ()
+        out = np.full(shape, "", dtype=object)
+        for name in reversed(STOP_ORDER):
+            if name in met:
+                out[np.broadcast_to(np.asarray(met[name], dtype=bool), shape)] = name
+        return out
+
+    @staticmethod
+    def earliest(when: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
+        """The stop met first, given when (on any increasing clock) each stop is met: (status, clock).
+
+        Ties go to the first in :data:`STOP_ORDER`.  Every array broadcasts to one shape (...).
+        """
+        names = [n for n in STOP_ORDER if n in when]
+        shape = np.broadcast_shapes(*(np.shape(when[n]) for n in names))
+        stacked = np.stack([np.broadcast_to(np.asarray(when[n], dtype=float), shape) for n in names])
+        first = np.argmin(stacked, axis=0)
+        status = np.empty(shape, dtype=object)
+        status[...] = np.array(names, dtype=object)[first]
+        return status, np.take_along_axis(stacked, first[None], 0)[0]
+
+
+class PathTrack:
+    """What a path has done so far, for rows (n,): the lowest p_w and when, the largest p_w + p_l,
+    and the first times p_w >= p1_target (``t_w``) and p_l <= p2_target (``t_l``).
+
+    Built at the starts (probabilities p0 (n, K)); an engine shows it the points it passes:
+    :meth:`visit` for the extremes (every point, or the turning points a monitor finds),
+    :meth:`cross` for the crossing times (an engine that finds them as events sets them itself).
+    """
+
+    def __init__(self, p0: np.ndarray, stop: StopRule) -> None:
+        p0 = np.asarray(p0)
+        self.p1_target, self.p2_target = stop.p1_target, stop.p2_target
+        self.p_w0 = p0[..., 0].copy()
+        self.p_w_min, self.t_p_w_min = self.p_w0.copy(), np.zeros(self.p_w0.shape)
+        self.max_mass = p0[..., 0] + p0[..., 1]
+        self.t_w = np.where(p0[..., 0] >= stop.p1_target, 0.0, math.nan)
+        self.t_l = np.where(p0[..., 1] <= stop.p2_target, 0.0, math.nan)
+
+    def visit(self, t, p: np.ndarray, rows=...) -> None:
+        """Take points at times t (scalar or per row) with probabilities p (m, K) of ``rows`` into account."""
+        p = np.asarray(p)
+        lower = p[..., 0] < self.p_w_min[rows]
+        if np.any(lower):  # most steps of most rows: no new minimum (a discrete run visits every step)
+            self.p_w_min[rows] = np.where(lower, p[..., 0], self.p_w_min[rows])
+            self.t_p_w_min[rows] = np.where(lower, t, self.t_p_w_min[rows])
+        self.max_mass[rows] = np.maximum(self.max_mass[rows], p[..., 0] + p[..., 1])
+
+    def cross(self, t, p: np.ndarray, rows=...) -> None:
+        """Record the first crossings met at points (time t, probabilities p (m, K)) of ``rows``."""
+        p = np.asarray(p)
+        for hit, t_x in ((p[..., 0] >= self.p1_target, self.t_w), (p[..., 1] <= self.p2_target, self.t_l)):
+            if np.any(hit):
+                t_x[rows] = np.where(hit & np.isnan(t_x[rows]), t, t_x[rows])
+
+    def take(self, keep: np.ndarray) -> PathTrack:
+        """The track of the rows ``keep`` (an index array)."""
+        out = object.__new__(PathTrack)
+        out.p1_target, out.p2_target = self.p1_target, self.p2_target
+        for k in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l"):
+            setattr(out, k, getattr(self, k)[keep])
+        return out
+
+
+def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=..., *,
+                rest: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """The path's columns of rows that stopped at time t_stop with probabilities p (m, K), log-ratios h (m, 2).
+
+    The stopping point is a point of the path (it enters p_w_min and max_mass).  The columns:
+    ``p_w_min``, ``t_p_w_min``, ``displaced`` (p_w_min < p_w0 (1 - :data:`DISPLACED_RTOL`)),
+    ``max_mass``, ``t_w``, ``t_l`` from ``track`` (its ``rows``); ``margin_final`` = h_w - h_l;
+    for K > 2 ``rest_final`` = the other responses' total probability, summed (1 - p_w - p_l
+    would lose it to cancellation when p_w + p_l is near 1), ``top_other`` (index 2..K-1, as a
+    float) and ``p_top_other``; NaN for K = 2.  A model whose other responses are not listed one
+    by one (a network's every other sequence) gives their total as ``rest`` (m,) instead.
+    """
+    p, h = np.asarray(p), np.asarray(h)
+    p_w_min, t_min, mass = track.p_w_min[rows], track.t_p_w_min[rows], track.max_mass[rows]
+    lower = p[..., 0] < p_w_min
+    p_w_min = np.where(lower, p[..., 0], p_w_min)
+    out = {"p_w_min": p_w_min, "t_p_w_min": np.where(lower, t_stop, t_min),
+           "displaced": p_w_min < track.p_w0[rows] * (1.0 - DISPLACED_RTOL),
+           "max_mass": np.maximum(mass, p[..., 0] + p[..., 1]), "t_w": track.t_w[rows], "t_l": track.t_l[rows],
+           "margin_final": h[..., 0] - h[..., 1]}  # fmt: skip
+    nan = np.full(p.shape[:-1], math.nan)
+    if p.shape[-1] <= 2:
+        return out | {"rest_final": nan if rest is None else rest, "top_other": nan, "p_top_other": nan}
+    others = p[..., 2:]
+    top = np.argmax(others, axis=-1)
+    return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,
+                  "p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ flipped), "target" the mean squared error of (log pi(y_w), log pi(y_l)) to the l
 (p_w0, p_l0) given per pair, and "none" leaves the initialisation.  Its checkpoint is the start
 of :func:`train_pairs`.
 
-:func:`train_pairs` runs a flowsim optimiser as its torch.optim twin (:func:`torch_optimiser`:
+:func:`train_pairs` runs a flowsim optimiser as its torch.optim twin (its own ``torch`` method:
 ``gd`` = SGD, ``momentum`` = SGD with momentum and dampening 0, ``adam`` = Adam, ``adamw`` =
 AdamW, with flowsim's hyperparameters, whose definitions are torch's) on the mean loss of a
 mini-batch of pairs.  Step k stands for the flow's time t = lr k, as for the other models, and the
@@ -41,25 +41,10 @@ import numpy as np
 import torch
 
 from flowsim.dynamics.optimisers import Optimiser, step_limit
-from flowsim.dynamics.optimisers.runner import DISPLACED_RTOL
-from flowsim.dynamics.record import StopRule
+from flowsim.dynamics.record import PathTrack, StopRule, finish_rows
 from flowsim.model.losses.base import Loss
 from flowsim.model.network.bridge import batch_loss, pair_losses
 from flowsim.model.network.module import DTYPE, CausalMLP, PairBatch, trainable
-
-
-def torch_optimiser(opt: Optimiser, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The torch.optim optimiser of a flowsim one (the same definitions; see flowsim.dynamics.optimisers)."""
-    kind = opt.kind
-    if kind == "gd":
-        return torch.optim.SGD(params, lr=opt.lr)
-    if kind == "momentum":
-        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, dampening=0.0)
-    if kind in ("adam", "adamw"):
-        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
-    raise ValueError(f"no torch.optim twin for optimiser {kind!r}")
-
 
 # -- the SFT stage ---------------------------------------------------------------------------------
 
@@ -150,16 +135,20 @@ class PairRecord:
     h: np.ndarray  # (n, 2) log-ratios at the stop
     loss_0: np.ndarray
     loss_final: np.ndarray
-    t_w: np.ndarray
-    t_l: np.ndarray
-    p_w_min: np.ndarray
-    t_p_w_min: np.ndarray
-    max_mass: np.ndarray
+    track: PathTrack  # the path of every pair: crossings, p_w_min, max_mass
     path_logp: np.ndarray | None = None  # (steps + 1, n, 2) on request
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The path's columns of every pair (:func:`~flowsim.dynamics.record.finish_rows`).
+
+        The rest is 1 - p_w - p_l: every other sequence of the vocabulary, none modelled one by one.
+        """
+        p = np.exp(self.logp)
+        return finish_rows(p, self.h, self.t_stop, self.track, rest=1.0 - p[:, 0] - p[:, 1])
 
     @property
     def displaced(self) -> np.ndarray:
-        return self.p_w_min < np.exp(self.logp0[:, 0]) * (1.0 - DISPLACED_RTOL)
+        return self.columns()["displaced"]
 
 
 class _Batches:
@@ -180,34 +169,13 @@ class _Batches:
         return torch.as_tensor(rows)
 
 
-class _Track:
-    """Crossings and the path's extremes, updated at each evaluated point."""
-
-    def __init__(self, n: int, stop: StopRule) -> None:
-        self.stop = stop
-        nan = np.full(n, math.nan)
-        self.t_w, self.t_l, self.t_p_w_min = nan.copy(), nan.copy(), np.zeros(n)
-        self.p_w_min, self.max_mass = np.full(n, np.inf), np.zeros(n)
-
-    def update(self, p: np.ndarray, t: float) -> None:
-        lower = p[:, 0] < self.p_w_min
-        self.p_w_min[lower], self.t_p_w_min[lower] = p[lower, 0], t
-        np.maximum(self.max_mass, p[:, 0] + p[:, 1], out=self.max_mass)
-        for hit, t_x in ((p[:, 0] >= self.stop.p1_target, self.t_w), (p[:, 1] <= self.stop.p2_target, self.t_l)):
-            t_x[hit & np.isnan(t_x)] = t
-
-
-def _stop_status(stop: StopRule, p: np.ndarray, h: np.ndarray, losses: np.ndarray, gnorm: float | None) -> str:
-    """The dataset's stop at an evaluated point, in the flow's order of precedence, or ''."""
-    if np.all(p[:, 1] <= stop.p2_floor):
-        return "converged"
-    if stop.loss_target is not None and np.mean(losses) <= stop.loss_target:
-        return "reached_loss"
-    if stop.margin_target is not None and np.all(h[:, 0] - h[:, 1] >= stop.margin_target):
-        return "reached_margin"
-    if gnorm is not None and stop.stationary_tol > 0 and gnorm <= stop.stationary_tol:
-        return "stationary"
-    return ""
+def _stop_status(stop: StopRule, p: np.ndarray, h: np.ndarray, losses: np.ndarray, gnorm: float | None,
+                 timeout: bool) -> str:  # fmt: skip
+    """The dataset's stop at an evaluated point (every pair converged, the mean loss, every pair's margin,
+    the full-batch gradient), in the stop rule's precedence, or ''."""
+    met = {"converged": np.all(p[:, 1] <= stop.p2_floor), "timeout": timeout}
+    met |= stop.functions_met(np.mean(losses), np.min(h[:, 0] - h[:, 1]), gnorm)
+    return str(stop.status(met)[()])
 
 
 def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimiser, stop: StopRule,
@@ -221,8 +189,8 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
     n = batch.data.n_pairs
     log_ref_t = torch.as_tensor(log_ref, dtype=DTYPE)
     params = trainable(net)
-    opt = torch_optimiser(optimiser, params)
-    batches, track = _Batches(n, batch_size, batch_seed), _Track(n, stop)
+    opt = optimiser.torch(params)
+    batches, track = _Batches(n, batch_size, batch_seed), None
     k_max, lr = step_limit(stop, optimiser.lr), optimiser.lr
     full = batches.size == n
     kept, last, status, message, k = [], None, "", "", 0
@@ -245,13 +213,17 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
             k -= 1
             break
         p = np.exp(logp)
-        track.update(p, k * lr)
+        if track is None:
+            track = PathTrack(p, stop)
+        else:
+            track.visit(k * lr, p)
+            track.cross(k * lr, p)
         last = (logp, h, losses)
         if path:
             kept.append(logp)
         if k == 0:
             logp0, loss0 = logp, losses
-        status = _stop_status(stop, p, h, losses, gnorm) or ("timeout" if k == k_max else "")
+        status = _stop_status(stop, p, h, losses, gnorm, k == k_max)
         if status:
             break
         opt.step()
@@ -259,9 +231,8 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
         raise FloatingPointError("the network's start (the SFT checkpoint) has non-finite log-probabilities")
     logp, h, losses = last
     pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)
-    return PairRecord(pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track.t_w, track.t_l,
-                      track.p_w_min, track.t_p_w_min, track.max_mass,
+    return PairRecord(pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track,
                       np.array(kept) if path else None)  # fmt: skip
 
 
-__all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "torch_optimiser", "train_pairs"]
+__all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "train_pairs"]

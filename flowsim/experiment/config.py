@@ -12,7 +12,6 @@ given here and validated by the analysis layer, which owns the verdict rules.)
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -21,24 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from flowsim._validation import ParamError, check_interval
-from flowsim.dynamics.batched.coverage import verified as batched_verified
-from flowsim.dynamics.closed_forms import closed_form
 from flowsim.dynamics.driver import STIFF_NFEV, SolverOptions
+from flowsim.dynamics.engines import AUTO, ENGINES, Task, choose
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
-from flowsim.experiment.grids import GRID_KINDS, Axis, Grid
+from flowsim.experiment.grids import GRID_KINDS, Axis, Grid, product
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
-from flowsim.experiment.table import ConfigError, Table
+from flowsim.experiment.table import ConfigError, Problems, Table, a_or_an
 from flowsim.model.losses import LOSSES, Loss
-from flowsim.model.parameterisations import PARAMETERISATIONS, TRAINED_MODELS, Parameterisation
+from flowsim.model.parameterisations import MODELS, Model
 
 #: "fixed": ref_w, ref_l given (default 1); "initial": the reference is the SFT start
 #: (ref = p0 per row); "none": pi_ref = 1 (the paper's reference-free setting).
 REFERENCE_MODES = ("fixed", "initial", "none")
 REF_KEYS = ("ref_w", "ref_l")
-#: [solver] engine: "auto" (default) the batched engine for the (loss, model, stop rule) shapes it is
-#: verified on (:mod:`flowsim.dynamics.batched.coverage`), else the driver; or either by name.
-ENGINES = ("auto", "batched", "driver")
+#: The grid of an experiment whose model reads none (``Model.grid_optional``): one point, unread.
+ONE_POINT = Grid(kind="mesh", p1=Axis(0.5, 1.0, 1), p2=Axis(0.25, 1.0, 1))
+#: The engine the closed forms were asked for with before engines had their own key (``method = "exact"``).
+LEGACY_EXACT = "exact"
 #: The continuous gradient flow, the default dynamics (its options live in [solver]).
 FLOW = "flow"
 
@@ -67,10 +66,9 @@ class Experiment:
     dynamics: tuple[tuple[str, Mapping[str, tuple]], ...] = (("flow", {}),)
     grid: Grid = field(default_factory=lambda: Grid(p1=Axis(0.01, 1.0, 100), p2=Axis(0.01, 1.0, 100)))
     stop: StopRule = field(default_factory=StopRule)
-    exact: bool = False
     solver: SolverOptions = field(default_factory=SolverOptions)
-    #: "auto", "batched" or "driver" (see :data:`ENGINES`; :meth:`engine_for` resolves it per combination)
-    engine: str = "auto"
+    #: "auto" or a registered engine (:data:`flowsim.dynamics.engines.ENGINES`); :meth:`engine_for` resolves it
+    engine: str = AUTO
     p1_cuts: tuple[float, float] = DEFAULT_CUTS
     p2_cuts: tuple[float, float] = DEFAULT_CUTS
     claims: Mapping[str, float] = field(default_factory=dict)
@@ -95,8 +93,8 @@ class Experiment:
         return out
 
     @property
-    def model_class(self) -> type[Parameterisation]:
-        return {**PARAMETERISATIONS, **TRAINED_MODELS}[self.model_kind]
+    def model_class(self) -> type[Model]:
+        return MODELS[self.model_kind]
 
     def swept(self) -> dict[str, tuple]:
         """Every swept parameter in column order: the loss's, the references, the model's, the dynamics'."""
@@ -110,21 +108,14 @@ class Experiment:
             out |= {k: v for k, v in params.items() if k not in out}
         return out
 
-    def engine_for(self, combo: Mapping[str, Any]) -> str:
-        """How a combination's rows are computed: "exact", "discrete", "batched" or "driver".
+    def task(self, combo: Mapping[str, Any], *, path: int = 0) -> Task:
+        """What a combination computes but its starts (:class:`~flowsim.dynamics.engines.Task`); ``path``: points."""
+        loss, model = self.split(combo)
+        return Task(loss, model, self.optimiser(combo), self.stop, self.solver, combo.get("reference", "fixed"), path)
 
-        ``engine = "auto"`` gives the batched engine where it is verified for the pair and the
-        stop rule's shape (and the method is explicit), else the driver, the reference.
-        """
-        if combo.get("dynamics", FLOW) != FLOW:
-            return "discrete"
-        if self.exact:
-            return "exact"
-        if self.engine != "auto":
-            return self.engine
-        loss_kind = combo.get("loss", self.losses[0][0])
-        ok = not self.solver.implicit and batched_verified(loss_kind, self.model_kind, self.stop)
-        return "batched" if ok else "driver"
+    def engine_for(self, combo: Mapping[str, Any]) -> str:
+        """The engine that computes a combination's rows (:func:`flowsim.dynamics.engines.choose`)."""
+        return choose(self.engine, self.task(combo)).name
 
     def optimiser(self, combo: Mapping[str, Any]):
         """The discrete optimiser of a combination, or None for the flow."""
@@ -144,19 +135,19 @@ class Experiment:
 
     def _loss_sets(self, kind: str, params: Mapping[str, tuple]) -> list[dict[str, Any]]:
         out = []
-        for lc in _product(params):
+        for lc in product(params):
             lc = {"loss": kind, **lc}
             for mode in self.reference:
-                refs = _product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
+                refs = product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
                 out += [{**lc, "reference": mode, **rc, **mc, **dc} for rc in refs
-                        for mc in _product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
+                        for mc in product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
         return out
 
     def _dynamics_sets(self) -> list[dict[str, Any]]:
-        return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in _product(params)]
+        return [{"dynamics": kind, **dc} for kind, params in self.dynamics for dc in product(params)]
 
-    def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Parameterisation]:
-        """The loss and the parameterisation of one combination."""
+    def split(self, combo: Mapping[str, Any]) -> tuple[Loss, Model]:
+        """The loss and the model of one combination."""
         kind = combo.get("loss", self.losses[0][0])
         params = dict(self.losses)[kind]
         loss = LOSSES[kind](**{k: combo[k] for k in params})
@@ -181,8 +172,7 @@ class Experiment:
             return {k: list(v) if len(v) > 1 else v[0] for k, v in d.items()}
 
         modes = self.reference[0] if len(self.reference) == 1 else list(self.reference)
-        solver = {"method": "exact" if self.exact else self.solver.method, "rtol": self.solver.rtol,
-                  "atol": self.solver.atol}  # fmt: skip
+        solver = {"method": self.solver.method, "rtol": self.solver.rtol, "atol": self.solver.atol}
         if self.engine != "driver":  # earlier run folders (driver by default, no key) still resume with "driver"
             solver["engine"] = self.engine
         if self.solver.max_nfev != STIFF_NFEV:  # only when set, so that earlier run folders still resume
@@ -204,10 +194,6 @@ class Experiment:
                 k: one_or_list(params) for k, params in self.dynamics if params
             }
         return out
-
-
-def _product(params: Mapping[str, tuple]) -> list[dict[str, Any]]:
-    return [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,37 +220,69 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Experiment:
-    """Validate a parsed experiment document (the TOML as a dict)."""
+    """Validate a parsed experiment document (the TOML as a dict).
+
+    Every table is checked even after one fails, so a file's problems are reported
+    together (:class:`~flowsim.experiment.table.Problems`, up to a handful); a check that
+    needs a table that failed is skipped.
+    """
     t = Table(doc, source, "")
-    t.allow({"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
-    name = t.get("name", str, required=True)
-    if not name or "/" in name or name.startswith("."):
-        t.fail("name", name, "must be a non-empty folder name without '/'")
-    loss_t, model_t = t.table("loss"), t.table("model")
-    losses, given = _parse_losses(loss_t)
-    reference, ref_params = _parse_reference(loss_t, model_t)
-    model_kind, model_params = _parse_model(model_t)
-    dynamics = _parse_dynamics(t.table("dynamics"))
-    stop = _parse_stop(t.table("stop"))
-    exact, solver, engine = _parse_solver(t.table("solver"), losses, model_kind, stop)
-    cuts = _parse_regions(t.table("regions"))
-    claims = t.table("claims").doc
-    # a network whose SFT does not read the grid has none (flowsim.experiment.network.finish)
-    no_grid = model_kind in TRAINED_MODELS and "grid" not in doc
-    grid = Grid(kind="random", n=1) if no_grid else _parse_grid(t.table("grid"))
-    if model_kind not in TRAINED_MODELS:  # a network's p are a softmax's: below 1
-        _check_certain_starts(t.table("grid"), losses, model_kind, grid)
+    found = Problems()
+    found.check(t.allow, {"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
+    name = found.check(_parse_name, t)
+    loss_t, model_t = found.check(t.table, "loss"), found.check(t.table, "model")
+    losses, given = found.check(_parse_losses, loss_t) or (None, None) if loss_t else (None, None)
+    reference, ref_params = (found.check(_parse_reference, loss_t, model_t) or (None, None)
+                             if loss_t and model_t else (None, None))  # fmt: skip
+    model_kind, model_params = found.check(_parse_model, model_t) or (None, None) if model_t else (None, None)
+    dynamics = found.check(lambda: _parse_dynamics(t.table("dynamics")))
+    stop = found.check(lambda: _parse_stop(t.table("stop")))
+    solver_t = found.check(t.table, "solver")
+    solver, engine = (found.check(_parse_solver, solver_t) if solver_t else None) or (None, None)
+    cuts = found.check(lambda: _parse_regions(t.table("regions")))
+    claims = found.check(lambda: t.table("claims").doc)
+    grid = None  # whether a grid is needed depends on the model: with a model that failed, it is not checked
+    if model_kind:
+        model_class = MODELS[model_kind]
+        no_grid = model_class.grid_optional and "grid" not in doc
+        grid = ONE_POINT if no_grid else found.check(lambda: _parse_grid(t.table("grid")))
+        if grid and dynamics:
+            found.check(_check_sweep, t, model_class, model_params, dynamics, None if no_grid else len(grid))
+        if grid and losses:
+            found.check(lambda: _check_certain_starts(t.table("grid"), losses, model_kind, grid))
+    found.raise_any()
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
-        stop=stop, exact=exact, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
+        stop=stop, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
         claims=dict(claims),
     )  # fmt: skip
-    if model_kind in TRAINED_MODELS:  # a network: its own rules (flowsim.experiment.network)
-        from flowsim.experiment import network
-
-        exp = network.finish(exp, doc, t.fail)
+    _check_engines(exp, solver_t)
     return exp
+
+
+def _parse_name(t: Table) -> str:
+    name = t.get("name", str, required=True)
+    if not name or "/" in name or name.startswith("."):
+        t.fail("name", name, "must be a non-empty folder name without '/'")
+    return name
+
+
+def _check_sweep(t: Table, model_class, params, dynamics, grid_points) -> None:
+    """The model's own rules of a sweep over it, reported under the key they name."""
+    try:
+        model_class.check_sweep(params, tuple(k for k, _ in dynamics), grid_points)
+    except ParamError as exc:
+        t.fail(exc.key, exc.value, exc.rule)
+
+
+def _check_engines(exp: Experiment, t: Table) -> None:
+    """Every combination has an engine under the setting (a named one must run what it is named for)."""
+    for combo in exp.parameter_sets():
+        try:
+            exp.engine_for(combo)
+        except ParamError as exc:
+            t.fail("engine", exp.engine, exc.rule)
 
 
 def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], dict[str, tuple]]:
@@ -277,7 +295,10 @@ def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], d
         t.fail("kind", kinds, "must not repeat a loss")
     fields = {k: {f.name for f in dataclasses.fields(LOSSES[k])} for k in kinds}  # type: ignore[arg-type]
     t.allow({"kind", "reference", *REF_KEYS, *set().union(*fields.values())})
-    losses = tuple((kind, _swept_fields(t, LOSSES[kind])) for kind in kinds)
+    found = Problems()  # every loss's problems, each naming its loss when there are several
+    swept = {kind: found.check(_swept_fields, t, LOSSES[kind], kind if len(kinds) > 1 else None) for kind in kinds}
+    found.raise_any()
+    losses = tuple((kind, swept[kind]) for kind in kinds)
     if len(losses) == 1:  # one loss: every parameter is recorded, given or not
         return losses, {}
     given = {k: v for k in t.doc if k not in ("kind", "reference", *REF_KEYS)
@@ -312,10 +333,9 @@ def _parse_dynamics(t: Table) -> tuple[tuple[str, dict[str, tuple]], ...]:
 
 def _parse_model(t: Table) -> tuple[str, dict[str, tuple]]:
     kind = t.get("kind", str, default="ratio")
-    known = {**PARAMETERISATIONS, **TRAINED_MODELS}
-    if kind not in known:
-        t.fail("kind", kind, f"must be one of {sorted(known)}")
-    cls = known[kind]
+    if kind not in MODELS:
+        t.fail("kind", kind, f"must be one of {sorted(MODELS)}")
+    cls = MODELS[kind]
     try:
         cls()  # a model that needs an optional extra says which (the network: torch)
     except ParamError as exc:
@@ -364,31 +384,38 @@ def _values(t: Table, key: str, raw: Any, typ: type) -> list:
     values = raw if isinstance(raw, list) else [raw]
     what = {float: "number", int: "whole number", bool: "true/false", str: "string"}[typ]
     if not values:
-        t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+        t.fail(key, raw, f"must be {a_or_an(what)} or a non-empty list of them")
     for v in values:
         ok = isinstance(v, typ) and not (typ is not bool and isinstance(v, bool))
         if typ is float:
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         if not ok:
-            t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+            t.fail(key, raw, f"must be {a_or_an(what)} or a non-empty list of them")
     return values
 
 
-def _swept_fields(t: Table, cls: type) -> dict[str, tuple]:
-    """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``."""
-    defaults = cls()
-    out: dict[str, tuple] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        default = getattr(defaults, f.name)
-        typ = type(default) if isinstance(default, bool | int | str) else float
-        values = _values(t, f.name, t.doc.get(f.name, default), typ)
-        for v in values:
-            try:
-                cls(**{f.name: v})
-            except ParamError as exc:
-                t.fail(exc.key, exc.value, exc.rule)
-        out[f.name] = tuple(float(v) if typ is float else v for v in values)
+def _swept_fields(t: Table, cls: type, loss: str | None = None) -> dict[str, tuple]:
+    """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``.
+
+    Every field is checked before the problems are raised together; ``loss`` names the loss
+    in them (a sweep over several losses, whose ranges differ).
+    """
+    found = Problems()
+    out = {f.name: found.check(_swept_field, t, cls, f.name, loss) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    found.raise_any()
     return out
+
+
+def _swept_field(t: Table, cls: type, name: str, loss: str | None) -> tuple:
+    default = getattr(cls(), name)
+    typ = type(default) if isinstance(default, bool | int | str) else float
+    values = _values(t, name, t.doc.get(name, default), typ)
+    for v in values:
+        try:
+            cls(**{name: v})
+        except ParamError as exc:
+            t.fail(exc.key, exc.value, exc.rule + (f" for loss {loss!r} (each loss has its own range)" if loss else ""))
+    return tuple(float(v) if typ is float else v for v in values)
 
 
 def _parse_stop(t: Table) -> StopRule:
@@ -397,39 +424,33 @@ def _parse_stop(t: Table) -> StopRule:
     return t.build(StopRule, {k: t.get(k, int if k == "max_steps" else float) for k in names if k in t.doc})
 
 
-def _parse_solver(t: Table, losses, model_kind: str, stop: StopRule) -> tuple[bool, SolverOptions, str]:
+def _parse_solver(t: Table) -> tuple[SolverOptions, str]:
+    """The integrators' options and the engine setting ("auto" or a registered engine's name).
+
+    ``method = "exact"`` (the closed forms' spelling before engines had their own key, still in
+    older files and run folders) reads as ``engine = "exact"``.
+    """
     t.allow({"method", "rtol", "atol", "engine", "max_nfev"})
     method = t.get("method", str, default="auto")
-    exact = method == "exact"
+    engine = t.get("engine", str, default=AUTO)
+    if method == LEGACY_EXACT:
+        if "engine" in t.doc:
+            t.fail("method", method, f'is an engine: write engine = "{LEGACY_EXACT}" and leave method out')
+        method, engine = "auto", LEGACY_EXACT
+    if engine not in (AUTO, *ENGINES):
+        t.fail("engine", engine, f"must be one of {[AUTO, *ENGINES]}")
     kw = {k: t.get(k, float) for k in ("rtol", "atol") if k in t.doc}
-    engine = t.get("engine", str, default="auto")
-    if engine not in ENGINES:
-        t.fail("engine", engine, f"must be one of {list(ENGINES)}")
-    if engine == "batched":  # SolverOptions checks that the method is one the batched engine has
-        kw["engine"] = engine
     if "max_nfev" in t.doc:
         kw["max_nfev"] = t.get("max_nfev", int) or None  # 0: no limit
-    solver = t.build(SolverOptions, {"method": "auto" if exact else method, **kw})
-    for kind, params in losses if exact else ():
-        form = closed_form(kind, model_kind)
-        if form is None:
-            t.fail("method", method, f"has no closed form for loss {kind!r} on model {model_kind!r}")
-        if form.unhandled(stop):
-            what = ", ".join(f"stop.{k}" for k in form.unhandled(stop))
-            t.fail("method", method, f"has no closed form with {what} for loss {kind!r} on model {model_kind!r}; "
-                                     'integrate instead (method = "auto")')  # fmt: skip
-        for combo in _product(params):
-            if not form.applies(LOSSES[kind](**combo)):
-                t.fail("method", method, form.rule)
-    return exact, solver, engine
+    return t.build(SolverOptions, {"method": method, **kw}), engine
 
 
 def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None:
     """Refuse mesh starts at p = 1 on an unnormalised model for a loss that is infinite there (ORPO at p2 = 1)."""
-    if PARAMETERISATIONS[model_kind].normalised or grid.kind != "mesh":
+    if MODELS[model_kind].normalised or grid.kind != "mesh":
         return  # a normalised model's starts have p1 + p2 < 1; a random grid's values are < high <= 1
     for kind, params in losses:
-        for combo in _product(params):
+        for combo in product(params):
             infinite = LOSSES[kind](**combo).infinite_at_certainty()
             for i, axis in enumerate((grid.p1, grid.p2)):
                 if infinite[i] and axis.values().max() >= 1.0:

@@ -1,4 +1,4 @@
-"""Grids of starts: the SFT models (p_w0, p_l0) a sweep runs from.
+"""Grids of starts, the SFT models (p_w0, p_l0) a sweep runs from, and of swept parameters.
 
 ``kind = "mesh"``: the Cartesian product of two axes (p1 outer, p2 inner).
 ``kind = "sobol"`` / ``"random"``: ``n`` points in [low, high]^2 from a scrambled Sobol
@@ -7,7 +7,10 @@ sequence (``scipy.stats.qmc``) or a uniform generator, seeded by ``seed``.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,3 +91,12 @@ class Grid:
         if self.kind == "mesh":
             return {"kind": "mesh", "p1": asdict(self.p1), "p2": asdict(self.p2)}  # type: ignore[arg-type]
         return {"kind": self.kind, "n": self.n, "seed": self.seed, "low": self.low, "high": self.high}
+
+
+def product(params: Mapping[str, tuple]) -> list[dict[str, Any]]:
+    """Every combination of swept values (name -> values), the first name outermost.
+
+    >>> product({"a": (1, 2), "b": ("x",)})
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
+    """
+    return [dict(zip(params, combo, strict=True)) for combo in itertools.product(*params.values())]

@@ -32,6 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from flowsim._validation import ParamError
 from flowsim.experiment.store import SweepError
 
 BACKENDS = ("fork", "loky", "dask")
@@ -57,8 +58,8 @@ def n_workers(n_jobs: int) -> int:
     scheduler's allocation), not the machine's.
     """
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a whole number of workers >= 1, or negative to count back from all "
-                         f"cores; got {n_jobs!r}")  # fmt: skip
+        raise ParamError("n_jobs", "must be a whole number of workers >= 1, or negative to count back from all cores",
+                         n_jobs)  # fmt: skip
     return n_jobs if n_jobs > 0 else max(1, usable_cpus() + 1 + n_jobs)
 
 
@@ -86,7 +87,7 @@ def backend(name: str, scheduler: Any, n_jobs: int, timeout: float = SCHEDULER_T
         with _dask(scheduler, timeout) as kwargs:
             yield lambda fn, items: _joblib_map(fn, items, kwargs)
     else:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+        raise ParamError("backend", f"must be one of {', '.join(BACKENDS)}", name)
 
 
 def _fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
@@ -144,7 +145,7 @@ def _joblib_map(fn: Callable, items: Iterable, kwargs: dict[str, Any]) -> Iterat
 @contextlib.contextmanager
 def _dask(scheduler: Any, timeout: float) -> Iterator[dict[str, Any]]:
     if not timeout > 0:
-        raise ValueError(f"the scheduler timeout must be a number of seconds > 0; got {timeout!r}")
+        raise ParamError("the scheduler timeout", "must be a number of seconds > 0", timeout)
     try:
         from distributed import Client
     except ImportError:

@@ -1,8 +1,9 @@
 """Grids x parameters -> rows of the flows table, in chunks: pure compute, no files.
 
 A chunk is a contiguous block of rows of one parameter combination; :func:`run_chunk`
-computes it (in a worker process) by the closed form registered for the pair, when the
-experiment asks for ``method = "exact"``, or by integrating each start.  Rows are computed
+computes it (in a worker process) by the engine the experiment's ``[solver] engine`` gives the
+combination (:mod:`flowsim.dynamics.engines`), and :func:`frame` makes the engine's record
+arrays flows.csv rows.  Rows are computed
 independently, so they do not depend on the chunk size, the number of workers or
 interruptions.
 """
@@ -16,16 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.dynamics.batched import integrate_batch
-from flowsim.dynamics.closed_forms import closed_form
-from flowsim.dynamics.driver import integrate
-from flowsim.dynamics.optimisers import run_discrete
-from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, FlowResult
+from flowsim.dynamics.engines import AUTO, ENGINES, choose
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
 from flowsim.experiment.config import Experiment
 from flowsim.experiment.regions import feasible, region_labels
 from flowsim.experiment.schema import NULLABLE_INT, columns
 from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import TRAINED_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +35,8 @@ class Chunk:
     ref: np.ndarray  # (n, 2)
 
 
+#: The start columns an engine may record itself (a network's SFT lands off its target).
+ENGINE_STARTS = ("p1_0", "p2_0", "x1_0", "x2_0", "ref_w", "ref_l", "loss_0")
 #: Grid points examined at a time when counting the starts a normalised model can take.
 SCAN = 1 << 20
 
@@ -67,9 +66,7 @@ def starts(exp: Experiment, index: np.ndarray | None = None) -> tuple[int, int]:
 
 def n_rows(exp: Experiment) -> int:
     """Rows of the flows table: combinations x starts (x pairs, for a network)."""
-    if exp.model_kind in TRAINED_MODELS:
-        return sum(c["n_pairs"] for c in exp.parameter_sets()) * starts(exp)[0]
-    return len(exp.parameter_sets()) * starts(exp)[0]
+    return sum(exp.split(c)[1].rows_per_start() for c in exp.parameter_sets()) * starts(exp)[0]
 
 
 def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) -> Iterator[Chunk]:
@@ -80,10 +77,7 @@ def chunks(exp: Experiment, chunk_size: int, index: np.ndarray | None = None) ->
     """
     index = kept(exp) if index is None else index
     n, _ = starts(exp, index)
-    if exp.model_kind in TRAINED_MODELS:  # torch, imported here once, before the workers fork
-        from flowsim.experiment.network import warm_up
-
-        warm_up()
+    exp.model_class.prepare_workers()  # once, here, before the workers fork (a network: torch)
     k = 0
     for combo in exp.parameter_sets():
         for lo in range(0, n, chunk_size):
@@ -104,47 +98,55 @@ def references(combo: Mapping[str, Any], p0: np.ndarray) -> np.ndarray:
 
 
 def run_chunk(exp: Experiment, chunk: Chunk) -> pd.DataFrame:
-    """Compute one chunk's rows."""
-    if exp.model_kind in TRAINED_MODELS:  # a network: trainings of datasets, a row per pair
-        from flowsim.experiment.network import run_network_chunk
+    """Compute one chunk's rows by the engine of its combination (:meth:`Experiment.engine_for`)."""
+    task = exp.task(chunk.combo)
+    engine = ENGINES[exp.engine_for(chunk.combo)]
+    res = engine.run(task, chunk.p0, chunk.ref)
+    return frame(exp, chunk, task, res, engine.name)
 
-        return run_network_chunk(exp, chunk)
-    loss, model = exp.split(chunk.combo)
-    policy = model.bind(chunk.p0, chunk.ref)
-    engine = exp.engine_for(chunk.combo)
-    if engine == "discrete":  # a discrete optimiser: every start of the chunk at once
-        res = run_discrete(loss, policy, exp.optimiser(chunk.combo), exp.stop)
-    elif engine == "exact":  # the closed form, when asked for, whatever the engine
-        res = closed_form(loss.kind, exp.model_kind).flows(loss, policy, exp.stop)  # type: ignore[union-attr]
-    elif engine == "batched":  # every start of the chunk at once, in lockstep steps
-        res = integrate_batch(loss, policy, exp.stop, exp.solver)
-    else:
-        records = [_one(loss, policy.row(i), exp) for i in range(len(chunk.p0))]
-        res = {k: np.array([getattr(r, k) for r in records]) for k in (*RESULT_FIELDS, *PATH_FIELDS)}
-    theta0 = policy.theta0
-    x0 = policy.ratios(theta0)
+
+def paths(task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of starts p0 (n, 2) with their paths (``task.path`` points), by the engine "auto" picks for it.
+
+    An engine that records no paths refuses such a task, so "auto" gives the driver for the flow
+    and the discrete runner for an optimiser (:func:`flowsim.dynamics.engines.choose`).
+    """
+    return choose(AUTO, task).run(task, p0, ref)
+
+
+def frame(exp: Experiment, chunk: Chunk, task, res: dict[str, np.ndarray], engine: str) -> pd.DataFrame:
+    """An engine's rows of a chunk as flows.csv rows: the parameters, the start, the record, the model's columns.
+
+    A row's start is the chunk's (``res["start"]`` says which, for a model of several rows per
+    start); the start columns the engine records (a network's SFT lands off its target) are its own.
+    """
+    start = res.get("start", np.arange(len(chunk.p0)))
+    p0, ref = chunk.p0[start], chunk.ref[start]
+    n = len(start)
+    known = {"p1_0": p0[:, 0], "p2_0": p0[:, 1], "ref_w": ref[:, 0], "ref_l": ref[:, 1]}
+    if "x1_0" not in res:  # a model of independent starts: its policy knows them
+        policy = task.model.bind(p0, ref)
+        x0 = policy.ratios(policy.theta0)
+        known |= {"x1_0": x0[:, 0], "x2_0": x0[:, 1], "loss_0": Objective(task.loss, policy).value(policy.theta0)}
+    known |= {k: res[k] for k in ENGINE_STARTS if k in res}
     # every loss parameter column; empty where this chunk's loss does not take the parameter
-    df = pd.DataFrame({k: np.full(len(chunk.p0), chunk.combo.get(k, np.nan)) for k in exp.loss_params})
-    df["ref_w"], df["ref_l"] = chunk.ref[:, 0], chunk.ref[:, 1]
+    df = pd.DataFrame({k: np.full(n, chunk.combo.get(k, np.nan)) for k in exp.loss_params})
+    df["ref_w"], df["ref_l"] = known["ref_w"], known["ref_l"]
     for k in exp.model_params:
         df[k] = chunk.combo[k]
     for k in exp.dynamics_params:  # empty for the flow and for optimisers without the parameter
         df[k] = chunk.combo.get(k, np.nan)
-    df["p1_0"], df["p2_0"] = chunk.p0[:, 0], chunk.p0[:, 1]
-    df["x1_0"], df["x2_0"] = x0[:, 0], x0[:, 1]
-    df["region"] = region_labels(chunk.p0, exp.p1_cuts, exp.p2_cuts)
-    df["feasible"] = feasible(chunk.p0)
+    starts_ = np.stack([known["p1_0"], known["p2_0"]], -1)
+    df["p1_0"], df["p2_0"], df["x1_0"], df["x2_0"] = known["p1_0"], known["p2_0"], known["x1_0"], known["x2_0"]
+    df["region"] = region_labels(starts_, exp.p1_cuts, exp.p2_cuts)
+    df["feasible"] = feasible(starts_)
     for k in (*RESULT_FIELDS, *PATH_FIELDS):
         df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
-    df["loss_0"] = Objective(loss, policy).value(theta0)
-    df["loss"], df["model"], df["dynamics"] = loss.kind, exp.model_kind, chunk.combo["dynamics"]
+    df["loss_0"] = known["loss_0"]
+    df["loss"], df["model"], df["dynamics"] = task.loss.kind, exp.model_kind, chunk.combo["dynamics"]
     df["reference"] = chunk.combo["reference"]
-    df["engine"] = res.get("engine", engine)  # the batched engine names the rows it handed to the driver
-    return df[columns(exp)]
-
-
-def _one(loss, policy, exp: Experiment) -> FlowResult:
-    try:
-        return integrate(loss, policy=policy, stop=exp.stop, options=exp.solver)
-    except Exception as exc:  # noqa: BLE001 - one bad row never stops a sweep: it is recorded as failed
-        return FlowResult.failed(f"{type(exc).__name__}: {exc}")
+    df["engine"] = res.get("engine", engine)  # an engine names the rows it handed to another
+    extra = exp.model_class.extra_columns
+    for k in extra:
+        df[k] = res[k]
+    return df[[*columns(exp), *extra]]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.record import StopRule
+from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.quantities import NEEDS, Quantity, quantities
 from flowsim.plotting.titles import group_key, param_text, shown, tag_of
 
@@ -45,6 +46,10 @@ class Plot:
     fmt: str
     outdir: Path
     paths: dict | None = None
+    #: Whether the per-combination files are asked for (always drawn for a single combination).
+    every: bool = False
+    #: The experiment the rows were made with (None: unknown), for what a model declares of a loss.
+    experiment: object = None
 
     def file(self, stem: str) -> Path:
         """The path of a figure file named ``stem`` in the output folder."""
@@ -67,21 +72,24 @@ def panels_of(flows: pd.DataFrame, params: list[str]) -> list[Panel]:
     return out
 
 
-#: The models whose starts lie on a grid and whose field can be integrated from any start.
-POLICY_MODELS: tuple[str, ...] = ("ratio", "logits", "features")
-#: The trained models: starts wherever SFT left each pair, trajectories recorded in the rows.
-TRAINED: tuple[str, ...] = ("network",)
+#: The models whose starts lie on a grid and whose field can be integrated from any start (derived).
+POLICY_MODELS: tuple[str, ...] = tuple(k for k, cls in MODELS.items() if cls.policy_of_starts)
+#: The other models: starts wherever SFT left each pair, trajectories recorded in the rows (derived).
+TRAINED: tuple[str, ...] = tuple(k for k, cls in MODELS.items() if not cls.policy_of_starts)
 
 
 @dataclass(frozen=True)
 class Family:
     """A kind of figure: its name, the ``kinds`` that select it, ``draw(plot) -> iterator of paths``,
-    and the ``models`` whose tables it is drawn for (None: every model)."""
+    the ``models`` whose tables it is drawn for (None: every model), and whether it writes a file
+    per combination (``per_combination``: left out of the default set when there are several)."""
 
     name: str
     kinds: tuple[str, ...]
     draw: Callable[[Plot], Iterator[Path]]
     models: tuple[str, ...] | None = None
+    #: A file per parameter combination: drawn only when asked (``Plot.every``) or for a single combination.
+    per_combination: bool = False
 
     def __post_init__(self) -> None:
         if not self.kinds or not all(isinstance(k, str) and k for k in self.kinds):

@@ -11,8 +11,9 @@ from matplotlib.cm import ScalarMappable
 
 from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values
+from flowsim.plotting.legend import colorbar, legend_extras
 from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, values
-from flowsim.plotting.style import colorbar, decorate, legend_extras, save, single_axes, start_labels
+from flowsim.plotting.style import decorate, save, single_axes, start_labels
 
 
 class _Heatmaps:
@@ -50,4 +51,4 @@ def draw(plot: Plot) -> Iterator[Path]:
             yield maps.save(p.rows, v_all[p.pos], p.title, plot.file(f"{q.name}_{p.tag}"))
 
 
-FAMILY = Family("heatmaps", NAMES, draw, models=POLICY_MODELS)
+FAMILY = Family("heatmaps", NAMES, draw, models=POLICY_MODELS, per_combination=True)

@@ -6,6 +6,7 @@ from a flows table, :func:`norm_of` gives the colour map and norm every panel of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import matplotlib.colors as mcolors
@@ -15,6 +16,17 @@ from matplotlib import colormaps
 
 from flowsim.dynamics.record import STATUSES, StopRule
 from flowsim.plotting.style import AT_START, DISPLACED_COLOURS, NEVER, STATUS_COLOURS, TIME_UNITS
+
+
+def status_colours(colours: Mapping[str, str] = STATUS_COLOURS) -> tuple[tuple[str, str], ...]:
+    """Each status of :data:`~flowsim.dynamics.record.STATUSES` with its colour, in the order of the
+    codes :func:`values` gives; ValueError naming a status without a colour, or a colour for no status."""
+    missing = [s for s in STATUSES if s not in colours]
+    unknown = sorted(set(colours) - set(STATUSES))
+    if missing or unknown:
+        raise ValueError(f"status colours must give one colour to each status of STATUSES; "
+                         f"without a colour: {missing}, not a status: {unknown}")  # fmt: skip
+    return tuple((s, colours[s]) for s in STATUSES)
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,7 @@ class Quantity:
     scale: str  # "log", "linear", "ratio" or "status" (categories)
     cmap: str = "viridis"
     #: for scale "status": the category names and colours, in the order of their codes
-    colours: tuple[tuple[str, str], ...] = tuple(STATUS_COLOURS.items())
+    colours: tuple[tuple[str, str], ...] = status_colours()
 
 
 def quantities(stop: StopRule) -> tuple[Quantity, ...]:

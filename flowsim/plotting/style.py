@@ -4,26 +4,22 @@ Colour maps are viridis, cividis and PuOr; the statuses and the paths take Okabe
 colours.  Two special colours mark what a map cannot show: :data:`NEVER` (a target never
 reached, or a failed flow) and :data:`AT_START` (a target met at t = 0); white is where
 there is no start.  The infeasible triangle p1 + p2 > 1 is hatched mid-grey
-(:func:`hatch_patch` is its legend entry).  Figures are drawn on
+(:func:`hatch_patch` is its legend entry; a quantity's legend and colour bar are in
+:mod:`flowsim.plotting.legend`).  Figures are drawn on
 :class:`matplotlib.figure.Figure` objects with a fixed layout (no layout engine, no pyplot).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib.patheffects as pe
 import numpy as np
-from matplotlib import colormaps, rc_context
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
-from matplotlib.ticker import FuncFormatter
 
 from flowsim.experiment.regions import REGIONS
-
-if TYPE_CHECKING:
-    from flowsim.plotting.quantities import Quantity
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
@@ -31,7 +27,8 @@ FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 DPI = 130
 
 
-#: Okabe-Ito colours for the statuses (converged, capped, timeout, failed).
+#: Okabe-Ito colours, keyed by status: one for each of :data:`flowsim.dynamics.record.STATUSES`
+#: (checked by :func:`flowsim.plotting.quantities.status_colours`); the order here does not matter.
 STATUS_COLOURS: dict[str, str] = {
     "converged": "#0072B2", "capped": "#E69F00", "reached_loss": "#009E73", "reached_margin": "#56B4E9",
     "stationary": "#F0E442", "timeout": "#CC79A7", "diverged": "#D55E00", "failed": "#000000",
@@ -83,45 +80,6 @@ def decorate(ax, p1_cuts, p2_cuts, fontsize: float = 7.5, names: bool = True) ->
 def start_labels(ax, fontsize: float = 9.5) -> None:
     ax.set_xlabel("p1_0 = π(y_w|x) at the start", fontsize=fontsize)
     ax.set_ylabel("p2_0 = π(y_l|x) at the start", fontsize=fontsize)
-
-
-def legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
-    """Legend entries for the special colours actually present, plus the hatching."""
-    handles = extra_handles(q, v)
-    ncol = 2 if len(handles) == 4 else min(len(handles), 3)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol,
-              fontsize=fontsize, frameon=False, handlelength=1.4, columnspacing=1.0)  # fmt: skip
-
-
-def extra_handles(q: Quantity, v: np.ndarray) -> list[Patch]:
-    """The hatching, and the special colours (at t = 0, never, only one target) present in ``v``."""
-    handles = [hatch_patch()]
-    if q.scale == "status":
-        handles = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(v == i)] + handles
-    elif q.scale == "log":
-        if np.any(v == 0):
-            what = "stopped at t = 0" if q.name == "t_stop" else "at the target at t = 0"
-            handles.append(Patch(fc=AT_START, ec="0.3", lw=0.5, label=what))
-        if np.any(np.isnan(v)):
-            handles.append(Patch(fc=NEVER, label="failed" if q.name in ("t_stop", "p2_final") else "never reached"))
-    elif q.scale == "ratio":
-        cmap = colormaps[q.cmap]
-        if np.any(v == 0):
-            handles.append(Patch(fc=cmap(0.0), label="only p2 reaches its target"))
-        if np.any(np.isposinf(v)):
-            handles.append(Patch(fc=cmap(1.0), label="only p1 reaches its target"))
-        if np.any(np.isnan(v)):
-            handles.append(Patch(fc=NEVER, label="neither reached (or both at t = 0)"))
-    return handles
-
-
-def colorbar(fig, mappable, cax, q: Quantity, fontsize: float = 9) -> None:
-    extend = {"log": "min", "ratio": "both"}.get(q.scale, "neither")
-    cb = fig.colorbar(mappable, cax=cax, extend=extend)
-    if q.scale in ("log", "ratio"):
-        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # no mathtext: faster, plainer
-    cb.set_label(q.label, fontsize=fontsize)
-    cb.ax.tick_params(labelsize=fontsize - 1)
 
 
 def save(fig: Figure, path: Path) -> Path:

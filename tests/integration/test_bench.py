@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from flowsim.app.bench import _child, baseline_flow, main, points, rel_err
+from flowsim.app.bench import baseline_flow, main, points, rel_err, run_child
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
 
 
@@ -55,7 +55,7 @@ def test_a_child_run_saves_its_rows(tmp_path, capsys):
     path = tmp_path / "run.npz"
     spec = {"problem": "ratio", "contender": "batched", "num": 4, "workers": 1, "rtol": 1e-9, "out": str(path),
             "backend": "fork"}  # fmt: skip
-    assert _child(spec) == 0
+    assert run_child(spec) == 0
     assert json.loads(capsys.readouterr().out)["compute"] > 0
     with np.load(path) as z:
         p0, _ = points("ratio", 4)

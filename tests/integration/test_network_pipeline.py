@@ -15,9 +15,11 @@ torch = pytest.importorskip("torch")
 from flowsim.analysis.tables import region_table  # noqa: E402
 from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E402
 from flowsim.experiment.execute import run_sweep  # noqa: E402
-from flowsim.experiment.network import EXTRA  # noqa: E402
 from flowsim.experiment.store import RunFolder, read_flows  # noqa: E402
 from flowsim.experiment.sweep import chunks, n_rows, run_chunk  # noqa: E402
+from flowsim.model.parameterisations.network import Network  # noqa: E402
+
+EXTRA = Network.extra_columns
 
 SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
 DOC = {"name": "net", "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},

@@ -29,7 +29,7 @@ beta = [0.1, 0.5]
 p1 = {start = 0.05, stop = 1.0, num = 12}
 p2 = {start = 0.05, stop = 1.0, num = 12}
 [solver]
-method = "exact"
+engine = "exact"
 """
 #: Integrated, a few thousand flows: long enough to be caught mid-sweep.
 SLOW = """name = "slow"
@@ -145,7 +145,7 @@ def test_resume_recomputes_damaged_chunks(tmp_path, exact, whole, monkeypatch, c
     assert "cut short" in damaged[0] and "cut short" in damaged[1] and "no record" in damaged[3]
     assert "its sha256 differs from the one recorded" in damaged[2]
     assert (out / "flows.csv").read_bytes() == whole
-    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json"]  # no lock, no .partial, no .tmp
+    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json", "run.json"]  # no lock, .partial, .tmp
     meta = json.loads((out / "meta.json").read_text())
     assert meta["flows_sha256"] == hashlib.sha256(whole).hexdigest() and meta["flows_bytes"] == len(whole)
     assert meta["rows"] == 288 == sum(meta["counts_by_status"].values())

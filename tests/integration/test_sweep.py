@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import flowsim.dynamics.engines.driver as driver_engine
 import flowsim.experiment.sweep as sweep_mod
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
 from flowsim.dynamics.record import FlowResult
@@ -65,8 +66,11 @@ def test_csv_schema_and_meta(smoke_serial):
         == df["status"].value_counts().reindex(saved["counts_by_status"], fill_value=0).to_dict()
     )
     assert saved["experiment"]["solver"]["method"] == "DOP853" and saved["experiment"]["stop"]["t_max"] == 1e4
-    for key in ("versions", "git_commit", "started", "finished", "wall_time_s", "n_jobs"):
+    for key in ("versions", "git_commit"):  # what the results depend on: committed with them
         assert key in saved
+    run = json.loads((out / "run.json").read_text())  # how this run went: never committed
+    for key in ("started", "finished", "wall_time_s", "n_jobs", "machine"):
+        assert key in run and key not in saved and meta[key] == run[key]
     assert not (out / ".partial").exists()
 
 
@@ -87,7 +91,7 @@ def test_sweep_agrees_with_the_exact_flow(smoke_serial):
 
 
 def test_exact_method_rows(tmp_path):
-    exp = small(solver={"method": "exact"})
+    exp = small(solver={"engine": "exact"})
     run_sweep(exp, tmp_path / "e", n_jobs=1, progress=False)
     df = read_flows(tmp_path / "e")
     assert (df["nfev"] == 0).all() and len(df) == 60
@@ -115,7 +119,7 @@ def test_reference_initial_starts_every_flow_at_one_one(tmp_path):
 
 
 def test_a_failing_flow_never_stops_the_sweep(tmp_path, monkeypatch):
-    real = sweep_mod.integrate
+    real = driver_engine.integrate
 
     def flaky(loss, *a, policy, **k):
         x0 = policy.theta0
@@ -125,7 +129,7 @@ def test_a_failing_flow_never_stops_the_sweep(tmp_path, monkeypatch):
             return FlowResult.failed("Required step size is less than spacing between numbers.")
         return real(loss, *a, policy=policy, **k)
 
-    monkeypatch.setattr(sweep_mod, "integrate", flaky)
+    monkeypatch.setattr(driver_engine, "integrate", flaky)
     exp = small(solver={"engine": "driver"})  # the per-start path (the batched one: tests/unit/test_batched.py)
     meta = run_sweep(exp, tmp_path / "f", n_jobs=1, progress=False)  # n_jobs=1 runs in this process
     df = read_flows(tmp_path / "f")
@@ -193,7 +197,7 @@ def test_resume_after_a_real_kill_gives_an_identical_file(tmp_path):
     whole = tmp_path / "whole"
     assert subprocess.run([*cmd, "--out", str(whole)]).returncode == 0
     assert (killed / "flows.csv").read_bytes() == (whole / "flows.csv").read_bytes()
-    assert json.loads((killed / "meta.json").read_text())["resumed"] is True
+    assert json.loads((killed / "run.json").read_text())["resumed"] is True
 
 
 def test_dask_backend_on_a_local_cluster(tmp_path, smoke_serial):
@@ -202,7 +206,7 @@ def test_dask_backend_on_a_local_cluster(tmp_path, smoke_serial):
         run_sweep(load_experiment(SMOKE), tmp_path / "d", backend="dask", scheduler=cluster.scheduler_address,
                   progress=False, chunk_size=20)  # fmt: skip
     assert (tmp_path / "d" / "flows.csv").read_bytes() == (smoke_serial[0] / "flows.csv").read_bytes()
-    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "d" / "run.json").read_text())  # how the run went
     assert meta["backend"] == "dask"
 
 

@@ -1,4 +1,5 @@
-"""The package's shape: imports run one way through the layers, and the CLI starts light."""
+"""The package's shape: imports run one way through the layers, with no cycle (not even a type-only one),
+and the CLI starts light."""
 
 import ast
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "flowsim"
 #: Layers, lowest first: a module may import its own layer or any lower one, never a higher.
-LAYERS = ["_validation", "model", "dynamics", "experiment", "analysis", "plotting", "app", "cli"]
+LAYERS = ["errors", "_validation", "model", "dynamics", "experiment", "integrations", "analysis", "plotting", "app",
+          "cli"]  # fmt: skip
 
 
 def _layer(module: str) -> int:
@@ -20,21 +22,80 @@ def _layer(module: str) -> int:
     return LAYERS.index(parts[1])
 
 
-def _modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+def _modules(package: Path = PACKAGE):
+    """(dotted name, path) of every module of ``package``, a package's __init__ named as the package."""
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).with_suffix("")
         name = ".".join(p for p in rel.parts if p != "__init__")
         yield name, path
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, name: str = "", known: frozenset[str] = frozenset()) -> set[str]:
+    """The package's modules ``path`` imports, wherever the import is: at the top, in a function, or
+    under ``if TYPE_CHECKING:`` (a type-only import is still an edge of the graph).
+
+    Relative imports are resolved against ``name``; ``from pkg import sub`` names the module
+    ``pkg.sub`` when it is one of ``known``.
+    """
+    top = (name or PACKAGE.name).split(".")[0]
     tree = ast.parse(path.read_text())
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flowsim"):
-            out.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from .x import y, inside package ``name`` (or its parent for a module)
+                pkg = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] != top:
+                continue
+            subs = {f"{base}.{a.name}" for a in node.names} & known
+            out |= subs or {base}
         elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("flowsim")}
+            out |= {a.name for a in node.names if a.name.split(".")[0] == top}
+    return out
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (every import: top level, local, type-only)."""
+    mods = dict(_modules(package))
+    known = frozenset(mods)
+    return {name: _imports(path, name, known) - {name} for name, path in mods.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted: the cycles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
     return out
 
 
@@ -61,6 +122,28 @@ def test_the_package_imports_nothing_of_its_own_and_every_re_export_resolves():
         assert obj is getattr(importlib.import_module(flowsim._EXPORTS[name]), name), name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         flowsim.nope  # noqa: B018
+
+
+def test_no_import_cycles_not_even_type_only():
+    # a cycle that only type checkers follow still ties two modules into one unit (issue #26)
+    assert import_cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_type_only_local_and_relative_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    type_only = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg.sub.b import B\n"
+    (pkg / "sub" / "a.py").write_text(type_only)
+    (pkg / "sub" / "b.py").write_text("from . import a\n")
+    (pkg / "c.py").write_text("def f():\n    from pkg.sub import a\n")
+    graph = import_graph(pkg)
+    assert graph["pkg.sub.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.sub.a"}
+    assert graph["pkg.c"] == {"pkg.sub.a"}
+    assert import_cycles(graph) == [["pkg.sub.a", "pkg.sub.b"]]
+    (pkg / "sub" / "a.py").write_text("B = 1\n")
+    assert import_cycles(import_graph(pkg)) == []
 
 
 def test_analysis_does_not_import_plotting():

@@ -169,14 +169,14 @@ def test_implicit_methods_and_single_starts_are_refused():
 
 # -- the pairs the batched engine is the default for (flowsim.dynamics.batched.coverage) -----------------------
 
-from flowsim.dynamics.batched.coverage import VERIFIED, optional_stops  # noqa: E402
+from flowsim.dynamics.batched.coverage import pairs, shapes  # noqa: E402
 from flowsim.model.losses import LOSSES  # noqa: E402
 
 #: Each parameterisation as the shipped experiments use it.
 MODELS = {"ratio": RatioPlane(), "logits": SoftmaxLogits(K=10),
           "features": LogLinearFeatures(K=10, d=8, cos_wl=0.9, norm_ratio=1.25)}  # fmt: skip
 #: The stop rule that exercises each optional stop (as the shipped experiments set it).
-STOP_ARGS = {"margin_target": {"margin_target": 4.0},
+STOP_ARGS = {"margin_target": {"margin_target": 4.0}, "stationary_tol": {"stationary_tol": 1e-10},
              "loss_target": {"loss_target": 0.1, "p2_floor": 1e-12, "t_max": 1e5}}  # fmt: skip
 #: Starts over the domain: half with the SFT model as reference, half with a fixed one.
 STARTS = np.array([[0.1, 0.7], [0.45, 0.45], [0.7, 0.1], [0.2, 0.3], [0.6, 0.35], [0.05, 0.05]])
@@ -201,16 +201,16 @@ def _close(a, b, rtol, atol=0.0):
 
 @pytest.mark.parametrize(("loss_kind", "model"),
                          [pytest.param(*pair, marks=() if pair[0] == "dpo" else pytest.mark.slow)
-                          for pair in sorted(VERIFIED)])  # fmt: skip
+                          for pair in sorted(pairs())])  # fmt: skip
 def test_every_registered_pair_gives_the_drivers_rows(loss_kind, model):
     """The batched engine's rows equal the driver's, for every pair and stop rule it is the default for."""
     loss, par = LOSSES[loss_kind](), MODELS[model]
     p0, ref = _pair_starts(model)
     pol = par.bind(p0, ref)
-    for shape in sorted(VERIFIED[(loss_kind, model)], key=sorted):
+    for shape in sorted(shapes(loss_kind, model), key=sorted):
         name = "+".join(sorted(shape)) or "default"
-        stop = StopRule(**{k: v for s in shape for k, v in STOP_ARGS[s].items()})
-        assert optional_stops(stop) == shape
+        stop = StopRule(**{"stationary_tol": 0.0} | {k: v for s in shape for k, v in STOP_ARGS[s].items()})
+        assert stop.optional() == shape
         got, drv = integrate_batch(loss, pol, stop), by_driver(loss, pol, stop)
         where = (loss_kind, model, name)
         assert got["status"].tolist() == drv["status"].tolist(), where

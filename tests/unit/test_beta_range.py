@@ -119,9 +119,9 @@ def _mp_saturated(x0: tuple[float, float], beta: float, t_max: float) -> tuple[f
 @pytest.mark.parametrize(("t_max", "status"), [(1e4, "timeout"), (1e12, "converged")])
 @pytest.mark.parametrize("engine", ["driver", "batched"])
 def test_ratio_plane_at_the_small_end_matches_the_closed_form(engine, t_max, status):
-    stop, opts = StopRule(t_max=t_max), SolverOptions(engine=engine)
+    stop, opts = StopRule(t_max=t_max), SolverOptions()
     exact = exact_dpo(STARTS, beta=LO, stop=stop)
-    got = _integrate(DPO(beta=LO), RatioPlane().bind(STARTS, np.ones_like(STARTS)), stop, opts)
+    got = _integrate(DPO(beta=LO), RatioPlane().bind(STARTS, np.ones_like(STARTS)), stop, opts, engine)
     assert got["status"].tolist() == exact["status"].tolist() == [status] * len(STARTS)
     for k in ("p1_final", "p2_final", "t_stop"):
         assert np.max(np.abs(got[k] / exact[k] - 1)) < 1e-8, k
@@ -129,8 +129,8 @@ def test_ratio_plane_at_the_small_end_matches_the_closed_form(engine, t_max, sta
 
 @pytest.mark.parametrize("engine", ["driver", "batched"])
 def test_ratio_plane_at_the_large_end_matches_quadrature(engine):
-    stop, opts = StopRule(), SolverOptions(engine=engine)
-    got = _integrate(DPO(beta=HI), RatioPlane().bind(STARTS, np.ones_like(STARTS)), stop, opts)
+    stop, opts = StopRule(), SolverOptions()
+    got = _integrate(DPO(beta=HI), RatioPlane().bind(STARTS, np.ones_like(STARTS)), stop, opts, engine)
     assert got["status"].tolist() == ["timeout"] * len(STARTS)
     for i, x0 in enumerate(STARTS):
         p1, p2 = _mp_saturated(tuple(x0), HI, stop.t_max)  # cached: both engines use it
@@ -140,18 +140,18 @@ def test_ratio_plane_at_the_large_end_matches_quadrature(engine):
 @pytest.mark.parametrize("beta", DPO.beta_range)
 @pytest.mark.parametrize("engine", ["driver", "batched"])
 def test_logits_at_both_ends_match_the_closed_form(beta, engine):
-    stop, opts = StopRule(), SolverOptions(engine=engine)
+    stop, opts = StopRule(), SolverOptions()
     starts = STARTS[STARTS.sum(axis=1) < 1]
     policy = SoftmaxLogits(K=10).bind(starts, starts.copy())
     exact = dpo_logits.flows(DPO(beta=beta), policy, stop)
-    got = _integrate(DPO(beta=beta), policy, stop, opts)
+    got = _integrate(DPO(beta=beta), policy, stop, opts, engine)
     assert got["status"].tolist() == list(exact["status"])
     for k in ("p1_final", "p2_final", "t_stop"):
         assert np.max(np.abs(got[k] / exact[k] - 1)) < 1e-7, k
 
 
-def _integrate(loss, policy, stop, opts) -> dict[str, np.ndarray]:
-    if opts.engine == "batched":
+def _integrate(loss, policy, stop, opts, engine: str) -> dict[str, np.ndarray]:
+    if engine == "batched":
         return integrate_batch(loss, policy, stop, opts)
     rows = [integrate(loss, policy=policy.row(i), stop=stop, options=opts) for i in range(len(policy.theta0))]
     return {k: np.array([getattr(r, k) for r in rows]) for k in ("status", "p1_final", "p2_final", "t_stop")}

@@ -42,7 +42,7 @@ def test_defaults_and_sweep_product():
         (0.5, 0.5, 1.0),
         (0.5, 1.0, 1.0),
     ]
-    assert exp.stop.p2_floor == 1e-6 and exp.solver.method == "DOP853" and not exp.exact
+    assert exp.stop.p2_floor == 1e-6 and exp.solver.method == "DOP853" and exp.engine == "auto"
     assert exp.grid.points().shape == (6, 2)
     np.testing.assert_allclose(exp.grid.points()[:2], [[0.1, 0.1], [0.1, 1.0]])  # p1 outer, p2 inner
 
@@ -71,7 +71,7 @@ def test_sobol_and_random_grids():
         (with_("loss.reference", "sft"), r"loss\.reference must be one of.*'sft'"),
         (with_("grid.p1", {"start": 0.0, "stop": 1.0, "num": 3}), r"grid\.p1\.start must be a probability.*0\.0"),
         (with_("grid.p1", {"start": 0.5, "stop": 0.2, "num": 3}), r"grid\.p1\.stop must be greater"),
-        (with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}), r"grid\.p1\.num must be a int.*2\.5"),
+        (with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}), r"grid\.p1\.num must be an integer.*2\.5"),
         (with_("grid.p1", {"start": 0.1, "stop": 1.0}), r"missing required key 'grid\.p1\.num'"),
         ({"name": "t", "grid": {"kind": "hex"}}, r"grid\.kind must be one of.*'hex'"),
         ({"name": "t", "grid": {"kind": "sobol"}}, r"missing required key 'grid\.n'"),
@@ -80,7 +80,7 @@ def test_sobol_and_random_grids():
         (with_("solver.method", "Euler"), r"solver\.method must be one of.*'Euler'"),
         (with_("solver.rtol", 0), r"solver\.rtol .*0"),
         (with_("regions.p1_cuts", [0.7, 0.3]), r"regions\.p1_cuts .*\[0\.7, 0\.3\]"),
-        (with_("loss.beta", 2.5) | {"solver": {"method": "exact"}}, r"solver\.method .*beta < 2"),
+        (with_("loss.beta", 2.5) | {"solver": {"engine": "exact"}}, r"solver\.engine .*beta < 2.*; got 'exact'"),
         (with_("name", "a/b"), "name must be a non-empty folder name"),
         # [model] (issue #10): every key validated by the parameterisation it configures
         (with_("model.kind", "transformer"), r"model\.kind must be one of.*'transformer'"),
@@ -95,7 +95,7 @@ def test_sobol_and_random_grids():
         (with_("loss", {"beta": 0.1, "label_smoothing": 0.5}), r"loss\.label_smoothing must be in \[0, 0\.5\)"),
         (with_("loss", {"kind": "ipo", "rpo_alpha": 1.0}), r"unknown key 'loss\.rpo_alpha'"),
         (with_("stop.max_steps", 0), r"stop\.max_steps must be a whole number >= 1; got 0"),
-        (with_("model", {"kind": "features"}) | {"solver": {"method": "exact"}}, r"no closed form.*'features'"),
+        (with_("model", {"kind": "features"}) | {"solver": {"engine": "exact"}}, r"no closed form.*'features'"),
         # [dynamics] (issue #11): each optimiser's table validated by the optimiser
         (with_("dynamics", {"kind": "sgd"}), r"dynamics\.kind must be one of.*'sgd'"),
         (with_("dynamics", {"kind": "gd", "lr": 0.0}), r"dynamics\.lr must be a finite number > 0; got 0\.0"),
@@ -186,7 +186,9 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     assert engines(solver={"engine": "driver"})[0] == ["driver"]
     assert "engine" not in engines(solver={"engine": "driver"})[1].as_dict()["solver"]  # as earlier run folders
     assert engines(solver={"method": "LSODA"})[0] == ["driver"]  # the batched engine has explicit methods only
-    assert engines(solver={"method": "exact"})[0] == ["exact"]
+    assert engines(solver={"engine": "exact"})[0] == ["exact"]
+    assert engines(solver={"method": "exact"})[0] == ["exact"]  # the spelling of older files and run folders
+    assert parse_experiment(engines(solver={"method": "exact"})[1].as_dict()).engine == "exact"
     # a stop rule's shape that is not verified for the pair: the driver
     assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"loss_target": 0.3})[0] == ["batched", "driver"]
     assert engines(loss={"kind": ["dpo", "ipo"]}, stop={"margin_target": 4.0})[0] == ["batched", "batched"]
@@ -194,7 +196,58 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]})
     assert got == ["batched", "discrete"]
     assert engines(solver={"engine": "batched"}, loss={"kind": "ipo"})[0] == ["batched"]  # asked for by name
-    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'batched', 'driver'\]"):
+    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'discrete', 'network', 'batched', "
+                                          r"'driver', 'exact'\]; got 'fast'"):  # fmt: skip
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "fast"}})
-    with pytest.raises(ConfigError, match="batched engine"):
+    with pytest.raises(ConfigError, match=r"solver\.engine has the explicit methods .*'Radau'; got 'batched'"):
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "batched", "method": "Radau"}})
+    with pytest.raises(ConfigError, match=r"solver\.method is an engine: write engine = \"exact\""):
+        parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "exact", "method": "exact"}})
+    # a named engine computes the combinations of the dynamics it runs; the optimisers keep theirs
+    got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]}, solver={"engine": "driver"})
+    assert got == ["driver", "discrete"]
+
+
+def test_every_problem_of_a_file_in_one_pass():
+    """Problems in different tables, and several in one table, are reported together, one a line."""
+    doc = {"name": "t", "colour": 1, "loss": {"beta": -1.0, "f_divergence": "bogus"},
+           "grid": {"p1": {"start": 0.1, "stop": 1.0, "num": 0}, "p2": {"start": 0.1, "stop": 1.0, "num": 2}},
+           "stop": {"t_max": "long"}}  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(doc, "x.toml")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 6 and all(line.startswith("x.toml: ") for line in lines[:5])
+    for want in ("unknown key 'colour'", "loss.beta must be", "loss.f_divergence must be", "stop.t_max must be",
+                 "grid.p1.num must be a whole number >= 1"):  # fmt: skip
+        assert sum(want in line for line in lines) == 1, (want, lines)
+    assert "at most 5 problems" in lines[-1]  # the limit, said
+    doc["stop"] = {}
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(doc, "x.toml")
+    assert len(err.value.messages) == 4 and "at most" not in str(err.value)
+
+
+def test_one_problem_is_one_line_as_before():
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(with_("loss.beta", -1.0), "x.toml")
+    assert err.value.messages == [str(err.value)] and str(err.value).startswith("x.toml: loss.beta must be")
+
+
+def test_a_range_error_in_a_multi_loss_sweep_names_the_loss():
+    """beta = 5 is in DPO's range and outside NCA's [1e-6, 2]: the message says which loss refuses it."""
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(with_("loss", {"kind": ["dpo", "nca_pair"], "beta": 5.0}), "x.toml")
+    assert err.value.messages == [err.value.messages[0]]  # DPO takes it: one problem
+    assert "loss.beta must be a number in [1e-06, 2]" in str(err.value) and "for loss 'nca_pair'" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # one loss: nothing to name
+        parse_experiment(with_("loss", {"kind": "nca_pair", "beta": 5.0}), "x.toml")
+    assert "for loss" not in str(err.value)
+
+
+def test_type_errors_read_as_english():
+    with pytest.raises(ConfigError, match=r"grid\.p1\.num must be an integer; got 2\.5"):
+        parse_experiment(with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}))
+    with pytest.raises(ConfigError, match=r"loss\.kind must be a string or a non-empty list of them"):
+        parse_experiment(with_("loss.kind", 3))
+    with pytest.raises(ConfigError, match=r"solver\.method must be a string; got 1"):
+        parse_experiment(with_("solver.method", 1))

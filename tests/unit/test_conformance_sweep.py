@@ -82,7 +82,7 @@ def test_orpo_start_at_certain_loser_is_refused_when_read():
 
 
 def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
-    import flowsim.experiment.sweep as sweep
+    import flowsim.dynamics.engines.driver as driver
     from flowsim.app.run import failures
     from flowsim.cli import main
 
@@ -92,15 +92,15 @@ def test_flowsim_run_reports_failed_rows_loudly(tmp_path, monkeypatch, capsys):
         "p2 = { start = 0.2, stop = 0.8, num = 2 }\n[stop]\nt_max = 0.5\n"
         '[solver]\nengine = "driver"\n'
     )  # fmt: skip (injected where the driver integrates a start)
-    real = sweep._one
+    real = driver._one
 
-    def one(loss, policy, e):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records
+    def one(task, policy):  # flows from p_l0 = 0.8 fail (APO-zero's only from p_w0 = 0.8 too), as the sweep records
         p0 = policy.p0
-        if p0[1] > 0.5 and (loss.kind == "dpo" or p0[0] > 0.5):
+        if p0[1] > 0.5 and (task.loss.kind == "dpo" or p0[0] > 0.5):
             return FlowResult.failed("ArithmeticError: injected")
-        return real(loss, policy, e)
+        return real(task, policy)
 
-    monkeypatch.setattr(sweep, "_one", one)
+    monkeypatch.setattr(driver, "_one", one)
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "--n-jobs", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "flowsim: 3 of 8 flows FAILED; by (loss, model): (apo_zero, ratio) 1, (dpo, ratio) 2" in err

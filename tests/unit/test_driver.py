@@ -242,7 +242,7 @@ def test_a_stiff_flow_is_integrated_again_with_lsoda():
     assert tiny.message == "stiff: DOP853 needed more than 100 evaluations; integrated with LSODA"
     assert tiny.nfev == direct.nfev + 100 and tiny.t_stop == direct.t_stop
     pol = RatioPlane().bind(np.array([[0.05, 0.05], [0.3, 0.6]]), np.ones((2, 2)))
-    out = integrate_batch(IPO(beta=0.1), pol, StopRule(), SolverOptions(engine="batched", max_nfev=2000))
+    out = integrate_batch(IPO(beta=0.1), pol, StopRule(), SolverOptions(max_nfev=2000))
     assert out["status"].tolist() == ["stationary"] * 2 and out["t_stop"][0] == r.t_stop
     assert all(m.startswith("stiff: DOP853") for m in out["message"])
     for bad in (0, 0.5, 2000.0, True):

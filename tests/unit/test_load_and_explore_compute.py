@@ -28,7 +28,8 @@ def test_load_gives_the_rows_meta_and_experiment(folder):
     raw = pd.read_csv(folder / "flows.csv")
     pd.testing.assert_frame_equal(res.flows.drop(columns="message"), raw.drop(columns="message"))
     assert (res.flows["message"] == "").all()
-    assert len(res.flows) == 50 and res.meta == json.loads((folder / "meta.json").read_text())
+    meta, run = (json.loads((folder / name).read_text()) for name in ("meta.json", "run.json"))
+    assert len(res.flows) == 50 and res.meta == meta | run and "wall_time_s" in res.meta
     assert res.experiment.name == "tiny" and res.experiment.loss_params["beta"] == (0.1, 0.5)
     assert res.claims is None and res.regions is None and "not analysed" in repr(res)
     assert flowsim.load(folder / "flows.csv").folder == folder  # the flows.csv itself names the folder
@@ -61,6 +62,16 @@ def test_load_refuses_a_damaged_or_missing_folder(tmp_path, folder):
         flowsim.load(tmp_path / "nowhere")
 
 
+def test_load_refuses_a_damaged_claims_table(tmp_path, folder):
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(folder, copy)
+    (copy / "claims.csv").write_text('claim,value\n"C1,1\n')  # a quote never closed (a cut-short file)
+    with pytest.raises(DamagedResults, match=r"claims\.csv cannot be read as a table \(ParserError\)"):
+        flowsim.load(copy)
+
+
 # --- the explore page's computations -------------------------------------------------------------
 
 
@@ -78,7 +89,7 @@ def test_the_run_setting_round_trips_through_the_page(tiny):
     assert setting == compute.Setting(beta="0.1")
     exp = compute.experiment_of(setting, res.experiment, combo)
     assert exp.parameter_sets() == [combo | {"dynamics": "flow"}]
-    assert exp.stop == res.experiment.stop and not exp.exact  # the page integrates: it draws the path
+    assert exp.stop == res.experiment.stop and exp.engine == "auto"  # the page integrates: it draws the path
 
 
 def test_a_trajectory_is_the_flow_integrate_gives(tiny):

@@ -75,8 +75,8 @@ def test_tabular_network_record_matches_run_discrete():
     ref = run_discrete(DPO(beta=0.5), SoftmaxLogits(K=K).bind([[0.2, 0.6]], [[0.2, 0.6]]), GD(lr=0.5), stop)
     rec = train_pairs(net, batch, DPO(beta=0.5), GD(lr=0.5), stop, np.log([[0.2, 0.6]]))
     assert rec.status[0] == ref["status"][0] == "converged" and rec.steps == ref["steps"][0]
-    for mine, theirs in ((rec.t_stop, ref["t_stop"]), (rec.t_w, ref["t_w"]), (rec.t_l, ref["t_l"]),
-                         (rec.p_w_min, ref["p_w_min"]), (np.exp(rec.logp[:, 0]), ref["p1_final"]),
+    for mine, theirs in ((rec.t_stop, ref["t_stop"]), (rec.track.t_w, ref["t_w"]), (rec.track.t_l, ref["t_l"]),
+                         (rec.track.p_w_min, ref["p_w_min"]), (np.exp(rec.logp[:, 0]), ref["p1_final"]),
                          (np.exp(rec.logp[:, 1]), ref["p2_final"]), (rec.loss_final, ref["loss_final"])):  # fmt: skip
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
     assert rec.displaced[0] == ref["displaced"][0]

@@ -20,7 +20,7 @@ from flowsim.model.losses import DPO, IPO  # noqa: E402
 from flowsim.model.network.bridge import batch_loss  # noqa: E402
 from flowsim.model.network.data import PairData, make_pairs  # noqa: E402
 from flowsim.model.network.module import DTYPE, CausalMLP, PairBatch, trainable  # noqa: E402
-from flowsim.model.parameterisations import FIELD_IN_ROWS  # noqa: E402
+from flowsim.model.parameterisations import MODELS  # noqa: E402
 from flowsim.model.parameterisations.logits import sft_log_probs  # noqa: E402
 from flowsim.model.parameterisations.network import Network  # noqa: E402
 
@@ -85,7 +85,7 @@ def _rows(**extra) -> pd.DataFrame:
 
 
 def test_the_group_reads_the_field_from_the_columns_the_model_declares():
-    cols = FIELD_IN_ROWS["network"]
+    cols = MODELS["network"].field_columns
     g = Group(_rows(**dict(zip(cols, ([0.01, 0.02], [-0.03, -0.01], [0.5, 0.5]), strict=True))), Context(StopRule()))
     v, gnorm = g.field()
     np.testing.assert_array_equal(v, [[0.01, -0.03], [0.02, -0.01]])

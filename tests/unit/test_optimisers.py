@@ -515,3 +515,25 @@ def test_the_runner_refuses_what_it_cannot_run():
         run_discrete(DPO(), bind("ratio"), "gd")
     out = run_discrete(Objective(DPO(), bind("ratio", STARTS[:2])), None, GD(), StopRule(max_steps=2))
     assert list(out["steps"]) == [2, 2]
+
+
+@pytest.mark.parametrize("kind", ["ratio", "logits"])
+def test_a_recorded_path_is_the_steps_replayed(kind):
+    # run_discrete(path=True) keeps the points of the steps themselves: replaying the optimiser's own
+    # steps from the start reaches the same parameters, and each path ends at the row's record
+    pol, opt, stop = bind(kind), Adam(lr=0.05), StopRule(max_steps=300, loss_target=0.3)
+    out = run_discrete(DPO(beta=0.5), pol, opt, stop, path=True, path_points=16)
+    objective, theta, state = Objective(DPO(beta=0.5), pol), pol.theta0, opt.init(pol.theta0)
+    every = [theta]
+    with np.errstate(all="ignore"):  # rows that stopped step on, unread, out of their domain
+        for k in range(1, int(out["steps"].max()) + 1):
+            theta, state = opt.step(theta, objective.grad(theta), state, k)
+            every.append(theta)
+    for i in range(len(STARTS)):
+        t, x = out["path_t"][i], out["path_x"][i]
+        steps = np.rint(t / opt.lr).astype(int)
+        assert steps[0] == 0 and steps[-1] == out["steps"][i] and np.all(np.diff(steps) > 0)
+        assert len(t) >= min(16, out["steps"][i] + 1)
+        np.testing.assert_allclose(x, np.array(every)[steps, i], rtol=1e-12, atol=1e-14)
+        p = pol.row(i).probs(x[-1])
+        assert (p[0], p[1]) == (out["p1_final"][i], out["p2_final"][i])

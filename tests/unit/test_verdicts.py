@@ -124,14 +124,17 @@ def test_claims_declare_where_they_apply():
     assert by["C9"].not_applicable("features", "ipo") is None
     assert by["C12"].not_applicable("logits", "orpo") is None
     assert NA in VERDICTS
-    assert Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",)).not_applicable("features", "dpo")
+    text = {"id": "X", "title": "t", "paper": "p", "where": "w", "metric": "m", "rule": rule_share, "measure": len}
+    assert Claim(**text, models=("ratio",)).not_applicable("features", "dpo")
     with pytest.raises(ValueError, match="models must name the models"):
-        Claim("X", "t", "p", "w", "m", rule_share, len, models=())
+        Claim(**text, models=())
     with pytest.raises(ValueError, match="which thresholds does not declare"):
-        Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), reads=("dominance",))
+        Claim(**text, models=("ratio",), reads=("dominance",))
+    with pytest.raises(TypeError, match="positional"):  # keyword-only: five strings in a row are easy to swap
+        Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",))
     for bad in ({"columns": ("p1_0", "")}, {"thresholds": (1,)}, {"columns": ["p1_0"]}, {"across": ("beta", "")}):
         with pytest.raises(ValueError, match=f"claim X: {next(iter(bad))} must be a tuple of names"):
-            Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",), **bad)
+            Claim(**text, models=("ratio",), **bad)
 
 
 def test_the_failed_note_counts_the_first_claims_groups():
@@ -303,3 +306,19 @@ def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
     assert m["features cos 0.9"].to_dict() == {"A": "not supported, robust", "S": "partly supported, robust"}
     with pytest.raises(ValueError, match="lacks"):
         verdict_matrix({"x": t}, select={"x": {"K": 10}})
+
+
+def test_claims_markdown_shows_each_combination_beside_the_pooled_summary():
+    """Two betas: the summary pools them, the table by combination has a row per beta with its letters."""
+    claims = evaluate_claims(make_flows(np.linspace(0.05, 0.95, 8), np.linspace(0.05, 0.95, 8), betas=(0.1, 1.0)),
+                             StopRule(), sensitivity=False)  # fmt: skip
+    text = claims_markdown(claims)
+    head = next(line for line in text.splitlines() if line.startswith("| beta | C1 |"))
+    rows = text.splitlines()[text.splitlines().index(head) + 2 :][:3]
+    assert [r.split(" | ")[0] for r in rows[:2]] == ["| 0.1", "| 1"] and not rows[2].startswith("|")
+    ld = claims[(claims["claim"] == "LD") & (claims["subset"] == "all")]
+    assert set(ld["verdict"]) == {"not applicable"}  # DPO on the ratio plane: p_w cannot fall
+    assert ld["details"].str.startswith("not applicable: impossible by construction (dpo is a function").all()
+    assert rows[0].endswith("| – |")  # LD is the last column
+    one = claims_markdown(claims[claims["beta"] == 0.1])
+    assert "Verdicts per combination" not in one  # one combination: nothing to split

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim, Metrics, _fmt, _ge, _le
+from flowsim.analysis.claims.rules import POLICY_MODELS
+from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim, Metrics, at_least, at_most, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import AcrossGroup
@@ -29,10 +30,10 @@ def rule_stretch(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
         f"supported if share of claims unchanged >= {th.share_supported:g} and the field is a per-axis "
         f"rescaling within {th.rtol_partly:g}; partly if one holds or the share >= {th.share_partly:g}"
     )
-    same, stretch = _ge(m["share"], th.share_supported), _le(m["stretch_dev"], th.rtol_partly)
+    same, stretch = at_least(m["share"], th.share_supported), at_most(m["stretch_dev"], th.rtol_partly)
     if same and stretch:
         return SUPPORTED, text
-    return (PARTLY if same or stretch or _ge(m["share"], th.share_partly) else NOT), text
+    return (PARTLY if same or stretch or at_least(m["share"], th.share_partly) else NOT), text
 
 
 def same_verdicts(claims: pd.Series, verdicts: pd.Series) -> tuple[float, str]:
@@ -91,19 +92,20 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
     dev = d.cached("stretch", lambda: stretch(entries) if len(entries) > 1 else float("nan"))
     details = (
         f"{d.n_values} references; claims whose verdict changes with the reference: {changed}; "
-        f"dp/dt at the same starts is a per-axis rescaling within {_fmt(dev)} "
+        f"dp/dt at the same starts is a per-axis rescaling within {fmt(dev)} "
         f"(max/min of the per-axis ratio - 1; n/a without a field)"
     )
     return value, {"share": value, "stretch_dev": dev}, details
 
 
 CLAIM = Claim(
-    "C10", "The reference only stretches the figure",
-    "Since πref(yw|x) and πref(yl|x) are constants determined by the initial reference model, which may cause "
+    id="C10", title="The reference only stretches the figure",
+    paper="Since πref(yw|x) and πref(yl|x) are constants determined by the initial reference model, which may cause "
     "stretching or compression of the figure, rather than causing formal changes, we omit the denominators",
-    "§3.2 and footnote 4",
-    "share of the other claims whose verdict is the same under every fixed reference (across combinations); "
+    where="§3.2 and footnote 4",
+    metric="share of the other claims whose verdict is the same under every fixed reference (across combinations); "
     "distance of dp/dt at the same starts from a per-axis rescaling",
-    rule_stretch, measure, models=("ratio", "logits", "features"), across=("ref_w", "ref_l"), reads_verdicts=True,
+    rule=rule_stretch, measure=measure,
+    models=POLICY_MODELS, across=("ref_w", "ref_l"), reads_verdicts=True,
     columns=("ref_w", "ref_l", "p1_0", "p2_0"), thresholds=("share_supported", "share_partly", "rtol_partly"),
 )  # fmt: skip

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import share_of
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _ge
+from flowsim.analysis.claims.rules import POLICY_MODELS
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -22,7 +23,7 @@ def rule_stuck(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     """C11: ``m["share_stationary"]`` (flows ending stationary) and ``m["n_mesh"]`` (mesh points)."""
     lo = 1.0 - th.share_supported
     text = f"supported if share ending stationary >= {lo:.3g} or mesh stationary points > 0; partly if any ends so"
-    if _ge(m["share_stationary"], lo) or _ge(m["n_mesh"], 1.0):
+    if at_least(m["share_stationary"], lo) or at_least(m["n_mesh"], 1.0):
         return SUPPORTED, text
     s = m["share_stationary"]
     return (PARTLY if not np.isnan(s) and s > 0 else NOT), text
@@ -42,11 +43,11 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    "C11", "Local minima and saddle points hinder escape",
-    "the presence of very small gradients in the upper-right corner can lead to sluggish convergence and "
+    id="C11", title="Local minima and saddle points hinder escape",
+    paper="the presence of very small gradients in the upper-right corner can lead to sluggish convergence and "
     "challenges in escaping local minima",
-    "§3.3.2, Remark 3; §3.2 (saddle points)",
-    "share of flows ending stationary; for DPO on the ratio plane, stationary points on a mesh",
-    rule_stuck, measure, models=("ratio", "logits", "features"), reads=("stationary_tol",),
+    where="§3.3.2, Remark 3; §3.2 (saddle points)",
+    metric="share of flows ending stationary; for DPO on the ratio plane, stationary points on a mesh",
+    rule=rule_stuck, measure=measure, models=POLICY_MODELS, reads=("stationary_tol",),
     columns=("status",), thresholds=("share_supported", "stationary_tol"),
 )  # fmt: skip

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import share_of
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _le
+from flowsim.analysis.claims.rules import EVERY_MODEL
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_most, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -26,9 +27,9 @@ def rule_simplex(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     hi = 1.0 - th.share_supported
     text = f"supported if no path leaves the simplex; partly if share leaving <= {hi:.3g}"
     s = m["share_left"]
-    if _le(s, 0.0):
+    if at_most(s, 0.0):
         return SUPPORTED, text
-    return (PARTLY if _le(s, hi) else NOT), text
+    return (PARTLY if at_most(s, hi) else NOT), text
 
 
 def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
@@ -43,16 +44,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     share = share_of(left, sel)
     details = (
         f"{int((left & sel).sum())} of {int(sel.sum())} feasible starts reach p_w + p_l > 1 "
-        f"(largest {_fmt(float(np.max(d.max_mass[sel])))})"
+        f"(largest {fmt(float(np.max(d.max_mass[sel])))})"
     )
     return share, {"share_left": share}, details
 
 
 CLAIM = Claim(
-    "C12", "The flow stays a probability distribution",
-    "(implicit throughout: x1, x2 are ratios of probabilities of two responses to one prompt)",
-    "§3 (implicit)",
-    "share of feasible starts whose path reaches p_w + p_l > 1",
-    rule_simplex, measure, models=("ratio", "logits", "features", "network"),
+    id="C12", title="The flow stays a probability distribution",
+    paper="(implicit throughout: x1, x2 are ratios of probabilities of two responses to one prompt)",
+    where="§3 (implicit)",
+    metric="share of feasible starts whose path reaches p_w + p_l > 1",
+    rule=rule_simplex, measure=measure, models=EVERY_MODEL,
     columns=("feasible", "status", "max_mass"), thresholds=("share_supported",),
 )  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import checkable, rel_dev, representable
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS, rule_identity
-from flowsim.analysis.verdicts import Claim, _fmt
+from flowsim.analysis.verdicts import Claim, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -39,16 +39,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     eq2_dev = float(rel_dev(eq2[fin], loss.grad(pts[fin])).max()) if fin.any() else float("nan")
     details = (
         f"{len(pts)} points ({n_under} left out where the gradient under- or overflows); eq. (2) as printed vs "
-        f"DPO.grad: worst {_fmt(eq2_dev)} ({int(fin.sum())} points where x^b is finite)"
+        f"DPO.grad: worst {fmt(eq2_dev)} ({int(fin.sum())} points where x^b is finite)"
     )
     return worst, {"worst": worst}, details
 
 
 CLAIM = Claim(
-    "C1", "Theorem 1: the partial derivatives",
-    "dL/dx1 = -b x2^b / (x1 (x1^b + x2^b)),  dL/dx2 = b x2^(b-1) / (x1^b + x2^b)",
-    "§3.1, Theorem 1, eq. (2)",
-    "worst relative difference, DPO.grad vs central differences of DPO.value, at initial and final points",
-    rule_identity, measure, models=("ratio",), losses=("dpo",), uses_flows=False,
+    id="C1", title="Theorem 1: the partial derivatives",
+    paper="dL/dx1 = -b x2^b / (x1 (x1^b + x2^b)),  dL/dx2 = b x2^(b-1) / (x1^b + x2^b)",
+    where="§3.1, Theorem 1, eq. (2)",
+    metric="worst relative difference, DPO.grad vs central differences of DPO.value, at initial and final points",
+    rule=rule_identity, measure=measure, models=("ratio",), losses=("dpo",), uses_flows=False,
     columns=("beta", "x1_0", "x2_0", "x1_final", "x2_final", "status"), thresholds=IDENTITY_THRESHOLDS,
 )  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 
 from flowsim.analysis.claims.measures import checkable, median_of, representable
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS, rule_identity
-from flowsim.analysis.verdicts import Claim, _fmt
+from flowsim.analysis.verdicts import Claim, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -34,17 +34,17 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         pr = np.abs(v[:, 0] / v[:, 1])
     details = (
         f"{len(pts)} initial points ({n_under} left out where the gradient under- or overflows); with DPO.grad: "
-        f"worst {_fmt(exact)}; in probabilities the rate "
-        f"|dp1/dt|/|dp2/dt| = (ref_w/ref_l) x2/x1 has median {_fmt(median_of(pr))}"
+        f"worst {fmt(exact)}; in probabilities the rate "
+        f"|dp1/dt|/|dp2/dt| = (ref_w/ref_l) x2/x1 has median {fmt(median_of(pr))}"
     )
     return worst, {"worst": worst}, details
 
 
 CLAIM = Claim(
-    "C2", "Corollary 1: the update rate x2/x1",
-    "|dL/dx1 / dL/dx2| = x2/x1",
-    "§3.1, Corollary 1, eq. (3)",
-    "worst relative deviation of |dL/dx1 / dL/dx2| (central differences) from x2/x1",
-    rule_identity, measure, models=("ratio",), losses=("dpo",), uses_flows=False,
+    id="C2", title="Corollary 1: the update rate x2/x1",
+    paper="|dL/dx1 / dL/dx2| = x2/x1",
+    where="§3.1, Corollary 1, eq. (3)",
+    metric="worst relative deviation of |dL/dx1 / dL/dx2| (central differences) from x2/x1",
+    rule=rule_identity, measure=measure, models=("ratio",), losses=("dpo",), uses_flows=False,
     columns=("beta", "x1_0", "x2_0", "ref_w", "ref_l"), thresholds=IDENTITY_THRESHOLDS,
 )  # fmt: skip

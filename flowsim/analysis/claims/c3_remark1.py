@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowsim.analysis.claims.measures import share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS, rule_share
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS, rule_share
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -31,19 +31,19 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     init = share_of(d.x0[:, 1] < d.x0[:, 0])
     fin = share_of(d.xf[:, 1] < d.xf[:, 0], d.ok)
     details = (
-        f"{int(mv.sum())} moving flows; ending with x1 > 1: {_fmt(share_of(d.xf[:, 0] > 1, mv))}, with x2 < 1: "
-        f"{_fmt(share_of(d.xf[:, 1] < 1, mv))}; (not judged: x2/x1 < 1 at the start {_fmt(init)}, at the stop "
-        f"{_fmt(fin)})"
+        f"{int(mv.sum())} moving flows; ending with x1 > 1: {fmt(share_of(d.xf[:, 0] > 1, mv))}, with x2 < 1: "
+        f"{fmt(share_of(d.xf[:, 1] < 1, mv))}; (not judged: x2/x1 < 1 at the start {fmt(init)}, at the stop "
+        f"{fmt(fin)})"
     )
     return share, {"share": share}, details
 
 
 CLAIM = Claim(
-    "C3", "Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
-    "For any pairwise preference data, the update rate x2/x1 < 1 holds. [...] x1 is greater than 1, x2 is "
+    id="C3", title="Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
+    paper="For any pairwise preference data, the update rate x2/x1 < 1 holds. [...] x1 is greater than 1, x2 is "
     "less than 1, and therefore x2 < x1.",
-    "§3.1, Remark 1",
-    "share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
-    rule_share, measure, models=("ratio", "logits", "features", "network"),
+    where="§3.1, Remark 1",
+    metric="share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
+    rule=rule_share, measure=measure, models=EVERY_MODEL,
     columns=("x1_0", "x2_0", "x1_final", "x2_final", "status", "t_stop"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _ge
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -29,9 +29,9 @@ def rule_faster(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     hi, lo = th.share_supported, th.share_partly
     text = f"supported if both shares >= {hi:g}; partly if either >= {lo:g}"
     vals = [v for v in (m["share_first"], m["share_initial"]) if not np.isnan(v)]
-    if vals and all(_ge(v, hi) for v in vals):
+    if vals and all(at_least(v, hi) for v in vals):
         return SUPPORTED, text
-    return (PARTLY if any(_ge(v, lo) for v in vals) else NOT), text
+    return (PARTLY if any(at_least(v, lo) for v in vals) else NOT), text
 
 
 def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
@@ -54,18 +54,18 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = median_of(np.abs(v[d.ok, 1] / v[d.ok, 0]))
     details = (
-        f"{int(contested.sum())} contested starts; t_l < t_w: {_fmt(first)} (both reached: {_fmt(both)}); "
-        f"|dp_l/dt| > |dp_w/dt| at t = 0: {_fmt(init)} (median |dp_l/dt|/|dp_w/dt| {_fmt(rate)})"
+        f"{int(contested.sum())} contested starts; t_l < t_w: {fmt(first)} (both reached: {fmt(both)}); "
+        f"|dp_l/dt| > |dp_w/dt| at t = 0: {fmt(init)} (median |dp_l/dt|/|dp_w/dt| {fmt(rate)})"
     )
     return first, {"share_first": first, "share_initial": init}, details
 
 
 CLAIM = Claim(
-    "C4", "Remark 2: p(y_l) falls faster than p(y_w) rises",
-    "the DPO loss function decreases the probability of producing human dispreferred data at a faster "
+    id="C4", title="Remark 2: p(y_l) falls faster than p(y_w) rises",
+    paper="the DPO loss function decreases the probability of producing human dispreferred data at a faster "
     "rate than it increases the probability of producing preferred data",
-    "Abstract; §3.3.1, Remark 2",
-    "share of starts (neither target met at t = 0) where p_l reaches its target before p_w reaches its own",
-    rule_faster, measure, models=("ratio", "logits", "features", "network"),
+    where="Abstract; §3.3.1, Remark 2",
+    metric="share of starts (neither target met at t = 0) where p_l reaches its target before p_w reaches its own",
+    rule=rule_faster, measure=measure, models=EVERY_MODEL,
     columns=("t_w", "t_l", "status", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

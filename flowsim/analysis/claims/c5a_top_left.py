@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
-from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, POLICY_MODELS, rule_corner
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -36,18 +36,18 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     ratio = float("nan") if v is None else ratio_of(median_of(np.abs(v[sel, 0])), median_of(np.abs(v[~sel, 0])))
     details = (
         f"{int(sel.sum())} starts in top-left ({int(mv.sum())} moving); median |Δp_l|/|Δp_w| there "
-        f"{_fmt(median_of(dp[mv, 1] / np.maximum(dp[mv, 0], 1e-300)))}; median |dp_w/dt| there / elsewhere "
-        f"{_fmt(ratio)}"
+        f"{fmt(median_of(dp[mv, 1] / np.maximum(dp[mv, 0], 1e-300)))}; median |dp_w/dt| there / elsewhere "
+        f"{fmt(ratio)}"
     )
     return share, {"share_dominant": share, "speed_ratio": ratio}, details
 
 
 CLAIM = Claim(
-    "C5a", "Top-left corner: p1 rises fast, p2 barely moves",
-    "When x1 is extremely small and x2 is extremely large ... the gradient flow of DPO tends to rapidly "
+    id="C5a", title="Top-left corner: p1 rises fast, p2 barely moves",
+    paper="When x1 is extremely small and x2 is extremely large ... the gradient flow of DPO tends to rapidly "
     "increase x1 while causing only minor changes to x2.",
-    "§3.2, top-left of Fig. 1(b)",
-    "share of top-left flows with |Δp_l| <= |Δp_w| / dominance from start to stop",
-    rule_corner, measure, models=("ratio", "logits", "features"), reads=("dominance",), regional=True,
+    where="§3.2, top-left of Fig. 1(b)",
+    metric="share of top-left flows with |Δp_l| <= |Δp_w| / dominance from start to stop",
+    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
     columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "status", "t_stop"), thresholds=CORNER_THRESHOLDS,
 )  # fmt: skip

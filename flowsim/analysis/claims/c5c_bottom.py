@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, share_of
-from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, rule_corner
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.claims.rules import CORNER_THRESHOLDS, POLICY_MODELS, rule_corner
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -38,19 +38,19 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     dp = np.abs(d.pf - d.p0)
     path = share_of(dp[:, 1] > dp[:, 0], sel & d.moving)
     details = (
-        f"{int(sel.sum())} starts in {'/'.join(BOTTOM_ROW)}; median |dp_l/dt| there / elsewhere {_fmt(ratio)}; "
-        f"share whose whole path moves p_l more {_fmt(path)}"
+        f"{int(sel.sum())} starts in {'/'.join(BOTTOM_ROW)}; median |dp_l/dt| there / elsewhere {fmt(ratio)}; "
+        f"share whose whole path moves p_l more {fmt(path)}"
     )
     return share, {"share_dominant": share, "speed_ratio": ratio}, details
 
 
 CLAIM = Claim(
-    "C5c", "Bottom: p2 falls fast, p1 barely moves",
-    "When x2 is extremely small ... the gradient flow of DPO tends to rapidly decrease x2 while causing "
+    id="C5c", title="Bottom: p2 falls fast, p1 barely moves",
+    paper="When x2 is extremely small ... the gradient flow of DPO tends to rapidly decrease x2 while causing "
     "only minor changes to x1.",
-    "§3.2, lower part of Fig. 1(b)",
-    "share of bottom-row starts with |dp_l/dt| >= dominance * |dp_w/dt|",
-    rule_corner, measure, models=("ratio", "logits", "features"), reads=("dominance",), regional=True,
+    where="§3.2, lower part of Fig. 1(b)",
+    metric="share of bottom-row starts with |dp_l/dt| >= dominance * |dp_w/dt|",
+    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
     columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "ref_w", "ref_l", "status", "t_stop"),
     thresholds=CORNER_THRESHOLDS,
 )  # fmt: skip

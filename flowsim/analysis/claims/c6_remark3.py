@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of, span
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _ge
+from flowsim.analysis.claims.rules import EVERY_MODEL
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
 from flowsim.experiment.regions import REGIONS
 
 if TYPE_CHECKING:
@@ -26,9 +27,9 @@ def rule_sensitivity(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
         f"top-right t_stop ratio >= {th.speed_factor:g}; 3: supported, 1-2: partly"
     )
     n = (
-        _ge(m["p1_spread"], th.p1_gap)
-        + _ge(m["p1_gap_bottom_left"], th.p1_gap)
-        + _ge(m["t_stop_ratio_top_right"], th.speed_factor)
+        at_least(m["p1_spread"], th.p1_gap)
+        + at_least(m["p1_gap_bottom_left"], th.p1_gap)
+        + at_least(m["t_stop_ratio_top_right"], th.speed_factor)
     )
     return (SUPPORTED if n == 3 else PARTLY if n else NOT), text
 
@@ -54,8 +55,8 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     tmed = {r: median_of(d.t_stop[ok & (d.region == r)]) for r in REGIONS}
     tmed = {r: v for r, v in tmed.items() if np.isfinite(v)}
     details = (
-        f"region medians of p1_final {span(med)}; bottom-left {_fmt(median_of(p1f[ok & bl]))} vs rest "
-        f"{_fmt(median_of(p1f[ok & ~bl]))}; top-right median t_stop / rest {_fmt(t_ratio)}; "
+        f"region medians of p1_final {span(med)}; bottom-left {fmt(median_of(p1f[ok & bl]))} vs rest "
+        f"{fmt(median_of(p1f[ok & ~bl]))}; top-right median t_stop / rest {fmt(t_ratio)}; "
         f"region medians of t_stop {span(tmed)}"
     )
     metrics = {"p1_spread": spread, "p1_gap_bottom_left": gap, "t_stop_ratio_top_right": t_ratio}
@@ -63,11 +64,11 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    "C6", "Remark 3: the SFT start decides the outcome",
-    "The initial states in the gradient vector field have a significant impact on the final optimization "
+    id="C6", title="Remark 3: the SFT start decides the outcome",
+    paper="The initial states in the gradient vector field have a significant impact on the final optimization "
     "results. [lower-left: low p1; upper-right: sluggish convergence]",
-    "§3.3.2, Remark 3",
-    "spread (max - min) of the regions' median final p1",
-    rule_sensitivity, measure, models=("ratio", "logits", "features", "network"), regional=True,
+    where="§3.3.2, Remark 3",
+    metric="spread (max - min) of the regions' median final p1",
+    rule=rule_sensitivity, measure=measure, models=EVERY_MODEL, regional=True,
     columns=("region", "p1_final", "t_stop", "status"), thresholds=("p1_gap", "speed_factor"),
 )  # fmt: skip

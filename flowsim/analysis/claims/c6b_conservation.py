@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.analysis.claims.rules import IDENTITY_THRESHOLDS
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt, _le
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_most, fmt
 from flowsim.dynamics.record import StopRule
 
 if TYPE_CHECKING:
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 def rule_law(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     """C6b: ``m["worst"]`` (distance / radius) and ``m["n_status_mismatch"]``."""
     text = f"supported if worst <= {th.rtol_supported:g} and no status differs; partly if worst <= {th.rtol_partly:g}"
-    if _le(m["worst"], th.rtol_supported) and m["n_status_mismatch"] == 0:
+    if at_most(m["worst"], th.rtol_supported) and m["n_status_mismatch"] == 0:
         return SUPPORTED, text
-    return (PARTLY if _le(m["worst"], th.rtol_partly) else NOT), text
+    return (PARTLY if at_most(m["worst"], th.rtol_partly) else NOT), text
 
 
 def predicted_final(x0: np.ndarray, refs: np.ndarray, stop: StopRule) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +88,7 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         f"{int(fin.sum())} finished integrated flows ({int((~integrated).sum())} closed-form rows and "
         f"{int((d.status == 'timeout').sum())} timeouts left out, and {n_tie} "
         "starts on the circle through the corner (cap, floor), where either status is right); "
-        f"{mismatch} with another status than predicted; max |p1_final - min(ref_w R, 1)| {_fmt(p1_dev)}"
+        f"{mismatch} with another status than predicted; max |p1_final - min(ref_w R, 1)| {fmt(p1_dev)}"
     )
     return worst, {"worst": worst, "n_status_mismatch": float(mismatch)}, details
 
@@ -118,12 +118,12 @@ def standard_dpo_law(flows: pd.DataFrame, p2_floor: float = 1e-6) -> dict[str, f
 
 
 CLAIM = Claim(
-    "C6b", "Conservation law of the ratio plane (derived in flowsim, not in the paper)",
-    "(derived in flowsim.dynamics.closed_forms.dpo_ratio, not in the paper; it makes Remark 3 exact) "
+    id="C6b", title="Conservation law of the ratio plane (derived in flowsim, not in the paper)",
+    paper="(derived in flowsim.dynamics.closed_forms.dpo_ratio, not in the paper; it makes Remark 3 exact) "
     "x1^2 + x2^2 = R^2 is conserved, so the start fixes the end: p1_final = min(ref_w R, 1)",
-    "flowsim's own law, bearing on §3.3.2, Remark 3",
-    "worst |x_final - x_predicted| / R over finished integrated flows (nfev > 0)",
-    rule_law, measure, models=("ratio",), losses=("dpo",),
+    where="flowsim's own law, bearing on §3.3.2, Remark 3",
+    metric="worst |x_final - x_predicted| / R over finished integrated flows (nfev > 0)",
+    rule=rule_law, measure=measure, models=("ratio",), losses=("dpo",),
     columns=("beta", "x1_0", "x2_0", "x1_final", "x2_final", "p1_final", "ref_w", "ref_l", "status", "nfev"),
     thresholds=IDENTITY_THRESHOLDS,
 )  # fmt: skip

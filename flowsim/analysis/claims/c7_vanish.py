@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, ratio_of
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, _fmt
+from flowsim.analysis.claims.rules import POLICY_MODELS
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -39,18 +40,18 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     _, gnorm = d.field()
     ratio = ratio_of(median_of(gnorm[sel]), median_of(gnorm[~sel]))
     details = (
-        f"{int(sel.sum())} starts in bottom-left; median |grad L| there {_fmt(median_of(gnorm[sel]))}, elsewhere "
-        f"{_fmt(median_of(gnorm[~sel]))} (in the model's own parameters, {d.model_kind})"
+        f"{int(sel.sum())} starts in bottom-left; median |grad L| there {fmt(median_of(gnorm[sel]))}, elsewhere "
+        f"{fmt(median_of(gnorm[~sel]))} (in the model's own parameters, {d.model_kind})"
     )
     return ratio, {"grad_ratio": ratio}, details
 
 
 CLAIM = Claim(
-    "C7", "The field vanishes at low x1 and low x2",
-    "the gradient vector field vanishes in the area of low x1 and then moves away, but it converges towards "
+    id="C7", title="The field vanishes at low x1 and low x2",
+    paper="the gradient vector field vanishes in the area of low x1 and then moves away, but it converges towards "
     "the region of low x2 to vanish there",
-    "§3.2, reading of Fig. 1(b)",
-    "median |grad_theta L| at bottom-left starts / median elsewhere, in the model's own parameters",
-    rule_vanish, measure, models=("ratio", "logits", "features"), regional=True,
+    where="§3.2, reading of Fig. 1(b)",
+    metric="median |grad_theta L| at bottom-left starts / median elsewhere, in the model's own parameters",
+    rule=rule_vanish, measure=measure, models=POLICY_MODELS, regional=True,
     columns=("region", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=("speed_factor",),
 )  # fmt: skip

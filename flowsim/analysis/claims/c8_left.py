@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flowsim.analysis.claims.measures import median_of, share_of
-from flowsim.analysis.claims.rules import SHARE_THRESHOLDS, rule_share
-from flowsim.analysis.verdicts import Claim, NotApplicable, _fmt
+from flowsim.analysis.claims.rules import EVERY_MODEL, SHARE_THRESHOLDS, rule_share
+from flowsim.analysis.verdicts import Claim, NotApplicable, fmt
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -36,18 +36,18 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
         rate = median_of(np.abs(v[sel, 0] / v[sel, 1]))
         cor = median_of((d.refs[sel, 0] / d.refs[sel, 1]) * d.x0[sel, 1] / d.x0[sel, 0])
     details = (
-        f"{int(sel.sum())} starts in {'/'.join(LEFT_COLUMN)}; median |dp_w/dt|/|dp_l/dt| there {_fmt(rate)} "
-        f"(Corollary 1's (ref_w/ref_l) x2/x1: {_fmt(cor)})"
+        f"{int(sel.sum())} starts in {'/'.join(LEFT_COLUMN)}; median |dp_w/dt|/|dp_l/dt| there {fmt(rate)} "
+        f"(Corollary 1's (ref_w/ref_l) x2/x1: {fmt(cor)})"
     )
     return share, {"share": share}, details
 
 
 CLAIM = Claim(
-    "C8", "Left side: the gradient favours x2",
-    "When the initial position of LLMs is situated at the left side of Figure 1(b) [...] DPO may not be able "
+    id="C8", title="Left side: the gradient favours x2",
+    paper="When the initial position of LLMs is situated at the left side of Figure 1(b) [...] DPO may not be able "
     "to swiftly increase this probability, as the gradient direction favors optimizing x2.",
-    "§3.3.2, second bullet",
-    "share of left-column starts with |dp_l/dt| > |dp_w/dt|",
-    rule_share, measure, models=("ratio", "logits", "features", "network"), regional=True,
+    where="§3.3.2, second bullet",
+    metric="share of left-column starts with |dp_l/dt| > |dp_w/dt|",
+    rule=rule_share, measure=measure, models=EVERY_MODEL, regional=True,
     columns=("region", "x1_0", "x2_0", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
 )  # fmt: skip

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.tables import _as_bool
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, _fmt, _ge
+from flowsim.analysis.tables import as_bool
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, at_least, fmt
 
 #: Per model, the similarity column and which end of it is the more similar: "higher" or "lower".
 AXES: dict[str, tuple[str, str]] = {"features": ("cos_wl", "higher"), "network": ("edit_distance", "lower")}
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 def rule_similar(m: Metrics, th: ClaimThresholds) -> tuple[str, str]:
     """C9: ``m["p1_drop"]`` and ``m["displaced_rise"]`` from the least to the most similar responses."""
     text = f"count of: final p_w median drop >= {th.p1_gap:g}, displaced share rise >= {th.p1_gap:g}; 2: supported"
-    n = _ge(m["p1_drop"], th.p1_gap) + _ge(m["displaced_rise"], th.p1_gap)
+    n = at_least(m["p1_drop"], th.p1_gap) + at_least(m["displaced_rise"], th.p1_gap)
     return (SUPPORTED if n == 2 else PARTLY if n else NOT), text
 
 
@@ -44,7 +44,7 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
     """
     g, col = d.frame, d.cols[0]
     ok = g[g["status"] != "failed"]
-    disp = pd.Series(_as_bool(ok["displaced"]) if "displaced" in ok else np.zeros(len(ok), bool), index=ok.index)
+    disp = pd.Series(as_bool(ok["displaced"]) if "displaced" in ok else np.zeros(len(ok), bool), index=ok.index)
     by = ok.groupby(col)
     med, share = by["p1_final"].median(), disp.groupby(ok[col]).mean()
     far, near = med.index.min(), med.index.max()  # least and most similar ends
@@ -53,20 +53,20 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
     drop, rise = float(med[far] - med[near]), float(share[near] - share[far])
     t_w = by["t_w"].median()
     details = "; ".join(
-        f"{col} = {k:g}: median p_w final {_fmt(med[k])}, displaced {_fmt(share[k])}, median t_w {_fmt(t_w[k])}"
+        f"{col} = {k:g}: median p_w final {fmt(med[k])}, displaced {fmt(share[k])}, median t_w {fmt(t_w[k])}"
         for k in med.index
     )
     return drop, {"p1_drop": drop, "displaced_rise": rise}, details
 
 
 CLAIM = Claim(
-    "C9", "Similar responses hinder learning y_w",
-    "if the human-preferred response yw and the dispreferred response yl are literally similar, the gradient "
+    id="C9", title="Similar responses hinder learning y_w",
+    paper="if the human-preferred response yw and the dispreferred response yl are literally similar, the gradient "
     "with respect to x2 would counteract the gradient of x1 to some extent, thereby weakening the "
     "optimization toward x1",
-    "§3.3.1, after Remark 2",
-    "drop of median final p_w and rise of the share displaced, least to most similar responses (cos_wl up, "
+    where="§3.3.1, after Remark 2",
+    metric="drop of median final p_w and rise of the share displaced, least to most similar responses (cos_wl up, "
     "edit_distance down; across combinations)",
-    rule_similar, measure, models=("features", "network"), across={m: (c,) for m, (c, _) in AXES.items()},
+    rule=rule_similar, measure=measure, models=("features", "network"), across={m: (c,) for m, (c, _) in AXES.items()},
     columns=("p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
 )  # fmt: skip

@@ -4,7 +4,7 @@
 times) and computes on demand, once, the field at the starts: d(p_w, p_l)/dt of the flow
 d(theta)/dt = -grad L(theta), and |grad_theta L|.  For DPO on the ratio plane the field
 needs nothing else (dp/dt = ref * dx/dt); for a model that records its field in its rows
-(declared in :data:`~flowsim.model.parameterisations.FIELD_IN_ROWS`: a network, whose pairs
+(declared by the model's ``field_columns``: a network, whose pairs
 share parameters and whose start is an SFT checkpoint) it is read from those columns; for any
 other model or loss it needs the experiment, which gives each row's loss and parameterisation.
 
@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.tables import _as_bool, _column
-from flowsim.analysis.verdicts import NotApplicable, _fmt
+from flowsim.analysis.tables import as_bool, float_column
+from flowsim.analysis.verdicts import NotApplicable, fmt
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import region_labels
 from flowsim.model.losses import DPO
 from flowsim.model.objective import Objective
-from flowsim.model.parameterisations import FIELD_IN_ROWS
-from flowsim.model.parameterisations.ratio import RatioPolicy
+from flowsim.model.parameterisations import MODELS
+from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
 
 def ratio_objective(beta: float) -> Objective:
@@ -94,10 +94,10 @@ class Group:
         self.region = g["region"].to_numpy(str)
         self.t_stop = g["t_stop"].to_numpy(float)
         self.t_w, self.t_l = g["t_w"].to_numpy(float), g["t_l"].to_numpy(float)
-        self.nfev = _column(g, "nfev")
-        self.max_mass = _column(g, "max_mass")
-        self.displaced = _as_bool(g["displaced"]) if "displaced" in g.columns else np.zeros(len(g), bool)
-        self.feasible = _as_bool(g["feasible"])
+        self.nfev = float_column(g, "nfev")
+        self.max_mass = float_column(g, "max_mass")
+        self.displaced = as_bool(g["displaced"]) if "displaced" in g.columns else np.zeros(len(g), bool)
+        self.feasible = as_bool(g["feasible"])
         self.ok = self.status != "failed"
         self.moving = self.ok & (self.t_stop > 0)
         self.n = len(g)
@@ -129,8 +129,9 @@ class Group:
 
     def _field(self) -> tuple[np.ndarray, np.ndarray]:
         exp = self.ctx.experiment
-        if self.model_kind in FIELD_IN_ROWS:
-            return self._recorded_field(FIELD_IN_ROWS[self.model_kind])
+        recorded = MODELS[self.model_kind].field_columns if self.model_kind in MODELS else None
+        if recorded is not None:  # the model's rows record their field (a network)
+            return self._recorded_field(recorded)
         if exp is not None:
             loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))
             policy = par.bind(self.p0, self.refs)
@@ -159,6 +160,23 @@ class Group:
                                 "(a run made before they were recorded: run it again)")  # fmt: skip
         return _pair(self.frame, cols[0], cols[1]), self.frame[cols[2]].to_numpy(float)
 
+    def impossible(self, outcome: str) -> str | None:
+        """Why ``outcome`` (a flows column, e.g. "displaced") cannot happen here by construction, as the
+        group's model declares it for its loss (None: it may, or the group's model and loss are unknown)."""
+        return self.cached(f"impossible {outcome}", lambda: self._impossible(outcome))
+
+    def _impossible(self, outcome: str) -> str | None:
+        exp = self.ctx.experiment
+        if self.n == 0 or (self.model_kind in MODELS and MODELS[self.model_kind].field_columns):
+            return None
+        if exp is not None:
+            loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))
+        elif self.dpo_ratio:
+            loss, par = DPO(self.beta), RatioPlane()
+        else:
+            return None
+        return par.impossible(outcome, loss, self.p0, self.refs)
+
     def rates(self) -> np.ndarray | None:
         """dp/dt (n, 2) of (p_w, p_l) at the starts, or None where the group has no field."""
         try:
@@ -183,7 +201,7 @@ class Group:
         if not self.dpo_ratio:
             return float("nan"), "no mesh check (not DPO on the ratio plane)"
         gmin, n = self.mesh(tol)
-        return float(n), text.format(gmin=_fmt(gmin), n=n)
+        return float(n), text.format(gmin=fmt(gmin), n=n)
 
 
 class AcrossGroup(Group):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowsim.analysis.verdicts import NotApplicable, _fmt
+from flowsim.analysis.verdicts import NotApplicable, fmt
 from flowsim.model.objective import Objective
 
 #: At most this many points go into the finite-difference checks (C1, C2).
@@ -37,7 +37,7 @@ def span(med: dict[str, float]) -> str:
     if not med:
         return "n/a (no finished flows)"
     lo, hi = min(med, key=med.__getitem__), max(med, key=med.__getitem__)
-    return f"from {_fmt(med[lo])} ({lo}) to {_fmt(med[hi])} ({hi})"
+    return f"from {fmt(med[lo])} ({lo}) to {fmt(med[hi])} ({hi})"
 
 
 def subsample(pts: np.ndarray, n: int) -> np.ndarray:

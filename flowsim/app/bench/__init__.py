@@ -45,8 +45,8 @@ Nothing asserts a speed: the machine may be shared; the table says what was meas
 the load average.
 """
 
-from flowsim.app.bench.contenders import _child, baseline_flow, points
+from flowsim.app.bench.contenders import baseline_flow, points, run_child
 from flowsim.app.bench.measure import rel_err
 from flowsim.app.bench.report import main, run
 
-__all__ = ["_child", "baseline_flow", "main", "points", "rel_err", "run"]
+__all__ = ["baseline_flow", "main", "points", "rel_err", "run", "run_child"]

@@ -162,7 +162,7 @@ def warm(contender: str) -> int:
     return os.getpid()
 
 
-def _child(spec: dict) -> int:
+def run_child(spec: dict) -> int:
     """In a fresh process: start up (imports, the joblib workers), compute one grid, save it; print the times (JSON).
 
     Start-up is everything before the first flow: the interpreter, the imports, and with more
@@ -216,6 +216,8 @@ def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
     """
     import pandas as pd
 
+    from flowsim.experiment.store import read_meta
+
     tag = time.monotonic_ns()
     folder, experiment = scratch / f"run-{tag}", scratch / f"run-{tag}.toml"
     rtol = None if spec["contender"] == "run-default" else spec["rtol"]
@@ -229,7 +231,7 @@ def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
     whole = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"flowsim run failed ({spec}):\n{res.stderr[-2000:]}")
-    compute_s = json.loads((folder / "meta.json").read_text())["wall_time_s"]
+    compute_s = read_meta(folder)["wall_time_s"]
     df = pd.read_csv(folder / "flows.csv", usecols=["p1_0", "p2_0", "status", "t_stop", "nfev"])
     df = df.iloc[np.lexsort((df["p2_0"].to_numpy(), df["p1_0"].to_numpy()))]  # p1 outer, as points()
     out = {"status": df["status"].to_numpy(str), "t_stop": df["t_stop"].to_numpy(float), "nfev": df["nfev"].to_numpy()}
@@ -293,17 +295,18 @@ def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
     In this process, after torch is imported and warmed up, as ``flowsim run`` computes each
     training (without the run folder): :data:`NETWORK_DOC` by default, or the file ``path``.
     """
+    from flowsim.dynamics.engines.network import train_one
     from flowsim.experiment.config import load_experiment, parse_experiment
-    from flowsim.experiment.network import train_one, warm_up
     from flowsim.experiment.sweep import chunks
 
     exp = load_experiment(path) if path else parse_experiment(NETWORK_DOC if doc is None else doc)
-    warm_up()
+    exp.model_class.prepare_workers()
     n = sft_steps = dpo_steps = 0
     t0 = time.perf_counter()
     for chunk in chunks(exp, 1):
         target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
-        spec, _, _, rec, _ = train_one(exp, chunk.combo, target)
+        task = exp.task(chunk.combo)
+        spec, (_, _, rec, _) = task.model, train_one(task, target, chunk.ref[0])
         n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
     dt = time.perf_counter() - t0
     return {"trainings": n, "seconds": dt, "trainings_per_s": n / dt, "steps_per_s": (sft_steps + dpo_steps) / dt,

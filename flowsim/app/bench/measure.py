@@ -43,14 +43,14 @@ def accuracy(out: dict, ref: dict) -> dict:
             "nfev": float(np.mean(out["nfev"]))}  # fmt: skip
 
 
-def _load() -> str:
+def load_average() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
         return "n/a"
 
 
-def _cpu_times() -> list[int] | None:
+def cpu_times() -> list[int] | None:
     """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq steal), or None."""
     try:
         with open("/proc/stat") as fh:
@@ -59,7 +59,7 @@ def _cpu_times() -> list[int] | None:
         return None
 
 
-def _steal(start: list[int] | None, end: list[int] | None) -> str:
+def steal_share(start: list[int] | None, end: list[int] | None) -> str:
     if not start or not end:
         return "n/a"
     d = [b - a for a, b in zip(start, end, strict=True)]
@@ -121,7 +121,7 @@ def check_against_driver(scan: Scan, rtol: float, echo) -> dict:
     return {"statuses_agree": same, "worst": worst, "rtol": rtol}
 
 
-def _scan_problem(problem: str, scan: Scan, echo) -> dict[str, dict[str, float]]:
+def scan_problem(problem: str, scan: Scan, echo) -> dict[str, dict[str, float]]:
     """Pick each contender's rtol at equal required and at equal achieved accuracy."""
     side = math.isqrt(len(scan.p0))
     echo(f"\n{problem}: tolerance scan on the {side}x{side} scan grid ({len(scan.p0)} starts, in-process, "
@@ -145,7 +145,7 @@ def _round_up(v: float) -> float:
     return math.ceil(v / unit * (1 - 1e-12)) * unit
 
 
-def _timed(problem, mode, contender, num, workers, rtol, ctx) -> dict:
+def timed_row(problem, mode, contender, num, workers, rtol, ctx) -> dict:
     """One timed line: median of the repeats, or a skip with its reason."""
     p0, ref = points(problem, num)
     n = len(p0)

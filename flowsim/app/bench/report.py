@@ -18,23 +18,23 @@ from pathlib import Path
 
 import numpy as np
 
-from flowsim.app.bench.contenders import BETA, _child, network_rates, optimiser_rates, timed_run
+from flowsim.app.bench.contenders import BETA, network_rates, optimiser_rates, run_child, timed_run
 from flowsim.app.bench.measure import (
     CONTENDERS,
     RUN_ENGINE,
     Scan,
-    _cpu_times,
-    _load,
-    _scan_problem,
-    _steal,
-    _timed,
     check_against_driver,
+    cpu_times,
+    load_average,
+    scan_problem,
+    steal_share,
+    timed_row,
 )
+from flowsim.dynamics.driver import DEFAULT_RTOL
 
 SCAN = (1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)  # rtol; atol = rtol * 1e-3
 QUICK_SCAN = (1e-6, 1e-8)
 SCAN_GRID, QUICK_SCAN_GRID = 30, 5
-DRIVER_DEFAULT_RTOL = 1e-9
 #: The issue's targets (printed next to the measurements, never asserted): flows/s on 2 cores, whole
 #: process, by (problem, grid side); and start-steps per second per core of the discrete optimisers.
 TARGETS = {("ratio", 100): 20_000.0, ("ratio", 300): 40_000.0, ("logits", 100): 5_000.0}
@@ -64,7 +64,7 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
 
     backend = backend or default_backend()
     path = Path("results/benchmark.csv") if publish else Path(out) if out else _scratch() / "benchmark.csv"
-    load_start, cpu_start, t_start = _load(), _cpu_times(), time.perf_counter()
+    load_start, cpu_start, t_start = load_average(), cpu_times(), time.perf_counter()
     echo(f"flowsim benchmark (issue #23): DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
          f"load average {load_start}")  # fmt: skip
     plan = QUICK_PLAN if quick else PLAN
@@ -84,12 +84,13 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
             dask_lines = []
         if dask_lines:  # the cluster runs only for its own lines
             with _cluster(echo) as ctx["scheduler"]:
-                rows += [_timed(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
+                rows += [timed_row(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
                          for p, (c, num, w) in dask_lines]  # fmt: skip
     rows += _optimisers(quick, echo)
     rows += _network(quick, echo)
+    rows += _trace(quick, echo)
     rows += _summary(rows, echo)
-    rows.append(_machine(load_start, _steal(cpu_start, _cpu_times()), time.perf_counter() - t_start))
+    rows.append(_machine(load_start, steal_share(cpu_start, cpu_times()), time.perf_counter() - t_start))
     table = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
@@ -101,13 +102,13 @@ def _scan(problem: str, quick: bool, ctx: dict, rows: list[dict]) -> dict:
     """The tolerance scan of a problem (its lines appended to ``rows``); the chosen rtols."""
     scan_values, scan_num = (QUICK_SCAN, QUICK_SCAN_GRID) if quick else (SCAN, SCAN_GRID)
     scan = Scan(problem, scan_num, scan_values, ctx["echo"], ctx["scan_workers"], ctx["backend"])
-    chosen = _scan_problem(problem, scan, ctx["echo"])
+    chosen = scan_problem(problem, scan, ctx["echo"])
     rows += [{"line": "scan", "problem": problem, "contender": c, "grid": f"{scan_num}x{scan_num}", "n": len(scan.p0),
               "workers": scan.workers, "rtol": r, "atol": r * 1e-3, "seconds": v["seconds"],
               "flows_per_s": len(scan.p0) / v["seconds"], "worst_rel_err": v["worst"], "median_rel_err": v["median"],
               "statuses_agree": v["statuses_agree"], "nfev_mean": v["nfev"]}
              for (c, r), v in scan.runs.items()]  # fmt: skip
-    chk = check_against_driver(scan, scan_values[-1] if quick else DRIVER_DEFAULT_RTOL, ctx["echo"])
+    chk = check_against_driver(scan, scan_values[-1] if quick else DEFAULT_RTOL, ctx["echo"])
     rows.append({"line": "batched_vs_driver", "problem": problem, "grid": f"{scan_num}x{scan_num}", "rtol": chk["rtol"],
                  "worst_rel_err": chk["worst"], "statuses_agree": chk["statuses_agree"],
                  "note": "batched engine against the per-start driver, row by row, same options"})  # fmt: skip
@@ -122,13 +123,13 @@ def _timed_lines(problem: str, lines, chosen: dict, ctx: dict) -> list[dict]:
         for contender, num, workers in lines:
             if contender == "closed":
                 if mode == "required":
-                    out.append(_timed(problem, "exact", "closed", num, 1, None, ctx))
+                    out.append(timed_row(problem, "exact", "closed", num, 1, None, ctx))
                 continue
             if mode == "achieved" and contender not in ACHIEVED:
                 continue
             engine = contender if contender in CONTENDERS[problem] else RUN_ENGINE
             rtol = None if contender == "run-default" else chosen[mode][engine]
-            out.append(_timed(problem, mode, contender, num, workers, rtol, ctx))
+            out.append(timed_row(problem, mode, contender, num, workers, rtol, ctx))
     return out
 
 
@@ -190,6 +191,28 @@ def _network(quick: bool, echo) -> list[dict]:
     ]
 
 
+def _trace(quick: bool, echo) -> list[dict]:
+    """The TRL callback's cost per recorded step for 64 probe pairs on the tiny GPT-2, if the trl extra is installed."""
+    if importlib.util.find_spec("trl") is None:
+        echo("\ntrace line skipped: TRL is not installed (pip install -e '.[trl]')")
+        return []
+    if quick:  # importing transformers and TRL alone takes ~10 s
+        echo("\ntrace line skipped by --quick (TRL's import alone takes ~10 s)")
+        return []
+
+    from flowsim.integrations import tiny
+
+    with tempfile.TemporaryDirectory() as scratch:
+        r = tiny.overhead(scratch, steps=20, pairs=64, repeats=2)
+    echo(f"\ntrace (TRL callback, tiny GPT-2, 64 probe pairs, one thread): {1e3 * r['overhead_s_per_step']:.1f} ms "
+         f"per recorded step ({1e3 * r['plain_s_per_step']:.1f} ms/step without, {1e3 * r['traced_s_per_step']:.1f} "
+         f"with; scoring {1e3 * r['score_s']:.1f} ms, writing {1e3 * r['write_s']:.1f} ms per recording)")  # fmt: skip
+    return [{"line": "trace", "problem": "trl-tiny-gpt2", "contender": "callback", "workers": 1,
+             "seconds": r["traced_s_per_step"] * r["steps"], "n": r["pairs"], "value": r["overhead_s_per_step"],
+             "note": "seconds added per recorded step by the TRL callback (64 probe pairs; best of runs with and "
+                     "without it)"}]  # fmt: skip
+
+
 def _summary(rows: list[dict], echo) -> list[dict]:
     """The issue's targets against the whole-process lines of ``flowsim run`` (and the engine's) on 2 workers."""
     out = []
@@ -219,8 +242,8 @@ def _machine(load_start: str, steal: str, seconds: float) -> dict:
     versions = ", ".join(f"{m.__name__} {m.__version__}" for m in (np, scipy, pd))
     return {"line": "machine", "workers": os.cpu_count(), "seconds": seconds,
             "note": f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, {versions}; "
-                    f"load average {load_start} (start), {_load()} (end); CPU time stolen by the hypervisor during "
-                    f"the run: {steal}; benchmark took {seconds:.0f} s; flowsim at {git_commit()}"}  # fmt: skip
+                    f"load average {load_start} (start), {load_average()} (end); CPU time stolen by the hypervisor "
+                    f"during the run: {steal}; benchmark took {seconds:.0f} s; flowsim at {git_commit()}"}  # fmt: skip
 
 
 def _scratch() -> Path:
@@ -244,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child is not None:
         import json
 
-        return _child(json.loads(args.child))
+        return run_child(json.loads(args.child))
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     run(quick=args.quick, repeats=args.repeats, out=args.out, publish=args.publish, budget=args.budget,

@@ -4,10 +4,8 @@ A *setting* is the page's choice of model, loss, beta, reference, optimiser and 
 rate.  It is written as an experiment document and validated by flowsim's own experiment
 parser (:func:`flowsim.experiment.config.parse_experiment`), so the page's error messages
 are the ones an experiment file would get ("page: loss.beta must be > 0; got -1.0").
-Trajectories are computed as the sweeps compute their rows: the combination's loss and
-parameterisation (``Experiment.split``), bound to the start, integrated by
-:func:`flowsim.dynamics.driver.integrate` under the run's stop rule and solver options, or
-stepped by :func:`flowsim.dynamics.optimisers.run_discrete` for an optimiser.
+Trajectories are computed as the sweeps compute their rows, by the engines (the combination's
+task, ``Experiment.task``, with its path recorded: :func:`flowsim.experiment.sweep.paths`).
 """
 
 from __future__ import annotations
@@ -22,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowsim.dynamics.driver import integrate
-from flowsim.dynamics.optimisers import OPTIMISERS, run_discrete
+from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, ConfigError, Experiment, parse_experiment
-from flowsim.experiment.sweep import references
+from flowsim.experiment.sweep import paths, references
 from flowsim.model.losses import LOSSES
 from flowsim.model.objective import Objective
 
@@ -35,7 +33,7 @@ SOURCE = "page"
 SETTING_COLUMNS = ("loss", "model", "dynamics", "reference")
 
 
-class StartError(ValueError):
+class StartError(UserError):
     """A start the chosen model cannot take."""
 
 
@@ -155,47 +153,24 @@ def check_start(exp: Experiment, p0: np.ndarray) -> None:
 def trajectory(exp: Experiment, combo: Mapping[str, Any], p0, ref=None, points: int = 200) -> Trajectory:
     """The path from one start under one combination of an experiment, as the sweep computes its row.
 
-    ``ref`` defaults to the combination's references for ``p0``.  A flow is integrated by
-    :func:`~flowsim.dynamics.driver.integrate` with the run's stop rule and solver options
-    (``points`` evenly spaced in time); an optimiser is run by
-    :func:`~flowsim.dynamics.optimisers.run_discrete` and its steps replayed to record the
-    path (t = lr x steps).
+    ``ref`` defaults to the combination's references for ``p0``.  The engine that records paths
+    computes it (:func:`~flowsim.experiment.sweep.paths`): a flow by the driver with the run's
+    stop rule and solver options (``points`` evenly spaced in time), an optimiser by
+    :func:`~flowsim.dynamics.optimisers.run_discrete` (about ``points`` of its steps, t = lr x steps).
     """
     p0 = np.asarray(p0, dtype=float)
     check_start(exp, p0)
     ref = references(combo, p0) if ref is None else np.asarray(ref, dtype=float)
-    loss, model = exp.split(combo)
-    policy = model.bind(p0[None], ref[None])
-    optimiser = exp.optimiser(combo)
     tic = time.perf_counter()
-    if optimiser is None:
-        r = integrate(loss, policy=policy.row(0), stop=exp.stop, options=exp.solver, path=True, path_points=points)
-        ms = 1e3 * (time.perf_counter() - tic)
-        if r.path_x is None:  # a failed flow has no path
-            return Trajectory(np.empty(0), np.empty(0), np.empty(0), r.status, r.t_stop, r.nfev, ms, r.message)
-        p = policy.row(0).probs(r.path_x)[:, :2]
-        return Trajectory(p[:, 0], p[:, 1], np.asarray(r.path_t), r.status, r.t_stop, r.nfev, ms, r.message)
-    res = run_discrete(loss, policy, optimiser, exp.stop)
-    steps = int(res["steps"][0])
-    p, k = _replay(Objective(loss, policy), optimiser, steps, points)
+    res = paths(exp.task(combo, path=points), p0[None], ref[None])
     ms = 1e3 * (time.perf_counter() - tic)
-    return Trajectory(p[:, 0], p[:, 1], optimiser.lr * k, str(res["status"][0]), float(res["t_stop"][0]), steps, ms,
-                      str(res["message"][0]))  # fmt: skip
-
-
-def _replay(objective: Objective, optimiser, steps: int, points: int) -> tuple[np.ndarray, np.ndarray]:
-    """The probabilities after steps 0, s, 2s, ..., ``steps`` (about ``points`` of them), and the step numbers."""
-    pol = objective.policy
-    theta = pol.theta0
-    state = optimiser.init(theta)
-    stride = max(1, steps // points)
-    ks, ps = [0], [pol.probs(theta)[0, :2]]
-    for k in range(1, steps + 1):
-        theta, state = optimiser.step(theta, objective.grad(theta), state, k)
-        if k % stride == 0 or k == steps:
-            ks.append(k)
-            ps.append(pol.probs(theta)[0, :2])
-    return np.array(ps), np.array(ks, dtype=float)
+    status, t_stop, nfev, message = str(res["status"][0]), float(res["t_stop"][0]), int(res["nfev"][0]), \
+        str(res["message"][0])  # fmt: skip
+    if res["path_x"][0] is None:  # a failed flow has no path
+        return Trajectory(np.empty(0), np.empty(0), np.empty(0), status, t_stop, nfev, ms, message)
+    policy = exp.split(combo)[1].bind(p0[None], ref[None]).row(0)
+    p = policy.probs(np.asarray(res["path_x"][0], dtype=float))[:, :2]
+    return Trajectory(p[:, 0], p[:, 1], np.asarray(res["path_t"][0], dtype=float), status, t_stop, nfev, ms, message)
 
 
 def field(exp: Experiment, combo: Mapping[str, Any], n: int = 15) -> dict[str, np.ndarray]:

@@ -40,7 +40,11 @@ from matplotlib.colors import to_hex
 from flowsim.analysis.tables import parameter_columns
 from flowsim.app.explore import compute
 from flowsim.app.explore.compute import Setting
+from flowsim.app.explore.trace import RecordedSetting, observed
+from flowsim.app.explore.trace import axes as trace_axes
+from flowsim.app.explore.trace import setting as trace_setting
 from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.errors import UserError
 from flowsim.experiment.config import FLOW, REFERENCE_MODES, Experiment, parse_experiment
 from flowsim.model.losses import LOSSES
 from flowsim.model.parameterisations import PARAMETERISATIONS
@@ -73,6 +77,8 @@ class RunData:
     experiment: Experiment
     groups: tuple[Group, ...]
     columns: tuple[str, ...]
+    #: a traced training run (:mod:`flowsim.app.explore.trace`): log axes, recorded paths, no field
+    trace: bool = False
 
 
 def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
@@ -94,6 +100,14 @@ def run_data(name: str, flows: pd.DataFrame, exp: Experiment | None) -> RunData:
         groups.append(Group(label, rows, combo, compute.setting_of(exp, first), _cells_data(rows)))
     cols = ("status", *compute.numeric_columns(flows))
     return RunData(name, exp, tuple(groups), cols)
+
+
+def trace_run_data(name: str, flows: pd.DataFrame, beta: float) -> RunData:
+    """The page's data for a traced run (:mod:`flowsim.app.explore.trace`): one group, every pair."""
+    exp, combo, setting = trace_setting(flows, beta)
+    rows = flows.reset_index(drop=True)
+    group = Group(f"{len(rows)} traced pairs, β = {beta:g}", rows, combo, setting, _cells_data(rows))
+    return RunData(name, exp, (group,), ("status", *compute.numeric_columns(flows)), trace=True)
 
 
 def _shown(v: object) -> str:
@@ -138,8 +152,22 @@ def _cells_data(rows: pd.DataFrame) -> dict[str, Any]:
     return data | {"_w": w, "_h": h}
 
 
+#: The fields the hover box shows (where the run has them); a click shows the whole row.
+HOVER = ("p1_0", "p2_0", "status", "t_stop", "p1_final", "p2_final")
+
+
 def _tooltips(columns) -> list[tuple[str, str]]:
-    return [(c, f"@{{{c}}}{{%.6g}}" if num else f"@{{{c}}}") for c, num in columns]
+    """A few chosen fields of a start (:data:`HOVER`): the box stays small beside the pointer."""
+    shown = [(c, f"@{{{c}}}{{%.6g}}" if num else f"@{{{c}}}") for c, num in columns if c in HOVER]
+    return [*shown, ("click", "the whole row, beside the plane")]
+
+
+def _row_table(r: pd.Series) -> str:
+    """A row of flows.csv as a folded table of every field (the path column left out: it is drawn)."""
+    cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_shown(v))}</td></tr>"
+                    for k, v in r.items() if k != "path")  # fmt: skip
+    return (f"<details><summary>the run's row: all {len(r)} fields</summary>"
+            f"<table style='font-size:85%'>{cells}</table></details>")
 
 
 def _empty_path() -> dict[str, list]:
@@ -170,6 +198,7 @@ class Explorer:
     def _widgets(self) -> None:
         s = self.group.setting
         first = "t_stop" if "t_stop" in self.data.columns else self.data.columns[0]
+        first = "margin_final" if self.data.trace else first  # a trace's t_stop is its step count, one value
         self.column = Select(title="colour the starts by", value=first, options=list(self.data.columns),
                              name="column")  # fmt: skip
         self.combination = Select(title="the run's combination", value=self.group.label,
@@ -190,18 +219,26 @@ class Explorer:
         self.info = Div(text="Click a start on the plane: its path is computed and drawn.", name="info", width=420)
 
     def _figures(self) -> None:
-        tip = "the run's starts (hover: the row), −∇L as arrows; click a start for its path"
-        p = figure(name="plane", width=640, height=600, x_range=(0, 1), y_range=(0, 1), match_aspect=True,
-                   tools="pan,wheel_zoom,box_zoom,reset,save", title=tip,
-                   x_axis_label="p1 = π(y_w|x) at the start", y_axis_label="p2 = π(y_l|x) at the start")  # fmt: skip
+        tip = "the run's starts (hover: start, status, t_stop, finals), −∇L as arrows; click a start for its path"
+        if self.data.trace:
+            tip = "the traced pairs' starts (hover: start, status, finals); click one for its recorded path"
+        axes = trace_axes(self.data) if self.data.trace else {"x_range": (0, 1), "y_range": (0, 1),
+                                                              "match_aspect": True}  # fmt: skip
+        p = figure(name="plane", width=640, height=600, tools="pan,wheel_zoom,box_zoom,reset,save", title=tip,
+                   x_axis_label="p1 = π(y_w|x) at the start", y_axis_label="p2 = π(y_l|x) at the start",
+                   **axes)  # fmt: skip
         self.cells = ColumnDataSource(self._cells(), name="cells")
-        self.rects = p.rect("p1_0", "p2_0", "_w", "_h", source=self.cells, line_color=None)
+        if self.data.trace:  # a few pairs, scattered on log axes: points, not a tiling of the square
+            self.rects = p.scatter("p1_0", "p2_0", source=self.cells, size=12, line_color=None)
+        else:
+            self.rects = p.rect("p1_0", "p2_0", "_w", "_h", source=self.cells, line_color=None)
         self.colorbar = ColorBar(width=12, title_text_font_size="9pt")
         p.add_layout(self.colorbar, "right")
-        kinds = [(c, self.group.rows[c].dtype.kind in "fiub") for c in self.group.rows.columns]
+        kinds = [(c, self.group.rows[c].dtype.kind in "fiub") for c in self.group.rows.columns if c in HOVER]
         p.add_tools(HoverTool(renderers=[self.rects], tooltips=_tooltips(kinds),
                               formatters={f"@{{{c}}}": "printf" for c, num in kinds if num}))  # fmt: skip
-        self._guides(p)
+        if not self.data.trace:
+            self._guides(p)
         self.field = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "speed": []}, name="field")
         p.segment("x0", "y0", "x1", "y1", source=self.field, line_color="white", line_width=3, line_alpha=0.7)
         p.add_layout(Arrow(end=VeeHead(size=6, fill_color="black", line_color="white", line_width=0.5),
@@ -210,8 +247,9 @@ class Explorer:
         self.run_path = ColumnDataSource(_empty_path(), name="run_path")
         self.compare_path = ColumnDataSource(_empty_path(), name="compare_path")
         self.start_src = ColumnDataSource({"p1": [], "p2": []}, name="start")
+        run_label = "the traced run (recorded)" if self.data.trace else "the run's setting"
         for src, colour, dash, label in (
-            (self.run_path, RUN_COLOUR, "solid", "the run's setting"),
+            (self.run_path, RUN_COLOUR, "solid", run_label),
             (self.compare_path, COMPARE_COLOUR, "dashed", "compared setting"),
         ):
             p.line("p1", "p2", source=src, line_color="white", line_width=6, line_alpha=0.8)
@@ -231,9 +269,10 @@ class Explorer:
         p.line([0, 1], [1, 0], line_color="white", line_dash="dashdot", line_width=1.2)  # p1 + p2 = 1
 
     def _time_figure(self):
+        label = "t: steps (the run), flow time (compared)" if self.data.trace else "t (flow time; lr × steps)"
         t = figure(name="time", width=420, height=300, x_axis_type="log", y_axis_type="log",
                    title="p_w(t) solid, p_l(t) dotted; colours as on the plane",
-                   x_axis_label="t (flow time; lr × steps)", y_axis_label="probability",
+                   x_axis_label=label, y_axis_label="probability",
                    tools="pan,wheel_zoom,reset,save")  # fmt: skip
         for src, colour in ((self.run_path, RUN_COLOUR), (self.compare_path, COMPARE_COLOUR)):
             t.line("t", "p1", source=src, line_color=colour, line_width=2)
@@ -269,7 +308,7 @@ class Explorer:
         def guarded() -> None:
             try:
                 fn()
-            except ValueError as exc:  # ConfigError, ParamError, StartError: the user's input
+            except UserError as exc:  # ConfigError, ParamError, StartError: the user's input
                 self.error.text = html.escape(str(exc))
             except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
                 self.error.text = html.escape(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -289,6 +328,8 @@ class Explorer:
         self.colorbar.title = title
 
     def draw_field(self) -> None:
+        if self.data.trace:  # the unit square's field: not drawn on a trace's log axes
+            return
         f = compute.field(self.data.experiment, self.group.combo, ARROWS)
         self.field.data = compute.arrows(f, ARROWS)
 
@@ -313,7 +354,8 @@ class Explorer:
         self.row = None
         if self.snap.active:
             rows = self.group.rows
-            d = (rows["p1_0"].to_numpy(float) - p[0]) ** 2 + (rows["p2_0"].to_numpy(float) - p[1]) ** 2
+            f = np.log if self.data.trace else (lambda v: v)  # nearest as seen: on log axes, in logs
+            d = (f(rows["p1_0"].to_numpy(float)) - f(p[0])) ** 2 + (f(rows["p2_0"].to_numpy(float)) - f(p[1])) ** 2
             self.row = rows.iloc[int(np.argmin(d))]
             p = np.array([self.row["p1_0"], self.row["p2_0"]], dtype=float)
         self.start = p
@@ -339,13 +381,22 @@ class Explorer:
         if with_run:
             self.run_path.data = _empty_path()
         setting = Setting(**{k: str(w.value) for k, w in self.inputs.items()})
-        exp = compute.experiment_of(setting, self.data.experiment, self.group.combo)  # validates the page's input
+        try:
+            exp = compute.experiment_of(setting, self.data.experiment, self.group.combo)  # validates the page's input
+        except ValueError:  # a refused value: the previous comparison must not stay up as if it were this one
+            self._runs.pop("compare", None)
+            if self.start is not None:
+                self.info.text = self._report()
+            raise
         if self.start is None:
             return
         self._job += 1
         job, start, group, run_exp = self._job, self.start.copy(), self.group, self.data.experiment
         jobs = {"compare": (setting, lambda: compute.trajectory(exp, exp.parameter_sets()[0], start))}
-        if with_run:
+        if with_run and self.data.trace:
+            row = self.row
+            jobs = {"run": (RecordedSetting(), lambda: observed(row))} | jobs
+        elif with_run:
             jobs = {"run": (group.setting, lambda: compute.trajectory(run_exp, group.combo, start))} | jobs
 
         def work() -> dict[str, tuple[Setting, Any]]:
@@ -388,7 +439,9 @@ class Explorer:
             body.append(f"<tr><td>flows.csv</td><td>the run's row</td><td>{r['status']}</td>"
                         f"<td>{float(r['t_stop']):.6g}</td><td>{r.get('nfev', '')}</td><td></td></tr>")  # fmt: skip
         p = self.start
-        return f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+        whole = _row_table(self.row) if self.row is not None else ""
+        return (f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+                f"{whole}")
 
 
 _WORKER: list[ThreadPoolExecutor] = []
@@ -405,7 +458,7 @@ def _attempt(fn: Callable[[], compute.Trajectory]) -> compute.Trajectory | Excep
     """A path, or the reason it cannot be computed (shown on the page)."""
     try:
         return fn()
-    except ValueError as exc:  # a start the model cannot take, a parameter a loss refuses
+    except UserError as exc:  # a start the model cannot take, a parameter a loss refuses
         return exc
     except Exception as exc:  # noqa: BLE001 - a page must outlive a bug; said on the page
         return RuntimeError(f"internal error (a bug in flowsim): {type(exc).__name__}: {exc}")
@@ -424,8 +477,9 @@ def warm_up(data: RunData) -> None:
     """One path and one field, computed once before serving: imports and first-call costs are paid here."""
     g = data.groups[0]
     first = g.rows.iloc[0]
-    compute.field(data.experiment, g.combo, ARROWS)
+    if not data.trace:
+        compute.field(data.experiment, g.combo, ARROWS)
     try:
         compute.trajectory(data.experiment, g.combo, [first["p1_0"], first["p2_0"]])
-    except ValueError:  # a start the model cannot take: nothing to warm
+    except UserError:  # a start the model cannot take: nothing to warm
         pass

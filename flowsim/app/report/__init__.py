@@ -1,108 +1,53 @@
 """results/README.md, built from the analysed experiment folders: nothing in it is typed by hand.
 
-One module per part: :mod:`.matrix` (the claims across settings), :mod:`.sections` (models,
-losses, dynamics, the reference), :mod:`.network` (the network model), :mod:`.common` (readers).
+The sections, in order, and the files each reads from which experiment are listed in
+:mod:`.manifest`, checked before anything is built: a section lacking files is marked **Missing**
+with what to run, never dropped.  One module per part: :mod:`.overview` (how the results were made,
+Figure 1, the verdicts in the paper's setting, over beta and the reference, the figures),
+:mod:`.matrix` (the claims across settings), :mod:`.sections` (models, losses, dynamics, the
+reference), :mod:`.network` (the network model), :mod:`.common` (readers).
 """
 
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 
-import pandas as pd
+from flowsim.app.report.manifest import (
+    SECTIONS,
+    Section,
+    absent_experiments,
+    incomplete_note,
+    missing_files,
+    missing_line,
+)
 
-from flowsim.app.report.common import _claims, _value_verdict, _verdict_pivot
-from flowsim.app.report.matrix import _across_settings, _beyond_the_ratio_plane
-from flowsim.app.report.network import network_section
-from flowsim.app.report.sections import _reference_free, _side_by_side
+
+class IncompleteReport(UserWarning):
+    """The report will lack sections: experiments it reads are not among those run."""
 
 
-def build_report(root: Path, names: list[str]) -> str:
-    """results/README.md from the analysed experiment folders under ``root``."""
-    out = ["# flowsim results", ""]
-    out += _across_settings(root)
-    metas = {n: json.loads((root / n / "meta.json").read_text()) for n in names if (root / n / "meta.json").exists()}
-    if metas:
-        m = next(iter(metas.values()))
-        out += [
-            f"Produced by `flowsim reproduce` (flowsim {m['versions'].get('flowsim', '?')}, commit "
-            f"`{m.get('git_commit') or 'unknown'}`, {m['finished']}). Every number below is read from the "
-            "files in these folders; rerun the command to regenerate them.",
-            "",
-            "| experiment | rows | computed by (rows) | wall time (s) | by status |",
-            "|---|---|---|---|---|",
-        ]
-        for n, m in metas.items():
-            st = ", ".join(f"{k} {v}" for k, v in m["counts_by_status"].items() if v)
-            out.append(f"| [{n}]({n}/) | {m['rows']:,} | {_engines(m)} | {m['wall_time_s']:.1f} | {st} |")
-        out.append("")
-    out += ["## The paper's Figure 1, redrawn", "",
-            "![Figure 1](figure1.png)", "",
-            "The same field with arrow colour on a log scale of |∇L| (the magnitudes span many orders near x2 → 0): "
-            "[figure1_log.png](figure1_log.png).", ""]  # fmt: skip
+def build_report(root: Path, names: list[str], sections: tuple[Section, ...] = SECTIONS) -> str:
+    """results/README.md from the analysed experiment folders under ``root``.
 
-    paper = _claims(root, "paper")
-    if paper is not None:
-        out += ["## Verdicts in the paper's setting (β = 0.1, no reference model)", ""]
-        a, f = (paper[paper["subset"] == k].set_index("claim") for k in ("all", "feasible"))
-        table = pd.DataFrame({
-            "claim": a.index, "statement": a["title"], "metric (value on all starts)": a["metric"],
-            "all starts": _value_verdict(a),
-            "feasible starts (p1 + p2 ≤ 1)": _value_verdict(f.reindex(a.index)),
-        })  # fmt: skip
-        out += [table.to_markdown(index=False), ""]
-        out += [
-            "Details, with the paper's words and every number behind each verdict: [paper/claims.md](paper/claims.md)."
-            " Region tables: [paper/regions.csv](paper/regions.csv).",
-            "",
-        ]
-
-    beta = _claims(root, "beta")
-    if beta is not None:
-        out += ["## How the verdicts change with β", "", _verdict_pivot(beta, ["beta"]).to_markdown(), ""]  # fmt: skip
-    ref = _claims(root, "reference")
-    if ref is not None:
-        out += ["## How the verdicts change with the reference model (columns: ref_w, ref_l; β = 0.1)", "",
-                _verdict_pivot(ref, ["ref_w", "ref_l"]).to_markdown(), ""]  # fmt: skip
-
-    std = _claims(root, "standard")
-    free = _reference_free(root, names)
-    if std is not None and free is not None:
-        out += _side_by_side(root, free, std, names)
-    out += _beyond_the_ratio_plane(root)
-    out += network_section(root)
-
-    out += ["## Figures", "",
-            "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
-            "(p1_0, p2_0) of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w` and `status`; `basin_*` "
-            "(final p1 as colour, t_stop as contours); `paths_*` (flows from the region centres over the field); "
-            "and `facet_*`, one panel per combination on a shared scale.", ""]  # fmt: skip
-    for n in names:
-        folder = root / n / "figures"
-        facets = sorted(folder.glob("facet_*.png")) if folder.exists() else []
-        if facets:
-            links = ", ".join(f"[{f.stem.removeprefix('facet_')}]({n}/figures/{f.name})" for f in facets)
-            out += [f"- **{n}** ([all figures]({n}/figures/)): {links}"]
-    for n, figure, caption in (
-        ("paper", "paths", "Flows from the region centres: arcs of circles x1² + x2² = R²"),
-        ("paper", "basin", "Where each start ends (final p1) and how long it takes"),
-        ("beta", "facet_t_stop", "Time to stop across β"),
-        ("standard", "facet_p1_final", "Standard DPO: final p1 over the SFT model's (p1_0, p2_0)"),
-        ("standard", "facet_t_stop", "Standard DPO: time to stop"),
-    ):
-        hits = sorted((root / n / "figures").glob(f"{figure}*.png")) if (root / n / "figures").exists() else []
-        if hits:
-            out += ["", f"**{caption}** ({n})", "", f"![{caption}]({n}/figures/{hits[0].name})"]
+    Every file the sections read is checked first; a section lacking some is built from what
+    there is and marked, at its place and at the top, with the experiment and what to run.
+    """
+    missing = missing_files(root, sections)
+    out = ["# flowsim results", "", *incomplete_note(missing, sections)]
+    for section in sections:
+        out += section.build(root, names)
+        out += missing_line(section, missing, root)
     return "\n".join(out) + "\n"
 
 
-def _engines(meta: dict) -> str:
-    """How a run's rows were computed, from meta.json: the engine with its method, and the rows of each."""
-    method = meta["experiment"]["solver"]["method"]
-    names = {"batched": f"batched {method}", "driver": f"solve_ivp {method}", "exact": "closed form",
-             "discrete": "optimiser steps", "torch": "torch training"}  # fmt: skip
-    counts = meta.get("counts_by_engine") or {method: meta["rows"]}  # run folders from before engines were recorded
-    return ", ".join(f"{names.get(k, k)} {v:,}" for k, v in counts.items() if v)
+def warn_absent(names: list[str], sections: tuple[Section, ...] = SECTIONS) -> None:
+    """Warn (:class:`IncompleteReport`, one line) when the report reads experiments that ``names`` lacks."""
+    absent = absent_experiments(names, sections)
+    if absent:
+        what = "; ".join(f"{n} ({', '.join(titles)})" for n, titles in absent.items())
+        warnings.warn(f"the report will mark sections missing: it reads experiments not run here: {what}",
+                      IncompleteReport, stacklevel=2)  # fmt: skip
 
 
-__all__ = ["build_report"]
+__all__ = ["IncompleteReport", "build_report", "warn_absent"]

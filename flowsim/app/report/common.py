@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 
-def _claims(root: Path, name: str) -> pd.DataFrame | None:
+def read_claims(root: Path, name: str) -> pd.DataFrame | None:
     path = root / name / "claims.csv"
     return pd.read_csv(path) if path.exists() else None
 
@@ -17,7 +17,7 @@ def _v(v: object) -> str:
     return f"{v:g}" if isinstance(v, float | int | np.floating | np.integer) and not isinstance(v, bool) else str(v)
 
 
-def _verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all") -> pd.DataFrame:
+def verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all") -> pd.DataFrame:
     """Claims (rows) by parameter setting (columns, in numeric order) -> verdict."""
     c = claims[claims["subset"] == subset].dropna(subset=columns).copy()  # claims across settings: no column
     c["label"] = c["claim"] + " " + c["title"]
@@ -28,14 +28,14 @@ def _verdict_pivot(claims: pd.DataFrame, columns: list[str], subset: str = "all"
     return table[names].rename_axis(index=None, columns=None)
 
 
-_SHORT = {"supported": "supported", "partly supported": "partly", "not supported": "not", "not applicable": "n/a"}
+SHORT = {"supported": "supported", "partly supported": "partly", "not supported": "not", "not applicable": "n/a"}
 
 
-def _value_verdict(claims: pd.DataFrame) -> list[str]:
+def value_verdict(claims: pd.DataFrame) -> list[str]:
     return [f"{v:.4g}: **{d}**" for v, d in zip(claims["value"], claims["verdict"], strict=True)]
 
 
-def _region_spread(root: Path, name: str, beta: float) -> dict[str, float] | None:
+def region_spread(root: Path, name: str, beta: float) -> dict[str, float] | None:
     path = root / name / "regions.csv"
     if not path.exists():
         return None
@@ -54,7 +54,7 @@ def _region_spread(root: Path, name: str, beta: float) -> dict[str, float] | Non
     }
 
 
-def _region_rows(root: Path, name: str, where: dict) -> pd.DataFrame | None:
+def region_rows(root: Path, name: str, where: dict) -> pd.DataFrame | None:
     """The feasible-start rows of an experiment's regions.csv matching ``where``, indexed by region."""
     path = root / name / "regions.csv"
     if not path.exists():
@@ -71,33 +71,33 @@ def _region_rows(root: Path, name: str, where: dict) -> pd.DataFrame | None:
     return r
 
 
-def _kept(table: pd.DataFrame, where: dict) -> pd.DataFrame:
+def kept_rows(table: pd.DataFrame, where: dict) -> pd.DataFrame:
     for k, v in where.items():
         table = table[(table[k] == v) | table[k].isna()] if k in table else table
     return table
 
 
-def _weighted(regions: pd.DataFrame, col: str) -> float:
+def weighted_share(regions: pd.DataFrame, col: str) -> float:
     """The share ``col`` over every start of the rows (region shares weighted by their counts)."""
     r = regions[(regions["count"] > 0) & regions[col].notna()] if col in regions else regions.iloc[:0]
     return float((r[col] * r["count"]).sum() / r["count"].sum()) if len(r) else float("nan")
 
 
-def _tally(rows: dict[str, dict], column: str) -> str:
+def tally(rows: dict[str, dict], column: str) -> str:
     """'partly supported in 4, not supported in 2, mixed in 1, not applicable in 3 of the 10 settings'."""
-    from flowsim.analysis.verdicts import VERDICTS, _verdict_of
+    from flowsim.analysis.verdicts import VERDICTS, verdict_of
 
-    found = [_verdict_of(r[column]) or "mixed" for r in rows.values()]
+    found = [verdict_of(r[column]) or "mixed" for r in rows.values()]
     order = [v for v in (*VERDICTS[:-1], "mixed", VERDICTS[-1]) if v in found]
     return ", ".join(f"{v} in {found.count(v)}" for v in order) + f" of the {len(found)} settings"
 
 
-def _span(values) -> str:
+def span(values) -> str:
     v = [x for x in values if pd.notna(x)]
     return f"{min(v):.2g}–{max(v):.2g}" if v else "n/a"
 
 
-def _setting(row: pd.Series) -> str:
+def setting_label(row: pd.Series) -> str:
     """A dynamics setting's label: the kind and its learning rate."""
     return "flow" if row["dynamics"] == "flow" else f"{row['dynamics']} lr={row['lr']:g}"
 
@@ -107,7 +107,7 @@ def _metric_in(rows: pd.DataFrame, region: str, metric) -> float:
     return float(metric(sel)) if len(sel) else float("nan")
 
 
-def _region_tables(groups: dict, metrics: dict) -> list[str]:
+def region_tables(groups: dict, metrics: dict) -> list[str]:
     """Per metric, a markdown table: a row per group (loss or setting), a column per region."""
     from flowsim.experiment.regions import REGIONS
 

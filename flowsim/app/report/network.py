@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flowsim.app.report.common import _claims, _kept, _span, _tally, _weighted
+from flowsim.app.report.common import kept_rows, read_claims, span, tally, weighted_share
 
 #: The network settings of the report's network section: (label, experiment, rows kept).
 NETWORK_SETTINGS = (
@@ -26,18 +26,18 @@ NETWORK_SETTINGS = (
 
 def _network_row(claims: pd.DataFrame, regions: pd.DataFrame) -> dict:
     """One network setting's verdicts and numbers, read from its claims.csv and regions.csv rows."""
-    from flowsim.analysis.verdicts import _cell_of
+    from flowsim.analysis.verdicts import cell_of
 
     c = claims[claims["subset"] == "all"]
     r = regions[regions["subset"] == "all"]
     med = r[r["count"] > 0].groupby("region", sort=False)["p1_final_median"].median()
     return {
-        "C4 p_l falls faster": _cell_of(c[c["claim"] == "C4"]),
+        "C4 p_l falls faster": cell_of(c[c["claim"] == "C4"]),
         "share t_l < t_w (C4 value, median)": c.loc[c["claim"] == "C4", "value"].median(),
-        "share |dp_l/dt| > |dp_w/dt| at t = 0": _weighted(r, "share_l_faster_0"),
-        "LD displacement": _cell_of(c[c["claim"] == "LD"]),
-        "share displaced": _weighted(r, "share_displaced"),
-        "C6 start decides": _cell_of(c[c["claim"] == "C6"]),
+        "share |dp_l/dt| > |dp_w/dt| at t = 0": weighted_share(r, "share_l_faster_0"),
+        "LD displacement": cell_of(c[c["claim"] == "LD"]),
+        "share displaced": weighted_share(r, "share_displaced"),
+        "C6 start decides": cell_of(c[c["claim"] == "C6"]),
         "region medians of final p_w": med,
     }
 
@@ -45,9 +45,9 @@ def _network_row(claims: pd.DataFrame, regions: pd.DataFrame) -> dict:
 def _network_rows(root: Path) -> dict[str, dict]:
     rows = {}
     for label, name, where in NETWORK_SETTINGS:
-        claims, path = _claims(root, name), root / name / "regions.csv"
+        claims, path = read_claims(root, name), root / name / "regions.csv"
         if claims is not None and path.exists():
-            rows[label] = _network_row(_kept(claims, where), _kept(pd.read_csv(path), where))
+            rows[label] = _network_row(kept_rows(claims, where), kept_rows(pd.read_csv(path), where))
     return rows
 
 
@@ -108,15 +108,15 @@ def _network_answer(rows: dict[str, dict]) -> list[str]:
     spread = [m.max() - m.min() for m in meds if len(m.dropna()) > 1]
     return [
         "*The answer, generated from the tables above.* **Faster down than up:** C4 is "
-        f"{_tally(rows, 'C4 p_l falls faster')} (not applicable where every start already has p_l at its target at "
+        f"{tally(rows, 'C4 p_l falls faster')} (not applicable where every start already has p_l at its target at "
         "t = 0); where it applies, p_l reaches its target first in a "
-        f"median share {_span(col('share t_l < t_w (C4 value, median)'))} of the starts; over every setting's starts, "
-        f"p_l falls faster than p_w rises at t = 0 at a share {_span(col('share |dp_l/dt| > |dp_w/dt| at t = 0'))}. "
-        f"Likelihood displacement (LD) is {_tally(rows, 'LD displacement')}; the share of pairs displaced per "
-        f"setting spans {_span(col('share displaced'))}.",
+        f"median share {span(col('share t_l < t_w (C4 value, median)'))} of the starts; over every setting's starts, "
+        f"p_l falls faster than p_w rises at t = 0 at a share {span(col('share |dp_l/dt| > |dp_w/dt| at t = 0'))}. "
+        f"Likelihood displacement (LD) is {tally(rows, 'LD displacement')}; the share of pairs displaced per "
+        f"setting spans {span(col('share displaced'))}.",
         "",
-        f"**The SFT start decides:** C6 is {_tally(rows, 'C6 start decides')}. The spread of the region medians "
-        f"of the final p_w per setting spans {_span(spread)}, and bottom-left starts end lowest in {lowest} of the "
+        f"**The SFT start decides:** C6 is {tally(rows, 'C6 start decides')}. The spread of the region medians "
+        f"of the final p_w per setting spans {span(spread)}, and bottom-left starts end lowest in {lowest} of the "
         f"{len(with_bl)} settings with starts there and elsewhere.",
         "",
     ]

@@ -11,13 +11,13 @@ import pandas as pd
 
 from flowsim.analysis.claims.c6b_conservation import standard_dpo_law
 from flowsim.app.report.common import (
-    _SHORT,
-    _claims,
-    _region_rows,
-    _region_spread,
-    _region_tables,
-    _setting,
-    _verdict_pivot,
+    SHORT,
+    read_claims,
+    region_rows,
+    region_spread,
+    region_tables,
+    setting_label,
+    verdict_pivot,
 )
 from flowsim.experiment.store import read_flows
 
@@ -34,10 +34,10 @@ MODEL_COLUMNS = {"p1_final_median": "final p_w", "t_stop_median": "t_stop", "sha
                  "share_left": "share leaving the simplex"}  # fmt: skip
 
 
-def _models_side_by_side(root: Path) -> list[str]:
+def models_side_by_side(root: Path) -> list[str]:
     """Final p_w, time to stop, share displaced and share leaving the simplex per region, per model."""
     found = [
-        (label, name, rows) for label, name, where in MODELS if (rows := _region_rows(root, name, where)) is not None
+        (label, name, rows) for label, name, where in MODELS if (rows := region_rows(root, name, where)) is not None
     ]
     if len(found) < 2:
         return []
@@ -63,7 +63,7 @@ LOSS_METRICS = {
 }
 
 
-def _losses_section(root: Path, name: str, where: str) -> list[str]:
+def losses_section(root: Path, name: str, where: str) -> list[str]:
     """Per loss (rows) and region (columns): final p_w, shares displaced and stationary, time to the margin."""
     csv = root / name / "flows.csv"
     if not csv.exists():
@@ -76,7 +76,7 @@ def _losses_section(root: Path, name: str, where: str) -> list[str]:
              f"Feasible starts of [{name}]({name}/); per loss and region. Losses at TRL's defaults; formulas and "
              "sources in `flowsim/model/losses/`. Final p_w across losses on one scale: "
              f"[{name}/figures/facet_p1_final.png]({name}/figures/facet_p1_final.png).", ""]  # fmt: skip
-    return lines + _region_tables(dict(list(flows.groupby("loss", sort=True))), LOSS_METRICS)
+    return lines + region_tables(dict(list(flows.groupby("loss", sort=True))), LOSS_METRICS)
 
 
 #: Per-dynamics summaries: heading -> function of one setting's rows -> value per region.
@@ -90,13 +90,13 @@ DYNAMICS_METRICS = {
 }
 
 
-def _dynamics_section(root: Path, name: str, where: str) -> list[str]:
+def dynamics_section(root: Path, name: str, where: str) -> list[str]:
     """Per dynamics setting (rows) and region (columns): final p_w, share displaced, time and steps."""
     csv = root / name / "flows.csv"
     if not csv.exists():
         return []
     flows = read_flows(csv)
-    flows = flows.assign(setting=flows.apply(_setting, axis=1))
+    flows = flows.assign(setting=flows.apply(setting_label, axis=1))
     meta = json.loads((root / name / "meta.json").read_text())
     target = meta["experiment"]["stop"].get("loss_target")
     lines = [f"## Flow, gradient descent and Adam on {where} (DPO, β = 0.1, reference = SFT model)", "",
@@ -104,14 +104,14 @@ def _dynamics_section(root: Path, name: str, where: str) -> list[str]:
              "discrete run t = lr × steps: for gradient descent that is the flow's time (GD is its Euler scheme), "
              "for Adam it is only a step count in the flow's units — Adam's steps have a length of about lr in "
              "every coordinate, whatever the gradient.", ""]  # fmt: skip
-    return lines + _region_tables(dict(list(flows.groupby("setting", sort=False))), DYNAMICS_METRICS)
+    return lines + region_tables(dict(list(flows.groupby("setting", sort=False))), DYNAMICS_METRICS)
 
 
-def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:
+def reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:
     """Claims of every reference-free run (fixed references equal to 1), one row per (claim, beta, subset)."""
     parts = []
     for n in names:
-        c = _claims(root, n)
+        c = read_claims(root, n)
         if c is not None and "ref_w" in c and (c["reference"] == "fixed").all():
             parts.append(c[np.isclose(c["ref_w"], 1.0) & np.isclose(c["ref_l"], 1.0)])
     if not parts:
@@ -119,12 +119,18 @@ def _reference_free(root: Path, names: list[str]) -> pd.DataFrame | None:
     return pd.concat(parts).drop_duplicates(["claim", "beta", "subset"], keep="first")
 
 
-def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list[str]) -> list[str]:
+def reference_side_by_side(root: Path, names: list[str]) -> list[str]:
+    """Reference-free runs and standard DPO side by side (nothing without claims of both)."""
+    std, free = read_claims(root, "standard"), reference_free(root, names)
+    return [] if std is None or free is None else side_by_side(root, free, std, names)
+
+
+def side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list[str]) -> list[str]:
     lines = ["## Reference-free (the paper's Figure 1) and standard DPO (reference = SFT model), side by side", ""]
     for subset, label in (("all", "all starts"), ("feasible", "feasible starts (p1 + p2 ≤ 1)")):
-        a, b = _verdict_pivot(free, ["beta"], subset), _verdict_pivot(std, ["beta"], subset)
+        a, b = verdict_pivot(free, ["beta"], subset), verdict_pivot(std, ["beta"], subset)
         cols = [c for c in b.columns if c in a.columns]
-        both = pd.DataFrame({f"β = {c}": [f"{_SHORT.get(x, '—')} → {_SHORT.get(y, '—')}" for x, y in
+        both = pd.DataFrame({f"β = {c}": [f"{SHORT.get(x, '—')} → {SHORT.get(y, '—')}" for x, y in
                              zip(a[c].reindex(b.index), b[c], strict=True)] for c in cols}, index=b.index)  # fmt: skip
         lines += [f"Verdicts on {label}: reference-free → standard DPO.", "", both.to_markdown(), ""]
     std_csv = root / "standard" / "flows.csv"
@@ -132,8 +138,8 @@ def _side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list
         meta = json.loads((root / "standard" / "meta.json").read_text())
         law = standard_dpo_law(read_flows(std_csv), p2_floor=meta["experiment"]["stop"]["p2_floor"])
         free_runs = [n for n in names if n != "standard"]
-        s_free = next((r for n in free_runs if (r := _region_spread(root, n, 0.1))), None)
-        s_std = _region_spread(root, "standard", 0.1)
+        s_free = next((r for n in free_runs if (r := region_spread(root, n, 0.1))), None)
+        s_std = region_spread(root, "standard", 0.1)
         lines += [
             "**What changes, and why.** Along every flow x1² + x2² is conserved, and a flow stops when x2 reaches "
             "the floor or x1 reaches its cap 1/ref_w. Without a reference (the paper's picture) the start is the "

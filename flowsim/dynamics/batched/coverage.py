@@ -1,55 +1,49 @@
-"""Where the batched engine is the default: the (loss, parameterisation) pairs it is verified on, declared.
+"""Where the batched engine is the default: the (loss, model) pairs and stop-rule shapes it is verified on.
 
-The engine is general (any loss and parameterisation, through the objective), but a sweep
-with ``[solver] engine = "auto"`` (the default) uses it only for a pair registered here,
-and only with the optional stops registered for that pair; anything else is integrated by
-the per-start driver, the reference.  Every entry is checked by
-``tests/unit/test_batched.py::test_every_registered_pair_gives_the_drivers_rows``: starts
-over the model's domain, references fixed and the start itself, each registered stop rule,
-row by row against the driver (statuses equal, t_stop and the end point within tight
-tolerances).  A pair is added here only together with a passing run of that test.
+The engine is general (any loss and model of independent starts, through the objective), but a
+sweep with ``[solver] engine = "auto"`` (the default) uses it only for the shapes a loss declares
+(``Loss.batched``), on every model of independent starts, but the pairs of :data:`UNVERIFIED`;
+anything else is integrated by the per-start driver, the reference.  Every covered pair and
+shape is checked by ``tests/unit/test_batched.py::test_every_registered_pair_gives_the_drivers_rows``:
+starts over the model's domain, references fixed and the start itself, row by row against the
+driver (statuses equal, t_stop and the end point within tight tolerances).  A loss whose rows
+fail it declares why instead (``batched = "..."``), and the driver computes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: Every loss of :data:`flowsim.model.losses.LOSSES` (by kind) whose rows the test checks.
-LOSS_KINDS = ("dpo", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-              "discopop", "sigmoid_norm", "rpo", "simpo", "dpop", "orpo")  # fmt: skip
-#: The optional stops of a StopRule (the thresholds, t_max and the stationary stop are always on).
-STOPS = frozenset({"loss_target", "margin_target"})
+from flowsim.model.losses import LOSSES
+from flowsim.model.parameterisations import MODELS
 
 #: Pairs left to the driver: DPOP on features (with the SFT model as reference every start sits on
 #: DPOP's kink, and the driver's own rows take minutes, so the agreement test cannot afford them).
 UNVERIFIED = frozenset({("dpop", "features")})
 
-#: (loss kind, parameterisation kind) -> the sets of optional stops verified (each a stop rule's shape:
-#: which optional stops it sets).  The shipped experiments' shapes: margin_target for every loss
-#: (losses*.toml), none and loss_target for DPO (paper, features, optimisers*.toml).  Without a margin
-#: target most other losses run to a finite minimiser, where the flow is stiff and the driver's LSODA
-#: takes over (seconds a flow): those shapes are not verified, so they stay the driver's.
-VERIFIED: dict[tuple[str, str], frozenset[frozenset[str]]] = {
-    **{(loss, model): frozenset({frozenset({"margin_target"})}) for loss in LOSS_KINDS
-       for model in ("ratio", "logits", "features") if (loss, model) not in UNVERIFIED},
-    **{("dpo", model): frozenset({frozenset(), frozenset({"margin_target"}), frozenset({"loss_target"})})
-       for model in ("ratio", "logits", "features")},
-}  # fmt: skip
+#: The stationary stop, on by default: every verified shape has it.
+_STATIONARY = "stationary_tol"
 
 
-def optional_stops(stop) -> frozenset[str]:
-    """The optional stops a StopRule sets."""
-    return frozenset(k for k in STOPS if getattr(stop, k) is not None)
+def shapes(loss_kind: str, model_kind: str) -> frozenset[frozenset[str]]:
+    """The stop-rule shapes (:meth:`StopRule.optional`) the batched engine is verified on for the pair."""
+    loss, model = LOSSES.get(loss_kind), MODELS.get(model_kind)
+    if loss is None or model is None or not model.policy_of_starts or isinstance(loss.batched, str):
+        return frozenset()
+    if (loss_kind, model_kind) in UNVERIFIED:
+        return frozenset()
+    return frozenset(frozenset({*shape, _STATIONARY}) for shape in loss.batched)
 
 
 def verified(loss_kind: str, model_kind: str, stop) -> bool:
     """Is the batched engine verified for this pair with a stop rule of this shape?"""
-    return optional_stops(stop) in VERIFIED.get((loss_kind, model_kind), frozenset())
+    return stop.optional() in shapes(loss_kind, model_kind)
 
 
 def pairs(model_kinds: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """The registered pairs (of the given parameterisations), in a stable order."""
-    return [p for p in VERIFIED if model_kinds is None or p[1] in set(model_kinds)]
+    """The covered pairs (of the given models), in a stable order."""
+    models = MODELS if model_kinds is None else model_kinds
+    return [(loss, model) for loss in LOSSES for model in models if shapes(loss, model)]
 
 
-__all__ = ["VERIFIED", "optional_stops", "pairs", "verified"]
+__all__ = ["UNVERIFIED", "pairs", "shapes", "verified"]

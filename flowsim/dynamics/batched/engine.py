@@ -19,7 +19,7 @@ from flowsim.dynamics.batched.tableaus import (
 )
 from flowsim.dynamics.driver import SolverOptions, integrate
 from flowsim.dynamics.events import thresholds
-from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, FlowResult, StopRule
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, FlowResult, PathTrack, StopRule, finish_rows
 from flowsim.model.objective import Objective
 
 from .systems import BatchSystem, ParameterSystem, RatioSystem
@@ -88,11 +88,10 @@ class _Run:
         n = self.n = len(theta0)
         self.status = np.full(n, "", dtype=object)
         self.t_end, self.theta_end = np.full(n, np.nan), theta0.copy()
-        self.t_w, self.t_l = np.full(n, np.nan), np.full(n, np.nan)
         self.nfev = np.zeros(n, dtype=np.int64)
         p0 = pol.probs(theta0)
-        self.p_w0, self.p_w_min, self.t_p_w_min = p0[:, 0].copy(), p0[:, 0].copy(), np.zeros(n)
-        self.max_mass = p0[:, 0] + p0[:, 1]
+        self.track = PathTrack(p0, stop)
+        self.track.t_w[:], self.track.t_l[:] = np.nan, np.nan  # set where the chart finds them met (_start)
         self.driver_rows: list[int] = []
         ok = np.asarray(pol.in_domain(theta0), dtype=bool)
         self.driver_rows += np.flatnonzero(~ok).tolist()  # the driver says what is wrong with them
@@ -123,13 +122,10 @@ class _Run:
             else:
                 sys_ = ParameterSystem(objective, stop, rules, met, self.options)
             local = np.arange(len(rows))
-            done = np.full(len(rows), "", dtype=object)
-            for r in reversed([r for r in rules if r.terminal]):
-                done[met[r.name]] = r.name
-            fn_met = [d * v >= 0 for (_, d), v in zip(sys_.functions, sys_.functions_at(theta0, local), strict=True)]
-        for (name, _), m in zip(sys_.functions, fn_met, strict=True):  # after the thresholds, the first one met
-            done[(done == "") & m] = name
-        for name, col in (("w", self.t_w), ("l", self.t_l)):
+            fn_met = {name: d * v >= 0 for (name, d), v in zip(sys_.functions, sys_.functions_at(theta0, local),
+                                                                 strict=True)}  # fmt: skip
+        done = stop.status({r.name: met[r.name] for r in rules if r.terminal} | fn_met)
+        for name, col in (("w", self.track.t_w), ("l", self.track.t_l)):
             if name in met:
                 col[rows[met[name]]] = 0.0
         stopped = done != ""
@@ -304,14 +300,10 @@ class _Run:
             y_at = dense(roots[e, hit], dpos[hit])
             r, t_at = self.rows_of[st.rows[j[hit]]], y_at[-1]
             if ev.kind == "crossing":
-                (self.t_w if ev.name == "w" else self.t_l)[r] = t_at
+                (self.track.t_w if ev.name == "w" else self.track.t_l)[r] = t_at
                 st.armed[e, j[hit]] = False
                 continue
-            p = sys_.probs(y_at, st.rows[j[hit]])
-            lower = p[:, 0] < self.p_w_min[r]
-            self.p_w_min[r] = np.where(lower, p[:, 0], self.p_w_min[r])
-            self.t_p_w_min[r] = np.where(lower, t_at, self.t_p_w_min[r])
-            self.max_mass[r] = np.maximum(self.max_mass[r], p[:, 0] + p[:, 1])
+            self.track.visit(t_at, sys_.probs(y_at, st.rows[j[hit]]), r)
 
     def _land(self, j, st: _State, which: np.ndarray, tau_e: np.ndarray, y_e: np.ndarray) -> None:
         """Land rows j on their terminal event ``which``, found at (tau_e, y_e) on the dense output.
@@ -367,18 +359,13 @@ class _Run:
             th = self.theta_end[done]
             sub = Objective(self.objective.loss, pol.row(done))
             with np.errstate(all="ignore"):
-                p, x, value = sub.policy.probs(th), sub.policy.ratios(th), sub.value(th)
-                ends = _end_fields(sub, th, p)
+                p, x, value, h = sub.policy.probs(th), sub.policy.ratios(th), sub.value(th), sub.h(th)
             t = self.t_end[done]
-            lower = p[:, 0] < self.p_w_min[done]
-            p_w_min = np.where(lower, p[:, 0], self.p_w_min[done])
             cols = {"t_stop": t, "x1_final": x[:, 0], "x2_final": x[:, 1], "p1_final": p[:, 0], "p2_final": p[:, 1],
-                    "loss_final": value, "t_w": self.t_w[done], "t_l": self.t_l[done], "p_w_min": p_w_min,
-                    "t_p_w_min": np.where(lower, t, self.t_p_w_min[done]),
-                    "max_mass": np.maximum(self.max_mass[done], p[:, 0] + p[:, 1]), **ends}  # fmt: skip
+                    "loss_final": value, **finish_rows(p, h, t, self.track, done)}  # fmt: skip
+            displaced = cols.pop("displaced")
             for k, v in cols.items():
                 out[k][done] = v
-            displaced = p_w_min < self.p_w0[done] * (1.0 - 1e-12)
         else:
             displaced = np.zeros(0, bool)
         by_driver = sorted(set(self.driver_rows))
@@ -395,17 +382,6 @@ class _Run:
             for k in (*RESULT_FIELDS, *PATH_FIELDS):
                 out[k][i] = rec[k]
         return out
-
-
-def _end_fields(objective: Objective, theta: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
-    """The driver's :func:`end_fields`, vectorised: margin_final, and for K > 2 the rest and the top other."""
-    h = objective.h(theta)
-    out = {"margin_final": h[:, 0] - h[:, 1]}
-    if p.shape[-1] > 2:
-        k = np.argmax(p[:, 2:], axis=1) + 2
-        out |= {"rest_final": 1.0 - p[:, 0] - p[:, 1], "top_other": k.astype(float),
-                "p_top_other": p[np.arange(len(p)), k]}  # fmt: skip
-    return out
 
 
 def _driver_row(objective: Objective, i: int, stop: StopRule, options: SolverOptions) -> FlowResult:

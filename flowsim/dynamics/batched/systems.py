@@ -27,6 +27,7 @@ import numpy as np
 from flowsim.dynamics.charts import IDENTITY, RATIO_CHARTS, PowerChart
 from flowsim.dynamics.charts.dpo_ratio import dpo_vector_field
 from flowsim.dynamics.events import Threshold
+from flowsim.dynamics.monitors import FUNCTION_DIRECTIONS
 from flowsim.dynamics.record import StopRule
 from flowsim.model.objective import Objective
 
@@ -99,13 +100,7 @@ class BatchSystem:
         """The function stops that are on, then the monitors, after the chart's own events."""
         self.n_levels = len(self.events)
         stop = self.stop
-        self.functions = []
-        if stop.loss_target is not None:
-            self.functions.append(("reached_loss", -1.0))
-        if stop.margin_target is not None:
-            self.functions.append(("reached_margin", 1.0))
-        if stop.stationary_tol > 0 and self.may_stall:
-            self.functions.append(("stationary", -1.0))
+        self.functions = [(name, FUNCTION_DIRECTIONS[name]) for name in stop.functions(may_stall=self.may_stall)]
         self.events += [Event(name, d, True, "stop") for name, d in self.functions]
         self.monitors = ([("p_w_turn", 1.0, np.array([1.0, 0.0]))] if not self.p_w_rises else []) + [
             ("mass_turn", -1.0, np.array([1.0, 1.0]))

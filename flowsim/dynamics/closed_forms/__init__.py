@@ -2,8 +2,9 @@
 
 Each entry maps a pair to a function ``(loss, policy, stop) -> dict of result arrays``
 (the fields of :data:`flowsim.dynamics.record.RESULT_FIELDS`, one row per start of the
-bound policy), used as the integrator's test oracle and as the fast path
-``method = "exact"``.  ``applies(loss)`` says for which hyperparameters it was derived.
+bound policy), used as the integrator's test oracle and as the ``exact`` engine
+(:mod:`flowsim.dynamics.engines.exact`; ``[solver] engine = "exact"``).  ``applies(loss)`` says
+for which hyperparameters it was derived.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flowsim.dynamics.closed_forms import dpo_logits, dpo_ratio
+from flowsim.dynamics.record import OPTIONAL_STOPS
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,7 @@ class ClosedForm:
 
     def unhandled(self, stop) -> list[str]:
         """The optional stops ``stop`` (a StopRule) sets that this closed form does not implement."""
-        used = [k for k in ("loss_target", "margin_target") if getattr(stop, k) is not None]
-        used += ["stationary_tol"] if stop.stationary_tol > 0 else []
-        return [k for k in used if k not in self.stops]
+        return [k for k in OPTIONAL_STOPS if k in stop.optional() and k not in self.stops]
 
 
 def _plain_dpo(loss) -> bool:

@@ -69,6 +69,8 @@ import math
 import numpy as np
 from scipy.special import log_softmax, logsumexp, softmax
 
+from flowsim.dynamics.record import PathTrack, StopRule, finish_rows
+
 #: Newton iterations allowed (it converges in a handful from its start, see the module docstring).
 _MAX_NEWTON = 100
 
@@ -325,14 +327,11 @@ def exact_dpo_logits(
         a_w = np.where(g_w >= 1.0, np.inf, a_w)
     a_time = shift_at_scaled_time(2.0 * beta * beta * tmax, m0) / (2.0 * beta)
     # every stop but the time out is a level of the margin m = m0 + 2 beta a, met at a shift a;
-    # the first listed wins a tie (the driver's order), and the time out only when strictly first
+    # a tie goes by the stop rule's precedence, and the time out only when strictly first
     levels = {"converged": np.maximum(a_floor, 0.0)}
     for name, m_star in _margin_levels(targets, beta).items():
         levels[name] = np.broadcast_to(np.maximum((m_star - m0) / (2.0 * beta), 0.0), shape)
-    names = list(levels)
-    a_all = np.stack([levels[k] for k in names])
-    first = np.argmin(a_all, axis=0)
-    a_stop = np.take_along_axis(a_all, first[None], 0)[0]
+    first, a_stop = StopRule.earliest(levels)
     late = a_time < a_stop
     a_stop = np.where(late, a_time, a_stop)
 
@@ -347,7 +346,7 @@ def exact_dpo_logits(
     theta_f = _shifted(theta0, a_stop)
     p_f = softmax(theta_f, axis=-1)
     m_f = m0 + 2.0 * beta * a_stop
-    status = np.where(late, "timeout", np.array(names, dtype=object)[first]).astype(object)
+    status = np.where(late, "timeout", first).astype(object)
     return {
         "status": status,
         "t_stop": t_stop,
@@ -374,18 +373,13 @@ def flows(loss, policy, stop) -> dict[str, np.ndarray]:
     logp = log_softmax(out["theta_final"], axis=-1)
     x = np.exp(logp[..., :2] - policy.log_ref)
     shape = out["t_stop"].shape
-    p_f, p_0 = np.exp(logp), policy.probs(policy.theta0)
-    top = np.argmax(p_f[..., 2:], axis=-1) + 2
-    h = logp[..., :2] - policy.log_ref
     # Only theta_w (up) and theta_l (down) move: p_w only rises (d log p_w / da = 1 - p_w + p_l > 0),
-    # and p_w + p_l = 1 - C / Z(a) with Z convex in a, so its maximum is at an end.
-    path = {
-        "p_w_min": p_0[..., 0], "t_p_w_min": np.zeros(shape), "displaced": np.zeros(shape, bool),
-        "max_mass": np.maximum(p_0[..., 0] + p_0[..., 1], p_f[..., 0] + p_f[..., 1]),
-        "margin_final": h[..., 0] - h[..., 1], "rest_final": 1.0 - p_f[..., 0] - p_f[..., 1],
-        "top_other": top.astype(float), "p_top_other": np.take_along_axis(p_f, top[..., None], -1)[..., 0],
-        "steps": np.full(shape, np.nan),
-    }  # fmt: skip
+    # and p_w + p_l = 1 - C / Z(a) with Z convex in a, so its extremes are at the ends: the start
+    # and the stop are the whole path.
+    track = PathTrack(policy.probs(policy.theta0), stop or StopRule())
+    track.t_w, track.t_l = out["t_w"], out["t_l"]
+    path = finish_rows(np.exp(logp), logp[..., :2] - policy.log_ref, out["t_stop"], track)
+    path["steps"] = np.full(shape, np.nan)
     return path | {
         "status": out["status"],
         "t_stop": out["t_stop"],
@@ -394,8 +388,6 @@ def flows(loss, policy, stop) -> dict[str, np.ndarray]:
         "p1_final": out["p1_final"],
         "p2_final": out["p2_final"],
         "loss_final": out["loss_final"],
-        "t_w": out["t_w"],
-        "t_l": out["t_l"],
         "nfev": np.zeros(shape, dtype=np.int64),
         "message": np.full(shape, "", dtype=object),
     }

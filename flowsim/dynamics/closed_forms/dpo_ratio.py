@@ -39,7 +39,7 @@ from scipy.optimize import elementwise
 from scipy.special import betainc
 
 from flowsim._validation import check_points
-from flowsim.dynamics.record import RESULT_FIELDS, StopRule
+from flowsim.dynamics.record import RESULT_FIELDS, PathTrack, StopRule, finish_rows
 
 
 def _check_array(name: str, value: object, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
@@ -292,17 +292,13 @@ def flows(loss, policy, stop: StopRule) -> dict[str, np.ndarray]:
     out = exact_dpo(x0, beta=loss.beta, ref_w=ref[..., 0], ref_l=ref[..., 1], stop=stop)
     xf = np.stack([out["x1_final"], out["x2_final"]], -1)
     phi0, phi1, peak = (np.arctan2(v[..., 1], v[..., 0]) for v in (x0, xf, ref))
-    r = np.hypot(x0[..., 0], x0[..., 1])
-    ends = np.maximum((x0 * ref).sum(-1), (xf * ref).sum(-1))
     passes = (phi1 <= peak) & (peak <= phi0)
-    shape = out["t_stop"].shape
-    nan = np.full(shape, np.nan)
-    return out | {
-        "p_w_min": x0[..., 0] * ref[..., 0], "t_p_w_min": np.zeros(shape), "displaced": np.zeros(shape, bool),
-        "max_mass": np.where(passes, np.maximum(ends, r * np.hypot(ref[..., 0], ref[..., 1])), ends),
-        "margin_final": np.log(xf[..., 0]) - np.log(xf[..., 1]),
-        "rest_final": nan, "top_other": nan, "p_top_other": nan, "steps": nan,
-    }  # fmt: skip
+    track = PathTrack(x0 * ref, stop)
+    track.t_w, track.t_l = out["t_w"], out["t_l"]
+    peak_mass = np.hypot(x0[..., 0], x0[..., 1]) * np.hypot(ref[..., 0], ref[..., 1])
+    track.max_mass = np.where(passes, np.maximum(track.max_mass, peak_mass), track.max_mass)
+    path = finish_rows(xf * ref, np.log(xf), out["t_stop"], track)
+    return out | path | {"steps": np.full(out["t_stop"].shape, np.nan)}
 
 
 __all__ = ["exact_dpo", "flow_time", "flows"]

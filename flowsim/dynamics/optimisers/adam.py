@@ -102,6 +102,12 @@ class Adam(Optimiser):
         direction, state = _moments(self, grad, state, k)
         return theta - self.lr * direction, state
 
+    def torch(self, params: list) -> object:
+        import torch
+
+        cls = torch.optim.AdamW if self.kind == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps, weight_decay=self.weight_decay)
+
 
 @dataclass(frozen=True)
 class AdamW(Adam):

@@ -9,7 +9,10 @@ size), validated in ``__post_init__`` with :mod:`flowsim._validation` (a bad val
    whose first axis follows theta's rows (so a runner can drop rows with ``s[keep]``);
 3. ``step(theta, grad, state, k)``: one update of every row at once, from the gradient
    ``grad`` (n, d) of the objective at ``theta``; ``k`` is the 1-based step count, common to
-   all rows.  Returns ``(theta_new, state_new)`` as new arrays (the inputs are not modified).
+   all rows.  Returns ``(theta_new, state_new)`` as new arrays (the inputs are not modified);
+4. ``torch(params)``: its ``torch.optim`` twin over a network's parameters, the same update
+   rule (what the ``network`` engine trains with); an optimiser without one raises
+   NotImplementedError, and the network runs without it.
 
 Time: a step of size ``lr`` advances the flow's clock by ``lr`` (gradient descent is the
 Euler scheme of d theta/dt = -grad L with dt = lr), so the runner's t is lr x steps.
@@ -62,6 +65,10 @@ class Optimiser(ABC):
     @abstractmethod
     def step(self, theta: np.ndarray, grad: np.ndarray, state: State, k: int) -> tuple[np.ndarray, State]:
         """Step ``k`` (1-based) from theta (n, d) with gradient grad (n, d): (theta_new, state_new)."""
+
+    def torch(self, params: list) -> object:
+        """The ``torch.optim`` optimiser with the same update rule over ``params`` (torch tensors)."""
+        raise NotImplementedError(f"optimiser {self.kind!r} has no torch.optim twin")
 
     def params(self) -> dict[str, object]:
         """The hyperparameters by name, as they go into a results table."""

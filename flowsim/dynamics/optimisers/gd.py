@@ -41,5 +41,10 @@ class GD(Optimiser):
     def step(self, theta, grad, state, k):
         return theta - self.lr * grad, state
 
+    def torch(self, params: list) -> object:
+        import torch
+
+        return torch.optim.SGD(params, lr=self.lr)
+
 
 __all__ = ["GD"]

@@ -59,5 +59,10 @@ class Momentum(Optimiser):
         b = grad if k == 1 else self.momentum * state[0] + grad
         return theta - self.lr * b, (b,)
 
+    def torch(self, params: list) -> object:
+        import torch
+
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=0.0)
+
 
 __all__ = ["Momentum"]

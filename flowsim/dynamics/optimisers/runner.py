@@ -19,10 +19,11 @@ steps however lr / t_max rounds).
 Stops
 -----
 After each step, at the new point, in the flow's order of precedence where several are met
-at the same step: ``converged`` (p_l <= p2_floor), ``capped`` (p_w >= 1; models with
-``has_cap`` only), ``reached_loss`` (L <= loss_target), ``reached_margin`` (h_w - h_l >=
-margin_target), ``stationary`` (|grad_theta L| <= stationary_tol, when that is > 0),
-``timeout``.  A start that already meets one stops there with t_stop = 0 and steps = 0.
+at the same step (:meth:`~flowsim.dynamics.record.StopRule.status`): ``converged``
+(p_l <= p2_floor), ``capped`` (p_w >= 1; models with ``has_cap`` only), ``reached_loss``
+(L <= loss_target), ``reached_margin`` (h_w - h_l >= margin_target), ``stationary``
+(|grad_theta L| <= stationary_tol, when that is > 0), ``timeout``.  A start that already
+meets one stops there with t_stop = 0 and steps = 0.
 
 A step that leaves the model's domain (``policy.in_domain`` false), or where the loss or its
 gradient is not finite, ends its row as ``diverged``: the record keeps the last valid point
@@ -35,31 +36,24 @@ Crossings t_w, t_l: the t of the first step (0 for the start) with p_w >= p1_tar
 p_l <= p2_target, up to and including the stopping step; NaN if none.
 
 Path fields: ``p_w_min`` / ``t_p_w_min`` over the start and every step (the first t at the
-minimum); ``displaced``: p_w_min < p_w0 (1 - 1e-12); ``max_mass``: the largest p_w + p_l;
-``margin_final`` = h_w - h_l, ``rest_final`` = the other responses' total probability
-(computed as their sum, which is 1 - p_w - p_l without the cancellation; NaN for K = 2),
-``top_other`` / ``p_top_other`` the most probable other response (index 2..K-1, as a float)
-and its probability, all at the stop; ``steps`` the steps taken (= ``nfev``, the gradient
-evaluations that moved the row).
+minimum), the rest as every engine records them (:func:`~flowsim.dynamics.record.finish_rows`);
+``steps`` the steps taken (= ``nfev``, the gradient evaluations that moved the row).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from flowsim.dynamics.events import thresholds
 from flowsim.dynamics.optimisers.base import Optimiser
 from flowsim.dynamics.optimisers.kernels import Evaluator, evaluator_for
-from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, PathTrack, StopRule, finish_rows
 from flowsim.model.losses.base import Loss
 from flowsim.model.objective import Objective
 from flowsim.model.parameterisations.base import Policy
 
-#: p_w must fall below p_w0 by this much, relatively, to count as ``displaced``.
-DISPLACED_RTOL = 1e-12
 #: Stopped rows ride along (stepped, never read) until this fraction of the arrays has stopped; then
 #: the arrays are compacted to the live rows.  Measured by experiments/bench_optimisers.py
 #: (1000 logits rows, K = 10, Adam, stops spread over ~250 steps, on a shared 2-core machine): 0.1-0.5
@@ -86,8 +80,8 @@ def _norm(g: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", g, g))
 
 
-def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser,
-                 stop: StopRule | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser, stop: StopRule | None = None,
+                 *, path: bool = False, path_points: int = 400) -> dict[str, np.ndarray]:  # fmt: skip
     """Run ``optimiser`` on L = loss(policy) from every start of ``policy`` until each stops.
 
     Parameters
@@ -103,6 +97,12 @@ def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optim
         The update rule (:data:`~flowsim.dynamics.optimisers.OPTIMISERS`).
     stop : StopRule, optional
         Stops and crossings (default ``StopRule()``); see the module docstring.
+    path : bool, default False
+        Also return each row's path, as :func:`~flowsim.dynamics.driver.integrate` does: ``path_t``
+        and ``path_x``, object arrays (n,) of times (m,) and parameters (m, d), from the start to
+        the stop.  The points are the steps k with k % s == 0 for one stride s that doubles
+        whenever more than 2 ``path_points`` steps are held (so a path has at least about
+        ``path_points`` of them, fewer for a row that stops early), and the row's last step.
 
     Returns
     -------
@@ -133,31 +133,22 @@ def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optim
     if theta0.ndim != 2:
         raise ValueError(f"run_discrete takes a policy bound to n starts (parameters of shape (n, d)); "
                          f"got parameters of shape {theta0.shape}")  # fmt: skip
-    return _Run(loss, policy, optimiser, stop, theta0).run()
+    return _Run(loss, policy, optimiser, stop, theta0, _Trace(path_points) if path else None).run()
 
 
 class _Run:
     """One call of :func:`run_discrete`: the output arrays and the live rows' arrays."""
 
-    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray) -> None:
+    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray,
+                 trace: _Trace | None = None) -> None:  # fmt: skip
+        self.trace = trace
         self.policy, self.opt, self.stop, self.lr = policy, opt, stop, opt.lr
         self.n = n = theta0.shape[0]
         self.theta0 = theta0
         self.k_max = step_limit(stop, opt.lr)
         rules = thresholds(stop, capped=policy.has_cap)
-        self.cross_w = next(r for r in rules if r.name == "w")
-        self.cross_l = next(r for r in rules if r.name == "l")
-        # the stops a point can meet, in the order of precedence (timeout comes last, by the clock)
-        tests: list[tuple[str, Callable]] = [(r.name, lambda p, h, L, gn, met=r.met: met(p))
-                                             for r in rules if r.terminal]  # fmt: skip
-        if stop.loss_target is not None:
-            tests.append(("reached_loss", lambda p, h, L, gn, c=stop.loss_target: L <= c))
-        if stop.margin_target is not None:
-            tests.append(("reached_margin", lambda p, h, L, gn, c=stop.margin_target: (h[:, 0] - h[:, 1]) >= c))
-        if stop.stationary_tol > 0:
-            tests.append(("stationary", lambda p, h, L, gn, c=stop.stationary_tol: gn <= c))
-        self.tests = tests
-        self.cap_index = next((i for i, (name, _) in enumerate(tests) if name == "capped"), None)
+        self.rules = tuple(r for r in rules if r.terminal)  # the thresholds that stop; the rest are the rule's
+        self.capped = any(r.name == "capped" for r in self.rules)
         self.out: dict[str, np.ndarray] = {f: np.full(n, math.nan) for f in _FLOAT_FIELDS}
         self.out["status"] = np.full(n, "", dtype=object)
         self.out["message"] = np.full(n, "", dtype=object)
@@ -183,7 +174,8 @@ class _Run:
                 if self.idx.size - self.n_live >= max(1, COMPACT_AT * self.idx.size):
                     self._compact(self.alive)
         out = self.out
-        return {f: out[f] for f in (*RESULT_FIELDS, *PATH_FIELDS)}
+        paths = {} if self.trace is None else self.trace.paths(out["steps"], self.lr)
+        return {f: out[f] for f in (*RESULT_FIELDS, *PATH_FIELDS)} | paths
 
     def _start(self) -> None:
         model, theta = self.model, self.theta0
@@ -192,12 +184,7 @@ class _Run:
         self.alive, self.n_live = np.ones(self.n, dtype=bool), self.n
         self.theta, self.h, self.p, self.g, self.L, self.gn = theta, h, p, g, L, gn
         self.state = self.opt.init(theta)
-        self.pw0 = p[:, 0].copy()
-        self.pw_min = p[:, 0].copy()
-        self.t_pw_min = np.zeros(self.n)
-        self.max_mass = p[:, 0] + p[:, 1]
-        self.t_w = np.where(self.cross_w.met(p), 0.0, math.nan)
-        self.t_l = np.where(self.cross_l.met(p), 0.0, math.nan)
+        self.track = PathTrack(p, self.stop)
         ok = model.in_domain(theta) & np.isfinite(L) & np.all(np.isfinite(g), axis=-1)
         if not ok.all():
             bad = np.flatnonzero(~ok)
@@ -206,6 +193,8 @@ class _Run:
             self._drop(bad)
         if self.n_live:
             self._stop_rows(self._flags(None), 0, timeout=False)
+        if self.trace is not None:
+            self.trace.keep(0, self.idx, self.theta)
 
     def _step(self, k: int) -> None:
         model = self.model
@@ -224,7 +213,7 @@ class _Run:
                 # (the domain of the model's own rows: a ratio plane's bounds are per row)
                 fine = model.in_domain(theta)[big] & np.isfinite(L[big]) & np.all(np.isfinite(g[big]), axis=-1)
                 ok[big[fine]] = True
-            if self.cap_index is not None:  # a step past the cap stops on it (see the module docstring)
+            if self.capped:  # a step past the cap stops on it (see the module docstring)
                 forced = self._snap(np.flatnonzero(~ok & (p[:, 0] >= 1.0)), ok)
             if not ok.all():
                 bad = np.flatnonzero(~ok)
@@ -235,47 +224,35 @@ class _Run:
                 if not self.n_live:
                     return
         t = k * self.lr
-        # the path so far
-        pw = p[:, 0]
-        lower = pw < self.pw_min
-        if lower.any():
-            self.pw_min[lower] = pw[lower]
-            self.t_pw_min[lower] = t
-        np.maximum(self.max_mass, pw + p[:, 1], out=self.max_mass)
-        for cross, t_x in ((self.cross_w, self.t_w), (self.cross_l, self.t_l)):
-            hit = cross.met(p)
-            if hit.any():
-                hit &= np.isnan(t_x)
-                t_x[hit] = t
+        self.track.visit(t, p)  # the path so far (stopped rows ride along, never read)
+        self.track.cross(t, p)
+        if self.trace is not None:
+            self.trace.keep(k, self.idx, self.theta)
         self._stop_rows(self._flags(forced), k, timeout=k == self.k_max)
 
-    def _flags(self, forced: np.ndarray | None) -> list[np.ndarray] | None:
+    def _flags(self, forced: np.ndarray | None) -> dict[str, np.ndarray] | None:
         """Each stop's test on the live rows (with the forced caps), or None where no row meets any."""
-        p, h, L, gn = self.p, self.h, self.L, self.gn
-        flags = [fn(p, h, L, gn) for _, fn in self.tests]
+        p, h = self.p, self.h
+        met = {r.name: r.met(p) for r in self.rules} | self.stop.functions_met(self.L, h[:, 0] - h[:, 1], self.gn)
         if forced is not None:
-            flags[self.cap_index] = flags[self.cap_index] | forced
-        if not flags:
+            met["capped"] = met["capped"] | forced
+        if not met:
             return None
-        anyf = flags[0]
-        for f in flags[1:]:
-            anyf = anyf | f
+        anyf = np.logical_or.reduce(list(met.values()))
         if self.n_live < anyf.size:
             anyf = anyf & self.alive
             if anyf.any():
-                return [f & self.alive for f in flags]
-        return flags if anyf.any() else None
+                return {k: f & self.alive for k, f in met.items()}
+        return met if anyf.any() else None
 
-    def _stop_rows(self, flags: list[np.ndarray] | None, k: int, *, timeout: bool) -> None:
+    def _stop_rows(self, met: dict[str, np.ndarray] | None, k: int, *, timeout: bool) -> None:
         """Retire the rows that meet a stop at step k (every remaining row if ``timeout``)."""
-        if flags is None and not timeout:
+        if met is None and not timeout:
             return
-        status = np.full(self.idx.size, "", dtype=object)
+        met = dict(met or {})
         if timeout:
-            status[self.alive] = "timeout"
-        if flags is not None:
-            for (name, _), f in zip(reversed(self.tests), reversed(flags), strict=True):
-                status[f] = name
+            met["timeout"] = self.alive
+        status = self.stop.status(met)
         done = status != ""
         rows = np.flatnonzero(done)
         if not rows.size:
@@ -295,8 +272,7 @@ class _Run:
         self.theta, self.h, self.p, self.g = self.theta[keep], self.h[keep], self.p[keep], self.g[keep]
         self.L, self.gn = self.L[keep], self.gn[keep]
         self.state = tuple(s[keep] for s in self.state)
-        self.pw0, self.pw_min, self.t_pw_min = self.pw0[keep], self.pw_min[keep], self.t_pw_min[keep]
-        self.max_mass, self.t_w, self.t_l = self.max_mass[keep], self.t_w[keep], self.t_l[keep]
+        self.track = self.track.take(np.flatnonzero(keep))
         if self.idx.size:
             self.model = self.model.take(np.flatnonzero(keep))
 
@@ -326,26 +302,19 @@ class _Run:
         """Write the records of local rows ``rows`` stopping at the given point after ``steps`` steps."""
         out, orig = self.out, self.idx[rows]
         out["status"][orig] = status
+        if self.trace is not None:
+            self.trace.finals.update(zip(orig.tolist(), np.array(theta, dtype=float), strict=True))
         out["t_stop"][orig] = steps * self.lr
         x = self.model.take(rows).ratios(theta, h)
         out["x1_final"][orig], out["x2_final"][orig] = x[:, 0], x[:, 1]
         out["p1_final"][orig], out["p2_final"][orig] = p[:, 0], p[:, 1]
         out["loss_final"][orig] = L
-        out["t_w"][orig], out["t_l"][orig] = self.t_w[rows], self.t_l[rows]
         out["nfev"][orig] = steps
         out["steps"][orig] = steps
         if messages is not None:
             out["message"][orig] = messages
-        out["p_w_min"][orig], out["t_p_w_min"][orig] = self.pw_min[rows], self.t_pw_min[rows]
-        out["displaced"][orig] = self.pw_min[rows] < self.pw0[rows] * (1.0 - DISPLACED_RTOL)
-        out["max_mass"][orig] = self.max_mass[rows]
-        out["margin_final"][orig] = h[:, 0] - h[:, 1]
-        if p.shape[1] > 2:
-            others = p[:, 2:]
-            top = np.argmax(others, axis=1)
-            out["rest_final"][orig] = np.sum(others, axis=1)
-            out["top_other"][orig] = top + 2.0
-            out["p_top_other"][orig] = others[np.arange(len(rows)), top]
+        for key, value in finish_rows(p, h, steps * self.lr, self.track, rows).items():
+            out[key][orig] = value
 
     def _broken(self, k: int, i: int, before: np.ndarray, after: np.ndarray, L: float, g: np.ndarray) -> str:
         """Why step k of row i (original index) is not valid: which coordinate, where."""
@@ -371,4 +340,36 @@ class _Run:
         return f"{where}: the gradient is not finite (dL/dtheta[{j}] = {g[j]}) at theta = {after.tolist()}"
 
 
-__all__ = ["COMPACT_AT", "DISPLACED_RTOL", "TIME_RTOL", "run_discrete", "step_limit"]
+class _Trace:
+    """The points of the rows' paths a run keeps (``run_discrete(path=True)``): every stride-th step."""
+
+    def __init__(self, points: int) -> None:
+        self.points, self.stride = max(1, points), 1
+        self.kept: list[tuple[int, np.ndarray, np.ndarray]] = []  # (step, rows (original index), theta)
+        self.finals: dict[int, np.ndarray] = {}
+
+    def keep(self, k: int, idx: np.ndarray, theta: np.ndarray) -> None:
+        if k % self.stride:
+            return
+        self.kept.append((k, idx.copy(), np.array(theta, dtype=float)))
+        if len(self.kept) > 2 * self.points:  # halve what is held
+            self.stride *= 2
+            self.kept = [e for e in self.kept if e[0] % self.stride == 0]
+
+    def paths(self, steps: np.ndarray, lr: float) -> dict[str, np.ndarray]:
+        """path_t, path_x of every row: its kept points up to its last step, then its final point."""
+        n = len(steps)
+        ts, xs = [[] for _ in range(n)], [[] for _ in range(n)]
+        for k, idx, theta in self.kept:
+            for j, i in enumerate(idx.tolist()):
+                if k < steps[i]:
+                    ts[i].append(k * lr)
+                    xs[i].append(theta[j])
+        path_t, path_x = np.empty(n, dtype=object), np.empty(n, dtype=object)
+        for i in range(n):
+            path_t[i] = np.array([*ts[i], steps[i] * lr])
+            path_x[i] = np.array([*xs[i], self.finals[i]])
+        return {"path_t": path_t, "path_x": path_x}
+
+
+__all__ = ["COMPACT_AT", "TIME_RTOL", "run_discrete", "step_limit"]

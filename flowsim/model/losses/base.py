@@ -41,6 +41,21 @@ class Loss(ABC):
     uses_log_probs: ClassVar[bool] = False
     #: The betas it accepts (those that take a beta): where its flows were measured to end.
     beta_range: ClassVar[tuple[float, float]] = BETA_RANGE
+    #: The stop-rule shapes (the optional stops set besides the stationary one) under which "auto" may run
+    #: it on the batched engine: each is checked row by row against the driver, for every model, by
+    #: tests/unit/test_batched.py.  Without a margin target most losses run to a finite minimiser, where
+    #: the flow is stiff and the driver switches to LSODA, so only that shape by default.  A string instead
+    #: says why the batched engine is never chosen for it (the driver then integrates it).
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (("margin_target",),)
+    #: Whether L depends on h only through the margin h_w - h_l, at every value of its fields
+    #: (a loss for which that holds only at some overrides :meth:`margin_only`).
+    reads_margin_only: ClassVar[bool] = False
+
+    def margin_only(self) -> bool:
+        """Whether L(h) = F(h_w - h_l): then dL/dh_l = -dL/dh_w everywhere, which some models'
+        limits rest on (:meth:`flowsim.model.parameterisations.base.Parameterisation.impossible`).
+        Checked for every loss by ``tests/unit/test_impossible.py`` (invariance under h -> h + c(1, 1))."""
+        return self.reads_margin_only
 
     @abstractmethod
     def value(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:

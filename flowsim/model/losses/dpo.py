@@ -111,6 +111,8 @@ class DPO(Loss):
     """
 
     kind: ClassVar[str] = "dpo"
+    #: no finite minimiser: the batched engine is verified with no optional stop and each target
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = ((), ("margin_target",), ("loss_target",))
     #: Checked at both ends against the closed forms (ratio plane, logits) and mpmath quadrature.
     beta_range: ClassVar[tuple[float, float]] = (1e-6, 1e6)
     beta: float = 0.1
@@ -124,6 +126,12 @@ class DPO(Loss):
         object.__setattr__(self, "alpha", check_positive("alpha", self.alpha))
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="left")
         object.__setattr__(self, "label_smoothing", eps)
+
+    def margin_only(self) -> bool:
+        """Reverse KL (alpha = 1 included) scores the margin itself; the other f-divergences do not."""
+        return self.f_divergence == "reverse_kl" or (
+            self.f_divergence == "alpha_divergence" and abs(self.alpha - 1.0) < ALPHA_ONE_TOL
+        )
 
     @property
     def _plain(self) -> bool:

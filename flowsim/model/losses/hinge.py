@@ -44,6 +44,7 @@ class Hinge(Loss):
     """
 
     kind: ClassVar[str] = "hinge"
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
 
     def __post_init__(self) -> None:

@@ -1,30 +1,26 @@
-"""Policy parameterisations: theta -> log-probabilities, and their registry.
+"""Models: policy parameterisations (theta -> log-probabilities) and the network, in one registry.
 
-A new one is one file here: a frozen dataclass subclassing :class:`Parameterisation`
-whose :meth:`~Parameterisation.bind` returns a :class:`Policy`, added to
-:data:`PARAMETERISATIONS`.  Its fields become swept keys of an experiment's ``[model]``
-table.
+A new one is one file here: a frozen dataclass implementing :class:`Model` (a
+:class:`Parameterisation`, whose :meth:`~Parameterisation.bind` returns a :class:`Policy` of
+independent starts, or a model with its own engine, as the network), added to :data:`MODELS`.
+Its fields become swept keys of an experiment's ``[model]`` table; what it declares (normalised,
+where its field lives, rows per start, its sweep's rules) is all the rest of flowsim reads.
 """
 
 from __future__ import annotations
 
-from flowsim.model.parameterisations.base import Parameterisation, Policy
+from flowsim.model.parameterisations.base import Model, Parameterisation, Policy
 from flowsim.model.parameterisations.features import FeaturePolicy, LogLinearFeatures
 from flowsim.model.parameterisations.logits import LogitsPolicy, SoftmaxLogits
 from flowsim.model.parameterisations.network import Network
 from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
-#: Parameterisation classes by the ``kind`` used in experiment files.
+#: Every model by the ``kind`` used in experiment files: the one registry (a new model: one file, one line).
+MODELS: dict[str, type[Model]] = {cls.kind: cls for cls in (RatioPlane, SoftmaxLogits, LogLinearFeatures, Network)}
+#: The models that bind to a Policy of independent starts (derived from :data:`MODELS`' declarations).
 PARAMETERISATIONS: dict[str, type[Parameterisation]] = {
-    cls.kind: cls for cls in (RatioPlane, SoftmaxLogits, LogLinearFeatures)
+    k: cls for k, cls in MODELS.items() if cls.policy_of_starts  # type: ignore[misc]
 }
-#: Models trained by their own loop (pairs of a dataset share parameters; not a Policy of starts):
-#: their ``[model]`` fields are validated like a parameterisation's, and the sweep hands them to
-#: :mod:`flowsim.experiment.network`.
-TRAINED_MODELS: dict[str, type] = {Network.kind: Network}
-#: Models whose rows record the field at their start themselves (no Policy to bind there), by kind:
-#: the columns (dp_w/dt, dp_l/dt, |grad_theta L|) at t = 0, declared by the model.
-FIELD_IN_ROWS: dict[str, tuple[str, str, str]] = {Network.kind: Network.field_columns}
 
 
 def make_parameterisation(kind: str, **params: object) -> Parameterisation:
@@ -36,7 +32,6 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["FIELD_IN_ROWS", "PARAMETERISATIONS", "TRAINED_MODELS", "FeaturePolicy",
-           "LogLinearFeatures", "LogitsPolicy", "Network",
+__all__ = ["MODELS", "PARAMETERISATIONS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Model", "Network",
            "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits",
            "make_parameterisation"]  # fmt: skip

@@ -19,11 +19,14 @@ finite differences, the start reproduces p0, finite at the extremes).
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
+
+from flowsim._validation import ParamError
 
 
 class Policy(ABC):
@@ -91,13 +94,79 @@ class Policy(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot select rows")
 
 
-class Parameterisation(ABC):
-    """Hyperparameters of a policy family; :meth:`bind` gives a :class:`Policy`."""
+class Model(ABC):
+    """What every model declares, and the rules of a sweep over it: the one protocol of :data:`MODELS`.
+
+    A model is a frozen dataclass of hyperparameters (its fields are the ``[model]`` keys) with
+
+    1. ``kind``: its registry name; ``normalised``: whether starts need p_w0 + p_l0 < 1;
+    2. ``policy_of_starts``: whether :meth:`Parameterisation.bind` gives a Policy of independent
+       starts (every engine that declares no models runs it), else the engines declaring its kind do;
+    3. where its field at the starts lives: ``field_columns`` (None: computed from the bound policy;
+       else the rows record it in these columns: dp_w/dt, dp_l/dt at t = 0, |grad_theta L|);
+    4. ``rows_per_start()``: rows a start gives (1; a network: a row per pair), and ``extra_columns``
+       its rows add after the flows.csv columns;
+    5. ``check_sweep(params, dynamics, grid_points)``: the rules of an experiment over it, raising
+       ParamError keyed by the experiment's key; ``grid_optional``: whether it may have no grid;
+       ``prepare_workers()``: what to import before a sweep's workers fork.
+    """
 
     #: Registry name, as written in experiment files (``[model] kind = "logits"``).
     kind: ClassVar[str]
     #: Whether the model is a probability distribution, so starts need p_w0 + p_l0 < 1.
     normalised: ClassVar[bool] = True
+    #: Whether :meth:`Parameterisation.bind` gives a Policy of independent starts.
+    policy_of_starts: ClassVar[bool] = True
+    #: The columns that hold the field at the starts, when the rows record it (None: from the policy).
+    field_columns: ClassVar[tuple[str, str, str] | None] = None
+    #: Columns the model's rows add after the flows.csv columns (none: the record says it all).
+    extra_columns: ClassVar[tuple[str, ...]] = ()
+    #: Whether an experiment over it may leave the grid out (it then gets one point).
+    grid_optional: ClassVar[bool] = False
+
+    def rows_per_start(self) -> int:
+        """Rows one start gives."""
+        return 1
+
+    def check_relations(self) -> Model:
+        """The rules between fields, per swept combination (none by default); returns self."""
+        return self
+
+    @classmethod
+    def check_sweep(cls, params: dict, dynamics: tuple[str, ...], grid_points: int | None) -> None:
+        """The rules of an experiment over this model: ``params`` each field's swept values,
+        ``dynamics`` the dynamics kinds, ``grid_points`` the grid's size (None: no grid given).
+
+        Raises ParamError keyed by the experiment's own key ("model.K", "grid", ...).
+        """
+        names = list(params)
+        for values in itertools.product(*params.values()):
+            try:
+                cls(**dict(zip(names, values, strict=True))).check_relations()
+            except ParamError as exc:
+                raise ParamError(f"model.{exc.key}", exc.rule, exc.value) from None
+
+    @classmethod
+    def prepare_workers(cls) -> None:
+        """Import what the sweep's workers need before they fork (nothing by default)."""
+        return None
+
+    def params(self) -> dict[str, object]:
+        """The hyperparameters by name, as they go into a results table."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    def impossible(self, outcome: str, loss, p0: np.ndarray, ref: np.ndarray) -> str | None:
+        """Why ``outcome`` cannot happen, by construction, for ``loss`` on this model from any of
+        the starts ``p0`` with references ``ref`` (both (..., 2)); None where it may.
+
+        Outcomes are named as the flows table's columns: "displaced" (p_w falls below p_w0 at
+        some time).  A model that knows of no such limit (the default) says None.
+        """
+        return None
+
+
+class Parameterisation(Model):
+    """Hyperparameters of a policy family; :meth:`bind` gives a :class:`Policy`."""
 
     @abstractmethod
     def bind(self, p0: np.ndarray, ref: np.ndarray) -> Policy:
@@ -106,6 +175,21 @@ class Parameterisation(ABC):
         Both have shape (..., 2); ``ref`` = (pi_ref(y_w), pi_ref(y_l)) in (0, 1].
         """
 
-    def params(self) -> dict[str, object]:
-        """The hyperparameters by name, as they go into a results table."""
-        return asdict(self)  # type: ignore[call-overload]
+
+def margin_keeps_sign(loss, p0: np.ndarray, ref: np.ndarray, how: str) -> str | None:
+    """The reason p_w cannot fall on a model where dL/dh_w keeps its sign along a flow, or None.
+
+    On such a model (``how`` says why: tabular logits, the ratio plane), a loss of the margin
+    alone, L = F(h_w - h_l), moves log p_w at a rate -c dL/dh_w with c > 0, and the margin by a
+    one-dimensional gradient flow of F, which never crosses a zero of F': so p_w falls at some
+    time exactly when dL/dh_w > 0 at the start.  This says so when dL/dh_w <= 0 at every start.
+    """
+    if not loss.margin_only():
+        return None
+    log_ref = np.log(np.asarray(ref, dtype=float))
+    with np.errstate(divide="ignore"):
+        g_w = loss.grad(np.log(np.asarray(p0, dtype=float)) - log_ref, log_ref)[..., 0]
+    if not np.all(g_w <= 0):
+        return None
+    return (f"{loss.kind} is a function of the margin h_w - h_l alone; {how}; dL/dh_w <= 0 at every start, "
+            "so p_w can only rise")

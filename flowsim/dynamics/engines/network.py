@@ -1,0 +1,109 @@
+"""The ``network`` engine: trainings of a small causal LM (:mod:`flowsim.dynamics.training`, torch).
+
+A start (a grid point) makes one *training*: the dataset of ``n_pairs`` pairs is generated, the
+network initialised, fine-tuned by the SFT stage (towards the start itself with ``sft =
+"target"``; the other SFT kinds ignore it), whose checkpoint is the start of the preference
+stage, then trained with the task's optimiser.  It returns one row per pair (``start`` says
+whose), with p1_0, p2_0 = where SFT left that pair, and the network's own columns
+(:data:`flowsim.model.parameterisations.network.EXTRA`).  The reference modes are the other
+models': "initial" is pi_ref = the SFT checkpoint per pair, "none" pi_ref = 1, "fixed" the
+starts' references.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from flowsim.dynamics.engines.base import Engine, Task
+
+
+class Network(Engine):
+    """Full-batch or mini-batch training of the network with a torch optimiser (the optimiser's twin)."""
+
+    name = "network"
+    flow = False
+    models = frozenset({"network"})
+
+    def refuses(self, task: Task) -> str | None:
+        if task.path:
+            return "records each pair's path in its rows (the model's path_points), not as parameters"
+        return None
+
+    def run(self, task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+        targets = task.model.sft == "target"
+        parts = [_rows(task, p0[i] if targets else None, ref[i]) for i in range(len(p0))]
+        out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        out["start"] = np.repeat(np.arange(len(p0)), task.model.n_pairs)
+        return out
+
+
+def _log_ref(mode: str, ref: np.ndarray, logp0: np.ndarray) -> np.ndarray:
+    if mode == "initial":
+        return logp0.copy()
+    if mode == "none":
+        return np.zeros_like(logp0)
+    return np.broadcast_to(np.log(ref), logp0.shape).copy()
+
+
+def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = None):
+    """One training (SFT towards ``target`` if asked), references from ``task.reference`` (and ``ref``).
+
+    Returns (SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there)).
+    """
+    import torch
+
+    from flowsim.dynamics.pretraining import pretrain
+    from flowsim.dynamics.training import initial_field, sft, train_pairs
+    from flowsim.model.network.archs import build
+    from flowsim.model.network.data import make_pairs
+
+    torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
+    spec = task.model
+    net, batch = build(spec, make_pairs(spec))
+    pretrain(net, spec)  # nothing unless pretrain_steps > 0
+    sft_value = sft(net, batch, spec, target=target)
+    with torch.no_grad():
+        logp0 = batch.log_probs(net).numpy().copy()
+    log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
+    field = initial_field(net, batch, task.loss, log_ref)
+    rec = train_pairs(net, batch, task.loss, task.optimiser, task.stop, log_ref, batch_size=spec.batch_size,
+                      batch_seed=spec.batch_seed, path=spec.path_points > 0)  # fmt: skip
+    return sft_value, log_ref, rec, field
+
+
+def path_column(rec, points: int, lr: float) -> list[str]:
+    """Each pair's trajectory as JSON: [[t, log pi(y_w), log pi(y_l)], ...] at ``points`` steps ('' if 0)."""
+    if not points:
+        return [""] * len(rec.logp)
+    k = np.unique(np.round(np.linspace(0, rec.steps, points)).astype(int))
+    return [json.dumps([[float(i * lr), *map(float, rec.path_logp[i, j])] for i in k]) for j in range(len(rec.logp))]
+
+
+def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of one training: the record, the start columns, the network's own columns."""
+    sft_value, log_ref, rec, (v0, gnorm0) = train_one(task, target, ref)
+    n = task.model.n_pairs
+    p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
+    full = np.full
+    record = {"status": rec.status, "t_stop": full(n, rec.t_stop), "p1_final": p[:, 0], "p2_final": p[:, 1],
+              "x1_final": x[:, 0], "x2_final": x[:, 1], "loss_final": rec.loss_final, "nfev": full(n, rec.steps),
+              **rec.columns(), "steps": full(n, rec.steps), "message": full(n, rec.message, dtype=object),
+              "engine": full(n, "network", dtype=object)}  # fmt: skip
+    start = {"p1_0": p0[:, 0], "p2_0": p0[:, 1], "x1_0": x0[:, 0], "x2_0": x0[:, 1], "loss_0": rec.loss_0,
+             "ref_w": np.exp(log_ref)[:, 0], "ref_l": np.exp(log_ref)[:, 1]}  # fmt: skip
+    extra = {"pair": np.arange(n), "logp_w0": rec.logp0[:, 0], "logp_l0": rec.logp0[:, 1],
+             "logp_w_final": rec.logp[:, 0], "logp_l_final": rec.logp[:, 1], "p1_0_mean": p0[:, 0].mean(),
+             "p2_0_mean": p0[:, 1].mean(), "p1_final_mean": p[:, 0].mean(), "p2_final_mean": p[:, 1].mean(),
+             "displaced_frac": record["displaced"].mean(), "loss_0_mean": rec.loss_0.mean(),
+             "loss_final_mean": rec.loss_final.mean(), "train_status": rec.train_status, "sft_objective": sft_value,
+             "target_w": np.nan if target is None else target[0],
+             "target_l": np.nan if target is None else target[1], "dp1_dt_0": v0[:, 0], "dp2_dt_0": v0[:, 1],
+             "grad_norm_0": full(n, gnorm0),
+             "path": np.array(path_column(rec, task.model.path_points, task.optimiser.lr), dtype=object)}  # fmt: skip
+    return {k: np.broadcast_to(v, (n,)).copy() if np.ndim(v) == 0 else np.asarray(v)
+            for k, v in (record | start | extra).items()}
+
+
+__all__ = ["Network", "path_column", "train_one"]

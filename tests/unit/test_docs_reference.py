@@ -1,0 +1,176 @@
+"""The generated reference (docs/_gen.py) names everything the code defines.
+
+Each test takes its list of names from the code directly (dataclass fields, registries, argparse,
+the flows schema, a claims table) -- never from the generator -- and looks for each name in the
+page the generator writes, so a key, column, option or registered item that the generator loses
+fails here.  The pages are generated in-process, without building the site (a few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import html
+import importlib.util
+import io
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import flowsim
+from flowsim.analysis.claims import REGISTRY
+from flowsim.analysis.studies.dpo_field import evaluate_claims
+from flowsim.analysis.studies.thresholds import ClaimThresholds
+from flowsim.analysis.tables import COLUMNS_AFTER_COUNT
+from flowsim.analysis.testing import make_flows
+from flowsim.cli import build_parser
+from flowsim.dynamics.optimisers import OPTIMISERS
+from flowsim.dynamics.record import StopRule
+from flowsim.experiment.config import parse_experiment
+from flowsim.experiment.schema import columns
+from flowsim.model import parameterisations
+from flowsim.plotting.registry import FAMILIES
+
+GEN = Path(__file__).resolve().parents[2] / "docs" / "_gen.py"
+MINIMAL = {
+    "name": "x",
+    "grid": {"p1": {"start": 0.5, "stop": 1.0, "num": 1}, "p2": {"start": 0.5, "stop": 1.0, "num": 1}},
+}
+
+
+@pytest.fixture(scope="module")
+def gen():
+    spec = importlib.util.spec_from_file_location("flowsim_docs_gen", GEN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="module")
+def pages(gen, run_dir):
+    headers = gen.results_headers(run_dir)
+    return {"experiment": gen.experiment_page(), "results": gen.results_page(headers), "cli": gen.cli_page(),
+            "registries": gen.registries_page(), "api": gen.api_page()}  # fmt: skip
+
+
+def _models() -> dict[str, type]:
+    """Every model kind: the one registry where there is one (MODELS), else the policies and the trained models."""
+    unified = getattr(parameterisations, "MODELS", None)
+    return unified or {**parameterisations.PARAMETERISATIONS, **getattr(parameterisations, "TRAINED_MODELS", {})}
+
+
+def _missing(page: str, names) -> list[str]:
+    return [n for n in names if f"`{n}`" not in page]
+
+
+def test_every_experiment_key_is_in_the_reference(pages):
+    keys = [f"loss.{f.name}" for cls in flowsim.LOSSES.values() for f in dataclasses.fields(cls)]
+    keys += [f"model.{f.name}" for cls in _models().values() for f in dataclasses.fields(cls)]
+    keys += [f"dynamics.{k}.{f.name}" for k, cls in OPTIMISERS.items() for f in dataclasses.fields(cls)]
+    keys += [f"stop.{f.name}" for f in dataclasses.fields(StopRule)]
+    keys += [f"claims.{f.name}" for f in dataclasses.fields(ClaimThresholds)]
+    after_defaults = parse_experiment(MINIMAL).as_dict()  # every table as meta.json records it
+    keys += [f"{table}.{k}" for table, d in after_defaults.items() if isinstance(d, dict) for k in d]
+    keys += [k for k in after_defaults if k not in ("claims",)]
+    keys += [f"grid.{k}" for k in ("kind", "n", "seed", "low", "high")]
+    keys += ["loss.kind", "loss.reference", "model.kind", "dynamics.kind"]
+    assert _missing(pages["experiment"], dict.fromkeys(keys)) == []
+
+
+def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
+    import json
+
+    meta = json.loads((run_dir / "run" / "meta.json").read_text())  # the file the run wrote
+    assert _missing(pages["results"].split("## meta.json")[1], meta) == []
+
+
+def test_every_results_column_is_in_the_reference(pages):
+    flows = columns(parse_experiment(MINIMAL))
+    extra = [c for cls in _models().values() for c in getattr(cls, "extra_columns", ())]
+    if not extra:  # before models declared their columns, the network module listed them
+        from flowsim.experiment.network import EXTRA as extra
+
+    grid = [0.2, 0.5, 0.8]
+    claims = evaluate_claims(make_flows(grid, grid), StopRule(), sensitivity=False).columns
+    assert _missing(pages["results"], [*flows, *extra, *COLUMNS_AFTER_COUNT, "subset", "region", *claims]) == []
+
+
+def test_every_column_has_a_meaning(gen, pages):
+    rows = re.findall(r"^\| `(\w+)` \| (.*) \|$", pages["results"], flags=re.M)
+    assert rows and [c for c, meaning in rows if not meaning.strip()] == []
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
+
+
+def test_every_cli_option_is_in_the_reference(pages):
+    parser = build_parser()
+    options = _options(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                assert f"## `flowsim {name}`" in pages["cli"]
+                options += _options(sub)
+    from flowsim.app.bench import main as bench
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        bench(["--help"])  # the benchmark parses its own options
+    options += re.findall(r"(?<![\w-])(--[a-z][\w-]*)", out.getvalue())
+    page = pages["cli"]
+    assert [
+        o for o in dict.fromkeys(options) if f"`{o}" not in page and f" {o}`" not in page and f", {o}" not in page
+    ] == []
+
+
+def test_every_registered_item_is_in_the_reference(pages):
+    page = pages["registries"]
+    for title, names in (("Losses", flowsim.LOSSES), ("Models", _models()), ("Optimisers", OPTIMISERS),
+                         ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
+        assert f"## {title}" in page
+        assert _missing(page, names) == [], title
+    engines = _engines()
+    assert _missing(page, engines) == [], "engines"
+    for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
+        assert f"### {claim.id}: {claim.title}" in page
+        assert claim.rule(_Nan(), ClaimThresholds())[1] in html.unescape(page.replace("\\|", "|"))
+
+
+def test_every_public_name_is_in_the_api_page(pages):
+    names = [n for n in flowsim.__all__ if callable(getattr(flowsim, n)) and not isinstance(getattr(flowsim, n), dict)]
+    assert [n for n in names if f"### flowsim.{n}\n" not in pages["api"]] == []
+
+
+def _engines() -> dict:
+    """The engine registry where there is one (flowsim.dynamics.engines.ENGINES), else none."""
+    try:
+        return importlib.import_module("flowsim.dynamics.engines").ENGINES
+    except ModuleNotFoundError:
+        return {}
+
+
+class _Nan(dict):
+    def __missing__(self, key):
+        return float("nan")
+
+
+def test_every_experiment_file_in_the_how_tos_is_accepted():
+    """The TOML in the how-to guides parses (a fragment without a name inside the least file)."""
+    import tomllib
+
+    blocks = [b for page in sorted((GEN.parent / "how-to").glob("*.md"))
+              for b in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)]  # fmt: skip
+    assert len(blocks) >= 5
+    for block in blocks:
+        doc = tomllib.loads(block)
+        parse_experiment(doc if "name" in doc else {**MINIMAL, **doc})
