@@ -103,6 +103,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "NaN <= bound is False already",
     ("flowsim/analysis/verdicts.py", "reads_verdicts: bool = False", "False -> True"):
         "a claim that does not read the verdicts, measured again under each alternative, gives the same verdicts",
+    ("flowsim/dynamics/record.py", "top = np.argmax(others, axis=-1)", "axis=drop unary -"):
+        "the rows here are always (n, K): axis 1 is the last",
+    ("flowsim/dynamics/record.py",
+     '"p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip', "drop unary -"):
+        "the rows here are always (n, K): axis 1 is the last",
+    ("flowsim/dynamics/training.py", "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
+     "dim=drop unary -"): "log-probabilities are (n, 2): dim 1 is the last",
     ("flowsim/dynamics/training.py", "for k in range(k_max + 1):", "1 -> 2"):
         "the loop ends at k = k_max as timeout before the extra iteration",
     ("flowsim/dynamics/training.py",

@@ -314,3 +314,17 @@ def test_a_stop_rules_dict_leaves_out_the_rules_that_are_off():
     d = StopRule(loss_target=0.3, t_max=5.0).as_dict()
     assert "margin_target" not in d and d["loss_target"] == 0.3 and d["t_max"] == 5.0
     assert StopRule(**d) == StopRule(loss_target=0.3, t_max=5.0)  # as an experiment file has it: read back the same
+
+
+def test_the_earliest_stop_and_ties_in_the_order_of_precedence():
+    # when (on a common clock) each stop is met, per row: the earliest wins; a tie goes to the first in STOP_ORDER
+    when = {"timeout": [2.0, 2.0, 5.0], "reached_loss": [3.0, 1.0, 5.0], "converged": [np.inf, 1.5, 5.0]}
+    status, clock = StopRule.earliest(when)
+    assert status.tolist() == ["timeout", "reached_loss", "converged"] and clock.tolist() == [2.0, 1.0, 5.0]
+
+
+def test_function_stops_in_order_and_stationary_only_where_a_flow_may_stall():
+    stop = StopRule(loss_target=0.1, margin_target=2.0)
+    assert stop.functions() == ("reached_loss", "reached_margin", "stationary")  # by default a flow may stall
+    assert stop.functions(may_stall=False) == ("reached_loss", "reached_margin")
+    assert StopRule(stationary_tol=0.0).functions() == ()
