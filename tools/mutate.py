@@ -106,6 +106,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("flowsim/dynamics/record.py", "top = np.argmax(others, axis=-1)", "axis=drop unary -"):
         "the rows here are always (n, K): axis 1 is the last",
     ("flowsim/dynamics/record.py",
+     'return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,', "axis=drop unary -"):
+        "the rows here are always (n, K): axis 1 is the last",
+    ("flowsim/dynamics/record.py",
      '"p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip', "drop unary -"):
         "the rows here are always (n, K): axis 1 is the last",
     ("flowsim/dynamics/training.py", "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
