@@ -38,7 +38,10 @@ def test_run_analyze_plot(tmp_path, capsys):
     steps = ("reading flows.csv ...", "region tables of 72 flows ...", "claims and their sensitivity ...")
     assert all(f"analyze out: {step}" in err for step in steps)
     claims = pd.read_csv(out / "claims.csv")
-    assert set(claims["verdict"]) <= {"supported", "partly supported", "not supported", "not applicable"}
+    assert claims.groupby("claim").size().eq(4).all()  # every claim: 2 betas x 2 subsets
+    judged = claims[claims["verdict"] != "not applicable"]
+    assert set(judged["verdict"]) == {"supported", "partly supported", "not supported"}  # the run tells them apart
+    assert claims.loc[claims["verdict"] == "not applicable", "details"].str.match(r"not applicable: \S").all()
     assert set(claims["subset"]) == {"all", "feasible"}
     assert (out / "claims.md").read_text().strip()
     regions = pd.read_csv(out / "regions.csv")

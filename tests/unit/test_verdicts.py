@@ -28,6 +28,8 @@ from flowsim.analysis.verdicts import (
     Claim,
     claims_markdown,
     conclusions,
+    failed_note,
+    failed_rows,
     verdict_matrix,
 )
 from flowsim.dynamics.record import StopRule
@@ -130,6 +132,17 @@ def test_claims_declare_where_they_apply():
         Claim(**text, models=("ratio",), reads=("dominance",))
     with pytest.raises(TypeError, match="positional"):  # keyword-only: five strings in a row are easy to swap
         Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",))
+    for bad in ({"columns": ("p1_0", "")}, {"thresholds": (1,)}, {"columns": ["p1_0"]}, {"across": ("beta", "")}):
+        with pytest.raises(ValueError, match=f"claim X: {next(iter(bad))} must be a tuple of names"):
+            Claim(**text, models=("ratio",), **bad)
+
+
+def test_the_failed_note_counts_the_first_claims_groups():
+    claims = pd.DataFrame({"claim": ["C1", "C1", "C1", "C2"], "subset": ["all", "feasible", "all", "all"],
+                           "n_failed": [2, 1, 1, 9], "n_rows": [100, 50, 100, 200]})  # fmt: skip
+    assert failed_rows(claims) == (3, 200)  # C1's two groups over all the rows
+    assert failed_note(claims).startswith("**3 of 200 flows failed** (1.5%).")
+    assert failed_note(claims.assign(n_failed=0)) == "" and failed_rows(claims.drop(columns="n_rows")) == (0, 0)
 
 
 # -- the sensitivity family ----------------------------------------------------------------------
@@ -242,6 +255,8 @@ def test_verdict_matrix_counts_mixed_combinations_and_splits():
     t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NOT}).assign(loss="ipo")])
     m = verdict_matrix({"losses": t})
     assert m.loc["A", "losses"] == "supported (1/2); not supported (1/2), robust"
+    t2 = pd.concat([t.iloc[:1], t.iloc[1:].assign(robustness="fragile (flips under cuts 0.2: supported)")])
+    assert verdict_matrix({"losses": t2}).loc["A", "losses"].endswith(", fragile")  # one fragile row marks the cell
     m = verdict_matrix({"losses": t}, split={"losses": "loss"})
     assert list(m.columns) == ["statement", "losses: dpo", "losses: ipo"]
     assert m.loc["A", "losses: ipo"] == "not supported, robust"
