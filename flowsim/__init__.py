@@ -30,6 +30,7 @@ _EXPORTS = {
     "LOSSES": "flowsim.model.losses",
     "Loss": "flowsim.model.losses",
     "make_loss": "flowsim.model.losses",
+    "MODELS": "flowsim.model.parameterisations",
     "PARAMETERISATIONS": "flowsim.model.parameterisations",
     "make_parameterisation": "flowsim.model.parameterisations",
     "Objective": "flowsim.model.objective",

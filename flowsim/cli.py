@@ -3,9 +3,10 @@
     flowsim run EXPERIMENT.toml [--out DIR] [--n-jobs N] [--resume] [--quiet] [--backend B] [--scheduler ADDR]
                                 [--scheduler-timeout S]
     flowsim analyze RESULTS [--quiet]
-    flowsim plot RESULTS [--format png|svg|pdf] [--quiet]
+    flowsim plot RESULTS [--format png|svg|pdf] [--all] [--quiet]
     flowsim field [--beta B] [--ref-w R] [--ref-l R] [--out FILE] [--linear]
-    flowsim reproduce [--experiments DIR] [--results DIR] [--n-jobs N] [--quiet]
+    flowsim reproduce [--experiments DIR] [--results DIR] [--out DIR | --update [--allow-dirty]] [--n-jobs N]
+                      [--quiet]
     flowsim bench [--quick] [...]
     flowsim explore [RUN_DIR] [--port P]
     flowsim trace RUN [--out DIR] [--beta B]
@@ -114,7 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from flowsim.app.plot import plot
 
-    paths = plot(args.results, args.format, progress=not args.quiet)
+    paths = plot(args.results, args.format, progress=not args.quiet, every=args.all)
     print(f"wrote {len(paths)} figures to {paths[0].parent if paths else args.results}")
     return 0
 
@@ -131,7 +132,8 @@ def cmd_field(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from flowsim.app.reproduce import reproduce
 
-    reproduce(Path(args.experiments), Path(args.results), n_jobs=args.n_jobs, progress=not args.quiet,
+    out = Path(args.results) if args.update else Path(args.out) if args.out else None
+    reproduce(Path(args.experiments), Path(args.results), out=out, n_jobs=args.n_jobs, progress=not args.quiet,
               allow_dirty=args.allow_dirty)  # fmt: skip
     return 0
 
@@ -175,16 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
     pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
     pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
+    pl.add_argument("--all", action="store_true",
+                    help="also a file per parameter combination (heatmaps, basins, paths); by default those only for "
+                    "a single combination, and for several the facets, paths_all and the loss comparison")  # fmt: skip
     pl.add_argument("--quiet", action="store_true", help="no progress on stderr")
     pl.set_defaults(func=cmd_plot)
     _add_field(sub)
-    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment; write results/README.md")
+    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment into a scratch folder and "
+                       "compare with results/ (--update: replace results/)")  # fmt: skip
     r.add_argument("--experiments", default="experiments", help="folder of experiment files (default experiments)")
-    r.add_argument("--results", default="results", help="results folder (default results)")
+    r.add_argument("--results", default="results",
+                   help="the committed results to compare with (default results)")  # fmt: skip
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--out", help="where to write (default runs/reproduce; the one before is kept in its .previous)")
+    where.add_argument("--update", action="store_true",
+                       help="write into --results, replacing the committed results (needs a clean tree)")  # fmt: skip
     r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--allow-dirty", action="store_true",
-                   help="publish even with uncommitted changes (the results then name a '-dirty' commit)")  # fmt: skip
+                   help="with --update: publish from a tree with changes (results name a '-dirty' commit)")  # fmt: skip
     r.set_defaults(func=cmd_reproduce)
     e = sub.add_parser("explore", help="a run folder's phase plane in the browser: click a start, see its path")
     e.add_argument("results", nargs="?", default="results/paper",
@@ -238,7 +249,7 @@ def _add_field(sub: argparse._SubParsersAction) -> None:
 
 _INTERRUPTED = {
     "run": "finished chunks are kept: add --resume to the same command to continue",
-    "reproduce": "nothing was published; results/ is as it was",
+    "reproduce": "nothing was published; the output folder is as it was",
 }
 
 

@@ -183,3 +183,53 @@ def _recorded_field(flows: pd.DataFrame) -> tuple[str, str, str] | None:
     models = set(map(str, pd.unique(flows["model"]))) if "model" in flows.columns else {"ratio"}
     found = [MODELS[m].field_columns for m in sorted(models) if m in MODELS and MODELS[m].field_columns]
     return found[0] if found and all(c in flows.columns for c in found[0][:2]) else None
+
+
+# -- the losses compared -------------------------------------------------------------------------
+
+
+def loss_comparison(flows: pd.DataFrame, experiment=None) -> pd.DataFrame | None:
+    """Per model and loss: the share of flows displaced, the share with t_l < t_w, final p_w by region.
+
+    Over the rows that did not fail (``n``): ``share_displaced`` (p_w fell below p_w0 at some
+    time), ``share_l_before_w`` (p_l reached its target before p_w reached its own, NaN counting
+    as never) and ``p_w_final_<region>``, the median final p_w of the starts in each region
+    (NaN where the region has none).  With the ``experiment``, ``displacement_impossible``:
+    whether the model declares displacement impossible by construction for the loss at every
+    start (:meth:`~flowsim.model.parameterisations.base.Parameterisation.impossible`), so that
+    a share of 0 reads as what it is.  None for a table of one loss (nothing to compare).
+    """
+    check_flows(flows)
+    if "loss" not in flows.columns or flows["loss"].nunique() < 2:
+        return None
+    ok = flows[flows["status"] != "failed"]
+    model = ok["model"].astype(str) if "model" in ok.columns else pd.Series("ratio", index=ok.index)
+    work = pd.DataFrame({
+        "model": model, "loss": ok["loss"].astype(str), "region": ok["region"].astype(str),
+        "displaced": as_bool(ok["displaced"]) if "displaced" in ok else np.nan,
+        "l_before_w": (ok["t_l"].fillna(np.inf) < ok["t_w"].fillna(np.inf)).to_numpy(),
+        "p1_final": ok["p1_final"].to_numpy(float),
+    })  # fmt: skip
+    g = work.groupby(["model", "loss"], sort=True)
+    out = g.agg(n=("loss", "size"), share_displaced=("displaced", "mean"), share_l_before_w=("l_before_w", "mean"))
+    by_region = work.pivot_table(index=["model", "loss"], columns="region", values="p1_final", aggfunc="median")
+    for r in REGIONS:
+        out[f"p_w_final_{r}"] = by_region[r] if r in by_region.columns else np.nan
+    out = out.reset_index()
+    if experiment is not None:
+        out["displacement_impossible"] = [_impossible(ok[(model == m) & (ok["loss"].astype(str) == k)], experiment)
+                                          for m, k in zip(out["model"], out["loss"], strict=True)]  # fmt: skip
+    return out
+
+
+def _impossible(rows: pd.DataFrame, experiment) -> bool:
+    """Whether every combination of ``rows`` has displacement declared impossible by its model."""
+    kind = str(rows["model"].iloc[0]) if "model" in rows and len(rows) else "ratio"
+    if not len(rows) or not MODELS[kind].policy_of_starts:  # a network: no starts of its own to judge
+        return False
+    for _, g in rows.groupby(parameter_columns(rows), sort=False, dropna=False):
+        loss, par = experiment.split(experiment.combo_of(g.iloc[0].to_dict()))
+        p0 = g[["p1_0", "p2_0"]].to_numpy(float)
+        if par.impossible("displaced", loss, p0, g[["ref_w", "ref_l"]].to_numpy(float)) is None:
+            return False
+    return True

@@ -253,6 +253,7 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
             row.append(", ".join(v))
         summary.append(row)
     out += [*_table(["claim", "statement", *subsets], summary), ""]
+    out += _by_combination(claims, params, ids)
     for cid in ids:
         c = claims[claims["claim"] == cid]
         first = c.iloc[0]
@@ -264,6 +265,44 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
                  r["details"]] for (_, r), m in zip(c.iterrows(), marks, strict=True)]  # fmt: skip
         out += [*_table([*params, "subset", "value", "verdict", *extra, "details"], rows), ""]
     return "\n".join(out)
+
+
+#: One letter per verdict, for the table by combination.
+_LETTER = {SUPPORTED: "S", PARTLY: "P", NOT: "N", NA: "–"}
+
+
+def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> list[str]:
+    """Each claim's verdict per parameter combination (rows; all starts), named by what varies.
+
+    The summary above pools the combinations; this says which combination (which loss, which
+    beta, ...) each verdict comes from.  Nothing when there is one combination.
+    """
+    every = claims[claims["subset"] == "all"]
+    named = [p for p in params if every[p].nunique() > 1]  # a column set for some losses only names none
+    if "loss" in named:  # a loss's own field (one value per loss) adds nothing to the loss's name
+        named = [p for p in named if p == "loss" or every.groupby("loss")[p].nunique().max() > 1]
+    if not named:
+        return []
+    cols = {cid: every[every["claim"] == cid] for cid in ids}
+    rows = []
+    for key in cols[ids[0]][named].drop_duplicates().itertuples(index=False, name=None):  # in order of appearance
+        row: list[object] = list(key)
+        for cid in ids:
+            mine = cols[cid]
+            for p, v in zip(named, key, strict=True):
+                mine = mine[(mine[p] == v) | (mine[p].isna() & pd.isna(v))]
+            row.append(_letters(mine))
+        rows.append(row)
+    return ["Verdicts per combination (all starts): S supported, P partly, N not supported, – not applicable "
+            "(the details below say why: a claim about another model, or an outcome impossible by construction); "
+            "* fragile under the sensitivity family; several letters: several rows (e.g. reference modes).", "",
+            *_table([*named, *ids], rows), ""]  # fmt: skip
+
+
+def _letters(rows: pd.DataFrame) -> str:
+    fragile = rows["robustness"].astype(str).str.startswith("fragile") if "robustness" in rows else [False] * len(rows)
+    marks = ["*" if f else "" for f in fragile]
+    return " ".join(_LETTER.get(v, "?") + m for v, m in zip(rows["verdict"], marks, strict=True)) or "–"
 
 
 # -- across settings ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
-from flowsim.analysis.tables import region_table
+from flowsim.analysis.tables import loss_comparison, region_table
 from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
 from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
@@ -33,7 +33,8 @@ def results_folder(path: str | Path) -> Path:
 
 
 def analyze(path: str | Path, progress: bool = False) -> list[Path]:
-    """Write regions.csv, claims.csv and claims.md beside flows.csv; return the paths.
+    """Write regions.csv, claims.csv and claims.md (and loss_comparison.csv for several losses)
+    beside flows.csv; return the paths.
 
     With ``progress``, each step prints its name and time on stderr.
     """
@@ -58,4 +59,8 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)
     written[2].write_text(claims_markdown(claims, title=f"Claims of the paper, measured on `{folder.name}`"))
+    losses = loss_comparison(flows, exp)
+    if losses is not None:  # several losses: one table that compares them
+        written.append(folder / "loss_comparison.csv")
+        losses.to_csv(written[-1], index=False)
     return written

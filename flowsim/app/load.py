@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pandas as pd
 from flowsim.app.analyze import results_folder
 from flowsim.app.run import recorded
 from flowsim.experiment.config import Experiment
-from flowsim.experiment.store import DamagedResults, read_flows
+from flowsim.experiment.store import DamagedResults, read_flows, read_meta
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ class RunResults:
         ``flows.csv``, one row per flow (the README's "flows.csv, column by column").
     meta : dict
         ``meta.json`` as written by ``flowsim run`` (the experiment after defaults, versions,
-        commit, times, counts by status); empty for a hand-made flows.csv without one.
+        commit, counts by status) with ``run.json``'s times, workers, host and load where the
+        folder has it; empty for a hand-made flows.csv without one.
     experiment : Experiment or None
         The validated experiment the folder was made with (None without meta.json).
     claims : pandas.DataFrame or None
@@ -92,6 +92,6 @@ def load(run_dir: str | Path) -> RunResults:
     """
     folder = results_folder(run_dir)
     exp = recorded(folder)
-    meta = json.loads((folder / "meta.json").read_text()) if exp is not None else {}
+    meta = read_meta(folder) if exp is not None else {}  # meta.json with run.json's times, host and load
     return RunResults(folder=folder, flows=read_flows(folder / "flows.csv"), meta=meta, experiment=exp,
                       claims=_table(folder / "claims.csv"), regions=_table(folder / "regions.csv"))  # fmt: skip

@@ -56,15 +56,23 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
             continue
         reference = str(row["reference"])
         loss, model = _model_of(exp, row)
-        starts = [(p, r) for p, r in zip(start_points(*cuts), REGIONS, strict=True)
-                  if not (model.normalised and p.sum() >= 1)]  # fmt: skip
+        # a normalised model keeps mass for the other responses: a centre on or past p1 + p2 = 1 (to rounding)
+        # has no path; one on the line (not in the hatched triangle) is drawn as such, with the reason
+        off = [model.normalised and p.sum() >= 1 - 1e-9 for p in start_points(*cuts)]
+        starts = [(p, r) for p, r, o in zip(start_points(*cuts), REGIONS, off, strict=True) if not o]
+        none = [PathData(p, None, p, float("nan"), "no path", r, NO_START) for p, r, o in
+                zip(start_points(*cuts), REGIONS, off, strict=True) if o and p.sum() <= 1 + 1e-9]  # fmt: skip
         p0 = np.array([p for p, _ in starts])
         ref = p0 if reference == "initial" else np.ones_like(p0) if reference == "none" else \
             np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)  # fmt: skip
         ref = np.asarray(ref, dtype=float)
         task = exp.task(exp.combo_of(row), path=POINTS) if exp else Task(loss, model, stop=stop, path=POINTS)
-        out[key] = path_data(task, p0, ref, [r for _, r in starts])
+        out[key] = path_data(task, p0, ref, [r for _, r in starts]) + none
     return out
+
+
+#: Why a region centre has no path on a normalised model.
+NO_START = "region centre on p1 + p2 = 1; a normalised model needs p1 + p2 < 1"
 
 
 def path_data(task: Task, p0: np.ndarray, ref: np.ndarray, regions: list[str]) -> list[PathData]:
@@ -80,8 +88,9 @@ def path_data(task: Task, p0: np.ndarray, ref: np.ndarray, regions: list[str]) -
     return out
 
 
-def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Path]:
-    """Write the heatmaps, facets and path figures into <folder>/figures.
+def plot(path: str | Path, fmt: str = "png", progress: bool = False, every: bool = False) -> list[Path]:
+    """Write the figures into <folder>/figures: the default set, and with ``every`` the files per
+    combination too (:func:`~flowsim.plotting.plot_results`).
 
     With ``progress``, the steps and a count of the figures written go to stderr.
     """
@@ -98,4 +107,5 @@ def plot(path: str | Path, fmt: str = "png", progress: bool = False) -> list[Pat
             paths = region_paths(flows, exp, stop, cuts)
     with figure_bar(f"plot {folder.name}", progress) as bar:
         return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
-                            paths=paths, progress=lambda _: bar.update())  # fmt: skip
+                            paths=paths, progress=lambda _: bar.update(), every=every,
+                            experiment=exp)  # fmt: skip

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from flowsim._validation import ParamError
+from flowsim.analysis.setup_checks import setup_warnings
 from flowsim.analysis.studies.thresholds import ClaimThresholds
-from flowsim.experiment.config import ConfigError, Experiment, load_experiment, parse_experiment
+from flowsim.experiment.config import FLOW, ConfigError, Experiment, load_experiment, parse_experiment
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.store import DamagedResults, read_flows
 
@@ -56,7 +58,20 @@ def run(path: str | Path, out: str | Path | None = None, **kwargs) -> tuple[Expe
     """
     exp = load(path)
     folder = Path(out) if out else Path("runs") / exp.name  # results/ is what `flowsim reproduce` publishes
-    return exp, folder, run_sweep(exp, folder, **kwargs)
+    meta = run_sweep(exp, folder, **kwargs)
+    warn_setup(exp, folder)
+    return exp, folder, meta
+
+
+def warn_setup(exp: Experiment, folder: Path) -> list[str]:
+    """Print (stderr) and return a warning per setting that cannot show an effect
+    (:mod:`flowsim.analysis.setup_checks`): checked for runs with an SFT stage or discrete steps."""
+    if exp.model_class.policy_of_starts and all(kind == FLOW for kind, _ in exp.dynamics):
+        return []  # neither an SFT stage (a network's) nor discrete steps
+    lines = [f"{exp.name}, {line}" for line in setup_warnings(read_flows(folder / "flows.csv"), exp.stop.p2_floor)]
+    for line in lines:
+        print(f"flowsim: warning: {line}", file=sys.stderr)
+    return lines
 
 
 def failures(folder: str | Path, meta: dict) -> list[str]:

@@ -229,7 +229,7 @@ class PathTrack:
         self.t_l = np.where(p0[..., 1] <= stop.p2_target, 0.0, math.nan)
         self.t_sliding = np.zeros(self.p_w0.shape)
 
-    def visit(self, t, p: np.ndarray, rows=slice(None)) -> None:
+    def visit(self, t, p: np.ndarray, rows=...) -> None:
         """Take points at times t (scalar or per row) with probabilities p (m, K) of ``rows`` into account."""
         p = np.asarray(p)
         lower = p[..., 0] < self.p_w_min[rows]
@@ -238,7 +238,7 @@ class PathTrack:
             self.t_p_w_min[rows] = np.where(lower, t, self.t_p_w_min[rows])
         self.max_mass[rows] = np.maximum(self.max_mass[rows], p[..., 0] + p[..., 1])
 
-    def cross(self, t, p: np.ndarray, rows=slice(None)) -> None:
+    def cross(self, t, p: np.ndarray, rows=...) -> None:
         """Record the first crossings met at points (time t, probabilities p (m, K)) of ``rows``."""
         p = np.asarray(p)
         for hit, t_x in ((p[..., 0] >= self.p1_target, self.t_w), (p[..., 1] <= self.p2_target, self.t_l)):
@@ -258,7 +258,7 @@ class PathTrack:
         return out
 
 
-def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=slice(None), *,
+def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=..., *,
                 rest: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """The path's columns of rows that stopped at time t_stop with probabilities p (m, K), log-ratios h (m, 2).
 

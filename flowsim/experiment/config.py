@@ -26,7 +26,7 @@ from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.grids import GRID_KINDS, Axis, Grid, product
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
-from flowsim.experiment.table import ConfigError, Table
+from flowsim.experiment.table import ConfigError, Problems, Table, a_or_an
 from flowsim.model.losses import LOSSES, Loss
 from flowsim.model.parameterisations import MODELS, Model
 
@@ -220,30 +220,37 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Experiment:
-    """Validate a parsed experiment document (the TOML as a dict)."""
+    """Validate a parsed experiment document (the TOML as a dict).
+
+    Every table is checked even after one fails, so a file's problems are reported
+    together (:class:`~flowsim.experiment.table.Problems`, up to a handful); a check that
+    needs a table that failed is skipped.
+    """
     t = Table(doc, source, "")
-    t.allow({"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
-    name = t.get("name", str, required=True)
-    if not name or "/" in name or name.startswith("."):
-        t.fail("name", name, "must be a non-empty folder name without '/'")
-    loss_t, model_t = t.table("loss"), t.table("model")
-    losses, given = _parse_losses(loss_t)
-    reference, ref_params = _parse_reference(loss_t, model_t)
-    model_kind, model_params = _parse_model(model_t)
-    dynamics = _parse_dynamics(t.table("dynamics"))
-    stop = _parse_stop(t.table("stop"))
-    solver_t = t.table("solver")
-    solver, engine = _parse_solver(solver_t)
-    cuts = _parse_regions(t.table("regions"))
-    claims = t.table("claims").doc
-    model_class = MODELS[model_kind]
-    no_grid = model_class.grid_optional and "grid" not in doc
-    grid = ONE_POINT if no_grid else _parse_grid(t.table("grid"))
-    try:  # the model's own rules of a sweep over it
-        model_class.check_sweep(model_params, tuple(k for k, _ in dynamics), None if no_grid else len(grid))
-    except ParamError as exc:
-        t.fail(exc.key, exc.value, exc.rule)
-    _check_certain_starts(t.table("grid"), losses, model_kind, grid)
+    found = Problems()
+    found.check(t.allow, {"name", "loss", "model", "dynamics", "grid", "stop", "solver", "regions", "claims"})
+    name = found.check(_parse_name, t)
+    loss_t, model_t = found.check(t.table, "loss"), found.check(t.table, "model")
+    losses, given = found.check(_parse_losses, loss_t) or (None, None) if loss_t else (None, None)
+    reference, ref_params = (found.check(_parse_reference, loss_t, model_t) or (None, None)
+                             if loss_t and model_t else (None, None))  # fmt: skip
+    model_kind, model_params = found.check(_parse_model, model_t) or (None, None) if model_t else (None, None)
+    dynamics = found.check(lambda: _parse_dynamics(t.table("dynamics")))
+    stop = found.check(lambda: _parse_stop(t.table("stop")))
+    solver_t = found.check(t.table, "solver")
+    solver, engine = (found.check(_parse_solver, solver_t) if solver_t else None) or (None, None)
+    cuts = found.check(lambda: _parse_regions(t.table("regions")))
+    claims = found.check(lambda: t.table("claims").doc)
+    grid = None  # whether a grid is needed depends on the model: with a model that failed, it is not checked
+    if model_kind:
+        model_class = MODELS[model_kind]
+        no_grid = model_class.grid_optional and "grid" not in doc
+        grid = ONE_POINT if no_grid else found.check(lambda: _parse_grid(t.table("grid")))
+        if grid and dynamics:
+            found.check(_check_sweep, t, model_class, model_params, dynamics, None if no_grid else len(grid))
+        if grid and losses:
+            found.check(lambda: _check_certain_starts(t.table("grid"), losses, model_kind, grid))
+    found.raise_any()
     exp = Experiment(
         name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
         model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
@@ -252,6 +259,21 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     )  # fmt: skip
     _check_engines(exp, solver_t)
     return exp
+
+
+def _parse_name(t: Table) -> str:
+    name = t.get("name", str, required=True)
+    if not name or "/" in name or name.startswith("."):
+        t.fail("name", name, "must be a non-empty folder name without '/'")
+    return name
+
+
+def _check_sweep(t: Table, model_class, params, dynamics, grid_points) -> None:
+    """The model's own rules of a sweep over it, reported under the key they name."""
+    try:
+        model_class.check_sweep(params, tuple(k for k, _ in dynamics), grid_points)
+    except ParamError as exc:
+        t.fail(exc.key, exc.value, exc.rule)
 
 
 def _check_engines(exp: Experiment, t: Table) -> None:
@@ -273,7 +295,10 @@ def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], d
         t.fail("kind", kinds, "must not repeat a loss")
     fields = {k: {f.name for f in dataclasses.fields(LOSSES[k])} for k in kinds}  # type: ignore[arg-type]
     t.allow({"kind", "reference", *REF_KEYS, *set().union(*fields.values())})
-    losses = tuple((kind, _swept_fields(t, LOSSES[kind])) for kind in kinds)
+    found = Problems()  # every loss's problems, each naming its loss when there are several
+    swept = {kind: found.check(_swept_fields, t, LOSSES[kind], kind if len(kinds) > 1 else None) for kind in kinds}
+    found.raise_any()
+    losses = tuple((kind, swept[kind]) for kind in kinds)
     if len(losses) == 1:  # one loss: every parameter is recorded, given or not
         return losses, {}
     given = {k: v for k in t.doc if k not in ("kind", "reference", *REF_KEYS)
@@ -359,31 +384,38 @@ def _values(t: Table, key: str, raw: Any, typ: type) -> list:
     values = raw if isinstance(raw, list) else [raw]
     what = {float: "number", int: "whole number", bool: "true/false", str: "string"}[typ]
     if not values:
-        t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+        t.fail(key, raw, f"must be {a_or_an(what)} or a non-empty list of them")
     for v in values:
         ok = isinstance(v, typ) and not (typ is not bool and isinstance(v, bool))
         if typ is float:
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         if not ok:
-            t.fail(key, raw, f"must be a {what} or a non-empty list of them")
+            t.fail(key, raw, f"must be {a_or_an(what)} or a non-empty list of them")
     return values
 
 
-def _swept_fields(t: Table, cls: type) -> dict[str, tuple]:
-    """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``."""
-    defaults = cls()
-    out: dict[str, tuple] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        default = getattr(defaults, f.name)
-        typ = type(default) if isinstance(default, bool | int | str) else float
-        values = _values(t, f.name, t.doc.get(f.name, default), typ)
-        for v in values:
-            try:
-                cls(**{f.name: v})
-            except ParamError as exc:
-                t.fail(exc.key, exc.value, exc.rule)
-        out[f.name] = tuple(float(v) if typ is float else v for v in values)
+def _swept_fields(t: Table, cls: type, loss: str | None = None) -> dict[str, tuple]:
+    """Every field of ``cls`` as a tuple of swept values (defaults filled), each validated by ``cls``.
+
+    Every field is checked before the problems are raised together; ``loss`` names the loss
+    in them (a sweep over several losses, whose ranges differ).
+    """
+    found = Problems()
+    out = {f.name: found.check(_swept_field, t, cls, f.name, loss) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    found.raise_any()
     return out
+
+
+def _swept_field(t: Table, cls: type, name: str, loss: str | None) -> tuple:
+    default = getattr(cls(), name)
+    typ = type(default) if isinstance(default, bool | int | str) else float
+    values = _values(t, name, t.doc.get(name, default), typ)
+    for v in values:
+        try:
+            cls(**{name: v})
+        except ParamError as exc:
+            t.fail(exc.key, exc.value, exc.rule + (f" for loss {loss!r} (each loss has its own range)" if loss else ""))
+    return tuple(float(v) if typ is float else v for v in values)
 
 
 def _parse_stop(t: Table) -> StopRule:

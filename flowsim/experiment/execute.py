@@ -19,7 +19,7 @@ from flowsim._validation import ParamError
 from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import Experiment
-from flowsim.experiment.store import RunFolder, SweepError, git_commit, versions
+from flowsim.experiment.store import RUN_FILE, RunFolder, SweepError, git_commit, versions, write_atomic
 from flowsim.experiment.sweep import chunks, kept, n_rows, run_chunk, starts
 
 
@@ -53,7 +53,13 @@ def run_sweep(
     scheduler_timeout: float = parallel.SCHEDULER_TIMEOUT,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run an experiment into folder ``out``; return the meta record (also in meta.json).
+    """Run an experiment into folder ``out``; return the meta record (meta.json and run.json together).
+
+    The record is split in two files so that a run's committed part is the same whenever
+    it is made again: ``meta.json`` holds what the results depend on (the experiment,
+    counts, checksum of flows.csv, versions, commit); ``run.json`` (:data:`RUN_FILE`) holds
+    how this particular run went (start and end times, wall time, workers, backend, chunk
+    size, host, load), which differs on every run and is not committed.
 
     Nothing is written before the experiment, the folder (free, writable, resumable as
     asked) and the backend (a dask scheduler that answers) have been checked.  The folder is
@@ -112,7 +118,7 @@ def run_sweep(
         bar.close()
         joined = folder.join(records, n_chunks)
         counts = joined["counts"]
-        meta = {
+        stable = {
             "experiment": exp.as_dict(),
             "rows": int(joined["rows"]),
             "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
@@ -120,6 +126,10 @@ def run_sweep(
             "flows_bytes": int(joined["bytes"]),
             "flows_sha256": joined["sha256"],
             "starts_left_out": left_out,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+        volatile = {
             "started": started.isoformat(timespec="seconds"),
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - t0, 3),
@@ -127,12 +137,21 @@ def run_sweep(
             "n_jobs": n_jobs,
             "backend": backend,
             "chunk_size": chunk_size,
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "host": platform.node(),
+                        "load_1min": _load()},
         }
-        folder.finish(json.dumps(meta, indent=2) + "\n")
-    return meta
+        # run.json first: meta.json, written last, marks a finished folder
+        write_atomic(folder.out / RUN_FILE, json.dumps(volatile, indent=2) + "\n")
+        folder.finish(json.dumps(stable, indent=2) + "\n")
+    return stable | volatile
+
+
+def _load() -> float | None:
+    """The 1-minute load average at the end of the sweep (None where the OS does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 class _Bar(tqdm):

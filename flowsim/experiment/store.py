@@ -10,8 +10,10 @@ Layout while a sweep runs and after it ends::
     OUT/.partial/chunk_000123.csv   one file per finished chunk, written atomically
     OUT/.partial/chunk_000123.json  its rows, bytes, sha256 and counts by status, written after it
     OUT/flows.csv                   only at the end: the chunks joined in order
-    OUT/meta.json                   only at the end: versions, times, counts by status, and the
-                                    rows, bytes and sha256 of flows.csv
+    OUT/run.json                    only at the end: how this run went (times, workers, host, load);
+                                    it differs on every run, so it is not committed with results
+    OUT/meta.json                   last: the experiment, versions, commit, counts by status, and
+                                    the rows, bytes and sha256 of flows.csv (the same on a rerun)
 
 A chunk is written to a temporary name and renamed, so a killed sweep keeps every chunk
 that finished and never leaves a half-written one under a chunk's name; its record is
@@ -45,6 +47,8 @@ from filelock import FileLock, Timeout
 
 from flowsim.errors import UserError
 
+#: The run record's volatile half (times, host, load), written beside meta.json and never committed.
+RUN_FILE = "run.json"
 #: Files of the lock beside the results; a folder holding only these is empty.
 LOCK, OWNER = ".lock", ".lock.owner"
 _LOCK_FILES = frozenset({LOCK, OWNER, OWNER + ".tmp"})
@@ -377,6 +381,14 @@ def verify_run_folder(folder: str | Path) -> None:
         else:
             what = "its sha256 differs from the one meta.json records"
         raise DamagedResults(f"{csv} does not match its meta.json: {what}; {_regenerate(folder, name)}")
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """A run folder's record: meta.json, with run.json's volatile facts added where that file is there."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    run = folder / RUN_FILE
+    return meta | json.loads(run.read_text()) if run.exists() else meta
 
 
 def _regenerate(folder: Path, name: str = "?") -> str:

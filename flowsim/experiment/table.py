@@ -8,7 +8,7 @@ under the key it names: every message is ``<file>: <dotted.key> <rule>; got <val
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowsim._validation import ParamError
@@ -16,7 +16,55 @@ from flowsim.errors import UserError
 
 
 class ConfigError(UserError):
-    """An experiment file that cannot be run as written."""
+    """An experiment file that cannot be run as written: one message, or several (one a line)."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
+
+
+#: At most this many problems of a file are reported at once (more would hide the first ones).
+MAX_PROBLEMS = 5
+
+
+class Problems:
+    """The problems of one file, collected so that one pass reports them all (up to :data:`MAX_PROBLEMS`).
+
+    ``problems.check(fn, *args)`` returns ``fn(*args)``, or None when it raised a
+    :class:`ConfigError`, whose messages are kept; :meth:`raise_any` raises them together,
+    one a line.  Each independent part of a file is checked so; a part that needs a failed
+    one is skipped (its problems would only repeat the first).
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def check(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ConfigError as exc:
+            self.messages += exc.messages
+            if len(self.messages) >= MAX_PROBLEMS:
+                self.raise_any()
+            return None
+
+    def raise_any(self) -> None:
+        """Raise the problems found so far as one ConfigError (nothing when there are none)."""
+        if not self.messages:
+            return
+        shown = self.messages[:MAX_PROBLEMS]
+        if len(self.messages) >= MAX_PROBLEMS:
+            shown.append(f"(at most {MAX_PROBLEMS} problems are reported at a time: fix these and run again)")
+        raise ConfigError(*shown)
+
+
+#: How a message names a TOML value's type.
+_TYPE_WORDS = {int: "integer", str: "string", bool: "boolean (true or false)", float: "number"}
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article: "an int", "a string"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 class Table:
@@ -35,11 +83,11 @@ class Table:
         raise ConfigError(f"{self.source}: {self.key(k)} {rule}; got {value!r}")
 
     def allow(self, keys: set[str]) -> None:
-        for k in self.doc:
-            if k not in keys:
-                raise ConfigError(
-                    f"{self.source}: unknown key {self.key(k)!r}; allowed here: {', '.join(sorted(keys))}"
-                )
+        """Refuse the keys not in ``keys``, every one of them at once."""
+        unknown = [k for k in self.doc if k not in keys]
+        if unknown:
+            ok = ", ".join(sorted(keys))
+            raise ConfigError(*(f"{self.source}: unknown key {self.key(k)!r}; allowed here: {ok}" for k in unknown))
 
     def table(self, k: str, required: bool = False) -> Table:
         if k not in self.doc and required:
@@ -56,7 +104,8 @@ class Table:
         if typ is int:
             ok = isinstance(v, int) and not isinstance(v, bool)
         if not ok or (typ is float and not math.isfinite(v)):
-            self.fail(k, v, f"must be {'a finite number' if typ is float else 'a ' + typ.__name__}")
+            what = "finite number" if typ is float else _TYPE_WORDS.get(typ, typ.__name__)
+            self.fail(k, v, f"must be {a_or_an(what)}")
         return float(v) if typ is float else v
 
     def build(self, cls: type, kwargs: dict[str, Any]) -> Any:

@@ -46,6 +46,10 @@ class Plot:
     fmt: str
     outdir: Path
     paths: dict | None = None
+    #: Whether the per-combination files are asked for (always drawn for a single combination).
+    every: bool = False
+    #: The experiment the rows were made with (None: unknown), for what a model declares of a loss.
+    experiment: object = None
 
     def file(self, stem: str) -> Path:
         """The path of a figure file named ``stem`` in the output folder."""
@@ -77,12 +81,15 @@ TRAINED: tuple[str, ...] = tuple(k for k, cls in MODELS.items() if not cls.polic
 @dataclass(frozen=True)
 class Family:
     """A kind of figure: its name, the ``kinds`` that select it, ``draw(plot) -> iterator of paths``,
-    and the ``models`` whose tables it is drawn for (None: every model)."""
+    the ``models`` whose tables it is drawn for (None: every model), and whether it writes a file
+    per combination (``per_combination``: left out of the default set when there are several)."""
 
     name: str
     kinds: tuple[str, ...]
     draw: Callable[[Plot], Iterator[Path]]
     models: tuple[str, ...] | None = None
+    #: A file per parameter combination: drawn only when asked (``Plot.every``) or for a single combination.
+    per_combination: bool = False
 
     def __post_init__(self) -> None:
         if not self.kinds or not all(isinstance(k, str) and k for k in self.kinds):

@@ -55,4 +55,4 @@ def draw(plot: Plot) -> Iterator[Path]:
         yield basin(p.rows, p.title, plot.cuts, plot.file(f"basin_{p.tag}"))
 
 
-FAMILY = Family("basins", ("basin",), draw, models=POLICY_MODELS)
+FAMILY = Family("basins", ("basin",), draw, models=POLICY_MODELS, per_combination=True)

@@ -16,6 +16,7 @@ from flowsim.plotting.base import POLICY_MODELS, Family, Plot
 from flowsim.plotting.canvas import draw_values
 from flowsim.plotting.legend import colorbar, extra_handles
 from flowsim.plotting.quantities import NAMES, Quantity, norm_of, prepare, values
+from flowsim.plotting.settings import what_ran
 from flowsim.plotting.style import decorate, hatch_patch, save
 from flowsim.plotting.titles import panel_title
 
@@ -94,7 +95,8 @@ def draw(plot: Plot) -> Iterator[Path]:
     for q in plot.quantities():
         v_all = values(plot.flows, q.name)
         panels = [(panel_title(plot.flows, plot.params, p.key, p.rows), p.rows, v_all[p.pos]) for p in plot.panels]
-        yield facet(q, panels, norm_of(q, v_all), plot.cuts, plot.file(f"facet_{q.name}"))
+        title = f"{q.title}: {what_ran(plot, model=True)}, a panel per combination (shared scale)"
+        yield facet(q, panels, norm_of(q, v_all), plot.cuts, plot.file(f"facet_{q.name}"), suptitle=title)
 
 
 FAMILY = Family("facets", NAMES, draw, models=POLICY_MODELS)

@@ -51,4 +51,4 @@ def draw(plot: Plot) -> Iterator[Path]:
             yield maps.save(p.rows, v_all[p.pos], p.title, plot.file(f"{q.name}_{p.tag}"))
 
 
-FAMILY = Family("heatmaps", NAMES, draw, models=POLICY_MODELS)
+FAMILY = Family("heatmaps", NAMES, draw, models=POLICY_MODELS, per_combination=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 
 from flowsim.plotting.base import POLICY_MODELS, Family, Plot
-from flowsim.plotting.paths import PathData
+from flowsim.plotting.paths import NO_PATH, PathData, no_path_handle
 from flowsim.plotting.style import PATH_COLOURS, decorate, hatch_patch, save, single_axes
 from flowsim.plotting.titles import fmt_value, param_text, shown, tag_of
 
@@ -30,16 +30,21 @@ def overlay_figure(title: str, settings: list[tuple[str, list[PathData]]], cuts,
     for k, (label, paths) in enumerate(settings):
         colour, style = PATH_COLOURS[k % len(PATH_COLOURS)], OVERLAY_STYLES[k % len(OVERLAY_STYLES)]
         for r in paths:
+            if r.note:
+                continue
             if r.path is not None:
                 ax.plot(r.path[:, 0], r.path[:, 1], color=colour, ls=style, lw=1.6, alpha=0.9)
             ax.plot(*r.final, "X", color=colour, ms=6, mec="k", mew=0.5)
         handles.append(Line2D([], [], color=colour, ls=style, lw=1.8, label=label))
     for r in settings[0][1]:
-        ax.plot(*r.start, "o", color="white", ms=6, mec="k", mew=0.8)
+        ax.plot(*r.start, **NO_PATH) if r.note else ax.plot(*r.start, "o", color="white", ms=6, mec="k", mew=0.8)
     handles += [
         Line2D([], [], ls="", marker="o", color="white", mec="k", label="start (region centre)"),
         hatch_patch("p1 + p2 > 1: outside the simplex"),
     ]
+    notes = [r.note for r in settings[0][1] if r.note]
+    if notes:
+        handles.append(no_path_handle(notes))
     decorate(ax, *cuts, names=False)
     ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
     ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,18 @@ class PathData:
     t_stop: float
     status: str
     region: str = ""
+    #: Why the start has no path at all (e.g. a region centre a normalised model cannot start from).
+    note: str = ""
+
+
+#: How a start without a path is drawn: hollow, grey-edged, so it does not read as a flow's start.
+NO_PATH = {"marker": "o", "ms": 7, "mfc": "none", "mec": "0.35", "mew": 1.2, "ls": ""}
+
+
+def no_path_handle(notes: list[str]) -> Line2D:
+    """The legend entry of the starts without a path, with their reason(s), wrapped to stay narrow."""
+    text = textwrap.fill(f"no path: {'; '.join(dict.fromkeys(notes))}", 42)
+    return Line2D([], [], **NO_PATH, label=text)
 
 
 def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts, path: Path) -> Path:
@@ -43,6 +56,10 @@ def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData]
         k = REGIONS.index(r.region) if r.region in REGIONS else 0
         name = r.region or "start"
         colour = PATH_COLOURS[k % len(PATH_COLOURS)]
+        if r.note:
+            ax.plot(*r.start, **NO_PATH)
+            handles.append(Line2D([], [], **NO_PATH, label=f"{name}: no path ({r.note})"))
+            continue
         if r.path is not None:
             ax.plot(r.path[:, 0], r.path[:, 1], color=colour, lw=2.0,
                     path_effects=[pe.withStroke(linewidth=3.4, foreground="w")])  # fmt: skip
@@ -70,4 +87,4 @@ def draw(plot: Plot) -> Iterator[Path]:
             yield paths_figure(kw, p.rows, p.title, plot.paths[p.key], plot.cuts, plot.file(f"paths_{p.tag}"))
 
 
-FAMILY = Family("paths", ("paths",), draw, models=POLICY_MODELS)
+FAMILY = Family("paths", ("paths",), draw, models=POLICY_MODELS, per_combination=True)

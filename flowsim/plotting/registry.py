@@ -13,9 +13,9 @@ pairs per training) and it has no Policy to integrate from a region centre: it g
 starts as points coloured by the quantity, and its recorded trajectories over training.
 
 >>> [f.name for f in FAMILIES]
-['heatmaps', 'facets', 'basins', 'paths', 'overlays', 'starts', 'trajectories']
+['heatmaps', 'facets', 'basins', 'paths', 'paths_all', 'overlays', 'losses', 'starts', 'trajectories']
 >>> [f.name for f in families_for(["network"])]
-['starts', 'trajectories']
+['losses', 'starts', 'trajectories']
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ MODULES: tuple[str, ...] = (
     ".facets",
     ".basins",
     ".paths",
+    ".paths_all",
     ".overlays",
+    ".losses",
     ".starts",
     ".trajectories",
 )

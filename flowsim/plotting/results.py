@@ -33,13 +33,17 @@ def plot_results(
     paths: dict[tuple, list[PathData]] | None = None,
     progress: Callable[[Path], object] | None = None,
     families: tuple[Family, ...] | None = None,
+    every: bool = False,
+    experiment: object = None,
 ) -> list[Path]:
     """Write the figures of a flows table into ``outdir`` (created); return the paths written.
 
-    Per parameter combination (``TAG`` like ``beta0.1_refw1_refl1``, or ``beta0.1_refSFT``
-    for ``reference = "initial"``): ``{q}_{TAG}.{fmt}`` for q in t_stop, p1_final, p2_final,
-    t_w, t_l, t_l_over_t_w, status, and ``basin_{TAG}``, ``paths_{TAG}``.  Per quantity:
-    ``facet_{q}.{fmt}``, one panel per combination on a shared colour scale.
+    With ``every`` (or a single combination), per parameter combination (``TAG`` like
+    ``beta0.1_refw1_refl1``, or ``beta0.1_refSFT`` for ``reference = "initial"``):
+    ``{q}_{TAG}.{fmt}`` for q in t_stop, p1_final, p2_final, t_w, t_l, t_l_over_t_w, status, and
+    ``basin_{TAG}``, ``paths_{TAG}``.  Always, per quantity: ``facet_{q}.{fmt}``, one panel per
+    combination on a shared colour scale; ``paths_all`` (the paths of every combination, a panel
+    each) and, with several losses, ``loss_comparison`` (:mod:`.losses`).
 
     Parameters
     ----------
@@ -65,6 +69,13 @@ def plot_results(
     families : tuple of Family, optional
         The figure families to draw, of those that apply to the table's model(s)
         (:func:`~flowsim.plotting.registry.families_for`; default: every registered one that applies).
+    every : bool, default False
+        Also the files per combination (heatmaps, basins, paths, overlays) when there are several
+        combinations.  By default a table of several combinations gets the set a person reads in
+        one sitting: a facet per quantity, the paths of every combination in one figure, and the
+        loss comparison where several losses were run.
+    experiment : Experiment, optional
+        The experiment of the rows: the loss comparison then marks what is impossible by construction.
     """
     params = check_flows(flows)
     families = families_for(models_of(flows), families)
@@ -77,10 +88,11 @@ def plot_results(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     plot = Plot(flows, params, panels_of(flows, params), frozenset(kinds), cuts, StopRule() if stop is None else stop,
-                fmt, outdir, paths)  # fmt: skip
+                fmt, outdir, paths, every, experiment)  # fmt: skip
+    one = len(plot.panels) == 1
     written: list[Path] = []
     for family in families:
-        if kinds & set(family.kinds):
+        if kinds & set(family.kinds) and (one or every or not family.per_combination):
             for f in family.draw(plot):
                 written.append(f)
                 if progress is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from flowsim.plotting.base import TRAINED, Family, Plot
 from flowsim.plotting.facets import facet
 from flowsim.plotting.quantities import NAMES, norm_of, values
-from flowsim.plotting.settings import pooled, settings
+from flowsim.plotting.settings import settings, what_ran
 
 
 def scatter(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
@@ -27,7 +27,7 @@ def scatter(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
 def draw(plot: Plot) -> Iterator[Path]:
     """For every quantity asked for, the starts of every setting, coloured by it."""
     groups = settings(plot)
-    note = pooled(plot)
+    note = f" ({what_ran(plot)}; a panel per setting)"
     for q in plot.quantities():
         v_all = values(plot.flows, q.name)
         panels = [(title, rows, v_all[pos]) for title, rows, pos in groups]

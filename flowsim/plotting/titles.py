@@ -56,8 +56,8 @@ def panel_title(flows: pd.DataFrame, params: list[str], key: tuple, rows: pd.Dat
     if "loss" in params:
         mine = flows[flows["loss"] == rows["loss"].iloc[0]]
         varying = [p == "loss" or (mine[p].notna().any() and mine[p].nunique() > 1) for p in params]
-    else:
-        varying = [flows[p].nunique(dropna=False) > 1 for p in params]
+    else:  # a column set for some combinations only (an optimiser's beta1 beside the flow) names none
+        varying = [flows[p].nunique() > 1 for p in params]
     text = param_text(params, key, ref, varying)
     return text.removeprefix(", ") or param_text(params, key, reference)
 

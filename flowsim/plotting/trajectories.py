@@ -20,7 +20,8 @@ from matplotlib.lines import Line2D
 
 from flowsim.experiment.regions import REGIONS
 from flowsim.plotting.base import TRAINED, Family, Plot
-from flowsim.plotting.settings import pooled, settings
+from flowsim.plotting.facets import _wrapped
+from flowsim.plotting.settings import settings, what_ran
 from flowsim.plotting.style import PATH_COLOURS, save
 
 
@@ -44,7 +45,7 @@ def _curve(row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return pts[:, 0] / lr, np.exp(pts[:, 1:])
 
 
-def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Path | None:
+def figure(panels: list[tuple[str, pd.DataFrame]], what: str, path: Path) -> Path | None:
     """The panels (title, rows) side by side: p_w solid, p_l dashed, a colour per region."""
     drawn = [(title, representatives(rows)) for title, rows in panels]
     if not any(reps for _, reps in drawn):
@@ -52,12 +53,14 @@ def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Pat
     n = len(drawn)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
-    side_w, side_h, gap_x, gap_y, left, top, bottom = 3.1, 2.4, 0.45, 0.8, 0.7, 0.95, 0.95
+    side_w, side_h, gap_x, gap_y, left, top, bottom = 3.1, 2.4, 0.45, 0.8, 0.7, 0.95, 1.3
+    titles, extra = _wrapped([title for title, _ in drawn], side_w, fontsize=9)  # many axes: long titles
+    top, gap_y = top + extra, gap_y + extra
     width = left + ncols * side_w + (ncols - 1) * gap_x + 0.25
     height = bottom + nrows * side_h + (nrows - 1) * gap_y + top
     fig = Figure(figsize=(width, height))
     seen: dict[str, str] = {}
-    for k, (title, reps) in enumerate(drawn):
+    for k, (title, (_, reps)) in enumerate(zip(titles, drawn, strict=True)):
         r, c = divmod(k, ncols)
         x0, y0 = left + c * (side_w + gap_x), height - top - side_h - r * (side_h + gap_y)
         ax = fig.add_axes((x0 / width, y0 / height, side_w / width, side_h / height))
@@ -78,10 +81,10 @@ def figure(panels: list[tuple[str, pd.DataFrame]], note: str, path: Path) -> Pat
     handles = [Line2D([], [], color="k", lw=1.6, label="p_w = π(y_w|x)"),
                Line2D([], [], color="k", lw=1.4, ls="--", label="p_l = π(y_l|x)")]  # fmt: skip
     handles += [Line2D([], [], color=col, lw=3, label=f"start in {reg}") for reg, col in seen.items()]
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.02), ncol=min(len(handles), 6),
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.05 / height), ncol=min(len(handles), 6),
                fontsize=8, frameon=False, handlelength=2.0, columnspacing=1.2)  # fmt: skip
-    fig.suptitle(f"p_w and p_l over DPO training, from one SFT start per region (the pair nearest the "
-                 f"region's median start){note}", fontsize=10.5, y=1 - 0.25 / height, wrap=True)  # fmt: skip
+    fig.suptitle(f"p_w and p_l over {what} training, from one SFT start per region (the pair nearest the region's "
+                 "median start); a panel per setting", fontsize=10.5, y=1 - 0.25 / height, wrap=True)  # fmt: skip
     return save(fig, path)
 
 
@@ -89,7 +92,7 @@ def draw(plot: Plot) -> Iterator[Path]:
     """One figure of every setting's trajectories (none without a recorded ``path`` column)."""
     if "path" not in plot.flows.columns:
         return
-    out = figure([(t, rows) for t, rows, _ in settings(plot)], pooled(plot), plot.file("trajectories"))
+    out = figure([(t, rows) for t, rows, _ in settings(plot)], what_ran(plot), plot.file("trajectories"))
     if out is not None:
         yield out
 

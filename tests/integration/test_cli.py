@@ -1,6 +1,7 @@
 """The command line end to end on tiny experiments: run, analyze, plot, field, reproduce."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,10 @@ def test_run_analyze_plot(tmp_path, capsys):
     steps = ("reading flows.csv ...", "region tables of 72 flows ...", "claims and their sensitivity ...")
     assert all(f"analyze out: {step}" in err for step in steps)
     claims = pd.read_csv(out / "claims.csv")
-    assert set(claims["verdict"]) <= {"supported", "partly supported", "not supported", "not applicable"}
+    assert claims.groupby("claim").size().eq(4).all()  # every claim: 2 betas x 2 subsets
+    judged = claims[claims["verdict"] != "not applicable"]
+    assert set(judged["verdict"]) == {"supported", "partly supported", "not supported"}  # the run tells them apart
+    assert claims.loc[claims["verdict"] == "not applicable", "details"].str.match(r"not applicable: \S").all()
     assert set(claims["subset"]) == {"all", "feasible"}
     assert (out / "claims.md").read_text().strip()
     regions = pd.read_csv(out / "regions.csv")
@@ -61,27 +65,41 @@ def test_field(tmp_path):
     assert main(["field", "--beta", "-1", "--out", str(out)]) == 2
 
 
-def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
-    exps = tmp_path / "experiments"
+def _tiny_experiments(folder: Path) -> Path:
+    exps = folder / "experiments"
     exps.mkdir()
     write(exps, "paper", "beta = 0.1")
     write(exps, "standard", 'reference = "initial"\nbeta = [0.1, 0.5]', method="exact")
     write(exps, "smoke", "beta = 0.1")  # skipped by reproduce
-    results = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "flowsim",
-        "reproduce",
-        "--experiments",
-        str(exps),
-        "--results",
-        str(results),
-        "--quiet",
-        "--allow-dirty",  # the developer's tree may have changes; refusing them is tested below
-    ]
-    first = subprocess.run(cmd, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    return exps
+
+
+def _reproduce(*args: str, cwd: Path | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    flags = ["--quiet"] if quiet else []
+    res = subprocess.run([sys.executable, "-m", "flowsim", "reproduce", *flags, *args], capture_output=True,
+                         text=True, cwd=cwd)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_reproduce_twice_on_a_clean_clone_leaves_it_clean(tmp_path):
+    """The README's first command, twice: exit 0, "same", and `git status` clean after each."""
+    from flowsim.app.reproduce import compare_results
+
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    _tiny_experiments(repo)
+    shutil.copy(Path(__file__).parents[2] / ".gitignore", repo / ".gitignore")  # the project's own ignore list
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    # --allow-dirty: the developer's tree may have changes; refusing them is tested below
+    first = _reproduce("--update", "--allow-dirty", cwd=repo)  # the committed results, as the lead makes them
+    results = repo / "results"
+    assert "no earlier results to compare with" in first.stdout
     report = (results / "README.md").read_text()
     assert "standard DPO (reference = SFT model)" in report and "figure1.png" in report
     # a subset of the experiments: the report names what it lacks, and reproduce said so before running
@@ -89,20 +107,39 @@ def test_reproduce_publishes_and_keeps_the_previous_results(tmp_path):
     assert "flowsim: warning: the report will mark sections missing" in first.stderr and "beta (" in first.stderr
     assert not (results / "smoke").exists() and not (results / ".staging").exists()
     assert json.loads((results / "standard" / "meta.json").read_text())["rows"] == 72
-    second = subprocess.run(cmd, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
-    assert "claims paper: 32 rows in both: same verdicts; values identical" in second.stdout
-    assert (results / ".previous" / "paper" / "flows.csv").read_bytes() == (
-        results / "paper" / "flows.csv"
-    ).read_bytes()
+    assert "wall_time_s" in json.loads((results / "standard" / "run.json").read_text())
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "results")
+    assert "results/paper/meta.json" in _git(repo, "ls-files") and "run.json" not in _git(repo, "ls-files")
+    for quiet in (True, False):
+        res = _reproduce(cwd=repo, quiet=quiet)
+        assert "compared with results: same (" in res.stdout, res.stdout
+        assert _git(repo, "status", "--porcelain") == ""
+    # the parallel analyse-and-plot parts share one progress bar (the workers' own bars interleaved)
+    assert "reproduce: analyse and plot" in res.stderr and "4/4" in res.stderr
+    assert ": figures" not in res.stderr and "analyze paper" not in res.stderr
+    assert (repo / "runs" / "reproduce" / ".previous" / "paper" / "meta.json").exists()  # one generation kept
+    again = _reproduce("--update", "--allow-dirty", cwd=repo)  # the same results again: no committed file changes
+    assert _git(repo, "status", "--porcelain") == ""
+    assert f"compared with {Path('results') / '.previous'}: same (" in again.stdout
+    kept = results / ".previous" / "paper" / "flows.csv"
+    assert kept.read_bytes() == (results / "paper" / "flows.csv").read_bytes()
+    # a difference is named, file by file
+    regions = repo / "results" / "paper" / "regions.csv"
+    regions.write_text(regions.read_text().replace("0.", "0.0", 1))
+    said = compare_results(repo / "results", repo / "runs" / "reproduce", ["paper", "standard"])
+    assert "1 of " in said and "paper/regions.csv: differs" in said
 
 
-def test_reproduce_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
+def test_reproduce_refuses_a_dirty_tree_only_for_update(tmp_path, monkeypatch, capsys):
     import flowsim.app.reproduce as rep
 
     monkeypatch.setattr(rep, "git_commit", lambda: "0123abc-dirty")
-    assert main(["reproduce", "--experiments", str(tmp_path), "--results", str(tmp_path / "r")]) == 2
+    assert main(["reproduce", "--experiments", str(tmp_path), "--results", str(tmp_path / "r"), "--update"]) == 2
     assert "uncommitted changes" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    # the default (a scratch folder) goes on: here it stops only at the missing experiment files
+    assert main(["reproduce", "--experiments", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "no experiment files" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["run"], ["plot"], ["frobnicate"]])

@@ -66,7 +66,7 @@ def test_unreachable_scheduler_fails_fast_and_creates_nothing(tmp_path, tiny, ca
     assert not out.exists()
     # the corrected retry is not blocked by anything the failed starts left
     assert main([*argv, "--n-jobs", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json", "run.json"]
 
 
 def test_figures_that_is_a_file(tmp_path, tiny, capsys):

@@ -206,6 +206,7 @@ def test_a_bad_value_shows_the_config_error_and_the_page_lives_on(page):
     error = page.evaluate(JS_TEXT, "error")
     assert "loss.beta" in error and "-1.0" in error, error  # flowsim's own validation, as for a file
     assert page.evaluate(JS_DATA, "compare_path")["p1"] == []
+    assert "<td>compare</td>" not in page.evaluate(JS_TEXT, "info")  # no stale comparison left standing
     _set(page, "beta", "abc")
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('error').text.includes('abc')")
     _set(page, "beta", "0.1")
@@ -229,7 +230,8 @@ def test_the_screenshot_then_hovering_a_cell_shows_its_row(page, tmp_path):
     tip = page.locator(".bk-Tooltip", has_text="p1_final").first
     tip.wait_for(state="visible", timeout=10_000)
     text = tip.evaluate(JS_DEEP_TEXT)
-    assert "t_stop" in text and "p1_final" in text and "region" in text, text
+    assert "t_stop" in text and "p1_final" in text and "status" in text, text
+    assert "region" not in text and "nfev" not in text, text  # a few fields; the rest on a click
     assert "0.62" in text and "0.28" in text  # the hovered start's own row
 
 

@@ -36,8 +36,10 @@ def test_features_sweep_records_displacement_and_leaves_out_infeasible_starts(tm
     assert np.all(flows["rest_final"].between(0, 1)) and flows["top_other"].between(2, 9).all()
     written = analyze(out)
     assert all(p.exists() for p in written)
-    figures = plot(out)
-    assert any(p.name.startswith("displaced_") for p in figures) and any(p.name.startswith("paths_") for p in figures)
+    figures = {p.name for p in plot(out)}  # two combinations: the default set
+    assert {"facet_displaced.png", "paths_all.png"} <= figures and not any(f.startswith("basin_") for f in figures)
+    figures = {p.name for p in plot(out, every=True)}  # and every combination's own files
+    assert any(f.startswith("displaced_") for f in figures) and any(f.startswith("paths_beta") for f in figures)
 
 
 def test_ratio_plane_records_where_paths_leave_the_simplex(tmp_path):

@@ -51,6 +51,8 @@ def test_regular_grid_every_figure(tmp_path):
 def test_facets_across_combinations(tmp_path):
     flows = make_flows(mesh(8), betas=(0.1, 0.5), refs=((1.0, 1.0), (0.2, 0.9)))
     paths = plot_results(flows, tmp_path, kinds=("status",))
+    assert [p.name for p in paths] == ["facet_status.png"]  # the default set: no file per combination
+    paths = plot_results(flows, tmp_path, kinds=("status",), every=True)
     assert len(paths) == 4 + 1
     assert (tmp_path / "facet_status.png").exists() and (tmp_path / "status_beta0.5_refw0.2_refl0.9.png").exists()
 

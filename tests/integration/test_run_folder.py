@@ -130,16 +130,22 @@ def test_resume_recomputes_damaged_chunks(tmp_path, exact, whole, monkeypatch, c
     two = partial / "chunk_000002.csv"
     lines = two.read_bytes().splitlines(keepends=True)
     two.write_bytes(b"".join(lines[:-3]))
+    three = partial / "chunk_000003.csv"  # the same size, one digit changed: only the checksum can tell
+    flipped = bytearray(three.read_bytes())
+    at = flipped.rindex(b"0.", 0, len(flipped) - 40) + 2
+    flipped[at] = ord("7") if flipped[at] != ord("7") else ord("3")
+    three.write_bytes(bytes(flipped))
     (partial / "chunk_000004.json").unlink()
     (partial / "chunk_000005.csv.tmp").write_bytes(b"beta,ref_w\n0.1,")
     assert run(exact, out, "--resume") == 0
     err = capsys.readouterr().err
     damaged = [line for line in err.splitlines() if "is damaged" in line]
     assert [Path(line.split()[2]).name for line in damaged] == ["chunk_000001.csv", "chunk_000002.csv",
-                                                                "chunk_000004.csv"]  # fmt: skip
-    assert "cut short" in damaged[0] and "cut short" in damaged[1] and "no record" in damaged[2]
+                                                                "chunk_000003.csv", "chunk_000004.csv"]  # fmt: skip
+    assert "cut short" in damaged[0] and "cut short" in damaged[1] and "no record" in damaged[3]
+    assert "its sha256 differs from the one recorded" in damaged[2]
     assert (out / "flows.csv").read_bytes() == whole
-    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json"]  # no lock, no .partial, no .tmp
+    assert sorted(p.name for p in out.iterdir()) == ["flows.csv", "meta.json", "run.json"]  # no lock, .partial, .tmp
     meta = json.loads((out / "meta.json").read_text())
     assert meta["flows_sha256"] == hashlib.sha256(whole).hexdigest() and meta["flows_bytes"] == len(whole)
     assert meta["rows"] == 288 == sum(meta["counts_by_status"].values())

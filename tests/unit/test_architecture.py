@@ -99,13 +99,29 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize(("name", "path"), list(_modules()), ids=lambda v: v if isinstance(v, str) else "")
+#: Every module but the package itself, whose lazy re-exports name modules of every layer (tested below).
+LAYERED = [(name, path) for name, path in _modules() if name != "flowsim"]
+
+
+@pytest.mark.parametrize(("name", "path"), LAYERED, ids=lambda v: v if isinstance(v, str) else "")
 def test_imports_run_one_way(name, path):
-    if name == "flowsim":
-        return  # the package's lazy re-exports name modules of every layer
     mine = _layer(name)
     upward = [m for m in _imports(path) if m != "flowsim" and _layer(m) > mine]
     assert not upward, f"{name} (layer {LAYERS[mine] if mine < len(LAYERS) else 'top'}) imports {upward}"
+
+
+def test_the_package_imports_nothing_of_its_own_and_every_re_export_resolves():
+    import importlib
+
+    import flowsim
+
+    assert _imports(PACKAGE / "__init__.py") == set()  # lazily: importlib.import_module on first use
+    assert len(LAYERED) == len(list(_modules())) - 1 > 50
+    for name in flowsim.__all__:
+        obj = getattr(flowsim, name)
+        assert obj is getattr(importlib.import_module(flowsim._EXPORTS[name]), name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        flowsim.nope  # noqa: B018
 
 
 def test_no_import_cycles_not_even_type_only():

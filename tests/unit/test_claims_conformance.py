@@ -247,13 +247,23 @@ CASES: dict[str, dict[str, Callable[[], Case]]] = {
         NOT: lambda: Case(t("paper"), NOT),  # the unnormalised ratio plane leaves the simplex
         NA: lambda: Case(t("upper").assign(max_mass=np.nan), NA, why="no feasible start with a recorded path"),
     },
-    "LD": {  # DPO's closed-form flows on the ratio plane: p_w only rises (never displaced)
-        SUPPORTED: lambda: Case(_moved(t("paper"), _some(t("paper"), 0.6), displaced=True), SUPPORTED),
-        PARTLY: lambda: Case(_moved(t("paper"), _some(t("paper"), 0.2), displaced=True), PARTLY),
-        NOT: lambda: Case(t("paper"), NOT),
-        NA: lambda: Case(t("paper").assign(t_stop=0.0), NA, why="no moving flows"),
+    "LD": {  # rows labelled with shared features, which can displace p_w; DPO on the ratio plane cannot
+        SUPPORTED: lambda: Case(_moved(_feat(), _some(_feat(), 0.6), displaced=True), SUPPORTED),
+        PARTLY: lambda: Case(_moved(_feat(), _some(_feat(), 0.2), displaced=True), PARTLY),
+        NOT: lambda: Case(_feat(), NOT),
+        NA: lambda: Case(t("paper"), NA, why="impossible by construction (dpo is a function of the margin h_w - h_l"),
     },
 }
+
+
+def _feat() -> pd.DataFrame:
+    """The paper's rows, labelled as a model whose p_w can fall (shared features: no declared limit)."""
+    return t("paper").assign(model="features")
+
+
+def test_ld_without_moving_flows_is_not_applicable():
+    case = Case(_feat().assign(t_stop=0.0), NA, why="no moving flows")
+    check_case(REGISTRY["LD"], case)
 
 
 def _judge(claim: Claim, case: Case, flows: pd.DataFrame, th: ClaimThresholds | None = None) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from flowsim.dynamics.closed_forms.dpo_logits import (
     theta_at_time,
     time_to_margin,
 )
-from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
+from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
+from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
 from flowsim.model import Objective
 from flowsim.model.losses import DPO
 from flowsim.model.parameterisations import SoftmaxLogits
@@ -234,13 +235,16 @@ def test_loss_target_and_timeout_match_solve_ivp():
 def test_seed_example_logits_versus_ratio_plane():
     # From (0.3, 0.6), beta = 0.1, ref = start, stopping at p_l = 0.06.
     p0 = np.array([0.3, 0.6])
-    ratio_pw = p0[0] * np.sqrt(2 - (0.06 / p0[1]) ** 2)  # the ratio plane conserves x1^2 + x2^2 = 2
-    assert abs(ratio_pw - 0.42) < 0.01
+    stop = StopRule(p2_floor=0.06, p2_target=0.06)
+    ratio = exact_dpo([1.0, 1.0], beta=0.1, ref_w=p0[0], ref_l=p0[1], stop=stop)  # the ratio plane's closed form
+    assert ratio["status"] == "converged"
+    ratio_pw = float(ratio["p1_final"])  # on the circle x1^2 + x2^2 = 2 of ratios to the start
+    np.testing.assert_allclose(ratio_pw, p0[0] * np.sqrt(2 - (0.06 / p0[1]) ** 2), rtol=1e-12)
     for K, zipf in [(3, 0.0), (10, 0.0), (100, 1.0)]:  # only the others' total 0.1 matters
         pol = SoftmaxLogits(K=K, zipf=zipf).bind(p0, p0)
         out = exact_dpo_logits(pol.theta0, pol.log_ref, 0.1, p2_floor=0.06)
         assert out["status"] == "converged"
-        assert abs(out["p1_final"] - 0.89) < 0.01
+        assert abs(out["p1_final"] - 0.89) < 0.01 and out["p1_final"] > 2 * ratio_pw  # logits: twice the ratio's
         # by hand: x = e^a solves 0.3 x^2 + 0.1 x - 0.6 (1 - 0.06)/0.06 = 0, p_w = 0.3 x / (0.3 x + 0.1 + 0.6/x)
         x = (-0.1 + np.sqrt(0.01 + 4 * 0.3 * 9.4)) / 0.6
         np.testing.assert_allclose(out["p1_final"], 0.3 * x / (0.3 * x + 0.1 + 0.6 / x), rtol=1e-13)
@@ -280,6 +284,22 @@ def test_bad_arguments_are_named(kwargs, match):
         exact_dpo_logits(np.log([0.3, 0.6, 0.1]), np.zeros(2), **kwargs)
     with pytest.raises(ValueError, match="t must be >= 0"):
         margin_at_time(-1.0, 0.0, 0.1)
+    with pytest.raises(ValueError, match=r"t must be >= 0; got .*-1\.0"):  # one negative time among good ones
+        margin_at_time([0.5, -1.0, 2.0], 0.0, 0.1)
+    with pytest.raises(ValueError, match=r"t must be >= 0; got .*-1\.0"):
+        theta_at_time(np.log([[0.3, 0.6, 0.1]] * 2), np.zeros(2), 0.1, [0.5, -1.0])
+
+
+@pytest.mark.parametrize(("theta0", "log_ref", "match"), [
+    (np.log([0.3, 0.6, 0.1]), np.zeros(3), r"log_ref must have shape \(\.\.\., 2\); got shape \(3,\)"),
+    (np.log([0.3, 0.6, 0.1]), 0.0, r"log_ref must have shape \(\.\.\., 2\); got shape \(\)"),
+    (np.log([0.3, 0.6, 0.1]), [0.0, np.nan], "log_ref must be finite"),
+    (np.array([0.0]), np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2"),
+    (np.array([0.0, np.inf, 0.0]), np.zeros(2), "theta0 must be finite"),
+])  # fmt: skip
+def test_bad_shapes_are_named(theta0, log_ref, match):
+    with pytest.raises(ValueError, match=match):
+        exact_dpo_logits(theta0, log_ref, 0.1)
 
 
 def test_registry_entry_point_gives_the_record_fields():

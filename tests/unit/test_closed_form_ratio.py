@@ -127,6 +127,8 @@ def test_registered_for_the_exact_pair():
         ({"x0": [0.5, 0.5], "beta": -1.0}, "beta"),
         ({"x0": [0.5, 0.5], "ref_w": 0.0}, "ref_w"),
         ({"x0": [1.5, 0.5]}, r"x0 must lie in the domain.*1\.5"),
+        ({"x0": [0.0, 0.5]}, r"x0 must lie in the domain 0 < x1"),
+        ({"x0": [0.5, 0.0]}, r"x0 must lie in the domain 0 < x1"),
         ({"x0": [np.nan, 0.5]}, "x0 must be finite"),
         ({"x0": [0.5, 0.5, 0.5]}, r"shape \(\.\.\., 2\)"),
     ],
@@ -135,3 +137,28 @@ def test_bad_input(kwargs, match):
     x0 = kwargs.pop("x0")
     with pytest.raises(ValueError, match=match):
         exact_dpo(x0, **kwargs)
+
+
+def test_the_registered_flows_path_fields_are_the_integrators():
+    # p_w_min (the start: x1 only grows), max_mass (the arc's peak of p_w + p_l, if passed), margin_final,
+    # on a (2, 3) grid of starts with per-start references, each against the driver's record of the same flow
+    from flowsim.dynamics.driver import integrate
+
+    p0 = np.array([[[0.1, 0.9], [0.5, 0.5], [0.3, 0.05]], [[0.05, 0.2], [0.6, 0.7], [0.2, 0.6]]])
+    ref = np.array([[[0.5, 0.5], [0.2, 0.9], [0.9, 0.3]], [[0.3, 0.3], [0.8, 0.8], [0.4, 0.7]]])
+    pol = RatioPlane().bind(p0, ref)
+    out = closed_form("dpo", "ratio").flows(DPO(beta=0.3), pol, StopRule())
+    assert out["p_w_min"].shape == out["max_mass"].shape == (2, 3)
+    for i, j in np.ndindex(2, 3):
+        r = integrate(DPO(beta=0.3), policy=RatioPlane().bind(p0[i, j], ref[i, j]))
+        assert out["status"][i, j] == r.status
+        for k in ("p_w_min", "max_mass", "margin_final", "p1_final", "p2_final"):
+            np.testing.assert_allclose(out[k][i, j], getattr(r, k), rtol=1e-8, err_msg=f"{k} at {p0[i, j]}")
+        assert out["displaced"][i, j] == r.displaced
+    np.testing.assert_array_equal(out["p_w_min"], p0[..., 0])
+
+
+def test_one_bad_per_row_parameter_is_refused():
+    for name in ("beta", "ref_w", "ref_l"):
+        with pytest.raises(ValueError, match=name):
+            exact_dpo([[0.5, 0.5], [0.5, 0.5]], **{name: [0.5, -1.0]})

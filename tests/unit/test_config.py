@@ -71,7 +71,7 @@ def test_sobol_and_random_grids():
         (with_("loss.reference", "sft"), r"loss\.reference must be one of.*'sft'"),
         (with_("grid.p1", {"start": 0.0, "stop": 1.0, "num": 3}), r"grid\.p1\.start must be a probability.*0\.0"),
         (with_("grid.p1", {"start": 0.5, "stop": 0.2, "num": 3}), r"grid\.p1\.stop must be greater"),
-        (with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}), r"grid\.p1\.num must be a int.*2\.5"),
+        (with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}), r"grid\.p1\.num must be an integer.*2\.5"),
         (with_("grid.p1", {"start": 0.1, "stop": 1.0}), r"missing required key 'grid\.p1\.num'"),
         ({"name": "t", "grid": {"kind": "hex"}}, r"grid\.kind must be one of.*'hex'"),
         ({"name": "t", "grid": {"kind": "sobol"}}, r"missing required key 'grid\.n'"),
@@ -206,3 +206,48 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     # a named engine computes the combinations of the dynamics it runs; the optimisers keep theirs
     got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]}, solver={"engine": "driver"})
     assert got == ["driver", "discrete"]
+
+
+def test_every_problem_of_a_file_in_one_pass():
+    """Problems in different tables, and several in one table, are reported together, one a line."""
+    doc = {"name": "t", "colour": 1, "loss": {"beta": -1.0, "f_divergence": "bogus"},
+           "grid": {"p1": {"start": 0.1, "stop": 1.0, "num": 0}, "p2": {"start": 0.1, "stop": 1.0, "num": 2}},
+           "stop": {"t_max": "long"}}  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(doc, "x.toml")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 6 and all(line.startswith("x.toml: ") for line in lines[:5])
+    for want in ("unknown key 'colour'", "loss.beta must be", "loss.f_divergence must be", "stop.t_max must be",
+                 "grid.p1.num must be a whole number >= 1"):  # fmt: skip
+        assert sum(want in line for line in lines) == 1, (want, lines)
+    assert "at most 5 problems" in lines[-1]  # the limit, said
+    doc["stop"] = {}
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(doc, "x.toml")
+    assert len(err.value.messages) == 4 and "at most" not in str(err.value)
+
+
+def test_one_problem_is_one_line_as_before():
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(with_("loss.beta", -1.0), "x.toml")
+    assert err.value.messages == [str(err.value)] and str(err.value).startswith("x.toml: loss.beta must be")
+
+
+def test_a_range_error_in_a_multi_loss_sweep_names_the_loss():
+    """beta = 5 is in DPO's range and outside NCA's [1e-6, 2]: the message says which loss refuses it."""
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(with_("loss", {"kind": ["dpo", "nca_pair"], "beta": 5.0}), "x.toml")
+    assert err.value.messages == [err.value.messages[0]]  # DPO takes it: one problem
+    assert "loss.beta must be a number in [1e-06, 2]" in str(err.value) and "for loss 'nca_pair'" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # one loss: nothing to name
+        parse_experiment(with_("loss", {"kind": "nca_pair", "beta": 5.0}), "x.toml")
+    assert "for loss" not in str(err.value)
+
+
+def test_type_errors_read_as_english():
+    with pytest.raises(ConfigError, match=r"grid\.p1\.num must be an integer; got 2\.5"):
+        parse_experiment(with_("grid.p1", {"start": 0.1, "stop": 1.0, "num": 2.5}))
+    with pytest.raises(ConfigError, match=r"loss\.kind must be a string or a non-empty list of them"):
+        parse_experiment(with_("loss.kind", 3))
+    with pytest.raises(ConfigError, match=r"solver\.method must be a string; got 1"):
+        parse_experiment(with_("solver.method", 1))

@@ -14,8 +14,10 @@ import dataclasses
 import html
 import importlib.util
 import io
+import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,14 +26,21 @@ import flowsim
 from flowsim.analysis.claims import REGISTRY
 from flowsim.analysis.studies.dpo_field import evaluate_claims
 from flowsim.analysis.studies.thresholds import ClaimThresholds
-from flowsim.analysis.tables import COLUMNS_AFTER_COUNT
+from flowsim.analysis.tables import COLUMNS_AFTER_COUNT, loss_comparison
 from flowsim.analysis.testing import make_flows
+from flowsim.app.bench import main as bench
+from flowsim.app.run import recorded
+from flowsim.app.trace import EXTRA
+from flowsim.app.trace.output import OUTPUTS
 from flowsim.cli import build_parser
+from flowsim.dynamics.engines import ENGINES
 from flowsim.dynamics.optimisers import OPTIMISERS
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.config import parse_experiment
-from flowsim.experiment.schema import columns
-from flowsim.model import parameterisations
+from flowsim.experiment.schema import LEADING, PROVENANCE, columns
+from flowsim.experiment.store import RUN_FILE, read_flows
+from flowsim.integrations.folder import COLUMNS as TRACE_COLUMNS
+from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.registry import FAMILIES
 
 GEN = Path(__file__).resolve().parents[2] / "docs" / "_gen.py"
@@ -62,19 +71,13 @@ def pages(gen, run_dir):
             "registries": gen.registries_page(), "api": gen.api_page()}  # fmt: skip
 
 
-def _models() -> dict[str, type]:
-    """Every model kind: the one registry where there is one (MODELS), else the policies and the trained models."""
-    unified = getattr(parameterisations, "MODELS", None)
-    return unified or {**parameterisations.PARAMETERISATIONS, **getattr(parameterisations, "TRAINED_MODELS", {})}
-
-
 def _missing(page: str, names) -> list[str]:
     return [n for n in names if f"`{n}`" not in page]
 
 
 def test_every_experiment_key_is_in_the_reference(pages):
     keys = [f"loss.{f.name}" for cls in flowsim.LOSSES.values() for f in dataclasses.fields(cls)]
-    keys += [f"model.{f.name}" for cls in _models().values() for f in dataclasses.fields(cls)]
+    keys += [f"model.{f.name}" for cls in MODELS.values() for f in dataclasses.fields(cls)]
     keys += [f"dynamics.{k}.{f.name}" for k, cls in OPTIMISERS.items() for f in dataclasses.fields(cls)]
     keys += [f"stop.{f.name}" for f in dataclasses.fields(StopRule)]
     keys += [f"claims.{f.name}" for f in dataclasses.fields(ClaimThresholds)]
@@ -86,19 +89,58 @@ def test_every_experiment_key_is_in_the_reference(pages):
     assert _missing(pages["experiment"], dict.fromkeys(keys)) == []
 
 
-def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
-    import json
+def _section(page: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same level."""
+    level = heading.split(" ")[0]
+    return page.split(heading + "\n", 1)[1].split(f"\n{level} ", 1)[0]
 
+
+def test_every_meta_json_key_is_in_the_reference(pages, run_dir):
     meta = json.loads((run_dir / "run" / "meta.json").read_text())  # the file the run wrote
-    assert _missing(pages["results"].split("## meta.json")[1], meta) == []
+    assert _missing(_section(pages["results"], "## meta.json"), meta) == []
+
+
+def test_every_run_json_key_is_in_the_reference(pages, run_dir):
+    """run.json (the volatile half of the record, moved out of meta.json) with the machine's fields."""
+    record = json.loads((run_dir / "run" / RUN_FILE).read_text())
+    keys = [*record, *(f"machine.{k}" for k in record["machine"])]
+    assert "wall_time_s" in keys and "wall_time_s" not in json.loads((run_dir / "run" / "meta.json").read_text())
+    assert _missing(_section(pages["results"], f"## {RUN_FILE}"), keys) == []
+
+
+def test_every_loss_comparison_column_is_in_the_reference(pages, run_dir):
+    """The columns loss_comparison computes (here, not in the generator) for the run's two losses."""
+    folder = run_dir / "run"
+    cols = loss_comparison(read_flows(folder / "flows.csv"), recorded(folder)).columns
+    assert "displacement_impossible" in cols and "p_w_final_center" in cols
+    assert _missing(_section(pages["results"], "## loss_comparison.csv"), cols) == []
+
+
+def test_every_trace_file_and_column_is_in_the_reference(pages):
+    """flowsim trace's outputs, the columns its rows add, the callback's logps.csv and predicted.csv's own."""
+    page = _section(pages["results"], "## Traces of a TRL run")
+    assert _missing(page, OUTPUTS) == []
+    flows = _section(page, "### A trace's `flows.csv`: one row per probe pair")
+    assert _missing(flows, [*LEADING, *PROVENANCE, *EXTRA]) == []
+    assert _missing(_section(page, "### The callback's `logps.csv`: one row per pair and recorded step"),
+                    TRACE_COLUMNS) == []  # fmt: skip
+    assert _missing(_section(page, "### `predicted.csv`: the idealised flows from the pairs' starts"),
+                    ["pair", "ideal_model"]) == []  # fmt: skip
+
+
+def test_the_default_figure_set_is_the_code_s(gen, pages):
+    """Each family's row says whether it is in the default set, as its per_combination declares."""
+    page = pages["registries"]
+    for f in FAMILIES:
+        row = re.search(rf"^\| `{f.name}` \|.*$", page, flags=re.M).group(0)
+        assert ("by default" in row) == (not f.per_combination), row
+    assert {f.name for f in FAMILIES if not f.per_combination} >= {"facets", "paths_all", "losses"}
 
 
 def test_every_results_column_is_in_the_reference(pages):
     flows = columns(parse_experiment(MINIMAL))
-    extra = [c for cls in _models().values() for c in getattr(cls, "extra_columns", ())]
-    if not extra:  # before models declared their columns, the network module listed them
-        from flowsim.experiment.network import EXTRA as extra
-
+    extra = [c for cls in MODELS.values() for c in cls.extra_columns]
+    assert extra  # the network's columns: were the list empty, the check below would check nothing
     grid = [0.2, 0.5, 0.8]
     claims = evaluate_claims(make_flows(grid, grid), StopRule(), sensitivity=False).columns
     assert _missing(pages["results"], [*flows, *extra, *COLUMNS_AFTER_COUNT, "subset", "region", *claims]) == []
@@ -121,8 +163,6 @@ def test_every_cli_option_is_in_the_reference(pages):
             for name, sub in action.choices.items():
                 assert f"## `flowsim {name}`" in pages["cli"]
                 options += _options(sub)
-    from flowsim.app.bench import main as bench
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         bench(["--help"])  # the benchmark parses its own options
@@ -135,12 +175,11 @@ def test_every_cli_option_is_in_the_reference(pages):
 
 def test_every_registered_item_is_in_the_reference(pages):
     page = pages["registries"]
-    for title, names in (("Losses", flowsim.LOSSES), ("Models", _models()), ("Optimisers", OPTIMISERS),
-                         ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
+    assert flowsim.MODELS is MODELS and "`flowsim.MODELS`" in page  # the page names the registries as exported
+    for title, names in (("Losses", flowsim.LOSSES), ("Models", MODELS), ("Optimisers", OPTIMISERS),
+                         ("Engines", ENGINES), ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
         assert f"## {title}" in page
         assert _missing(page, names) == [], title
-    engines = _engines()
-    assert _missing(page, engines) == [], "engines"
     for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
         assert f"### {claim.id}: {claim.title}" in page
         assert claim.rule(_Nan(), ClaimThresholds())[1] in html.unescape(page.replace("\\|", "|"))
@@ -151,14 +190,6 @@ def test_every_public_name_is_in_the_api_page(pages):
     assert [n for n in names if f"### flowsim.{n}\n" not in pages["api"]] == []
 
 
-def _engines() -> dict:
-    """The engine registry where there is one (flowsim.dynamics.engines.ENGINES), else none."""
-    try:
-        return importlib.import_module("flowsim.dynamics.engines").ENGINES
-    except ModuleNotFoundError:
-        return {}
-
-
 class _Nan(dict):
     def __missing__(self, key):
         return float("nan")
@@ -166,8 +197,6 @@ class _Nan(dict):
 
 def test_every_experiment_file_in_the_how_tos_is_accepted():
     """The TOML in the how-to guides parses (a fragment without a name inside the least file)."""
-    import tomllib
-
     blocks = [b for page in sorted((GEN.parent / "how-to").glob("*.md"))
               for b in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)]  # fmt: skip
     assert len(blocks) >= 5

@@ -60,3 +60,23 @@ def test_bad_input_is_said_on_the_page_and_the_page_recovers(data):
     guarded_tap = ex._guard(lambda: ex.on_tap(SimpleNamespace(x=0.8, y=0.7)))
     guarded_tap()
     assert "needs p1 + p2 &lt; 1" in ex.error.text
+
+
+def test_the_hover_shows_a_few_fields_and_a_click_the_whole_row(data):
+    ex = Explorer(data, Document())
+    hover = next(t for t in ex.plane.tools if type(t).__name__ == "HoverTool")
+    assert [name for name, _ in hover.tooltips] == ["p1_0", "p2_0", "status", "t_stop", "p1_final", "p2_final", "click"]
+    ex.on_tap(SimpleNamespace(x=0.31, y=0.68))
+    n = len(data.groups[0].rows.columns)
+    assert f"the run's row: all {n} fields" in ex.info.text and "<td>nfev</td>" in ex.info.text
+
+
+def test_a_refused_value_clears_the_stale_comparison(data):
+    ex = Explorer(data, Document())
+    ex.on_tap(SimpleNamespace(x=0.5, y=0.3))
+    assert "<td>compare</td>" in ex.info.text
+    ex.inputs["beta"].value = "-1"
+    assert "beta" in ex.error.text and len(ex.compare_path.data["p1"]) == 0
+    assert "<td>compare</td>" not in ex.info.text and "<td>run</td>" in ex.info.text  # the run's path is still valid
+    ex.inputs["beta"].value = "0.2"
+    assert ex.error.text == "" and "<td>compare</td>" in ex.info.text and "β = 0.2" in ex.info.text

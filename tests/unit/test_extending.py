@@ -25,8 +25,19 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "extend.md"
 G = np.linspace(0.05, 0.95, 8)
 
 
-def _blocks() -> list[str]:
+def _page_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
+
+
+def _blocks() -> list[str]:
+    """The page's claim, its registry line and its figure (the engine's module is :func:`_page_engine`)."""
+    return [b for b in _page_blocks() if not b.startswith("# flowsim/dynamics/engines/")]
+
+
+def _page_engine() -> str:
+    """The engine module the page shows."""
+    (engine,) = [b for b in _page_blocks() if b.startswith("# flowsim/dynamics/engines/")]
+    return engine
 
 
 def _install(source: str, package: str, folder: Path) -> str:
@@ -181,24 +192,6 @@ class SignGD(Optimiser):
         return theta - self.lr * np.sign(grad), state
 '''
 
-ENGINE = '''
-"""The ``euler`` engine: the flow by explicit Euler steps of a fixed dt (gradient descent with lr = dt)."""
-from flowsim.dynamics.engines.base import Engine
-from flowsim.dynamics.optimisers import GD, run_discrete
-
-
-class Euler(Engine):
-    name = "euler"
-    auto = False  # by name only: its rows are the flow's to O(dt)
-    dt = 1e-3
-
-    def refuses(self, task):
-        return "records no paths" if task.path else None
-
-    def run(self, task, p0, ref):
-        return run_discrete(task.loss, task.model.bind(p0, ref), GD(lr=self.dt), task.stop)
-'''
-
 CLAIM = '''
 """CX: p(y_l) ends below its start in every moving flow."""
 from flowsim.analysis.claims.measures import share_of
@@ -326,7 +319,7 @@ def test_an_optimiser_is_one_file_and_one_line(tmp_path, monkeypatch):
 def test_an_engine_is_one_file_and_one_line(tmp_path, monkeypatch):
     from flowsim.dynamics.engines import ENGINES
 
-    engine = _module(tmp_path, monkeypatch, ENGINE, "euler").Euler()
+    engine = _module(tmp_path, monkeypatch, _page_engine(), "euler").Euler()  # the module extend.md shows
     monkeypatch.setitem(ENGINES, engine.name, engine)  # the registry line
     doc = {"model": {"kind": "logits", "K": 4, "reference": "initial"}, "stop": {"t_max": 20.0}}
     _, euler, meta = _sweep(tmp_path, doc | {"solver": {"engine": "euler"}}, "euler")

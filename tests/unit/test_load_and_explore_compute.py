@@ -28,7 +28,8 @@ def test_load_gives_the_rows_meta_and_experiment(folder):
     raw = pd.read_csv(folder / "flows.csv")
     pd.testing.assert_frame_equal(res.flows.drop(columns="message"), raw.drop(columns="message"))
     assert (res.flows["message"] == "").all()
-    assert len(res.flows) == 50 and res.meta == json.loads((folder / "meta.json").read_text())
+    meta, run = (json.loads((folder / name).read_text()) for name in ("meta.json", "run.json"))
+    assert len(res.flows) == 50 and res.meta == meta | run and "wall_time_s" in res.meta
     assert res.experiment.name == "tiny" and res.experiment.loss_params["beta"] == (0.1, 0.5)
     assert res.claims is None and res.regions is None and "not analysed" in repr(res)
     assert flowsim.load(folder / "flows.csv").folder == folder  # the flows.csv itself names the folder

@@ -154,13 +154,26 @@ def test_sft_moves_the_start_as_asked():
         net = CausalMLP(spec)
         batch = PairBatch(make_pairs(spec), spec.window, net.pad)
         before = batch.log_probs(net).detach().numpy()
-        sft(net, batch, spec)
+        value = sft(net, batch, spec)
         starts[name] = (before, batch.log_probs(net).detach().numpy())
+        if name != "noisy":  # the objective returned: the mean NLL of y_w (plus sft_mix times that of y_l)
+            lp = starts[name][1]
+            assert value == pytest.approx(-np.mean(lp[:, 0] + spec.sft_mix * lp[:, 1]), rel=1e-12)
     before, after = starts["chosen"]
     assert np.all(after[:, 0] > before[:, 0]) and np.exp(after[:, 0]).mean() > 0.5
     assert np.exp(starts["mix"][1][:, 1]).mean() > np.exp(after[:, 1]).mean()  # y_l learned too
     flipped = sft_weights(Network(**base, sft_noise=0.5), 6)[:, 1] == 1.0
     assert flipped.sum() == 3 and np.all(starts["noisy"][1][flipped, 1] > starts["noisy"][1][flipped, 0])
+
+
+@pytest.mark.parametrize("kind", [{"sft": "none", "sft_steps": 60}, {"sft": "chosen", "sft_steps": 0}])
+def test_no_sft_leaves_the_initialisation(kind):
+    spec = Network(n_pairs=2, sft_lr=0.05, **kind)
+    net = CausalMLP(spec)
+    batch = PairBatch(make_pairs(spec), spec.window, net.pad)
+    before = batch.log_probs(net).detach().numpy()
+    assert np.isnan(sft(net, batch, spec))
+    np.testing.assert_array_equal(batch.log_probs(net).detach().numpy(), before)
 
 
 def test_sft_towards_a_target():

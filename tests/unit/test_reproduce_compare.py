@@ -32,3 +32,16 @@ def test_a_new_claim_is_named_and_the_shared_rows_still_compared():
 
 def test_rows_that_are_gone_are_counted():
     assert _compare(OLD, OLD.iloc[:1]).endswith("2 rows gone (C4)")
+
+
+def test_a_value_that_becomes_nan_is_counted_not_divided():
+    """A claim that became not applicable (its value NaN) has no relative change: it is counted, warning-free."""
+    import warnings
+
+    new = OLD.copy()
+    new.loc[new["claim"] == "C1", ["value", "verdict"]] = [float("nan"), "not applicable"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        said = _compare(OLD, new)
+    assert said == ("3 rows in both: verdicts changed for C1; values changed for C1 (no number to number; "
+                    "1 became or stopped being NaN)")  # fmt: skip

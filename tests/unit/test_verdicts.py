@@ -28,6 +28,8 @@ from flowsim.analysis.verdicts import (
     Claim,
     claims_markdown,
     conclusions,
+    failed_note,
+    failed_rows,
     verdict_matrix,
 )
 from flowsim.dynamics.record import StopRule
@@ -130,6 +132,17 @@ def test_claims_declare_where_they_apply():
         Claim(**text, models=("ratio",), reads=("dominance",))
     with pytest.raises(TypeError, match="positional"):  # keyword-only: five strings in a row are easy to swap
         Claim("X", "t", "p", "w", "m", rule_share, len, models=("ratio",))
+    for bad in ({"columns": ("p1_0", "")}, {"thresholds": (1,)}, {"columns": ["p1_0"]}, {"across": ("beta", "")}):
+        with pytest.raises(ValueError, match=f"claim X: {next(iter(bad))} must be a tuple of names"):
+            Claim(**text, models=("ratio",), **bad)
+
+
+def test_the_failed_note_counts_the_first_claims_groups():
+    claims = pd.DataFrame({"claim": ["C1", "C1", "C1", "C2"], "subset": ["all", "feasible", "all", "all"],
+                           "n_failed": [2, 1, 1, 9], "n_rows": [100, 50, 100, 200]})  # fmt: skip
+    assert failed_rows(claims) == (3, 200)  # C1's two groups over all the rows
+    assert failed_note(claims).startswith("**3 of 200 flows failed** (1.5%).")
+    assert failed_note(claims.assign(n_failed=0)) == "" and failed_rows(claims.drop(columns="n_rows")) == (0, 0)
 
 
 # -- the sensitivity family ----------------------------------------------------------------------
@@ -242,6 +255,8 @@ def test_verdict_matrix_counts_mixed_combinations_and_splits():
     t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NOT}).assign(loss="ipo")])
     m = verdict_matrix({"losses": t})
     assert m.loc["A", "losses"] == "supported (1/2); not supported (1/2), robust"
+    t2 = pd.concat([t.iloc[:1], t.iloc[1:].assign(robustness="fragile (flips under cuts 0.2: supported)")])
+    assert verdict_matrix({"losses": t2}).loc["A", "losses"].endswith(", fragile")  # one fragile row marks the cell
     m = verdict_matrix({"losses": t}, split={"losses": "loss"})
     assert list(m.columns) == ["statement", "losses: dpo", "losses: ipo"]
     assert m.loc["A", "losses: ipo"] == "not supported, robust"
@@ -291,3 +306,19 @@ def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
     assert m["features cos 0.9"].to_dict() == {"A": "not supported, robust", "S": "partly supported, robust"}
     with pytest.raises(ValueError, match="lacks"):
         verdict_matrix({"x": t}, select={"x": {"K": 10}})
+
+
+def test_claims_markdown_shows_each_combination_beside_the_pooled_summary():
+    """Two betas: the summary pools them, the table by combination has a row per beta with its letters."""
+    claims = evaluate_claims(make_flows(np.linspace(0.05, 0.95, 8), np.linspace(0.05, 0.95, 8), betas=(0.1, 1.0)),
+                             StopRule(), sensitivity=False)  # fmt: skip
+    text = claims_markdown(claims)
+    head = next(line for line in text.splitlines() if line.startswith("| beta | C1 |"))
+    rows = text.splitlines()[text.splitlines().index(head) + 2 :][:3]
+    assert [r.split(" | ")[0] for r in rows[:2]] == ["| 0.1", "| 1"] and not rows[2].startswith("|")
+    ld = claims[(claims["claim"] == "LD") & (claims["subset"] == "all")]
+    assert set(ld["verdict"]) == {"not applicable"}  # DPO on the ratio plane: p_w cannot fall
+    assert ld["details"].str.startswith("not applicable: impossible by construction (dpo is a function").all()
+    assert rows[0].endswith("| – |")  # LD is the last column
+    one = claims_markdown(claims[claims["beta"] == 0.1])
+    assert "Verdicts per combination" not in one  # one combination: nothing to split

@@ -30,7 +30,7 @@ from flowsim.experiment.regions import region_labels
 from flowsim.model.losses import DPO
 from flowsim.model.objective import Objective
 from flowsim.model.parameterisations import MODELS
-from flowsim.model.parameterisations.ratio import RatioPolicy
+from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 
 
 def ratio_objective(beta: float) -> Objective:
@@ -159,6 +159,23 @@ class Group:
             raise NotApplicable(f"the {self.model_kind} rows lack the field column(s) {', '.join(missing)} "
                                 "(a run made before they were recorded: run it again)")  # fmt: skip
         return _pair(self.frame, cols[0], cols[1]), self.frame[cols[2]].to_numpy(float)
+
+    def impossible(self, outcome: str) -> str | None:
+        """Why ``outcome`` (a flows column, e.g. "displaced") cannot happen here by construction, as the
+        group's model declares it for its loss (None: it may, or the group's model and loss are unknown)."""
+        return self.cached(f"impossible {outcome}", lambda: self._impossible(outcome))
+
+    def _impossible(self, outcome: str) -> str | None:
+        exp = self.ctx.experiment
+        if self.n == 0 or (self.model_kind in MODELS and MODELS[self.model_kind].field_columns):
+            return None
+        if exp is not None:
+            loss, par = exp.split(exp.combo_of(self.frame.iloc[0].to_dict()))
+        elif self.dpo_ratio:
+            loss, par = DPO(self.beta), RatioPlane()
+        else:
+            return None
+        return par.impossible(outcome, loss, self.p0, self.refs)
 
     def rates(self) -> np.ndarray | None:
         """dp/dt (n, 2) of (p_w, p_l) at the starts, or None where the group has no field."""

@@ -33,7 +33,12 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
     """LD: p_w falls below its start during training in many flows.
 
     Fails if fewer than 1 - share_supported of the moving flows are displaced (p_w only rises).
+    Not applicable where the model declares displacement impossible by construction for the loss
+    (:meth:`~flowsim.model.parameterisations.base.Parameterisation.impossible`).
     """
+    reason = d.impossible("displaced")
+    if reason:  # the model declares it: a "not supported" here would read as a finding about the loss
+        raise NotApplicable(f"impossible by construction ({reason})")
     mv = d.moving
     if not mv.any():
         raise NotApplicable("no moving flows")

@@ -216,6 +216,8 @@ def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
     """
     import pandas as pd
 
+    from flowsim.experiment.store import read_meta
+
     tag = time.monotonic_ns()
     folder, experiment = scratch / f"run-{tag}", scratch / f"run-{tag}.toml"
     rtol = None if spec["contender"] == "run-default" else spec["rtol"]
@@ -229,7 +231,7 @@ def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
     whole = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"flowsim run failed ({spec}):\n{res.stderr[-2000:]}")
-    compute_s = json.loads((folder / "meta.json").read_text())["wall_time_s"]
+    compute_s = read_meta(folder)["wall_time_s"]
     df = pd.read_csv(folder / "flows.csv", usecols=["p1_0", "p2_0", "status", "t_stop", "nfev"])
     df = df.iloc[np.lexsort((df["p2_0"].to_numpy(), df["p1_0"].to_numpy()))]  # p1 outer, as points()
     out = {"status": df["status"].to_numpy(str), "t_stop": df["t_stop"].to_numpy(float), "nfev": df["nfev"].to_numpy()}

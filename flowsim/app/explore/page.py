@@ -152,8 +152,22 @@ def _cells_data(rows: pd.DataFrame) -> dict[str, Any]:
     return data | {"_w": w, "_h": h}
 
 
+#: The fields the hover box shows (where the run has them); a click shows the whole row.
+HOVER = ("p1_0", "p2_0", "status", "t_stop", "p1_final", "p2_final")
+
+
 def _tooltips(columns) -> list[tuple[str, str]]:
-    return [(c, f"@{{{c}}}{{%.6g}}" if num else f"@{{{c}}}") for c, num in columns]
+    """A few chosen fields of a start (:data:`HOVER`): the box stays small beside the pointer."""
+    shown = [(c, f"@{{{c}}}{{%.6g}}" if num else f"@{{{c}}}") for c, num in columns if c in HOVER]
+    return [*shown, ("click", "the whole row, beside the plane")]
+
+
+def _row_table(r: pd.Series) -> str:
+    """A row of flows.csv as a folded table of every field (the path column left out: it is drawn)."""
+    cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_shown(v))}</td></tr>"
+                    for k, v in r.items() if k != "path")  # fmt: skip
+    return (f"<details><summary>the run's row: all {len(r)} fields</summary>"
+            f"<table style='font-size:85%'>{cells}</table></details>")
 
 
 def _empty_path() -> dict[str, list]:
@@ -205,9 +219,9 @@ class Explorer:
         self.info = Div(text="Click a start on the plane: its path is computed and drawn.", name="info", width=420)
 
     def _figures(self) -> None:
-        tip = "the run's starts (hover: the row), −∇L as arrows; click a start for its path"
+        tip = "the run's starts (hover: start, status, t_stop, finals), −∇L as arrows; click a start for its path"
         if self.data.trace:
-            tip = "the traced pairs' starts (hover: the row); click one for its recorded path"
+            tip = "the traced pairs' starts (hover: start, status, finals); click one for its recorded path"
         axes = trace_axes(self.data) if self.data.trace else {"x_range": (0, 1), "y_range": (0, 1),
                                                               "match_aspect": True}  # fmt: skip
         p = figure(name="plane", width=640, height=600, tools="pan,wheel_zoom,box_zoom,reset,save", title=tip,
@@ -220,7 +234,7 @@ class Explorer:
             self.rects = p.rect("p1_0", "p2_0", "_w", "_h", source=self.cells, line_color=None)
         self.colorbar = ColorBar(width=12, title_text_font_size="9pt")
         p.add_layout(self.colorbar, "right")
-        kinds = [(c, self.group.rows[c].dtype.kind in "fiub") for c in self.group.rows.columns]
+        kinds = [(c, self.group.rows[c].dtype.kind in "fiub") for c in self.group.rows.columns if c in HOVER]
         p.add_tools(HoverTool(renderers=[self.rects], tooltips=_tooltips(kinds),
                               formatters={f"@{{{c}}}": "printf" for c, num in kinds if num}))  # fmt: skip
         if not self.data.trace:
@@ -367,7 +381,13 @@ class Explorer:
         if with_run:
             self.run_path.data = _empty_path()
         setting = Setting(**{k: str(w.value) for k, w in self.inputs.items()})
-        exp = compute.experiment_of(setting, self.data.experiment, self.group.combo)  # validates the page's input
+        try:
+            exp = compute.experiment_of(setting, self.data.experiment, self.group.combo)  # validates the page's input
+        except ValueError:  # a refused value: the previous comparison must not stay up as if it were this one
+            self._runs.pop("compare", None)
+            if self.start is not None:
+                self.info.text = self._report()
+            raise
         if self.start is None:
             return
         self._job += 1
@@ -419,7 +439,9 @@ class Explorer:
             body.append(f"<tr><td>flows.csv</td><td>the run's row</td><td>{r['status']}</td>"
                         f"<td>{float(r['t_stop']):.6g}</td><td>{r.get('nfev', '')}</td><td></td></tr>")  # fmt: skip
         p = self.start
-        return f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+        whole = _row_table(self.row) if self.row is not None else ""
+        return (f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+                f"{whole}")
 
 
 _WORKER: list[ThreadPoolExecutor] = []

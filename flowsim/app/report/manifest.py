@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowsim.app.report.matrix import SETTINGS, across_settings
+from flowsim.app.report.matrix import SETTINGS, across_settings, loss_by_model
 from flowsim.app.report.network import NETWORK_SETTINGS, network_section
 from flowsim.app.report.overview import (
     SHOWN_FIGURES,
@@ -34,7 +34,9 @@ from flowsim.app.report.sections import reference_side_by_side as side_by_side
 
 #: The files of a finished experiment folder, by the command that writes them.
 WRITTEN_BY = {"flows.csv": "run", "meta.json": "run", "claims.csv": "analyze", "regions.csv": "analyze",
-              "figures": "plot"}  # fmt: skip
+              "loss_comparison.csv": "analyze", "figures": "plot"}  # fmt: skip
+#: The experiments of several losses whose comparisons make one table (loss x model).
+LOSS_RUNS = ("losses", "losses_logits")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ SECTIONS: tuple[Section, ...] = (
              "paper": ("claims.csv", "regions.csv")}, side_by_side),
     Section("The same starts under three parameterisations", _each((name for _, name, _ in MODELS), ("regions.csv",)),
             lambda root, names: models_side_by_side(root)),
+    Section("The losses compared, by model", _each(LOSS_RUNS, ("loss_comparison.csv",)),
+            lambda root, names: loss_by_model(root, LOSS_RUNS)),
     _losses("losses", "the ratio plane"),
     _losses("losses_logits", "softmax logits (K = 10)"),
     _dynamics("optimisers", "softmax logits (K = 10)"),

@@ -75,3 +75,37 @@ def _short_cell(cell: object) -> str:
     text = str(cell)
     verdict = text.split(",")[0].split(" (")[0]
     return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
+
+
+def loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
+    """Loss (rows) x model (column groups): share displaced, share with t_l < t_w, median final p_w,
+    from each experiment's loss_comparison.csv (``flowsim analyze``); "impossible" where the model
+    declares displacement impossible by construction for the loss."""
+    import pandas as pd
+
+    files = [root / n / "loss_comparison.csv" for n in names]
+    parts = [pd.read_csv(f) for f in files if f.exists()]
+    if not parts:
+        return []
+    t = pd.concat(parts, ignore_index=True)
+    regions = [c for c in t.columns if c.startswith("p_w_final_")]
+    t["p_w final (median over regions)"] = t[regions].median(axis=1)
+    impossible = t.get("displacement_impossible", pd.Series(False, index=t.index)).astype(bool)
+    t["displaced"] = [("0 (impossible by construction)" if i else f"{v:.2f}") for v, i in
+                      zip(t["share_displaced"], impossible, strict=True)]  # fmt: skip
+    t["t_l < t_w"] = t["share_l_before_w"].map(lambda v: f"{v:.2f}")
+    t["p_w final"] = t["p_w final (median over regions)"].map(lambda v: f"{v:.2f}")
+    wide = t.pivot(index="loss", columns="model", values=["displaced", "t_l < t_w", "p_w final"])
+    models = list(dict.fromkeys(t["model"]))  # in the experiments' order
+    wide = wide[[(what, m) for what in ("displaced", "t_l < t_w", "p_w final") for m in models]]
+    wide.columns = [f"{what}, {model}" for what, model in wide.columns]
+    links = ", ".join(f"[{n}/figures/loss_comparison.png]({n}/figures/loss_comparison.png)" for n in names
+                      if (root / n / "figures" / "loss_comparison.png").exists())  # fmt: skip
+    return ["## The losses compared, by model", "",
+            "Per loss and model (the ratio plane of [losses](losses/), the softmax logits of "
+            "[losses_logits](losses_logits/)), over the flows that did not fail: the share displaced (p_w fell "
+            "below its start at some time), the share in which p_l reached its target before p_w reached its "
+            "own, and the final p_w (the median of the regions' medians). A share of 0 marked impossible by "
+            "construction is not a finding about the loss: the model cannot show it (claims.md says why)."
+            + (f" By region, in figures: {links}." if links else ""), "",
+            wide.fillna("—").to_markdown(), ""]  # fmt: skip

@@ -12,22 +12,25 @@ from flowsim.app.report.common import read_claims, value_verdict, verdict_pivot
 
 
 def provenance(root: Path, names: list[str]) -> list[str]:
-    """Versions, commit and time of the run, and a row per experiment: rows, engines, wall time, statuses."""
+    """Version and commit of the run, and a row per experiment: rows, engines, statuses (nothing that
+    changes from one run to the next: times, hosts and loads are in each folder's run.json)."""
     metas = {n: json.loads((root / n / "meta.json").read_text()) for n in names if (root / n / "meta.json").exists()}
     if not metas:
         return []
     m = next(iter(metas.values()))
     out = [
         f"Produced by `flowsim reproduce` (flowsim {m['versions'].get('flowsim', '?')}, commit "
-        f"`{m.get('git_commit') or 'unknown'}`, {m['finished']}). Every number below is read from the "
-        "files in these folders; rerun the command to regenerate them.",
+        f"`{m.get('git_commit') or 'unknown'}`). Every number below is read from the files in these folders; "
+        "rerun the command to regenerate them (it writes to a scratch folder and says whether they come out the "
+        "same). When and where each run was made, and how long it took, is in each folder's `run.json`, which is "
+        "not committed.",
         "",
-        "| experiment | rows | computed by (rows) | wall time (s) | by status |",
-        "|---|---|---|---|---|",
+        "| experiment | rows | computed by (rows) | by status |",
+        "|---|---|---|---|",
     ]
     for n, m in metas.items():
         st = ", ".join(f"{k} {v}" for k, v in m["counts_by_status"].items() if v)
-        out.append(f"| [{n}]({n}/) | {m['rows']:,} | {engines(m)} | {m['wall_time_s']:.1f} | {st} |")
+        out.append(f"| [{n}]({n}/) | {m['rows']:,} | {engines(m)} | {st} |")
     return [*out, ""]
 
 
@@ -96,10 +99,13 @@ SHOWN_FIGURES = (
 def figures(root: Path, names: list[str]) -> list[str]:
     """What each experiment's figures/ holds, links to every experiment's facets, and the figures shown."""
     out = ["## Figures", "",
-           "Per parameter combination, in each experiment's `figures/` folder: heatmaps over the SFT model's "
-           "(p1_0, p2_0) of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w` and `status`; `basin_*` "
-           "(final p1 as colour, t_stop as contours); `paths_*` (flows from the region centres over the field); "
-           "and `facet_*`, one panel per combination on a shared scale.", ""]  # fmt: skip
+           "In each experiment's `figures/` folder: `facet_*`, one panel per parameter combination on a shared "
+           "scale, of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w`, `status` and more over the "
+           "SFT model's (p1_0, p2_0); `paths_all` (the flows from the region centres, a panel per combination); "
+           "`loss_comparison` where several losses were run; a network's `starts_*` and `trajectories`. An "
+           "experiment of one combination also gets its heatmaps, `basin` (final p1 as colour, t_stop as "
+           "contours) and `paths` (over the field); `flowsim plot RUN --all` draws them for the others.",
+           ""]  # fmt: skip
     for n in names:
         folder = root / n / "figures"
         facets = sorted(folder.glob("facet_*.png")) if folder.exists() else []

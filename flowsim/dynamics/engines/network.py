@@ -5,7 +5,7 @@ network initialised, fine-tuned by the SFT stage (towards the start itself with 
 "target"``; the other SFT kinds ignore it), whose checkpoint is the start of the preference
 stage, then trained with the task's optimiser.  It returns one row per pair (``start`` says
 whose), with p1_0, p2_0 = where SFT left that pair, and the network's own columns
-(:data:`flowsim.model.parameterisations.network.EXTRA`).  The reference modes are the other
+(``Network.extra_columns``).  The reference modes are the other
 models': "initial" is pi_ref = the SFT checkpoint per pair, "none" pi_ref = 1, "fixed" the
 starts' references.
 """
@@ -54,14 +54,15 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
     """
     import torch
 
+    from flowsim.dynamics.pretraining import pretrain
     from flowsim.dynamics.training import initial_field, sft, train_pairs
+    from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
-    from flowsim.model.network.module import CausalMLP, PairBatch
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
     spec = task.model
-    net = CausalMLP(spec)
-    batch = PairBatch(make_pairs(spec), spec.window, net.pad)
+    net, batch = build(spec, make_pairs(spec))
+    pretrain(net, spec)  # nothing unless pretrain_steps > 0
     sft_value = sft(net, batch, spec, target=target)
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()

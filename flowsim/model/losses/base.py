@@ -52,6 +52,15 @@ class Loss(ABC):
     #: the flow is stiff and the driver switches to LSODA, so only that shape by default.  A string instead
     #: says why the batched engine is never chosen for it (the driver then integrates it).
     batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (("margin_target",),)
+    #: Whether L depends on h only through the margin h_w - h_l, at every value of its fields
+    #: (a loss for which that holds only at some overrides :meth:`margin_only`).
+    reads_margin_only: ClassVar[bool] = False
+
+    def margin_only(self) -> bool:
+        """Whether L(h) = F(h_w - h_l): then dL/dh_l = -dL/dh_w everywhere, which some models'
+        limits rest on (:meth:`flowsim.model.parameterisations.base.Parameterisation.impossible`).
+        Checked for every loss by ``tests/unit/test_impossible.py`` (invariance under h -> h + c(1, 1))."""
+        return self.reads_margin_only
 
     @abstractmethod
     def value(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:

@@ -127,6 +127,12 @@ class DPO(Loss):
         eps = check_interval("label_smoothing", self.label_smoothing, 0.0, 0.5, closed="left")
         object.__setattr__(self, "label_smoothing", eps)
 
+    def margin_only(self) -> bool:
+        """Reverse KL (alpha = 1 included) scores the margin itself; the other f-divergences do not."""
+        return self.f_divergence == "reverse_kl" or (
+            self.f_divergence == "alpha_divergence" and abs(self.alpha - 1.0) < ALPHA_ONE_TOL
+        )
+
     @property
     def _plain(self) -> bool:
         """Whether this is the plain DPO (reverse KL, no smoothing), computed by the original operations."""

@@ -59,6 +59,7 @@ class ExoPair(Loss):
     """
 
     kind: ClassVar[str] = "exo_pair"
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
     label_smoothing: float = 1e-3
 

@@ -49,6 +49,7 @@ class Hinge(Loss):
     batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (
         "its field has a switching surface (margin = 1) where flows stop or slide: the driver integrates it as events"
     )
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
 
     def __post_init__(self) -> None:

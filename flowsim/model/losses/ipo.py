@@ -45,6 +45,7 @@ class IPO(Loss):
     """
 
     kind: ClassVar[str] = "ipo"
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
 
     def __post_init__(self) -> None:

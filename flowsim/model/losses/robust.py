@@ -49,6 +49,7 @@ class Robust(Loss):
     """
 
     kind: ClassVar[str] = "robust"
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
     label_smoothing: float = 0.0
 

@@ -44,6 +44,7 @@ class SigmoidNorm(Loss):
     """
 
     kind: ClassVar[str] = "sigmoid_norm"
+    reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
 
     def __post_init__(self) -> None:

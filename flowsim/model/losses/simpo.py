@@ -75,6 +75,10 @@ class SimPO(Loss):
         object.__setattr__(self, "label_smoothing", eps)
         object.__setattr__(self, "cpo_alpha", check_interval("cpo_alpha", self.cpo_alpha, 0.0, np.inf, closed="left"))
 
+    def margin_only(self) -> bool:
+        """The margin of log-probabilities alone, unless CPO's NLL term on y_w is added."""
+        return self.cpo_alpha == 0.0
+
     def _z(self, h, log_ref):
         lp = np.asarray(h, dtype=float) + log_ref
         return self.beta * (lp[..., 0] - lp[..., 1]) - self.simpo_gamma, lp[..., 0]

@@ -11,6 +11,9 @@ For each pair, from ``numpy.random.default_rng(data_seed)``:
   "similar responses" are edit distance 1).
 
 All pairs are distinct as (x, y_w, y_l) triples only by chance; nothing forces it.
+
+With ``pairs = "language"`` the pairs come from :func:`flowsim.model.network.language.language_pairs`
+instead; with ``append_eos`` both responses end with EOS (token vocab - 1), as TRL appends it.
 """
 
 from __future__ import annotations
@@ -38,10 +41,27 @@ class PairData:
 
 
 def make_pairs(spec) -> PairData:
-    """The dataset of a :class:`~flowsim.model.parameterisations.network.Network` spec.
+    """The dataset of a :class:`~flowsim.model.parameterisations.network.Network` spec (by ``spec.pairs``)."""
+    if spec.pairs == "language":
+        from flowsim.model.network.language import language_pairs
+
+        data = PairData(*language_pairs(spec))
+    else:
+        data = uniform_pairs(spec)
+    return with_eos(data, spec.vocab - 1) if spec.append_eos else data
+
+
+def with_eos(data: PairData, eos: int) -> PairData:
+    """The pairs with ``eos`` appended to both responses (TRL appends EOS to every completion)."""
+    end = np.full((data.n_pairs, 1), eos)
+    return PairData(data.prompts, np.hstack([data.chosen, end]), np.hstack([data.rejected, end]))
+
+
+def uniform_pairs(spec) -> PairData:
+    """The uniform dataset of the module docstring.
 
     >>> from flowsim.model.parameterisations.network import Network
-    >>> d = make_pairs(Network(n_pairs=4, edit_distance=2, response_len=3))
+    >>> d = uniform_pairs(Network(n_pairs=4, edit_distance=2, response_len=3))
     >>> d.prompts.shape, d.chosen.shape, d.edit_distances().tolist()
     ((4, 2), (4, 3), [2, 2, 2, 2])
     """
@@ -75,4 +95,4 @@ def contexts(prompts: np.ndarray, responses: np.ndarray, window: int, pad: int) 
     return seq[:, idx]
 
 
-__all__ = ["PairData", "contexts", "make_pairs"]
+__all__ = ["PairData", "contexts", "make_pairs", "uniform_pairs", "with_eos"]

@@ -155,6 +155,15 @@ class Model(ABC):
         """The hyperparameters by name, as they go into a results table."""
         return asdict(self)  # type: ignore[call-overload]
 
+    def impossible(self, outcome: str, loss, p0: np.ndarray, ref: np.ndarray) -> str | None:
+        """Why ``outcome`` cannot happen, by construction, for ``loss`` on this model from any of
+        the starts ``p0`` with references ``ref`` (both (..., 2)); None where it may.
+
+        Outcomes are named as the flows table's columns: "displaced" (p_w falls below p_w0 at
+        some time).  A model that knows of no such limit (the default) says None.
+        """
+        return None
+
 
 class Parameterisation(Model):
     """Hyperparameters of a policy family; :meth:`bind` gives a :class:`Policy`."""
@@ -165,3 +174,22 @@ class Parameterisation(Model):
 
         Both have shape (..., 2); ``ref`` = (pi_ref(y_w), pi_ref(y_l)) in (0, 1].
         """
+
+
+def margin_keeps_sign(loss, p0: np.ndarray, ref: np.ndarray, how: str) -> str | None:
+    """The reason p_w cannot fall on a model where dL/dh_w keeps its sign along a flow, or None.
+
+    On such a model (``how`` says why: tabular logits, the ratio plane), a loss of the margin
+    alone, L = F(h_w - h_l), moves log p_w at a rate -c dL/dh_w with c > 0, and the margin by a
+    one-dimensional gradient flow of F, which never crosses a zero of F': so p_w falls at some
+    time exactly when dL/dh_w > 0 at the start.  This says so when dL/dh_w <= 0 at every start.
+    """
+    if not loss.margin_only():
+        return None
+    log_ref = np.log(np.asarray(ref, dtype=float))
+    with np.errstate(divide="ignore"):
+        g_w = loss.grad(np.log(np.asarray(p0, dtype=float)) - log_ref, log_ref)[..., 0]
+    if not np.all(g_w <= 0):
+        return None
+    return (f"{loss.kind} is a function of the margin h_w - h_l alone; {how}; dL/dh_w <= 0 at every start, "
+            "so p_w can only rise")

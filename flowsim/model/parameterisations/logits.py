@@ -26,7 +26,7 @@ from scipy.special import logsumexp
 
 from flowsim._validation import ParamError, check_int, check_points, check_real
 from flowsim.model.parameterisations._softmax import log_softmax, softmax
-from flowsim.model.parameterisations.base import Parameterisation, Policy
+from flowsim.model.parameterisations.base import Parameterisation, Policy, margin_keeps_sign
 
 
 def check_zipf(value: object) -> float:
@@ -159,6 +159,18 @@ class SoftmaxLogits(Parameterisation):
 
     def bind(self, p0, ref):
         return LogitsPolicy.from_starts(p0, ref, self.K, self.zipf)
+
+    def impossible(self, outcome, loss, p0, ref):
+        """Displacement, for a margin loss whose dL/dh_w is <= 0 at every start (:func:`margin_keeps_sign`).
+
+        With g = dL/dh and g_l = -g_w, the flow is d theta/dt = -g_w (e_w - e_l), so
+        d log p_w/dt = -(1 - p_w + p_l) g_w and d(h_w - h_l)/dt = -2 g_w: only theta_w and
+        theta_l move, and the margin follows a gradient flow of L in one variable.
+        """
+        if outcome != "displaced":
+            return None
+        how = "on tabular softmax logits d log p_w/dt = -(1 - p_w + p_l) dL/dh_w, whose sign the margin's flow keeps"
+        return margin_keeps_sign(loss, p0, ref, how)
 
 
 __all__ = ["LogitsPolicy", "SoftmaxLogits", "other_log_weights", "sft_log_probs"]

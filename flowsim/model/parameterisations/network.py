@@ -20,6 +20,23 @@ Exact special cases (tests/unit/test_network.py):
   network *is* the tabular softmax model ``logits`` with K = vocab;
 * ``layers = 0`` with a frozen readout Phi and bias b (``train = "embedding"``): z = b + Phi e(x),
   the log-linear model ``features`` with theta = the prompt's embedding.
+
+``arch = "transformer"`` replaces the MLP by a GPT-2 (``transformers``' ``GPT2LMHeadModel`` built
+from a config, nothing downloaded; :mod:`flowsim.model.network.transformer`): ``layers`` blocks of
+causal self-attention with ``heads`` heads and an MLP, width ``width``, learned positions over
+``context`` tokens, layer norms, an LM head tied to the token embedding if ``tie_embeddings``.  It
+reads the whole sequence (x, y_<t) instead of a window; ``window``, ``activation``, ``embedding``
+and ``readout_bias`` are the MLP's.  Its exact special case: ``layers = 0`` with an untied head and
+``train = "readout"`` is the ``features`` model with the fixed feature phi = LN(wte[x] + wpe[t]);
+for one one-token response its GD is the ``logits`` model's GD at lr * |phi|^2
+(tests/unit/test_transformer.py).
+
+``pairs = "language"`` draws the pairs from a seeded language (:mod:`flowsim.model.network.language`:
+a Markov source over ``word_classes`` word classes, from ``language_seed``; the last token is EOS)
+with the similarity controls ``shared_prefix`` and ``same_class``; ``pretrain_steps`` > 0 first
+trains the network on that language's next-token loss (``pretrain_tokens`` tokens of text,
+full-batch Adam at ``pretrain_lr``; :mod:`flowsim.dynamics.pretraining`), then SFT, then the
+preference stage.  ``append_eos`` ends both responses with EOS, counted in log pi(y|x), as TRL does.
 """
 
 from __future__ import annotations
@@ -32,6 +49,11 @@ from flowsim._validation import ParamError, check_choice, check_int, check_inter
 from flowsim.model.parameterisations.base import Model
 
 EMBEDDINGS = ("learned", "one-hot")
+#: "mlp": :class:`~flowsim.model.network.module.CausalMLP`; "transformer": a GPT-2 (needs transformers).
+ARCHS = ("mlp", "transformer")
+#: "uniform": :func:`~flowsim.model.network.data.make_pairs`' uniform tokens; "language": drawn from
+#: :mod:`flowsim.model.network.language`.
+PAIR_SOURCES = ("uniform", "language")
 ACTIVATIONS = ("tanh", "relu", "gelu")
 TRAINED_PARTS = ("all", "embedding", "readout")
 #: "chosen": SFT on y_w (with ``sft_mix`` weight on y_l and a fraction ``sft_noise`` of pairs
@@ -40,11 +62,18 @@ TRAINED_PARTS = ("all", "embedding", "readout")
 SFT_KINDS = ("chosen", "target", "none")
 #: What to run instead of torch when it is missing: the one-line fix.
 INSTALL_HINT = 'needs torch, which is not installed: pip install -e ".[nn]"'
+#: The same for ``arch = "transformer"``, which needs ``transformers`` (the extra TRL comes in).
+TRANSFORMER_HINT = 'needs transformers, which is not installed: pip install -e ".[trl]"'
 
 
 def torch_available() -> bool:
     """Whether torch can be imported (without importing it)."""
     return importlib.util.find_spec("torch") is not None
+
+
+def transformers_available() -> bool:
+    """Whether transformers can be imported (without importing it)."""
+    return importlib.util.find_spec("transformers") is not None
 
 
 @dataclass(frozen=True)
@@ -53,6 +82,26 @@ class Network(Model):
 
     Parameters
     ----------
+    arch : {"mlp", "transformer"}
+        The network: the MLP over a context window, or a GPT-2 (see the module docstring).
+    heads, context : int
+        The transformer's attention heads (>= 1; must divide ``width``) and positions (>= 2; must
+        hold prompt_len + response_len tokens).
+    tie_embeddings : bool
+        The transformer's LM head is its token embedding (GPT-2's default); false is needed for
+        ``train = "readout"``.
+    pairs : {"uniform", "language"}
+        Where the pairs come from (see the module docstring).
+    word_classes, language_seed : int
+        The language's word classes (>= 1; vocab - 1 words share them) and its seed.
+    shared_prefix : int
+        Language pairs: y_l keeps y_w's first ``shared_prefix`` tokens; the edits come after.
+    same_class : bool
+        Language pairs: an edited token is replaced by another word of its class (else any word).
+    append_eos : bool
+        End both responses with EOS (token vocab - 1), counted in log pi(y|x) as TRL counts it.
+    pretrain_steps, pretrain_lr, pretrain_tokens : int, float, int
+        The pretraining stage on the language's next-token loss (0 steps: none), before SFT.
     vocab, prompt_len, response_len, window : int
         Tokens (>= 3), prompt and response lengths (>= 1) and the context window (>= 1).
     layers, width : int
@@ -106,6 +155,19 @@ class Network(Model):
         "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status", "sft_objective",
         "target_w", "target_l", "dp1_dt_0", "dp2_dt_0", "grad_norm_0", "path",
     )  # fmt: skip
+    arch: str = "mlp"
+    heads: int = 2
+    context: int = 16
+    tie_embeddings: bool = True
+    pairs: str = "uniform"
+    word_classes: int = 3
+    language_seed: int = 0
+    shared_prefix: int = 0
+    same_class: bool = False
+    append_eos: bool = False
+    pretrain_steps: int = 0
+    pretrain_lr: float = 0.01
+    pretrain_tokens: int = 2048
     vocab: int = 12
     prompt_len: int = 2
     response_len: int = 3
@@ -135,18 +197,26 @@ class Network(Model):
         if not torch_available():
             raise ParamError("kind", INSTALL_HINT, self.kind)
         set_ = object.__setattr__
-        for name, low in (("vocab", 3), ("prompt_len", 1), ("response_len", 1), ("window", 1), ("layers", 0),
+        for name, low in (("heads", 1), ("context", 2), ("vocab", 3), ("prompt_len", 1), ("response_len", 1),
+                          ("window", 1), ("layers", 0), ("word_classes", 1), ("language_seed", 0),
+                          ("shared_prefix", 0), ("pretrain_steps", 0), ("pretrain_tokens", 2),
                           ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
                           ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
                           ("batch_seed", 0), ("path_points", 0)):  # fmt: skip
             set_(self, name, check_int(name, getattr(self, name), low))
+        set_(self, "arch", check_choice("arch", self.arch, ARCHS))
+        if self.arch == "transformer" and not transformers_available():
+            raise ParamError("arch", TRANSFORMER_HINT, self.arch)
+        set_(self, "pairs", check_choice("pairs", self.pairs, PAIR_SOURCES))
         set_(self, "activation", check_choice("activation", self.activation, ACTIVATIONS))
         set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
         set_(self, "train", check_choice("train", self.train, TRAINED_PARTS))
         set_(self, "sft", check_choice("sft", self.sft, SFT_KINDS))
-        if not isinstance(self.readout_bias, bool):
-            raise ParamError("readout_bias", "must be true or false", self.readout_bias)
+        for name in ("readout_bias", "tie_embeddings", "same_class", "append_eos"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParamError(name, "must be true or false", getattr(self, name))
         set_(self, "sft_lr", check_positive("sft_lr", self.sft_lr))
+        set_(self, "pretrain_lr", check_positive("pretrain_lr", self.pretrain_lr))
         set_(self, "sft_mix", check_interval("sft_mix", self.sft_mix, 0.0, 1.0, closed="both"))
         set_(self, "sft_noise", check_interval("sft_noise", self.sft_noise, 0.0, 1.0, closed="both"))
 
@@ -161,6 +231,13 @@ class Network(Model):
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
         if self.batch_size > self.n_pairs:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
+        if self.arch == "transformer":
+            self._check_transformer()
+        if self.pairs == "language" or self.pretrain_steps:
+            self._check_language()
+        elif self.shared_prefix or self.same_class:
+            key = "shared_prefix" if self.shared_prefix else "same_class"
+            raise ParamError(key, 'is a control of pairs = "language"', getattr(self, key))
         return self
 
     def rows_per_start(self) -> int:
@@ -199,6 +276,31 @@ class Network(Model):
         opt = torch.optim.SGD([p], lr=1.0)
         p.sum().backward()
         opt.step()
+    def _check_language(self) -> None:
+        per_class = 2 if self.same_class and self.pairs == "language" else 1
+        if self.vocab - 1 < per_class * self.word_classes:
+            rule = f"must be <= (vocab - 1) / {per_class} = {(self.vocab - 1) // per_class}" + (
+                " (same_class needs two words a class)" if per_class == 2 else " (the last token is EOS)")
+            raise ParamError("word_classes", rule, self.word_classes)
+        if self.pairs == "language" and self.token_pool:
+            raise ParamError("token_pool", 'must be 0 with pairs = "language" (the language draws the words)',
+                             self.token_pool)  # fmt: skip
+        if self.edit_distance > self.response_len - self.shared_prefix:
+            rule = f"must be <= response_len - shared_prefix = {self.response_len - self.shared_prefix}"
+            raise ParamError("edit_distance", rule, self.edit_distance)
+
+    def _check_transformer(self) -> None:
+        if self.width % self.heads:
+            raise ParamError("heads", f"must divide width = {self.width} (arch = transformer)", self.heads)
+        length = self.prompt_len + self.response_len + self.append_eos
+        if self.context < length:
+            eos = " + 1 (EOS)" * self.append_eos
+            rule = f"must be >= prompt_len + response_len{eos} = {length} (arch = transformer)"
+            raise ParamError("context", rule, self.context)
+        if self.train == "readout" and self.tie_embeddings:
+            rule = 'must be false with train = "readout" (a tied head is the token embedding)'
+            raise ParamError("tie_embeddings", rule, self.tie_embeddings)
 
 
-__all__ = ["INSTALL_HINT", "SFT_KINDS", "Network", "torch_available"]
+__all__ = ["ARCHS", "INSTALL_HINT", "PAIR_SOURCES", "SFT_KINDS", "TRANSFORMER_HINT", "Network", "torch_available",
+           "transformers_available"]

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flowsim.model.parameterisations.base import Parameterisation, Policy
+from flowsim.model.parameterisations.base import Parameterisation, Policy, margin_keeps_sign
 
 
 class RatioPolicy(Policy):
@@ -87,3 +87,14 @@ class RatioPlane(Parameterisation):
 
     def bind(self, p0, ref):
         return RatioPolicy(p0, ref)
+
+    def impossible(self, outcome, loss, p0, ref):
+        """Displacement, for a margin loss whose dL/dh_w is <= 0 at every start (:func:`margin_keeps_sign`).
+
+        With theta = x = e^h, d log x_w/dt = -g_w / x_w^2 and, for g_l = -g_w,
+        d(h_w - h_l)/dt = -g_w (1/x_w^2 + 1/x_l^2).
+        """
+        if outcome != "displaced":
+            return None
+        how = "on the ratio plane d log p_w/dt = -dL/dh_w / x_w^2, whose sign the margin's flow keeps"
+        return margin_keeps_sign(loss, p0, ref, how)
