@@ -7,12 +7,16 @@
 
 The product: every loss x model (ratio, logits, features) x reference (initial, none, fixed at
 (0.5, 0.25)) x the loss's beta (orpo_lambda for ORPO) at its default and both ends of its
-declared range x engine ("driver", "batched"), for gradient flow from an 8 x 8 grid that covers
+declared range x engine ("driver", "batched") x stop rule (:data:`STOPS`: t_max = 10, 1e3 and
+1e4, the last also with a loss target, a margin target, both, and without the stationary stop),
+for gradient flow from an 8 x 8 grid that covers
 the model's starts (p in [0.01, 1] on the ratio plane, its corners and the cap included, p_l up
 to 0.99 for ORPO, which is infinite at p_l = 1 and refuses a start there; p in
 [0.01, 0.98] with p1 + p2 < 1 for a normalised model: the corners of that triangle and the
-diagonal below 1/2), default stop rule; and the discrete optimisers (gd, momentum, adam, adamw)
-for every loss x model x reference at the default beta, max_steps = 2000.  Each combination runs
+diagonal below 1/2); the same for the losses with switching surfaces (DPOP, hinge) on features
+with similar responses (:data:`SIMILAR`, issue #28's case, where DPOP's flows slide); and the
+discrete optimisers (gd, momentum, adam, adamw) for every loss x model x reference x stop rule at
+the default beta, max_steps = 2000.  Each combination runs
 as one chunk of the sweep machinery (:func:`flowsim.experiment.sweep.run_chunk`) on forked
 workers.  A row *conforms* when its status is not ``failed`` and its work is within budget:
 nfev <= :func:`flowsim.dynamics.driver.work_budget` for a flow, steps <= max_steps for a
@@ -46,8 +50,22 @@ FIXED_REF = (0.5, 0.25)
 #: ORPO's orpo_lambda is declared in [0, inf): its upper test value is flowsim's largest beta.
 ORPO_HIGH = 10.0
 N = 8
-#: The stop rule is the default but for t_max: the issue's 1000 (flows that end do so long before).
-T_MAX = 1000.0
+#: The stop rules the product spans, by name: the default rule but for these keys.  "t1e3" is
+#: issue #20's (flows that end do so long before); issue #28 found a flow that failed at t_max = 1e4.
+STOPS: dict[str, dict[str, float]] = {
+    "t1e3": {"t_max": 1000.0},
+    "t10": {"t_max": 10.0},
+    "t1e4": {"t_max": 1e4},
+    "t1e4+loss": {"t_max": 1e4, "loss_target": 0.1},
+    "t1e4+margin": {"t_max": 1e4, "margin_target": 4.0},
+    "t1e4+loss+margin": {"t_max": 1e4, "loss_target": 0.1, "margin_target": 4.0},
+    "t1e4-stationary": {"t_max": 1e4, "stationary_tol": 0.0},
+}
+#: Features with similar responses (phi_l . phi_w > |phi_w|^2): DPO's field lowers p_w, DPOP's penalty
+#: pushes back, and from the SFT reference its flows slide along h_w = 0 (issue #28).
+SIMILAR = {"cos_wl": 0.9, "norm_ratio": 1.25}
+#: The losses with switching surfaces, run on :data:`SIMILAR` features too.
+KINKED = ("dpop", "hinge")
 MAX_STEPS = 2000
 
 
@@ -74,42 +92,62 @@ def grid(kind: str, model: str) -> dict:
             for i, inf in enumerate(infinite)}  # fmt: skip
 
 
-def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "flow"):
-    """One loss on one model with one engine: betas x references swept (one beta for an optimiser)."""
+def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "flow", stop: str = "t1e3",
+               similar: bool = False):  # fmt: skip
+    """One loss on one model with one engine and stop rule: betas x references swept (one beta for an optimiser).
+
+    ``similar``: the features model with :data:`SIMILAR` responses.
+    """
     name, values = hyper(kind)
     loss = {"kind": kind, name: list(values) if dynamics == "flow" else values[1], "reference": list(REFERENCES),
             "ref_w": FIXED_REF[0], "ref_l": FIXED_REF[1]}  # fmt: skip
-    doc = {"name": f"conformance_{kind}_{model}_{engine}_{dynamics}", "loss": loss, "model": {"kind": model},
-           "grid": grid(kind, model), "solver": {"engine": engine}, "stop": {"t_max": T_MAX}}  # fmt: skip
+    params = SIMILAR if similar else {}
+    label = f"{kind}_{model}{'_similar' if similar else ''}_{engine}_{dynamics}_{stop}"
+    doc = {"name": f"conformance_{label}", "loss": loss, "model": {"kind": model, **params},
+           "grid": grid(kind, model), "solver": {"engine": engine}, "stop": dict(STOPS[stop])}  # fmt: skip
     if dynamics != "flow":
         doc["dynamics"] = {"kind": dynamics, "lr": LR[dynamics]}
         doc["stop"]["max_steps"] = MAX_STEPS
     return parse_experiment(doc, source=doc["name"])
 
 
-def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISERS) -> list:
+def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISERS, stops=tuple(STOPS)) -> list:
     """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
     losses = sorted(LOSSES) if losses is None else losses
-    out = [experiment(k, m, e) for k in losses for m in models for e in engines]
+    out = [experiment(k, m, e, stop=s) for s in stops for k in losses for m in models for e in engines]
+    out += [experiment(k, "features", e, stop=s, similar=True) for s in stops for k in KINKED if k in losses
+            for e in engines if "features" in models]  # fmt: skip
     out = [e for e in out if e.engine == "driver"] + [e for e in out if e.engine != "driver"]
-    opts = [experiment(k, m, "driver", o) for k in losses for m in models for o in optimisers]
-    return [(e, None) for e in out[: len(out) // len(engines)] + opts + out[len(out) // len(engines) :]]
+    opts = [experiment(k, m, "discrete", o, stop=s) for s in stops for k in losses for m in models
+            for o in optimisers]  # fmt: skip
+    n = sum(e.engine == "driver" for e in out)
+    return [(e, None) for e in out[:n] + opts + out[n:]]
 
 
 def subset_experiments() -> list:
     """The test's covering subset: (experiment, the indices of the combinations it runs).
 
-    Every loss x model x reference x beta (ends and default) with the driver; with the batched
-    engine one combination per loss x model, and one optimiser at one reference per loss x model,
-    each chosen in rotation so that every reference, beta and optimiser is taken on every model.
+    Every loss x model x reference x beta (ends and default) with the driver at t_max = 1e3; with
+    the batched engine one combination per loss x model, and one optimiser at one reference per
+    loss x model, each chosen in rotation so that every reference, beta and optimiser is taken on
+    every model; one more combination per loss x model on the driver under each other stop rule
+    of :data:`STOPS` in rotation (every rule on every model); and issue #28's case: the losses with
+    switching surfaces on :data:`SIMILAR` features, reference = the start, t_max = 1e4, both engines.
     """
     out = []
+    others = [s for s in STOPS if s != "t1e3"]
     for i, kind in enumerate(sorted(LOSSES)):
         for m, model in enumerate(MODELS):
             out.append((experiment(kind, model, "driver"), None))
             out.append((experiment(kind, model, "batched"), [(i + 3 * m) % 9]))
             opt = OPTIMISERS[(i + m) % len(OPTIMISERS)]
-            out.append((experiment(kind, model, "driver", opt), [(i + m) % len(REFERENCES)]))
+            out.append((experiment(kind, model, "discrete", opt), [(i + m) % len(REFERENCES)]))
+            stop = others[(i + 2 * m) % len(others)]
+            out.append((experiment(kind, model, "driver", stop=stop), [(2 * i + m) % 9]))
+    initial = [REFERENCES.index("initial") + len(REFERENCES) * b for b in range(3)]  # the SFT reference, each beta
+    for kind in KINKED:
+        for engine in ENGINES:
+            out.append((experiment(kind, "features", engine, stop="t1e4", similar=True), initial))
     return out
 
 
@@ -117,14 +155,14 @@ def items(plan, subset: int | None = None, seed: int = 20):
     """(experiment, chunk) for each combination of the plan: all its starts, or ``subset`` of them.
 
     The subset is seeded and covering: on each model, the combinations run by one engine (flows)
-    or by the optimisers share out the grid's starts in one random order, in turn, so that
+    or by the optimisers under one stop rule share out the grid's starts in one random order, in turn, so that
     every start is run once the combinations outnumber the starts.
     """
     rng = np.random.default_rng(seed)
     order, taken = {}, {}
     for exp, which in plan:
         cs = list(chunks(exp, N * N, kept(exp)))
-        key = (exp.model_kind, exp.engine, exp.dynamics[0][0] == "flow")
+        key = (exp.model_kind, exp.engine, exp.dynamics[0][0] == "flow", exp.stop)  # each stop rule its own turn
         if key not in order:
             order[key], taken[key] = rng.permutation(len(cs[0].p0)), 0
         for j, c in enumerate(cs):
@@ -143,11 +181,14 @@ def run_item(item) -> pd.DataFrame:
     t0 = time.perf_counter()
     df = run_chunk(exp, chunk)
     df["seconds"] = time.perf_counter() - t0
-    df["engine"] = exp.engine  # the engine asked for (a row it handed on names its own in flows.csv)
+    df["by"] = df["engine"]  # the engine that computed each row (the batched engine hands some to the driver)
+    df["engine"] = exp.engine
     df["budget"] = work_budget(exp.solver) if df["dynamics"].iloc[0] == "flow" else exp.stop.max_steps
     df["hyper"] = df["orpo_lambda"] if "orpo_lambda" in df.columns else df["beta"]
-    return df[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev",
-               "steps", "budget", "message", "seconds"]]  # fmt: skip
+    df["stop"] = exp.name.rsplit("_", 1)[1]
+    df["model"] = df["model"] + ("_similar" if "_similar_" in exp.name else "")
+    return df[["loss", "model", "reference", "hyper", "engine", "dynamics", "stop", "p1_0", "p2_0", "status",
+               "nfev", "steps", "budget", "t_sliding", "by", "message", "seconds"]]  # fmt: skip
 
 
 def run(plan, n_jobs: int = 2, subset: int | None = None, log=None) -> pd.DataFrame:
@@ -174,20 +215,20 @@ def nonconforming(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def matrix(df: pd.DataFrame) -> str:
-    """Markdown: per (model, dynamics, engine) the combinations, rows by status, evaluations and time."""
-    statuses = [s for s in ("converged", "capped", "reached_margin", "stationary", "timeout", "diverged", "failed")
-                if s in set(df["status"]) or s == "failed"]  # fmt: skip
-    head = ["model", "dynamics", "engine", "combinations", "rows", *statuses, "over budget", "stiff (LSODA)",
+    """Markdown: per (stop rule, model, dynamics, engine) the combinations, rows by status, evaluations, time."""
+    statuses = [s for s in ("converged", "capped", "reached_loss", "reached_margin", "stationary", "timeout",
+                            "diverged", "failed") if s in set(df["status"]) or s == "failed"]  # fmt: skip
+    head = ["stop", "model", "dynamics", "engine", "combinations", "rows", *statuses, "over budget", "stiff (LSODA)",
             "nfev median", "nfev max", "seconds"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (model, dyn, engine), g in df.groupby(["model", "dynamics", "engine"], sort=False):
+    for (stop, model, dyn, engine), g in df.groupby(["stop", "model", "dynamics", "engine"], sort=False):
         combos = g.groupby(["loss", "reference", "hyper"]).ngroups
         counts = g["status"].value_counts()
         flow = dyn == "flow"
         work = g["nfev"] if flow else g["steps"]
         stiff = int(g["message"].fillna("").str.startswith("stiff").sum())
         secs = g.groupby(["loss", "reference", "hyper"])["seconds"].first().sum()
-        row = [model, dyn, engine, combos, len(g), *(int(counts.get(s, 0)) for s in statuses),
+        row = [stop, model, dyn, engine, combos, len(g), *(int(counts.get(s, 0)) for s in statuses),
                int((~g["within_budget"]).sum()), stiff if flow else "-", f"{work.median():.0f}",
                f"{work.max():.0f}", f"{secs:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, row)) + " |")

@@ -31,9 +31,10 @@ from scipy.integrate import solve_ivp
 from flowsim._validation import ParamError, check_choice, check_interval, check_positive
 from flowsim.dynamics.charts import System, chart_for
 from flowsim.dynamics.events import Threshold, thresholds
-from flowsim.dynamics.monitors import add_monitors, add_stops
+from flowsim.dynamics.monitors import add_monitors, add_stops, along
 from flowsim.dynamics.record import FlowResult, PathTrack, StopRule, finish_rows
 from flowsim.dynamics.stiffness import DETECTING, StiffFlow
+from flowsim.dynamics.switching import MAX_SWITCHES, Mode, ModeObjective, Surfaces
 from flowsim.model.losses.base import Loss
 from flowsim.model.objective import Objective
 from flowsim.model.parameterisations.base import Policy
@@ -201,6 +202,9 @@ class _Stiff(Exception):
 def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, path: bool, path_points: int):
     """:func:`integrate` with one method (raises _Stiff past the method's budget)."""
     objective, theta0 = _setup(loss, x0, ref, policy)
+    surfaces = Surfaces.of(objective, theta0)
+    if surfaces is not None:  # a loss with switching surfaces: smooth pieces between events on them
+        return _integrate_switched(objective, surfaces, theta0, stop, options, path_points if path else 0)
     rules = thresholds(stop, capped=objective.policy.has_cap)
     chart = chart_for(objective, objective.policy.kind, smooth=options.chart == "smooth")
     try:
@@ -221,6 +225,158 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
         where = sys_.nonfinite.get("where")
         return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, sol.nfev)
     return _finish(objective, sys_, sol, options, stop, track, path_points if path else 0)
+
+
+def _integrate_switched(objective, surfaces: Surfaces, theta0, stop: StopRule, options: SolverOptions,
+                        path_points: int) -> FlowResult:  # fmt: skip
+    """:func:`_integrate` for a loss with switching surfaces (:mod:`flowsim.dynamics.switching`).
+
+    The flow is integrated in pieces, one ``solve_ivp`` run per mode (a side of every surface, or
+    sliding along one), each in the pair's chart with the stop rule's events plus the mode's
+    switches: leaving its side of a surface, or (sliding) the exits a_- < 0 and a_+ > 0.  A switch
+    is landed on as a stop is, the next mode decided there, and the next piece starts from it; the
+    time spent sliding goes into the track (``t_sliding``).  The budget (max_nfev) is the flow's.
+    """
+    rules = thresholds(stop, capped=objective.policy.has_cap)
+    theta = np.asarray(theta0, dtype=float)
+    track = PathTrack(objective.policy.probs(theta)[None], stop)
+    factor = IMPLICIT_FACTOR if options.implicit else 1
+    t0, nfev, pieces = 0.0, 0, []
+    try:
+        mode = surfaces.start_mode(theta)
+    except _NUMERICAL as exc:
+        return FlowResult.failed(f"{type(exc).__name__}: {exc}")
+    for _ in range(MAX_SWITCHES + 1):
+        proxy = ModeObjective(surfaces, mode)
+        chart = chart_for(proxy, objective.policy.kind, smooth=options.chart == "smooth")
+        left = None if options.max_nfev is None else max(1, options.max_nfev - nfev // factor)
+        piece_options = dataclasses.replace(options, max_nfev=left)
+        try:
+            met = chart.met_at_start(theta.tolist(), rules)
+            if t0 == 0.0:
+                track.t_w[:] = 0.0 if any(r.name == "w" for r in met) else math.nan  # as the chart compares
+                track.t_l[:] = 0.0 if any(r.name == "l" for r in met) else math.nan
+            done = _status_at_start(proxy, stop, theta.tolist(), met, chart.may_stall)
+            if done:
+                trace = _stopped_path(path_points, t0, theta, pieces)
+                return _record(objective, done, t0, theta, nfev, trace, track)
+            sys_ = chart.system(theta.tolist(), tuple(r for r in rules if r.terminal or r not in met),
+                                stop.t_max - t0, piece_options)  # fmt: skip
+            if mode.sliding is not None:
+                _onto_surface(sys_, surfaces, mode.sliding)
+            add_stops(sys_, proxy, stop, may_stall=chart.may_stall)
+            add_monitors(sys_, objective.policy, p_w_rises=chart.p_w_rises)
+            switches = _add_switches(sys_, surfaces, mode)
+            sol = _solve(sys_, piece_options, dense=bool(path_points))
+        except _NUMERICAL as exc:
+            return FlowResult.failed(f"{type(exc).__name__}: {exc}", nfev)
+        if sol.status == -1:
+            where = sys_.nonfinite.get("where")
+            return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, nfev + sol.nfev)
+        switch = _first_switch(sys_, sol, switches)
+        if switch is None:
+            return _finish(objective, sys_, sol, piece_options, stop, track, path_points, t0, tuple(pieces), nfev,
+                           sliding=mode.sliding is not None)  # fmt: skip
+        theta, t1, tau, more = _switch(objective, sys_, sol, piece_options, track, switches[switch[0]], switch, t0)
+        if mode.sliding is not None:
+            track.slide(t1 - t0)
+        nfev += int(sol.nfev + getattr(sol, "njev", 0)) + more
+        pieces.append(_Piece(t0, sol, sys_, tau))
+        mode, t0 = switches[switch[0]][2](theta), t1
+    return FlowResult.failed(f"more than {MAX_SWITCHES} switches between the modes of the loss's switching surfaces "
+                             "(a flow chattering between them)", nfev)  # fmt: skip
+
+
+def _onto_surface(sys_: System, surfaces: Surfaces, k: int) -> None:
+    """Read every state of a run sliding along surface k projected onto it (see :mod:`flowsim.dynamics.switching`)."""
+    theta, theta_path = sys_.theta, sys_.theta_path
+    sys_.theta = lambda y: surfaces.project(np.asarray(theta(y), dtype=float), k).tolist()
+    sys_.theta_path = lambda states: np.array([surfaces.project(th, k) for th in theta_path(states)])
+
+
+def _add_switches(sys_: System, surfaces: Surfaces, mode: Mode) -> dict[str, tuple]:
+    """The mode's switches as terminal events: name -> (residual of the state, its slope, the next mode of theta)."""
+
+    def on_state(fn):
+        return lambda y: fn(np.asarray(sys_.theta(y), dtype=float))
+
+    out = {}
+    for k in range(surfaces.count):
+        if k != mode.sliding:  # leaving its side of surface k: the next mode is decided on the surface
+            g = on_state(lambda th, k=k: _inside(float(surfaces.values(th)[k]), mode.side[k]))
+            out[f"surface_{k}"] = (g, -mode.side[k], lambda th, k=k: surfaces.decide(th, mode, k, mode.side[k]))
+    if mode.sliding is not None:  # alpha leaves [0, 1]: a_- falls through 0, or a_+ rises through 0
+        exits = _Cached(lambda th: surfaces.exits(th, mode))
+        for i, name, side in ((0, "exit_minus", -1.0), (1, "exit_plus", 1.0)):
+            g = on_state(lambda th, i=i, side=side: _inside(exits(th)[i], -side))
+            out[name] = (g, side, lambda th, side=side: mode.on(mode.sliding, side))
+    for name, (g, direction, _) in out.items():
+        sys_.add_event(name, lambda t, y, g=g: g(y), direction, True)
+    return {name: (g, along(g), after) for name, (g, _, after) in out.items()}
+
+
+def _inside(value: float, sign: float) -> float:
+    """A switch's residual with an exact 0 counted on the mode's own side (``sign``).
+
+    solve_ivp counts a residual that is 0 at both ends of a step as a crossing; a residual that is
+    identically 0 (the hinge's far side has no field, so a_- = 0 there and nothing moves) would
+    then switch the mode at every step.  A switch happens where the residual changes sign.
+    """
+    return value if value != 0.0 else sign * 1e-300
+
+
+class _Cached:
+    """fn(theta) remembered for the last theta (the two exit events read the same normal components)."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.key, self.value = fn, None, None
+
+    def __call__(self, theta: np.ndarray):
+        key = theta.tobytes()
+        if key != self.key:
+            self.key, self.value = key, self.fn(theta)
+        return self.value
+
+
+def _first_switch(sys_: System, sol, switches: dict) -> tuple[str, float, np.ndarray] | None:
+    """(name, tau, state) of the switch that ended a run, or None (it ended on a stop, or at its end)."""
+    if sol.status != 1:
+        return None
+    first = None
+    for k, name in enumerate(sys_.names):
+        if sol.t_events[k].size and sys_.events[k].terminal:
+            tau = float(sol.t_events[k][0])
+            if first is None or tau < first[1] or (tau == first[1] and name not in switches):  # stops win ties
+                first = (name, tau, sol.y_events[k][0])
+    return first if first is not None and first[0] in switches else None
+
+
+def _switch(objective, sys_: System, sol, options: SolverOptions, track: PathTrack, entry, switch, t0: float):
+    """Land on a switch; record the piece's crossings and turns: (theta there, t there, tau there, evaluations)."""
+    _, tau, y = switch
+    more = 0
+    try:
+        tau, y, more = _land(sys_, sol, options, entry[0], entry[1], tau, y)
+    except (*_NUMERICAL, _Stiff):  # landing only refines the switch already found
+        pass
+    found = {n: (float(sol.t_events[k][0]), sol.y_events[k][0]) for k, n in enumerate(sys_.names)
+             if sol.t_events[k].size}  # fmt: skip
+    _crossings(sys_, found, tau, track, t0)
+    _walk(objective, sys_, sol, tau, track, t0)
+    theta = np.asarray(sys_.theta(y), dtype=float)
+    t1 = t0 + float(y[sys_.t_index])
+    track.visit(t1, objective.policy.probs(theta)[None])
+    return theta, t1, tau, more
+
+
+def _stopped_path(path_points: int, t_end: float, theta: np.ndarray, pieces: list):
+    """The path of a flow that stopped at the start of a piece (None: no path asked)."""
+    if not path_points:
+        return None
+    ts = np.linspace(0.0, t_end, path_points)
+    xs = _path(ts, tuple(pieces)) if pieces else np.tile(theta, (path_points, 1))
+    xs[-1] = theta
+    return ts, xs
 
 
 def _status_at_start(objective, stop: StopRule, theta0: list[float], met, may_stall: bool) -> str:
@@ -315,13 +471,19 @@ class _Budgeted:
         return self.rhs(t, y)
 
 
-def _finish(objective, sys_: System, sol, options, stop: StopRule, track: PathTrack, path_points: int):
-    """The record of a solved flow: the earliest stop, landed on; crossing times; the path."""
+def _finish(objective, sys_: System, sol, options, stop: StopRule, track: PathTrack, path_points: int,
+            t0: float = 0.0, before: tuple = (), nfev0: int = 0, sliding: bool = False):  # fmt: skip
+    """The record of a solved flow: the earliest stop, landed on; crossing times; the path.
+
+    A flow integrated in pieces (:func:`_integrate_switched`) gives the time ``t0`` its last piece
+    started at, the pieces ``before`` it (:class:`_Piece`, for the path), their evaluations ``nfev0``,
+    and whether the last piece slid along a switching surface (its time then goes into ``t_sliding``).
+    """
     found = {}  # first crossing of each event: (tau, state)
     for k, name in enumerate(sys_.names):
         if sol.t_events[k].size:
             found[name] = (float(sol.t_events[k][0]), sol.y_events[k][0])
-    nfev = int(sol.nfev + getattr(sol, "njev", 0))
+    nfev = nfev0 + int(sol.nfev + getattr(sol, "njev", 0))
     if sol.status == 1:  # a terminal event: the earliest one (ties: in the rules' order)
         terminal = {n: found[n][0] for n in sys_.names if n in sys_.landing and n in found}
         status = str(stop.earliest(terminal)[0][()])
@@ -333,35 +495,72 @@ def _finish(objective, sys_: System, sol, options, stop: StopRule, track: PathTr
             pass
     else:  # solve_ivp reached tau_end: the stop on the clock (or t_max when tau = t)
         status, tau_stop, y_end = sys_.end_status, float(sol.t[-1]), sol.y[:, -1]
-    t_end = stop.t_max if status == "timeout" else float(y_end[sys_.t_index])
+    t_end = stop.t_max if status == "timeout" else t0 + float(y_end[sys_.t_index])
     theta = sys_.theta(y_end)
     if status in sys_.snap:  # a stop puts the state on its level up to rounding: snap it exactly
         i, value = sys_.snap[status]
         theta[i] = value
 
-    for name, t_x in (("w", track.t_w), ("l", track.t_l)):  # the first crossing up to the stop
-        if math.isnan(t_x[0]) and name in found and found[name][0] <= tau_stop:
-            t_x[0] = float(found[name][1][sys_.t_index])
+    _crossings(sys_, found, tau_stop, track, t0)
     trace = None
     if path_points:
         ts = np.linspace(0.0, t_end, path_points)
-        trace = (ts, sys_.theta_path(_states_at_times(sol.sol, ts, tau_stop, sys_.t_index)))
+        trace = (ts, _path(ts, (*before, _Piece(t0, sol, sys_, tau_stop))))
         trace[1][-1] = theta
-    _walk(objective, sys_, sol, tau_stop, track)
+    _walk(objective, sys_, sol, tau_stop, track, t0)
+    if sliding:
+        track.slide(t_end - t0)
     return _record(objective, status, t_end, theta, nfev, trace, track)
 
 
-def _walk(objective, sys_: System, sol, tau_stop: float, track: PathTrack) -> None:
-    """Show ``track`` the monitors' turning points before the stop (the end is :func:`finish_rows`')."""
+def _crossings(sys_: System, found: dict, tau_stop: float, track: PathTrack, t0: float) -> None:
+    """Record the first crossings (``t_w``, ``t_l``) that the events found up to tau_stop."""
+    for name, t_x in (("w", track.t_w), ("l", track.t_l)):
+        if math.isnan(t_x[0]) and name in found and found[name][0] <= tau_stop:
+            t_x[0] = t0 + float(found[name][1][sys_.t_index])
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One solve_ivp run of a flow: it started at time t0 and ends at its tau_stop."""
+
+    t0: float
+    sol: object
+    sys_: System
+    tau_stop: float
+
+
+def _path(ts: np.ndarray, pieces) -> np.ndarray:
+    """Parameters (m, d) at times ``ts`` along the pieces of a flow (each time from the last piece started by then)."""
+    out = None
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        mask = (ts >= piece.t0) & (last or ts < pieces[i + 1].t0)
+        if not np.any(mask):
+            continue
+        states = _states_at_times(piece.sol.sol, ts[mask] - piece.t0, piece.tau_stop, piece.sys_.t_index)
+        part = piece.sys_.theta_path(states)
+        if out is None:
+            out = np.empty((len(ts), part.shape[-1]))
+        out[mask] = part
+    return out
+
+
+def _walk(objective, sys_: System, sol, tau_stop: float, track: PathTrack, t0: float = 0.0) -> None:
+    """Show ``track`` the monitors' turning points before the stop (the end is :func:`finish_rows`').
+
+    A flow's first piece (t0 = 0) also sets the start as the chart holds it (an ulp from theta0).
+    """
     pol = objective.policy
-    p0 = pol.probs(np.asarray(sys_.theta(sys_.y0)))  # the start as the chart holds it (an ulp from theta0)
-    track.p_w0[0] = track.p_w_min[0] = p0[0]
-    track.max_mass[0] = p0[0] + p0[1]
+    if t0 == 0.0:
+        p0 = pol.probs(np.asarray(sys_.theta(sys_.y0)))
+        track.p_w0[0] = track.p_w_min[0] = p0[0]
+        track.max_mass[0] = p0[0] + p0[1]
     for k, name in enumerate(sys_.names):
         if name in ("p_w_turn", "mass_turn"):
             for tau, y in zip(sol.t_events[k], sol.y_events[k], strict=True):
                 if tau <= tau_stop:
-                    track.visit(float(y[sys_.t_index]), pol.probs(np.asarray(sys_.theta(y)))[None])
+                    track.visit(t0 + float(y[sys_.t_index]), pol.probs(np.asarray(sys_.theta(y)))[None])
 
 
 def _land(sys_: System, sol, options: SolverOptions, g: Callable, slope: Callable, tau_e: float, y_e: np.ndarray):

@@ -57,10 +57,12 @@ RESULT_FIELDS: tuple[str, ...] = (
 #: along the path (> 1: the ratio plane left the simplex); ``margin_final``: h_w - h_l at the
 #: stop; ``rest_final``: 1 - p_w - p_l (normalised models); ``top_other`` / ``p_top_other``: which
 #: other response (2..K-1) holds most probability at the stop, and how much; ``steps``: the
-#: number of discrete steps taken (discrete optimisers only).
+#: number of discrete steps taken (discrete optimisers only); ``t_sliding``: the time the flow spent
+#: sliding along a switching surface of the loss (a Filippov sliding mode, where its field is
+#: non-smooth and both sides push into the surface: ``Loss.kinks``); 0 where it never slid.
 PATH_FIELDS: tuple[str, ...] = (
     "p_w_min", "t_p_w_min", "displaced", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other",
-    "steps",
+    "steps", "t_sliding",
 )  # fmt: skip
 
 #: The stops a rule may set or leave off (the thresholds and t_max are always on); a stop rule's
@@ -208,11 +210,13 @@ class StopRule:
 
 class PathTrack:
     """What a path has done so far, for rows (n,): the lowest p_w and when, the largest p_w + p_l,
-    and the first times p_w >= p1_target (``t_w``) and p_l <= p2_target (``t_l``).
+    the first times p_w >= p1_target (``t_w``) and p_l <= p2_target (``t_l``), and the time spent
+    sliding along a switching surface (``t_sliding``).
 
     Built at the starts (probabilities p0 (n, K)); an engine shows it the points it passes:
     :meth:`visit` for the extremes (every point, or the turning points a monitor finds),
-    :meth:`cross` for the crossing times (an engine that finds them as events sets them itself).
+    :meth:`cross` for the crossing times (an engine that finds them as events sets them itself),
+    :meth:`slide` for each stretch of time it integrated a sliding mode.
     """
 
     def __init__(self, p0: np.ndarray, stop: StopRule) -> None:
@@ -223,6 +227,7 @@ class PathTrack:
         self.max_mass = p0[..., 0] + p0[..., 1]
         self.t_w = np.where(p0[..., 0] >= stop.p1_target, 0.0, math.nan)
         self.t_l = np.where(p0[..., 1] <= stop.p2_target, 0.0, math.nan)
+        self.t_sliding = np.zeros(self.p_w0.shape)
 
     def visit(self, t, p: np.ndarray, rows=...) -> None:
         """Take points at times t (scalar or per row) with probabilities p (m, K) of ``rows`` into account."""
@@ -240,11 +245,15 @@ class PathTrack:
             if np.any(hit):
                 t_x[rows] = np.where(hit & np.isnan(t_x[rows]), t, t_x[rows])
 
+    def slide(self, dt, rows=slice(None)) -> None:
+        """Add a stretch of time dt (scalar or per row) that ``rows`` spent sliding along a switching surface."""
+        self.t_sliding[rows] = self.t_sliding[rows] + dt
+
     def take(self, keep: np.ndarray) -> PathTrack:
         """The track of the rows ``keep`` (an index array)."""
         out = object.__new__(PathTrack)
         out.p1_target, out.p2_target = self.p1_target, self.p2_target
-        for k in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l"):
+        for k in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l", "t_sliding"):
             setattr(out, k, getattr(self, k)[keep])
         return out
 
@@ -255,7 +264,7 @@ def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=...
 
     The stopping point is a point of the path (it enters p_w_min and max_mass).  The columns:
     ``p_w_min``, ``t_p_w_min``, ``displaced`` (p_w_min < p_w0 (1 - :data:`DISPLACED_RTOL`)),
-    ``max_mass``, ``t_w``, ``t_l`` from ``track`` (its ``rows``); ``margin_final`` = h_w - h_l;
+    ``max_mass``, ``t_w``, ``t_l``, ``t_sliding`` from ``track`` (its ``rows``); ``margin_final`` = h_w - h_l;
     for K > 2 ``rest_final`` = the other responses' total probability, summed (1 - p_w - p_l
     would lose it to cancellation when p_w + p_l is near 1), ``top_other`` (index 2..K-1, as a
     float) and ``p_top_other``; NaN for K = 2.  A model whose other responses are not listed one
@@ -268,7 +277,7 @@ def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=...
     out = {"p_w_min": p_w_min, "t_p_w_min": np.where(lower, t_stop, t_min),
            "displaced": p_w_min < track.p_w0[rows] * (1.0 - DISPLACED_RTOL),
            "max_mass": np.maximum(mass, p[..., 0] + p[..., 1]), "t_w": track.t_w[rows], "t_l": track.t_l[rows],
-           "margin_final": h[..., 0] - h[..., 1]}  # fmt: skip
+           "margin_final": h[..., 0] - h[..., 1], "t_sliding": track.t_sliding[rows]}  # fmt: skip
     nan = np.full(p.shape[:-1], math.nan)
     if p.shape[-1] <= 2:
         return out | {"rest_final": nan if rest is None else rest, "top_other": nan, "p_top_other": nan}
@@ -301,7 +310,7 @@ class FlowResult:
     message : str
         The solver's message when ``failed``; "stiff: ..." when the flow was integrated again
         with LSODA (:class:`~flowsim.dynamics.driver.SolverOptions` ``max_nfev``); else ''.
-    p_w_min, t_p_w_min, displaced, max_mass, margin_final, rest_final, top_other, p_top_other, steps
+    p_w_min, t_p_w_min, displaced, max_mass, margin_final, rest_final, top_other, p_top_other, steps, t_sliding
         What the path did (see :data:`PATH_FIELDS`); NaN where it does not apply.
     path_t, path_x : numpy.ndarray or None
         On request, times (n,) and parameters (n, d) along the path, for plots.
@@ -327,6 +336,7 @@ class FlowResult:
     top_other: float = math.nan
     p_top_other: float = math.nan
     steps: float = math.nan
+    t_sliding: float = math.nan
     path_t: np.ndarray | None = field(default=None, repr=False, compare=False)
     path_x: np.ndarray | None = field(default=None, repr=False, compare=False)
 

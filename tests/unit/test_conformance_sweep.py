@@ -120,14 +120,26 @@ def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets(confo
     assert bad.empty, f"{len(bad)} nonconforming rows:\n{shown}"
     # it covers what it says: every loss x model x reference x beta (ends and default) on the driver, ...
     flows = df[(df["dynamics"] == "flow") & (df["engine"] == "driver")]
-    assert flows.groupby(["loss", "model", "reference", "hyper"]).ngroups == 16 * 3 * 3 * 3
+    base = flows[(flows["stop"] == "t1e3") & flows["model"].isin(conf.MODELS)]
+    assert base.groupby(["loss", "model", "reference", "hyper"]).ngroups == 16 * 3 * 3 * 3
+    # ... every stop rule of the product (t_max 10 and 1e4, targets, no stationary stop) on every model, ...
+    for model in conf.MODELS:
+        assert set(flows.loc[flows["model"] == model, "stop"]) == set(conf.STOPS), model
+    # ... and issue #28's case: the kinked losses on similar features from the SFT reference at t_max = 1e4,
+    # on both engines, each row well under a second; DPOP's flows slide along h_w = 0
+    case = df[(df["model"] == "features_similar") & (df["reference"] == "initial") & (df["stop"] == "t1e4")]
+    assert set(case["engine"]) == {"driver", "batched"} and set(case["loss"]) == set(conf.KINKED)
+    assert (case["seconds"] < 1.0).all(), case[["loss", "hyper", "engine", "seconds"]]
+    assert (case.loc[case["loss"] == "dpop", "t_sliding"] > 0).any()
     # ... every start of each model's grid, both engines, every optimiser
-    for model, g in flows[flows["loss"] != "orpo"].groupby("model"):  # ORPO's ratio grid stops at p_l = 0.99
+    for model, g in base[base["loss"] != "orpo"].groupby("model"):  # ORPO's ratio grid stops at p_l = 0.99
         n = 64 if model == "ratio" else 36  # the 8 x 8 grid, or its points with p1 + p2 < 1
         assert g[["p1_0", "p2_0"]].drop_duplicates().shape[0] == n, model
-    assert set(df["engine"]) == {"driver", "batched"}
+    assert set(df["engine"]) == {"driver", "batched", "discrete"}
     assert set(df["dynamics"]) == {"flow", "gd", "momentum", "adam", "adamw"}
-    print(f"conformance subset: {len(df)} rows in {wall:.1f} s")
+    extra = df[(df["stop"] != "t1e3") & (df["dynamics"] == "flow")].groupby(["loss", "model", "engine", "stop"])
+    others = extra["seconds"].first().sum()
+    print(f"conformance subset: {len(df)} rows in {wall:.1f} s (other stop rules: {others:.1f} s)")
 
 
 def test_momentum_on_the_ratio_plane_with_an_overflowing_gradient_norm():

@@ -133,7 +133,8 @@ def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop:
             "max_mass": (p[..., 0] + p[..., 1]).max(axis=1), "margin_final": h[:, -1, 0] - h[:, -1, 1],
             "rest_final": 1.0 - pf[:, 0] - pf[:, 1], "top_other": pd.array([pd.NA] * n, dtype="Int64"),
             "p_top_other": np.full(n, np.nan),
-            "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64")}  # fmt: skip
+            "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),  # t_sliding: steps never slide
+            "t_sliding": np.zeros(n)}  # fmt: skip
 
 
 def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.DataFrame:

@@ -78,6 +78,15 @@ def integrate_batch(loss, policy=None, stop: StopRule | None = None, options: So
     return run.result()
 
 
+def _switching(objective: Objective, theta0: np.ndarray) -> bool:
+    """Whether the loss has switching surfaces (``Loss.kinks``): its rows are then the driver's, which
+    integrates a flow in pieces between events on them (:mod:`flowsim.dynamics.switching`)."""
+    try:
+        return objective.loss.kinks(objective.h(theta0), objective.policy.log_ref) is not None
+    except _NUMERICAL:
+        return False
+
+
 class _Run:
     """One batch: the records (n rows), the live rows' state, the loop."""
 
@@ -94,6 +103,8 @@ class _Run:
         self.track.t_w[:], self.track.t_l[:] = np.nan, np.nan  # set where the chart finds them met (_start)
         self.driver_rows: list[int] = []
         ok = np.asarray(pol.in_domain(theta0), dtype=bool)
+        if _switching(objective, theta0):  # lockstep steps would chatter across a sliding surface
+            ok[:] = False
         self.driver_rows += np.flatnonzero(~ok).tolist()  # the driver says what is wrong with them
         rows = np.flatnonzero(ok)
         if rows.size:

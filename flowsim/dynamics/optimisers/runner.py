@@ -64,7 +64,8 @@ COMPACT_AT = 0.25
 TIME_RTOL = 1e-12
 
 _FLOAT_FIELDS = ("t_stop", "x1_final", "x2_final", "p1_final", "p2_final", "loss_final", "t_w", "t_l", "p_w_min",
-                 "t_p_w_min", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other")  # fmt: skip
+                 "t_p_w_min", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other",
+                 "t_sliding")  # fmt: skip
 
 
 def step_limit(stop: StopRule, lr: float) -> int:

@@ -17,8 +17,13 @@ Contract (every registered loss passes ``tests/unit/test_conformance.py``):
    softplus / log-sigmoid / expit forms, never through an exponential that can overflow.
 4. ``hessian`` (for implicit solvers) defaults to a central difference of ``grad``; a loss
    overrides it where the analytic form is cheap.
-5. A loss whose gradient jumps (a hinge, a max) says where by ``kinks``: functions of
-   (h, log_ref) whose sign changes exactly at the jumps; the integrator stops on them.
+5. A loss whose gradient jumps (a hinge, a max) declares its *switching surfaces* by ``kinks``:
+   functions s_k(h, log_ref), one per surface, whose zero sets are where the gradient jumps;
+   on each side of a surface the loss is one smooth piece.  ``kink_normals`` gives ds_k/dh and
+   ``side_grad`` the gradient of the piece on a chosen side of each surface, continued to the
+   surface itself (both default to finite differences; a loss overrides them where exact forms
+   are cheap).  The driver treats each surface as an event: it lands on it and, from the two
+   one-sided fields, crosses it, slides along it (Filippov) or leaves it.
 """
 
 from __future__ import annotations
@@ -105,6 +110,35 @@ class Loss(ABC):
     def kinks(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray | None:
         """Functions (..., k) whose sign changes where the gradient jumps, or None (smooth)."""
         return None
+
+    def kink_normals(self, h: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """ds_k/dh of the surfaces (:meth:`kinks`), shape (..., k, 2): a central difference unless overridden."""
+        h = np.asarray(h, dtype=float)
+        step = 2.0**-20
+        cols = []
+        for i in range(2):
+            e = np.zeros(2)
+            e[i] = step
+            cols.append((self.kinks(h + e, log_ref) - self.kinks(h - e, log_ref)) / (2 * step))
+        return np.stack(cols, axis=-1)
+
+    def side_grad(self, h: np.ndarray, side: np.ndarray, log_ref: np.ndarray | float = 0.0) -> np.ndarray:
+        """dL/dh of the smooth piece on side ``side`` (..., k) (+1: s_k > 0, -1: s_k < 0) of each surface.
+
+        By default the gradient at h moved along each surface's normal to a point 2^-30 (in s_k) on
+        the asked side, where h is closer to that surface or on its other side: first order in that
+        distance; a loss with an exact form for its pieces overrides this.
+        """
+        h = np.array(h, dtype=float)
+        s, n = self.kinks(h, log_ref), self.kink_normals(h, log_ref)
+        side = np.broadcast_to(np.asarray(side, dtype=float), s.shape)
+        gap = 2.0**-30
+        for k in range(s.shape[-1]):
+            move = side[..., k] * s[..., k] < gap
+            nk = n[..., k, :]
+            shift = (side[..., k] * gap - s[..., k]) / np.maximum(np.sum(nk * nk, axis=-1), 1e-300)
+            h = h + np.where(move, shift, 0.0)[..., None] * nk
+        return self.grad(h, log_ref)
 
     def params(self) -> dict[str, object]:
         """The loss's hyperparameters by name, as they go into a results table."""

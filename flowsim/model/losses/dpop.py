@@ -10,7 +10,10 @@ a = 1 + lambda [h_w < 0]:
     dL/dh    = beta s (-a, 1)
     d2L/dh2  = beta^2 s (1 - s) (a, -1)(a, -1)^T          (analytic, away from the kink)
 
-The gradient jumps across h_w = 0 (a from 1 + lambda to 1), reported by :meth:`DPOP.kinks`.
+The gradient jumps across h_w = 0 (a from 1 + lambda to 1), a switching surface reported by
+:meth:`DPOP.kinks`, with each side's piece softplus(-beta (a h_w - h_l)) (:meth:`DPOP.side_grad`).
+Where a model couples h_w to h_l (log-linear features with similar responses, whose DPO field
+alone lowers p_w), both sides push into h_w = 0 and the flow *slides* along it (Filippov).
 At h_w = 0 itself (where a flow started at the reference, p0 = ref, begins) the slope is the
 right-hand one, a = 1 (torch.relu's gradient 0 at 0): in the ratio plane gradient flow raises
 h_w there (dL/dh_w < 0 on both sides), into the side where a = 1.  No finite minimiser.
@@ -48,6 +51,11 @@ class DPOP(Loss):
     """
 
     kind: ClassVar[str] = "dpop"
+    #: Its field has a switching surface (h_w = 0), along which flows slide (Filippov): the driver
+    #: integrates them in pieces between events on it; the batched engine's lockstep steps would chatter.
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (
+        "its field has a switching surface (h_w = 0) along which flows slide: the driver integrates it as events"
+    )
     beta: float = 0.1
     dpop_lambda: float = 50.0
 
@@ -86,3 +94,17 @@ class DPOP(Loss):
     def kinks(self, h, log_ref=0.0):
         """h_w, shape (..., 1): the penalty max(0, -h_w) switches on where it changes sign."""
         return np.asarray(h, dtype=float)[..., :1].copy()
+
+    def kink_normals(self, h, log_ref=0.0):
+        """d h_w/dh = (1, 0), shape (..., 1, 2)."""
+        out = np.zeros((*np.shape(h)[:-1], 1, 2))
+        out[..., 0, 0] = 1.0
+        return out
+
+    def side_grad(self, h, side, log_ref=0.0):
+        """The gradient of the piece softplus(-beta (a h_w - h_l)), a = 1 + lambda (side -1) or 1 (side +1)."""
+        h = np.asarray(h, dtype=float)
+        a = np.where(np.asarray(side, dtype=float)[..., 0] < 0, 1.0 + self.dpop_lambda, 1.0)
+        with np.errstate(under="ignore"):
+            bs = self.beta * expit(-self.beta * (a * h[..., 0] - h[..., 1]))
+            return np.stack([-bs * a, bs], axis=-1)

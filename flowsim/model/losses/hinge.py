@@ -44,6 +44,11 @@ class Hinge(Loss):
     """
 
     kind: ClassVar[str] = "hinge"
+    #: Its field has a switching surface (margin = 1), along which a flow stops or slides (Filippov): the driver
+    #: integrates them in pieces between events on it; the batched engine's lockstep steps would chatter.
+    batched: ClassVar[tuple[tuple[str, ...], ...] | str] = (
+        "its field has a switching surface (margin = 1) where flows stop or slide: the driver integrates it as events"
+    )
     reads_margin_only: ClassVar[bool] = True
     beta: float = 0.1
 
@@ -71,3 +76,14 @@ class Hinge(Loss):
     def kinks(self, h, log_ref=0.0):
         """1 - m, shape (..., 1): the gradient jumps where it changes sign."""
         return (1.0 - self.margin(h))[..., None]
+
+    def kink_normals(self, h, log_ref=0.0):
+        """d(1 - m)/dh = beta (-1, 1), shape (..., 1, 2)."""
+        out = np.zeros((*np.shape(h)[:-1], 1, 2))
+        out[..., 0, :] = (-self.beta, self.beta)
+        return out
+
+    def side_grad(self, h, side, log_ref=0.0):
+        """beta (-1, 1) on the side m < 1 (side +1), 0 on the side m > 1."""
+        b = np.where(np.asarray(side, dtype=float)[..., 0] > 0, self.beta, 0.0) + np.zeros(np.shape(h)[:-1])
+        return np.stack([-b, b], axis=-1)
