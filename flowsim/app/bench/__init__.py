@@ -1,4 +1,4 @@
-"""The performance benchmark (issues #15, #23): flows per second, whole process, at stated accuracy.
+"""The performance benchmark: flows per second, whole process, at stated accuracy.
 
     flowsim bench [--quick] [--publish] [--out FILE] [--repeats N] [--budget S] [--backend B] [--no-dask]
     python experiments/benchmark.py [the same options]

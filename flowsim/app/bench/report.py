@@ -65,7 +65,7 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
     backend = backend or default_backend()
     path = Path("results/benchmark.csv") if publish else Path(out) if out else _scratch() / "benchmark.csv"
     load_start, cpu_start, t_start = load_average(), cpu_times(), time.perf_counter()
-    echo(f"flowsim benchmark (issue #23): DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
+    echo(f"flowsim benchmark: DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
          f"load average {load_start}")  # fmt: skip
     plan = QUICK_PLAN if quick else PLAN
     rows: list[dict] = []
