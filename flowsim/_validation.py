@@ -55,8 +55,8 @@ def check_positive(name: str, value: object) -> float:
 
 
 #: The betas a loss accepts unless it declares its own ``beta_range``: the range at whose ends
-#: every loss's flows were measured to end, from five starts on each model (README, "The range
-#: of beta").  Above ~100 several losses are stiff in the logits (the Hessian grows like beta^2)
+#: every loss's flows were measured to end, from five starts on each model (docs: Accuracy, "The
+#: range of β").  Above ~100 several losses are stiff in the logits (the Hessian grows like beta^2)
 #: and some flows fail even with LSODA; DPO, checked against its closed forms, declares up to 1e6.
 BETA_RANGE = (1e-6, 10.0)
 

@@ -29,7 +29,7 @@ class RunResults:
     folder : pathlib.Path
         The run folder.
     flows : pandas.DataFrame
-        ``flows.csv``, one row per flow (the README's "flows.csv, column by column").
+        ``flows.csv``, one row per flow (the docs' reference, "Results files").
     meta : dict
         ``meta.json`` as written by ``flowsim run`` (the experiment after defaults, versions,
         commit, counts by status) with ``run.json``'s times, workers, host and load where the

@@ -42,7 +42,7 @@ from flowsim.model.parameterisations.ratio import RatioPolicy
 
 #: The solve_ivp methods the integrator accepts.
 METHODS: tuple[str, ...] = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
-#: Default method and tolerances: the README's "Accuracy" section gives the measurement.
+#: Default method and tolerances: the docs' "Accuracy" page gives the measurement.
 DEFAULT_METHOD, DEFAULT_RTOL, DEFAULT_ATOL = "DOP853", 1e-9, 1e-12
 _IMPLICIT = frozenset({"Radau", "BDF", "LSODA"})
 #: Default for SolverOptions.max_nfev: 14 times the most any flow of the shipped experiments needs.

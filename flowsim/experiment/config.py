@@ -1,7 +1,7 @@
 """Experiment files (TOML) -> a frozen, validated :class:`Experiment`.
 
-The schema is the users' contract (keys may be added, never renamed); see the README's
-"Experiment files" section.  Each table is validated by the part it configures: ``[loss]``
+The schema is the users' contract (keys may be added, never renamed); see the docs'
+reference, "Experiment files".  Each table is validated by the part it configures: ``[loss]``
 by the loss class, ``[model]`` by the parameterisation, ``[stop]`` by ``StopRule``,
 ``[solver]`` by ``SolverOptions``; their errors carry the key as data
 (:class:`flowsim._validation.ParamError`), and :class:`ConfigError` prefixes the file and

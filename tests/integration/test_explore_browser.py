@@ -6,7 +6,7 @@ pixels, and compared with ``flowsim.integrate`` run here.  The server is the rea
 Ctrl-C (SIGINT), and the fixture's teardown kills it if anything is left.
 
 ``FLOWSIM_SCREENSHOT=docs/explore.png pytest tests/integration/test_explore_browser.py``
-rewrites the README's screenshot (by default it goes to a temporary folder, so that a test
+rewrites the explore how-to's screenshot (by default it goes to a temporary folder, so that a test
 run leaves the work tree clean).
 """
 

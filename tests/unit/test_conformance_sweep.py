@@ -1,7 +1,7 @@
 """Every accepted input ends well (issue #20): the conformance sweep, and the defects it found.
 
 The slow test runs the seeded covering subset of experiments/conformance.py (the full product
-is that script's, run once and published in the README's "Conformance" section).  The fast
+is that script's, run once and published on the docs' "Conformance" page).  The fast
 ones pin the defects the sweep found: ORPO's field at and past the ratio plane's cap, event
 location on LSODA's dense output, stiff flows found by Hairer's test, starts where a loss is
 infinite refused when the experiment is read, and failed rows reported loudly by `flowsim run`.

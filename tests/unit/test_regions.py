@@ -1,4 +1,4 @@
-"""The 3 x 3 regions: a point exactly on a cut belongs to the upper cell, on both axes (README, regions.py)."""
+"""The 3 x 3 regions: a point exactly on a cut belongs to the upper cell, on both axes (regions.py)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class DiscoPOP(Loss):
     kind: ClassVar[str] = "discopop"
     reads_margin_only: ClassVar[bool] = True
     #: Narrower than other losses': below 0.01 the integrator gives up near the local minimum
-    #: (m = -1.186 sits at h_w - h_l = -1.186 / beta; measured; README, "The range of beta").
+    #: (m = -1.186 sits at h_w - h_l = -1.186 / beta; measured; docs: Accuracy, "The range of β").
     beta_range: ClassVar[tuple[float, float]] = (0.01, 10.0)
     beta: float = 0.1
     discopop_tau: float = 0.05

@@ -49,7 +49,7 @@ class NCAPair(Loss):
 
     kind: ClassVar[str] = "nca_pair"
     #: Narrower than other losses': from beta = 3 some ratio-plane flows (reference = start) are
-    #: stiff and LSODA's event location fails on them (measured; README, "The range of beta").
+    #: stiff and LSODA's event location fails on them (measured; docs: Accuracy, "The range of β").
     beta_range: ClassVar[tuple[float, float]] = (1e-6, 2.0)
     beta: float = 0.1
 
