@@ -68,7 +68,9 @@ def test_field(tmp_path):
 def _tiny_experiments(folder: Path) -> Path:
     exps = folder / "experiments"
     exps.mkdir()
-    write(exps, "paper", "beta = 0.1")
+    # two combinations each: the default figure set (one combination also draws every per-combination file,
+    # twice the figures, which is most of a reproduction's time; the per-combination set is test_figure_set's)
+    write(exps, "paper", "beta = [0.1, 0.5]")
     write(exps, "standard", 'reference = "initial"\nbeta = [0.1, 0.5]', method="exact")
     write(exps, "smoke", "beta = 0.1")  # skipped by reproduce
     return exps

@@ -36,21 +36,12 @@ from __future__ import annotations
 
 import copy
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("trl", reason="the TRL comparison needs trl, transformers and datasets: pip install -e '.[trl]'")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded; a missing model must fail, not fetch
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import trl.trainer.utils  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import PreTrainedTokenizerFast, TrainerCallback  # noqa: E402
-from trl import DPOConfig, DPOTrainer  # noqa: E402
-from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
 
 from flowsim.dynamics.optimisers import GD, Adam  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
@@ -69,24 +60,46 @@ SPEC = Network(arch="transformer", vocab=12, layers=2, heads=2, width=32, contex
                init_seed=3, data_seed=5).check_relations()  # fmt: skip
 T_OUT = SPEC.response_len + 1  # completion tokens TRL counts, EOS included
 LR = {"sgd": 0.1, "adam": 0.01}
+# one worker imports TRL (~10 s of imports), not every worker that collects this module
+pytestmark = pytest.mark.xdist_group("trl")
 
 
-def tokenizer() -> PreTrainedTokenizerFast:
+@pytest.fixture(scope="module")
+def hf():
+    """TRL, transformers, datasets and tokenizers, imported here: collecting the suite (``-m "not slow"`` too)
+    must not pay their ~10 s of imports on every worker."""
+    pytest.importorskip("trl", reason="the TRL comparison needs trl, transformers and datasets: "
+                        "pip install -e '.[trl]'")  # fmt: skip
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded; a missing model must fail, not fetch
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import datasets
+    import tokenizers
+    import transformers
+    import trl
+    import trl.experimental.cpo
+    import trl.trainer.utils
+
+    return SimpleNamespace(trl=trl, cpo=trl.experimental.cpo, datasets=datasets, tokenizers=tokenizers,
+                           transformers=transformers)  # fmt: skip
+
+
+def tokenizer(hf):
     """A word-level tokenizer over the network's plain vocabulary; EOS = pad = "</s>" (GPT-2's convention)."""
     names = vocabulary(SPEC.vocab)
-    tok = Tokenizer(models.WordLevel({n: i for i, n in enumerate(names)}, unk_token="</s>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>")
+    tok = hf.tokenizers.Tokenizer(hf.tokenizers.models.WordLevel({n: i for i, n in enumerate(names)},
+                                                                 unk_token="</s>"))  # fmt: skip
+    tok.pre_tokenizer = hf.tokenizers.pre_tokenizers.WhitespaceSplit()
+    return hf.transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>")
 
 
-def pairs_as_text(data) -> Dataset:
+def pairs_as_text(hf, data):
     """The pairs as TRL's prompt/chosen/rejected strings, without EOS (TRL appends it), completions space-led."""
     names = vocabulary(SPEC.vocab)
 
     def text(ids):
         return " ".join(names[i] for i in ids)
 
-    return Dataset.from_dict({"prompt": [text(p) for p in data.prompts],
+    return hf.datasets.Dataset.from_dict({"prompt": [text(p) for p in data.prompts],
                               "chosen": [" " + text(y[:-1]) for y in data.chosen],
                               "rejected": [" " + text(y[:-1]) for y in data.rejected]})  # fmt: skip
 
@@ -104,19 +117,23 @@ class PlainHead:
         return logp.gather(-1, targets[:, None]).squeeze(-1), entropy, None, mean, top1
 
 
-class Recorder(TrainerCallback):
-    """Every pair's (log pi(y_w), log pi(y_l)) of the trained model after each optimiser step, in float64."""
+def recorder(hf, probe, batch):
+    """A TrainerCallback keeping every pair's (log pi(y_w), log pi(y_l)) of the trained model after each
+    optimiser step, in float64, in its ``rows`` (a class made here: TrainerCallback is imported lazily)."""
 
-    def __init__(self, probe, batch) -> None:
-        self.probe, self.batch, self.rows = probe, batch, []
+    class Recorder(hf.transformers.TrainerCallback):
+        def __init__(self) -> None:
+            self.rows = []
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        with torch.no_grad():
-            self.probe.lm.load_state_dict(model.state_dict())
-            self.rows.append(self.batch.log_probs(self.probe).numpy().copy())
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            with torch.no_grad():
+                probe.lm.load_state_dict(model.state_dict())
+                self.rows.append(batch.log_probs(probe).numpy().copy())
+
+    return Recorder()
 
 
-def trl_path(loss: str, optim: str, dtype: torch.dtype, tmp_path) -> np.ndarray:
+def trl_path(hf, loss: str, optim: str, dtype: torch.dtype, tmp_path) -> np.ndarray:
     """TRL's log-probs after steps 1..STEPS, shape (STEPS, n_pairs, 2)."""
     data = make_pairs(SPEC)
     probe, batch = build(SPEC, data)
@@ -129,13 +146,14 @@ def trl_path(loss: str, optim: str, dtype: torch.dtype, tmp_path) -> np.ndarray:
                   use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
                   beta=BETA, disable_dropout=True, dataloader_num_workers=0)  # fmt: skip
     if loss == "simpo":
-        args = CPOConfig(**common, loss_type="simpo", simpo_gamma=GAMMA, cpo_alpha=0.0, max_length=64)
-        trainer = CPOTrainer(model=model, args=args, train_dataset=pairs_as_text(data), processing_class=tokenizer())
+        args = hf.cpo.CPOConfig(**common, loss_type="simpo", simpo_gamma=GAMMA, cpo_alpha=0.0, max_length=64)
+        trainer = hf.cpo.CPOTrainer(model=model, args=args, train_dataset=pairs_as_text(hf, data),
+                                    processing_class=tokenizer(hf))  # fmt: skip
     else:
-        args = DPOConfig(**common, loss_type=["sigmoid" if loss == "dpo" else "ipo"])
-        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=pairs_as_text(data),
-                             processing_class=tokenizer())  # fmt: skip
-    rec = Recorder(probe, batch)
+        args = hf.trl.DPOConfig(**common, loss_type=["sigmoid" if loss == "dpo" else "ipo"])
+        trainer = hf.trl.DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=pairs_as_text(hf, data),
+                                    processing_class=tokenizer(hf))  # fmt: skip
+    rec = recorder(hf, probe, batch)
     trainer.add_callback(rec)
     trainer.train()
     return np.array(rec.rows)
@@ -158,24 +176,24 @@ def flowsim_path(loss: str, optim: str) -> np.ndarray:
 
 @pytest.mark.parametrize("optim", ["sgd", "adam"])
 @pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo"])
-def test_plain_head_float64_equals_trl_to_1e10(loss, optim, tmp_path, monkeypatch):
-    monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", PlainHead)
+def test_plain_head_float64_equals_trl_to_1e10(hf, loss, optim, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf.trl.trainer.utils, "_ChunkedLogProbFunction", PlainHead)
     mine = flowsim_path(loss, optim)
-    theirs = trl_path(loss, optim, torch.float64, tmp_path)
+    theirs = trl_path(hf, loss, optim, torch.float64, tmp_path)
     assert np.max(np.abs(mine[-1] - mine[0])) > 0.1  # the trainings moved
     np.testing.assert_allclose(theirs, mine[1:], rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize(("optim", "tol"), [("sgd", 1e-4), ("adam", 1e-3)])
 @pytest.mark.parametrize("loss", ["dpo", "ipo"])
-def test_stock_fused_kernel_float32_equals_trl(loss, optim, tol, tmp_path):
+def test_stock_fused_kernel_float32_equals_trl(hf, loss, optim, tol, tmp_path):
     # TRL's defaults: float32 model, fused kernel.  Measured max gaps over the 10 steps: DPO SGD 9.3e-7,
     # IPO SGD 1.2e-6, IPO Adam 4.4e-5, DPO Adam 6.5e-4 (one step's spike: 3.4e-4 at step 8, 4e-5 at step
     # 9): Adam divides each gradient coordinate by its own running scale, so float32 noise in a
     # near-zero coordinate becomes an update of size ~lr.  Hence 1e-3 for Adam; the exact equality of
     # the Adam trainings is the float64 test's (1e-10).
     mine = flowsim_path(loss, optim)
-    theirs = trl_path(loss, optim, torch.float32, tmp_path)
+    theirs = trl_path(hf, loss, optim, torch.float32, tmp_path)
     gap = np.max(np.abs(theirs - mine[1:]))
     assert gap <= tol, gap
     assert gap > 1e-12  # float32 arithmetic: not the float64 trajectory bit for bit
