@@ -23,10 +23,44 @@ from flowsim.experiment.store import read_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "smoke.toml"
-COLUMNS = ["beta", "f_divergence", "alpha", "label_smoothing", "ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0",
-           "region", "feasible", "status", "t_stop", "p1_final", "p2_final", "x1_final", "x2_final", "loss_0",
-           "loss_final", "t_w", "t_l", "nfev", "p_w_min", "t_p_w_min", "displaced", "max_mass", "margin_final",
-           "rest_final", "top_other", "p_top_other", "steps", "loss", "model", "dynamics"]  # fmt: skip
+COLUMNS = [
+    "beta",
+    "f_divergence",
+    "alpha",
+    "label_smoothing",
+    "ref_w",
+    "ref_l",
+    "p1_0",
+    "p2_0",
+    "x1_0",
+    "x2_0",
+    "region",
+    "feasible",
+    "status",
+    "t_stop",
+    "p1_final",
+    "p2_final",
+    "x1_final",
+    "x2_final",
+    "loss_0",
+    "loss_final",
+    "t_w",
+    "t_l",
+    "nfev",
+    "p_w_min",
+    "t_p_w_min",
+    "displaced",
+    "max_mass",
+    "margin_final",
+    "rest_final",
+    "top_other",
+    "p_top_other",
+    "steps",
+    "t_sliding",
+    "loss",
+    "model",
+    "dynamics",
+]
 
 
 def small(**over):
@@ -156,7 +190,6 @@ def test_never_overwrites(tmp_path):
         run_sweep(small(), tmp_path / "fresh", n_jobs=1, progress=False, resume=True)
 
 
-
 def test_a_failure_before_the_first_write_removes_only_a_folder_it_made(tmp_path, monkeypatch):
     from flowsim.experiment.store import RunFolder
 
@@ -203,8 +236,14 @@ def test_resume_after_a_real_kill_gives_an_identical_file(tmp_path):
 def test_dask_backend_on_a_local_cluster(tmp_path, smoke_serial):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        run_sweep(load_experiment(SMOKE), tmp_path / "d", backend="dask", scheduler=cluster.scheduler_address,
-                  progress=False, chunk_size=20)  # fmt: skip
+        run_sweep(
+            load_experiment(SMOKE),
+            tmp_path / "d",
+            backend="dask",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+            chunk_size=20,
+        )
     assert (tmp_path / "d" / "flows.csv").read_bytes() == (smoke_serial[0] / "flows.csv").read_bytes()
     meta = json.loads((tmp_path / "d" / "run.json").read_text())  # how the run went
     assert meta["backend"] == "dask"
