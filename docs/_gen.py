@@ -383,8 +383,10 @@ def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 #: The least file the parser accepts: a name and a one-point grid (a mesh needs its axes).
-_MINIMAL = {"name": "probe", "grid": {"p1": {"start": 0.5, "stop": 1.0, "num": 1},
-                                      "p2": {"start": 0.25, "stop": 1.0, "num": 1}}}  # fmt: skip
+_MINIMAL = {
+    "name": "probe",
+    "grid": {"p1": {"start": 0.5, "stop": 1.0, "num": 1}, "p2": {"start": 0.25, "stop": 1.0, "num": 1}},
+}
 #: Keys every kind of a table takes alike (others, such as beta, are listed under each kind: defaults differ).
 _COMMON_KEYS = ("kind", "reference", "ref_w", "ref_l")
 
@@ -510,8 +512,14 @@ def _defaults(where: str, base: dict, around: dict | None) -> dict:
     return node if isinstance(node, dict) else {}
 
 
-def _table_keys(where: str, base: dict, owners: list[Any], kinds: tuple[str, ...] = (), skip: Iterable[str] = (),
-                around: dict | None = None) -> list[Key]:  # fmt: skip
+def _table_keys(
+    where: str,
+    base: dict,
+    owners: list[Any],
+    kinds: tuple[str, ...] = (),
+    skip: Iterable[str] = (),
+    around: dict | None = None,
+) -> list[Key]:
     """Every key allowed in ``where`` (with ``base`` there), described from ``owners``' docstrings."""
     try:
         defaults = _defaults(where, base, around)
@@ -532,8 +540,18 @@ def _table_keys(where: str, base: dict, owners: list[Any], kinds: tuple[str, ...
         default = defaults.get(k, field_defaults.get(k))
         rules, swept = _rules(where, base, k, default, around) if k != "kind" else ([], False)
         meaning = NOTES.get(f"{where}.{k}" if where else k) or described.get(k, "")
-        out.append(Key(where, k, kinds, _type_name(default), "" if default is None and k not in field_defaults
-                       else _fmt(default), rules, swept, meaning))  # fmt: skip
+        out.append(
+            Key(
+                where,
+                k,
+                kinds,
+                _type_name(default),
+                "" if default is None and k not in field_defaults else _fmt(default),
+                rules,
+                swept,
+                meaning,
+            )
+        )
     return out
 
 
@@ -571,8 +589,11 @@ def _kind_keys(where: str, registry: dict[str, type]) -> list[Key]:
     kinds = kinds_of(where)
     per_kind = {k: _table_keys(where, {"kind": k}, [registry[k]], (k,)) for k in kinds}
     shared = set.intersection(*({x.key for x in v} for v in per_kind.values()))
-    out = [dataclasses.replace(x, kinds=()) for x in per_kind[kinds[0]]
-           if x.key in shared and (x.key in _COMMON_KEYS or len(kinds) == 1)]  # fmt: skip
+    out = [
+        dataclasses.replace(x, kinds=())
+        for x in per_kind[kinds[0]]
+        if x.key in shared and (x.key in _COMMON_KEYS or len(kinds) == 1)
+    ]
     out = [_described_kind(x) if x.key == "kind" else x for x in out]
     done = {x.key for x in out}
     for k in kinds:
@@ -621,13 +642,15 @@ def _claims_keys() -> list[Key]:
 
 
 def experiment_page() -> str:
-    parts = ["# Experiment files\n",
-             "An experiment is a TOML file; `flowsim run FILE` runs it. Every key below is found by asking the "
-             "parser (`flowsim.experiment.config.parse_experiment`), its default by parsing a file that leaves "
-             "it out, its accepted values from the parser's own refusals, and its meaning from the docstring of "
-             "the class that owns it. *Swept*: a list of values is swept (the sweep runs over the Cartesian "
-             "product). A key of one kind only is listed under that kind.\n",
-             "```toml\n" + _example_toml() + "```\n"]  # fmt: skip
+    parts = [
+        "# Experiment files\n",
+        "An experiment is a TOML file; `flowsim run FILE` runs it. Every key below is found by asking the "
+        "parser (`flowsim.experiment.config.parse_experiment`), its default by parsing a file that leaves "
+        "it out, its accepted values from the parser's own refusals, and its meaning from the docstring of "
+        "the class that owns it. *Swept*: a list of values is swept (the sweep runs over the Cartesian "
+        "product). A key of one kind only is listed under that kind.\n",
+        "```toml\n" + _example_toml() + "```\n",
+    ]
     header = ["key", "type", "default", "accepted values", "swept", "meaning"]
     tables: dict[str, list[Key]] = {}
     for k in experiment_keys():
@@ -644,9 +667,22 @@ def experiment_page() -> str:
                 sub = f" (a sub-table [{table}.{kinds[0]}], or directly in [{table}] for one kind)"
                 sub = sub if table == "dynamics" else ""
                 parts.append(f'### {table}: kind = "{kinds[0]}"{sub}\n')
-            parts.append(_table(header, ((f"`{k.dotted}`", k.type, f"`{k.default}`" if k.default else "",
-                                          "; ".join(k.rules), "yes" if k.swept else "", k.meaning)
-                                         for k in group)))  # fmt: skip
+            parts.append(
+                _table(
+                    header,
+                    (
+                        (
+                            f"`{k.dotted}`",
+                            k.type,
+                            f"`{k.default}`" if k.default else "",
+                            "; ".join(k.rules),
+                            "yes" if k.swept else "",
+                            k.meaning,
+                        )
+                        for k in group
+                    ),
+                )
+            )
     return "\n".join(parts)
 
 
@@ -681,8 +717,10 @@ def results_headers(workdir: Path | None = None) -> dict[str, list[str]]:
     with contextlib.ExitStack() as stack:
         work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         toml = work / "tiny.toml"
-        toml.write_text('name = "tiny"\n[loss]\nkind = ["dpo", "ipo"]\n[grid]\np1 = { start = 0.2, stop = 0.8, '
-                        'num = 2 }\np2 = { start = 0.2, stop = 0.8, num = 2 }\n')  # fmt: skip
+        toml.write_text(
+            'name = "tiny"\n[loss]\nkind = ["dpo", "ipo"]\n[grid]\np1 = { start = 0.2, stop = 0.8, '
+            "num = 2 }\np2 = { start = 0.2, stop = 0.8, num = 2 }\n"
+        )
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run(toml, work / "run", n_jobs=1, progress=False)
             list(analyze(work / "run", progress=False))
@@ -706,23 +744,47 @@ def trace_headers(work: Path) -> dict[str, list[str]]:
     ``flowsim trace`` on it; and ``flowsim trace`` on a ``trainer_state.json`` of two logged steps."""
     index, rng = [3, 7, 11, 19], np.random.default_rng(0)
     ref = rng.uniform(-4.0, -1.5, (4, 2))
-    writer = TraceWriter(work / "run", {"format": TRACE_FORMAT, "beta": 0.1, "loss_type": ["sigmoid"],
-                                        "probe_index": index, "probe_seed": 0, "every": 1})  # fmt: skip
+    writer = TraceWriter(
+        work / "run",
+        {
+            "format": TRACE_FORMAT,
+            "beta": 0.1,
+            "loss_type": ["sigmoid"],
+            "probe_index": index,
+            "probe_seed": 0,
+            "every": 1,
+        },
+    )
     writer.open(0)
     writer.write(REFERENCE_STEP, "reference", index, ref)
     for step in range(3):
         writer.write(step, "policy", index, ref + step * rng.uniform([0.0, -0.6], [0.4, 0.0], (4, 2)))
     writer.finish({"history": [], "training": {"optim": "adamw_torch"}})
-    state = {"log_history": [{"step": s, "logps/chosen": -3.0 + 0.1 * s, "logps/rejected": -3.0 - 0.2 * s,
-                              "rewards/chosen": 0.01 * s, "rewards/rejected": -0.02 * s} for s in (1, 2)]}  # fmt: skip
+    state = {
+        "log_history": [
+            {
+                "step": s,
+                "logps/chosen": -3.0 + 0.1 * s,
+                "logps/rejected": -3.0 - 0.2 * s,
+                "rewards/chosen": 0.01 * s,
+                "rewards/rejected": -0.02 * s,
+            }
+            for s in (1, 2)
+        ]
+    }
     (work / "trainer_state.json").write_text(json.dumps(state))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         trace_command(work / "run")
         trace_command(work / "trainer_state.json", work / "batch")
     traced = work / "run" / "flowsim"
-    files = {"logps.csv": work / "run" / "logps.csv", "meta.json": work / "run" / "meta.json",
-             "flows.csv": traced / "flows.csv", "predicted.csv": traced / "predicted.csv",
-             "trace.json": traced / "trace.json", "batch_mean.csv": work / "batch" / "batch_mean.csv"}  # fmt: skip
+    files = {
+        "logps.csv": work / "run" / "logps.csv",
+        "meta.json": work / "run" / "meta.json",
+        "flows.csv": traced / "flows.csv",
+        "predicted.csv": traced / "predicted.csv",
+        "trace.json": traced / "trace.json",
+        "batch_mean.csv": work / "batch" / "batch_mean.csv",
+    }
     return {f"trace: {name}": _header(path) for name, path in files.items()}
 
 
@@ -800,16 +862,19 @@ def _loss_comparison_meaning(column: str, meanings: dict[str, str]) -> str:
 def results_page(headers: dict[str, list[str]] | None = None) -> str:
     headers = headers or results_headers()
     meanings = column_meanings()
-    parts = ["# Results files\n",
-             "A run folder holds `flows.csv` (one row per start and parameter combination), `meta.json` and "
-             "`run.json`; `flowsim analyze` adds `regions.csv`, `claims.csv`, `claims.md` and, for several losses, "
-             "`loss_comparison.csv`. The columns below are read from the headers the code writes for a small run, "
-             "so they are the ones a run writes. Times are gradient-flow time (with gradient descent at learning "
-             "rate lr: lr x steps); x are ratios p / ref, p probabilities; losses and margins in nats.\n",
-             "The parameter columns come first: the loss's parameters (with several losses the union of theirs, "
-             "empty where a row's loss does not take one), `ref_w`, `ref_l`, the model's parameters and the "
-             "optimiser's: the keys of [Experiment files](experiment-file.md) of the same names.\n",
-             "## Statuses\n", _table(["status", "meaning"], ((f"`{s}`", m) for s, m in statuses()))]  # fmt: skip
+    parts = [
+        "# Results files\n",
+        "A run folder holds `flows.csv` (one row per start and parameter combination), `meta.json` and "
+        "`run.json`; `flowsim analyze` adds `regions.csv`, `claims.csv`, `claims.md` and, for several losses, "
+        "`loss_comparison.csv`. The columns below are read from the headers the code writes for a small run, "
+        "so they are the ones a run writes. Times are gradient-flow time (with gradient descent at learning "
+        "rate lr: lr x steps); x are ratios p / ref, p probabilities; losses and margins in nats.\n",
+        "The parameter columns come first: the loss's parameters (with several losses the union of theirs, "
+        "empty where a row's loss does not take one), `ref_w`, `ref_l`, the model's parameters and the "
+        "optimiser's: the keys of [Experiment files](experiment-file.md) of the same names.\n",
+        "## Statuses\n",
+        _table(["status", "meaning"], ((f"`{s}`", m) for s, m in statuses())),
+    ]
     params = _parameter_meanings()
     for name, cols in headers.items():
         if name.startswith("trace: "):
@@ -836,20 +901,27 @@ def trace_section(headers: dict[str, list[str]], meanings: dict[str, str], param
     """The files of a trace (the callback's folder and ``flowsim trace``'s outputs), from a small trace's headers."""
     files = [(f"`{f}`", TRACE_FILES.get(f, "")) for f in TRACE_OUTPUTS]
     _all_described("flowsim trace's outputs", dict(files))
-    parts = ["## Traces of a TRL run\n",
-             "The TRL callback (`flowsim.integrations.trl.trace`) writes a trace folder: `logps.csv` and "
-             "`meta.json` (below), written through the run-folder store. `flowsim trace RUN` writes into "
-             "`RUN/flowsim/` (or `--out`); see [Trace your own TRL run](../how-to/trace.md).\n",
-             _table(["output of flowsim trace", "what it is"], files)]  # fmt: skip
-    titles = {"logps.csv": "The callback's `logps.csv`: one row per pair and recorded step",
-              "meta.json": "The callback's `meta.json`",
-              "flows.csv": "A trace's `flows.csv`: one row per probe pair",
-              "predicted.csv": "`predicted.csv`: the idealised flows from the pairs' starts",
-              "trace.json": "`trace.json`", "batch_mean.csv": "`batch_mean.csv`: the batch means of TRL's log"}
-    intros = {"flows.csv": "The flows.csv schema where its columns make sense (t in optimiser steps); the meanings "
-              "that differ from a sweep's are the trace's own.\n",
-              "predicted.csv": "Rows of flows.csv as a sweep writes them (the loss's and the model's parameters "
-              "among them), with the pair and the idealised model.\n"}  # fmt: skip
+    parts = [
+        "## Traces of a TRL run\n",
+        "The TRL callback (`flowsim.integrations.trl.trace`) writes a trace folder: `logps.csv` and "
+        "`meta.json` (below), written through the run-folder store. `flowsim trace RUN` writes into "
+        "`RUN/flowsim/` (or `--out`); see [Trace your own TRL run](../how-to/trace.md).\n",
+        _table(["output of flowsim trace", "what it is"], files),
+    ]
+    titles = {
+        "logps.csv": "The callback's `logps.csv`: one row per pair and recorded step",
+        "meta.json": "The callback's `meta.json`",
+        "flows.csv": "A trace's `flows.csv`: one row per probe pair",
+        "predicted.csv": "`predicted.csv`: the idealised flows from the pairs' starts",
+        "trace.json": "`trace.json`",
+        "batch_mean.csv": "`batch_mean.csv`: the batch means of TRL's log",
+    }
+    intros = {
+        "flows.csv": "The flows.csv schema where its columns make sense (t in optimiser steps); the meanings "
+        "that differ from a sweep's are the trace's own.\n",
+        "predicted.csv": "Rows of flows.csv as a sweep writes them (the loss's and the model's parameters "
+        "among them), with the pair and the idealised model.\n",
+    }
     for name, cols in headers.items():
         if not name.startswith("trace: "):
             continue
@@ -919,8 +991,12 @@ def cli_page() -> str:
         parts.append(_cell(parser.description or "") + "\n")
         usage = parser.format_usage().replace("usage: ", "")
         parts.append(f"```\n{usage}```\n")
-        parts.append(_table(["argument", "default", "help"], ((f"`{n}`", f"`{d}`" if d else "", h)
-                                                            for n, d, h in cli_options(parser))))  # fmt: skip
+        parts.append(
+            _table(
+                ["argument", "default", "help"],
+                ((f"`{n}`", f"`{d}`" if d else "", h) for n, d, h in cli_options(parser)),
+            )
+        )
     status = inspect.getdoc(flowsim.cli).split("Exit status:", 1)[1].split("\n\n`")[0]
     rows = re.findall(r"^\s*(\d+)\s+(.*?)(?=^\s*\d+\s|\Z)", status, re.S | re.M)
     parts += ["## Exit status\n", _table(["status", "meaning"], ((c, " ".join(t.split())) for c, t in rows))]
@@ -940,15 +1016,23 @@ class _Nan(dict):
 
 def registries() -> dict[str, dict[str, Any]]:
     """The registered losses, models, optimisers, engines, claims and figure families, by name."""
-    return {"losses": dict(flowsim.LOSSES), "models": dict(MODELS), "optimisers": dict(OPTIMISERS),
-            "engines": dict(ENGINES), "claims": dict(CLAIMS), "figures": {f.name: f for f in FAMILIES}}  # fmt: skip
+    return {
+        "losses": dict(flowsim.LOSSES),
+        "models": dict(MODELS),
+        "optimisers": dict(OPTIMISERS),
+        "engines": dict(ENGINES),
+        "claims": dict(CLAIMS),
+        "figures": {f.name: f for f in FAMILIES},
+    }
 
 
 def _api(obj: Any) -> str:
     """A block that renders ``obj``'s docstring in the site (mkdocstrings)."""
     cls = obj if inspect.isclass(obj) else type(obj)
-    return (f"::: {cls.__module__}.{cls.__qualname__}\n    options:\n      heading_level: 4\n"
-            "      show_root_heading: false\n      members: false\n")  # fmt: skip
+    return (
+        f"::: {cls.__module__}.{cls.__qualname__}\n    options:\n      heading_level: 4\n"
+        "      show_root_heading: false\n      members: false\n"
+    )
 
 
 def _params(cls: Any) -> str:
@@ -971,11 +1055,19 @@ def _engine_covers(e: Any) -> str:
     return f"{dynamics}; models: {models}"
 
 
-def _section(title: str, intro: str, registry: dict[str, Any], columns: dict[str, Callable[[Any], str]],
-             label: str = "kind") -> list[str]:  # fmt: skip
+def _section(
+    title: str, intro: str, registry: dict[str, Any], columns: dict[str, Callable[[Any], str]], label: str = "kind"
+) -> list[str]:
     """A registry of classes (or engines): one table row each, then each one's docstring."""
-    rows = ((f"`{k}`", f"`{(c if inspect.isclass(c) else type(c)).__name__}`", *(f(c) for f in columns.values()),
-             _summary(c)) for k, c in registry.items())  # fmt: skip
+    rows = (
+        (
+            f"`{k}`",
+            f"`{(c if inspect.isclass(c) else type(c)).__name__}`",
+            *(f(c) for f in columns.values()),
+            _summary(c),
+        )
+        for k, c in registry.items()
+    )
     parts = [f"## {title}\n", intro, _table([label, "class", *columns, "summary"], rows)]
     for k, c in registry.items():
         parts += [f"### {k}\n", _api(c)]
@@ -992,56 +1084,97 @@ def _drawn(family: Any) -> str:
 
 def registries_page() -> str:
     reg, th = registries(), ClaimThresholds()
-    parts = ["# Registries\n",
-             "Everything flowsim can run or judge is registered by name: one file and one registry line each "
-             "(see [Extend flowsim](../how-to/extend.md)). This page is generated from the registries.\n"]  # fmt: skip
-    parts += _section("Losses", "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`). "
-                      "*Margin only*: L depends on h through h_w - h_l alone at the default fields "
-                      "(`Loss.margin_only()`), which the [impossible-by-construction]"
-                      "(../explanation/claims.md#impossible-by-construction) limits read.\n",
-                      reg["losses"], {"parameters (default)": _params, "beta range": _beta_range,
-                                      "margin only": _margin_only})  # fmt: skip
-    parts += _section("Models", "`[model] kind`: the policy parameterisations and the trained network "
-                      "(`flowsim.MODELS`).\n", reg["models"],
-                      {"parameters (default)": _params})  # fmt: skip
-    parts += _section("Optimisers", '`[dynamics] kind` besides "flow": discrete optimisers, t = lr x steps '
-                      "(`flowsim.dynamics.optimisers.OPTIMISERS`).\n", reg["optimisers"],
-                      {"hyperparameters (default)": _params})  # fmt: skip
-    parts += _section("Engines", '`[solver] engine`: how rows are computed (`flowsim.dynamics.engines.ENGINES`). '
-                      '"auto" (the default) takes, for each combination, the first engine in this order that runs '
-                      "it and is verified for it; an engine that \"auto\" never takes is chosen by name only. See "
-                      "[Architecture](../explanation/architecture.md#engines).\n", reg["engines"],
-                      {"runs": _engine_covers, "auto": lambda e: "yes" if e.auto else "by name only"},
-                      label="name")  # fmt: skip
-    parts += ["## Claims\n",
-              "The claims `flowsim analyze` judges (`flowsim.analysis.claims.REGISTRY`), each with the paper's "
-              "words, what is measured, its rule at the default thresholds (overridable in the experiment's "
-              "[claims] table) and the models it speaks of.\n",
-              _table(["claim", "statement", "measured", "rule (default thresholds)", "models"],
-                     ((f"`{c.id}`", c.title, c.metric, c.rule(_Nan(), th)[1], ", ".join(c.models))
-                      for c in reg["claims"].values()))]  # fmt: skip
+    parts = [
+        "# Registries\n",
+        "Everything flowsim can run or judge is registered by name: one file and one registry line each "
+        "(see [Extend flowsim](../how-to/extend.md)). This page is generated from the registries.\n",
+    ]
+    parts += _section(
+        "Losses",
+        "`[loss] kind`: functions of the log-ratios h = (h_w, h_l) (`flowsim.LOSSES`). "
+        "*Margin only*: L depends on h through h_w - h_l alone at the default fields "
+        "(`Loss.margin_only()`), which the [impossible-by-construction]"
+        "(../explanation/claims.md#impossible-by-construction) limits read.\n",
+        reg["losses"],
+        {"parameters (default)": _params, "beta range": _beta_range, "margin only": _margin_only},
+    )
+    parts += _section(
+        "Models",
+        "`[model] kind`: the policy parameterisations and the trained network (`flowsim.MODELS`).\n",
+        reg["models"],
+        {"parameters (default)": _params},
+    )
+    parts += _section(
+        "Optimisers",
+        '`[dynamics] kind` besides "flow": discrete optimisers, t = lr x steps '
+        "(`flowsim.dynamics.optimisers.OPTIMISERS`).\n",
+        reg["optimisers"],
+        {"hyperparameters (default)": _params},
+    )
+    parts += _section(
+        "Engines",
+        "`[solver] engine`: how rows are computed (`flowsim.dynamics.engines.ENGINES`). "
+        '"auto" (the default) takes, for each combination, the first engine in this order that runs '
+        'it and is verified for it; an engine that "auto" never takes is chosen by name only. See '
+        "[Architecture](../explanation/architecture.md#engines).\n",
+        reg["engines"],
+        {"runs": _engine_covers, "auto": lambda e: "yes" if e.auto else "by name only"},
+        label="name",
+    )
+    parts += [
+        "## Claims\n",
+        "The claims `flowsim analyze` judges (`flowsim.analysis.claims.REGISTRY`), each with the paper's "
+        "words, what is measured, its rule at the default thresholds (overridable in the experiment's "
+        "[claims] table) and the models it speaks of.\n",
+        _table(
+            ["claim", "statement", "measured", "rule (default thresholds)", "models"],
+            (
+                (f"`{c.id}`", c.title, c.metric, c.rule(_Nan(), th)[1], ", ".join(c.models))
+                for c in reg["claims"].values()
+            ),
+        ),
+    ]
     for c in reg["claims"].values():
-        parts += [f"### {c.id}: {c.title}\n",
-                  f"> {c.paper}\n>\n> — {c.where}\n",
-                  _table(["", ""], [("measured", c.metric),
-                                    ("rule", c.rule(_Nan(), th)[1]),
-                                    ("rule in full", " ".join((inspect.getdoc(c.rule) or "").split())),
-                                    ("fails if", " ".join((inspect.getdoc(c.measure) or "").split())),
-                                    ("thresholds", ", ".join(f"`{t}` = {_fmt(getattr(th, t))}" for t in c.thresholds)),
-                                    ("models", ", ".join(c.models)),
-                                    ("losses", ", ".join(c.losses) if c.losses else "any"),
-                                    ("columns read", ", ".join(f"`{x}`" for x in c.columns))])]  # fmt: skip
+        parts += [
+            f"### {c.id}: {c.title}\n",
+            f"> {c.paper}\n>\n> — {c.where}\n",
+            _table(
+                ["", ""],
+                [
+                    ("measured", c.metric),
+                    ("rule", c.rule(_Nan(), th)[1]),
+                    ("rule in full", " ".join((inspect.getdoc(c.rule) or "").split())),
+                    ("fails if", " ".join((inspect.getdoc(c.measure) or "").split())),
+                    ("thresholds", ", ".join(f"`{t}` = {_fmt(getattr(th, t))}" for t in c.thresholds)),
+                    ("models", ", ".join(c.models)),
+                    ("losses", ", ".join(c.losses) if c.losses else "any"),
+                    ("columns read", ", ".join(f"`{x}`" for x in c.columns)),
+                ],
+            ),
+        ]
     default = [f"`{f.name}`" for f in reg["figures"].values() if not f.per_combination]
-    parts += ["## Figures\n",
-              "The figure families `flowsim plot` draws (`flowsim.plotting.registry.FAMILIES`), each for the "
-              "models it declares; `kinds` select them in `plot_results(kinds=...)`. For a run of several "
-              "parameter combinations the default set is the families not drawn per combination "
-              f"({', '.join(default)}, each where it applies); the families drawn a file "
-              "per combination come with `flowsim plot --all` (`plot_results(every=True)`), and always for a single "
-              "combination (`Family.per_combination`).\n",
-              _table(["family", "kinds", "models", "drawn", "what it draws"],
-                     ((f"`{f.name}`", ", ".join(f.kinds), ", ".join(f.models) if f.models else "all",
-                       _drawn(f), _summary(inspect.getmodule(f.draw))) for f in reg["figures"].values()))]  # fmt: skip
+    parts += [
+        "## Figures\n",
+        "The figure families `flowsim plot` draws (`flowsim.plotting.registry.FAMILIES`), each for the "
+        "models it declares; `kinds` select them in `plot_results(kinds=...)`. For a run of several "
+        "parameter combinations the default set is the families not drawn per combination "
+        f"({', '.join(default)}, each where it applies); the families drawn a file "
+        "per combination come with `flowsim plot --all` (`plot_results(every=True)`), and always for a single "
+        "combination (`Family.per_combination`).\n",
+        _table(
+            ["family", "kinds", "models", "drawn", "what it draws"],
+            (
+                (
+                    f"`{f.name}`",
+                    ", ".join(f.kinds),
+                    ", ".join(f.models) if f.models else "all",
+                    _drawn(f),
+                    _summary(inspect.getmodule(f.draw)),
+                )
+                for f in reg["figures"].values()
+            ),
+        ),
+    ]
     return "\n".join(parts)
 
 
@@ -1078,8 +1211,10 @@ def api_page() -> str:
         "docstring. The registries are on [Registries](registries.md).\n",
         "## import flowsim\n",
     ]
-    block = ("::: {}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n"
-             "      heading_level: 4\n")  # fmt: skip
+    block = (
+        "::: {}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n"
+        "      heading_level: 4\n"
+    )
     for name, path in api_names():
         parts += [f"### flowsim.{name}\n", block.format(path)]
     for title, objs in API_MORE.items():
@@ -1111,22 +1246,31 @@ def benchmark_page(csv: Path) -> str:
         parts.append(f"Machine and run: {machine.iloc[0]}\n")
     for problem, rows in b[b["line"] == "timed"].groupby("problem", sort=False):
         cells = [f"{f:,.0f} ({c:,.0f})" for f, c in zip(rows["flows_per_s"], rows["compute_flows_per_s"], strict=True)]
-        what = [f"{c}, {a} accuracy" + (f", rtol {r:g}" if r == r else "") + f", {w:g} worker(s), {be}"
-                for c, a, r, w, be in zip(rows["contender"], rows["accuracy"], rows["rtol"], rows["workers"],
-                                          rows["backend"], strict=True)]  # fmt: skip
+        what = [
+            f"{c}, {a} accuracy" + (f", rtol {r:g}" if r == r else "") + f", {w:g} worker(s), {be}"
+            for c, a, r, w, be in zip(
+                rows["contender"], rows["accuracy"], rows["rtol"], rows["workers"], rows["backend"], strict=True
+            )
+        ]
         grids = list(dict.fromkeys(rows["grid"]))
-        table = rows.assign(cell=cells, what=what).pivot_table(index="what", columns="grid", values="cell",
-                                                               aggfunc="first", sort=False)  # fmt: skip
+        table = rows.assign(cell=cells, what=what).pivot_table(
+            index="what", columns="grid", values="cell", aggfunc="first", sort=False
+        )
         table = table.reindex(columns=grids).fillna("")
         parts.append(f"#### DPO, {problem}: flows per second, whole process (compute alone)\n")
         parts.append(_table(["contender", *grids], ([w, *table.loc[w]] for w in table.index)))
     agree = b[b["line"] == "batched_vs_driver"]
     if len(agree):
         parts.append("#### The batched engine against the driver, row by row\n")
-        rows = zip(agree["problem"], agree["grid"], agree["rtol"], agree["worst_rel_err"], agree["statuses_agree"],
-                   strict=True)  # fmt: skip
-        parts.append(_table(["problem", "grid", "rtol", "worst relative t_stop difference", "statuses agree"],
-                            ((p, g, f"{r:g}", f"{e:.2g}", s) for p, g, r, e, s in rows)))  # fmt: skip
+        rows = zip(
+            agree["problem"], agree["grid"], agree["rtol"], agree["worst_rel_err"], agree["statuses_agree"], strict=True
+        )
+        parts.append(
+            _table(
+                ["problem", "grid", "rtol", "worst relative t_stop difference", "statuses agree"],
+                ((p, g, f"{r:g}", f"{e:.2g}", s) for p, g, r, e, s in rows),
+            )
+        )
     opt = b[b["line"] == "optimiser"]
     if len(opt):
         parts.append("#### Discrete optimisers: start-steps per second per core (logits K = 10)\n")
@@ -1135,21 +1279,31 @@ def benchmark_page(csv: Path) -> str:
     net = b[b["line"] == "network"]
     if len(net):
         parts.append("#### The network model (one process)\n")
-        parts.append(_table(["trainings/s", "SFT + DPO steps/s"],
-                            ((f"{t:.1f}", f"{v:,.0f}") for t, v in zip(net["flows_per_s"], net["value"],
-                                                                       strict=True))))  # fmt: skip
+        parts.append(
+            _table(
+                ["trainings/s", "SFT + DPO steps/s"],
+                ((f"{t:.1f}", f"{v:,.0f}") for t, v in zip(net["flows_per_s"], net["value"], strict=True)),
+            )
+        )
     trace = b[b["line"] == "trace"]
     if len(trace):
         parts.append("#### The TRL callback (`flowsim.integrations.trl`)\n")
-        parts.append(_table(["probe pairs", "added per recorded step", "what"],
-                            ((f"{n:g}", f"{1e3 * v:.1f} ms", note) for n, v, note in
-                             zip(trace["n"], trace["value"], trace["note"], strict=True))))  # fmt: skip
+        parts.append(
+            _table(
+                ["probe pairs", "added per recorded step", "what"],
+                (
+                    (f"{n:g}", f"{1e3 * v:.1f} ms", note)
+                    for n, v, note in zip(trace["n"], trace["value"], trace["note"], strict=True)
+                ),
+            )
+        )
     tgt = b[b["line"] == "target"]
     if len(tgt):
         parts.append("#### Against the targets of issue #23\n")
         cols = [tgt[c] for c in ("problem", "contender", "grid", "flows_per_s", "value")]
-        met = ((p, c, g, f"{f:,.0f}", f"{v:,.0f}", "yes" if f >= v else "no")
-               for p, c, g, f, v in zip(*cols, strict=True))  # fmt: skip
+        met = (
+            (p, c, g, f"{f:,.0f}", f"{v:,.0f}", "yes" if f >= v else "no") for p, c, g, f, v in zip(*cols, strict=True)
+        )
         parts.append(_table(["problem", "contender", "grid", "flows/s", "target", "met"], met))
     return "\n".join(parts)
 

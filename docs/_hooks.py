@@ -22,6 +22,8 @@ MARKERS = {
     "<!-- gen:benchmark -->": lambda: _gen.benchmark_page(ROOT / "results" / "benchmark.csv"),
     "<!-- gen:package-map -->": lambda: _gen.package_map(ROOT / "flowsim"),
 }
+
+
 def on_files(files, config):
     for name, make in _gen.PAGES.items():
         files.append(File.generated(config, f"reference/{name}", content=make()))

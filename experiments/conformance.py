@@ -88,23 +88,37 @@ def grid(kind: str, model: str) -> dict:
     stop = 1.0 if model == "ratio" else 0.98
     name, values = hyper(kind)
     infinite = np.any([LOSSES[kind](**{name: v}).infinite_at_certainty() for v in values], axis=0)
-    return {f"p{i + 1}": {"start": 0.01, "stop": 0.99 if inf and stop == 1.0 else stop, "num": N}
-            for i, inf in enumerate(infinite)}  # fmt: skip
+    return {
+        f"p{i + 1}": {"start": 0.01, "stop": 0.99 if inf and stop == 1.0 else stop, "num": N}
+        for i, inf in enumerate(infinite)
+    }
 
 
-def experiment(kind: str, model: str, engine: str = "driver", dynamics: str = "flow", stop: str = "t1e3",
-               similar: bool = False):  # fmt: skip
+def experiment(
+    kind: str, model: str, engine: str = "driver", dynamics: str = "flow", stop: str = "t1e3", similar: bool = False
+):
     """One loss on one model with one engine and stop rule: betas x references swept (one beta for an optimiser).
 
     ``similar``: the features model with :data:`SIMILAR` responses.
     """
     name, values = hyper(kind)
-    loss = {"kind": kind, name: list(values) if dynamics == "flow" else values[1], "reference": list(REFERENCES),
-            "ref_w": FIXED_REF[0], "ref_l": FIXED_REF[1]}  # fmt: skip
+    loss = {
+        "kind": kind,
+        name: list(values) if dynamics == "flow" else values[1],
+        "reference": list(REFERENCES),
+        "ref_w": FIXED_REF[0],
+        "ref_l": FIXED_REF[1],
+    }
     params = SIMILAR if similar else {}
     label = f"{kind}_{model}{'_similar' if similar else ''}_{engine}_{dynamics}_{stop}"
-    doc = {"name": f"conformance_{label}", "loss": loss, "model": {"kind": model, **params},
-           "grid": grid(kind, model), "solver": {"engine": engine}, "stop": dict(STOPS[stop])}  # fmt: skip
+    doc = {
+        "name": f"conformance_{label}",
+        "loss": loss,
+        "model": {"kind": model, **params},
+        "grid": grid(kind, model),
+        "solver": {"engine": engine},
+        "stop": dict(STOPS[stop]),
+    }
     if dynamics != "flow":
         doc["dynamics"] = {"kind": dynamics, "lr": LR[dynamics]}
         doc["stop"]["max_steps"] = MAX_STEPS
@@ -115,11 +129,16 @@ def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISE
     """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
     losses = sorted(LOSSES) if losses is None else losses
     out = [experiment(k, m, e, stop=s) for s in stops for k in losses for m in models for e in engines]
-    out += [experiment(k, "features", e, stop=s, similar=True) for s in stops for k in KINKED if k in losses
-            for e in engines if "features" in models]  # fmt: skip
+    out += [
+        experiment(k, "features", e, stop=s, similar=True)
+        for s in stops
+        for k in KINKED
+        if k in losses
+        for e in engines
+        if "features" in models
+    ]
     out = [e for e in out if e.engine == "driver"] + [e for e in out if e.engine != "driver"]
-    opts = [experiment(k, m, "discrete", o, stop=s) for s in stops for k in losses for m in models
-            for o in optimisers]  # fmt: skip
+    opts = [experiment(k, m, "discrete", o, stop=s) for s in stops for k in losses for m in models for o in optimisers]
     n = sum(e.engine == "driver" for e in out)
     return [(e, None) for e in out[:n] + opts + out[n:]]
 
@@ -187,8 +206,27 @@ def run_item(item) -> pd.DataFrame:
     df["hyper"] = df["orpo_lambda"] if "orpo_lambda" in df.columns else df["beta"]
     df["stop"] = exp.name.rsplit("_", 1)[1]
     df["model"] = df["model"] + ("_similar" if "_similar_" in exp.name else "")
-    return df[["loss", "model", "reference", "hyper", "engine", "dynamics", "stop", "p1_0", "p2_0", "status",
-               "nfev", "steps", "budget", "t_sliding", "by", "message", "seconds"]]  # fmt: skip
+    return df[
+        [
+            "loss",
+            "model",
+            "reference",
+            "hyper",
+            "engine",
+            "dynamics",
+            "stop",
+            "p1_0",
+            "p2_0",
+            "status",
+            "nfev",
+            "steps",
+            "budget",
+            "t_sliding",
+            "by",
+            "message",
+            "seconds",
+        ]
+    ]
 
 
 def run(plan, n_jobs: int = 2, subset: int | None = None, log=None) -> pd.DataFrame:
@@ -216,10 +254,34 @@ def nonconforming(df: pd.DataFrame) -> pd.DataFrame:
 
 def matrix(df: pd.DataFrame) -> str:
     """Markdown: per (stop rule, model, dynamics, engine) the combinations, rows by status, evaluations, time."""
-    statuses = [s for s in ("converged", "capped", "reached_loss", "reached_margin", "stationary", "timeout",
-                            "diverged", "failed") if s in set(df["status"]) or s == "failed"]  # fmt: skip
-    head = ["stop", "model", "dynamics", "engine", "combinations", "rows", *statuses, "over budget", "stiff (LSODA)",
-            "nfev median", "nfev max", "seconds"]  # fmt: skip
+    statuses = [
+        s
+        for s in (
+            "converged",
+            "capped",
+            "reached_loss",
+            "reached_margin",
+            "stationary",
+            "timeout",
+            "diverged",
+            "failed",
+        )
+        if s in set(df["status"]) or s == "failed"
+    ]
+    head = [
+        "stop",
+        "model",
+        "dynamics",
+        "engine",
+        "combinations",
+        "rows",
+        *statuses,
+        "over budget",
+        "stiff (LSODA)",
+        "nfev median",
+        "nfev max",
+        "seconds",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (stop, model, dyn, engine), g in df.groupby(["stop", "model", "dynamics", "engine"], sort=False):
         combos = g.groupby(["loss", "reference", "hyper"]).ngroups
@@ -228,9 +290,20 @@ def matrix(df: pd.DataFrame) -> str:
         work = g["nfev"] if flow else g["steps"]
         stiff = int(g["message"].fillna("").str.startswith("stiff").sum())
         secs = g.groupby(["loss", "reference", "hyper"])["seconds"].first().sum()
-        row = [stop, model, dyn, engine, combos, len(g), *(int(counts.get(s, 0)) for s in statuses),
-               int((~g["within_budget"]).sum()), stiff if flow else "-", f"{work.median():.0f}",
-               f"{work.max():.0f}", f"{secs:.1f}"]  # fmt: skip
+        row = [
+            stop,
+            model,
+            dyn,
+            engine,
+            combos,
+            len(g),
+            *(int(counts.get(s, 0)) for s in statuses),
+            int((~g["within_budget"]).sum()),
+            stiff if flow else "-",
+            f"{work.median():.0f}",
+            f"{work.max():.0f}",
+            f"{secs:.1f}",
+        ]
         lines.append("| " + " | ".join(map(str, row)) + " |")
     return "\n".join(lines)
 

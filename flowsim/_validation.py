@@ -66,8 +66,9 @@ def check_beta(value: object, bounds: tuple[float, float] = BETA_RANGE, name: st
     value = check_real(name, value)
     lo, hi = bounds
     if not lo <= value <= hi:
-        raise ParamError(name, f"must be a number in [{lo:g}, {hi:g}] (the range flowsim's results are checked in)",
-                         value)  # fmt: skip
+        raise ParamError(
+            name, f"must be a number in [{lo:g}, {hi:g}] (the range flowsim's results are checked in)", value
+        )
     return value
 
 

@@ -47,8 +47,10 @@ from pathlib import Path
 
 from flowsim.errors import UserError
 
-DESCRIPTION = ("Measure what preference-optimisation losses do under gradient flow: sweeps of flows from grids of "
-               "starts, region tables, verdicts on a paper's claims, and figures.")  # fmt: skip
+DESCRIPTION = (
+    "Measure what preference-optimisation losses do under gradient flow: sweeps of flows from grids of "
+    "starts, region tables, verdicts on a paper's claims, and figures."
+)
 
 
 #: Exit status of an internal error (a bug), as sysexits.h's EX_SOFTWARE.
@@ -88,11 +90,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flowsim.experiment.parallel import usable_cpus  # the count -1 means, so the warning agrees with it
 
     if args.n_jobs > usable_cpus():
-        print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {usable_cpus()} cores here",
-              file=sys.stderr)  # fmt: skip
-    exp, out, meta = run(args.experiment, args.out, n_jobs=args.n_jobs, resume=args.resume,
-                         progress=not args.quiet, backend=backend, scheduler=args.scheduler,
-                         scheduler_timeout=args.scheduler_timeout, chunk_size=args.chunk_size)  # fmt: skip
+        print(f"flowsim: warning: --n-jobs {args.n_jobs} is more than the {usable_cpus()} cores here", file=sys.stderr)
+    exp, out, meta = run(
+        args.experiment,
+        args.out,
+        n_jobs=args.n_jobs,
+        resume=args.resume,
+        progress=not args.quiet,
+        backend=backend,
+        scheduler=args.scheduler,
+        scheduler_timeout=args.scheduler_timeout,
+        chunk_size=args.chunk_size,
+    )
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts_by_status"].items())
     rate = meta["rows"] / meta["wall_time_s"] if meta["wall_time_s"] else float("inf")
     print(f"{exp.name}: {meta['rows']} flows in {meta['wall_time_s']:.1f} s ({rate:,.0f}/s) -> {out}/flows.csv")
@@ -123,8 +132,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_field(args: argparse.Namespace) -> int:
     from flowsim.plotting import plot_field
 
-    out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out),
-                     log_scale=not args.linear)  # fmt: skip
+    out = plot_field(beta=args.beta, ref_w=args.ref_w, ref_l=args.ref_l, out=Path(args.out), log_scale=not args.linear)
     print(f"wrote {out}")
     return 0
 
@@ -133,8 +141,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from flowsim.app.reproduce import reproduce
 
     out = Path(args.results) if args.update else Path(args.out) if args.out else None
-    reproduce(Path(args.experiments), Path(args.results), out=out, n_jobs=args.n_jobs, progress=not args.quiet,
-              allow_dirty=args.allow_dirty)  # fmt: skip
+    reproduce(
+        Path(args.experiments),
+        Path(args.results),
+        out=out,
+        n_jobs=args.n_jobs,
+        progress=not args.quiet,
+        allow_dirty=args.allow_dirty,
+    )
     return 0
 
 
@@ -177,40 +191,61 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="heatmaps over the starts, facets, basins and paths")
     pl.add_argument("results", help="a results folder holding flows.csv (and meta.json), or its flows.csv")
     pl.add_argument("--format", choices=["png", "svg", "pdf"], default="png", help="figure file format (default png)")
-    pl.add_argument("--all", action="store_true",
-                    help="also a file per parameter combination (heatmaps, basins, paths); by default those only for "
-                    "a single combination, and for several the facets, paths_all and the loss comparison")  # fmt: skip
+    pl.add_argument(
+        "--all",
+        action="store_true",
+        help="also a file per parameter combination (heatmaps, basins, paths); by default those only for "
+        "a single combination, and for several the facets, paths_all and the loss comparison",
+    )
     pl.add_argument("--quiet", action="store_true", help="no progress on stderr")
     pl.set_defaults(func=cmd_plot)
     _add_field(sub)
-    r = sub.add_parser("reproduce", help="run, analyse and plot every shipped experiment into a scratch folder and "
-                       "compare with results/ (--update: replace results/)")  # fmt: skip
+    r = sub.add_parser(
+        "reproduce",
+        help="run, analyse and plot every shipped experiment into a scratch folder and "
+        "compare with results/ (--update: replace results/)",
+    )
     r.add_argument("--experiments", default="experiments", help="folder of experiment files (default experiments)")
-    r.add_argument("--results", default="results",
-                   help="the committed results to compare with (default results)")  # fmt: skip
+    r.add_argument("--results", default="results", help="the committed results to compare with (default results)")
     where = r.add_mutually_exclusive_group()
     where.add_argument("--out", help="where to write (default runs/reproduce; the one before is kept in its .previous)")
-    where.add_argument("--update", action="store_true",
-                       help="write into --results, replacing the committed results (needs a clean tree)")  # fmt: skip
+    where.add_argument(
+        "--update",
+        action="store_true",
+        help="write into --results, replacing the committed results (needs a clean tree)",
+    )
     r.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default -1: all cores)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--allow-dirty", action="store_true",
-                   help="with --update: publish from a tree with changes (results name a '-dirty' commit)")  # fmt: skip
+    r.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="with --update: publish from a tree with changes (results name a '-dirty' commit)",
+    )
     r.set_defaults(func=cmd_reproduce)
     e = sub.add_parser("explore", help="a run folder's phase plane in the browser: click a start, see its path")
-    e.add_argument("results", nargs="?", default="results/paper",
-                   help="a results folder holding flows.csv (and meta.json), or its flows.csv (default results/paper)")
+    e.add_argument(
+        "results",
+        nargs="?",
+        default="results/paper",
+        help="a results folder holding flows.csv (and meta.json), or its flows.csv (default results/paper)",
+    )
     e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free one, printed)")
     e.set_defaults(func=cmd_explore)
     t = sub.add_parser("trace", help="a TRL DPO run on the paper's plane, beside the idealised flows from its starts")
-    t.add_argument("run", help="a folder written by flowsim.integrations.trl.trace(...), or a TRL trainer_state.json "
-                   "(or a folder holding one: its batch-mean path)")  # fmt: skip
+    t.add_argument(
+        "run",
+        help="a folder written by flowsim.integrations.trl.trace(...), or a TRL trainer_state.json "
+        "(or a folder holding one: its batch-mean path)",
+    )
     t.add_argument("--out", help="output folder (default RUN/flowsim, or flowsim/ beside trainer_state.json)")
-    t.add_argument("--beta", type=float, default=None,
-                   help="DPO's beta: checked against a trace's; for a trainer_state.json, default 0.1 (TRL's)")
+    t.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="DPO's beta: checked against a trace's; for a trainer_state.json, default 0.1 (TRL's)",
+    )
     t.set_defaults(func=cmd_trace)
-    b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)",
-                       add_help=False)  # fmt: skip
+    b = sub.add_parser("bench", help="the performance benchmark (flowsim bench --help for its options)", add_help=False)
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
     b.set_defaults(func=cmd_bench)
     return p
@@ -232,8 +267,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "loky (fresh joblib processes; default elsewhere) or dask (a cluster, with --scheduler)",
     )
     r.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786 (implies --backend dask)")
-    r.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="how long to wait for the dask scheduler before giving up (default 10)")  # fmt: skip
+    r.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the dask scheduler before giving up (default 10)",
+    )
     r.set_defaults(func=cmd_run)
 
 
@@ -326,8 +366,11 @@ def internal_error(exc: BaseException, args: argparse.Namespace | None = None) -
     except OSError as err:  # nowhere to save it: print it, so that it is not lost
         print(text, end="", file=sys.stderr)
         where = f"traceback above (it could not be saved: {err.strerror or err})"
-    print(f"flowsim: internal error ({what}); {where}; this is a bug in flowsim, not a problem with your input: "
-          f"please report it with the traceback (exit status {EX_SOFTWARE})", file=sys.stderr)  # fmt: skip
+    print(
+        f"flowsim: internal error ({what}); {where}; this is a bug in flowsim, not a problem with your input: "
+        f"please report it with the traceback (exit status {EX_SOFTWARE})",
+        file=sys.stderr,
+    )
     return EX_SOFTWARE
 
 

@@ -48,93 +48,191 @@ _NOT_SLOW = "not sigterm and not kill_9 and not second_writer and not real_kill 
 #: Core module -> (its file, the tests that must catch its bugs: pytest arguments, fast ones).
 MODULES: dict[str, tuple[str, list[str]]] = {
     "losses": ("flowsim/model/losses/dpo.py", [f"{_U}test_dpo_loss.py", f"{_U}test_losses_family.py"]),
-    "closed_form_ratio": ("flowsim/dynamics/closed_forms/dpo_ratio.py", [f"{_U}test_closed_form_ratio.py",
-                                                                         f"{_U}test_driver.py"]),  # its oracle
+    "closed_form_ratio": (
+        "flowsim/dynamics/closed_forms/dpo_ratio.py",
+        [f"{_U}test_closed_form_ratio.py", f"{_U}test_driver.py"],
+    ),  # its oracle
     "closed_form_logits": ("flowsim/dynamics/closed_forms/dpo_logits.py", [f"{_U}test_closed_form_logits.py"]),
     "engine_batched": ("flowsim/dynamics/batched/engine.py", [f"{_U}test_batched.py"]),
     "engine_driver": ("flowsim/dynamics/driver.py", [f"{_U}test_driver.py"]),
-    "record": ("flowsim/dynamics/record.py", [f"{_U}test_driver.py", f"{_U}test_network_stops.py",
-                                              f"{_U}test_optimisers.py"]),
-    "store": ("flowsim/experiment/store.py", [f"{_I}test_run_folder.py", f"{_I}test_sweep.py",
-                                              f"{_I}test_cli_errors.py", "-k", _NOT_SLOW]),
+    "record": (
+        "flowsim/dynamics/record.py",
+        [f"{_U}test_driver.py", f"{_U}test_network_stops.py", f"{_U}test_optimisers.py"],
+    ),
+    "store": (
+        "flowsim/experiment/store.py",
+        [f"{_I}test_run_folder.py", f"{_I}test_sweep.py", f"{_I}test_cli_errors.py", "-k", _NOT_SLOW],
+    ),
     "regions": ("flowsim/experiment/regions.py", [f"{_U}test_regions.py", f"{_U}test_analysis.py"]),
     "claims_rules": ("flowsim/analysis/claims/rules.py", _CLAIMS),
     "verdicts": ("flowsim/analysis/verdicts.py", _CLAIMS),
-    "training": ("flowsim/dynamics/training.py", [f"{_U}test_network_stops.py", f"{_U}test_network.py",
-                                                  f"{_U}test_network_field.py"]),
+    "training": (
+        "flowsim/dynamics/training.py",
+        [f"{_U}test_network_stops.py", f"{_U}test_network.py", f"{_U}test_network_field.py"],
+    ),
 }
 
 #: Survivors judged equivalent (no test can tell them from the code, or only at a float's exact equality or
 #: in an unreachable fallback): (file, the mutated line's text, the mutant) -> why.  Reported, and left out
 #: of the score's denominator; a line that changes drops out of this table, so its mutant is judged again.
 EQUIVALENT: dict[tuple[str, str, str], str] = {
-    ("flowsim/dynamics/closed_forms/dpo_ratio.py", "upper = w0 >= 0.5", ">= -> >"):
-        "which series of the incomplete beta function at w0 = 0.5 exactly: both are exact there",
-    ("flowsim/dynamics/closed_forms/dpo_logits.py", "moving = (new < x) & (step > 4e-16 * np.abs(x))", "< -> <="):
-        "new == x means step == 0, which the second condition already stops",
-    ("flowsim/dynamics/closed_forms/dpo_logits.py", "moving = (new < x) & (step > 4e-16 * np.abs(x))", "> -> >="):
-        "a Newton step of exactly 4e-16 |x|: one more step, of a rounding error's size",
-    ("flowsim/dynamics/batched/engine.py",
-     "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))  # a non-finite field: the driver's failure",
-     "all(...) -> any(...)"):
-        "a row with a partly non-finite field is then rejected until its step is below min_step, and handed "
-        "to the driver all the same: the same row, a few wasted steps",
-    ("flowsim/dynamics/batched/engine.py", "accepted = finite & (err < 1) & ~broken", "< -> <="):
-        "an error norm of exactly 1.0",
-    ("flowsim/dynamics/batched/engine.py", "dpos = np.full(len(j), -1)", "drop unary -"):
-        "the fill is never read: dpos is read only for rows with an event (set on the next line)",
-    ("flowsim/dynamics/batched/engine.py", "d = np.where(s != 0, -gv / np.where(s != 0, s, 1.0), 0.0)", "0 -> 1"):
-        "differs only at a slope of exactly 0 (or 1) at the stop's level crossing",
-    ("flowsim/dynamics/batched/engine.py", "out[todo] = 0.5 * (a + b)[todo]", "+ -> -"):
-        "unreachable: Chandrupatla's method converges within maxiter = 100 iterations on float64 brackets",
-    ("flowsim/dynamics/record.py",
-     "path_x: np.ndarray | None = field(default=None, repr=False, compare=False)", "repr=False -> True"):
-        "the record's repr only",
-    ("flowsim/dynamics/record.py",
-     "path_t: np.ndarray | None = field(default=None, repr=False, compare=False)", "repr=False -> True"):
-        "the record's repr only",
-    ("flowsim/experiment/store.py", "self.partial.mkdir(parents=True, exist_ok=True)", "parents=True -> False"):
-        "the run folder exists by then",
-    ("flowsim/experiment/store.py", "self.partial.mkdir(parents=True, exist_ok=True)", "exist_ok=True -> False"):
-        "a fresh sweep refuses a folder that has .partial in it before this",
-    ("flowsim/analysis/verdicts.py", "return not math.isnan(value) and value >= bound", "drop condition 1 of and"):
-        "NaN >= bound is False already (the explicit test documents that a NaN metric meets no bound)",
-    ("flowsim/analysis/verdicts.py", "return not math.isnan(value) and value <= bound", "drop condition 1 of and"):
-        "NaN <= bound is False already",
-    ("flowsim/analysis/verdicts.py", "reads_verdicts: bool = False", "False -> True"):
-        "a claim that does not read the verdicts, measured again under each alternative, gives the same verdicts",
-    ("flowsim/dynamics/record.py", "top = np.argmax(others, axis=-1)", "axis=drop unary -"):
-        "the rows here are always (n, K): axis 1 is the last",
-    ("flowsim/dynamics/record.py",
-     'return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,', "axis=drop unary -"):
-        "the rows here are always (n, K): axis 1 is the last",
-    ("flowsim/dynamics/record.py",
-     '"p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip', "drop unary -"):
-        "the rows here are always (n, K): axis 1 is the last",
-    ("flowsim/dynamics/training.py", "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
-     "dim=drop unary -"): "log-probabilities are (n, 2): dim 1 is the last",
-    ("flowsim/dynamics/training.py", "for k in range(k_max + 1):", "1 -> 2"):
-        "the loop ends at k = k_max as timeout before the extra iteration",
-    ("flowsim/dynamics/training.py",
-     'pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)', "<= -> <"):
-        "a pair's p_l exactly equal to the floor",
-}  # fmt: skip
+    (
+        "flowsim/dynamics/closed_forms/dpo_ratio.py",
+        "upper = w0 >= 0.5",
+        ">= -> >",
+    ): "which series of the incomplete beta function at w0 = 0.5 exactly: both are exact there",
+    (
+        "flowsim/dynamics/closed_forms/dpo_logits.py",
+        "moving = (new < x) & (step > 4e-16 * np.abs(x))",
+        "< -> <=",
+    ): "new == x means step == 0, which the second condition already stops",
+    (
+        "flowsim/dynamics/closed_forms/dpo_logits.py",
+        "moving = (new < x) & (step > 4e-16 * np.abs(x))",
+        "> -> >=",
+    ): "a Newton step of exactly 4e-16 |x|: one more step, of a rounding error's size",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))  # a non-finite field: the driver's failure",
+        "all(...) -> any(...)",
+    ): "a row with a partly non-finite field is then rejected until its step is below min_step, and handed "
+    "to the driver all the same: the same row, a few wasted steps",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "accepted = finite & (err < 1) & ~broken",
+        "< -> <=",
+    ): "an error norm of exactly 1.0",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "dpos = np.full(len(j), -1)",
+        "drop unary -",
+    ): "the fill is never read: dpos is read only for rows with an event (set on the next line)",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "d = np.where(s != 0, -gv / np.where(s != 0, s, 1.0), 0.0)",
+        "0 -> 1",
+    ): "differs only at a slope of exactly 0 (or 1) at the stop's level crossing",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "out[todo] = 0.5 * (a + b)[todo]",
+        "+ -> -",
+    ): "unreachable: Chandrupatla's method converges within maxiter = 100 iterations on float64 brackets",
+    (
+        "flowsim/dynamics/record.py",
+        "path_x: np.ndarray | None = field(default=None, repr=False, compare=False)",
+        "repr=False -> True",
+    ): "the record's repr only",
+    (
+        "flowsim/dynamics/record.py",
+        "path_t: np.ndarray | None = field(default=None, repr=False, compare=False)",
+        "repr=False -> True",
+    ): "the record's repr only",
+    (
+        "flowsim/experiment/store.py",
+        "self.partial.mkdir(parents=True, exist_ok=True)",
+        "parents=True -> False",
+    ): "the run folder exists by then",
+    (
+        "flowsim/experiment/store.py",
+        "self.partial.mkdir(parents=True, exist_ok=True)",
+        "exist_ok=True -> False",
+    ): "a fresh sweep refuses a folder that has .partial in it before this",
+    (
+        "flowsim/analysis/verdicts.py",
+        "return not math.isnan(value) and value >= bound",
+        "drop condition 1 of and",
+    ): "NaN >= bound is False already (the explicit test documents that a NaN metric meets no bound)",
+    (
+        "flowsim/analysis/verdicts.py",
+        "return not math.isnan(value) and value <= bound",
+        "drop condition 1 of and",
+    ): "NaN <= bound is False already",
+    (
+        "flowsim/analysis/verdicts.py",
+        "reads_verdicts: bool = False",
+        "False -> True",
+    ): "a claim that does not read the verdicts, measured again under each alternative, gives the same verdicts",
+    (
+        "flowsim/dynamics/record.py",
+        "top = np.argmax(others, axis=-1)",
+        "axis=drop unary -",
+    ): "the rows here are always (n, K): axis 1 is the last",
+    (
+        "flowsim/dynamics/record.py",
+        'return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,',
+        "axis=drop unary -",
+    ): "the rows here are always (n, K): axis 1 is the last",
+    (
+        "flowsim/dynamics/record.py",
+        '"p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip',
+        "drop unary -",
+    ): "the rows here are always (n, K): axis 1 is the last",
+    (
+        "flowsim/dynamics/training.py",
+        "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
+        "dim=drop unary -",
+    ): "log-probabilities are (n, 2): dim 1 is the last",
+    (
+        "flowsim/dynamics/training.py",
+        "for k in range(k_max + 1):",
+        "1 -> 2",
+    ): "the loop ends at k = k_max as timeout before the extra iteration",
+    (
+        "flowsim/dynamics/training.py",
+        'pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)',
+        "<= -> <",
+    ): "a pair's p_l exactly equal to the floor",
+}
 
-PYTEST = ["-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--import-mode=importlib", "-x", "-q",
-          "--no-header", "-p", "no:warnings"]  # fmt: skip
+PYTEST = [
+    "-m",
+    "pytest",
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "addopts=",
+    "--import-mode=importlib",
+    "-x",
+    "-q",
+    "--no-header",
+    "-p",
+    "no:warnings",
+]
 
 
 # -- the operators -----------------------------------------------------------------------------
 
 #: Comparison flips: strictness, direction, equality, membership, identity.
-_COMPARE = {ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt, ast.GtE], ast.Gt: [ast.GtE, ast.Lt],
-            ast.GtE: [ast.Gt, ast.LtE], ast.Eq: [ast.NotEq], ast.NotEq: [ast.Eq], ast.In: [ast.NotIn],
-            ast.NotIn: [ast.In], ast.Is: [ast.IsNot], ast.IsNot: [ast.Is]}  # fmt: skip
+_COMPARE = {
+    ast.Lt: [ast.LtE, ast.Gt],
+    ast.LtE: [ast.Lt, ast.GtE],
+    ast.Gt: [ast.GtE, ast.Lt],
+    ast.GtE: [ast.Gt, ast.LtE],
+    ast.Eq: [ast.NotEq],
+    ast.NotEq: [ast.Eq],
+    ast.In: [ast.NotIn],
+    ast.NotIn: [ast.In],
+    ast.Is: [ast.IsNot],
+    ast.IsNot: [ast.Is],
+}
 #: Reductions and their partners, called as ``np.name(...)``, ``x.name(...)`` or ``name(...)``.
-_CALLS = {"all": ["any"], "any": ["all"], "mean": ["min", "max"], "min": ["max"], "max": ["min"],
-          "minimum": ["maximum"], "maximum": ["minimum"], "nanmin": ["nanmax"], "nanmax": ["nanmin"],
-          "argmin": ["argmax"], "argmax": ["argmin"], "floor": ["ceil"], "ceil": ["floor"],
-          "isfinite": ["isnan"], "sum": ["mean"]}  # fmt: skip
+_CALLS = {
+    "all": ["any"],
+    "any": ["all"],
+    "mean": ["min", "max"],
+    "min": ["max"],
+    "max": ["min"],
+    "minimum": ["maximum"],
+    "maximum": ["minimum"],
+    "nanmin": ["nanmax"],
+    "nanmax": ["nanmin"],
+    "argmin": ["argmax"],
+    "argmax": ["argmin"],
+    "floor": ["ceil"],
+    "ceil": ["floor"],
+    "isfinite": ["isnan"],
+    "sum": ["mean"],
+}
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 
 
@@ -206,8 +304,14 @@ def _constant(node: ast.Constant):
         yield "constant", f"{v!r} -> {new!r}", lambda n, x=new: ast.Constant(x)
 
 
-_BY_NODE = ((ast.Compare, _compare), (ast.BoolOp, _boolop), (ast.Call, _call), (ast.UnaryOp, _unary),
-            (ast.BinOp, _binop), (ast.Constant, _constant))
+_BY_NODE = (
+    (ast.Compare, _compare),
+    (ast.BoolOp, _boolop),
+    (ast.Call, _call),
+    (ast.UnaryOp, _unary),
+    (ast.BinOp, _binop),
+    (ast.Constant, _constant),
+)
 
 
 def _set_op(i: int, new: type) -> Callable[[ast.AST], ast.AST]:
@@ -249,9 +353,26 @@ def _keyword(i: int, new: str) -> Callable[[ast.AST], ast.AST]:
     return edit
 
 
-_SYMBOLS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.In: "in",
-            ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not", ast.And: "and", ast.Or: "or", ast.Not: "not",
-            ast.USub: "unary -", ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}  # fmt: skip
+_SYMBOLS = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.And: "and",
+    ast.Or: "or",
+    ast.Not: "not",
+    ast.USub: "unary -",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+}
 
 
 def _sym(op: ast.AST) -> str:
@@ -272,8 +393,13 @@ def _skipped(tree: ast.Module) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             skip(node.returns)
-            for a in [*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs, node.args.vararg,
-                      node.args.kwarg]:  # fmt: skip
+            for a in [
+                *node.args.args,
+                *node.args.kwonlyargs,
+                *node.args.posonlyargs,
+                node.args.vararg,
+                node.args.kwarg,
+            ]:
                 skip(a.annotation if a else None)
         elif isinstance(node, ast.AnnAssign):
             skip(node.annotation)
@@ -341,8 +467,9 @@ def run_tests(copy_root: Path, tests: list[str], timeout: float) -> tuple[str, f
     env = {**os.environ, "PYTHONPATH": str(copy_root), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     t0 = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, *PYTEST, *tests], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=timeout)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, *PYTEST, *tests], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - t0, ""
     first = next((ln.split(" - ")[0] for ln in out.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))), "")
@@ -365,8 +492,14 @@ class Workspace:
 
 def _check_copy_is_imported(ws: Workspace) -> None:
     env = {**os.environ, "PYTHONPATH": str(ws.root), "PYTHONSAFEPATH": "1"}
-    where = subprocess.run([sys.executable, "-c", "import flowsim; print(flowsim.__file__)"], env=env, cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    where = subprocess.run(
+        [sys.executable, "-c", "import flowsim; print(flowsim.__file__)"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if not where.startswith(str(ws.root)):
         raise SystemExit(f"mutate: the tests import flowsim from {where}, not the mutated copy {ws.root}")
 
@@ -450,10 +583,13 @@ def _baselines(ws: Workspace, names: list[str]) -> dict[str, float]:
 
 
 def _table(results, wall: float, args) -> str:
-    lines = [f"Mutation testing (tools/mutate.py, seed {args.seed}, {args.per_module} per module): "
-             f"{wall:.0f} s wall, {args.jobs} job(s); score = killed / (mutants - equivalent)", "",
-             "| module | mutants | killed | equivalent | survived | score |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Mutation testing (tools/mutate.py, seed {args.seed}, {args.per_module} per module): "
+        f"{wall:.0f} s wall, {args.jobs} job(s); score = killed / (mutants - equivalent)",
+        "",
+        "| module | mutants | killed | equivalent | survived | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name in [*dict.fromkeys(r[0] for r in results), None]:
         rows = [r for r in results if r[0] == name] if name else results
         k, e = sum(r[3].startswith("killed") for r in rows), sum(r[3] == "equivalent" for r in rows)

@@ -106,9 +106,17 @@ def _precheck(c: Claim, model: str, loss: str, columns: pd.Index, n: int, n_fail
 
 def _record(c: Claim, reason: str, th: Any, n: int, n_failed: int) -> dict:
     """The record of claim ``c`` where it is not applicable, for ``reason``."""
-    return {"claim": c.id, "value": float("nan"), "details": f"not applicable: {reason}",
-            "threshold": c.rule(_NanMetrics(), th)[1], "verdict": NA, "_alts": {}, "n_rows": n,
-            "n_failed": n_failed, "failed_left_out": 0}  # fmt: skip
+    return {
+        "claim": c.id,
+        "value": float("nan"),
+        "details": f"not applicable: {reason}",
+        "threshold": c.rule(_NanMetrics(), th)[1],
+        "verdict": NA,
+        "_alts": {},
+        "n_rows": n,
+        "n_failed": n_failed,
+        "failed_left_out": 0,
+    }
 
 
 class _Judge:
@@ -154,9 +162,17 @@ class _Judge:
         left_out = self.d.n_failed if c.uses_flows and verdict != NA else 0
         if left_out:
             details = f"{left_out} failed rows left out; {details}"
-        return {"claim": c.id, "value": value, "details": details, "threshold": text, "verdict": verdict,
-                "_alts": alts, "n_rows": self.d.n, "n_failed": self.d.n_failed,
-                "failed_left_out": left_out}  # fmt: skip
+        return {
+            "claim": c.id,
+            "value": value,
+            "details": details,
+            "threshold": text,
+            "verdict": verdict,
+            "_alts": alts,
+            "n_rows": self.d.n,
+            "n_failed": self.d.n_failed,
+            "failed_left_out": left_out,
+        }
 
 
 def _local(study: Study, work: pd.DataFrame, keys: list[str], ctx: Context, th, variants) -> tuple[list, dict]:
@@ -215,8 +231,9 @@ def _spanning(sub, ctx, cols, n_values, kv: dict, subset: str, recs: pd.DataFram
     mine = recs[recs["subset"] == subset]
     for k, v in kv.items():
         mine = mine[(mine[k] == v) | (mine[k].isna() & pd.isna(v))]
-    members = [g for (gk, gs), g in groups.items()
-               if gs == subset and all(_same(dict(gk).get(k), v) for k, v in kv.items())]  # fmt: skip
+    members = [
+        g for (gk, gs), g in groups.items() if gs == subset and all(_same(dict(gk).get(k), v) for k, v in kv.items())
+    ]
     return AcrossGroup(sub, ctx, tuple(cols), n_values, members, mine)
 
 
@@ -258,12 +275,28 @@ def _table(study: Study, records: list[dict], keys: list[str], skipped: list[str
         rob = robustness(r["verdict"], r.pop("_alts"))
         if skipped and rob == "robust":
             rob += f" (alternatives left out as invalid: {', '.join(skipped)})"
-        rows.append({"claim": c.id, **{k: r.get(k, np.nan) for k in keys}, "reference": r["reference"],
-                     "subset": r["subset"], "title": c.title, "paper": c.paper, "where": c.where, "metric": c.metric,
-                     "value": r["value"], "details": r["details"], "threshold": r["threshold"],
-                     "verdict": r["verdict"], "robustness": rob, "n_rows": r["n_rows"],
-                     "n_failed": r["n_failed"], "failed_left_out": r["failed_left_out"], "model": r["_model"],
-                     **({} if "loss" in keys else {"loss": r["_loss"]})})  # fmt: skip
+        rows.append(
+            {
+                "claim": c.id,
+                **{k: r.get(k, np.nan) for k in keys},
+                "reference": r["reference"],
+                "subset": r["subset"],
+                "title": c.title,
+                "paper": c.paper,
+                "where": c.where,
+                "metric": c.metric,
+                "value": r["value"],
+                "details": r["details"],
+                "threshold": r["threshold"],
+                "verdict": r["verdict"],
+                "robustness": rob,
+                "n_rows": r["n_rows"],
+                "n_failed": r["n_failed"],
+                "failed_left_out": r["failed_left_out"],
+                "model": r["_model"],
+                **({} if "loss" in keys else {"loss": r["_loss"]}),
+            }
+        )
     out = pd.DataFrame(rows)
     order = [c.id for c in study.claims]
     out["_c"] = out["claim"].map(order.index)

@@ -42,14 +42,18 @@ def _problems(g: pd.DataFrame, p2_floor: float) -> list[str]:
     low = int((g["p2_0"].to_numpy(float) <= p2_floor).sum())
     if low:
         sft = " after SFT" if "sft" in g.columns else ""
-        out.append(f"p_l starts{sft} at or below the stop floor p2_floor = {p2_floor:g} in {low} of {n} rows "
-                   f"(lowest {g['p2_0'].min():.3g}), so preference training starts where it stops")  # fmt: skip
+        out.append(
+            f"p_l starts{sft} at or below the stop floor p2_floor = {p2_floor:g} in {low} of {n} rows "
+            f"(lowest {g['p2_0'].min():.3g}), so preference training starts where it stops"
+        )
     steps = float_column(g, "steps")
     done = np.isfinite(steps)
     short = int((steps[done] < HANDFUL).sum())
     if done.any() and short > MOST * done.sum():
-        out.append(f"the preference stage ended in fewer than {HANDFUL} steps in {short} of {int(done.sum())} rows "
-                   f"(median {np.median(steps[done]):g}): little was learned")  # fmt: skip
+        out.append(
+            f"the preference stage ended in fewer than {HANDFUL} steps in {short} of {int(done.sum())} rows "
+            f"(median {np.median(steps[done]):g}): little was learned"
+        )
     return out
 
 

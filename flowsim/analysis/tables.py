@@ -25,19 +25,37 @@ from flowsim.model.parameterisations import MODELS
 
 #: Columns every analysis needs, besides the parameter columns.
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible", "status", "t_stop",
-    "p1_final", "p2_final", "x1_final", "x2_final", "t_w", "t_l", "reference",
-)  # fmt: skip
+    "p1_0",
+    "p2_0",
+    "x1_0",
+    "x2_0",
+    "region",
+    "feasible",
+    "status",
+    "t_stop",
+    "p1_final",
+    "p2_final",
+    "x1_final",
+    "x2_final",
+    "t_w",
+    "t_l",
+    "reference",
+)
 #: Columns summarised by median and quartiles in :func:`region_table` (``p_w_min_rel`` is
 #: p_w_min / p_w0: how far the preferred response's probability fell, 1 if it never did).
 QUANTILE_COLUMNS: tuple[str, ...] = ("t_stop", "t_w", "t_l", "p1_final", "p2_final", "p_w_min_rel")
 SUBSETS: tuple[str, ...] = ("all", "feasible")
 #: region_table's columns after the parameter columns, subset and region.
 COLUMNS_AFTER_COUNT: list[str] = [
-    "count", "share_feasible", *(f"n_{s}" for s in STATUSES),
+    "count",
+    "share_feasible",
+    *(f"n_{s}" for s in STATUSES),
     *(f"{c}_{q}" for c in QUANTILE_COLUMNS for q in ("median", "q25", "q75")),
-    "share_p1_target", "share_l_before_w", "n_left_simplex", "share_displaced",
-]  # fmt: skip
+    "share_p1_target",
+    "share_l_before_w",
+    "n_left_simplex",
+    "share_displaced",
+]
 
 
 def parameter_columns(flows: pd.DataFrame) -> list[str]:
@@ -204,12 +222,16 @@ def loss_comparison(flows: pd.DataFrame, experiment=None) -> pd.DataFrame | None
         return None
     ok = flows[flows["status"] != "failed"]
     model = ok["model"].astype(str) if "model" in ok.columns else pd.Series("ratio", index=ok.index)
-    work = pd.DataFrame({
-        "model": model, "loss": ok["loss"].astype(str), "region": ok["region"].astype(str),
-        "displaced": as_bool(ok["displaced"]) if "displaced" in ok else np.nan,
-        "l_before_w": (ok["t_l"].fillna(np.inf) < ok["t_w"].fillna(np.inf)).to_numpy(),
-        "p1_final": ok["p1_final"].to_numpy(float),
-    })  # fmt: skip
+    work = pd.DataFrame(
+        {
+            "model": model,
+            "loss": ok["loss"].astype(str),
+            "region": ok["region"].astype(str),
+            "displaced": as_bool(ok["displaced"]) if "displaced" in ok else np.nan,
+            "l_before_w": (ok["t_l"].fillna(np.inf) < ok["t_w"].fillna(np.inf)).to_numpy(),
+            "p1_final": ok["p1_final"].to_numpy(float),
+        }
+    )
     g = work.groupby(["model", "loss"], sort=True)
     out = g.agg(n=("loss", "size"), share_displaced=("displaced", "mean"), share_l_before_w=("l_before_w", "mean"))
     by_region = work.pivot_table(index=["model", "loss"], columns="region", values="p1_final", aggfunc="median")
@@ -217,8 +239,10 @@ def loss_comparison(flows: pd.DataFrame, experiment=None) -> pd.DataFrame | None
         out[f"p_w_final_{r}"] = by_region[r] if r in by_region.columns else np.nan
     out = out.reset_index()
     if experiment is not None:
-        out["displacement_impossible"] = [_impossible(ok[(model == m) & (ok["loss"].astype(str) == k)], experiment)
-                                          for m, k in zip(out["model"], out["loss"], strict=True)]  # fmt: skip
+        out["displacement_impossible"] = [
+            _impossible(ok[(model == m) & (ok["loss"].astype(str) == k)], experiment)
+            for m, k in zip(out["model"], out["loss"], strict=True)
+        ]
     return out
 
 

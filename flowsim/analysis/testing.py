@@ -35,10 +35,24 @@ def make_flows(p1=None, p2=None, *, points=None, betas=(0.1,), refs=((1.0, 1.0),
         rw, rl = (points[:, 0], points[:, 1]) if r is None else (np.full(len(points), r[0]), np.full(len(points), r[1]))
         x0 = points / np.stack([rw, rl], -1)
         res = flows(DPO(b), RatioPlane().bind(points, np.stack([rw, rl], -1)), stop)
-        df = pd.DataFrame({"beta": b, "ref_w": rw, "ref_l": rl, "p1_0": points[:, 0], "p2_0": points[:, 1],
-                           "x1_0": x0[:, 0], "x2_0": x0[:, 1], "region": region_labels(points),
-                           "feasible": feasible(points), "loss_0": DPO(b).value(np.log(x0)),
-                           "loss": "dpo", "model": "ratio", "dynamics": "flow", "reference": reference})  # fmt: skip
+        df = pd.DataFrame(
+            {
+                "beta": b,
+                "ref_w": rw,
+                "ref_l": rl,
+                "p1_0": points[:, 0],
+                "p2_0": points[:, 1],
+                "x1_0": x0[:, 0],
+                "x2_0": x0[:, 1],
+                "region": region_labels(points),
+                "feasible": feasible(points),
+                "loss_0": DPO(b).value(np.log(x0)),
+                "loss": "dpo",
+                "model": "ratio",
+                "dynamics": "flow",
+                "reference": reference,
+            }
+        )
         for k in (*RESULT_FIELDS, *PATH_FIELDS):
             df[k] = pd.array(np.round(res[k]), dtype="Int64") if k in NULLABLE_INT else res[k]
         frames.append(df)

@@ -109,15 +109,17 @@ class Claim:
     def __post_init__(self) -> None:
         axes = tuple(self.across.values()) if isinstance(self.across, Mapping) else (self.across,)
         named = [getattr(self, n) for n in ("models", "columns", "thresholds", "reads")]
-        for name, value in zip(("models", "columns", "thresholds", "reads", *["across"] * len(axes)),
-                               (*named, *axes), strict=True):  # fmt: skip
+        for name, value in zip(
+            ("models", "columns", "thresholds", "reads", *["across"] * len(axes)), (*named, *axes), strict=True
+        ):
             if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
                 raise ValueError(f"claim {self.id}: {name} must be a tuple of names; got {value!r}")
         if isinstance(self.across, Mapping):
             stray = sorted(set(self.across) - set(self.models))
             if stray or not self.across:
-                raise ValueError(f"claim {self.id}: across must map some of its models {self.models}; got "
-                                 f"{dict(self.across)!r}")  # fmt: skip
+                raise ValueError(
+                    f"claim {self.id}: across must map some of its models {self.models}; got {dict(self.across)!r}"
+                )
         if not self.models:
             raise ValueError(f"claim {self.id}: models must name the models it speaks of (declared, not inferred)")
         if self.losses is not None and (not isinstance(self.losses, tuple) or not self.losses):
@@ -206,8 +208,19 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     fixed sensitivity family, :mod:`flowsim.analysis.sensitivity`) and details per
     combination and subset.
     """
-    need = ["claim", "reference", "subset", "title", "paper", "where", "metric", "value", "details", "threshold",
-            "verdict"]  # fmt: skip
+    need = [
+        "claim",
+        "reference",
+        "subset",
+        "title",
+        "paper",
+        "where",
+        "metric",
+        "value",
+        "details",
+        "threshold",
+        "verdict",
+    ]
     if not isinstance(claims, pd.DataFrame):
         raise ValueError(f"claims must be a DataFrame from evaluate_claims; got {type(claims).__name__}")
     missing = [c for c in need if c not in claims.columns]
@@ -261,8 +274,17 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         out += [f"*Where:* {first['where']}. *Metric:* {first['metric']}. *Rule:* {first['threshold']}.", ""]
         extra = ["robustness"] if robust else []
         marks = np.where(_left_out(c), f" {FAILED_MARK}", "")
-        rows = [[*(r[p] for p in params), r["subset"], r["value"], f"**{r['verdict']}**{m}", *(r[e] for e in extra),
-                 r["details"]] for (_, r), m in zip(c.iterrows(), marks, strict=True)]  # fmt: skip
+        rows = [
+            [
+                *(r[p] for p in params),
+                r["subset"],
+                r["value"],
+                f"**{r['verdict']}**{m}",
+                *(r[e] for e in extra),
+                r["details"],
+            ]
+            for (_, r), m in zip(c.iterrows(), marks, strict=True)
+        ]
         out += [*_table([*params, "subset", "value", "verdict", *extra, "details"], rows), ""]
     return "\n".join(out)
 
@@ -293,10 +315,14 @@ def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> 
                 mine = mine[(mine[p] == v) | (mine[p].isna() & pd.isna(v))]
             row.append(_letters(mine))
         rows.append(row)
-    return ["Verdicts per combination (all starts): S supported, P partly, N not supported, – not applicable "
-            "(the details below say why: a claim about another model, or an outcome impossible by construction); "
-            "* fragile under the sensitivity family; several letters: several rows (e.g. reference modes).", "",
-            *_table([*named, *ids], rows), ""]  # fmt: skip
+    return [
+        "Verdicts per combination (all starts): S supported, P partly, N not supported, – not applicable "
+        "(the details below say why: a claim about another model, or an outcome impossible by construction); "
+        "* fragile under the sensitivity family; several letters: several rows (e.g. reference modes).",
+        "",
+        *_table([*named, *ids], rows),
+        "",
+    ]
 
 
 def _letters(rows: pd.DataFrame) -> str:
@@ -428,17 +454,21 @@ def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -
         return "; ".join(items) if items else "none"
 
     names = "; ".join(f"`{s}`" for s in settings)
-    return "\n".join([
-        f"Across {_count(len(settings), 'setting')}: {names}.", "",
-        f"- **Holds in every setting where it applies**: {listing(groups['every'])}.",
-        "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
-        f"{listing(groups['only_ratio'])}.",
-        f"- **Holds nowhere** (not supported wherever it applies): {listing(groups['nowhere'])}.",
-        f"- **Between these**: {listing(groups['mixed'])}.",
-        f"- **Not applicable in any setting**: {listing(groups['never'])}.", "",
-        f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
-        "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"Across {_count(len(settings), 'setting')}: {names}.",
+            "",
+            f"- **Holds in every setting where it applies**: {listing(groups['every'])}.",
+            "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
+            f"{listing(groups['only_ratio'])}.",
+            f"- **Holds nowhere** (not supported wherever it applies): {listing(groups['nowhere'])}.",
+            f"- **Between these**: {listing(groups['mixed'])}.",
+            f"- **Not applicable in any setting**: {listing(groups['never'])}.",
+            "",
+            f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
+            "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).",
+        ]
+    )
 
 
 def _count(n: int, noun: str) -> str:

@@ -53,8 +53,11 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     if n_failed:  # said on the console as well as in claims.md
         marked = int((claims["failed_left_out"] > 0).sum())
         marks = f"; {marked} verdicts computed with failed rows left out are marked {FAILED_MARK}" if marked else ""
-        print(f"flowsim: {folder.name}: {n_failed} of {n_rows} flows failed; claims in groups with more than 1% "
-              f"failed rows are not applicable{marks} (see claims.md)", file=sys.stderr)  # fmt: skip
+        print(
+            f"flowsim: {folder.name}: {n_failed} of {n_rows} flows failed; claims in groups with more than 1% "
+            f"failed rows are not applicable{marks} (see claims.md)",
+            file=sys.stderr,
+        )
     written = [folder / "regions.csv", folder / "claims.csv", folder / "claims.md"]
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)

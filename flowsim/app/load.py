@@ -63,8 +63,10 @@ def _table(path: Path) -> pd.DataFrame | None:
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DamagedResults(f"{path} cannot be read as a table ({type(exc).__name__}); run `flowsim analyze "
-                             f"{path.parent}` again to rewrite it") from None  # fmt: skip
+        raise DamagedResults(
+            f"{path} cannot be read as a table ({type(exc).__name__}); run `flowsim analyze "
+            f"{path.parent}` again to rewrite it"
+        ) from None
 
 
 def load(run_dir: str | Path) -> RunResults:
@@ -93,5 +95,11 @@ def load(run_dir: str | Path) -> RunResults:
     folder = results_folder(run_dir)
     exp = recorded(folder)
     meta = read_meta(folder) if exp is not None else {}  # meta.json with run.json's times, host and load
-    return RunResults(folder=folder, flows=read_flows(folder / "flows.csv"), meta=meta, experiment=exp,
-                      claims=_table(folder / "claims.csv"), regions=_table(folder / "regions.csv"))  # fmt: skip
+    return RunResults(
+        folder=folder,
+        flows=read_flows(folder / "flows.csv"),
+        meta=meta,
+        experiment=exp,
+        claims=_table(folder / "claims.csv"),
+        regions=_table(folder / "regions.csv"),
+    )

@@ -60,11 +60,19 @@ def region_paths(flows: pd.DataFrame, exp: Experiment | None, stop: StopRule, cu
         # has no path; one on the line (not in the hatched triangle) is drawn as such, with the reason
         off = [model.normalised and p.sum() >= 1 - 1e-9 for p in start_points(*cuts)]
         starts = [(p, r) for p, r, o in zip(start_points(*cuts), REGIONS, off, strict=True) if not o]
-        none = [PathData(p, None, p, float("nan"), "no path", r, NO_START) for p, r, o in
-                zip(start_points(*cuts), REGIONS, off, strict=True) if o and p.sum() <= 1 + 1e-9]  # fmt: skip
+        none = [
+            PathData(p, None, p, float("nan"), "no path", r, NO_START)
+            for p, r, o in zip(start_points(*cuts), REGIONS, off, strict=True)
+            if o and p.sum() <= 1 + 1e-9
+        ]
         p0 = np.array([p for p, _ in starts])
-        ref = p0 if reference == "initial" else np.ones_like(p0) if reference == "none" else \
-            np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)  # fmt: skip
+        ref = (
+            p0
+            if reference == "initial"
+            else np.ones_like(p0)
+            if reference == "none"
+            else np.broadcast_to([row["ref_w"], row["ref_l"]], p0.shape)
+        )
         ref = np.asarray(ref, dtype=float)
         task = exp.task(exp.combo_of(row), path=POINTS) if exp else Task(loss, model, stop=stop, path=POINTS)
         out[key] = path_data(task, p0, ref, [r for _, r in starts]) + none
@@ -106,6 +114,15 @@ def plot(path: str | Path, fmt: str = "png", progress: bool = False, every: bool
         with steps("the paths from the region centres"):
             paths = region_paths(flows, exp, stop, cuts)
     with figure_bar(f"plot {folder.name}", progress) as bar:
-        return plot_results(flows, folder / "figures", fmt=fmt, p1_cuts=cuts[0], p2_cuts=cuts[1], stop=stop,
-                            paths=paths, progress=lambda _: bar.update(), every=every,
-                            experiment=exp)  # fmt: skip
+        return plot_results(
+            flows,
+            folder / "figures",
+            fmt=fmt,
+            p1_cuts=cuts[0],
+            p2_cuts=cuts[1],
+            stop=stop,
+            paths=paths,
+            progress=lambda _: bar.update(),
+            every=every,
+            experiment=exp,
+        )

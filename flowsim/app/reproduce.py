@@ -35,8 +35,19 @@ from flowsim.experiment.store import RUN_FILE, SweepError, git_commit
 from flowsim.plotting import plot_field
 
 #: Experiments in the order the report shows them; others found in the folder follow.
-ORDER = ("paper", "beta", "reference", "standard", "logits", "features", "optimisers", "losses", "network",
-         "network_sft", "network_pairs")  # fmt: skip
+ORDER = (
+    "paper",
+    "beta",
+    "reference",
+    "standard",
+    "logits",
+    "features",
+    "optimisers",
+    "losses",
+    "network",
+    "network_sft",
+    "network_pairs",
+)
 
 
 SKIP = ("smoke",)
@@ -119,9 +130,12 @@ def _report_parts(staging: Path, names: list[str], n_jobs: int, progress: bool) 
     # the analyses and figures (most of the time) are independent: one experiment per worker
     tasks = [("experiment", staging / n) for n in names]
     tasks += [("field", staging / f"figure1{tail}.png") for tail in ("", "_log")]
-    with backend(default_backend(), None, n_jobs) as pmap, tqdm(
-        total=len(tasks), desc="reproduce: analyse and plot", unit=" part", disable=not progress, file=sys.stderr
-    ) as bar:
+    with (
+        backend(default_backend(), None, n_jobs) as pmap,
+        tqdm(
+            total=len(tasks), desc="reproduce: analyse and plot", unit=" part", disable=not progress, file=sys.stderr
+        ) as bar,
+    ):
         for line in pmap(_report_part, tasks):
             bar.write(line, file=sys.stdout)
             bar.update()
@@ -202,16 +216,35 @@ def _compare_file(old: Path, new: Path, notes: set[str]) -> str:
 
 
 #: claims.csv columns that are a claim's outcome; the others (claim, parameters, subset, model) name its row.
-_OUTCOME = frozenset({"title", "paper", "where", "metric", "value", "details", "threshold", "verdict", "robustness",
-                      "n_rows", "n_failed", "failed_left_out"})  # fmt: skip
+_OUTCOME = frozenset(
+    {
+        "title",
+        "paper",
+        "where",
+        "metric",
+        "value",
+        "details",
+        "threshold",
+        "verdict",
+        "robustness",
+        "n_rows",
+        "n_failed",
+        "failed_left_out",
+    }
+)
 
 
 def _compare(a: pd.DataFrame, b: pd.DataFrame) -> str:
     """What changed from claims table ``a`` to ``b``, in one line."""
     key = [c for c in b.columns if c in a.columns and c not in _OUTCOME]
-    both = pd.merge(a[[*key, "value", "verdict"]].astype({k: str for k in key}),
-                    b[[*key, "value", "verdict"]].astype({k: str for k in key}),
-                    on=key, how="outer", suffixes=("_a", "_b"), indicator=True)  # fmt: skip
+    both = pd.merge(
+        a[[*key, "value", "verdict"]].astype({k: str for k in key}),
+        b[[*key, "value", "verdict"]].astype({k: str for k in key}),
+        on=key,
+        how="outer",
+        suffixes=("_a", "_b"),
+        indicator=True,
+    )
     added = sorted(set(both.loc[both["_merge"] == "right_only", "claim"]))
     gone = sorted(set(both.loc[both["_merge"] == "left_only", "claim"]))
     shared = both[both["_merge"] == "both"]

@@ -86,12 +86,19 @@ def failures(folder: str | Path, meta: dict) -> list[str]:
     df = read_flows(folder)
     bad = df[df["status"] == "failed"]
     by = bad.groupby(["loss", "model"], sort=True).size()
-    lines = [f"{n} of {meta['rows']} flows FAILED; by (loss, model): "
-             + ", ".join(f"({loss}, {model}) {k}" for (loss, model), k in by.items())]  # fmt: skip
+    lines = [
+        f"{n} of {meta['rows']} flows FAILED; by (loss, model): "
+        + ", ".join(f"({loss}, {model}) {k}" for (loss, model), k in by.items())
+    ]
     first = bad.iloc[0]
-    params = {k: first[k] for k in ("beta", "orpo_lambda", "reference", "ref_w", "ref_l", "dynamics")
-              if k in bad.columns and not pd.isna(first[k])}  # fmt: skip
+    params = {
+        k: first[k]
+        for k in ("beta", "orpo_lambda", "reference", "ref_w", "ref_l", "dynamics")
+        if k in bad.columns and not pd.isna(first[k])
+    }
     where = ", ".join(f"{k}={v}" for k, v in params.items())
-    lines.append(f"first failure: {first['loss']} on {first['model']} from (p1_0, p2_0) = "
-                 f"({first['p1_0']:g}, {first['p2_0']:g}) [{where}]: {first['message'] or '(no message)'}")  # fmt: skip
+    lines.append(
+        f"first failure: {first['loss']} on {first['model']} from (p1_0, p2_0) = "
+        f"({first['p1_0']:g}, {first['p2_0']:g}) [{where}]: {first['message'] or '(no message)'}"
+    )
     return lines

@@ -9,5 +9,16 @@ from flowsim.dynamics.driver import SolverOptions, integrate
 from flowsim.dynamics.events import Threshold, thresholds
 from flowsim.dynamics.record import RESULT_FIELDS, STATUSES, FlowResult, StopRule
 
-__all__ = ["CLOSED_FORMS", "RESULT_FIELDS", "STATUSES", "FlowResult", "SolverOptions", "StopRule", "Threshold",
-           "closed_form", "exact_dpo", "integrate", "thresholds"]  # fmt: skip
+__all__ = [
+    "CLOSED_FORMS",
+    "RESULT_FIELDS",
+    "STATUSES",
+    "FlowResult",
+    "SolverOptions",
+    "StopRule",
+    "Threshold",
+    "closed_form",
+    "exact_dpo",
+    "integrate",
+    "thresholds",
+]

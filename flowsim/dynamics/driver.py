@@ -102,8 +102,9 @@ class SolverOptions:
         object.__setattr__(self, "rtol", check_interval("rtol", self.rtol, 0.0, 1.0, closed="neither"))
         object.__setattr__(self, "atol", check_positive("atol", self.atol))
         check_choice("chart", self.chart, ("smooth", "identity"))
-        if self.max_nfev is not None and (isinstance(self.max_nfev, bool) or not isinstance(self.max_nfev, int)
-                                          or self.max_nfev < 1):  # fmt: skip
+        if self.max_nfev is not None and (
+            isinstance(self.max_nfev, bool) or not isinstance(self.max_nfev, int) or self.max_nfev < 1
+        ):
             raise ParamError("max_nfev", "must be a whole number >= 1, or None for no limit", self.max_nfev)
 
     @property
@@ -161,16 +162,21 @@ def integrate(
         return _integrate(*args)
     except _Stiff as exc:
         if options.implicit:
-            return FlowResult.failed(f"{options.method} needed more than {exc.budget} field evaluations; raise "
-                                     "[solver] max_nfev or loosen the tolerances", exc.budget)  # fmt: skip
+            return FlowResult.failed(
+                f"{options.method} needed more than {exc.budget} field evaluations; raise "
+                "[solver] max_nfev or loosen the tolerances",
+                exc.budget,
+            )
         first = exc
     stiff = dataclasses.replace(options, method=STIFF_METHOD)
     try:
         r = _integrate(*args[:3], stiff, *args[4:])
     except _Stiff:
         why = f"{first.why}, and {STIFF_METHOD} did not end within {IMPLICIT_FACTOR * first.budget}"
-        return FlowResult.failed(f"stiff: {why} (a near-discontinuous field?); raise [solver] max_nfev",
-                                 first.spent + IMPLICIT_FACTOR * first.budget)  # fmt: skip
+        return FlowResult.failed(
+            f"stiff: {why} (a near-discontinuous field?); raise [solver] max_nfev",
+            first.spent + IMPLICIT_FACTOR * first.budget,
+        )
     note = f"stiff: {first.why}; integrated with {STIFF_METHOD}"
     return dataclasses.replace(r, nfev=r.nfev + first.spent, message="; ".join(m for m in (note, r.message) if m))
 
@@ -227,8 +233,9 @@ def _integrate(loss, x0, stop: StopRule, options: SolverOptions, ref, policy, pa
     return _finish(objective, sys_, sol, options, stop, track, path_points if path else 0)
 
 
-def _integrate_switched(objective, surfaces: Surfaces, theta0, stop: StopRule, options: SolverOptions,
-                        path_points: int) -> FlowResult:  # fmt: skip
+def _integrate_switched(
+    objective, surfaces: Surfaces, theta0, stop: StopRule, options: SolverOptions, path_points: int
+) -> FlowResult:
     """:func:`_integrate` for a loss with switching surfaces (:mod:`flowsim.dynamics.switching`).
 
     The flow is integrated in pieces, one ``solve_ivp`` run per mode (a side of every surface, or
@@ -260,8 +267,9 @@ def _integrate_switched(objective, surfaces: Surfaces, theta0, stop: StopRule, o
             if done:
                 trace = _stopped_path(path_points, t0, theta, pieces)
                 return _record(objective, done, t0, theta, nfev, trace, track)
-            sys_ = chart.system(theta.tolist(), tuple(r for r in rules if r.terminal or r not in met),
-                                stop.t_max - t0, piece_options)  # fmt: skip
+            sys_ = chart.system(
+                theta.tolist(), tuple(r for r in rules if r.terminal or r not in met), stop.t_max - t0, piece_options
+            )
             if mode.sliding is not None:
                 _onto_surface(sys_, surfaces, mode.sliding)
             add_stops(sys_, proxy, stop, may_stall=chart.may_stall)
@@ -275,16 +283,30 @@ def _integrate_switched(objective, surfaces: Surfaces, theta0, stop: StopRule, o
             return FlowResult.failed(f"{sol.message} ({where})" if where else sol.message, nfev + sol.nfev)
         switch = _first_switch(sys_, sol, switches)
         if switch is None:
-            return _finish(objective, sys_, sol, piece_options, stop, track, path_points, t0, tuple(pieces), nfev,
-                           sliding=mode.sliding is not None)  # fmt: skip
+            return _finish(
+                objective,
+                sys_,
+                sol,
+                piece_options,
+                stop,
+                track,
+                path_points,
+                t0,
+                tuple(pieces),
+                nfev,
+                sliding=mode.sliding is not None,
+            )
         theta, t1, tau, more = _switch(objective, sys_, sol, piece_options, track, switches[switch[0]], switch, t0)
         if mode.sliding is not None:
             track.slide(t1 - t0)
         nfev += int(sol.nfev + getattr(sol, "njev", 0)) + more
         pieces.append(_Piece(t0, sol, sys_, tau))
         mode, t0 = switches[switch[0]][2](theta), t1
-    return FlowResult.failed(f"more than {MAX_SWITCHES} switches between the modes of the loss's switching surfaces "
-                             "(a flow chattering between them)", nfev)  # fmt: skip
+    return FlowResult.failed(
+        f"more than {MAX_SWITCHES} switches between the modes of the loss's switching surfaces "
+        "(a flow chattering between them)",
+        nfev,
+    )
 
 
 def _onto_surface(sys_: System, surfaces: Surfaces, k: int) -> None:
@@ -359,8 +381,9 @@ def _switch(objective, sys_: System, sol, options: SolverOptions, track: PathTra
         tau, y, more = _land(sys_, sol, options, entry[0], entry[1], tau, y)
     except (*_NUMERICAL, _Stiff):  # landing only refines the switch already found
         pass
-    found = {n: (float(sol.t_events[k][0]), sol.y_events[k][0]) for k, n in enumerate(sys_.names)
-             if sol.t_events[k].size}  # fmt: skip
+    found = {
+        n: (float(sol.t_events[k][0]), sol.y_events[k][0]) for k, n in enumerate(sys_.names) if sol.t_events[k].size
+    }
     _crossings(sys_, found, tau, track, t0)
     _walk(objective, sys_, sol, tau, track, t0)
     theta = np.asarray(sys_.theta(y), dtype=float)
@@ -420,9 +443,17 @@ def _solve(sys_: System, options: SolverOptions, dense: bool):
         method = DETECTING.get(method, method)  # a stiff flow is found in ~15 steps, not max_nfev evaluations
     try:
         with np.errstate(all="ignore"):
-            return solve_ivp(sys_.rhs, (0.0, sys_.tau_end), sys_.y0, method=method, rtol=options.rtol,
-                             atol=sys_.atol, events=[_pinned(e) for e in sys_.events] or None,
-                             dense_output=dense, **kwargs)  # fmt: skip
+            return solve_ivp(
+                sys_.rhs,
+                (0.0, sys_.tau_end),
+                sys_.y0,
+                method=method,
+                rtol=options.rtol,
+                atol=sys_.atol,
+                events=[_pinned(e) for e in sys_.events] or None,
+                dense_output=dense,
+                **kwargs,
+            )
     except StiffFlow as exc:
         raise _Stiff(counter.budget, counter.calls, str(exc)) from None
     finally:
@@ -471,8 +502,19 @@ class _Budgeted:
         return self.rhs(t, y)
 
 
-def _finish(objective, sys_: System, sol, options, stop: StopRule, track: PathTrack, path_points: int,
-            t0: float = 0.0, before: tuple = (), nfev0: int = 0, sliding: bool = False):  # fmt: skip
+def _finish(
+    objective,
+    sys_: System,
+    sol,
+    options,
+    stop: StopRule,
+    track: PathTrack,
+    path_points: int,
+    t0: float = 0.0,
+    before: tuple = (),
+    nfev0: int = 0,
+    sliding: bool = False,
+):
     """The record of a solved flow: the earliest stop, landed on; crossing times; the path.
 
     A flow integrated in pieces (:func:`_integrate_switched`) gives the time ``t0`` its last piece
@@ -577,8 +619,16 @@ def _land(sys_: System, sol, options: SolverOptions, g: Callable, slope: Callabl
     kwargs = {"jac": sys_.jac} if sys_.jac is not None else {}
     with np.errstate(all="ignore"):  # one step, normally (a longer one was accepted): LANDING_NFEV is plenty
         rhs = _Budgeted(sys_.rhs, LANDING_NFEV, options.method)
-        step = solve_ivp(rhs, (tau_p, tau_e), y_p, method=options.method, rtol=options.rtol, atol=sys_.atol,
-                         first_step=tau_e - tau_p, **kwargs)  # fmt: skip
+        step = solve_ivp(
+            rhs,
+            (tau_p, tau_e),
+            y_p,
+            method=options.method,
+            rtol=options.rtol,
+            atol=sys_.atol,
+            first_step=tau_e - tau_p,
+            **kwargs,
+        )
     if step.status != 0:
         return tau_e, y_e, int(step.nfev)
     y = step.y[:, -1]
@@ -608,10 +658,19 @@ def _record(objective: Objective, status: str, t: float, theta, nfev, trace, tra
     x = pol.ratios(th)
     cols = {k: v[0].item() for k, v in finish_rows(p[None], objective.h(th)[None], t, track).items()}
     return FlowResult(
-        status=status, t_stop=float(t), x1_final=float(x[0]), x2_final=float(x[1]),
-        p1_final=float(p[0]), p2_final=float(p[1]), loss_final=float(objective.value(th)), nfev=nfev, message="",
-        path_t=None if trace is None else trace[0], path_x=None if trace is None else trace[1], **cols,
-    )  # fmt: skip
+        status=status,
+        t_stop=float(t),
+        x1_final=float(x[0]),
+        x2_final=float(x[1]),
+        p1_final=float(p[0]),
+        p2_final=float(p[1]),
+        loss_final=float(objective.value(th)),
+        nfev=nfev,
+        message="",
+        path_t=None if trace is None else trace[0],
+        path_x=None if trace is None else trace[1],
+        **cols,
+    )
 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_METHOD", "DEFAULT_RTOL", "METHODS", "SolverOptions", "Threshold", "integrate"]

@@ -34,8 +34,10 @@ def stack_members(nets: list[torch.nn.Module]) -> tuple[dict[str, torch.Tensor],
     architecture, and so which parts ``train`` names).
     """
     trainable = {k for k, p in nets[0].named_parameters() if p.requires_grad}
-    params = {k: torch.stack([dict(n.named_parameters())[k].detach() for n in nets]).requires_grad_(k in trainable)
-              for k, _ in nets[0].named_parameters()}  # fmt: skip
+    params = {
+        k: torch.stack([dict(n.named_parameters())[k].detach() for n in nets]).requires_grad_(k in trainable)
+        for k, _ in nets[0].named_parameters()
+    }
     buffers = {k: torch.stack([dict(n.named_buffers())[k] for n in nets]) for k, _ in nets[0].named_buffers()}
     return params, buffers
 
@@ -60,8 +62,9 @@ def ensemble_log_probs(net, template, params, buffers, data) -> torch.Tensor:
     return torch.func.vmap(member)(params, buffers, data)
 
 
-def train_ensemble(nets: list[torch.nn.Module], batches: list, loss: Loss, optimiser: Optimiser, steps: int,
-                   log_refs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:  # fmt: skip
+def train_ensemble(
+    nets: list[torch.nn.Module], batches: list, loss: Loss, optimiser: Optimiser, steps: int, log_refs: np.ndarray
+) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
     """Train E members ``steps`` full-batch steps of the mean loss of their pairs' log-ratios, at once.
 
     ``log_refs`` (E, n, 2) are the members' reference log-probs.  Returns the path of log pi

@@ -35,9 +35,11 @@ def along(g: Callable[[np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray]
 
 def stop_functions(objective, stop: StopRule, *, may_stall: bool = True) -> dict[str, tuple[Callable, float]]:
     """The function stops that are on (:meth:`StopRule.functions`): name -> (residual of theta, direction)."""
-    residuals = {"reached_loss": lambda th: float(objective.value(th)) - stop.loss_target,
-                 "reached_margin": lambda th: _margin(objective, th) - stop.margin_target,
-                 "stationary": lambda th: float(np.linalg.norm(objective.grad(th))) - stop.stationary_tol}  # fmt: skip
+    residuals = {
+        "reached_loss": lambda th: float(objective.value(th)) - stop.loss_target,
+        "reached_margin": lambda th: _margin(objective, th) - stop.margin_target,
+        "stationary": lambda th: float(np.linalg.norm(objective.grad(th))) - stop.stationary_tol,
+    }
     return {n: (residuals[n], FUNCTION_DIRECTIONS[n]) for n in stop.functions(may_stall=may_stall)}
 
 

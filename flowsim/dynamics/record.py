@@ -33,8 +33,15 @@ from flowsim._validation import ParamError, check_int, check_interval, check_pos
 #: decays towards p1 = 0 ends there too, and is also leaving the losses' domain); ``failed``: the
 #: solver failed.
 STATUSES: tuple[str, ...] = (
-    "converged", "capped", "reached_loss", "reached_margin", "stationary", "timeout", "diverged", "failed",
-)  # fmt: skip
+    "converged",
+    "capped",
+    "reached_loss",
+    "reached_margin",
+    "stationary",
+    "timeout",
+    "diverged",
+    "failed",
+)
 
 #: The fields of one flow's record, in the order they appear in results tables.
 RESULT_FIELDS: tuple[str, ...] = (
@@ -61,9 +68,17 @@ RESULT_FIELDS: tuple[str, ...] = (
 #: sliding along a switching surface of the loss (a Filippov sliding mode, where its field is
 #: non-smooth and both sides push into the surface: ``Loss.kinks``); 0 where it never slid.
 PATH_FIELDS: tuple[str, ...] = (
-    "p_w_min", "t_p_w_min", "displaced", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other",
-    "steps", "t_sliding",
-)  # fmt: skip
+    "p_w_min",
+    "t_p_w_min",
+    "displaced",
+    "max_mass",
+    "margin_final",
+    "rest_final",
+    "top_other",
+    "p_top_other",
+    "steps",
+    "t_sliding",
+)
 
 #: The stops a rule may set or leave off (the thresholds and t_max are always on); a stop rule's
 #: *shape* is the set of these it sets (:meth:`StopRule.optional`), which is what an engine declares.
@@ -71,11 +86,20 @@ OPTIONAL_STOPS: tuple[str, ...] = ("loss_target", "margin_target", "stationary_t
 #: The statuses of the stops, in order of precedence: where several are met at the same point
 #: (or time) the first listed is the row's status.  The ratio plane's floor on p_w is ``diverged``.
 STOP_ORDER: tuple[str, ...] = (
-    "converged", "capped", "diverged", "reached_loss", "reached_margin", "stationary", "timeout",
-)  # fmt: skip
+    "converged",
+    "capped",
+    "diverged",
+    "reached_loss",
+    "reached_margin",
+    "stationary",
+    "timeout",
+)
 #: The function stops (of theta, not of one probability), by the StopRule key that sets each.
-FUNCTION_STOPS: dict[str, str] = {"loss_target": "reached_loss", "margin_target": "reached_margin",
-                                  "stationary_tol": "stationary"}  # fmt: skip
+FUNCTION_STOPS: dict[str, str] = {
+    "loss_target": "reached_loss",
+    "margin_target": "reached_margin",
+    "stationary_tol": "stationary",
+}
 #: p_w must fall below p_w0 by this much, relatively, for the path to count as ``displaced``.
 DISPLACED_RTOL = 1e-12
 
@@ -143,8 +167,11 @@ class StopRule:
         >>> sorted(StopRule(margin_target=4.0).optional())
         ['margin_target', 'stationary_tol']
         """
-        return frozenset(k for k in OPTIONAL_STOPS if getattr(self, k) is not None and not (
-            k == "stationary_tol" and self.stationary_tol == 0))
+        return frozenset(
+            k
+            for k in OPTIONAL_STOPS
+            if getattr(self, k) is not None and not (k == "stationary_tol" and self.stationary_tol == 0)
+        )
 
     def functions(self, *, may_stall: bool = True) -> tuple[str, ...]:
         """The statuses of the function stops that are on, in order of precedence.
@@ -172,9 +199,11 @@ class StopRule:
         dict
             Status -> boolean array (...), for each function stop that is on (in precedence order).
         """
-        tests = {"reached_loss": lambda: np.asarray(loss) <= self.loss_target,
-                 "reached_margin": lambda: np.asarray(margin) >= self.margin_target,
-                 "stationary": lambda: np.asarray(grad_norm) <= self.stationary_tol}  # fmt: skip
+        tests = {
+            "reached_loss": lambda: np.asarray(loss) <= self.loss_target,
+            "reached_margin": lambda: np.asarray(margin) >= self.margin_target,
+            "stationary": lambda: np.asarray(grad_norm) <= self.stationary_tol,
+        }
         names = [n for n in self.functions(may_stall=may_stall) if n != "stationary" or grad_norm is not None]
         return {n: tests[n]() for n in names}
 
@@ -258,8 +287,9 @@ class PathTrack:
         return out
 
 
-def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=..., *,
-                rest: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def finish_rows(
+    p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=..., *, rest: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The path's columns of rows that stopped at time t_stop with probabilities p (m, K), log-ratios h (m, 2).
 
     The stopping point is a point of the path (it enters p_w_min and max_mass).  The columns:
@@ -274,17 +304,26 @@ def finish_rows(p: np.ndarray, h: np.ndarray, t_stop, track: PathTrack, rows=...
     p_w_min, t_min, mass = track.p_w_min[rows], track.t_p_w_min[rows], track.max_mass[rows]
     lower = p[..., 0] < p_w_min
     p_w_min = np.where(lower, p[..., 0], p_w_min)
-    out = {"p_w_min": p_w_min, "t_p_w_min": np.where(lower, t_stop, t_min),
-           "displaced": p_w_min < track.p_w0[rows] * (1.0 - DISPLACED_RTOL),
-           "max_mass": np.maximum(mass, p[..., 0] + p[..., 1]), "t_w": track.t_w[rows], "t_l": track.t_l[rows],
-           "margin_final": h[..., 0] - h[..., 1], "t_sliding": track.t_sliding[rows]}  # fmt: skip
+    out = {
+        "p_w_min": p_w_min,
+        "t_p_w_min": np.where(lower, t_stop, t_min),
+        "displaced": p_w_min < track.p_w0[rows] * (1.0 - DISPLACED_RTOL),
+        "max_mass": np.maximum(mass, p[..., 0] + p[..., 1]),
+        "t_w": track.t_w[rows],
+        "t_l": track.t_l[rows],
+        "margin_final": h[..., 0] - h[..., 1],
+        "t_sliding": track.t_sliding[rows],
+    }
     nan = np.full(p.shape[:-1], math.nan)
     if p.shape[-1] <= 2:
         return out | {"rest_final": nan if rest is None else rest, "top_other": nan, "p_top_other": nan}
     others = p[..., 2:]
     top = np.argmax(others, axis=-1)
-    return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,
-                  "p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip
+    return out | {
+        "rest_final": np.sum(others, axis=-1),
+        "top_other": top + 2.0,
+        "p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0],
+    }
 
 
 @dataclass(frozen=True)

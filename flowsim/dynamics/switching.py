@@ -82,8 +82,9 @@ class Surfaces:
         g = self.loss.side_grad(self.objective.h(theta), np.asarray(side, dtype=float), self.policy.log_ref)
         return -np.asarray(self.policy.vjp(theta, g), dtype=float)
 
-    def normal_components(self, theta: np.ndarray, mode: Mode, k: int) -> tuple[float, float, np.ndarray,
-                                                                                 np.ndarray, np.ndarray]:  # fmt: skip
+    def normal_components(
+        self, theta: np.ndarray, mode: Mode, k: int
+    ) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(a_-, a_+, F_-, F_+, n) of surface k at theta, the other surfaces on the mode's sides."""
         f_minus, f_plus = self.side_field(theta, mode.on(k, -1.0).side), self.side_field(theta, mode.on(k, 1.0).side)
         n = self.normal(theta, k)

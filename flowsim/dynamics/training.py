@@ -169,8 +169,9 @@ class _Batches:
         return torch.as_tensor(rows)
 
 
-def _stop_status(stop: StopRule, p: np.ndarray, h: np.ndarray, losses: np.ndarray, gnorm: float | None,
-                 timeout: bool) -> str:  # fmt: skip
+def _stop_status(
+    stop: StopRule, p: np.ndarray, h: np.ndarray, losses: np.ndarray, gnorm: float | None, timeout: bool
+) -> str:
     """The dataset's stop at an evaluated point (every pair converged, the mean loss, every pair's margin,
     the full-batch gradient), in the stop rule's precedence, or ''."""
     met = {"converged": np.all(p[:, 1] <= stop.p2_floor), "timeout": timeout}
@@ -178,9 +179,18 @@ def _stop_status(stop: StopRule, p: np.ndarray, h: np.ndarray, losses: np.ndarra
     return str(stop.status(met)[()])
 
 
-def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimiser, stop: StopRule,
-                log_ref: np.ndarray, *, batch_size: int = 0, batch_seed: int = 0,
-                path: bool = False) -> PairRecord:  # fmt: skip
+def train_pairs(
+    net: CausalMLP,
+    batch: PairBatch,
+    loss: Loss,
+    optimiser: Optimiser,
+    stop: StopRule,
+    log_ref: np.ndarray,
+    *,
+    batch_size: int = 0,
+    batch_seed: int = 0,
+    path: bool = False,
+) -> PairRecord:
     """Train ``net`` in place on ``loss`` of the pairs' log-ratios; see the module docstring.
 
     ``log_ref`` (n, 2) is log pi_ref(y_w), log pi_ref(y_l) per pair (the SFT checkpoint's for the
@@ -231,8 +241,9 @@ def train_pairs(net: CausalMLP, batch: PairBatch, loss: Loss, optimiser: Optimis
         raise FloatingPointError("the network's start (the SFT checkpoint) has non-finite log-probabilities")
     logp, h, losses = last
     pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)
-    return PairRecord(pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track,
-                      np.array(kept) if path else None)  # fmt: skip
+    return PairRecord(
+        pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track, np.array(kept) if path else None
+    )
 
 
 __all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "train_pairs"]

@@ -139,8 +139,12 @@ class Experiment:
             lc = {"loss": kind, **lc}
             for mode in self.reference:
                 refs = product(self.ref_params) if mode == "fixed" else [{"ref_w": None, "ref_l": None}]
-                out += [{**lc, "reference": mode, **rc, **mc, **dc} for rc in refs
-                        for mc in product(self.model_params) for dc in self._dynamics_sets()]  # fmt: skip
+                out += [
+                    {**lc, "reference": mode, **rc, **mc, **dc}
+                    for rc in refs
+                    for mc in product(self.model_params)
+                    for dc in self._dynamics_sets()
+                ]
         return out
 
     def _dynamics_sets(self) -> list[dict[str, Any]]:
@@ -232,8 +236,9 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
     name = found.check(_parse_name, t)
     loss_t, model_t = found.check(t.table, "loss"), found.check(t.table, "model")
     losses, given = found.check(_parse_losses, loss_t) or (None, None) if loss_t else (None, None)
-    reference, ref_params = (found.check(_parse_reference, loss_t, model_t) or (None, None)
-                             if loss_t and model_t else (None, None))  # fmt: skip
+    reference, ref_params = (
+        found.check(_parse_reference, loss_t, model_t) or (None, None) if loss_t and model_t else (None, None)
+    )
     model_kind, model_params = found.check(_parse_model, model_t) or (None, None) if model_t else (None, None)
     dynamics = found.check(lambda: _parse_dynamics(t.table("dynamics")))
     stop = found.check(lambda: _parse_stop(t.table("stop")))
@@ -252,11 +257,22 @@ def parse_experiment(doc: Mapping[str, Any], source: str = "<experiment>") -> Ex
             found.check(lambda: _check_certain_starts(t.table("grid"), losses, model_kind, grid))
     found.raise_any()
     exp = Experiment(
-        name=name, losses=losses, loss_given=given, reference=reference, ref_params=ref_params,
-        model_kind=model_kind, model_params=model_params, dynamics=dynamics, grid=grid,
-        stop=stop, solver=solver, engine=engine, p1_cuts=cuts["p1_cuts"], p2_cuts=cuts["p2_cuts"],
+        name=name,
+        losses=losses,
+        loss_given=given,
+        reference=reference,
+        ref_params=ref_params,
+        model_kind=model_kind,
+        model_params=model_params,
+        dynamics=dynamics,
+        grid=grid,
+        stop=stop,
+        solver=solver,
+        engine=engine,
+        p1_cuts=cuts["p1_cuts"],
+        p2_cuts=cuts["p2_cuts"],
         claims=dict(claims),
-    )  # fmt: skip
+    )
     _check_engines(exp, solver_t)
     return exp
 
@@ -301,8 +317,14 @@ def _parse_losses(t: Table) -> tuple[tuple[tuple[str, dict[str, tuple]], ...], d
     losses = tuple((kind, swept[kind]) for kind in kinds)
     if len(losses) == 1:  # one loss: every parameter is recorded, given or not
         return losses, {}
-    given = {k: v for k in t.doc if k not in ("kind", "reference", *REF_KEYS)
-             for kind, params in losses if k in params for v in [params[k]]}  # fmt: skip
+    given = {
+        k: v
+        for k in t.doc
+        if k not in ("kind", "reference", *REF_KEYS)
+        for kind, params in losses
+        if k in params
+        for v in [params[k]]
+    }
     return losses, given
 
 
@@ -374,8 +396,11 @@ def _parse_reference(loss_t: Table, model_t: Table) -> tuple[tuple[str, ...], di
                 loss_t.fail(k, v, exc.rule)
         params[k] = tuple(float(v) for v in values)
     if "initial" in modes and max(map(len, params.values())) > 1:
-        where.fail("reference", list(modes), "cannot mix 'initial' with several fixed references in one table; "
-                   "split it into two experiments")  # fmt: skip
+        where.fail(
+            "reference",
+            list(modes),
+            "cannot mix 'initial' with several fixed references in one table; split it into two experiments",
+        )
     return modes, params
 
 
@@ -454,9 +479,12 @@ def _check_certain_starts(t: Table, losses, model_kind: str, grid: Grid) -> None
             infinite = LOSSES[kind](**combo).infinite_at_certainty()
             for i, axis in enumerate((grid.p1, grid.p2)):
                 if infinite[i] and axis.values().max() >= 1.0:
-                    t.fail(f"p{i + 1}", {"start": axis.start, "stop": axis.stop},
-                           f"must stay below 1 for loss {kind!r} ({combo}) on model {model_kind!r}: the loss "
-                           f"is infinite where pi(y_{'wl'[i]}) = 1 (it reads log(1 - pi))")  # fmt: skip
+                    t.fail(
+                        f"p{i + 1}",
+                        {"start": axis.start, "stop": axis.stop},
+                        f"must stay below 1 for loss {kind!r} ({combo}) on model {model_kind!r}: the loss "
+                        f"is infinite where pi(y_{'wl'[i]}) = 1 (it reads log(1 - pi))",
+                    )
 
 
 def _parse_regions(t: Table) -> dict[str, tuple[float, float]]:
@@ -494,8 +522,9 @@ def _parse_grid(t: Table) -> Grid:
         t.fail("kind", kind, f"must be one of {list(GRID_KINDS)}")
     if kind == "mesh":
         t.allow({"kind", "p1", "p2"})
-        return Grid(kind="mesh", p1=_parse_axis(t.table("p1", required=True)),
-                    p2=_parse_axis(t.table("p2", required=True)))  # fmt: skip
+        return Grid(
+            kind="mesh", p1=_parse_axis(t.table("p1", required=True)), p2=_parse_axis(t.table("p2", required=True))
+        )
     t.allow({"kind", "n", "seed", "low", "high"})
     n = t.get("n", int, required=True)
     seed = t.get("seed", int, default=0)

@@ -137,8 +137,12 @@ def run_sweep(
             "n_jobs": n_jobs,
             "backend": backend,
             "chunk_size": chunk_size,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "host": platform.node(),
-                        "load_1min": _load()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "host": platform.node(),
+                "load_1min": _load(),
+            },
         }
         # run.json first: meta.json, written last, marks a finished folder
         write_atomic(folder.out / RUN_FILE, json.dumps(volatile, indent=2) + "\n")

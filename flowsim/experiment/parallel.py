@@ -58,8 +58,9 @@ def n_workers(n_jobs: int) -> int:
     scheduler's allocation), not the machine's.
     """
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ParamError("n_jobs", "must be a whole number of workers >= 1, or negative to count back from all cores",
-                         n_jobs)  # fmt: skip
+        raise ParamError(
+            "n_jobs", "must be a whole number of workers >= 1, or negative to count back from all cores", n_jobs
+        )
     return n_jobs if n_jobs > 0 else max(1, usable_cpus() + 1 + n_jobs)
 
 
@@ -96,8 +97,9 @@ def _fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
         yield from map(fn, items)
         return
     items = iter(items)
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_init_worker, initargs=(os.getpid(),))  # fmt: skip
+    executor = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+    )
     finished = False
     try:
         running = {executor.submit(fn, item) for item in itertools.islice(items, IN_FLIGHT * workers)}

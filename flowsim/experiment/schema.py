@@ -13,8 +13,26 @@ from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS
 #: The start and its labels, before the flow's record.
 START = ("p1_0", "p2_0", "x1_0", "x2_0", "region", "feasible")
 #: The columns after the parameters, in order.
-LEADING = (*START, "status", "t_stop", "p1_final", "p2_final", "x1_final", "x2_final", "loss_0", "loss_final",
-           "t_w", "t_l", "nfev", *PATH_FIELDS, "loss", "model", "dynamics", "reference", "message")  # fmt: skip
+LEADING = (
+    *START,
+    "status",
+    "t_stop",
+    "p1_final",
+    "p2_final",
+    "x1_final",
+    "x2_final",
+    "loss_0",
+    "loss_final",
+    "t_w",
+    "t_l",
+    "nfev",
+    *PATH_FIELDS,
+    "loss",
+    "model",
+    "dynamics",
+    "reference",
+    "message",
+)
 #: After the record: the engine that computed each row (:data:`flowsim.dynamics.engines.ENGINES`).
 PROVENANCE = ("engine",)
 #: Integer columns that may be empty (pandas' nullable Int64: written as "3" or "").

@@ -187,13 +187,18 @@ class RunFolder:
     def record_path(self, index: int) -> Path:
         return self.partial / f"chunk_{index:06d}.json"
 
-    def write_chunk(self, index: int, data: bytes, rows: int, counts: dict[str, int],
-                    engines: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+    def write_chunk(
+        self, index: int, data: bytes, rows: int, counts: dict[str, int], engines: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """Write a chunk's CSV bytes, then its record (rows, bytes, sha256, counts by status and by engine);
         return the record."""
-        record = {"rows": int(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                  "counts_by_status": {str(k): int(v) for k, v in counts.items()},
-                  "counts_by_engine": {str(k): int(v) for k, v in (engines or {}).items()}}  # fmt: skip
+        record = {
+            "rows": int(rows),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "counts_by_status": {str(k): int(v) for k, v in counts.items()},
+            "counts_by_engine": {str(k): int(v) for k, v in (engines or {}).items()},
+        }
         write_atomic(self.chunk_path(index), data)
         write_atomic(self.record_path(index), json.dumps(record) + "\n")
         return record
@@ -369,8 +374,11 @@ def verify_run_folder(folder: str | Path) -> None:
     except (ValueError, AttributeError) as exc:
         raise DamagedResults(f"{meta_path} is not a valid meta record ({exc}); {_regenerate(folder)}") from None
     if "flows_sha256" not in meta:
-        warnings.warn(f"{meta_path} records no checksum (an earlier flowsim): {csv} is read unchecked",
-                      UncheckedResults, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{meta_path} records no checksum (an earlier flowsim): {csv} is read unchecked",
+            UncheckedResults,
+            stacklevel=2,
+        )
         return
     sha, size, lines = _sha256(csv)
     rows, want = meta.get("rows"), meta.get("flows_bytes")
@@ -397,8 +405,24 @@ def _regenerate(folder: Path, name: str = "?") -> str:
 
 
 #: Columns that hold numbers wherever they appear (other columns are checked by their readers).
-_NUMERIC = ("ref_w", "ref_l", "p1_0", "p2_0", "x1_0", "x2_0", "t_stop", "p1_final", "p2_final", "x1_final",
-            "x2_final", "loss_0", "loss_final", "t_w", "t_l", "nfev")  # fmt: skip
+_NUMERIC = (
+    "ref_w",
+    "ref_l",
+    "p1_0",
+    "p2_0",
+    "x1_0",
+    "x2_0",
+    "t_stop",
+    "p1_final",
+    "p2_final",
+    "x1_final",
+    "x2_final",
+    "loss_0",
+    "loss_final",
+    "t_w",
+    "t_l",
+    "nfev",
+)
 
 
 def read_flows(path: str | Path) -> pd.DataFrame:
@@ -440,10 +464,16 @@ def git_commit() -> str | None:
     """The commit flowsim's source is at, with "-dirty" if tracked files changed; None outside git."""
     here = Path(__file__).parent
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
-                             check=True)  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return res.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -65,8 +65,16 @@ def chunk_index(step: int) -> int:
 def encode(step: int, what: str, index: np.ndarray, logp: np.ndarray) -> bytes:
     """One recording as CSV bytes (``repr`` floats: the values read back are the ones recorded)."""
     n = len(index)
-    df = pd.DataFrame({"step": np.full(n, step), "what": what, "probe": np.arange(n), "index": index,
-                       "logp_w": logp[:, 0], "logp_l": logp[:, 1]})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "step": np.full(n, step),
+            "what": what,
+            "probe": np.arange(n),
+            "index": index,
+            "logp_w": logp[:, 0],
+            "logp_l": logp[:, 1],
+        }
+    )
     buf = io.StringIO()
     df.to_csv(buf, index=False, float_format="%.17g")
     return buf.getvalue().encode()
@@ -111,15 +119,18 @@ class TraceWriter:
         if not recorded.exists():
             others = sorted(p.name for p in self.out.iterdir() if p.name not in (".lock", ".lock.owner"))
             if others:
-                raise TraceError(f"{self.out} is not empty (it holds {', '.join(others[:3])}); trace into a new or "
-                                 "empty folder")  # fmt: skip
+                raise TraceError(
+                    f"{self.out} is not empty (it holds {', '.join(others[:3])}); trace into a new or empty folder"
+                )
             self.folder.prepare(self.spec_text, resume=False, chunk_size=len(self.spec.get("probe_index", ())))
             return {}
         if recorded.read_text() != self.spec_text:
             theirs = json.loads(recorded.read_text())
             keys = sorted(k for k in {*theirs, *self.spec} if theirs.get(k) != self.spec.get(k))
-            raise TraceError(f"{self.out} holds the trace of another run (it differs in {', '.join(keys)}); "
-                             "trace this training into another folder")  # fmt: skip
+            raise TraceError(
+                f"{self.out} holds the trace of another run (it differs in {', '.join(keys)}); "
+                "trace this training into another folder"
+            )
         self.folder.prepare(self.spec_text, resume=True, chunk_size=len(self.spec.get("probe_index", ())))
         good = self.folder.verified_chunks(1 << 40, lambda m: warnings.warn(m, TraceDamaged, stacklevel=4))
         for k in [k for k in good if k > chunk_index(step)]:  # the continuation a crash abandoned
@@ -157,11 +168,19 @@ class TraceWriter:
             size = fh.tell()
         os.replace(tmp, self.out / LOGPS)
         steps = sorted(k - 1 for k in records if k > 0)
-        meta = {"format": FORMAT, "trace": self.spec, **extra, "steps": steps,
-                "rows": int(sum(r["rows"] for r in records.values())), "logps_bytes": size,
-                "logps_sha256": total.hexdigest(), "versions": versions(), "commit": git_commit(),
-                "started": self.started,
-                "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds")}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "trace": self.spec,
+            **extra,
+            "steps": steps,
+            "rows": int(sum(r["rows"] for r in records.values())),
+            "logps_bytes": size,
+            "logps_sha256": total.hexdigest(),
+            "versions": versions(),
+            "commit": git_commit(),
+            "started": self.started,
+            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         write_atomic(self.out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
         shutil.rmtree(self.folder.partial)
         self.close()
@@ -179,8 +198,10 @@ class TraceWriter:
 
 
 def _not_a_trace(folder: Path, why: str) -> TraceError:
-    return TraceError(f"{folder} is not a flowsim trace folder ({why}); give the folder passed to "
-                      "flowsim.integrations.trl.trace(...), or a TRL trainer_state.json")  # fmt: skip
+    return TraceError(
+        f"{folder} is not a flowsim trace folder ({why}); give the folder passed to "
+        "flowsim.integrations.trl.trace(...), or a TRL trainer_state.json"
+    )
 
 
 def read_trace(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, bool]:
@@ -228,8 +249,10 @@ def _read_finished(folder: Path, meta_path: Path) -> dict[str, Any]:
         raise TraceError(f"{path} is missing: the trace is damaged")
     sha, size, _ = _sha256(path)
     if size != meta.get("logps_bytes") or sha != meta.get("logps_sha256"):
-        raise TraceError(f"{path} does not match its meta.json ({size:,} bytes where {meta.get('logps_bytes')} were "
-                         "written, or another sha256): the trace is damaged (truncated or edited)")  # fmt: skip
+        raise TraceError(
+            f"{path} does not match its meta.json ({size:,} bytes where {meta.get('logps_bytes')} were "
+            "written, or another sha256): the trace is damaged (truncated or edited)"
+        )
     return {**meta["trace"], **{k: meta[k] for k in ("history", "training") if k in meta}}
 
 

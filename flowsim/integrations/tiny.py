@@ -54,15 +54,34 @@ def pairs(n_pairs: int = 16, vocab: int = 29, prompt_len: int = 3, completion_le
 def model(vocab: int = 29, n_layer: int = 2, n_embd: int = 32, seed: int = 0) -> GPT2LMHeadModel:
     """A GPT-2 from its config (float32, dropout off), initialised with ``seed``."""
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab + len(SPECIAL), n_positions=32, n_embd=n_embd, n_layer=n_layer, n_head=2,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=1,
-                     pad_token_id=0)  # fmt: skip
+    cfg = GPT2Config(
+        vocab_size=vocab + len(SPECIAL),
+        n_positions=32,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
     return GPT2LMHeadModel(cfg)
 
 
-def trainer(out: str | Path, n_pairs: int = 16, steps: int = 20, batch_size: int = 4, lr: float = 1e-2,
-            beta: float = 0.1, n_layer: int = 2, n_embd: int = 32, threads: int | None = 1,
-            **config: Any) -> DPOTrainer:  # fmt: skip
+def trainer(
+    out: str | Path,
+    n_pairs: int = 16,
+    steps: int = 20,
+    batch_size: int = 4,
+    lr: float = 1e-2,
+    beta: float = 0.1,
+    n_layer: int = 2,
+    n_embd: int = 32,
+    threads: int | None = 1,
+    **config: Any,
+) -> DPOTrainer:
     """A DPOTrainer of the tiny model on ``n_pairs`` pairs for ``steps`` steps, writing under ``out``.
 
     The reference is a deep copy of the model made before the trainer is built.  ``threads`` sets
@@ -74,12 +93,27 @@ def trainer(out: str | Path, n_pairs: int = 16, steps: int = 20, batch_size: int
     policy = model(n_layer=n_layer, n_embd=n_embd)
     ref = copy.deepcopy(policy)
     kw = {"save_strategy": "no", **config}
-    args = DPOConfig(output_dir=str(out), per_device_train_batch_size=batch_size, max_steps=steps, logging_steps=1,
-                     learning_rate=lr, max_grad_norm=1.0, bf16=False, gradient_checkpointing=False,
-                     train_sampling_strategy="sequential", report_to=[], use_cpu=True, beta=beta, seed=0,
-                     dataloader_num_workers=0, disable_tqdm=True, **kw)  # fmt: skip
-    return DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=pairs(n_pairs),
-                      processing_class=tokenizer())
+    args = DPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=batch_size,
+        max_steps=steps,
+        logging_steps=1,
+        learning_rate=lr,
+        max_grad_norm=1.0,
+        bf16=False,
+        gradient_checkpointing=False,
+        train_sampling_strategy="sequential",
+        report_to=[],
+        use_cpu=True,
+        beta=beta,
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **kw,
+    )
+    return DPOTrainer(
+        model=policy, ref_model=ref, args=args, train_dataset=pairs(n_pairs), processing_class=tokenizer()
+    )
 
 
 def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2) -> dict[str, float]:
@@ -104,6 +138,12 @@ def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2
             best[kind] = min(best[kind], (time.perf_counter() - t) / steps)
             if cb is not None:
                 score, write = (float(v) for v in torch.tensor(cb.timings).median(dim=0).values)
-    return {"plain_s_per_step": best["plain"], "traced_s_per_step": best["traced"],
-            "overhead_s_per_step": best["traced"] - best["plain"], "score_s": score, "write_s": write,
-            "pairs": pairs, "steps": steps}  # fmt: skip
+    return {
+        "plain_s_per_step": best["plain"],
+        "traced_s_per_step": best["traced"],
+        "overhead_s_per_step": best["traced"] - best["plain"],
+        "score_s": score,
+        "write_s": write,
+        "pairs": pairs,
+        "steps": steps,
+    }

@@ -50,8 +50,16 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(INSTALL_HINT) from None
 
 #: log_history keys kept in meta.json (the batch means the per-pair records can be checked against).
-HISTORY_KEYS = ("logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected", "rewards/margins",
-                "rewards/accuracies", "loss", "learning_rate")  # fmt: skip
+HISTORY_KEYS = (
+    "logps/chosen",
+    "logps/rejected",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "loss",
+    "learning_rate",
+)
 
 
 def probe_indices(n_rows: int, pairs: int, seed: int) -> np.ndarray:
@@ -66,8 +74,9 @@ class FlowsimTraceCallback(TrainerCallback):
     ``timings`` holds, per recording, the seconds spent scoring the probe pairs and writing the chunk.
     """
 
-    def __init__(self, trainer, out: str | Path, pairs: int = 64, every: int = 1, seed: int = 0,
-                 batch_size: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self, trainer, out: str | Path, pairs: int = 64, every: int = 1, seed: int = 0, batch_size: int = 64
+    ) -> None:
         self.trainer, self.out = trainer, Path(out)
         self.pairs, self.every = check_int("pairs", pairs, 1), check_int("every", every, 1)
         self.seed, self.batch_size = check_int("seed", seed, 0), check_int("batch_size", batch_size, 1)
@@ -85,7 +94,7 @@ class FlowsimTraceCallback(TrainerCallback):
             tr, dev = self.trainer, self.trainer.accelerator.device
             self._probe = []
             for lo in range(0, len(self.index), self.batch_size):
-                rows = [tr.train_dataset[int(i)] for i in self.index[lo:lo + self.batch_size]]
+                rows = [tr.train_dataset[int(i)] for i in self.index[lo : lo + self.batch_size]]
                 batch = tr.data_collator(rows)
                 self._probe.append({k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
         return self._probe
@@ -133,17 +142,34 @@ class FlowsimTraceCallback(TrainerCallback):
         import transformers
 
         tr, model = self.trainer, self.trainer.model
-        reference = ("precomputed" if tr.precompute_ref_logps else "ref_model" if tr.ref_model is not None
-                     else "adapter disabled")  # fmt: skip
-        return {"format": FORMAT, "model": str(getattr(model.config, "_name_or_path", "") or type(model).__name__),
-                "model_class": type(model).__name__, "dtype": str(next(model.parameters()).dtype),
-                "trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
-                "beta": float(tr.beta), "loss_type": list(tr.loss_types),
-                "loss_weights": [float(w) for w in tr.loss_weights], "ld_alpha": tr.ld_alpha,
-                "f_divergence_type": str(tr.f_divergence_type), "label_smoothing": float(tr.label_smoothing),
-                "use_weighting": bool(tr.use_weighting),
-                "reference": reference, "train_rows": len(tr.train_dataset), "probe_seed": self.seed,
-                "probe_index": self.index.tolist(), "every": self.every}  # fmt: skip
+        reference = (
+            "precomputed"
+            if tr.precompute_ref_logps
+            else "ref_model"
+            if tr.ref_model is not None
+            else "adapter disabled"
+        )
+        return {
+            "format": FORMAT,
+            "model": str(getattr(model.config, "_name_or_path", "") or type(model).__name__),
+            "model_class": type(model).__name__,
+            "dtype": str(next(model.parameters()).dtype),
+            "trl": trl.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "beta": float(tr.beta),
+            "loss_type": list(tr.loss_types),
+            "loss_weights": [float(w) for w in tr.loss_weights],
+            "ld_alpha": tr.ld_alpha,
+            "f_divergence_type": str(tr.f_divergence_type),
+            "label_smoothing": float(tr.label_smoothing),
+            "use_weighting": bool(tr.use_weighting),
+            "reference": reference,
+            "train_rows": len(tr.train_dataset),
+            "probe_seed": self.seed,
+            "probe_index": self.index.tolist(),
+            "every": self.every,
+        }
 
     # -- the trainer's events ------------------------------------------------------------
 
@@ -160,8 +186,10 @@ class FlowsimTraceCallback(TrainerCallback):
         kept = writer.recorded_reference()
         if kept is not None and not np.allclose(kept, ref, rtol=1e-5, atol=1e-6):
             self.close()
-            raise TraceError(f"{self.out}: the reference's log-probs differ from the ones recorded there "
-                             "(another model or data?); trace this training into another folder")  # fmt: skip
+            raise TraceError(
+                f"{self.out}: the reference's log-probs differ from the ones recorded there "
+                "(another model or data?); trace this training into another folder"
+            )
         if kept is None:
             writer.write(REFERENCE_STEP, "reference", self.index, ref)
         self.record(state.global_step)
@@ -174,17 +202,23 @@ class FlowsimTraceCallback(TrainerCallback):
         if self.writer is None:
             return
         self.record(state.global_step)
-        history = [{"step": h["step"], **{k: h[k] for k in HISTORY_KEYS if k in h}}
-                   for h in state.log_history if any(k in h for k in HISTORY_KEYS[:4])]  # fmt: skip
-        training = {"learning_rate": args.learning_rate, "optim": str(getattr(args.optim, "value", args.optim)),
-                    "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-                    "max_grad_norm": args.max_grad_norm,
-                    "per_device_train_batch_size": args.per_device_train_batch_size,
-                    "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                    "logging_steps": args.logging_steps,
-                    "global_step": state.global_step, "seed": args.seed,
-                    "seconds_per_recording": float(np.median(np.sum(self.timings, axis=1))) if self.timings
-                    else None}  # fmt: skip
+        history = [
+            {"step": h["step"], **{k: h[k] for k in HISTORY_KEYS if k in h}}
+            for h in state.log_history
+            if any(k in h for k in HISTORY_KEYS[:4])
+        ]
+        training = {
+            "learning_rate": args.learning_rate,
+            "optim": str(getattr(args.optim, "value", args.optim)),
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "max_grad_norm": args.max_grad_norm,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "logging_steps": args.logging_steps,
+            "global_step": state.global_step,
+            "seed": args.seed,
+            "seconds_per_recording": float(np.median(np.sum(self.timings, axis=1))) if self.timings else None,
+        }
         self.writer.finish({"history": history, "training": training})
         self.writer = None
 
@@ -195,8 +229,9 @@ class FlowsimTraceCallback(TrainerCallback):
             self.writer = None
 
 
-def trace(trainer, out: str | Path, *, pairs: int = 64, every: int = 1, seed: int = 0,
-          batch_size: int = 64) -> FlowsimTraceCallback:  # fmt: skip
+def trace(
+    trainer, out: str | Path, *, pairs: int = 64, every: int = 1, seed: int = 0, batch_size: int = 64
+) -> FlowsimTraceCallback:
     """Record ``trainer``'s run pair by pair into the folder ``out`` (see the module docstring).
 
     Parameters

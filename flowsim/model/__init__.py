@@ -13,5 +13,13 @@ from flowsim.model.losses import LOSSES, Loss, make_loss
 from flowsim.model.objective import Objective
 from flowsim.model.parameterisations import PARAMETERISATIONS, Parameterisation, Policy, make_parameterisation
 
-__all__ = ["LOSSES", "PARAMETERISATIONS", "Loss", "Objective", "Parameterisation", "Policy", "make_loss",
-           "make_parameterisation"]  # fmt: skip
+__all__ = [
+    "LOSSES",
+    "PARAMETERISATIONS",
+    "Loss",
+    "Objective",
+    "Parameterisation",
+    "Policy",
+    "make_loss",
+    "make_parameterisation",
+]

@@ -67,8 +67,15 @@ def panels_of(flows: pd.DataFrame, params: list[str]) -> list[Panel]:
         key = group_key(key)
         reference = str(flows["reference"].iloc[pos[0]])
         named = shown(flows, params)
-        out.append(Panel(key, pos, flows.iloc[pos], param_text(params, key, reference, named),
-                         tag_of(params, key, reference, named)))  # fmt: skip
+        out.append(
+            Panel(
+                key,
+                pos,
+                flows.iloc[pos],
+                param_text(params, key, reference, named),
+                tag_of(params, key, reference, named),
+            )
+        )
     return out
 
 

@@ -33,8 +33,9 @@ def basin(sub: pd.DataFrame, title: str, cuts, path: Path) -> Path:
             e1, e2, i1, i2 = mesh
             grid = np.full((len(e2) - 1, len(e1) - 1), np.nan)
             grid[i2, i1] = np.log10(np.where(ok, t, np.nan))
-            cs = ax.contour((e1[:-1] + e1[1:]) / 2, (e2[:-1] + e2[1:]) / 2, np.ma.masked_invalid(grid), levels=levels,
-                            **line)  # fmt: skip
+            cs = ax.contour(
+                (e1[:-1] + e1[1:]) / 2, (e2[:-1] + e2[1:]) / 2, np.ma.masked_invalid(grid), levels=levels, **line
+            )
         else:
             cs = ax.tricontour(p0[ok, 0], p0[ok, 1], lt, levels=levels, **line)
         ax.clabel(cs, fmt=lambda lv: f"t={10**lv:.3g}", fontsize=7, inline=True)
@@ -43,9 +44,14 @@ def basin(sub: pd.DataFrame, title: str, cuts, path: Path) -> Path:
     ax.set_title(f"Basins: final p1 (colour), time to stop (contours)\n{title}", fontsize=11)
     cb = fig.colorbar(m, cax=cax)
     cb.set_label("p1 at the stop = π(y_w|x)", fontsize=9)
-    ax.legend(handles=[Line2D([], [], color="k", lw=0.8, label=f"t_stop contours {TIME_UNITS}"),
-                       hatch_patch()],
-              loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)  # fmt: skip
+    ax.legend(
+        handles=[Line2D([], [], color="k", lw=0.8, label=f"t_stop contours {TIME_UNITS}"), hatch_patch()],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     return save(fig, path)
 
 

@@ -35,11 +35,23 @@ def draw_values(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
         e1, e2, i1, i2 = m
         grid = np.full((len(e2) - 1, len(e1) - 1), np.nan)
         grid[i2, i1] = v
-        return ax.pcolormesh(e1, e2, np.ma.masked_invalid(grid), cmap=cmap, norm=norm, shading="flat",
-                             rasterized=True, zorder=0.5)  # fmt: skip
+        return ax.pcolormesh(
+            e1, e2, np.ma.masked_invalid(grid), cmap=cmap, norm=norm, shading="flat", rasterized=True, zorder=0.5
+        )
     side = width_pt / math.sqrt(max(len(v), 1)) * 1.9  # squares overlap enough to hide the gaps of a random set
-    dots = ax.scatter(p0[:, 0], p0[:, 1], c=v, cmap=cmap, norm=norm, s=side**2, marker="s", linewidths=0,
-                      plotnonfinite=True, rasterized=True, zorder=0.5)  # fmt: skip
+    dots = ax.scatter(
+        p0[:, 0],
+        p0[:, 1],
+        c=v,
+        cmap=cmap,
+        norm=norm,
+        s=side**2,
+        marker="s",
+        linewidths=0,
+        plotnonfinite=True,
+        rasterized=True,
+        zorder=0.5,
+    )
     # the squares of points near the edge would spill past the sampled square: clip them to the starts' extent
     (lo1, lo2), (hi1, hi2) = p0.min(axis=0), p0.max(axis=0)
     if hi1 > lo1 and hi2 > lo2:

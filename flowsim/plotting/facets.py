@@ -37,8 +37,16 @@ def _wrapped(titles: list[str], side: float, fontsize: float = 8.5) -> tuple[lis
     return out, (lines - 1) * fontsize * 1.2 / 72
 
 
-def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_cmap, cuts, path: Path,
-          draw=draw_values, suptitle: str | None = None, names_once: bool = False) -> Path:  # fmt: skip
+def facet(
+    q: Quantity,
+    groups: list[tuple[str, pd.DataFrame, np.ndarray]],
+    norm_cmap,
+    cuts,
+    path: Path,
+    draw=draw_values,
+    suptitle: str | None = None,
+    names_once: bool = False,
+) -> Path:
     """One panel per group (title, rows, values) on a shared scale; ``draw(ax, p0, v, cmap, norm, width_pt)``
     puts the values over the starts (a heatmap by default) and returns the mappable.  ``names_once``:
     the region names in the first panel only and p2 tick labels in the first column only (text is
@@ -79,14 +87,23 @@ def facet(q: Quantity, groups: list[tuple[str, pd.DataFrame, np.ndarray]], norm_
         allv = np.concatenate([v for _, _, v in groups])
         present = [Patch(fc=c, label=s) for i, (s, c) in enumerate(q.colours) if np.any(allv == i)]
         present.append(hatch_patch())
-        fig.legend(handles=present, loc="center left",
-                   bbox_to_anchor=(x_bar - 0.1 / width, 0.5), fontsize=8.5, frameon=False)  # fmt: skip
+        fig.legend(
+            handles=present, loc="center left", bbox_to_anchor=(x_bar - 0.1 / width, 0.5), fontsize=8.5, frameon=False
+        )
     else:
         h = min(side * 0.9, height - top - bottom)
         cax = fig.add_axes((x_bar, (bottom + (height - top - bottom - h) / 2) / height, 0.15 / width, h / height))
         colorbar(fig, m, cax, q, fontsize=8.5)
-        fig.legend(handles=extras, loc="lower center", bbox_to_anchor=(0.5, 0.08 / height), ncol=len(extras),
-                   fontsize=8.5, frameon=False, handlelength=1.4, columnspacing=1.2)  # fmt: skip
+        fig.legend(
+            handles=extras,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.08 / height),
+            ncol=len(extras),
+            fontsize=8.5,
+            frameon=False,
+            handlelength=1.4,
+            columnspacing=1.2,
+        )
     return save(fig, path)
 
 

@@ -31,8 +31,18 @@ def streamlines(fig, ax, cax, beta: float, ref_w: float, ref_l: float) -> None:
     P1, P2 = np.meshgrid(g, g)
     v = -obj.grad(np.stack([P1, P2], -1) / refs) * refs
     speed = np.log10(np.hypot(v[..., 0], v[..., 1]))
-    sp = ax.streamplot(P1, P2, v[..., 0], v[..., 1], color=speed, cmap="Greys", density=1.0, linewidth=0.7,
-                       arrowsize=0.8, norm=mcolors.Normalize(speed.min() - 1.0, speed.max()))  # fmt: skip
+    sp = ax.streamplot(
+        P1,
+        P2,
+        v[..., 0],
+        v[..., 1],
+        color=speed,
+        cmap="Greys",
+        density=1.0,
+        linewidth=0.7,
+        arrowsize=0.8,
+        norm=mcolors.Normalize(speed.min() - 1.0, speed.max()),
+    )
     cb = fig.colorbar(sp.lines, cax=cax)
     cb.set_label("log10 |dp/dt| of the field (streamlines)", fontsize=9)
 
@@ -138,8 +148,15 @@ def _arrows(fig, ax, A1, A2, v, mag, flat, geometry, log_scale: bool) -> None:
         length = 0.95 * frac / arrows  # in axes fractions: the longest arrow spans 0.95 of a cell
         U, V = vn1 / unit * length * hi1, vn2 / unit * length * hi2
     keep = ~flat
-    kw = {"angles": "xy", "scale_units": "xy", "scale": 1.0, "width": 0.0045, "pivot": "tail", "edgecolor": "k",
-          "linewidth": 0.35}  # fmt: skip
+    kw = {
+        "angles": "xy",
+        "scale_units": "xy",
+        "scale": 1.0,
+        "width": 0.0045,
+        "pivot": "tail",
+        "edgecolor": "k",
+        "linewidth": 0.35,
+    }
     if log_scale:
         q = ax.quiver(A1[keep], A2[keep], U[keep], V[keep], lm[keep], cmap="magma", **kw)
         cq = fig.colorbar(q, cax=fig.add_axes((12.65 / width, 0.95 / height, 0.17 / width, 4.2 / height)))

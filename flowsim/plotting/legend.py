@@ -19,8 +19,16 @@ def legend_extras(ax, q: Quantity, v: np.ndarray, fontsize: float = 8) -> None:
     """Legend entries for the special colours actually present, plus the hatching."""
     handles = extra_handles(q, v)
     ncol = 2 if len(handles) == 4 else min(len(handles), 3)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol,
-              fontsize=fontsize, frameon=False, handlelength=1.4, columnspacing=1.0)  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=ncol,
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=1.4,
+        columnspacing=1.0,
+    )
 
 
 def extra_handles(q: Quantity, v: np.ndarray) -> list[Patch]:

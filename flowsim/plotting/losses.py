@@ -54,21 +54,46 @@ def comparison_figure(table: pd.DataFrame, model: str, path: Path) -> Path:
         axes.append(fig.add_axes((x0 / width, bottom / height, w / width, n * row_h / height)))
     impossible = table["displacement_impossible"] if "displacement_impossible" in table else [False] * n
     notes = [" impossible by construction" if i else "" for i in impossible]
-    _bars(axes[0], y, table["share_displaced"].to_numpy(float), PATH_COLOURS[5],
-          "share displaced\n(p_w fell below p_w0)", True, notes)  # fmt: skip
-    _bars(axes[1], y, table["share_l_before_w"].to_numpy(float), PATH_COLOURS[4],
-          "share with t_l < t_w\n(p_l reached its target first)", False)  # fmt: skip
+    _bars(
+        axes[0],
+        y,
+        table["share_displaced"].to_numpy(float),
+        PATH_COLOURS[5],
+        "share displaced\n(p_w fell below p_w0)",
+        True,
+        notes,
+    )
+    _bars(
+        axes[1],
+        y,
+        table["share_l_before_w"].to_numpy(float),
+        PATH_COLOURS[4],
+        "share with t_l < t_w\n(p_l reached its target first)",
+        False,
+    )
     for ax in axes[:2]:
         ax.set_yticks(y, table["loss"].tolist())
         ax.set_ylim(-0.5, n - 0.5)
     grid = table[[f"p_w_final_{r}" for r in REGIONS]].to_numpy(float)
     cmap = colormaps["cividis"].with_extremes(bad=NEVER)
-    m = axes[2].imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=Normalize(0, 1), aspect="auto",
-                       extent=(-0.5, len(REGIONS) - 0.5, -0.5, n - 0.5))  # fmt: skip
+    m = axes[2].imshow(
+        np.ma.masked_invalid(grid),
+        cmap=cmap,
+        norm=Normalize(0, 1),
+        aspect="auto",
+        extent=(-0.5, len(REGIONS) - 0.5, -0.5, n - 0.5),
+    )
     for i, j in np.ndindex(grid.shape):
         if np.isfinite(grid[i, j]):
-            axes[2].text(j, n - 1 - i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                         color="k" if grid[i, j] > 0.55 else "w")  # fmt: skip
+            axes[2].text(
+                j,
+                n - 1 - i,
+                f"{grid[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="k" if grid[i, j] > 0.55 else "w",
+            )
     axes[2].set_xticks(range(len(REGIONS)), REGIONS, rotation=40, ha="right", fontsize=7)
     axes[2].set_yticks([])
     axes[2].set_title("median final p_w, by the start's region\n(grey: no start there)", fontsize=9)
@@ -77,8 +102,11 @@ def comparison_figure(table: pd.DataFrame, model: str, path: Path) -> Path:
     cb.set_label("final p_w = π(y_w|x)", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     where = MODEL_TEXT.get(model, model)
-    fig.suptitle(f"The losses compared on {where} ({int(table['n'].sum()):,} flows that did not fail)",
-                 fontsize=11, y=1 - 0.2 / height)  # fmt: skip
+    fig.suptitle(
+        f"The losses compared on {where} ({int(table['n'].sum()):,} flows that did not fail)",
+        fontsize=11,
+        y=1 - 0.2 / height,
+    )
     return save(fig, path)
 
 

@@ -70,8 +70,9 @@ def draw(plot: Plot) -> Iterator[Path]:
     for other, settings in bundles.items():
         reference = str(settings[0][2]["reference"].iloc[0])
         title, tag = param_text(rest, other, reference, named), tag_of(rest, other, reference, named)
-        yield overlay_figure(title, [(lab, ps) for lab, ps, _ in settings], plot.cuts,
-                             plot.file(f"paths_overlay_{tag or 'all'}"))  # fmt: skip
+        yield overlay_figure(
+            title, [(lab, ps) for lab, ps, _ in settings], plot.cuts, plot.file(f"paths_overlay_{tag or 'all'}")
+        )
 
 
 FAMILY = Family("overlays", ("paths",), draw, models=POLICY_MODELS)

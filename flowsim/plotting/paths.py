@@ -45,8 +45,12 @@ def no_path_handle(notes: list[str]) -> Line2D:
 def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData], cuts, path: Path) -> Path:
     """Flows from the region centres, in probabilities (over DPO's streamlines on the ratio plane)."""
     first = rows.iloc[0]
-    field = (str(first["reference"]) in ("fixed", "none") and first.get("model", "ratio") == "ratio"
-             and first.get("loss", "dpo") == "dpo" and "beta" in kw)  # fmt: skip
+    field = (
+        str(first["reference"]) in ("fixed", "none")
+        and first.get("model", "ratio") == "ratio"
+        and first.get("loss", "dpo") == "dpo"
+        and "beta" in kw
+    )
     kw = {"ref_w": float(first["ref_w"]), "ref_l": float(first["ref_l"]), **kw}
     fig, ax, cax = single_axes(width=6.2, height=6.25, colorbar=field, bottom=1.6)
     if field:
@@ -61,8 +65,13 @@ def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData]
             handles.append(Line2D([], [], **NO_PATH, label=f"{name}: no path ({r.note})"))
             continue
         if r.path is not None:
-            ax.plot(r.path[:, 0], r.path[:, 1], color=colour, lw=2.0,
-                    path_effects=[pe.withStroke(linewidth=3.4, foreground="w")])  # fmt: skip
+            ax.plot(
+                r.path[:, 0],
+                r.path[:, 1],
+                color=colour,
+                lw=2.0,
+                path_effects=[pe.withStroke(linewidth=3.4, foreground="w")],
+            )
         ax.plot(*r.start, "o", color=colour, ms=6, mec="k", mew=0.6)
         ax.plot(*r.final, "X", color=colour, ms=8, mec="k", mew=0.6)
         label = f"{name}: p1 {r.start[0]:.2f}→{r.final[0]:.2f}, t={r.t_stop:.3g}" + (
@@ -74,8 +83,16 @@ def paths_figure(kw: dict, rows: pd.DataFrame, title: str, paths: list[PathData]
     ax.set_xlabel("p1 = π(y_w|x)", fontsize=9.5)
     ax.set_ylabel("p2 = π(y_l|x)", fontsize=9.5)
     ax.set_title(f"Flows from the region centres (o start, X stop; converged unless noted)\n{title}", fontsize=10.5)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7, frameon=False,
-              handlelength=1.8, columnspacing=0.8)  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1),
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+        handlelength=1.8,
+        columnspacing=0.8,
+    )
     return save(fig, path)
 
 

@@ -61,15 +61,30 @@ def paths_all(panels: list[tuple[str, list[PathData]]], what: str, cuts, path: P
     everything = [p for _, ps in panels for p in ps]
     regions = [r for r in REGIONS if any(p.region == r and not p.note for p in everything)]
     handles = [Line2D([], [], color=PATH_COLOURS[REGIONS.index(r) % len(PATH_COLOURS)], lw=2, label=r) for r in regions]
-    handles += [Line2D([], [], ls="", marker="o", color="w", mec="k", label="start"),
-                Line2D([], [], ls="", marker="X", color="w", mec="k", label="stop"), hatch_patch()]  # fmt: skip
+    handles += [
+        Line2D([], [], ls="", marker="o", color="w", mec="k", label="start"),
+        Line2D([], [], ls="", marker="X", color="w", mec="k", label="stop"),
+        hatch_patch(),
+    ]
     notes = [p.note for p in everything if p.note]
     if notes:
         handles.append(no_path_handle(notes))
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.05 / height), ncol=min(6, len(handles)),
-               fontsize=7.5, frameon=False, handlelength=1.6, columnspacing=1.0)  # fmt: skip
-    fig.suptitle(f"{what}: flows from the region centres (colour: the start's region), a panel per combination",
-                 fontsize=11, y=1 - 0.2 / height, wrap=True)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05 / height),
+        ncol=min(6, len(handles)),
+        fontsize=7.5,
+        frameon=False,
+        handlelength=1.6,
+        columnspacing=1.0,
+    )
+    fig.suptitle(
+        f"{what}: flows from the region centres (colour: the start's region), a panel per combination",
+        fontsize=11,
+        y=1 - 0.2 / height,
+        wrap=True,
+    )
     return save(fig, path)
 
 
@@ -77,8 +92,11 @@ def draw(plot: Plot) -> Iterator[Path]:
     """One figure of the paths of every combination that has them (none for a single combination)."""
     if not plot.paths or len(plot.panels) < 2:
         return
-    panels = [(panel_title(plot.flows, plot.params, p.key, p.rows), plot.paths[p.key])
-              for p in plot.panels if p.key in plot.paths]  # fmt: skip
+    panels = [
+        (panel_title(plot.flows, plot.params, p.key, p.rows), plot.paths[p.key])
+        for p in plot.panels
+        if p.key in plot.paths
+    ]
     if panels:
         yield paths_all(panels, what_ran(plot, model=True), plot.cuts, plot.file("paths_all"))
 

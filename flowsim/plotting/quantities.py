@@ -24,8 +24,10 @@ def status_colours(colours: Mapping[str, str] = STATUS_COLOURS) -> tuple[tuple[s
     missing = [s for s in STATUSES if s not in colours]
     unknown = sorted(set(colours) - set(STATUSES))
     if missing or unknown:
-        raise ValueError(f"status colours must give one colour to each status of STATUSES; "
-                         f"without a colour: {missing}, not a status: {unknown}")  # fmt: skip
+        raise ValueError(
+            f"status colours must give one colour to each status of STATUSES; "
+            f"without a colour: {missing}, not a status: {unknown}"
+        )
     return tuple((s, colours[s]) for s in STATUSES)
 
 
@@ -72,8 +74,17 @@ def quantities(stop: StopRule) -> tuple[Quantity, ...]:
 
 
 #: The quantities' names, in the order of :func:`quantities` (the figure kinds of the maps).
-NAMES: tuple[str, ...] = ("t_stop", "p1_final", "p2_final", "t_w", "t_l", "t_l_over_t_w", "status", "p_w_min_rel",
-                          "displaced")  # fmt: skip
+NAMES: tuple[str, ...] = (
+    "t_stop",
+    "p1_final",
+    "p2_final",
+    "t_w",
+    "t_l",
+    "t_l_over_t_w",
+    "status",
+    "p_w_min_rel",
+    "displaced",
+)
 
 #: Quantities drawn only when the table has the columns they need (tables made before them lack them).
 NEEDS: dict[str, str] = {"p_w_min_rel": "p_w_min", "displaced": "displaced"}

@@ -87,8 +87,19 @@ def plot_results(
     cuts = (check_cuts("p1_cuts", p1_cuts), check_cuts("p2_cuts", p2_cuts))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    plot = Plot(flows, params, panels_of(flows, params), frozenset(kinds), cuts, StopRule() if stop is None else stop,
-                fmt, outdir, paths, every, experiment)  # fmt: skip
+    plot = Plot(
+        flows,
+        params,
+        panels_of(flows, params),
+        frozenset(kinds),
+        cuts,
+        StopRule() if stop is None else stop,
+        fmt,
+        outdir,
+        paths,
+        every,
+        experiment,
+    )
     one = len(plot.panels) == 1
     written: list[Path] = []
     for family in families:

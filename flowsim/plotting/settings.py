@@ -54,8 +54,12 @@ def settings(plot: Plot) -> list[tuple[str, pd.DataFrame, object]]:
 
 
 #: Model names as a title says them.
-MODEL_TEXT = {"ratio": "the ratio plane", "logits": "softmax logits", "features": "shared features",
-              "network": "a network"}  # fmt: skip
+MODEL_TEXT = {
+    "ratio": "the ratio plane",
+    "logits": "softmax logits",
+    "features": "shared features",
+    "network": "a network",
+}
 
 
 def what_ran(plot: Plot, model: bool = False) -> str:
@@ -63,7 +67,12 @@ def what_ran(plot: Plot, model: bool = False) -> str:
     ``model``, the model too ("DPO on softmax logits")."""
     flows = plot.flows
     losses = [str(v).upper() for v in sorted(pd.unique(flows["loss"]))] if "loss" in flows.columns else ["DPO"]
-    text = losses[0] if len(losses) == 1 else f"{len(losses)} losses" if len(losses) > 3 else \
-        ", ".join(losses[:-1]) + f" and {losses[-1]}"  # fmt: skip
+    text = (
+        losses[0]
+        if len(losses) == 1
+        else f"{len(losses)} losses"
+        if len(losses) > 3
+        else ", ".join(losses[:-1]) + f" and {losses[-1]}"
+    )
     models = [str(v) for v in pd.unique(flows["model"])] if "model" in flows.columns else ["ratio"]
     return text + (f" on {', '.join(MODEL_TEXT.get(m, m) for m in models)}" if model else "")

@@ -20,8 +20,19 @@ from flowsim.plotting.settings import settings, what_ran
 
 def scatter(ax, p0: np.ndarray, v: np.ndarray, cmap, norm, width_pt: float):
     """Each start a dot in the quantity's colour (NaN: the map's "bad" colour), outlined so light ones show."""
-    return ax.scatter(p0[:, 0], p0[:, 1], c=v, cmap=cmap, norm=norm, s=22, edgecolors="k", linewidths=0.35,
-                      plotnonfinite=True, zorder=2.5, clip_on=False)  # fmt: skip
+    return ax.scatter(
+        p0[:, 0],
+        p0[:, 1],
+        c=v,
+        cmap=cmap,
+        norm=norm,
+        s=22,
+        edgecolors="k",
+        linewidths=0.35,
+        plotnonfinite=True,
+        zorder=2.5,
+        clip_on=False,
+    )
 
 
 def draw(plot: Plot) -> Iterator[Path]:
@@ -31,8 +42,16 @@ def draw(plot: Plot) -> Iterator[Path]:
     for q in plot.quantities():
         v_all = values(plot.flows, q.name)
         panels = [(title, rows, v_all[pos]) for title, rows, pos in groups]
-        yield facet(q, panels, norm_of(q, v_all), plot.cuts, plot.file(f"starts_{q.name}"), draw=scatter,
-                    suptitle=f"{q.title}, at each pair's SFT start{note}", names_once=True)  # fmt: skip
+        yield facet(
+            q,
+            panels,
+            norm_of(q, v_all),
+            plot.cuts,
+            plot.file(f"starts_{q.name}"),
+            draw=scatter,
+            suptitle=f"{q.title}, at each pair's SFT start{note}",
+            names_once=True,
+        )
 
 
 FAMILY = Family("starts", NAMES, draw, models=TRAINED)

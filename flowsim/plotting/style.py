@@ -30,9 +30,15 @@ DPI = 130
 #: Okabe-Ito colours, keyed by status: one for each of :data:`flowsim.dynamics.record.STATUSES`
 #: (checked by :func:`flowsim.plotting.quantities.status_colours`); the order here does not matter.
 STATUS_COLOURS: dict[str, str] = {
-    "converged": "#0072B2", "capped": "#E69F00", "reached_loss": "#009E73", "reached_margin": "#56B4E9",
-    "stationary": "#F0E442", "timeout": "#CC79A7", "diverged": "#D55E00", "failed": "#000000",
-}  # fmt: skip
+    "converged": "#0072B2",
+    "capped": "#E69F00",
+    "reached_loss": "#009E73",
+    "reached_margin": "#56B4E9",
+    "stationary": "#F0E442",
+    "timeout": "#CC79A7",
+    "diverged": "#D55E00",
+    "failed": "#000000",
+}
 
 
 #: The two classes of the ``displaced`` map (Okabe-Ito blue and vermillion).
@@ -70,8 +76,16 @@ def decorate(ax, p1_cuts, p2_cuts, fontsize: float = 7.5, names: bool = True) ->
         xs = np.diff([0, *p1_cuts, 1]) / 2 + np.array([0, *p1_cuts])
         ys = (np.diff([0, *p2_cuts, 1]) / 2 + np.array([0, *p2_cuts]))[::-1]
         for k, name in enumerate(REGIONS):
-            ax.text(xs[k % 3], ys[k // 3], name, ha="center", va="center", fontsize=fontsize, color="k",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})  # fmt: skip
+            ax.text(
+                xs[k % 3],
+                ys[k // 3],
+                name,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="k",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")

@@ -30,8 +30,11 @@ REFERENCE_TAG = {"initial": "_refSFT", "none": "_refnone", "fixed": ""}
 def param_text(params: list[str], key: tuple, reference: str, shown: list[bool] | None = None) -> str:
     sym = {"beta": "β"}
     shown = shown or [True] * len(params)
-    text = ", ".join(f"{sym.get(p, p)} = {fmt_value(v)}" for p, v, s in zip(params, key, shown, strict=True)
-                     if s and p != "reference" and v is not None)  # fmt: skip
+    text = ", ".join(
+        f"{sym.get(p, p)} = {fmt_value(v)}"
+        for p, v, s in zip(params, key, shown, strict=True)
+        if s and p != "reference" and v is not None
+    )
     return text + REFERENCE_TEXT.get(reference, f", reference = {reference}")
 
 

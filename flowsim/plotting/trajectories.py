@@ -78,13 +78,28 @@ def figure(panels: list[tuple[str, pd.DataFrame]], what: str, path: Path) -> Pat
         if c == 0:
             ax.set_ylabel("probability", fontsize=8.5)
         ax.set_xlabel("training step", fontsize=8.5)
-    handles = [Line2D([], [], color="k", lw=1.6, label="p_w = π(y_w|x)"),
-               Line2D([], [], color="k", lw=1.4, ls="--", label="p_l = π(y_l|x)")]  # fmt: skip
+    handles = [
+        Line2D([], [], color="k", lw=1.6, label="p_w = π(y_w|x)"),
+        Line2D([], [], color="k", lw=1.4, ls="--", label="p_l = π(y_l|x)"),
+    ]
     handles += [Line2D([], [], color=col, lw=3, label=f"start in {reg}") for reg, col in seen.items()]
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.05 / height), ncol=min(len(handles), 6),
-               fontsize=8, frameon=False, handlelength=2.0, columnspacing=1.2)  # fmt: skip
-    fig.suptitle(f"p_w and p_l over {what} training, from one SFT start per region (the pair nearest the region's "
-                 "median start); a panel per setting", fontsize=10.5, y=1 - 0.25 / height, wrap=True)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05 / height),
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
+        handlelength=2.0,
+        columnspacing=1.2,
+    )
+    fig.suptitle(
+        f"p_w and p_l over {what} training, from one SFT start per region (the pair nearest the region's "
+        "median start); a panel per setting",
+        fontsize=10.5,
+        y=1 - 0.25 / height,
+        wrap=True,
+    )
     return save(fig, path)
 
 

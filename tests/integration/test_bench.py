@@ -53,8 +53,15 @@ def test_scratch_folder_unless_published(tmp_path, monkeypatch, capsys):
 
 def test_a_child_run_saves_its_rows(tmp_path, capsys):
     path = tmp_path / "run.npz"
-    spec = {"problem": "ratio", "contender": "batched", "num": 4, "workers": 1, "rtol": 1e-9, "out": str(path),
-            "backend": "fork"}  # fmt: skip
+    spec = {
+        "problem": "ratio",
+        "contender": "batched",
+        "num": 4,
+        "workers": 1,
+        "rtol": 1e-9,
+        "out": str(path),
+        "backend": "fork",
+    }
     assert run_child(spec) == 0
     assert json.loads(capsys.readouterr().out)["compute"] > 0
     with np.load(path) as z:

@@ -78,8 +78,9 @@ def _tiny_experiments(folder: Path) -> Path:
 
 def _reproduce(*args: str, cwd: Path | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
     flags = ["--quiet"] if quiet else []
-    res = subprocess.run([sys.executable, "-m", "flowsim", "reproduce", *flags, *args], capture_output=True,
-                         text=True, cwd=cwd)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "flowsim", "reproduce", *flags, *args], capture_output=True, text=True, cwd=cwd
+    )
     assert res.returncode == 0, res.stderr
     return res
 

@@ -33,8 +33,15 @@ RUN = ROOT / "results" / "paper"
 CHROMIUM = "/usr/bin/chromium"
 APT = "apt-get update && apt-get install -y chromium chromium-driver"
 #: Flags that work in this sandbox (no GPU, no network, no first-run chatter).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytest.importorskip("bokeh", reason="flowsim explore needs bokeh: pip install -e '.[test]'")
 playwright = pytest.importorskip(
@@ -75,8 +82,13 @@ class Server:
     """`python -m flowsim explore results/paper` on a free port, started at once; ``url`` waits for its address."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "flowsim", "explore", str(RUN)], cwd=ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowsim", "explore", str(RUN)],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.err: list[str] = []
         threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True).start()
         self._url: str | None = None
@@ -114,8 +126,10 @@ def page(server, run):  # run: read here while the server starts
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 760})
             off_host: list[str] = []
-            pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1"))
-                  else off_host.append(r.url))  # fmt: skip
+            pg.on(
+                "request",
+                lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1")) else off_host.append(r.url),
+            )
             url = server.url
             tic = time.perf_counter()
             pg.goto(url)
@@ -136,11 +150,14 @@ def _click(page, p1: float, p2: float, paths: bool = True) -> float:
     x, y = page.evaluate(JS_PIXEL, [p1, p2])
     tic = time.perf_counter()
     page.mouse.click(x, y)
-    page.wait_for_function("""([a, b, paths]) => {
+    page.wait_for_function(
+        """([a, b, paths]) => {
       const d = Bokeh.documents[0], s = d.get_model_by_name('start').data;
       return s.p1.length && Math.abs(s.p1[0] - a) < 0.01 && Math.abs(s.p2[0] - b) < 0.01 && (!paths ||
              d.get_model_by_name('run_path').data.p1.length && d.get_model_by_name('compare_path').data.p1.length);
-    }""", arg=[p1, p2, paths])  # fmt: skip
+    }""",
+        arg=[p1, p2, paths],
+    )
     return time.perf_counter() - tic
 
 
@@ -191,8 +208,11 @@ def test_switching_the_model_redraws_the_compared_path(page, run):
     exp = run.experiment
     before = page.evaluate(JS_DATA, "compare_path")
     _set(page, "model", "logits")
-    page.wait_for_function("(n) => { const d = Bokeh.documents[0].get_model_by_name('compare_path').data.p1;"
-                           " return d.length && d[d.length - 1] != n; }", arg=before["p1"][-1])  # fmt: skip
+    page.wait_for_function(
+        "(n) => { const d = Bokeh.documents[0].get_model_by_name('compare_path').data.p1;"
+        " return d.length && d[d.length - 1] != n; }",
+        arg=before["p1"][-1],
+    )
     start = page.evaluate(JS_DATA, "start")
     drawn = page.evaluate(JS_DATA, "compare_path")
     want = _expected("logits", (start["p1"][0], start["p2"][0]), exp)
@@ -210,8 +230,10 @@ def test_a_bad_value_shows_the_config_error_and_the_page_lives_on(page):
     _set(page, "beta", "abc")
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('error').text.includes('abc')")
     _set(page, "beta", "0.1")
-    page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('error').text == '' && "
-                           "Bokeh.documents[0].get_model_by_name('compare_path').data.p1.length > 0")  # fmt: skip
+    page.wait_for_function(
+        "() => Bokeh.documents[0].get_model_by_name('error').text == '' && "
+        "Bokeh.documents[0].get_model_by_name('compare_path').data.p1.length > 0"
+    )
     _click(page, 0.80, 0.55, paths=False)  # a start a normalised model cannot take: said on the page
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('error').text.includes('it needs p1 + p2')")
 

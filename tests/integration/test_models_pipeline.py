@@ -50,8 +50,11 @@ def test_ratio_plane_records_where_paths_leave_the_simplex(tmp_path):
 
 
 def test_losses_side_by_side_on_logits(tmp_path):
-    doc = {"loss": {"kind": ["dpo", "ipo", "simpo"]}, "model": {"kind": "logits", "reference": "initial"},
-           "stop": {"margin_target": 4.0}}  # fmt: skip
+    doc = {
+        "loss": {"kind": ["dpo", "ipo", "simpo"]},
+        "model": {"kind": "logits", "reference": "initial"},
+        "stop": {"margin_target": 4.0},
+    }
     _, out, _, flows = _run(tmp_path, doc)
     assert list(flows["loss"].unique()) == ["dpo", "ipo", "simpo"]
     assert flows.loc[flows["loss"] == "dpo", "simpo_gamma"].isna().all()  # a parameter dpo does not take
@@ -62,9 +65,11 @@ def test_losses_side_by_side_on_logits(tmp_path):
 
 
 def test_optimisers_beside_the_flow(tmp_path):
-    doc = {"model": {"kind": "logits", "reference": "initial"},
-           "dynamics": {"kind": ["flow", "gd", "adam"], "gd": {"lr": 1.0}, "adam": {"lr": 0.01}},
-           "stop": {"loss_target": 0.3, "p2_floor": 1e-12}}  # fmt: skip
+    doc = {
+        "model": {"kind": "logits", "reference": "initial"},
+        "dynamics": {"kind": ["flow", "gd", "adam"], "gd": {"lr": 1.0}, "adam": {"lr": 0.01}},
+        "stop": {"loss_target": 0.3, "p2_floor": 1e-12},
+    }
     _, out, _, flows = _run(tmp_path, doc)
     assert list(flows["dynamics"].unique()) == ["flow", "gd", "adam"]
     assert set(flows["status"]) == {"reached_loss"}

@@ -20,12 +20,24 @@ MAX_STEPS = 25
 @pytest.mark.parametrize("kind", sorted(LOSSES))
 def test_every_loss_reference_and_optimiser_trains_a_network_without_a_failed_row(tmp_path, kind, conformance_script):
     hyper, lr = conformance_script.hyper, conformance_script.LR
-    model = {"kind": "network", "vocab": 8, "width": 8, "n_pairs": 2, "sft_steps": 10, "sft_lr": 0.05,
-             "reference": ["initial", "none"]}  # fmt: skip
+    model = {
+        "kind": "network",
+        "vocab": 8,
+        "width": 8,
+        "n_pairs": 2,
+        "sft_steps": 10,
+        "sft_lr": 0.05,
+        "reference": ["initial", "none"],
+    }
     dynamics = {"kind": list(lr), **{k: {"lr": v} for k, v in lr.items()}}
     name, values = hyper(kind)
-    doc = {"name": kind, "loss": {"kind": kind, name: list(values)}, "model": model, "dynamics": dynamics,
-           "stop": {"max_steps": MAX_STEPS}}  # fmt: skip
+    doc = {
+        "name": kind,
+        "loss": {"kind": kind, name: list(values)},
+        "model": model,
+        "dynamics": dynamics,
+        "stop": {"max_steps": MAX_STEPS},
+    }
     run_sweep(parse_experiment(doc), tmp_path, n_jobs=1, progress=False)  # xdist spreads the losses
     flows = read_flows(tmp_path)
     assert not (flows["status"] == "failed").any(), flows.loc[flows["status"] == "failed", "message"].iloc[0]

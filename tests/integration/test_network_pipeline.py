@@ -22,10 +22,13 @@ from flowsim.model.parameterisations.network import Network  # noqa: E402
 EXTRA = Network.extra_columns
 
 SMALL = {"kind": "network", "reference": "initial", "vocab": 8, "width": 8, "sft_steps": 60, "sft_lr": 0.05}
-DOC = {"name": "net", "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},
-       "model": SMALL | {"n_pairs": [1, 4]},
-       "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.002}},
-       "stop": {"max_steps": 80, "p2_floor": 1e-12}}  # fmt: skip
+DOC = {
+    "name": "net",
+    "loss": {"kind": ["dpo", "ipo"], "beta": 0.5},
+    "model": SMALL | {"n_pairs": [1, 4]},
+    "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.002}},
+    "stop": {"max_steps": 80, "p2_floor": 1e-12},
+}
 
 
 def test_a_sweep_of_trainings_is_a_run_folder_whose_rows_do_not_depend_on_workers(tmp_path):
@@ -80,10 +83,13 @@ def test_an_interrupted_network_sweep_resumes_to_the_same_rows(tmp_path, monkeyp
 
 
 def test_sft_targets_come_from_the_grid():
-    doc = {"name": "t", "model": SMALL | {"sft": "target", "sft_steps": 200, "path_points": 3},
-           "dynamics": {"kind": "gd", "lr": 0.05},
-           "grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}},
-           "stop": {"max_steps": 5}}  # fmt: skip
+    doc = {
+        "name": "t",
+        "model": SMALL | {"sft": "target", "sft_steps": 200, "path_points": 3},
+        "dynamics": {"kind": "gd", "lr": 0.05},
+        "grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}},
+        "stop": {"max_steps": 5},
+    }
     exp = parse_experiment(doc)
     df = run_chunk(exp, next(chunks(exp, 16)))
     assert len(df) == 4
@@ -95,13 +101,18 @@ def test_sft_targets_come_from_the_grid():
         np.testing.assert_allclose(path[-1, 1:], [row["logp_w_final"], row["logp_l_final"]], rtol=1e-12)
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    ({"dynamics": {"kind": "flow"}}, "dynamics.kind has no network version"),
-    ({"model": SMALL | {"n_prompts": 3}}, "model.n_prompts must be <= n_pairs = 1"),
-    ({"grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}}},
-     'grid is read only by model.sft = "target"'),
-    ({"model": SMALL | {"sft": "target"}}, 'grid is required with model.sft = "target"'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"dynamics": {"kind": "flow"}}, "dynamics.kind has no network version"),
+        ({"model": SMALL | {"n_prompts": 3}}, "model.n_prompts must be <= n_pairs = 1"),
+        (
+            {"grid": {"p1": {"start": 0.2, "stop": 0.6, "num": 2}, "p2": {"start": 0.1, "stop": 0.3, "num": 2}}},
+            'grid is read only by model.sft = "target"',
+        ),
+        ({"model": SMALL | {"sft": "target"}}, 'grid is required with model.sft = "target"'),
+    ],
+)
 def test_network_experiments_are_validated(patch, message):
     with pytest.raises(ConfigError, match=message):
         parse_experiment({"name": "t", "model": SMALL, "dynamics": {"kind": "gd"}} | patch)
@@ -111,16 +122,18 @@ def test_without_torch_the_cli_exits_2_naming_the_extra(tmp_path):
     path = tmp_path / "n.toml"
     path.write_text('name = "n"\n[model]\nkind = "network"\n[dynamics]\nkind = "gd"\n')
     # torch made unimportable: a meta-path finder that refuses it, installed before flowsim runs
-    code = ("import sys, importlib.abc\n"
-            "class No(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path, target=None):\n"
-            "        if name == 'torch' or name.startswith('torch.'):\n"
-            "            raise ModuleNotFoundError(name)\n"
-            "sys.meta_path.insert(0, No())\n"
-            "import importlib.util\n"
-            "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else _f(name, *a)\n"
-            "from flowsim.cli import main\n"
-            f"sys.exit(main(['run', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n")  # fmt: skip
+    code = (
+        "import sys, importlib.abc\n"
+        "class No(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, No())\n"
+        "import importlib.util\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else _f(name, *a)\n"
+        "from flowsim.cli import main\n"
+        f"sys.exit(main(['run', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n"
+    )
     code = code.replace("import importlib.util\n", "import importlib.util\n_f = importlib.util.find_spec\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
@@ -130,8 +143,12 @@ def test_without_torch_the_cli_exits_2_naming_the_extra(tmp_path):
 
 def test_reference_modes_on_a_network():
     # "initial": pi_ref = each pair's SFT checkpoint (x0 = 1); "none": pi_ref = 1 (x0 = p0)
-    doc = {"name": "t", "model": SMALL | {"n_pairs": 3, "sft_steps": 10, "reference": ["initial", "none"]},
-           "dynamics": {"kind": "gd", "lr": 0.05}, "stop": {"max_steps": 3}}  # fmt: skip
+    doc = {
+        "name": "t",
+        "model": SMALL | {"n_pairs": 3, "sft_steps": 10, "reference": ["initial", "none"]},
+        "dynamics": {"kind": "gd", "lr": 0.05},
+        "stop": {"max_steps": 3},
+    }
     exp = parse_experiment(doc)
     rows = {c.combo["reference"]: run_chunk(exp, c) for c in chunks(exp, 16)}
     np.testing.assert_allclose(rows["initial"][["x1_0", "x2_0"]], 1.0, rtol=1e-12)
@@ -147,10 +164,13 @@ def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys):
     from flowsim.app.analyze import analyze
     from flowsim.app.plot import plot
 
-    doc = {**DOC, "loss": {"kind": "dpo", "beta": 0.5}, "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
-           "model": SMALL | {"n_pairs": 4, "edit_distance": [1, 2], "path_points": 8, "sft": "target"},
-           "grid": {"p1": {"start": 0.2, "stop": 0.4, "num": 2},
-                    "p2": {"start": 0.3, "stop": 0.5, "num": 2}}}  # fmt: skip
+    doc = {
+        **DOC,
+        "loss": {"kind": "dpo", "beta": 0.5},
+        "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
+        "model": SMALL | {"n_pairs": 4, "edit_distance": [1, 2], "path_points": 8, "sft": "target"},
+        "grid": {"p1": {"start": 0.2, "stop": 0.4, "num": 2}, "p2": {"start": 0.3, "stop": 0.5, "num": 2}},
+    }
     run_sweep(parse_experiment(doc), tmp_path, n_jobs=1, progress=False)
     analyze(tmp_path)
     claims = pd.read_csv(tmp_path / "claims.csv")

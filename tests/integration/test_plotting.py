@@ -62,8 +62,13 @@ def test_scattered_grid_standard_dpo_svg(tmp_path, rng):
     flows = make_flows(points, betas=(0.5,), reference="initial", stop=StopRule(t_max=3.0))
     drawn = region_paths(flows, None, StopRule(t_max=3.0), (DEFAULT_CUTS, DEFAULT_CUTS))
     paths = plot_results(flows, tmp_path, fmt="svg", kinds=("t_stop", "status", "paths"), paths=drawn)
-    names = {"t_stop_beta0.5_refSFT.svg", "facet_t_stop.svg", "status_beta0.5_refSFT.svg", "facet_status.svg",
-             "paths_beta0.5_refSFT.svg"}  # fmt: skip
+    names = {
+        "t_stop_beta0.5_refSFT.svg",
+        "facet_t_stop.svg",
+        "status_beta0.5_refSFT.svg",
+        "facet_status.svg",
+        "paths_beta0.5_refSFT.svg",
+    }
     assert {p.name for p in paths} == names
     for p in paths:
         text = p.read_text()

@@ -140,8 +140,12 @@ def test_resume_recomputes_damaged_chunks(tmp_path, exact, whole, monkeypatch, c
     assert run(exact, out, "--resume") == 0
     err = capsys.readouterr().err
     damaged = [line for line in err.splitlines() if "is damaged" in line]
-    assert [Path(line.split()[2]).name for line in damaged] == ["chunk_000001.csv", "chunk_000002.csv",
-                                                                "chunk_000003.csv", "chunk_000004.csv"]  # fmt: skip
+    assert [Path(line.split()[2]).name for line in damaged] == [
+        "chunk_000001.csv",
+        "chunk_000002.csv",
+        "chunk_000003.csv",
+        "chunk_000004.csv",
+    ]
     assert "cut short" in damaged[0] and "cut short" in damaged[1] and "no record" in damaged[3]
     assert "its sha256 differs from the one recorded" in damaged[2]
     assert (out / "flows.csv").read_bytes() == whole

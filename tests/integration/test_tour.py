@@ -27,8 +27,9 @@ def test_the_tour_executes(tmp_path):
     for cell in nb.cells:  # run it fresh: the stored outputs must not stand in for a run
         if cell.cell_type == "code":
             cell.outputs = []
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-                            ).execute()  # fmt: skip
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(o.get("output_type") != "error" for c in code for o in c.outputs)
     assert not any(o.get("name") == "stderr" for c in code for o in c.outputs), "the tour writes to stderr"

@@ -28,8 +28,16 @@ BETA = 0.1
 
 
 def spec(n: int, beta: float = BETA) -> dict:
-    return {"format": "flowsim-trace/1", "model": "synthetic", "beta": beta, "loss_type": ["sigmoid"],
-            "probe_seed": 0, "probe_index": list(range(0, 2 * n, 2)), "every": 1, "train_rows": 2 * n}  # fmt: skip
+    return {
+        "format": "flowsim-trace/1",
+        "model": "synthetic",
+        "beta": beta,
+        "loss_type": ["sigmoid"],
+        "probe_seed": 0,
+        "probe_index": list(range(0, 2 * n, 2)),
+        "every": 1,
+        "train_rows": 2 * n,
+    }
 
 
 def synthetic_paths(n: int = 6, steps: int = 8, seed: int = 3) -> np.ndarray:
@@ -191,8 +199,11 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     _bad(["trace", str(tmp_path / "empty"), "--out", str(tmp_path / "o1")], capsys, "is not a flowsim trace folder")
     write_synthetic(tmp_path / "run")
-    _bad(["trace", str(tmp_path / "run"), "--beta", "0.5", "--out", str(tmp_path / "o2")], capsys,
-         "--beta 0.5 disagrees with the run's beta 0.1")  # fmt: skip
+    _bad(
+        ["trace", str(tmp_path / "run"), "--beta", "0.5", "--out", str(tmp_path / "o2")],
+        capsys,
+        "--beta 0.5 disagrees with the run's beta 0.1",
+    )
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     (tmp_path / "run" / "meta.json").write_text(json.dumps(meta | {"trace": meta["trace"] | {"beta": "x"}}))
     _bad(["trace", str(tmp_path / "run"), "--out", str(tmp_path / "o2")], capsys, "records no valid beta")
@@ -207,8 +218,15 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
     state = tmp_path / "trainer_state.json"
     state.write_text(json.dumps({"log_history": [{"step": 1, "loss": 0.7}]}))
     _bad(["trace", str(state), "--out", str(tmp_path / "o5")], capsys, "has no DPO metrics")
-    state.write_text(json.dumps({"log_history": [{"step": 1, "logps/chosen": "x", "logps/rejected": -1,
-                                                  "rewards/chosen": 0, "rewards/rejected": 0}]}))  # fmt: skip
+    state.write_text(
+        json.dumps(
+            {
+                "log_history": [
+                    {"step": 1, "logps/chosen": "x", "logps/rejected": -1, "rewards/chosen": 0, "rewards/rejected": 0}
+                ]
+            }
+        )
+    )
     _bad(["trace", str(state), "--out", str(tmp_path / "o5")], capsys, "a logged DPO metric is not a number")
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "meta.json").write_text(json.dumps({"experiment": {"name": "paper"}, "rows": 1}))
@@ -223,8 +241,17 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys):
 
 
 def test_trainer_state_gives_the_geometric_mean_path(tmp_path):
-    hist = [{"step": s, "logps/chosen": -10.0 + 0.1 * s, "logps/rejected": -10.0 - 0.2 * s,
-             "rewards/chosen": 0.01 * s, "rewards/rejected": -0.02 * s, "loss": 0.69} for s in range(1, 6)]  # fmt: skip
+    hist = [
+        {
+            "step": s,
+            "logps/chosen": -10.0 + 0.1 * s,
+            "logps/rejected": -10.0 - 0.2 * s,
+            "rewards/chosen": 0.01 * s,
+            "rewards/rejected": -0.02 * s,
+            "loss": 0.69,
+        }
+        for s in range(1, 6)
+    ]
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "trainer_state.json").write_text(json.dumps({"log_history": [*hist, {"step": 5}]}))
     assert run_cli("trace", str(tmp_path / "ckpt"), "--beta", "0.05") == 0
@@ -263,8 +290,9 @@ def trl_run(tmp_path_factory):
     from flowsim.integrations.trl import trace
 
     root = tmp_path_factory.mktemp("trl")
-    tr = tiny.trainer(root / "train", n_pairs=PAIRS, steps=STEPS, batch_size=BATCH, save_strategy="steps",
-                      save_steps=10)  # fmt: skip
+    tr = tiny.trainer(
+        root / "train", n_pairs=PAIRS, steps=STEPS, batch_size=BATCH, save_strategy="steps", save_steps=10
+    )
     cb = trace(tr, root / "trace", pairs=64)
     tr.train()
     return root, tr, cb
@@ -279,8 +307,13 @@ def _batch_means(df: pd.DataFrame, t: int) -> dict[str, float]:
     rw = np.float32(BETA) * (f32["logp_w"] - ref["logp_w"].to_numpy(np.float32))
     rl = np.float32(BETA) * (f32["logp_l"] - ref["logp_l"].to_numpy(np.float32))
     mean = lambda v: float(v.mean(dtype=np.float32))
-    return {"logps/chosen": mean(f32["logp_w"]), "logps/rejected": mean(f32["logp_l"]), "rewards/chosen": mean(rw),
-            "rewards/rejected": mean(rl), "rewards/margins": mean(rw - rl)}  # fmt: skip
+    return {
+        "logps/chosen": mean(f32["logp_w"]),
+        "logps/rejected": mean(f32["logp_l"]),
+        "rewards/chosen": mean(rw),
+        "rewards/rejected": mean(rl),
+        "rewards/margins": mean(rw - rl),
+    }
 
 
 @pytest.mark.slow

@@ -12,12 +12,32 @@ from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E40
 from flowsim.experiment.execute import run_sweep  # noqa: E402
 from flowsim.experiment.store import read_flows  # noqa: E402
 
-MODEL = {"kind": "network", "reference": "initial", "arch": "transformer", "layers": 2, "heads": 2, "width": 16,
-         "context": 8, "vocab": 12, "pairs": "language", "n_pairs": 4, "same_class": True, "append_eos": True,
-         "pretrain_steps": [0, 20], "pretrain_lr": 0.03, "pretrain_tokens": 300,
-         "sft_steps": 20, "sft_lr": 0.02}  # fmt: skip
-DOC = {"name": "tnet", "loss": {"kind": "dpo", "beta": 0.5}, "model": MODEL,
-       "dynamics": {"kind": "adam", "adam": {"lr": 0.01}}, "stop": {"max_steps": 30, "p2_floor": 1e-12}}  # fmt: skip
+MODEL = {
+    "kind": "network",
+    "reference": "initial",
+    "arch": "transformer",
+    "layers": 2,
+    "heads": 2,
+    "width": 16,
+    "context": 8,
+    "vocab": 12,
+    "pairs": "language",
+    "n_pairs": 4,
+    "same_class": True,
+    "append_eos": True,
+    "pretrain_steps": [0, 20],
+    "pretrain_lr": 0.03,
+    "pretrain_tokens": 300,
+    "sft_steps": 20,
+    "sft_lr": 0.02,
+}
+DOC = {
+    "name": "tnet",
+    "loss": {"kind": "dpo", "beta": 0.5},
+    "model": MODEL,
+    "dynamics": {"kind": "adam", "adam": {"lr": 0.01}},
+    "stop": {"max_steps": 30, "p2_floor": 1e-12},
+}
 
 
 def test_a_transformer_sweep_pretrains_then_trains(tmp_path):

@@ -55,9 +55,24 @@ from flowsim.model.parameterisations.network import Network  # noqa: E402
 torch.set_num_threads(1)  # one thread: on a busy 2-core machine more made TRL's steps 10-200x slower
 
 STEPS, BETA, GAMMA, EPS = 10, 0.5, 0.3, 1e-8
-SPEC = Network(arch="transformer", vocab=12, layers=2, heads=2, width=32, context=16, prompt_len=3, response_len=3,
-               pairs="language", n_pairs=4, n_prompts=2, same_class=True, append_eos=True, sft="none",
-               init_seed=3, data_seed=5).check_relations()  # fmt: skip
+SPEC = Network(
+    arch="transformer",
+    vocab=12,
+    layers=2,
+    heads=2,
+    width=32,
+    context=16,
+    prompt_len=3,
+    response_len=3,
+    pairs="language",
+    n_pairs=4,
+    n_prompts=2,
+    same_class=True,
+    append_eos=True,
+    sft="none",
+    init_seed=3,
+    data_seed=5,
+).check_relations()
 T_OUT = SPEC.response_len + 1  # completion tokens TRL counts, EOS included
 LR = {"sgd": 0.1, "adam": 0.01}
 # one worker imports TRL (~10 s of imports), not every worker that collects this module
@@ -68,8 +83,9 @@ pytestmark = pytest.mark.xdist_group("trl")
 def hf():
     """TRL, transformers, datasets and tokenizers, imported here: collecting the suite (``-m "not slow"`` too)
     must not pay their ~10 s of imports on every worker."""
-    pytest.importorskip("trl", reason="the TRL comparison needs trl, transformers and datasets: "
-                        "pip install -e '.[trl]'")  # fmt: skip
+    pytest.importorskip(
+        "trl", reason="the TRL comparison needs trl, transformers and datasets: pip install -e '.[trl]'"
+    )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded; a missing model must fail, not fetch
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import datasets
@@ -79,15 +95,15 @@ def hf():
     import trl.experimental.cpo
     import trl.trainer.utils
 
-    return SimpleNamespace(trl=trl, cpo=trl.experimental.cpo, datasets=datasets, tokenizers=tokenizers,
-                           transformers=transformers)  # fmt: skip
+    return SimpleNamespace(
+        trl=trl, cpo=trl.experimental.cpo, datasets=datasets, tokenizers=tokenizers, transformers=transformers
+    )
 
 
 def tokenizer(hf):
     """A word-level tokenizer over the network's plain vocabulary; EOS = pad = "</s>" (GPT-2's convention)."""
     names = vocabulary(SPEC.vocab)
-    tok = hf.tokenizers.Tokenizer(hf.tokenizers.models.WordLevel({n: i for i, n in enumerate(names)},
-                                                                 unk_token="</s>"))  # fmt: skip
+    tok = hf.tokenizers.Tokenizer(hf.tokenizers.models.WordLevel({n: i for i, n in enumerate(names)}, unk_token="</s>"))
     tok.pre_tokenizer = hf.tokenizers.pre_tokenizers.WhitespaceSplit()
     return hf.transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>")
 
@@ -99,9 +115,13 @@ def pairs_as_text(hf, data):
     def text(ids):
         return " ".join(names[i] for i in ids)
 
-    return hf.datasets.Dataset.from_dict({"prompt": [text(p) for p in data.prompts],
-                              "chosen": [" " + text(y[:-1]) for y in data.chosen],
-                              "rejected": [" " + text(y[:-1]) for y in data.rejected]})  # fmt: skip
+    return hf.datasets.Dataset.from_dict(
+        {
+            "prompt": [text(p) for p in data.prompts],
+            "chosen": [" " + text(y[:-1]) for y in data.chosen],
+            "rejected": [" " + text(y[:-1]) for y in data.rejected],
+        }
+    )
 
 
 class PlainHead:
@@ -139,20 +159,40 @@ def trl_path(hf, loss: str, optim: str, dtype: torch.dtype, tmp_path) -> np.ndar
     probe, batch = build(SPEC, data)
     model = copy.deepcopy(probe.lm).to(dtype)
     ref = copy.deepcopy(model)  # before the trainer exists: it patches model.forward
-    common = dict(output_dir=str(tmp_path), per_device_train_batch_size=SPEC.n_pairs, max_steps=STEPS,
-                  learning_rate=LR[optim], lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=0.0,
-                  optim="sgd" if optim == "sgd" else "adamw_torch", weight_decay=0.0, adam_epsilon=EPS,
-                  train_sampling_strategy="sequential", bf16=False, fp16=False, gradient_checkpointing=False,
-                  use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
-                  beta=BETA, disable_dropout=True, dataloader_num_workers=0)  # fmt: skip
+    common = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=SPEC.n_pairs,
+        max_steps=STEPS,
+        learning_rate=LR[optim],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=0.0,
+        optim="sgd" if optim == "sgd" else "adamw_torch",
+        weight_decay=0.0,
+        adam_epsilon=EPS,
+        train_sampling_strategy="sequential",
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        beta=BETA,
+        disable_dropout=True,
+        dataloader_num_workers=0,
+    )
     if loss == "simpo":
         args = hf.cpo.CPOConfig(**common, loss_type="simpo", simpo_gamma=GAMMA, cpo_alpha=0.0, max_length=64)
-        trainer = hf.cpo.CPOTrainer(model=model, args=args, train_dataset=pairs_as_text(hf, data),
-                                    processing_class=tokenizer(hf))  # fmt: skip
+        trainer = hf.cpo.CPOTrainer(
+            model=model, args=args, train_dataset=pairs_as_text(hf, data), processing_class=tokenizer(hf)
+        )
     else:
         args = hf.trl.DPOConfig(**common, loss_type=["sigmoid" if loss == "dpo" else "ipo"])
-        trainer = hf.trl.DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=pairs_as_text(hf, data),
-                                    processing_class=tokenizer(hf))  # fmt: skip
+        trainer = hf.trl.DPOTrainer(
+            model=model, ref_model=ref, args=args, train_dataset=pairs_as_text(hf, data), processing_class=tokenizer(hf)
+        )
     rec = recorder(hf, probe, batch)
     trainer.add_callback(rec)
     trainer.train()
@@ -162,14 +202,24 @@ def trl_path(hf, loss: str, optim: str, dtype: torch.dtype, tmp_path) -> np.ndar
 def flowsim_path(loss: str, optim: str) -> np.ndarray:
     """flowsim's log-probs after steps 1..STEPS, with TRL's loss and optimiser mapped as the docstring says."""
     scale = T_OUT**2 if loss == "ipo" else 1.0
-    losses = {"dpo": DPO(beta=BETA), "ipo": IPO(beta=BETA / T_OUT), "simpo": SimPO(beta=BETA / T_OUT,
-                                                                                    simpo_gamma=GAMMA)}  # fmt: skip
+    losses = {
+        "dpo": DPO(beta=BETA),
+        "ipo": IPO(beta=BETA / T_OUT),
+        "simpo": SimPO(beta=BETA / T_OUT, simpo_gamma=GAMMA),
+    }
     opt = GD(lr=LR[optim] / scale) if optim == "sgd" else Adam(lr=LR[optim], eps=EPS * scale)
     net, batch = build(SPEC, make_pairs(SPEC))
     with torch.no_grad():
         log_ref = batch.log_probs(net).numpy().copy()
-    rec = train_pairs(net, batch, losses[loss], opt, StopRule(max_steps=STEPS, p2_floor=1e-300, stationary_tol=0.0),
-                      log_ref, path=True)  # fmt: skip
+    rec = train_pairs(
+        net,
+        batch,
+        losses[loss],
+        opt,
+        StopRule(max_steps=STEPS, p2_floor=1e-300, stationary_tol=0.0),
+        log_ref,
+        path=True,
+    )
     assert rec.steps == STEPS and rec.train_status == "timeout"
     return rec.path_logp
 

@@ -148,9 +148,31 @@ def test_thresholds_validate_with_named_errors():
 
 def test_claims_table_layout(paper_claims):
     c = paper_claims
-    cols = ["claim", "beta", "f_divergence", "alpha", "label_smoothing", "ref_w", "ref_l", "reference", "subset",
-            "title", "paper", "where", "metric", "value", "details", "threshold", "verdict", "robustness", "n_rows",
-            "n_failed", "failed_left_out", "model", "loss"]  # fmt: skip
+    cols = [
+        "claim",
+        "beta",
+        "f_divergence",
+        "alpha",
+        "label_smoothing",
+        "ref_w",
+        "ref_l",
+        "reference",
+        "subset",
+        "title",
+        "paper",
+        "where",
+        "metric",
+        "value",
+        "details",
+        "threshold",
+        "verdict",
+        "robustness",
+        "n_rows",
+        "n_failed",
+        "failed_left_out",
+        "model",
+        "loss",
+    ]
     assert list(c.columns) == [col for col in cols if col in c.columns or col not in _LOSS_EXTRA]
     assert c["claim"].tolist() == [x.id for x in CLAIMS for _ in range(2)]
     assert c["subset"].tolist() == ["all", "feasible"] * len(CLAIMS)

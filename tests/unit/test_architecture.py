@@ -10,8 +10,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "flowsim"
 #: Layers, lowest first: a module may import its own layer or any lower one, never a higher.
-LAYERS = ["errors", "_validation", "model", "dynamics", "experiment", "integrations", "analysis", "plotting", "app",
-          "cli"]  # fmt: skip
+LAYERS = [
+    "errors",
+    "_validation",
+    "model",
+    "dynamics",
+    "experiment",
+    "integrations",
+    "analysis",
+    "plotting",
+    "app",
+    "cli",
+]
 
 
 def _layer(module: str) -> int:

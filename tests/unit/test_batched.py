@@ -173,11 +173,17 @@ from flowsim.dynamics.batched.coverage import pairs, shapes  # noqa: E402
 from flowsim.model.losses import LOSSES  # noqa: E402
 
 #: Each parameterisation as the shipped experiments use it.
-MODELS = {"ratio": RatioPlane(), "logits": SoftmaxLogits(K=10),
-          "features": LogLinearFeatures(K=10, d=8, cos_wl=0.9, norm_ratio=1.25)}  # fmt: skip
+MODELS = {
+    "ratio": RatioPlane(),
+    "logits": SoftmaxLogits(K=10),
+    "features": LogLinearFeatures(K=10, d=8, cos_wl=0.9, norm_ratio=1.25),
+}
 #: The stop rule that exercises each optional stop (as the shipped experiments set it).
-STOP_ARGS = {"margin_target": {"margin_target": 4.0}, "stationary_tol": {"stationary_tol": 1e-10},
-             "loss_target": {"loss_target": 0.1, "p2_floor": 1e-12, "t_max": 1e5}}  # fmt: skip
+STOP_ARGS = {
+    "margin_target": {"margin_target": 4.0},
+    "stationary_tol": {"stationary_tol": 1e-10},
+    "loss_target": {"loss_target": 0.1, "p2_floor": 1e-12, "t_max": 1e5},
+}
 #: Starts over the domain: half with the SFT model as reference, half with a fixed one.
 STARTS = np.array([[0.1, 0.7], [0.45, 0.45], [0.7, 0.1], [0.2, 0.3], [0.6, 0.35], [0.05, 0.05]])
 
@@ -199,9 +205,10 @@ def _close(a, b, rtol, atol=0.0):
     return np.all(both_nan | (np.abs(a - b) <= atol + rtol * np.abs(b)))
 
 
-@pytest.mark.parametrize(("loss_kind", "model"),
-                         [pytest.param(*pair, marks=() if pair[0] == "dpo" else pytest.mark.slow)
-                          for pair in sorted(pairs())])  # fmt: skip
+@pytest.mark.parametrize(
+    ("loss_kind", "model"),
+    [pytest.param(*pair, marks=() if pair[0] == "dpo" else pytest.mark.slow) for pair in sorted(pairs())],
+)
 def test_every_registered_pair_gives_the_drivers_rows(loss_kind, model):
     """The batched engine's rows equal the driver's, for every pair and stop rule it is the default for."""
     loss, par = LOSSES[loss_kind](), MODELS[model]

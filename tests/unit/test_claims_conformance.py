@@ -307,8 +307,16 @@ def test_case(cid, verdict, monkeypatch):
 
 
 def test_a_claim_that_cannot_fail_fails_the_harness():
-    always = Claim(id="X", title="t", paper="p", where="w", metric="m", rule=rule_share,
-                   measure=lambda d, th: (1.0, {"share": 1.0}, "all of them"), models=("ratio",))  # fmt: skip
+    always = Claim(
+        id="X",
+        title="t",
+        paper="p",
+        where="w",
+        metric="m",
+        rule=rule_share,
+        measure=lambda d, th: (1.0, {"share": 1.0}, "all of them"),
+        models=("ratio",),
+    )
     with pytest.raises(AssertionError, match="X: supported"):
         check_case(always, Case(t("paper"), NOT))
 
@@ -320,8 +328,9 @@ def test_not_applicable_outside_the_declared_models(cid):
     assert (got["verdict"] == NA).all() and got["details"].str.contains("speaks of the model").all(), cid
 
 
-OPTIONAL = [(cid, col) for cid, c in REGISTRY.items() for col in c.columns
-            if col not in (*REQUIRED_COLUMNS, "ref_w", "ref_l")]  # fmt: skip
+OPTIONAL = [
+    (cid, col) for cid, c in REGISTRY.items() for col in c.columns if col not in (*REQUIRED_COLUMNS, "ref_w", "ref_l")
+]
 
 
 @pytest.mark.parametrize(("cid", "column"), OPTIONAL, ids=[f"{c}-{col}" for c, col in OPTIONAL])
@@ -346,8 +355,16 @@ def test_many_failed_rows_make_a_claim_on_the_flows_not_applicable(cid, monkeypa
 
 
 #: Values for every threshold, valid in any mix with the defaults, far from them.
-FAR = {"rtol_supported": 1e-9, "rtol_partly": 1e-2, "share_supported": 0.97, "share_partly": 0.2, "dominance": 5.0,
-       "speed_factor": 6.0, "p1_gap": 0.45, "stationary_tol": 1e-3}  # fmt: skip
+FAR = {
+    "rtol_supported": 1e-9,
+    "rtol_partly": 1e-2,
+    "share_supported": 0.97,
+    "share_partly": 0.2,
+    "dominance": 5.0,
+    "speed_factor": 6.0,
+    "p1_gap": 0.45,
+    "stationary_tol": 1e-3,
+}
 
 
 @pytest.mark.parametrize(("cid", "verdict"), [p for p in PAIRS if p[1] != NA], ids=lambda v: str(v).replace(" ", "_"))

@@ -28,15 +28,30 @@ SMALL = {"p1": {"start": 0.1, "stop": 0.7, "num": 4}, "p2": {"start": 0.1, "stop
 DOCS = {
     # the paper's setting, integrated: the conservation law is a real check here
     "ratio": {"name": "ratio", "loss": {"kind": "dpo", "beta": 0.1}, "grid": GRID, "solver": {"method": "auto"}},
-    "logits": {"name": "logits", "loss": {"kind": "dpo", "beta": 0.1}, "grid": GRID, "solver": {"engine": "exact"},
-               "model": {"kind": "logits", "K": 10, "reference": "initial"}, "stop": {"t_max": 1e7}},
-    "reference": {"name": "reference", "loss": {"kind": "dpo", "beta": 0.1, "ref_w": [0.5, 1.0], "ref_l": [0.5, 1.0]},
-                  "grid": GRID, "solver": {"engine": "exact"}},
+    "logits": {
+        "name": "logits",
+        "loss": {"kind": "dpo", "beta": 0.1},
+        "grid": GRID,
+        "solver": {"engine": "exact"},
+        "model": {"kind": "logits", "K": 10, "reference": "initial"},
+        "stop": {"t_max": 1e7},
+    },
+    "reference": {
+        "name": "reference",
+        "loss": {"kind": "dpo", "beta": 0.1, "ref_w": [0.5, 1.0], "ref_l": [0.5, 1.0]},
+        "grid": GRID,
+        "solver": {"engine": "exact"},
+    },
     # 3 of 16 rows made failed below, as the sweep records a solver failure: no claim on the flows may stand
     "failing": {"name": "failing", "loss": {"kind": "dpo", "beta": 0.5}, "grid": SMALL, "solver": {"method": "auto"}},
-    "features": {"name": "features", "loss": {"kind": "dpo", "beta": 0.1}, "grid": SMALL, "stop": {"t_max": 1e3},
-                 "model": {"kind": "features", "K": 10, "d": 8, "cos_wl": [0.0, 0.9], "reference": "initial"}},
-}  # fmt: skip
+    "features": {
+        "name": "features",
+        "loss": {"kind": "dpo", "beta": 0.1},
+        "grid": SMALL,
+        "stop": {"t_max": 1e3},
+        "model": {"kind": "features", "K": 10, "d": 8, "cos_wl": [0.0, 0.9], "reference": "initial"},
+    },
+}
 
 
 @pytest.fixture(scope="module")

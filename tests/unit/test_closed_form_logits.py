@@ -105,8 +105,9 @@ def test_stop_time_and_probabilities_match_mpmath_quadrature(beta, K, ref_kind, 
     assert abs(out["t_l"] / float(t_l) - 1) <= 1e-10
 
 
-@pytest.mark.parametrize(("beta", "K", "ref_kind", "t_max"), [(0.05, 3, "one", 7.0), (1.0, 100, "fixed", 0.3),
-                                                              (2.0, 10, "start", 1e6)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("beta", "K", "ref_kind", "t_max"), [(0.05, 3, "one", 7.0), (1.0, 100, "fixed", 0.3), (2.0, 10, "start", 1e6)]
+)
 def test_timeout_shift_matches_mpmath_quadrature(beta, K, ref_kind, t_max):
     theta0, log_ref = _start(K, seed=K + 1, ref_kind=ref_kind)
     out = exact_dpo_logits(theta0, log_ref, beta, p2_floor=1e-300, t_max=t_max)
@@ -173,15 +174,19 @@ def test_only_the_pair_moves_and_the_normaliser_cancels():
 
 def _ivp(policy, beta, t_end, events):
     obj = Objective(DPO(beta=beta), policy)
-    return solve_ivp(lambda t, th: -obj.grad(th), (0.0, t_end), policy.theta0, method="DOP853", rtol=1e-12,
-                     atol=1e-14, events=events)  # fmt: skip
+    return solve_ivp(
+        lambda t, th: -obj.grad(th), (0.0, t_end), policy.theta0, method="DOP853", rtol=1e-12, atol=1e-14, events=events
+    )
 
 
 @pytest.mark.parametrize(
     ("K", "zipf", "beta", "p0", "ref", "floor"),
-    [(10, 0.0, 0.1, (0.3, 0.6), (0.3, 0.6), 1e-3), (3, 0.0, 1.0, (0.1, 0.3), (0.5, 0.2), 1e-4),
-     (100, 1.0, 2.0, (0.05, 0.4), (1.0, 1.0), 1e-2)],
-)  # fmt: skip
+    [
+        (10, 0.0, 0.1, (0.3, 0.6), (0.3, 0.6), 1e-3),
+        (3, 0.0, 1.0, (0.1, 0.3), (0.5, 0.2), 1e-4),
+        (100, 1.0, 2.0, (0.05, 0.4), (1.0, 1.0), 1e-2),
+    ],
+)
 def test_matches_solve_ivp_of_the_full_flow(K, zipf, beta, p0, ref, floor):
     pol = SoftmaxLogits(K=K, zipf=zipf).bind(p0, ref)
     p_w_target, p_l_target = 0.5, 0.02
@@ -198,8 +203,9 @@ def test_matches_solve_ivp_of_the_full_flow(K, zipf, beta, p0, ref, floor):
     at_floor.terminal = True
     sol = _ivp(pol, beta, 1e5, [at_floor, w_cross, l_cross])
     assert sol.status == 1
-    out = exact_dpo_logits(pol.theta0, pol.log_ref, beta, p2_floor=floor, p1_target=p_w_target,
-                           p2_target=p_l_target, t_max=1e5)  # fmt: skip
+    out = exact_dpo_logits(
+        pol.theta0, pol.log_ref, beta, p2_floor=floor, p1_target=p_w_target, p2_target=p_l_target, t_max=1e5
+    )
     assert out["status"] == "converged"
     assert abs(out["t_stop"] / sol.t[-1] - 1) <= 1e-7
     np.testing.assert_allclose(out["p_final"], pol.probs(sol.y[:, -1]), rtol=1e-7, atol=1e-300)
@@ -276,9 +282,14 @@ def test_already_stopped_and_crossing_times():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"beta": 0.0}, "beta must be"), ({"p2_floor": 0.0}, "p2_floor must be in"), ({"p1_target": 1.5}, "p1_target"),
-     ({"t_max": -1.0}, "t_max must be > 0"), ({"loss_target": 0.0}, "loss_target must be")],
-)  # fmt: skip
+    [
+        ({"beta": 0.0}, "beta must be"),
+        ({"p2_floor": 0.0}, "p2_floor must be in"),
+        ({"p1_target": 1.5}, "p1_target"),
+        ({"t_max": -1.0}, "t_max must be > 0"),
+        ({"loss_target": 0.0}, "loss_target must be"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         exact_dpo_logits(np.log([0.3, 0.6, 0.1]), np.zeros(2), **kwargs)
@@ -290,13 +301,16 @@ def test_bad_arguments_are_named(kwargs, match):
         theta_at_time(np.log([[0.3, 0.6, 0.1]] * 2), np.zeros(2), 0.1, [0.5, -1.0])
 
 
-@pytest.mark.parametrize(("theta0", "log_ref", "match"), [
-    (np.log([0.3, 0.6, 0.1]), np.zeros(3), r"log_ref must have shape \(\.\.\., 2\); got shape \(3,\)"),
-    (np.log([0.3, 0.6, 0.1]), 0.0, r"log_ref must have shape \(\.\.\., 2\); got shape \(\)"),
-    (np.log([0.3, 0.6, 0.1]), [0.0, np.nan], "log_ref must be finite"),
-    (np.array([0.0]), np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2"),
-    (np.array([0.0, np.inf, 0.0]), np.zeros(2), "theta0 must be finite"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("theta0", "log_ref", "match"),
+    [
+        (np.log([0.3, 0.6, 0.1]), np.zeros(3), r"log_ref must have shape \(\.\.\., 2\); got shape \(3,\)"),
+        (np.log([0.3, 0.6, 0.1]), 0.0, r"log_ref must have shape \(\.\.\., 2\); got shape \(\)"),
+        (np.log([0.3, 0.6, 0.1]), [0.0, np.nan], "log_ref must be finite"),
+        (np.array([0.0]), np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2"),
+        (np.array([0.0, np.inf, 0.0]), np.zeros(2), "theta0 must be finite"),
+    ],
+)
 def test_bad_shapes_are_named(theta0, log_ref, match):
     with pytest.raises(ValueError, match=match):
         exact_dpo_logits(theta0, log_ref, 0.1)

@@ -126,8 +126,11 @@ def test_a_model_table_sweeps_its_parameters_and_the_reference():
     exp = parse_experiment(with_("model", {"kind": "features", "cos_wl": [0.0, 0.9], "reference": ["initial", "none"]}))
     sets = exp.parameter_sets()
     assert [(c["reference"], c["cos_wl"]) for c in sets] == [
-        ("initial", 0.0), ("initial", 0.9), ("none", 0.0), ("none", 0.9)
-    ]  # fmt: skip
+        ("initial", 0.0),
+        ("initial", 0.9),
+        ("none", 0.0),
+        ("none", 0.9),
+    ]
     assert exp.model_kind == "features" and exp.as_dict()["model"]["cos_wl"] == [0.0, 0.9]
     assert parse_experiment(exp.as_dict()) == exp  # meta.json's copy reads back as the same experiment
 
@@ -196,8 +199,11 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
     got, _ = engines(model={"kind": "logits"}, dynamics={"kind": ["flow", "gd"]})
     assert got == ["batched", "discrete"]
     assert engines(solver={"engine": "batched"}, loss={"kind": "ipo"})[0] == ["batched"]  # asked for by name
-    with pytest.raises(ConfigError, match=r"solver\.engine must be one of \['auto', 'discrete', 'network', 'batched', "
-                                          r"'driver', 'exact'\]; got 'fast'"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"solver\.engine must be one of \['auto', 'discrete', 'network', 'batched', "
+        r"'driver', 'exact'\]; got 'fast'",
+    ):
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "fast"}})
     with pytest.raises(ConfigError, match=r"solver\.engine has the explicit methods .*'Radau'; got 'batched'"):
         parse_experiment({"name": "e", "grid": grid, "solver": {"engine": "batched", "method": "Radau"}})
@@ -210,15 +216,24 @@ def test_the_engine_is_batched_where_verified_and_the_driver_elsewhere():
 
 def test_every_problem_of_a_file_in_one_pass():
     """Problems in different tables, and several in one table, are reported together, one a line."""
-    doc = {"name": "t", "colour": 1, "loss": {"beta": -1.0, "f_divergence": "bogus"},
-           "grid": {"p1": {"start": 0.1, "stop": 1.0, "num": 0}, "p2": {"start": 0.1, "stop": 1.0, "num": 2}},
-           "stop": {"t_max": "long"}}  # fmt: skip
+    doc = {
+        "name": "t",
+        "colour": 1,
+        "loss": {"beta": -1.0, "f_divergence": "bogus"},
+        "grid": {"p1": {"start": 0.1, "stop": 1.0, "num": 0}, "p2": {"start": 0.1, "stop": 1.0, "num": 2}},
+        "stop": {"t_max": "long"},
+    }
     with pytest.raises(ConfigError) as err:
         parse_experiment(doc, "x.toml")
     lines = str(err.value).splitlines()
     assert len(lines) == 6 and all(line.startswith("x.toml: ") for line in lines[:5])
-    for want in ("unknown key 'colour'", "loss.beta must be", "loss.f_divergence must be", "stop.t_max must be",
-                 "grid.p1.num must be a whole number >= 1"):  # fmt: skip
+    for want in (
+        "unknown key 'colour'",
+        "loss.beta must be",
+        "loss.f_divergence must be",
+        "stop.t_max must be",
+        "grid.p1.num must be a whole number >= 1",
+    ):
         assert sum(want in line for line in lines) == 1, (want, lines)
     assert "at most 5 problems" in lines[-1]  # the limit, said
     doc["stop"] = {}

@@ -71,8 +71,12 @@ def test_stiffness_test_is_off_without_a_budget():
 
 def test_orpo_start_at_certain_loser_is_refused_when_read():
     axis = {"start": 0.1, "stop": 0.9, "num": 3}
-    doc = {"name": "x", "loss": {"kind": ["dpo", "orpo"]}, "model": {"kind": "ratio"},
-           "grid": {"p1": dict(axis), "p2": axis | {"stop": 1.0}}}  # fmt: skip
+    doc = {
+        "name": "x",
+        "loss": {"kind": ["dpo", "orpo"]},
+        "model": {"kind": "ratio"},
+        "grid": {"p1": dict(axis), "p2": axis | {"stop": 1.0}},
+    }
     with pytest.raises(ConfigError, match=r"grid\.p2 must stay below 1 for loss 'orpo'.*infinite where pi\(y_l\) = 1"):
         parse_experiment(doc)
     parse_experiment(doc | {"model": {"kind": "logits"}})  # a normalised model's starts have p1 + p2 < 1
@@ -115,8 +119,11 @@ def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets(confo
     df = conf.run(conf.subset_experiments(), n_jobs=2, subset=conf.SUBSET)
     wall = time.perf_counter() - t0
     bad = conf.nonconforming(df)
-    shown = bad[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev",
-                 "message"]].head(10).to_string()  # fmt: skip
+    shown = (
+        bad[["loss", "model", "reference", "hyper", "engine", "dynamics", "p1_0", "p2_0", "status", "nfev", "message"]]
+        .head(10)
+        .to_string()
+    )
     assert bad.empty, f"{len(bad)} nonconforming rows:\n{shown}"
     # it covers what it says: every loss x model x reference x beta (ends and default) on the driver, ...
     flows = df[(df["dynamics"] == "flow") & (df["engine"] == "driver")]

@@ -67,8 +67,13 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pages(gen, run_dir):
     headers = gen.results_headers(run_dir)
-    return {"experiment": gen.experiment_page(), "results": gen.results_page(headers), "cli": gen.cli_page(),
-            "registries": gen.registries_page(), "api": gen.api_page()}  # fmt: skip
+    return {
+        "experiment": gen.experiment_page(),
+        "results": gen.results_page(headers),
+        "cli": gen.cli_page(),
+        "registries": gen.registries_page(),
+        "api": gen.api_page(),
+    }
 
 
 def _missing(page: str, names) -> list[str]:
@@ -122,10 +127,16 @@ def test_every_trace_file_and_column_is_in_the_reference(pages):
     assert _missing(page, OUTPUTS) == []
     flows = _section(page, "### A trace's `flows.csv`: one row per probe pair")
     assert _missing(flows, [*LEADING, *PROVENANCE, *EXTRA]) == []
-    assert _missing(_section(page, "### The callback's `logps.csv`: one row per pair and recorded step"),
-                    TRACE_COLUMNS) == []  # fmt: skip
-    assert _missing(_section(page, "### `predicted.csv`: the idealised flows from the pairs' starts"),
-                    ["pair", "ideal_model"]) == []  # fmt: skip
+    assert (
+        _missing(_section(page, "### The callback's `logps.csv`: one row per pair and recorded step"), TRACE_COLUMNS)
+        == []
+    )
+    assert (
+        _missing(
+            _section(page, "### `predicted.csv`: the idealised flows from the pairs' starts"), ["pair", "ideal_model"]
+        )
+        == []
+    )
 
 
 def test_the_default_figure_set_is_the_code_s(gen, pages):
@@ -176,8 +187,13 @@ def test_every_cli_option_is_in_the_reference(pages):
 def test_every_registered_item_is_in_the_reference(pages):
     page = pages["registries"]
     assert flowsim.MODELS is MODELS and "`flowsim.MODELS`" in page  # the page names the registries as exported
-    for title, names in (("Losses", flowsim.LOSSES), ("Models", MODELS), ("Optimisers", OPTIMISERS),
-                         ("Engines", ENGINES), ("Figures", [f.name for f in FAMILIES])):  # fmt: skip
+    for title, names in (
+        ("Losses", flowsim.LOSSES),
+        ("Models", MODELS),
+        ("Optimisers", OPTIMISERS),
+        ("Engines", ENGINES),
+        ("Figures", [f.name for f in FAMILIES]),
+    ):
         assert f"## {title}" in page
         assert _missing(page, names) == [], title
     for claim in REGISTRY.values():  # each claim with its statement and its rule at the default thresholds
@@ -197,8 +213,11 @@ class _Nan(dict):
 
 def test_every_experiment_file_in_the_how_tos_is_accepted():
     """The TOML in the how-to guides parses (a fragment without a name inside the least file)."""
-    blocks = [b for page in sorted((GEN.parent / "how-to").glob("*.md"))
-              for b in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)]  # fmt: skip
+    blocks = [
+        b
+        for page in sorted((GEN.parent / "how-to").glob("*.md"))
+        for b in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)
+    ]
     assert len(blocks) >= 5
     for block in blocks:
         doc = tomllib.loads(block)

@@ -38,8 +38,15 @@ def test_against_exact_flow_at_500_random_initial_conditions():
     assert set(exact["status"]) == {"converged", "capped"}  # both outcomes are exercised
     # within ~3x of the worst error measured (DOP853 at rtol 1e-9): t_w's crossing, found on the
     # dense output and not landed on, is the least accurate; x1 (= p_w / ref_w) the most
-    tol = {"t_stop": 3e-8, "t_w": 3e-7, "t_l": 1.5e-8, "x1_final": 1e-10, "x2_final": 5e-9, "p1_final": 1e-10,
-           "p2_final": 5e-9}  # measured: 8.8e-9, 9.1e-8, 3.6e-9, 3.2e-11, 1.2e-9, 3.2e-11, 1.2e-9
+    tol = {
+        "t_stop": 3e-8,
+        "t_w": 3e-7,
+        "t_l": 1.5e-8,
+        "x1_final": 1e-10,
+        "x2_final": 5e-9,
+        "p1_final": 1e-10,
+        "p2_final": 5e-9,
+    }  # measured: 8.8e-9, 9.1e-8, 3.6e-9, 3.2e-11, 1.2e-9, 3.2e-11, 1.2e-9
     for k, bound in tol.items():
         assert rel_err(got[k], exact[k]).max() <= bound, k
     assert np.all(got["nfev"] > 0)
@@ -48,8 +55,14 @@ def test_against_exact_flow_at_500_random_initial_conditions():
 #: Relative error bounds (t_stop, x1_final) per method at rtol 1e-10: ~3x the worst measured over
 #: both charts (RK23 2.8e-9, 6.1e-10; RK45 5.3e-10, 1.2e-10; DOP853 5.5e-11, 3.8e-12;
 #: Radau 2.3e-12, 2.3e-13; BDF 1.9e-8, 2.9e-9; LSODA 2.8e-9, 6.1e-10).
-METHOD_TOL = {"RK23": (1e-8, 2e-9), "RK45": (2e-9, 4e-10), "DOP853": (2e-10, 1.5e-11), "Radau": (1e-11, 1e-12),
-              "BDF": (6e-8, 1e-8), "LSODA": (1e-8, 2e-9)}  # fmt: skip
+METHOD_TOL = {
+    "RK23": (1e-8, 2e-9),
+    "RK45": (2e-9, 4e-10),
+    "DOP853": (2e-10, 1.5e-11),
+    "Radau": (1e-11, 1e-12),
+    "BDF": (6e-8, 1e-8),
+    "LSODA": (1e-8, 2e-9),
+}
 
 
 @pytest.mark.parametrize("method", METHODS)

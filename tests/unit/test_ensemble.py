@@ -37,16 +37,18 @@ def members(arch: str, n: int):
 
 
 @pytest.mark.parametrize("arch", ["mlp", "transformer"])
-@pytest.mark.parametrize(("loss", "opt"), [(DPO(beta=0.5), GD(lr=0.2)), (IPO(beta=0.5), Adam(lr=0.01))],
-                         ids=["dpo-gd", "ipo-adam"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("loss", "opt"), [(DPO(beta=0.5), GD(lr=0.2)), (IPO(beta=0.5), Adam(lr=0.01))], ids=["dpo-gd", "ipo-adam"]
+)
 def test_the_ensemble_rows_are_the_loop_rows(arch, loss, opt):
     if arch == "transformer":
         pytest.importorskip("transformers")
     steps, m = 12, members(arch, 3)
     path, _ = train_ensemble([x[0] for x in m], [x[1] for x in m], loss, opt, steps, np.array([x[2] for x in m]))
     stop = StopRule(max_steps=steps, p2_floor=1e-300, stationary_tol=0.0)
-    loop = np.array([train_pairs(net, b, loss, opt, stop, ref, path=True).path_logp
-                     for net, b, ref in members(arch, 3)])
+    loop = np.array(
+        [train_pairs(net, b, loss, opt, stop, ref, path=True).path_logp for net, b, ref in members(arch, 3)]
+    )
     assert path.shape == (steps + 1, 3, 3, 2)
     np.testing.assert_allclose(path, loop.transpose(1, 0, 2, 3), rtol=0, atol=1e-10)
     assert np.min(np.abs(path[-1] - path[0])) > 1e-4  # every member trained

@@ -267,8 +267,11 @@ def test_a_loss_is_one_file_and_one_line_and_runs_batched_or_says_why(tmp_path, 
 
     cls = _module(tmp_path, monkeypatch, LOSS, "squared_margin").SquaredMargin
     monkeypatch.setitem(LOSSES, cls.kind, cls)  # the registry line
-    doc = {"loss": {"kind": "squared_margin"}, "model": {"kind": "logits", "K": 4, "reference": "initial"},
-           "stop": {"margin_target": 4.0}}  # fmt: skip
+    doc = {
+        "loss": {"kind": "squared_margin"},
+        "model": {"kind": "logits", "K": 4, "reference": "initial"},
+        "stop": {"margin_target": 4.0},
+    }
     _, auto, meta = _sweep(tmp_path, doc, "auto")
     assert meta["counts_by_engine"] == {"batched": len(auto)} and (auto["status"] == "reached_margin").all()
     _, driver, _ = _sweep(tmp_path, doc | {"solver": {"engine": "driver"}}, "driver")
@@ -283,8 +286,11 @@ def test_a_model_is_one_file_and_one_line_and_runs_on_every_engine_that_declares
 
     cls = _module(tmp_path, monkeypatch, MODEL, "tempered").Tempered
     monkeypatch.setitem(MODELS, cls.kind, cls)  # the registry line
-    doc = {"model": {"kind": "tempered", "T": [0.5, 2.0], "reference": "initial"},
-           "dynamics": {"kind": ["flow", "gd"], "gd": {"lr": 0.5}}, "stop": {"t_max": 5.0}}  # fmt: skip
+    doc = {
+        "model": {"kind": "tempered", "T": [0.5, 2.0], "reference": "initial"},
+        "dynamics": {"kind": ["flow", "gd"], "gd": {"lr": 0.5}},
+        "stop": {"t_max": 5.0},
+    }
     exp, auto, meta = _sweep(tmp_path, doc, "auto")
     grid = exp.grid.points()  # normalised (Parameterisation's default declaration): starts with p1 + p2 < 1 only
     assert meta["starts_left_out"] == int((grid.sum(axis=1) >= 1).sum()) > 0
@@ -304,8 +310,11 @@ def test_an_optimiser_is_one_file_and_one_line(tmp_path, monkeypatch):
 
     cls = _module(tmp_path, monkeypatch, OPTIMISER, "signgd").SignGD
     monkeypatch.setitem(OPTIMISERS, cls.kind, cls)  # the registry line
-    doc = {"model": {"kind": "logits", "K": 4, "reference": "initial"}, "dynamics": {"kind": "signgd", "lr": 0.05},
-           "stop": {"max_steps": 7}}  # fmt: skip
+    doc = {
+        "model": {"kind": "logits", "K": 4, "reference": "initial"},
+        "dynamics": {"kind": "signgd", "lr": 0.05},
+        "stop": {"max_steps": 7},
+    }
     _, rows, meta = _sweep(tmp_path, doc, "signgd")
     assert meta["counts_by_engine"] == {"discrete": len(rows)} and (rows["steps"] == 7).all()
     p0 = rows[["p1_0", "p2_0"]].to_numpy()

@@ -27,8 +27,10 @@ def test_the_language_is_determined_by_its_seed():
     assert not np.allclose(a.transition, c.transition)
     spec = Network(**LANG, n_pairs=6, n_prompts=3, data_seed=4).check_relations()
     d1, d2 = make_pairs(spec), make_pairs(spec)
-    assert all(np.array_equal(x, y) for x, y in zip((d1.prompts, d1.chosen, d1.rejected),
-                                                    (d2.prompts, d2.chosen, d2.rejected), strict=True))  # fmt: skip
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip((d1.prompts, d1.chosen, d1.rejected), (d2.prompts, d2.chosen, d2.rejected), strict=True)
+    )
     assert not np.array_equal(d1.chosen, make_pairs(Network(**LANG, n_pairs=6, data_seed=5)).chosen)
     assert np.array_equal(corpus(spec, 300, [1, 2]), corpus(spec, 300, [1, 2]))
     assert vocabulary(4) == ["w0", "w1", "w2", "</s>"]
@@ -54,8 +56,15 @@ def test_samples_follow_the_chain():
 
 @pytest.mark.parametrize("same_class", [True, False])
 def test_pairs_follow_their_similarity_controls(same_class):
-    spec = Network(**{**LANG, "response_len": 5}, n_pairs=200, n_prompts=20, edit_distance=2, shared_prefix=2,
-                   same_class=same_class, append_eos=True).check_relations()  # fmt: skip
+    spec = Network(
+        **{**LANG, "response_len": 5},
+        n_pairs=200,
+        n_prompts=20,
+        edit_distance=2,
+        shared_prefix=2,
+        same_class=same_class,
+        append_eos=True,
+    ).check_relations()
     d, lang = make_pairs(spec), language_of(spec)
     assert d.chosen.shape == (200, 6) and np.all(d.chosen[:, -1] == 11) and np.all(d.rejected[:, -1] == 11)
     assert np.all(d.edit_distances() == 2)
@@ -71,16 +80,19 @@ def test_pairs_follow_their_similarity_controls(same_class):
 
 @pytest.mark.parametrize(
     ("arch", "extra", "steps", "lr"),
-    [("mlp", dict(layers=1, width=16, window=2), 30, 0.03),
-     ("transformer", dict(layers=2, heads=2, width=16, context=8), 30, 0.03)],
+    [
+        ("mlp", dict(layers=1, width=16, window=2), 30, 0.03),
+        ("transformer", dict(layers=2, heads=2, width=16, context=8), 30, 0.03),
+    ],
 )
 def test_pretraining_lowers_the_next_token_loss(arch, extra, steps, lr):
     # measured on held-out text (vocab 12 = 11 words + EOS, 3 classes, floor 1.211 nats): mlp 2.641 ->
     # 1.263, transformer 2.518 -> 1.316, from about log 12 = 2.485 to within 0.11 of the floor
     if arch == "transformer":
         pytest.importorskip("transformers")
-    spec = Network(arch=arch, **LANG, pretrain_steps=steps, pretrain_lr=lr, pretrain_tokens=600,
-                   **extra).check_relations()  # fmt: skip
+    spec = Network(
+        arch=arch, **LANG, pretrain_steps=steps, pretrain_lr=lr, pretrain_tokens=600, **extra
+    ).check_relations()
     net, _ = build(spec, make_pairs(spec))
     held = text_batch(spec, corpus(spec, 3000, [99]), net)
     with torch.no_grad():

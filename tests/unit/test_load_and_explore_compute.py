@@ -96,13 +96,13 @@ def test_a_trajectory_is_the_flow_integrate_gives(tiny):
     res, row, combo = tiny
     exp = compute.experiment_of(compute.Setting(beta="0.1"), res.experiment, combo)
     tr = compute.trajectory(exp, exp.parameter_sets()[0], [row.p1_0, row.p2_0])
-    want = flowsim.integrate(flowsim.DPO(beta=0.1), [row.p1_0, row.p2_0], stop=exp.stop, options=exp.solver,
-                             path=True)  # fmt: skip
+    want = flowsim.integrate(flowsim.DPO(beta=0.1), [row.p1_0, row.p2_0], stop=exp.stop, options=exp.solver, path=True)
     np.testing.assert_array_equal(np.c_[tr.p1, tr.p2], want.path_x)
     np.testing.assert_array_equal(tr.t, want.path_t)
     assert tr.status == want.status == row.status
-    np.testing.assert_allclose([tr.p1[-1], tr.p2[-1], tr.t_stop], [row.p1_final, row.p2_final, row.t_stop],
-                               rtol=1e-8)  # integrated vs the run's closed form  # fmt: skip
+    np.testing.assert_allclose(
+        [tr.p1[-1], tr.p2[-1], tr.t_stop], [row.p1_final, row.p2_final, row.t_stop], rtol=1e-8
+    )  # integrated vs the run's closed form
 
 
 def test_an_optimiser_trajectory_replays_run_discrete(tiny):

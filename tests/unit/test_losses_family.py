@@ -488,9 +488,25 @@ def test_batched_calls_match_pointwise(kind):
 
 def test_registry_kinds_and_defaults():
     assert sorted(LOSSES) == sorted(
-        ["dpo", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-         "discopop", "sigmoid_norm", "rpo", "simpo", "dpop", "orpo"]
-    )  # fmt: skip
+        [
+            "dpo",
+            "hinge",
+            "ipo",
+            "exo_pair",
+            "nca_pair",
+            "robust",
+            "bco_pair",
+            "sppo_hard",
+            "apo_zero",
+            "apo_down",
+            "discopop",
+            "sigmoid_norm",
+            "rpo",
+            "simpo",
+            "dpop",
+            "orpo",
+        ]
+    )
     for kind, cls in LOSSES.items():
         loss = cls()
         assert loss.kind == kind
@@ -741,8 +757,15 @@ def test_orpo_log1mexp_branches_agree_and_odds_are_exact():
 
     x = np.array([-1e-12, -1e-3, -math.log(2) + 1e-12, -math.log(2) - 1e-12, -5.0, -40.0, -800.0])
     # mpmath, 50 digits: log(1 - exp(x)) at those doubles (the last is -exp(-800), below the smallest double)
-    want = [-27.631021115929048, -6.9082552373154707, -0.69314718056094531, -0.69314718055894535,
-            -0.0067607494494885578, -4.248354255291589e-18, 0.0]  # fmt: skip
+    want = [
+        -27.631021115929048,
+        -6.9082552373154707,
+        -0.69314718056094531,
+        -0.69314718055894535,
+        -0.0067607494494885578,
+        -4.248354255291589e-18,
+        0.0,
+    ]
     with np.errstate(all="raise"):
         got = log1mexp(x)
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)

@@ -72,7 +72,9 @@ def test_the_parameterisation_matters():
     # the ratio plane's circle gives p_w = 0.3 sqrt(2 - 0.1^2) = 0.423; logits 0.886
     stop = StopRule(p2_floor=0.06, p2_target=0.06)
     p0 = np.array([0.3, 0.6])
-    ends = {kind: integrate(DPO(0.1), policy=PARAMETERISATIONS[kind]().bind(p0, p0), stop=stop).p1_final
-            for kind in ("ratio", "logits")}  # fmt: skip
+    ends = {
+        kind: integrate(DPO(0.1), policy=PARAMETERISATIONS[kind]().bind(p0, p0), stop=stop).p1_final
+        for kind in ("ratio", "logits")
+    }
     assert ends["ratio"] == pytest.approx(0.3 * np.sqrt(2 - 0.1**2), rel=1e-7)
     assert ends["logits"] == pytest.approx(0.885666, abs=1e-6)

@@ -50,8 +50,9 @@ def flowsim_steps(loss, policy, opt, n):
 
 
 @pytest.mark.parametrize("loss", [DPO(beta=0.5), IPO(beta=0.5), SimPO()], ids=lambda x: x.kind)
-@pytest.mark.parametrize("opt", [GD(lr=0.5), Momentum(lr=0.1), Adam(lr=0.05), AdamW(lr=0.05, weight_decay=0.1)],
-                         ids=lambda o: o.kind)  # fmt: skip
+@pytest.mark.parametrize(
+    "opt", [GD(lr=0.5), Momentum(lr=0.1), Adam(lr=0.05), AdamW(lr=0.05, weight_decay=0.1)], ids=lambda o: o.kind
+)
 def test_tabular_network_is_the_logits_model(loss, opt):
     # layers = 0, a one-hot prompt, one-token responses: the same trajectory as `logits`, to 1e-10
     _, net, batch = tabular_net()
@@ -75,9 +76,15 @@ def test_tabular_network_record_matches_run_discrete():
     ref = run_discrete(DPO(beta=0.5), SoftmaxLogits(K=K).bind([[0.2, 0.6]], [[0.2, 0.6]]), GD(lr=0.5), stop)
     rec = train_pairs(net, batch, DPO(beta=0.5), GD(lr=0.5), stop, np.log([[0.2, 0.6]]))
     assert rec.status[0] == ref["status"][0] == "converged" and rec.steps == ref["steps"][0]
-    for mine, theirs in ((rec.t_stop, ref["t_stop"]), (rec.track.t_w, ref["t_w"]), (rec.track.t_l, ref["t_l"]),
-                         (rec.track.p_w_min, ref["p_w_min"]), (np.exp(rec.logp[:, 0]), ref["p1_final"]),
-                         (np.exp(rec.logp[:, 1]), ref["p2_final"]), (rec.loss_final, ref["loss_final"])):  # fmt: skip
+    for mine, theirs in (
+        (rec.t_stop, ref["t_stop"]),
+        (rec.track.t_w, ref["t_w"]),
+        (rec.track.t_l, ref["t_l"]),
+        (rec.track.p_w_min, ref["p_w_min"]),
+        (np.exp(rec.logp[:, 0]), ref["p1_final"]),
+        (np.exp(rec.logp[:, 1]), ref["p2_final"]),
+        (rec.loss_final, ref["loss_final"]),
+    ):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
     assert rec.displaced[0] == ref["displaced"][0]
 

@@ -61,8 +61,7 @@ def test_the_tabular_network_has_the_logits_models_field():
     """layers = 0, one-hot one-token prompt, one-token responses: dp/dt = -p (J J^T) dL/dh with
     J = (e_w - p, e_l - p), the softmax's own Jacobian of (log p_w, log p_l) in the logits."""
     k, x, p_start = 6, 4, np.array([0.3, 0.5])
-    spec = Network(vocab=k, prompt_len=1, response_len=1, window=1, layers=0, embedding="one-hot",
-                   readout_bias=False)  # fmt: skip
+    spec = Network(vocab=k, prompt_len=1, response_len=1, window=1, layers=0, embedding="one-hot", readout_bias=False)
     net = CausalMLP(spec)
     p_all = np.exp(sft_log_probs(p_start, k))
     with torch.no_grad():
@@ -77,10 +76,26 @@ def test_the_tabular_network_has_the_logits_models_field():
 
 
 def _rows(**extra) -> pd.DataFrame:
-    base = {"p1_0": [0.2, 0.6], "p2_0": [0.5, 0.1], "x1_0": 1.0, "x2_0": 1.0, "x1_final": 2.0, "x2_final": 0.5,
-            "p1_final": [0.4, 0.7], "p2_final": [0.1, 0.05], "ref_w": [0.2, 0.6], "ref_l": [0.5, 0.1],
-            "status": "reached_loss", "region": ["left", "bottom-right"], "t_stop": 1.0, "t_w": np.nan,
-            "t_l": np.nan, "feasible": True, "model": "network", "loss": "dpo"}  # fmt: skip
+    base = {
+        "p1_0": [0.2, 0.6],
+        "p2_0": [0.5, 0.1],
+        "x1_0": 1.0,
+        "x2_0": 1.0,
+        "x1_final": 2.0,
+        "x2_final": 0.5,
+        "p1_final": [0.4, 0.7],
+        "p2_final": [0.1, 0.05],
+        "ref_w": [0.2, 0.6],
+        "ref_l": [0.5, 0.1],
+        "status": "reached_loss",
+        "region": ["left", "bottom-right"],
+        "t_stop": 1.0,
+        "t_w": np.nan,
+        "t_l": np.nan,
+        "feasible": True,
+        "model": "network",
+        "loss": "dpo",
+    }
     return pd.DataFrame({**base, **extra})
 
 

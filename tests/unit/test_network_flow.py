@@ -30,21 +30,20 @@ P0 = np.array([0.3, 0.5])
 
 def network_at(lr: float) -> np.ndarray:
     """(p_w, p_l) at t = T_END of GD at lr on the tabular network from P0 (reference: the start)."""
-    spec = Network(vocab=K, prompt_len=1, response_len=1, window=1, layers=0, embedding="one-hot",
-                   readout_bias=False)  # fmt: skip
+    spec = Network(vocab=K, prompt_len=1, response_len=1, window=1, layers=0, embedding="one-hot", readout_bias=False)
     net = CausalMLP(spec)
     with torch.no_grad():
         net.readout.weight[:, 0] = torch.as_tensor(sft_log_probs(P0, K), dtype=DTYPE)
     batch = PairBatch(PairData(np.array([[0]]), np.array([[0]]), np.array([[1]])), 1, net.pad)
-    rec = train_pairs(net, batch, DPO(beta=1.0), GD(lr=lr), StopRule(t_max=T_END, p2_floor=1e-12),
-                      np.log(P0)[None])  # fmt: skip
+    rec = train_pairs(net, batch, DPO(beta=1.0), GD(lr=lr), StopRule(t_max=T_END, p2_floor=1e-12), np.log(P0)[None])
     assert rec.train_status == "timeout" and abs(rec.t_stop - T_END) < 1e-12
     return np.exp(rec.logp[0])
 
 
 def test_small_lr_gd_is_first_order_in_lr():
-    flow = integrate(DPO(beta=1.0), P0, policy=SoftmaxLogits(K=K).bind(P0, P0), stop=StopRule(t_max=T_END,
-                     p2_floor=1e-12))  # fmt: skip
+    flow = integrate(
+        DPO(beta=1.0), P0, policy=SoftmaxLogits(K=K).bind(P0, P0), stop=StopRule(t_max=T_END, p2_floor=1e-12)
+    )
     assert flow.status == "timeout"
     want = np.array([flow.p1_final, flow.p2_final])
     lrs = np.array([0.1, 0.05, 0.025, 0.0125])

@@ -84,8 +84,13 @@ def dpo_path(start):
     logp, gnorm = start.reference(DPO(beta=BETA), STEPS)
     h = logp - start.log_ref
     margin = h[..., 0] - h[..., 1]
-    return {"logp": logp, "p_l": np.exp(logp[..., 1]), "margin": margin, "loss": np.logaddexp(0.0, -BETA * margin),
-            "gnorm": gnorm}  # fmt: skip
+    return {
+        "logp": logp,
+        "p_l": np.exp(logp[..., 1]),
+        "margin": margin,
+        "loss": np.logaddexp(0.0, -BETA * margin),
+        "gnorm": gnorm,
+    }
 
 
 def first(condition: np.ndarray) -> int:
@@ -132,8 +137,9 @@ def test_reached_margin_waits_for_every_pair_and_pairs_below_the_floor_are_conve
     floor = float(np.median(dpo_path["p_l"][k]))
     under = dpo_path["p_l"][k] <= floor
     assert 0 < under.sum() < 4 and not (dpo_path["p_l"][: k + 1] <= floor).all(axis=1).any()
-    rec = start.train(DPO(beta=BETA), StopRule(**QUIET | {"margin_target": target, "p2_floor": floor,
-                                                           "p2_target": floor}))  # fmt: skip
+    rec = start.train(
+        DPO(beta=BETA), StopRule(**QUIET | {"margin_target": target, "p2_floor": floor, "p2_target": floor})
+    )
     assert (rec.train_status, rec.steps) == ("reached_margin", k)
     np.testing.assert_allclose(rec.h[:, 0] - rec.h[:, 1], dpo_path["margin"][k], rtol=1e-12)
     assert list(rec.status) == np.where(under, "converged", "reached_margin").tolist()

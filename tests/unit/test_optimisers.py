@@ -102,8 +102,9 @@ def _slope(lrs, errors) -> float:
 def test_gd_approaches_the_flow_at_order_one_on_the_ratio_plane():
     loss = DPO(beta=0.1)
     policy = RatioPlane().bind(np.array([[0.3, 0.6]]), np.array([[1.0, 1.0]]))
-    flow = integrate(loss, policy=policy.row(0), stop=StopRule(t_max=1.0),
-                     options=SolverOptions(rtol=1e-12, atol=1e-14))  # fmt: skip
+    flow = integrate(
+        loss, policy=policy.row(0), stop=StopRule(t_max=1.0), options=SolverOptions(rtol=1e-12, atol=1e-14)
+    )
     assert flow.status == "timeout" and flow.t_stop == 1.0
     errors = []
     for lr in LRS:
@@ -216,8 +217,10 @@ def test_adamw_decay_is_decoupled_by_hand():
     assert _ratio_run(opt, 2) == pytest.approx(tuple(x), abs=1e-12)
     # and with no decay AdamW is Adam, bitwise
     pol = bind("logits")
-    assert_same_record(run_discrete(DPO(), pol, AdamW(lr=0.05), StopRule(max_steps=30)),
-                       run_discrete(DPO(), pol, Adam(lr=0.05), StopRule(max_steps=30)))  # fmt: skip
+    assert_same_record(
+        run_discrete(DPO(), pol, AdamW(lr=0.05), StopRule(max_steps=30)),
+        run_discrete(DPO(), pol, Adam(lr=0.05), StopRule(max_steps=30)),
+    )
 
 
 def test_momentum_first_two_steps_by_hand():
@@ -237,8 +240,10 @@ def test_momentum_first_two_steps_by_hand():
     assert _ratio_run(opt, 2) == pytest.approx(tuple(x), abs=1e-12)
     # momentum 0 is gradient descent, bitwise
     pol = bind("features")
-    assert_same_record(run_discrete(DPO(), pol, Momentum(lr=0.3, momentum=0.0), StopRule(max_steps=25)),
-                       run_discrete(DPO(), pol, GD(lr=0.3), StopRule(max_steps=25)))  # fmt: skip
+    assert_same_record(
+        run_discrete(DPO(), pol, Momentum(lr=0.3, momentum=0.0), StopRule(max_steps=25)),
+        run_discrete(DPO(), pol, GD(lr=0.3), StopRule(max_steps=25)),
+    )
 
 
 def test_optimisers_do_not_modify_their_inputs():
@@ -274,8 +279,11 @@ def test_fused_evaluators_are_the_objective(par, rng):
     pol = par.bind(STARTS, STARTS[::-1])
     fused = evaluator_for(DPO(beta=0.3), pol)
     assert type(fused) is not Evaluator
-    check = (lambda a, b: np.testing.assert_array_equal(a, b, strict=True)) if par.kind == "logits" else (
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15))  # fmt: skip
+    check = (
+        (lambda a, b: np.testing.assert_array_equal(a, b, strict=True))
+        if par.kind == "logits"
+        else (lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15))
+    )
     generic = Evaluator(DPO(beta=0.3), pol)
     obj = Objective(DPO(beta=0.3), pol)
     theta = pol.theta0 + rng.normal(scale=2.0, size=pol.theta0.shape)
@@ -358,9 +366,11 @@ def _check_record(out: dict, pol, loss, opt, stop: StopRule) -> None:
     np.testing.assert_array_equal(out["nfev"], out["steps"])
     np.testing.assert_allclose(out["t_stop"], out["steps"] * opt.lr, rtol=1e-15)
     assert np.all(out["steps"] <= step_limit(stop, opt.lr))
-    for name, fn in (("converged", lambda: out["p2_final"] <= stop.p2_floor),
-                     ("reached_loss", lambda: out["loss_final"] <= stop.loss_target),
-                     ("reached_margin", lambda: out["margin_final"] >= stop.margin_target)):  # fmt: skip
+    for name, fn in (
+        ("converged", lambda: out["p2_final"] <= stop.p2_floor),
+        ("reached_loss", lambda: out["loss_final"] <= stop.loss_target),
+        ("reached_margin", lambda: out["margin_final"] >= stop.margin_target),
+    ):
         sel = out["status"] == name
         if sel.any():
             assert np.all(fn()[sel]), name
@@ -504,8 +514,10 @@ def test_vectorised_is_bitwise_each_row_alone_with_divergence():
     both = run_discrete(DPO(beta=0.1), pol, GD(lr=0.5), StopRule())
     assert {"diverged", "capped"} <= set(both["status"])
     for i in range(4):
-        assert_same_record({f: v[i : i + 1] for f, v in both.items()},
-                           run_discrete(DPO(beta=0.1), pol.row(np.array([i])), GD(lr=0.5), StopRule()))  # fmt: skip
+        assert_same_record(
+            {f: v[i : i + 1] for f, v in both.items()},
+            run_discrete(DPO(beta=0.1), pol.row(np.array([i])), GD(lr=0.5), StopRule()),
+        )
 
 
 def test_the_runner_refuses_what_it_cannot_run():

@@ -24,8 +24,16 @@ def test_registered_by_kind():
     assert PARAMETERISATIONS["features"] is LogLinearFeatures
     assert make_parameterisation("logits", K=5, zipf=1.0) == SoftmaxLogits(K=5, zipf=1.0)
     assert SoftmaxLogits().params() == {"K": 10, "zipf": 0.0}
-    assert LogLinearFeatures().params() == {"K": 10, "d": 8, "cos_wl": 0.0, "norm_ratio": 1.0, "other_scale": 1.0,
-                                            "seed": 0, "train_bias": False, "zipf": 0.0}  # fmt: skip
+    assert LogLinearFeatures().params() == {
+        "K": 10,
+        "d": 8,
+        "cos_wl": 0.0,
+        "norm_ratio": 1.0,
+        "other_scale": 1.0,
+        "seed": 0,
+        "train_bias": False,
+        "zipf": 0.0,
+    }
     assert SoftmaxLogits.normalised and LogLinearFeatures.normalised
 
 

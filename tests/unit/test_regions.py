@@ -23,8 +23,17 @@ def test_a_point_on_a_cut_is_in_the_upper_cell(p1_cuts, p2_cuts):
     # every combination of: on a cut, one ulp below it, one ulp above it, or inside a cell -- on each axis
     def values(cuts):
         a, b = cuts
-        return [a, b, np.nextafter(a, 0), np.nextafter(b, 0), np.nextafter(a, 1), np.nextafter(b, 1),
-                a / 2, (a + b) / 2, (b + 1) / 2]  # fmt: skip
+        return [
+            a,
+            b,
+            np.nextafter(a, 0),
+            np.nextafter(b, 0),
+            np.nextafter(a, 1),
+            np.nextafter(b, 1),
+            a / 2,
+            (a + b) / 2,
+            (b + 1) / 2,
+        ]
 
     pts = np.array(list(itertools.product(values(p1_cuts), values(p2_cuts))))
     row, col = region_index(pts, p1_cuts, p2_cuts)

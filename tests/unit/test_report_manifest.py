@@ -16,16 +16,31 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 def regions_csv(folder: Path, p1_final: float) -> None:
     """A regions.csv of feasible starts, the columns the models' comparison reads."""
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"subset": "feasible", "region": list(REGIONS), "count": 10, "n_left_simplex": 0,
-                  "p1_final_median": p1_final, "t_stop_median": 1.5, "share_displaced": 0.0}).to_csv(
-        folder / "regions.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "subset": "feasible",
+            "region": list(REGIONS),
+            "count": 10,
+            "n_left_simplex": 0,
+            "p1_final_median": p1_final,
+            "t_stop_median": 1.5,
+            "share_displaced": 0.0,
+        }
+    ).to_csv(folder / "regions.csv", index=False)
 
 
 def claims_csv(folder: Path) -> None:
     """A claims.csv with one claim at two betas, as the beta section reads it."""
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"claim": "C1", "title": "Theorem 1", "subset": "all", "beta": [0.1, 0.5],
-                  "verdict": ["supported", "not supported"]}).to_csv(folder / "claims.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "claim": "C1",
+            "title": "Theorem 1",
+            "subset": "all",
+            "beta": [0.1, 0.5],
+            "verdict": ["supported", "not supported"],
+        }
+    ).to_csv(folder / "claims.csv", index=False)
 
 
 def test_an_empty_folder_marks_every_section_that_reads_results(tmp_path):

@@ -22,9 +22,11 @@ def test_each_trap_is_named_with_its_setting_and_only_there():
 def test_a_run_of_a_few_steps_warns_naming_the_setting(tmp_path, capsys):
     """Discrete GD from the SFT model, whose loss log 2 is already nearly the target: the stage ends at once."""
     exp = tmp_path / "few.toml"
-    exp.write_text('name = "few"\n[loss]\nbeta = 0.1\n[model]\nkind = "logits"\nreference = "initial"\n'
-                   '[dynamics]\nkind = "gd"\nlr = [1.0, 0.001]\n[grid]\np1 = { start = 0.1, stop = 0.4, num = 3 }\n'
-                   'p2 = { start = 0.1, stop = 0.4, num = 3 }\n[stop]\nloss_target = 0.69\n')  # fmt: skip
+    exp.write_text(
+        'name = "few"\n[loss]\nbeta = 0.1\n[model]\nkind = "logits"\nreference = "initial"\n'
+        '[dynamics]\nkind = "gd"\nlr = [1.0, 0.001]\n[grid]\np1 = { start = 0.1, stop = 0.4, num = 3 }\n'
+        "p2 = { start = 0.1, stop = 0.4, num = 3 }\n[stop]\nloss_target = 0.69\n"
+    )
     assert main(["run", str(exp), "--out", str(tmp_path / "o"), "--quiet", "--n-jobs", "1"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(err) == 1 and err[0].startswith("flowsim: warning: few, lr = 1.0: the preference stage ended in")

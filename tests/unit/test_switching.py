@@ -137,8 +137,9 @@ def test_the_sliding_flow_is_the_limit_of_regularised_flows():
     assert slide.p1_final == pytest.approx(0.3, rel=1e-14)  # on h_w = 0, p_w is the reference's
     errors = []
     for eps in (1e-2, 1e-3, 1e-4):
-        reg = integrate(SmoothDPOP(eps=eps), policy=pol, stop=stop, options=SolverOptions(method="Radau", rtol=1e-10,
-                                                                                            atol=1e-12))
+        reg = integrate(
+            SmoothDPOP(eps=eps), policy=pol, stop=stop, options=SolverOptions(method="Radau", rtol=1e-10, atol=1e-12)
+        )
         assert reg.status == "timeout", reg.message
         errors.append(max(abs(reg.p1_final - slide.p1_final), abs(reg.p2_final - slide.p2_final)))
     assert errors[0] / errors[1] > 8 and errors[1] / errors[2] > 8  # first order in eps (measured: 10.5, 10.0)
@@ -160,8 +161,10 @@ def test_hinge_stops_on_its_surface():
 
 def test_side_grad_defaults_agree_with_the_exact_pieces():
     """On the surfaces and on the asked side (the default only moves a point on the other side onto the surface)."""
-    for loss, on in ((DPOP(beta=0.2), np.array([[0.0, 0.3], [0.0, -2.0]])),
-                     (Hinge(beta=0.3), np.array([[1 / 0.3, 0.0], [0.0, -1 / 0.3]]))):  # fmt: skip
+    for loss, on in (
+        (DPOP(beta=0.2), np.array([[0.0, 0.3], [0.0, -2.0]])),
+        (Hinge(beta=0.3), np.array([[1 / 0.3, 0.0], [0.0, -1 / 0.3]])),
+    ):
         n = loss.kink_normals(on)[:, 0, :]
         np.testing.assert_allclose(Loss.kink_normals(loss, on), loss.kink_normals(on), atol=1e-8)
         for side in (-1.0, 1.0):

@@ -61,8 +61,16 @@ def test_same_seed_same_network_float64():
 
 def _zero_layer_net():
     """layers = 0, untied head, train = readout; the head set so that z0 = W phi = the logits model's theta0."""
-    spec = Network(arch="transformer", vocab=K, prompt_len=1, response_len=1, layers=0, width=8,
-                   tie_embeddings=False, train="readout").check_relations()  # fmt: skip
+    spec = Network(
+        arch="transformer",
+        vocab=K,
+        prompt_len=1,
+        response_len=1,
+        layers=0,
+        width=8,
+        tie_embeddings=False,
+        train="readout",
+    ).check_relations()
     net, batch = build(spec, PairData(np.array([[X]]), np.array([[0]]), np.array([[1]])))
     with torch.no_grad():
         phi = net.lm.transformer(input_ids=torch.as_tensor([[X]])).last_hidden_state[0, 0]
@@ -88,8 +96,9 @@ def test_zero_layer_transformer_is_the_logits_model(loss, kind):
         want.append(theta[0])
     want = np.array(want)
     lp = want - np.logaddexp.reduce(want, axis=1, keepdims=True)
-    rec = train_pairs(net, batch, loss, opt, StopRule(max_steps=40, p2_floor=1e-12, stationary_tol=0.0),
-                      np.log(P0)[None], path=True)  # fmt: skip
+    rec = train_pairs(
+        net, batch, loss, opt, StopRule(max_steps=40, p2_floor=1e-12, stationary_tol=0.0), np.log(P0)[None], path=True
+    )
     assert rec.steps == 40
     np.testing.assert_allclose(rec.path_logp[:, 0], lp[:, :2], rtol=0, atol=1e-10)
 
@@ -153,9 +162,13 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch):
 
 
 def test_train_names_the_trained_parts():
-    nets = {train: CausalTransformer(Network(**SMALL, train=train, tie_embeddings=False))
-            for train in ("embedding", "readout")}  # fmt: skip
+    nets = {
+        train: CausalTransformer(Network(**SMALL, train=train, tie_embeddings=False))
+        for train in ("embedding", "readout")
+    }
     names = {train: [k for k, p in net.named_parameters() if p.requires_grad] for train, net in nets.items()}
-    assert names == {"embedding": ["lm.transformer.wte.weight", "lm.transformer.wpe.weight"],
-                     "readout": ["lm.lm_head.weight"]}  # fmt: skip
+    assert names == {
+        "embedding": ["lm.transformer.wte.weight", "lm.transformer.wpe.weight"],
+        "readout": ["lm.lm_head.weight"],
+    }
     assert len(trainable(CausalTransformer(Network(**SMALL)))) == 2 + 12 * 2 + 2  # wte, wpe, 12 per block, ln_f

@@ -138,8 +138,14 @@ def test_claims_declare_where_they_apply():
 
 
 def test_the_failed_note_counts_the_first_claims_groups():
-    claims = pd.DataFrame({"claim": ["C1", "C1", "C1", "C2"], "subset": ["all", "feasible", "all", "all"],
-                           "n_failed": [2, 1, 1, 9], "n_rows": [100, 50, 100, 200]})  # fmt: skip
+    claims = pd.DataFrame(
+        {
+            "claim": ["C1", "C1", "C1", "C2"],
+            "subset": ["all", "feasible", "all", "all"],
+            "n_failed": [2, 1, 1, 9],
+            "n_rows": [100, 50, 100, 200],
+        }
+    )
     assert failed_rows(claims) == (3, 200)  # C1's two groups over all the rows
     assert failed_note(claims).startswith("**3 of 200 flows failed** (1.5%).")
     assert failed_note(claims.assign(n_failed=0)) == "" and failed_rows(claims.drop(columns="n_rows")) == (0, 0)
@@ -205,19 +211,27 @@ def test_region_cuts_flip_a_verdict():
 
 def _claims(verdicts, model="ratio", robust=None):
     ids = list(verdicts)
-    return pd.DataFrame({
-        "claim": ids, "subset": "all", "title": [f"title {i}" for i in ids], "verdict": list(verdicts.values()),
-        "robustness": [(robust or {}).get(i, "robust") for i in ids], "model": model,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "claim": ids,
+            "subset": "all",
+            "title": [f"title {i}" for i in ids],
+            "verdict": list(verdicts.values()),
+            "robustness": [(robust or {}).get(i, "robust") for i in ids],
+            "model": model,
+        }
+    )
 
 
 def test_verdict_matrix_and_conclusions():
     tables = {
         "ratio free": _claims({"A": SUPPORTED, "B": SUPPORTED, "C": NOT, "D": PARTLY, "E": NA}),
-        "ratio standard": _claims({"A": SUPPORTED, "B": SUPPORTED, "C": NOT, "D": SUPPORTED, "E": NA},
-                                  robust={"D": "fragile (flips under cuts 0.2: partly supported)"}),
+        "ratio standard": _claims(
+            {"A": SUPPORTED, "B": SUPPORTED, "C": NOT, "D": SUPPORTED, "E": NA},
+            robust={"D": "fragile (flips under cuts 0.2: partly supported)"},
+        ),
         "logits": _claims({"A": SUPPORTED, "B": NOT, "C": NA, "D": NOT, "E": NA}, model="logits"),
-    }  # fmt: skip
+    }
     m = verdict_matrix(tables)
     assert list(m.columns) == ["statement", "ratio free", "ratio standard", "logits"]
     assert m.loc["A", "logits"] == "supported, robust"
@@ -298,10 +312,13 @@ def test_reference_claim_on_a_reference_sweep():
 
 
 def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
-    t = pd.concat([
-        _claims({"A": SUPPORTED}).assign(cos_wl=0.0), _claims({"A": NOT}).assign(cos_wl=0.9),
-        _claims({"S": PARTLY}).assign(cos_wl=np.nan),
-    ])  # fmt: skip
+    t = pd.concat(
+        [
+            _claims({"A": SUPPORTED}).assign(cos_wl=0.0),
+            _claims({"A": NOT}).assign(cos_wl=0.9),
+            _claims({"S": PARTLY}).assign(cos_wl=np.nan),
+        ]
+    )
     m = verdict_matrix({"features cos 0.9": t}, select={"features cos 0.9": {"cos_wl": 0.9}})
     assert m["features cos 0.9"].to_dict() == {"A": "not supported, robust", "S": "partly supported, robust"}
     with pytest.raises(ValueError, match="lacks"):
@@ -310,8 +327,11 @@ def test_verdict_matrix_selects_a_combination_and_keeps_claims_across_it():
 
 def test_claims_markdown_shows_each_combination_beside_the_pooled_summary():
     """Two betas: the summary pools them, the table by combination has a row per beta with its letters."""
-    claims = evaluate_claims(make_flows(np.linspace(0.05, 0.95, 8), np.linspace(0.05, 0.95, 8), betas=(0.1, 1.0)),
-                             StopRule(), sensitivity=False)  # fmt: skip
+    claims = evaluate_claims(
+        make_flows(np.linspace(0.05, 0.95, 8), np.linspace(0.05, 0.95, 8), betas=(0.1, 1.0)),
+        StopRule(),
+        sensitivity=False,
+    )
     text = claims_markdown(claims)
     head = next(line for line in text.splitlines() if line.startswith("| beta | C1 |"))
     rows = text.splitlines()[text.splitlines().index(head) + 2 :][:3]

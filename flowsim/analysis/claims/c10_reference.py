@@ -99,13 +99,18 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C10", title="The reference only stretches the figure",
+    id="C10",
+    title="The reference only stretches the figure",
     paper="Since πref(yw|x) and πref(yl|x) are constants determined by the initial reference model, which may cause "
     "stretching or compression of the figure, rather than causing formal changes, we omit the denominators",
     where="§3.2 and footnote 4",
     metric="share of the other claims whose verdict is the same under every fixed reference (across combinations); "
     "distance of dp/dt at the same starts from a per-axis rescaling",
-    rule=rule_stretch, measure=measure,
-    models=POLICY_MODELS, across=("ref_w", "ref_l"), reads_verdicts=True,
-    columns=("ref_w", "ref_l", "p1_0", "p2_0"), thresholds=("share_supported", "share_partly", "rtol_partly"),
-)  # fmt: skip
+    rule=rule_stretch,
+    measure=measure,
+    models=POLICY_MODELS,
+    across=("ref_w", "ref_l"),
+    reads_verdicts=True,
+    columns=("ref_w", "ref_l", "p1_0", "p2_0"),
+    thresholds=("share_supported", "share_partly", "rtol_partly"),
+)

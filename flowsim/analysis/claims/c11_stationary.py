@@ -43,11 +43,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C11", title="Local minima and saddle points hinder escape",
+    id="C11",
+    title="Local minima and saddle points hinder escape",
     paper="the presence of very small gradients in the upper-right corner can lead to sluggish convergence and "
     "challenges in escaping local minima",
     where="§3.3.2, Remark 3; §3.2 (saddle points)",
     metric="share of flows ending stationary; for DPO on the ratio plane, stationary points on a mesh",
-    rule=rule_stuck, measure=measure, models=POLICY_MODELS, reads=("stationary_tol",),
-    columns=("status",), thresholds=("share_supported", "stationary_tol"),
-)  # fmt: skip
+    rule=rule_stuck,
+    measure=measure,
+    models=POLICY_MODELS,
+    reads=("stationary_tol",),
+    columns=("status",),
+    thresholds=("share_supported", "stationary_tol"),
+)

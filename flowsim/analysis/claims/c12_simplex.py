@@ -50,10 +50,14 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C12", title="The flow stays a probability distribution",
+    id="C12",
+    title="The flow stays a probability distribution",
     paper="(implicit throughout: x1, x2 are ratios of probabilities of two responses to one prompt)",
     where="§3 (implicit)",
     metric="share of feasible starts whose path reaches p_w + p_l > 1",
-    rule=rule_simplex, measure=measure, models=EVERY_MODEL,
-    columns=("feasible", "status", "max_mass"), thresholds=("share_supported",),
-)  # fmt: skip
+    rule=rule_simplex,
+    measure=measure,
+    models=EVERY_MODEL,
+    columns=("feasible", "status", "max_mass"),
+    thresholds=("share_supported",),
+)

@@ -45,10 +45,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C1", title="Theorem 1: the partial derivatives",
+    id="C1",
+    title="Theorem 1: the partial derivatives",
     paper="dL/dx1 = -b x2^b / (x1 (x1^b + x2^b)),  dL/dx2 = b x2^(b-1) / (x1^b + x2^b)",
     where="§3.1, Theorem 1, eq. (2)",
     metric="worst relative difference, DPO.grad vs central differences of DPO.value, at initial and final points",
-    rule=rule_identity, measure=measure, models=("ratio",), losses=("dpo",), uses_flows=False,
-    columns=("beta", "x1_0", "x2_0", "x1_final", "x2_final", "status"), thresholds=IDENTITY_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_identity,
+    measure=measure,
+    models=("ratio",),
+    losses=("dpo",),
+    uses_flows=False,
+    columns=("beta", "x1_0", "x2_0", "x1_final", "x2_final", "status"),
+    thresholds=IDENTITY_THRESHOLDS,
+)

@@ -41,10 +41,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C2", title="Corollary 1: the update rate x2/x1",
+    id="C2",
+    title="Corollary 1: the update rate x2/x1",
     paper="|dL/dx1 / dL/dx2| = x2/x1",
     where="§3.1, Corollary 1, eq. (3)",
     metric="worst relative deviation of |dL/dx1 / dL/dx2| (central differences) from x2/x1",
-    rule=rule_identity, measure=measure, models=("ratio",), losses=("dpo",), uses_flows=False,
-    columns=("beta", "x1_0", "x2_0", "ref_w", "ref_l"), thresholds=IDENTITY_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_identity,
+    measure=measure,
+    models=("ratio",),
+    losses=("dpo",),
+    uses_flows=False,
+    columns=("beta", "x1_0", "x2_0", "ref_w", "ref_l"),
+    thresholds=IDENTITY_THRESHOLDS,
+)

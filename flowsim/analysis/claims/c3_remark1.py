@@ -39,11 +39,15 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C3", title="Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
+    id="C3",
+    title="Remark 1: the update rate falls below 1 (x1 > 1, x2 < 1)",
     paper="For any pairwise preference data, the update rate x2/x1 < 1 holds. [...] x1 is greater than 1, x2 is "
     "less than 1, and therefore x2 < x1.",
     where="§3.1, Remark 1",
     metric="share of moving flows ending with x1 > 1 and x2 < 1 (the remark's argument)",
-    rule=rule_share, measure=measure, models=EVERY_MODEL,
-    columns=("x1_0", "x2_0", "x1_final", "x2_final", "status", "t_stop"), thresholds=SHARE_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_share,
+    measure=measure,
+    models=EVERY_MODEL,
+    columns=("x1_0", "x2_0", "x1_final", "x2_final", "status", "t_stop"),
+    thresholds=SHARE_THRESHOLDS,
+)

@@ -61,11 +61,15 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C4", title="Remark 2: p(y_l) falls faster than p(y_w) rises",
+    id="C4",
+    title="Remark 2: p(y_l) falls faster than p(y_w) rises",
     paper="the DPO loss function decreases the probability of producing human dispreferred data at a faster "
     "rate than it increases the probability of producing preferred data",
     where="Abstract; §3.3.1, Remark 2",
     metric="share of starts (neither target met at t = 0) where p_l reaches its target before p_w reaches its own",
-    rule=rule_faster, measure=measure, models=EVERY_MODEL,
-    columns=("t_w", "t_l", "status", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_faster,
+    measure=measure,
+    models=EVERY_MODEL,
+    columns=("t_w", "t_l", "status", "p1_0", "p2_0", "ref_w", "ref_l"),
+    thresholds=SHARE_THRESHOLDS,
+)

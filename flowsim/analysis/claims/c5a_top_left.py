@@ -43,11 +43,17 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C5a", title="Top-left corner: p1 rises fast, p2 barely moves",
+    id="C5a",
+    title="Top-left corner: p1 rises fast, p2 barely moves",
     paper="When x1 is extremely small and x2 is extremely large ... the gradient flow of DPO tends to rapidly "
     "increase x1 while causing only minor changes to x2.",
     where="§3.2, top-left of Fig. 1(b)",
     metric="share of top-left flows with |Δp_l| <= |Δp_w| / dominance from start to stop",
-    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
-    columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "status", "t_stop"), thresholds=CORNER_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_corner,
+    measure=measure,
+    models=POLICY_MODELS,
+    reads=("dominance",),
+    regional=True,
+    columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "status", "t_stop"),
+    thresholds=CORNER_THRESHOLDS,
+)

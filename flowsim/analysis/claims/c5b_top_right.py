@@ -47,12 +47,17 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C5b", title="Top-right corner: small change, saddle points",
+    id="C5b",
+    title="Top-right corner: small change, saddle points",
     paper="When both x1 and x2 are extremely large ... the overall change is relatively minor, potentially "
     "resulting in difficulty escaping saddle points.",
     where="§3.2, top-right of Fig. 1(b); Remark 3",
     metric="median |dp/dt| at top-right starts / median at other starts",
-    rule=rule_saddle, measure=measure, models=POLICY_MODELS, reads=("stationary_tol",), regional=True,
+    rule=rule_saddle,
+    measure=measure,
+    models=POLICY_MODELS,
+    reads=("stationary_tol",),
+    regional=True,
     columns=("region", "t_stop", "status", "p1_0", "p2_0", "ref_w", "ref_l"),
     thresholds=("speed_factor", "stationary_tol"),
-)  # fmt: skip
+)

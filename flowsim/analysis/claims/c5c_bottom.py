@@ -45,12 +45,17 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C5c", title="Bottom: p2 falls fast, p1 barely moves",
+    id="C5c",
+    title="Bottom: p2 falls fast, p1 barely moves",
     paper="When x2 is extremely small ... the gradient flow of DPO tends to rapidly decrease x2 while causing "
     "only minor changes to x1.",
     where="§3.2, lower part of Fig. 1(b)",
     metric="share of bottom-row starts with |dp_l/dt| >= dominance * |dp_w/dt|",
-    rule=rule_corner, measure=measure, models=POLICY_MODELS, reads=("dominance",), regional=True,
+    rule=rule_corner,
+    measure=measure,
+    models=POLICY_MODELS,
+    reads=("dominance",),
+    regional=True,
     columns=("region", "p1_0", "p2_0", "p1_final", "p2_final", "ref_w", "ref_l", "status", "t_stop"),
     thresholds=CORNER_THRESHOLDS,
-)  # fmt: skip
+)

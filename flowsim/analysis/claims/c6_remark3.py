@@ -64,11 +64,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C6", title="Remark 3: the SFT start decides the outcome",
+    id="C6",
+    title="Remark 3: the SFT start decides the outcome",
     paper="The initial states in the gradient vector field have a significant impact on the final optimization "
     "results. [lower-left: low p1; upper-right: sluggish convergence]",
     where="§3.3.2, Remark 3",
     metric="spread (max - min) of the regions' median final p1",
-    rule=rule_sensitivity, measure=measure, models=EVERY_MODEL, regional=True,
-    columns=("region", "p1_final", "t_stop", "status"), thresholds=("p1_gap", "speed_factor"),
-)  # fmt: skip
+    rule=rule_sensitivity,
+    measure=measure,
+    models=EVERY_MODEL,
+    regional=True,
+    columns=("region", "p1_final", "t_stop", "status"),
+    thresholds=("p1_gap", "speed_factor"),
+)

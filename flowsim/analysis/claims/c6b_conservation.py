@@ -118,12 +118,16 @@ def standard_dpo_law(flows: pd.DataFrame, p2_floor: float = 1e-6) -> dict[str, f
 
 
 CLAIM = Claim(
-    id="C6b", title="Conservation law of the ratio plane (derived in flowsim, not in the paper)",
+    id="C6b",
+    title="Conservation law of the ratio plane (derived in flowsim, not in the paper)",
     paper="(derived in flowsim.dynamics.closed_forms.dpo_ratio, not in the paper; it makes Remark 3 exact) "
     "x1^2 + x2^2 = R^2 is conserved, so the start fixes the end: p1_final = min(ref_w R, 1)",
     where="flowsim's own law, bearing on §3.3.2, Remark 3",
     metric="worst |x_final - x_predicted| / R over finished integrated flows (nfev > 0)",
-    rule=rule_law, measure=measure, models=("ratio",), losses=("dpo",),
+    rule=rule_law,
+    measure=measure,
+    models=("ratio",),
+    losses=("dpo",),
     columns=("beta", "x1_0", "x2_0", "x1_final", "x2_final", "p1_final", "ref_w", "ref_l", "status", "nfev"),
     thresholds=IDENTITY_THRESHOLDS,
-)  # fmt: skip
+)

@@ -47,11 +47,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C7", title="The field vanishes at low x1 and low x2",
+    id="C7",
+    title="The field vanishes at low x1 and low x2",
     paper="the gradient vector field vanishes in the area of low x1 and then moves away, but it converges towards "
     "the region of low x2 to vanish there",
     where="§3.2, reading of Fig. 1(b)",
     metric="median |grad_theta L| at bottom-left starts / median elsewhere, in the model's own parameters",
-    rule=rule_vanish, measure=measure, models=POLICY_MODELS, regional=True,
-    columns=("region", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=("speed_factor",),
-)  # fmt: skip
+    rule=rule_vanish,
+    measure=measure,
+    models=POLICY_MODELS,
+    regional=True,
+    columns=("region", "p1_0", "p2_0", "ref_w", "ref_l"),
+    thresholds=("speed_factor",),
+)

@@ -43,11 +43,16 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C8", title="Left side: the gradient favours x2",
+    id="C8",
+    title="Left side: the gradient favours x2",
     paper="When the initial position of LLMs is situated at the left side of Figure 1(b) [...] DPO may not be able "
     "to swiftly increase this probability, as the gradient direction favors optimizing x2.",
     where="§3.3.2, second bullet",
     metric="share of left-column starts with |dp_l/dt| > |dp_w/dt|",
-    rule=rule_share, measure=measure, models=EVERY_MODEL, regional=True,
-    columns=("region", "x1_0", "x2_0", "p1_0", "p2_0", "ref_w", "ref_l"), thresholds=SHARE_THRESHOLDS,
-)  # fmt: skip
+    rule=rule_share,
+    measure=measure,
+    models=EVERY_MODEL,
+    regional=True,
+    columns=("region", "x1_0", "x2_0", "p1_0", "p2_0", "ref_w", "ref_l"),
+    thresholds=SHARE_THRESHOLDS,
+)

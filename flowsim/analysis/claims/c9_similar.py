@@ -60,13 +60,18 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="C9", title="Similar responses hinder learning y_w",
+    id="C9",
+    title="Similar responses hinder learning y_w",
     paper="if the human-preferred response yw and the dispreferred response yl are literally similar, the gradient "
     "with respect to x2 would counteract the gradient of x1 to some extent, thereby weakening the "
     "optimization toward x1",
     where="§3.3.1, after Remark 2",
     metric="drop of median final p_w and rise of the share displaced, least to most similar responses (cos_wl up, "
     "edit_distance down; across combinations)",
-    rule=rule_similar, measure=measure, models=("features", "network"), across={m: (c,) for m, (c, _) in AXES.items()},
-    columns=("p1_final", "displaced", "t_w", "status"), thresholds=("p1_gap",),
-)  # fmt: skip
+    rule=rule_similar,
+    measure=measure,
+    models=("features", "network"),
+    across={m: (c,) for m, (c, _) in AXES.items()},
+    columns=("p1_final", "displaced", "t_w", "status"),
+    thresholds=("p1_gap",),
+)

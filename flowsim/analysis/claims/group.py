@@ -156,8 +156,10 @@ class Group:
         """The field the rows record (the model declares the columns); NotApplicable if they lack them."""
         missing = [c for c in cols if c not in self.frame.columns]
         if missing:
-            raise NotApplicable(f"the {self.model_kind} rows lack the field column(s) {', '.join(missing)} "
-                                "(a run made before they were recorded: run it again)")  # fmt: skip
+            raise NotApplicable(
+                f"the {self.model_kind} rows lack the field column(s) {', '.join(missing)} "
+                "(a run made before they were recorded: run it again)"
+            )
         return _pair(self.frame, cols[0], cols[1]), self.frame[cols[2]].to_numpy(float)
 
     def impossible(self, outcome: str) -> str | None:
@@ -213,8 +215,15 @@ class AcrossGroup(Group):
     (a DataFrame with columns claim, verdict and ``_alts``, the verdict under each alternative).
     """
 
-    def __init__(self, g: pd.DataFrame, ctx: Context, cols: tuple[str, ...], n_values: int,
-                 members: list[Group], records: pd.DataFrame) -> None:  # fmt: skip
+    def __init__(
+        self,
+        g: pd.DataFrame,
+        ctx: Context,
+        cols: tuple[str, ...],
+        n_values: int,
+        members: list[Group],
+        records: pd.DataFrame,
+    ) -> None:
         super().__init__(g, ctx)
         self.cols, self.n_values, self.members, self.records = cols, n_values, members, records
 

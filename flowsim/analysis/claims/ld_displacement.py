@@ -52,11 +52,15 @@ def measure(d: Group, th: ClaimThresholds) -> tuple[float, dict, str]:
 
 
 CLAIM = Claim(
-    id="LD", title="Likelihood displacement: DPO often lowers p(y_w)",
+    id="LD",
+    title="Likelihood displacement: DPO often lowers p(y_w)",
     paper="the likelihood of preferred responses often decreases during training [...] this counter-intuitive "
     "phenomenon, which we term likelihood displacement (Razin et al. 2024; not the seed paper's claim)",
     where="Razin et al. 2024, abstract",
     metric="share of moving flows whose p_w fell below its start along the path (displaced)",
-    rule=rule_displaced, measure=measure, models=EVERY_MODEL,
-    columns=("displaced", "p1_0", "p1_final", "status", "t_stop"), thresholds=("share_supported", "share_partly"),
-)  # fmt: skip
+    rule=rule_displaced,
+    measure=measure,
+    models=EVERY_MODEL,
+    columns=("displaced", "p1_0", "p1_final", "status", "t_stop"),
+    thresholds=("share_supported", "share_partly"),
+)

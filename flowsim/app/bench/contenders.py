@@ -114,8 +114,9 @@ def chunk_size(contender: str, n: int, workers: int) -> int:
     return int(min(5000, per_worker))
 
 
-def compute(contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, workers: int, rtol: float,
-            backend: str | None = None) -> dict:  # fmt: skip
+def compute(
+    contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, workers: int, rtol: float, backend: str | None = None
+) -> dict:
     """Every start by one contender on ``workers`` processes: status, t_stop, nfev arrays.
 
     The naive loop runs on joblib's default backend, as a user would write it; flowsim's
@@ -130,8 +131,11 @@ def compute(contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, worke
 
         tasks = [joblib.delayed(baseline_flow)(x, BETA, rtol, atol) for x in p0.tolist()]
         res = joblib.Parallel(n_jobs=workers)(tasks)
-        return {"t_stop": np.array([r[0] for r in res]), "nfev": np.array([r[1] for r in res]),
-                "status": np.array([r[2] for r in res], dtype=object)}  # fmt: skip
+        return {
+            "t_stop": np.array([r[0] for r in res]),
+            "nfev": np.array([r[1] for r in res]),
+            "status": np.array([r[2] for r in res], dtype=object),
+        }
     from flowsim.experiment import parallel
 
     fn = driver_chunk if contender == "driver" else batched_chunk
@@ -139,9 +143,11 @@ def compute(contender: str, problem: str, p0: np.ndarray, ref: np.ndarray, worke
     tasks = ((fn, lo, (problem, p0[lo : lo + size], ref[lo : lo + size], rtol, atol)) for lo in range(0, len(p0), size))
     with parallel.backend(backend or parallel.default_backend(), None, workers) as pmap:
         res = [r for _, r in sorted(pmap(_task, tasks), key=lambda item: item[0])]  # finished in any order
-    return {"status": np.array([s for r in res for s in r[0]], dtype=object),
-            "t_stop": np.array([t for r in res for t in r[1]]),
-            "nfev": np.array([v for r in res for v in r[2]])}  # fmt: skip
+    return {
+        "status": np.array([s for r in res for s in r[0]], dtype=object),
+        "t_stop": np.array([t for r in res for t in r[1]]),
+        "nfev": np.array([v for r in res for v in r[2]]),
+    }
 
 
 def _task(item: tuple) -> tuple[int, tuple]:
@@ -195,8 +201,9 @@ def timed_run(spec: dict, scratch: Path, in_process: bool) -> tuple[float, float
     path = scratch / f"run-{time.monotonic_ns()}.npz"
     arg = json.dumps(spec | {"out": str(path)})
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "flowsim.app.bench", "--child", arg], capture_output=True, text=True,
-                         check=False)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "flowsim.app.bench", "--child", arg], capture_output=True, text=True, check=False
+    )
     whole = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({spec}):\n{res.stderr[-2000:]}")
@@ -222,10 +229,26 @@ def run_command(spec: dict, scratch: Path) -> tuple[float, float, dict]:
     folder, experiment = scratch / f"run-{tag}", scratch / f"run-{tag}.toml"
     rtol = None if spec["contender"] == "run-default" else spec["rtol"]
     experiment.write_text(experiment_toml(spec["problem"], spec["num"], rtol))
-    backend = ["--scheduler", spec["scheduler"]] if spec["contender"] == "dask" else \
-        ["--backend", spec["backend"]] if spec["backend"] else []  # fmt: skip
-    argv = [sys.executable, "-m", "flowsim", "run", str(experiment), "--out", str(folder), "--quiet",
-            "--n-jobs", str(spec["workers"]), *backend]  # fmt: skip
+    backend = (
+        ["--scheduler", spec["scheduler"]]
+        if spec["contender"] == "dask"
+        else ["--backend", spec["backend"]]
+        if spec["backend"]
+        else []
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "flowsim",
+        "run",
+        str(experiment),
+        "--out",
+        str(folder),
+        "--quiet",
+        "--n-jobs",
+        str(spec["workers"]),
+        *backend,
+    ]
     t0 = time.perf_counter()
     res = subprocess.run(argv, capture_output=True, text=True, check=False)
     whole = time.perf_counter() - t0
@@ -245,10 +268,12 @@ def experiment_toml(problem: str, num: int, rtol: float | None) -> str:
     lo, hi = (0.02, 1.0) if problem == "ratio" else (0.005, 0.495)
     model = 'kind = "ratio"' if problem == "ratio" else f'kind = "logits"\nK = {K}'
     solver = "" if rtol is None else f"[solver]\nrtol = {rtol!r}\natol = {rtol * 1e-3!r}\n"
-    return (f'name = "bench-{problem}"\n[loss]\nkind = "dpo"\nbeta = {BETA}\n'
-            f'reference = "{"fixed" if problem == "ratio" else "initial"}"\n[model]\n{model}\n[grid]\n'
-            f"p1 = {{ start = {lo}, stop = {hi}, num = {num} }}\np2 = {{ start = {lo}, stop = {hi}, num = {num} }}\n"
-            f"{solver}")  # fmt: skip
+    return (
+        f'name = "bench-{problem}"\n[loss]\nkind = "dpo"\nbeta = {BETA}\n'
+        f'reference = "{"fixed" if problem == "ratio" else "initial"}"\n[model]\n{model}\n[grid]\n'
+        f"p1 = {{ start = {lo}, stop = {hi}, num = {num} }}\np2 = {{ start = {lo}, stop = {hi}, num = {num} }}\n"
+        f"{solver}"
+    )
 
 
 def optimiser_rates(n: int = 1000, steps: int = 1000, repeat: int = 3) -> list[dict]:
@@ -272,21 +297,34 @@ def optimiser_rates(n: int = 1000, steps: int = 1000, repeat: int = 3) -> list[d
             c0 = time.process_time()
             res = run_discrete(loss, pol, make_optimiser(kind, lr=lr[kind]), no_stop)
             best = min(best, time.process_time() - c0)
-        out.append({"optimiser": kind, "start_steps": int(np.sum(res["steps"])), "cpu_seconds": best,
-                    "per_core": float(np.sum(res["steps"])) / best})  # fmt: skip
+        out.append(
+            {
+                "optimiser": kind,
+                "start_steps": int(np.sum(res["steps"])),
+                "cpu_seconds": best,
+                "per_core": float(np.sum(res["steps"])) / best,
+            }
+        )
     return out
 
 
 #: The network benchmark's training: the shipped experiments' size (vocab 12, width 16, 3-token
 #: responses), DPO beta 0.5 from SFT aimed at four (p_w0, p_l0) around (0.3, 0.2), until the mean loss is 0.1.
 NETWORK_DOC = {
-    "name": "bench_network", "loss": {"kind": "dpo", "beta": 0.5},
-    "model": {"kind": "network", "reference": "initial", "sft": "target", "sft_steps": 100, "sft_lr": 0.04,
-              "n_pairs": [1, 8]},
+    "name": "bench_network",
+    "loss": {"kind": "dpo", "beta": 0.5},
+    "model": {
+        "kind": "network",
+        "reference": "initial",
+        "sft": "target",
+        "sft_steps": 100,
+        "sft_lr": 0.04,
+        "n_pairs": [1, 8],
+    },
     "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.001}},
     "grid": {"p1": {"start": 0.25, "stop": 0.35, "num": 2}, "p2": {"start": 0.15, "stop": 0.25, "num": 2}},
     "stop": {"loss_target": 0.1},
-}  # fmt: skip
+}
 
 
 def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
@@ -309,5 +347,11 @@ def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
         spec, (_, _, rec, _) = task.model, train_one(task, target, chunk.ref[0])
         n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
     dt = time.perf_counter() - t0
-    return {"trainings": n, "seconds": dt, "trainings_per_s": n / dt, "steps_per_s": (sft_steps + dpo_steps) / dt,
-            "sft_steps": sft_steps, "dpo_steps": dpo_steps}  # fmt: skip
+    return {
+        "trainings": n,
+        "seconds": dt,
+        "trainings_per_s": n / dt,
+        "steps_per_s": (sft_steps + dpo_steps) / dt,
+        "sft_steps": sft_steps,
+        "dpo_steps": dpo_steps,
+    }

@@ -38,9 +38,12 @@ def rel_err(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
 
 def accuracy(out: dict, ref: dict) -> dict:
     err = rel_err(out["t_stop"], ref["t_stop"])
-    return {"worst": float(err.max()), "median": float(np.median(err)),
-            "statuses_agree": bool(np.array_equal(np.asarray(out["status"], str), np.asarray(ref["status"], str))),
-            "nfev": float(np.mean(out["nfev"]))}  # fmt: skip
+    return {
+        "worst": float(err.max()),
+        "median": float(np.median(err)),
+        "statuses_agree": bool(np.array_equal(np.asarray(out["status"], str), np.asarray(ref["status"], str))),
+        "nfev": float(np.mean(out["nfev"])),
+    }
 
 
 def load_average() -> str:
@@ -91,8 +94,10 @@ class Scan:
             self.outs[key] = out
             r = self.runs[key]
             agree = "yes" if r["statuses_agree"] else "NO"
-            self.echo(f"  {contender:8} {rtol:8.0e} {r['worst']:10.2e} {r['median']:10.2e} {agree:>8} "
-                      f"{len(self.p0) / seconds:9,.0f} {r['nfev']:9.0f}")  # fmt: skip
+            self.echo(
+                f"  {contender:8} {rtol:8.0e} {r['worst']:10.2e} {r['median']:10.2e} {agree:>8} "
+                f"{len(self.p0) / seconds:9,.0f} {r['nfev']:9.0f}"
+            )
         return self.runs[key]
 
     def loosest(self, contender: str, want: float) -> float:
@@ -116,24 +121,30 @@ def check_against_driver(scan: Scan, rtol: float, echo) -> dict:
         b = scan.outs[("driver", rtol)]
     same = bool(np.array_equal(np.asarray(a["status"], str), np.asarray(b["status"], str)))
     worst = float(rel_err(a["t_stop"], b["t_stop"]).max())
-    echo(f"  batched vs driver, row by row at rtol {rtol:g}: statuses {'identical' if same else 'DIFFER'}, "
-         f"worst relative t_stop difference {worst:.1e}")  # fmt: skip
+    echo(
+        f"  batched vs driver, row by row at rtol {rtol:g}: statuses {'identical' if same else 'DIFFER'}, "
+        f"worst relative t_stop difference {worst:.1e}"
+    )
     return {"statuses_agree": same, "worst": worst, "rtol": rtol}
 
 
 def scan_problem(problem: str, scan: Scan, echo) -> dict[str, dict[str, float]]:
     """Pick each contender's rtol at equal required and at equal achieved accuracy."""
     side = math.isqrt(len(scan.p0))
-    echo(f"\n{problem}: tolerance scan on the {side}x{side} scan grid ({len(scan.p0)} starts, in-process, "
-         f"{scan.workers} worker(s)), atol = rtol * 1e-3; wanted: worst t_stop error <= {REQUIRED:g}")  # fmt: skip
+    echo(
+        f"\n{problem}: tolerance scan on the {side}x{side} scan grid ({len(scan.p0)} starts, in-process, "
+        f"{scan.workers} worker(s)), atol = rtol * 1e-3; wanted: worst t_stop error <= {REQUIRED:g}"
+    )
     echo(f"  {'':8} {'rtol':>8} {'worst err':>10} {'median err':>10} {'statuses':>8} {'flows/s':>9} {'nfev/flow':>9}")
     required = {c: scan.loosest(c, REQUIRED) for c in CONTENDERS[problem]}
     target = _round_up(min(scan.runs[(c, r)]["worst"] for c, r in required.items()))
     echo(f"  equal achieved accuracy: worst t_stop error <= {target:.2g} (the most accurate at the required setting)")
     achieved = {c: scan.loosest(c, target) for c in CONTENDERS[problem]}
     for mode, chosen in (("required", required), ("achieved", achieved)):
-        echo(f"  chosen ({mode}): " + ", ".join(f"{c} rtol {r:g} (worst {scan.runs[(c, r)]['worst']:.1e})"
-                                                 for c, r in chosen.items()))  # fmt: skip
+        echo(
+            f"  chosen ({mode}): "
+            + ", ".join(f"{c} rtol {r:g} (worst {scan.runs[(c, r)]['worst']:.1e})" for c, r in chosen.items())
+        )
     return {"required": required, "achieved": achieved, "target": target}
 
 
@@ -150,11 +161,19 @@ def timed_row(problem, mode, contender, num, workers, rtol, ctx) -> dict:
     p0, ref = points(problem, num)
     n = len(p0)
     outside = contender in ("run", "run-default", "dask")  # a command, always a whole process
-    row = {"line": "timed", "problem": problem, "accuracy": "default" if contender == "run-default" else mode,
-           "contender": contender, "grid": f"{num}x{num}", "n": n, "workers": workers, "rtol": rtol,
-           "atol": None if rtol is None else rtol * 1e-3,
-           "process": "in-process" if ctx["in_process"] and not outside else "whole",
-           "backend": {"naive": "joblib (loky)", "dask": "dask"}.get(contender, ctx["backend"])}  # fmt: skip
+    row = {
+        "line": "timed",
+        "problem": problem,
+        "accuracy": "default" if contender == "run-default" else mode,
+        "contender": contender,
+        "grid": f"{num}x{num}",
+        "n": n,
+        "workers": workers,
+        "rtol": rtol,
+        "atol": None if rtol is None else rtol * 1e-3,
+        "process": "in-process" if ctx["in_process"] and not outside else "whole",
+        "backend": {"naive": "joblib (loky)", "dask": "dask"}.get(contender, ctx["backend"]),
+    }
     key = (problem, contender, num, workers, rtol)
     if key in ctx["done"]:
         return row | ctx["done"][key] | {"note": "same run as the required-accuracy line (same rtol)"}
@@ -163,8 +182,15 @@ def timed_row(problem, mode, contender, num, workers, rtol, ctx) -> dict:
     estimate = n * per_flow * ctx["scan_workers"] / workers
     if estimate > ctx["budget"]:
         return row | {"note": f"skipped: estimated {estimate:,.0f} s > budget {ctx['budget']:g} s"}
-    spec = {"problem": problem, "contender": contender, "num": num, "workers": workers, "rtol": rtol or 0.0,
-            "backend": ctx["backend"], "scheduler": ctx.get("scheduler")}  # fmt: skip
+    spec = {
+        "problem": problem,
+        "contender": contender,
+        "num": num,
+        "workers": workers,
+        "rtol": rtol or 0.0,
+        "backend": ctx["backend"],
+        "scheduler": ctx.get("scheduler"),
+    }
     wholes, computes = [], []
     while len(wholes) < ctx["repeats"]:
         whole, comp, out = timed_run(spec, ctx["scratch"], ctx["in_process"])
@@ -174,10 +200,20 @@ def timed_row(problem, mode, contender, num, workers, rtol, ctx) -> dict:
             break
     acc = accuracy(out, ctx["oracles"].setdefault((problem, num), oracle(problem, p0, ref)))
     med, cmed = statistics.median(wholes), statistics.median(computes)
-    res = {"repeats": len(wholes), "seconds": med, "seconds_all": " ".join(f"{t:.3f}" for t in wholes),
-           "compute_seconds": cmed, "startup_seconds": med - cmed, "flows_per_s": n / med,
-           "compute_flows_per_s": n / cmed, "worst_rel_err": acc["worst"], "median_rel_err": acc["median"],
-           "statuses_agree": acc["statuses_agree"], "nfev_mean": acc["nfev"], "note": ""}  # fmt: skip
+    res = {
+        "repeats": len(wholes),
+        "seconds": med,
+        "seconds_all": " ".join(f"{t:.3f}" for t in wholes),
+        "compute_seconds": cmed,
+        "startup_seconds": med - cmed,
+        "flows_per_s": n / med,
+        "compute_flows_per_s": n / cmed,
+        "worst_rel_err": acc["worst"],
+        "median_rel_err": acc["median"],
+        "statuses_agree": acc["statuses_agree"],
+        "nfev_mean": acc["nfev"],
+        "note": "",
+    }
     ctx["done"][key] = res
     ctx["echo"](_format_line(row | res))
     return row | res
@@ -188,5 +224,7 @@ def _format_line(r: dict) -> str:
     head = f"  {r['problem']:6} {r['accuracy']:8} {r['contender']:8} {r['grid']:>7} {r['workers']:>2}w {rtol:>6}"
     if r.get("note", "").startswith("skipped"):
         return f"{head}  {r['note']}"
-    return (f"{head} {r['seconds']:8.2f} s {r['flows_per_s']:10,.0f}/s (compute {r['compute_flows_per_s']:10,.0f}/s) "
-            f"worst {r['worst_rel_err']:.1e} {'' if r['statuses_agree'] else 'STATUSES DIFFER'}")  # fmt: skip
+    return (
+        f"{head} {r['seconds']:8.2f} s {r['flows_per_s']:10,.0f}/s (compute {r['compute_flows_per_s']:10,.0f}/s) "
+        f"worst {r['worst_rel_err']:.1e} {'' if r['statuses_agree'] else 'STATUSES DIFFER'}"
+    )

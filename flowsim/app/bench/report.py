@@ -43,20 +43,46 @@ OPTIMISER_TARGET = 1e6
 #: on the grids they finish in seconds (their rate is flat in the grid); "run-default" is
 #: ``flowsim run`` with no [solver] key; "dask" is ``flowsim run`` on a 2-worker LocalCluster.
 PLAN = {
-    "ratio": [("naive", 30, 2), ("driver", 100, 2), ("batched", 100, 1), ("batched", 100, 2), ("batched", 300, 2),
-              ("run", 100, 2), ("run", 300, 2), ("run-default", 100, 2), ("run-default", 300, 2),
-              ("dask", 300, 2), ("closed", 100, 1), ("closed", 300, 1)],
-    "logits": [("driver", 30, 2), ("batched", 100, 2), ("batched", 300, 2), ("run", 100, 2),
-               ("run-default", 100, 2), ("closed", 100, 1)],
-}  # fmt: skip
-QUICK_PLAN = {p: [(c, 5, w) for c in CONTENDERS[p] for w in (1, 2)] + [("run", 5, 1), ("closed", 5, 1)]
-              for p in CONTENDERS}  # fmt: skip
+    "ratio": [
+        ("naive", 30, 2),
+        ("driver", 100, 2),
+        ("batched", 100, 1),
+        ("batched", 100, 2),
+        ("batched", 300, 2),
+        ("run", 100, 2),
+        ("run", 300, 2),
+        ("run-default", 100, 2),
+        ("run-default", 300, 2),
+        ("dask", 300, 2),
+        ("closed", 100, 1),
+        ("closed", 300, 1),
+    ],
+    "logits": [
+        ("driver", 30, 2),
+        ("batched", 100, 2),
+        ("batched", 300, 2),
+        ("run", 100, 2),
+        ("run-default", 100, 2),
+        ("closed", 100, 1),
+    ],
+}
+QUICK_PLAN = {
+    p: [(c, 5, w) for c in CONTENDERS[p] for w in (1, 2)] + [("run", 5, 1), ("closed", 5, 1)] for p in CONTENDERS
+}
 #: Contenders timed again at equal achieved accuracy (the others have no tolerance, or use the batched one's).
 ACHIEVED = ("naive", "driver", "batched")
 
 
-def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, publish: bool = False,
-        budget: float = 60.0, backend: str | None = None, dask: bool = True, echo: Callable = print):  # fmt: skip
+def run(
+    quick: bool = False,
+    repeats: int = 3,
+    out: str | Path | None = None,
+    publish: bool = False,
+    budget: float = 60.0,
+    backend: str | None = None,
+    dask: bool = True,
+    echo: Callable = print,
+):
     """Measure everything; print the tables; write the CSV (returned as a table too)."""
     import pandas as pd
 
@@ -65,17 +91,30 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
     backend = backend or default_backend()
     path = Path("results/benchmark.csv") if publish else Path(out) if out else _scratch() / "benchmark.csv"
     load_start, cpu_start, t_start = load_average(), cpu_times(), time.perf_counter()
-    echo(f"flowsim benchmark: DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
-         f"load average {load_start}")  # fmt: skip
+    echo(
+        f"flowsim benchmark: DPO beta={BETA}; {os.cpu_count()} CPUs; flowsim's backend {backend}; "
+        f"load average {load_start}"
+    )
     plan = QUICK_PLAN if quick else PLAN
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="flowsim-bench-") as tmp:
-        ctx = {"scratch": Path(tmp), "in_process": quick, "repeats": 1 if quick else repeats, "budget": budget,
-               "done": {}, "per_flow": {}, "oracles": {}, "echo": echo, "backend": backend,
-               "scan_workers": 1 if quick else 2}  # fmt: skip
+        ctx = {
+            "scratch": Path(tmp),
+            "in_process": quick,
+            "repeats": 1 if quick else repeats,
+            "budget": budget,
+            "done": {},
+            "per_flow": {},
+            "oracles": {},
+            "echo": echo,
+            "backend": backend,
+            "scan_workers": 1 if quick else 2,
+        }
         choices = {problem: _scan(problem, quick, ctx, rows) for problem in CONTENDERS}
-        echo(f"\ntimed runs ({'in-process: no start-up' if quick else 'each a fresh process, timed from outside'}); "
-             f"median of up to {ctx['repeats']}")  # fmt: skip
+        echo(
+            f"\ntimed runs ({'in-process: no start-up' if quick else 'each a fresh process, timed from outside'}); "
+            f"median of up to {ctx['repeats']}"
+        )
         for problem, lines in plan.items():
             rows += _timed_lines(problem, [x for x in lines if x[0] != "dask"], choices[problem], ctx)
         dask_lines = [(p, x) for p, lines in plan.items() for x in lines if x[0] == "dask" and dask]
@@ -84,8 +123,10 @@ def run(quick: bool = False, repeats: int = 3, out: str | Path | None = None, pu
             dask_lines = []
         if dask_lines:  # the cluster runs only for its own lines
             with _cluster(echo) as ctx["scheduler"]:
-                rows += [timed_row(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
-                         for p, (c, num, w) in dask_lines]  # fmt: skip
+                rows += [
+                    timed_row(p, "required", c, num, w, choices[p]["required"][RUN_ENGINE], ctx)
+                    for p, (c, num, w) in dask_lines
+                ]
     rows += _optimisers(quick, echo)
     rows += _network(quick, echo)
     rows += _trace(quick, echo)
@@ -103,15 +144,37 @@ def _scan(problem: str, quick: bool, ctx: dict, rows: list[dict]) -> dict:
     scan_values, scan_num = (QUICK_SCAN, QUICK_SCAN_GRID) if quick else (SCAN, SCAN_GRID)
     scan = Scan(problem, scan_num, scan_values, ctx["echo"], ctx["scan_workers"], ctx["backend"])
     chosen = scan_problem(problem, scan, ctx["echo"])
-    rows += [{"line": "scan", "problem": problem, "contender": c, "grid": f"{scan_num}x{scan_num}", "n": len(scan.p0),
-              "workers": scan.workers, "rtol": r, "atol": r * 1e-3, "seconds": v["seconds"],
-              "flows_per_s": len(scan.p0) / v["seconds"], "worst_rel_err": v["worst"], "median_rel_err": v["median"],
-              "statuses_agree": v["statuses_agree"], "nfev_mean": v["nfev"]}
-             for (c, r), v in scan.runs.items()]  # fmt: skip
+    rows += [
+        {
+            "line": "scan",
+            "problem": problem,
+            "contender": c,
+            "grid": f"{scan_num}x{scan_num}",
+            "n": len(scan.p0),
+            "workers": scan.workers,
+            "rtol": r,
+            "atol": r * 1e-3,
+            "seconds": v["seconds"],
+            "flows_per_s": len(scan.p0) / v["seconds"],
+            "worst_rel_err": v["worst"],
+            "median_rel_err": v["median"],
+            "statuses_agree": v["statuses_agree"],
+            "nfev_mean": v["nfev"],
+        }
+        for (c, r), v in scan.runs.items()
+    ]
     chk = check_against_driver(scan, scan_values[-1] if quick else DEFAULT_RTOL, ctx["echo"])
-    rows.append({"line": "batched_vs_driver", "problem": problem, "grid": f"{scan_num}x{scan_num}", "rtol": chk["rtol"],
-                 "worst_rel_err": chk["worst"], "statuses_agree": chk["statuses_agree"],
-                 "note": "batched engine against the per-start driver, row by row, same options"})  # fmt: skip
+    rows.append(
+        {
+            "line": "batched_vs_driver",
+            "problem": problem,
+            "grid": f"{scan_num}x{scan_num}",
+            "rtol": chk["rtol"],
+            "worst_rel_err": chk["worst"],
+            "statuses_agree": chk["statuses_agree"],
+            "note": "batched engine against the per-start driver, row by row, same options",
+        }
+    )
     ctx["per_flow"].update({(problem, c, r): v["per_flow"] for (c, r), v in scan.runs.items()})
     return chosen
 
@@ -138,8 +201,10 @@ def _cluster(echo) -> Iterator[str]:
     """A dask LocalCluster of 2 single-threaded worker processes, warmed; its scheduler's address."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:  # fmt: skip
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         client.run(__import__, "flowsim.experiment.sweep")  # workers import flowsim once, as long-lived ones have
         echo(f"dask LocalCluster at {cluster.scheduler_address}: 2 workers, 1 thread each (started before timing)")
         yield cluster.scheduler_address
@@ -153,11 +218,22 @@ def _optimisers(quick: bool, echo) -> list[dict]:
     out = []
     for r in rates:
         ok = "met" if r["per_core"] >= OPTIMISER_TARGET else "NOT met"
-        echo(f"  {r['optimiser']:9} {r['start_steps']:>10,} start-steps in {r['cpu_seconds']:.3f} s CPU: "
-             f"{r['per_core']:12,.0f} per core  target >= {OPTIMISER_TARGET:,.0f}: {ok}")  # fmt: skip
-        out.append({"line": "optimiser", "problem": "logits", "contender": r["optimiser"], "workers": 1,
-                    "seconds": r["cpu_seconds"], "value": r["per_core"], "n": r["start_steps"],
-                    "note": "start-steps per second per core (CPU time)"})  # fmt: skip
+        echo(
+            f"  {r['optimiser']:9} {r['start_steps']:>10,} start-steps in {r['cpu_seconds']:.3f} s CPU: "
+            f"{r['per_core']:12,.0f} per core  target >= {OPTIMISER_TARGET:,.0f}: {ok}"
+        )
+        out.append(
+            {
+                "line": "optimiser",
+                "problem": "logits",
+                "contender": r["optimiser"],
+                "workers": 1,
+                "seconds": r["cpu_seconds"],
+                "value": r["per_core"],
+                "n": r["start_steps"],
+                "note": "start-steps per second per core (CPU time)",
+            }
+        )
     return out
 
 
@@ -170,12 +246,17 @@ def _network(quick: bool, echo) -> list[dict]:
     if quick:  # one small training: seconds
         from flowsim.app.bench.contenders import NETWORK_DOC
 
-        doc = NETWORK_DOC | {"model": NETWORK_DOC["model"] | {"n_pairs": 1, "sft_steps": 10},
-                             "dynamics": {"kind": "gd", "gd": {"lr": 0.05}}, "stop": {"max_steps": 10}}  # fmt: skip
+        doc = NETWORK_DOC | {
+            "model": NETWORK_DOC["model"] | {"n_pairs": 1, "sft_steps": 10},
+            "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
+            "stop": {"max_steps": 10},
+        }
     r = network_rates(doc)
-    echo(f"\nnetwork (causal MLP LM, torch, one process): {r['trainings']} trainings in {r['seconds']:.2f} s: "
-         f"{r['trainings_per_s']:.2f} trainings/s, {r['steps_per_s']:,.0f} steps/s ({r['sft_steps']:,} SFT + "
-         f"{r['dpo_steps']:,} DPO steps)")  # fmt: skip
+    echo(
+        f"\nnetwork (causal MLP LM, torch, one process): {r['trainings']} trainings in {r['seconds']:.2f} s: "
+        f"{r['trainings_per_s']:.2f} trainings/s, {r['steps_per_s']:,.0f} steps/s ({r['sft_steps']:,} SFT + "
+        f"{r['dpo_steps']:,} DPO steps)"
+    )
     return [
         {
             "line": "network",
@@ -204,13 +285,24 @@ def _trace(quick: bool, echo) -> list[dict]:
 
     with tempfile.TemporaryDirectory() as scratch:
         r = tiny.overhead(scratch, steps=20, pairs=64, repeats=2)
-    echo(f"\ntrace (TRL callback, tiny GPT-2, 64 probe pairs, one thread): {1e3 * r['overhead_s_per_step']:.1f} ms "
-         f"per recorded step ({1e3 * r['plain_s_per_step']:.1f} ms/step without, {1e3 * r['traced_s_per_step']:.1f} "
-         f"with; scoring {1e3 * r['score_s']:.1f} ms, writing {1e3 * r['write_s']:.1f} ms per recording)")  # fmt: skip
-    return [{"line": "trace", "problem": "trl-tiny-gpt2", "contender": "callback", "workers": 1,
-             "seconds": r["traced_s_per_step"] * r["steps"], "n": r["pairs"], "value": r["overhead_s_per_step"],
-             "note": "seconds added per recorded step by the TRL callback (64 probe pairs; best of runs with and "
-                     "without it)"}]  # fmt: skip
+    echo(
+        f"\ntrace (TRL callback, tiny GPT-2, 64 probe pairs, one thread): {1e3 * r['overhead_s_per_step']:.1f} ms "
+        f"per recorded step ({1e3 * r['plain_s_per_step']:.1f} ms/step without, {1e3 * r['traced_s_per_step']:.1f} "
+        f"with; scoring {1e3 * r['score_s']:.1f} ms, writing {1e3 * r['write_s']:.1f} ms per recording)"
+    )
+    return [
+        {
+            "line": "trace",
+            "problem": "trl-tiny-gpt2",
+            "contender": "callback",
+            "workers": 1,
+            "seconds": r["traced_s_per_step"] * r["steps"],
+            "n": r["pairs"],
+            "value": r["overhead_s_per_step"],
+            "note": "seconds added per recorded step by the TRL callback (64 probe pairs; best of runs with and "
+            "without it)",
+        }
+    ]
 
 
 def _summary(rows: list[dict], echo) -> list[dict]:
@@ -223,13 +315,25 @@ def _summary(rows: list[dict], echo) -> list[dict]:
             continue
         if r["contender"] not in ("run", "run-default", "batched") or r["accuracy"] == "achieved":
             continue
-        what = (f"{r['problem']} {r['grid']}: {r['contender']}, {r['process']} process, rtol "
-                f"{'default' if r['rtol'] is None else format(r['rtol'], 'g')}, worst t_stop error "
-                f"{r['worst_rel_err']:.1e}")  # fmt: skip
+        what = (
+            f"{r['problem']} {r['grid']}: {r['contender']}, {r['process']} process, rtol "
+            f"{'default' if r['rtol'] is None else format(r['rtol'], 'g')}, worst t_stop error "
+            f"{r['worst_rel_err']:.1e}"
+        )
         ok = r["flows_per_s"] >= target and r["worst_rel_err"] <= 1e-6
         echo(f"{what:<90} {r['flows_per_s']:>10,.0f}/s  target >= {target:,.0f}: {'met' if ok else 'NOT met'}")
-        out.append({"line": "target", "problem": r["problem"], "contender": r["contender"], "grid": r["grid"],
-                    "workers": 2, "flows_per_s": r["flows_per_s"], "value": target, "note": what})  # fmt: skip
+        out.append(
+            {
+                "line": "target",
+                "problem": r["problem"],
+                "contender": r["contender"],
+                "grid": r["grid"],
+                "workers": 2,
+                "flows_per_s": r["flows_per_s"],
+                "value": target,
+                "note": what,
+            }
+        )
     return out
 
 
@@ -240,10 +344,14 @@ def _machine(load_start: str, steal: str, seconds: float) -> dict:
     from flowsim.experiment.store import git_commit
 
     versions = ", ".join(f"{m.__name__} {m.__version__}" for m in (np, scipy, pd))
-    return {"line": "machine", "workers": os.cpu_count(), "seconds": seconds,
-            "note": f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, {versions}; "
-                    f"load average {load_start} (start), {load_average()} (end); CPU time stolen by the hypervisor "
-                    f"during the run: {steal}; benchmark took {seconds:.0f} s; flowsim at {git_commit()}"}  # fmt: skip
+    return {
+        "line": "machine",
+        "workers": os.cpu_count(),
+        "seconds": seconds,
+        "note": f"{platform.platform()}; {os.cpu_count()} CPUs; python {platform.python_version()}, {versions}; "
+        f"load average {load_start} (start), {load_average()} (end); CPU time stolen by the hypervisor "
+        f"during the run: {steal}; benchmark took {seconds:.0f} s; flowsim at {git_commit()}",
+    }
 
 
 def _scratch() -> Path:
@@ -258,8 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="CSV to write instead of the scratch folder's")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per line, median reported (default 3)")
     parser.add_argument("--budget", type=float, default=60.0, help="skip runs estimated longer (s; default 60)")
-    parser.add_argument("--backend", default=None, choices=["fork", "loky"],
-                        help="flowsim's backend for its contenders (default as flowsim run)")  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=["fork", "loky"],
+        help="flowsim's backend for its contenders (default as flowsim run)",
+    )
     parser.add_argument("--no-dask", action="store_true", help="leave out the dask LocalCluster line")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -270,8 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_child(json.loads(args.child))
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
-    run(quick=args.quick, repeats=args.repeats, out=args.out, publish=args.publish, budget=args.budget,
-        backend=args.backend, dask=not args.no_dask)  # fmt: skip
+    run(
+        quick=args.quick,
+        repeats=args.repeats,
+        out=args.out,
+        publish=args.publish,
+        budget=args.budget,
+        backend=args.backend,
+        dask=not args.no_dask,
+    )
     return 0
 
 

@@ -52,9 +52,11 @@ def explore(run_dir: str | Path, port: int = 0, show: Callable[[str], None] = pr
     if data is None:
         res = load(run_dir)
         if res.experiment is not None and not res.experiment.model_class.policy_of_starts:
-            raise UserError(f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the "
-                            f"policy models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on "
-                            "the page); see the run's figures/trajectories.png")  # fmt: skip
+            raise UserError(
+                f"{res.folder} is a run of trained networks: flowsim explore draws the flows of the "
+                f"policy models {sorted(PARAMETERISATIONS)} (their field and paths are recomputed on "
+                "the page); see the run's figures/trajectories.png"
+            )
         data = run_data(res.folder.name, res.flows, res.experiment)
     warm_up(data)  # the first click then costs what every click costs
     try:

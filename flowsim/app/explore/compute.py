@@ -91,11 +91,16 @@ def setting_of(exp: Experiment | None, row: Mapping[str, Any]) -> Setting:
     dyn = str(row.get("dynamics", FLOW))
     beta = row.get("beta", 0.1)
     lr = row.get("lr", math.nan)
-    return Setting(model=str(row.get("model", exp.model_kind if exp else "ratio")),
-                   loss=str(row.get("loss", "dpo")), beta="" if pd.isna(beta) else f"{float(beta):g}",
-                   reference=str(row.get("reference", "fixed")), ref_w=f"{float(row['ref_w']):g}",
-                   ref_l=f"{float(row['ref_l']):g}", dynamics=dyn,
-                   lr="0.1" if pd.isna(lr) else f"{float(lr):g}")  # fmt: skip
+    return Setting(
+        model=str(row.get("model", exp.model_kind if exp else "ratio")),
+        loss=str(row.get("loss", "dpo")),
+        beta="" if pd.isna(beta) else f"{float(beta):g}",
+        reference=str(row.get("reference", "fixed")),
+        ref_w=f"{float(row['ref_w']):g}",
+        ref_l=f"{float(row['ref_l']):g}",
+        dynamics=dyn,
+        lr="0.1" if pd.isna(lr) else f"{float(lr):g}",
+    )
 
 
 def experiment_of(setting: Setting, base: Experiment | None, base_combo: Mapping[str, Any] | None) -> Experiment:
@@ -146,8 +151,10 @@ def check_start(exp: Experiment, p0: np.ndarray) -> None:
     if not (0 < p1 <= 1 and 0 < p2 <= 1):
         raise StartError(f"the start (p1, p2) = ({p1:.4g}, {p2:.4g}) is outside (0, 1]²; click inside the square")
     if exp.model_class.normalised and p1 + p2 >= 1:
-        raise StartError(f"model {exp.model_kind!r} is a distribution over its responses: it needs p1 + p2 < 1, "
-                         f"and this start has p1 + p2 = {p1 + p2:.4g}")  # fmt: skip
+        raise StartError(
+            f"model {exp.model_kind!r} is a distribution over its responses: it needs p1 + p2 < 1, "
+            f"and this start has p1 + p2 = {p1 + p2:.4g}"
+        )
 
 
 def trajectory(exp: Experiment, combo: Mapping[str, Any], p0, ref=None, points: int = 200) -> Trajectory:
@@ -164,8 +171,12 @@ def trajectory(exp: Experiment, combo: Mapping[str, Any], p0, ref=None, points: 
     tic = time.perf_counter()
     res = paths(exp.task(combo, path=points), p0[None], ref[None])
     ms = 1e3 * (time.perf_counter() - tic)
-    status, t_stop, nfev, message = str(res["status"][0]), float(res["t_stop"][0]), int(res["nfev"][0]), \
-        str(res["message"][0])  # fmt: skip
+    status, t_stop, nfev, message = (
+        str(res["status"][0]),
+        float(res["t_stop"][0]),
+        int(res["nfev"][0]),
+        str(res["message"][0]),
+    )
     if res["path_x"][0] is None:  # a failed flow has no path
         return Trajectory(np.empty(0), np.empty(0), np.empty(0), status, t_stop, nfev, ms, message)
     policy = exp.split(combo)[1].bind(p0[None], ref[None]).row(0)
@@ -209,14 +220,12 @@ def arrows(f: Mapping[str, np.ndarray], n: int = 15) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         u1, u2 = np.where(ok, f["v1"] / speed, 0.0), np.where(ok, f["v2"] / speed, 0.0)
     length = frac / n
-    return {"x0": f["p1"], "y0": f["p2"], "x1": f["p1"] + u1 * length, "y1": f["p2"] + u2 * length,
-            "speed": speed}  # fmt: skip
+    return {"x0": f["p1"], "y0": f["p2"], "x1": f["p1"] + u1 * length, "y1": f["p2"] + u2 * length, "speed": speed}
 
 
 def numeric_columns(flows: pd.DataFrame) -> list[str]:
     """The columns that can colour the heatmap: every numeric column with a finite value."""
-    return [c for c in flows.columns
-            if flows[c].dtype.kind in "fiub" and np.isfinite(flows[c].to_numpy(float)).any()]  # fmt: skip
+    return [c for c in flows.columns if flows[c].dtype.kind in "fiub" and np.isfinite(flows[c].to_numpy(float)).any()]
 
 
 def cells(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -123,19 +123,27 @@ def colouring(name: str, v: np.ndarray, exp: Experiment) -> tuple[Any, str]:
     q = {q.name: q for q in quantities(exp.stop)}.get(name)
     if q is not None and q.scale == "status":
         colours = [c for _, c in q.colours]
-        return LinearColorMapper(palette=colours, low=-0.5, high=len(colours) - 0.5, nan_color=to_hex(NEVER)), \
-            f"{q.label}: " + ", ".join(f"{i} {n}" for i, (n, _) in enumerate(q.colours))  # fmt: skip
+        return LinearColorMapper(
+            palette=colours, low=-0.5, high=len(colours) - 0.5, nan_color=to_hex(NEVER)
+        ), f"{q.label}: " + ", ".join(f"{i} {n}" for i, (n, _) in enumerate(q.colours))
     finite = v[np.isfinite(v)]
     pos = finite[finite > 0]
-    log = q.scale == "log" if q is not None else bool(pos.size == finite.size and pos.size and
-                                                       pos.max() / pos.min() > 1e3)  # fmt: skip
+    log = (
+        q.scale == "log"
+        if q is not None
+        else bool(pos.size == finite.size and pos.size and pos.max() / pos.min() > 1e3)
+    )
     palette = _palette(q.cmap if q is not None else "viridis")
     if log and pos.size:
         hi = float(pos.max()) if pos.max() > pos.min() else float(pos.min()) * 10
-        return LogColorMapper(palette=palette, low=float(pos.min()), high=hi, nan_color=to_hex(NEVER),
-                              low_color=to_hex(AT_START)), f"{q.label if q else name} (log scale)"  # fmt: skip
-    lo, hi = (0.0, 1.0) if q is not None and q.scale == "linear" else \
-        ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))  # fmt: skip
+        return LogColorMapper(
+            palette=palette, low=float(pos.min()), high=hi, nan_color=to_hex(NEVER), low_color=to_hex(AT_START)
+        ), f"{q.label if q else name} (log scale)"
+    lo, hi = (
+        (0.0, 1.0)
+        if q is not None and q.scale == "linear"
+        else ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+    )
     hi = hi if hi > lo else lo + 1.0
     return LinearColorMapper(palette=palette, low=lo, high=hi, nan_color=to_hex(NEVER)), q.label if q else name
 
@@ -147,8 +155,10 @@ def column_values(rows: pd.DataFrame, name: str) -> np.ndarray:
 
 def _cells_data(rows: pd.DataFrame) -> dict[str, Any]:
     w, h = compute.cells(rows)
-    data = {c: (rows[c].to_numpy(float) if rows[c].dtype.kind in "fiub" else rows[c].astype(str).to_numpy())
-            for c in rows.columns}  # fmt: skip
+    data = {
+        c: (rows[c].to_numpy(float) if rows[c].dtype.kind in "fiub" else rows[c].astype(str).to_numpy())
+        for c in rows.columns
+    }
     return data | {"_w": w, "_h": h}
 
 
@@ -164,10 +174,13 @@ def _tooltips(columns) -> list[tuple[str, str]]:
 
 def _row_table(r: pd.Series) -> str:
     """A row of flows.csv as a folded table of every field (the path column left out: it is drawn)."""
-    cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_shown(v))}</td></tr>"
-                    for k, v in r.items() if k != "path")  # fmt: skip
-    return (f"<details><summary>the run's row: all {len(r)} fields</summary>"
-            f"<table style='font-size:85%'>{cells}</table></details>")
+    cells = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_shown(v))}</td></tr>" for k, v in r.items() if k != "path"
+    )
+    return (
+        f"<details><summary>the run's row: all {len(r)} fields</summary>"
+        f"<table style='font-size:85%'>{cells}</table></details>"
+    )
 
 
 def _empty_path() -> dict[str, list]:
@@ -199,10 +212,13 @@ class Explorer:
         s = self.group.setting
         first = "t_stop" if "t_stop" in self.data.columns else self.data.columns[0]
         first = "margin_final" if self.data.trace else first  # a trace's t_stop is its step count, one value
-        self.column = Select(title="colour the starts by", value=first, options=list(self.data.columns),
-                             name="column")  # fmt: skip
-        self.combination = Select(title="the run's combination", value=self.group.label,
-                                  options=[g.label for g in self.data.groups], name="combination")  # fmt: skip
+        self.column = Select(title="colour the starts by", value=first, options=list(self.data.columns), name="column")
+        self.combination = Select(
+            title="the run's combination",
+            value=self.group.label,
+            options=[g.label for g in self.data.groups],
+            name="combination",
+        )
         self.snap = Checkbox(label="snap clicks to the run's starts", active=True, name="snap")
         self.inputs = {
             "model": Select(title="model", options=list(PARAMETERISATIONS), value=s.model, name="model"),
@@ -222,11 +238,19 @@ class Explorer:
         tip = "the run's starts (hover: start, status, t_stop, finals), −∇L as arrows; click a start for its path"
         if self.data.trace:
             tip = "the traced pairs' starts (hover: start, status, finals); click one for its recorded path"
-        axes = trace_axes(self.data) if self.data.trace else {"x_range": (0, 1), "y_range": (0, 1),
-                                                              "match_aspect": True}  # fmt: skip
-        p = figure(name="plane", width=640, height=600, tools="pan,wheel_zoom,box_zoom,reset,save", title=tip,
-                   x_axis_label="p1 = π(y_w|x) at the start", y_axis_label="p2 = π(y_l|x) at the start",
-                   **axes)  # fmt: skip
+        axes = (
+            trace_axes(self.data) if self.data.trace else {"x_range": (0, 1), "y_range": (0, 1), "match_aspect": True}
+        )
+        p = figure(
+            name="plane",
+            width=640,
+            height=600,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            title=tip,
+            x_axis_label="p1 = π(y_w|x) at the start",
+            y_axis_label="p2 = π(y_l|x) at the start",
+            **axes,
+        )
         self.cells = ColumnDataSource(self._cells(), name="cells")
         if self.data.trace:  # a few pairs, scattered on log axes: points, not a tiling of the square
             self.rects = p.scatter("p1_0", "p2_0", source=self.cells, size=12, line_color=None)
@@ -235,15 +259,29 @@ class Explorer:
         self.colorbar = ColorBar(width=12, title_text_font_size="9pt")
         p.add_layout(self.colorbar, "right")
         kinds = [(c, self.group.rows[c].dtype.kind in "fiub") for c in self.group.rows.columns if c in HOVER]
-        p.add_tools(HoverTool(renderers=[self.rects], tooltips=_tooltips(kinds),
-                              formatters={f"@{{{c}}}": "printf" for c, num in kinds if num}))  # fmt: skip
+        p.add_tools(
+            HoverTool(
+                renderers=[self.rects],
+                tooltips=_tooltips(kinds),
+                formatters={f"@{{{c}}}": "printf" for c, num in kinds if num},
+            )
+        )
         if not self.data.trace:
             self._guides(p)
         self.field = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "speed": []}, name="field")
         p.segment("x0", "y0", "x1", "y1", source=self.field, line_color="white", line_width=3, line_alpha=0.7)
-        p.add_layout(Arrow(end=VeeHead(size=6, fill_color="black", line_color="white", line_width=0.5),
-                           x_start="x0", y_start="y0", x_end="x1", y_end="y1", source=self.field,
-                           line_color="black", line_width=1.3))  # fmt: skip
+        p.add_layout(
+            Arrow(
+                end=VeeHead(size=6, fill_color="black", line_color="white", line_width=0.5),
+                x_start="x0",
+                y_start="y0",
+                x_end="x1",
+                y_end="y1",
+                source=self.field,
+                line_color="black",
+                line_width=1.3,
+            )
+        )
         self.run_path = ColumnDataSource(_empty_path(), name="run_path")
         self.compare_path = ColumnDataSource(_empty_path(), name="compare_path")
         self.start_src = ColumnDataSource({"p1": [], "p2": []}, name="start")
@@ -270,10 +308,17 @@ class Explorer:
 
     def _time_figure(self):
         label = "t: steps (the run), flow time (compared)" if self.data.trace else "t (flow time; lr × steps)"
-        t = figure(name="time", width=420, height=300, x_axis_type="log", y_axis_type="log",
-                   title="p_w(t) solid, p_l(t) dotted; colours as on the plane",
-                   x_axis_label=label, y_axis_label="probability",
-                   tools="pan,wheel_zoom,reset,save")  # fmt: skip
+        t = figure(
+            name="time",
+            width=420,
+            height=300,
+            x_axis_type="log",
+            y_axis_type="log",
+            title="p_w(t) solid, p_l(t) dotted; colours as on the plane",
+            x_axis_label=label,
+            y_axis_label="probability",
+            tools="pan,wheel_zoom,reset,save",
+        )
         for src, colour in ((self.run_path, RUN_COLOUR), (self.compare_path, COMPARE_COLOUR)):
             t.line("t", "p1", source=src, line_color=colour, line_width=2)
             t.line("t", "p2", source=src, line_color=colour, line_width=2.5, line_dash="dotted")
@@ -281,10 +326,21 @@ class Explorer:
 
     def layout(self):
         n = sum(len(g.rows) for g in self.data.groups)
-        intro = Div(text=f"<b>{html.escape(self.data.name)}</b>: {n:,} flows. The compared setting (dashed) is "
-                    "drawn beside the run's own (solid).", width=260)  # fmt: skip
-        controls = column(intro, self.column, self.combination, self.snap, Div(text="<b>compare with</b>"),
-                          *self.inputs.values(), self.reset, width=260)  # fmt: skip
+        intro = Div(
+            text=f"<b>{html.escape(self.data.name)}</b>: {n:,} flows. The compared setting (dashed) is "
+            "drawn beside the run's own (solid).",
+            width=260,
+        )
+        controls = column(
+            intro,
+            self.column,
+            self.combination,
+            self.snap,
+            Div(text="<b>compare with</b>"),
+            *self.inputs.values(),
+            self.reset,
+            width=260,
+        )
         return row(controls, self.plane, column(self.time, self.error, self.info))
 
     def _wire(self) -> None:
@@ -432,16 +488,22 @@ class Explorer:
         body = []
         for name, (s, tr) in self._runs.items():
             msg = f"<br><small>{html.escape(tr.message)}</small>" if tr.message else ""
-            body.append(f"<tr><td>{name}</td><td>{html.escape(s.label())}</td><td>{tr.status}{msg}</td>"
-                        f"<td>{tr.t_stop:.6g}</td><td>{tr.evaluations}</td><td>{tr.ms:.0f}</td></tr>")  # fmt: skip
+            body.append(
+                f"<tr><td>{name}</td><td>{html.escape(s.label())}</td><td>{tr.status}{msg}</td>"
+                f"<td>{tr.t_stop:.6g}</td><td>{tr.evaluations}</td><td>{tr.ms:.0f}</td></tr>"
+            )
         if self.row is not None:
             r = self.row
-            body.append(f"<tr><td>flows.csv</td><td>the run's row</td><td>{r['status']}</td>"
-                        f"<td>{float(r['t_stop']):.6g}</td><td>{r.get('nfev', '')}</td><td></td></tr>")  # fmt: skip
+            body.append(
+                f"<tr><td>flows.csv</td><td>the run's row</td><td>{r['status']}</td>"
+                f"<td>{float(r['t_stop']):.6g}</td><td>{r.get('nfev', '')}</td><td></td></tr>"
+            )
         p = self.start
         whole = _row_table(self.row) if self.row is not None else ""
-        return (f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
-                f"{whole}")
+        return (
+            f"start (p1, p2) = ({p[0]:.6g}, {p[1]:.6g})<table style='font-size:90%'>{head}{''.join(body)}</table>"
+            f"{whole}"
+        )
 
 
 _WORKER: list[ThreadPoolExecutor] = []

@@ -62,9 +62,16 @@ def setting(flows: pd.DataFrame, beta: float):
 
     loss = str(flows["loss"].iloc[0])
     loss = loss if loss in LOSSES else "dpo"
-    exp = parse_experiment({"name": "explore-trace", "loss": {"kind": loss, "beta": beta, "reference": "initial"},
-                            "model": {"kind": "ratio"}, "stop": ideal_stop(flows).as_dict(), "grid": PLACEHOLDER_GRID},
-                           source=compute.SOURCE)  # fmt: skip
+    exp = parse_experiment(
+        {
+            "name": "explore-trace",
+            "loss": {"kind": loss, "beta": beta, "reference": "initial"},
+            "model": {"kind": "ratio"},
+            "stop": ideal_stop(flows).as_dict(),
+            "grid": PLACEHOLDER_GRID,
+        },
+        source=compute.SOURCE,
+    )
     return exp, exp.parameter_sets()[0], Setting(model="ratio", loss=loss, beta=f"{beta:g}", reference="initial")
 
 
@@ -79,8 +86,16 @@ def observed(row: pd.Series | None) -> Trajectory:
     if row is None:
         raise ValueError("a trace records its pairs' paths only: tick 'snap clicks to the run's starts'")
     path = recorded_path(row)
-    return Trajectory(path[:, 1], path[:, 2], path[:, 0], str(row["status"]), float(row["t_stop"]),
-                      int(row["steps"]), 0.0, str(row.get("message", "") or ""))  # fmt: skip
+    return Trajectory(
+        path[:, 1],
+        path[:, 2],
+        path[:, 0],
+        str(row["status"]),
+        float(row["t_stop"]),
+        int(row["steps"]),
+        0.0,
+        str(row.get("message", "") or ""),
+    )
 
 
 def axes(data) -> dict[str, Any]:
@@ -88,5 +103,9 @@ def axes(data) -> dict[str, Any]:
     rows = data.groups[0].rows
     p = np.concatenate([recorded_path(r)[:, 1:] for _, r in rows.iterrows()])
     lo, hi = p.min(axis=0) / 2, np.minimum(p.max(axis=0) * 2, 1.0)
-    return {"x_axis_type": "log", "y_axis_type": "log", "x_range": (float(lo[0]), float(hi[0])),
-            "y_range": (float(lo[1]), float(hi[1]))}  # fmt: skip
+    return {
+        "x_axis_type": "log",
+        "y_axis_type": "log",
+        "x_range": (float(lo[0]), float(hi[0])),
+        "y_range": (float(lo[1]), float(hi[1])),
+    }

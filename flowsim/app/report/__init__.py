@@ -46,8 +46,11 @@ def warn_absent(names: list[str], sections: tuple[Section, ...] = SECTIONS) -> N
     absent = absent_experiments(names, sections)
     if absent:
         what = "; ".join(f"{n} ({', '.join(titles)})" for n, titles in absent.items())
-        warnings.warn(f"the report will mark sections missing: it reads experiments not run here: {what}",
-                      IncompleteReport, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"the report will mark sections missing: it reads experiments not run here: {what}",
+            IncompleteReport,
+            stacklevel=2,
+        )
 
 
 __all__ = ["IncompleteReport", "build_report", "warn_absent"]

@@ -33,8 +33,14 @@ from flowsim.app.report.sections import MODELS, dynamics_section, losses_section
 from flowsim.app.report.sections import reference_side_by_side as side_by_side
 
 #: The files of a finished experiment folder, by the command that writes them.
-WRITTEN_BY = {"flows.csv": "run", "meta.json": "run", "claims.csv": "analyze", "regions.csv": "analyze",
-              "loss_comparison.csv": "analyze", "figures": "plot"}  # fmt: skip
+WRITTEN_BY = {
+    "flows.csv": "run",
+    "meta.json": "run",
+    "claims.csv": "analyze",
+    "regions.csv": "analyze",
+    "loss_comparison.csv": "analyze",
+    "figures": "plot",
+}
 #: The experiments of several losses whose comparisons make one table (loss x model).
 LOSS_RUNS = ("losses", "losses_logits")
 
@@ -69,39 +75,59 @@ def _each(names, files: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 
 
 def _losses(name: str, where: str) -> Section:
-    return Section(f"The preference losses on {where}", {name: ("flows.csv", "meta.json")},
-                   lambda root, names: losses_section(root, name, where))  # fmt: skip
+    return Section(
+        f"The preference losses on {where}",
+        {name: ("flows.csv", "meta.json")},
+        lambda root, names: losses_section(root, name, where),
+    )
 
 
 def _dynamics(name: str, where: str) -> Section:
-    return Section(f"Flow, gradient descent and Adam on {where}", {name: ("flows.csv", "meta.json")},
-                   lambda root, names: dynamics_section(root, name, where))  # fmt: skip
+    return Section(
+        f"Flow, gradient descent and Adam on {where}",
+        {name: ("flows.csv", "meta.json")},
+        lambda root, names: dynamics_section(root, name, where),
+    )
 
 
 #: The report's sections, in order.
 SECTIONS: tuple[Section, ...] = (
-    Section("Which of the paper's conclusions survive (and per loss)",
-            _each((name for _, name, _, _ in SETTINGS), ("claims.csv",)), lambda root, names: across_settings(root)),
+    Section(
+        "Which of the paper's conclusions survive (and per loss)",
+        _each((name for _, name, _, _ in SETTINGS), ("claims.csv",)),
+        lambda root, names: across_settings(root),
+    ),
     Section("How the results were made", {}, provenance),
     Section("The paper's Figure 1, redrawn", {}, figure_one),
     Section("Verdicts in the paper's setting", {"paper": ("claims.csv",)}, paper_verdicts),
     Section("How the verdicts change with β", {"beta": ("claims.csv",)}, beta_verdicts),
     Section("How the verdicts change with the reference model", {"reference": ("claims.csv",)}, reference_verdicts),
-    Section("Reference-free and standard DPO, side by side",
-            {"standard": ("claims.csv", "regions.csv", "flows.csv", "meta.json"),
-             "paper": ("claims.csv", "regions.csv")}, side_by_side),
-    Section("The same starts under three parameterisations", _each((name for _, name, _ in MODELS), ("regions.csv",)),
-            lambda root, names: models_side_by_side(root)),
-    Section("The losses compared, by model", _each(LOSS_RUNS, ("loss_comparison.csv",)),
-            lambda root, names: loss_by_model(root, LOSS_RUNS)),
+    Section(
+        "Reference-free and standard DPO, side by side",
+        {"standard": ("claims.csv", "regions.csv", "flows.csv", "meta.json"), "paper": ("claims.csv", "regions.csv")},
+        side_by_side,
+    ),
+    Section(
+        "The same starts under three parameterisations",
+        _each((name for _, name, _ in MODELS), ("regions.csv",)),
+        lambda root, names: models_side_by_side(root),
+    ),
+    Section(
+        "The losses compared, by model",
+        _each(LOSS_RUNS, ("loss_comparison.csv",)),
+        lambda root, names: loss_by_model(root, LOSS_RUNS),
+    ),
     _losses("losses", "the ratio plane"),
     _losses("losses_logits", "softmax logits (K = 10)"),
     _dynamics("optimisers", "softmax logits (K = 10)"),
     _dynamics("optimisers_features", "log-linear features (cos 0.9, norm ratio 1.25)"),
-    Section("DPO on a small network", _each((name for _, name, _ in NETWORK_SETTINGS), ("claims.csv", "regions.csv")),
-            lambda root, names: network_section(root)),
+    Section(
+        "DPO on a small network",
+        _each((name for _, name, _ in NETWORK_SETTINGS), ("claims.csv", "regions.csv")),
+        lambda root, names: network_section(root),
+    ),
     Section("Figures", _each((name for name, _, _ in SHOWN_FIGURES), ("figures",)), figures),
-)  # fmt: skip
+)
 
 
 def missing_files(root: Path, sections: tuple[Section, ...] = SECTIONS) -> dict[str, list[str]]:
@@ -141,9 +167,13 @@ def incomplete_note(missing: Mapping[str, list[str]], sections: tuple[Section, .
     short = [s.title for s in sections if any(set(files) & set(missing.get(n, ())) for n, files in s.needs.items())]
     if not short:
         return []
-    return [f"> **This report is incomplete:** {len(short)} of its {len(sections)} sections lack results "
-            f"({', '.join(short)}); each is marked **Missing** below with what to run. Missing: "
-            + "; ".join(f"`{n}` ({', '.join(files)})" for n, files in missing.items()) + ".", ""]  # fmt: skip
+    return [
+        f"> **This report is incomplete:** {len(short)} of its {len(sections)} sections lack results "
+        f"({', '.join(short)}); each is marked **Missing** below with what to run. Missing: "
+        + "; ".join(f"`{n}` ({', '.join(files)})" for n, files in missing.items())
+        + ".",
+        "",
+    ]
 
 
 def absent_experiments(names: list[str], sections: tuple[Section, ...] = SECTIONS) -> dict[str, list[str]]:

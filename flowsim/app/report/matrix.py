@@ -34,23 +34,31 @@ def across_settings(root: Path) -> list[str]:
     if main[0]:
         matrix = verdict_matrix(main[0], subset="all", select=main[1])
         out += [
-            "## Which of the paper's conclusions survive", "",
+            "## Which of the paper's conclusions survive",
+            "",
             "Each claim of the paper (rows; C6b and C7–C12 are flowsim's additions, LD is Razin et al. 2024's "
             "likelihood displacement; see the claims files) measured "
             "in every setting (columns): the verdict on all starts, `robust` if it holds under every alternative "
             "region cut and threshold of the fixed sensitivity family (`flowsim/analysis/sensitivity.py`), else "
-            "`fragile`. Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.", "",
-            matrix.to_markdown(), "", conclusions(matrix), "",
-        ]  # fmt: skip
+            "`fragile`. Generated from the `claims.csv` files beside this page; nothing in it is typed by hand.",
+            "",
+            matrix.to_markdown(),
+            "",
+            conclusions(matrix),
+            "",
+        ]
     if per_loss[0]:
         matrix = verdict_matrix(per_loss[0], subset="all", split=per_loss[2])
         table = matrix.drop(columns="statement").T.apply(lambda col: col.map(_short_cell))
         out += [
-            "### The same claims per preference loss (rows), DPO as practised (reference = SFT model)", "",
+            "### The same claims per preference loss (rows), DPO as practised (reference = SFT model)",
+            "",
             "S supported, P partly, N not supported, – not applicable; * fragile under the sensitivity family. "
-            "Statements as in the table above; the losses' own tables further down.", "",
-            table.to_markdown(), "",
-        ]  # fmt: skip
+            "Statements as in the table above; the losses' own tables further down.",
+            "",
+            table.to_markdown(),
+            "",
+        ]
     return out
 
 
@@ -91,21 +99,31 @@ def loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
     regions = [c for c in t.columns if c.startswith("p_w_final_")]
     t["p_w final (median over regions)"] = t[regions].median(axis=1)
     impossible = t.get("displacement_impossible", pd.Series(False, index=t.index)).astype(bool)
-    t["displaced"] = [("0 (impossible by construction)" if i else f"{v:.2f}") for v, i in
-                      zip(t["share_displaced"], impossible, strict=True)]  # fmt: skip
+    t["displaced"] = [
+        ("0 (impossible by construction)" if i else f"{v:.2f}")
+        for v, i in zip(t["share_displaced"], impossible, strict=True)
+    ]
     t["t_l < t_w"] = t["share_l_before_w"].map(lambda v: f"{v:.2f}")
     t["p_w final"] = t["p_w final (median over regions)"].map(lambda v: f"{v:.2f}")
     wide = t.pivot(index="loss", columns="model", values=["displaced", "t_l < t_w", "p_w final"])
     models = list(dict.fromkeys(t["model"]))  # in the experiments' order
     wide = wide[[(what, m) for what in ("displaced", "t_l < t_w", "p_w final") for m in models]]
     wide.columns = [f"{what}, {model}" for what, model in wide.columns]
-    links = ", ".join(f"[{n}/figures/loss_comparison.png]({n}/figures/loss_comparison.png)" for n in names
-                      if (root / n / "figures" / "loss_comparison.png").exists())  # fmt: skip
-    return ["## The losses compared, by model", "",
-            "Per loss and model (the ratio plane of [losses](losses/), the softmax logits of "
-            "[losses_logits](losses_logits/)), over the flows that did not fail: the share displaced (p_w fell "
-            "below its start at some time), the share in which p_l reached its target before p_w reached its "
-            "own, and the final p_w (the median of the regions' medians). A share of 0 marked impossible by "
-            "construction is not a finding about the loss: the model cannot show it (claims.md says why)."
-            + (f" By region, in figures: {links}." if links else ""), "",
-            wide.fillna("—").to_markdown(), ""]  # fmt: skip
+    links = ", ".join(
+        f"[{n}/figures/loss_comparison.png]({n}/figures/loss_comparison.png)"
+        for n in names
+        if (root / n / "figures" / "loss_comparison.png").exists()
+    )
+    return [
+        "## The losses compared, by model",
+        "",
+        "Per loss and model (the ratio plane of [losses](losses/), the softmax logits of "
+        "[losses_logits](losses_logits/)), over the flows that did not fail: the share displaced (p_w fell "
+        "below its start at some time), the share in which p_l reached its target before p_w reached its "
+        "own, and the final p_w (the median of the regions' medians). A share of 0 marked impossible by "
+        "construction is not a finding about the loss: the model cannot show it (claims.md says why)."
+        + (f" By region, in figures: {links}." if links else ""),
+        "",
+        wide.fillna("—").to_markdown(),
+        "",
+    ]

@@ -61,8 +61,9 @@ def network_section(root: Path) -> list[str]:
     rows = _network_rows(root)
     if not rows:
         return []
-    faster = pd.DataFrame({k: {c: v for c, v in r.items() if not c.startswith(("C6", "region"))}
-                           for k, r in rows.items()}).T  # fmt: skip
+    faster = pd.DataFrame(
+        {k: {c: v for c, v in r.items() if not c.startswith(("C6", "region"))} for k, r in rows.items()}
+    ).T
     med = pd.DataFrame({k: r["region medians of final p_w"] for k, r in rows.items()}).T
     med = med[[g for g in REGIONS if g in med.columns]]
     med.insert(0, "C6 start decides", [r["C6 start decides"] for r in rows.values()])

@@ -37,18 +37,29 @@ def provenance(root: Path, names: list[str]) -> list[str]:
 def engines(meta: dict) -> str:
     """How a run's rows were computed, from meta.json: the engine with its method, and the rows of each."""
     method = meta["experiment"]["solver"]["method"]
-    names = {"batched": f"batched {method}", "driver": f"solve_ivp {method}", "exact": "closed form",
-             "discrete": "optimiser steps", "network": "torch training", "torch": "torch training"}  # fmt: skip
+    names = {
+        "batched": f"batched {method}",
+        "driver": f"solve_ivp {method}",
+        "exact": "closed form",
+        "discrete": "optimiser steps",
+        "network": "torch training",
+        "torch": "torch training",
+    }
     counts = meta.get("counts_by_engine") or {method: meta["rows"]}  # run folders from before engines were recorded
     return ", ".join(f"{names.get(k, k)} {v:,}" for k, v in counts.items() if v)
 
 
 def figure_one(root: Path, names: list[str]) -> list[str]:
     """The paper's Figure 1, redrawn by `flowsim reproduce` beside the report."""
-    return ["## The paper's Figure 1, redrawn", "",
-            "![Figure 1](figure1.png)", "",
-            "The same field with arrow colour on a log scale of |∇L| (the magnitudes span many orders near x2 → 0): "
-            "[figure1_log.png](figure1_log.png).", ""]  # fmt: skip
+    return [
+        "## The paper's Figure 1, redrawn",
+        "",
+        "![Figure 1](figure1.png)",
+        "",
+        "The same field with arrow colour on a log scale of |∇L| (the magnitudes span many orders near x2 → 0): "
+        "[figure1_log.png](figure1_log.png).",
+        "",
+    ]
 
 
 def paper_verdicts(root: Path, names: list[str]) -> list[str]:
@@ -57,18 +68,24 @@ def paper_verdicts(root: Path, names: list[str]) -> list[str]:
     if paper is None:
         return []
     a, f = (paper[paper["subset"] == k].set_index("claim") for k in ("all", "feasible"))
-    table = pd.DataFrame({
-        "claim": a.index, "statement": a["title"], "metric (value on all starts)": a["metric"],
-        "all starts": value_verdict(a),
-        "feasible starts (p1 + p2 ≤ 1)": value_verdict(f.reindex(a.index)),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "claim": a.index,
+            "statement": a["title"],
+            "metric (value on all starts)": a["metric"],
+            "all starts": value_verdict(a),
+            "feasible starts (p1 + p2 ≤ 1)": value_verdict(f.reindex(a.index)),
+        }
+    )
     return [
-        "## Verdicts in the paper's setting (β = 0.1, no reference model)", "",
-        table.to_markdown(index=False), "",
+        "## Verdicts in the paper's setting (β = 0.1, no reference model)",
+        "",
+        table.to_markdown(index=False),
+        "",
         "Details, with the paper's words and every number behind each verdict: [paper/claims.md](paper/claims.md)."
         " Region tables: [paper/regions.csv](paper/regions.csv).",
         "",
-    ]  # fmt: skip
+    ]
 
 
 def beta_verdicts(root: Path, names: list[str]) -> list[str]:
@@ -82,8 +99,12 @@ def reference_verdicts(root: Path, names: list[str]) -> list[str]:
     ref = read_claims(root, "reference")
     if ref is None:
         return []
-    return ["## How the verdicts change with the reference model (columns: ref_w, ref_l; β = 0.1)", "",
-            verdict_pivot(ref, ["ref_w", "ref_l"]).to_markdown(), ""]  # fmt: skip
+    return [
+        "## How the verdicts change with the reference model (columns: ref_w, ref_l; β = 0.1)",
+        "",
+        verdict_pivot(ref, ["ref_w", "ref_l"]).to_markdown(),
+        "",
+    ]
 
 
 #: The figures shown in the report: (experiment, file name prefix, caption).
@@ -98,14 +119,17 @@ SHOWN_FIGURES = (
 
 def figures(root: Path, names: list[str]) -> list[str]:
     """What each experiment's figures/ holds, links to every experiment's facets, and the figures shown."""
-    out = ["## Figures", "",
-           "In each experiment's `figures/` folder: `facet_*`, one panel per parameter combination on a shared "
-           "scale, of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w`, `status` and more over the "
-           "SFT model's (p1_0, p2_0); `paths_all` (the flows from the region centres, a panel per combination); "
-           "`loss_comparison` where several losses were run; a network's `starts_*` and `trajectories`. An "
-           "experiment of one combination also gets its heatmaps, `basin` (final p1 as colour, t_stop as "
-           "contours) and `paths` (over the field); `flowsim plot RUN --all` draws them for the others.",
-           ""]  # fmt: skip
+    out = [
+        "## Figures",
+        "",
+        "In each experiment's `figures/` folder: `facet_*`, one panel per parameter combination on a shared "
+        "scale, of `t_stop`, `p1_final`, `p2_final`, `t_w`, `t_l`, `t_l_over_t_w`, `status` and more over the "
+        "SFT model's (p1_0, p2_0); `paths_all` (the flows from the region centres, a panel per combination); "
+        "`loss_comparison` where several losses were run; a network's `starts_*` and `trajectories`. An "
+        "experiment of one combination also gets its heatmaps, `basin` (final p1 as colour, t_stop as "
+        "contours) and `paths` (over the field); `flowsim plot RUN --all` draws them for the others.",
+        "",
+    ]
     for n in names:
         folder = root / n / "figures"
         facets = sorted(folder.glob("facet_*.png")) if folder.exists() else []

@@ -30,8 +30,12 @@ MODELS = (
 
 
 #: Region-table columns shown per model, with their headings.
-MODEL_COLUMNS = {"p1_final_median": "final p_w", "t_stop_median": "t_stop", "share_displaced": "share displaced",
-                 "share_left": "share leaving the simplex"}  # fmt: skip
+MODEL_COLUMNS = {
+    "p1_final_median": "final p_w",
+    "t_stop_median": "t_stop",
+    "share_displaced": "share displaced",
+    "share_left": "share leaving the simplex",
+}
 
 
 def models_side_by_side(root: Path) -> list[str]:
@@ -41,11 +45,15 @@ def models_side_by_side(root: Path) -> list[str]:
     ]
     if len(found) < 2:
         return []
-    lines = ["## The same starts under three parameterisations (DPO, β = 0.1, reference = SFT model)", "",
-             "Flowing the ratios x (the paper) is not what training does: training moves a policy's parameters, "
-             "and gradient flow is not invariant under reparameterisation. Per region of feasible SFT models "
-             "(p_w0 + p_l0 ≤ 1), medians over the starts; every number is read from the experiments' "
-             "`regions.csv`.", ""]  # fmt: skip
+    lines = [
+        "## The same starts under three parameterisations (DPO, β = 0.1, reference = SFT model)",
+        "",
+        "Flowing the ratios x (the paper) is not what training does: training moves a policy's parameters, "
+        "and gradient flow is not invariant under reparameterisation. Per region of feasible SFT models "
+        "(p_w0 + p_l0 ≤ 1), medians over the starts; every number is read from the experiments' "
+        "`regions.csv`.",
+        "",
+    ]
     for col, heading in MODEL_COLUMNS.items():
         table = pd.DataFrame({label: rows[col] for label, _, rows in found}).dropna(how="all")
         lines += [f"**{heading}**", "", table.to_markdown(floatfmt=".3g"), ""]
@@ -72,10 +80,14 @@ def losses_section(root: Path, name: str, where: str) -> list[str]:
     flows = flows[flows["feasible"].astype(str).str.lower().eq("true")]
     meta = json.loads((root / name / "meta.json").read_text())
     target = meta["experiment"]["stop"].get("margin_target")
-    lines = [f"## The preference losses on {where} (reference = SFT model, margin target {target})", "",
-             f"Feasible starts of [{name}]({name}/); per loss and region. Losses at TRL's defaults; formulas and "
-             "sources in `flowsim/model/losses/`. Final p_w across losses on one scale: "
-             f"[{name}/figures/facet_p1_final.png]({name}/figures/facet_p1_final.png).", ""]  # fmt: skip
+    lines = [
+        f"## The preference losses on {where} (reference = SFT model, margin target {target})",
+        "",
+        f"Feasible starts of [{name}]({name}/); per loss and region. Losses at TRL's defaults; formulas and "
+        "sources in `flowsim/model/losses/`. Final p_w across losses on one scale: "
+        f"[{name}/figures/facet_p1_final.png]({name}/figures/facet_p1_final.png).",
+        "",
+    ]
     return lines + region_tables(dict(list(flows.groupby("loss", sort=True))), LOSS_METRICS)
 
 
@@ -99,11 +111,15 @@ def dynamics_section(root: Path, name: str, where: str) -> list[str]:
     flows = flows.assign(setting=flows.apply(setting_label, axis=1))
     meta = json.loads((root / name / "meta.json").read_text())
     target = meta["experiment"]["stop"].get("loss_target")
-    lines = [f"## Flow, gradient descent and Adam on {where} (DPO, β = 0.1, reference = SFT model)", "",
-             f"Every run of [{name}]({name}/) stops at the loss target L = {target} (or its step budget). For a "
-             "discrete run t = lr × steps: for gradient descent that is the flow's time (GD is its Euler scheme), "
-             "for Adam it is only a step count in the flow's units — Adam's steps have a length of about lr in "
-             "every coordinate, whatever the gradient.", ""]  # fmt: skip
+    lines = [
+        f"## Flow, gradient descent and Adam on {where} (DPO, β = 0.1, reference = SFT model)",
+        "",
+        f"Every run of [{name}]({name}/) stops at the loss target L = {target} (or its step budget). For a "
+        "discrete run t = lr × steps: for gradient descent that is the flow's time (GD is its Euler scheme), "
+        "for Adam it is only a step count in the flow's units — Adam's steps have a length of about lr in "
+        "every coordinate, whatever the gradient.",
+        "",
+    ]
     return lines + region_tables(dict(list(flows.groupby("setting", sort=False))), DYNAMICS_METRICS)
 
 
@@ -130,8 +146,16 @@ def side_by_side(root: Path, free: pd.DataFrame, std: pd.DataFrame, names: list[
     for subset, label in (("all", "all starts"), ("feasible", "feasible starts (p1 + p2 ≤ 1)")):
         a, b = verdict_pivot(free, ["beta"], subset), verdict_pivot(std, ["beta"], subset)
         cols = [c for c in b.columns if c in a.columns]
-        both = pd.DataFrame({f"β = {c}": [f"{SHORT.get(x, '—')} → {SHORT.get(y, '—')}" for x, y in
-                             zip(a[c].reindex(b.index), b[c], strict=True)] for c in cols}, index=b.index)  # fmt: skip
+        both = pd.DataFrame(
+            {
+                f"β = {c}": [
+                    f"{SHORT.get(x, '—')} → {SHORT.get(y, '—')}"
+                    for x, y in zip(a[c].reindex(b.index), b[c], strict=True)
+                ]
+                for c in cols
+            },
+            index=b.index,
+        )
         lines += [f"Verdicts on {label}: reference-free → standard DPO.", "", both.to_markdown(), ""]
     std_csv = root / "standard" / "flows.csv"
     if std_csv.exists():

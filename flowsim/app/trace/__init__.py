@@ -49,13 +49,30 @@ from flowsim.integrations.folder import LOGPS as LOGPS_NAME
 from flowsim.integrations.folder import TraceError, read_trace
 
 #: Columns a trace row adds after the flows.csv columns (as a network row's, where they mean the same).
-EXTRA = ("pair", "index", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "dp1_dt_0", "dp2_dt_0",
-         "grad_norm_0", "path")  # fmt: skip
+EXTRA = (
+    "pair",
+    "index",
+    "logp_w0",
+    "logp_l0",
+    "logp_w_final",
+    "logp_l_final",
+    "dp1_dt_0",
+    "dp2_dt_0",
+    "grad_norm_0",
+    "path",
+)
 #: TRL's loss_type -> flowsim's loss of the same formula in (h_w, h_l) and beta alone (TRL's "sigmoid" is
 #: DPO); TRL's ipo and sigmoid_norm divide by completion lengths, and robust, exo_pair and discopop read
 #: more than beta: no idealised flow for them here.
-TRL_LOSSES = {"sigmoid": "dpo", "hinge": "hinge", "nca_pair": "nca_pair", "bco_pair": "bco_pair",
-              "sppo_hard": "sppo_hard", "apo_zero": "apo_zero", "apo_down": "apo_down"}  # fmt: skip
+TRL_LOSSES = {
+    "sigmoid": "dpo",
+    "hinge": "hinge",
+    "nca_pair": "nca_pair",
+    "bco_pair": "bco_pair",
+    "sppo_hard": "sppo_hard",
+    "apo_zero": "apo_zero",
+    "apo_down": "apo_down",
+}
 #: The idealised models the run is set beside.
 IDEAL_MODELS = ("ratio", "logits")
 #: The grid of the idealised flows' experiment, never swept: their starts are the run's.
@@ -69,8 +86,10 @@ _REL = 1e-12  # displaced: p_w below its start by more than this, relative (the 
 
 def _beta_check(beta: float | None, recorded: float, source: str) -> float:
     if beta is not None and not math.isclose(beta, recorded, rel_tol=1e-9):
-        raise TraceError(f"--beta {beta:g} disagrees with the run's beta {recorded:g} (recorded in {source}); "
-                         "leave --beta out to use the run's")  # fmt: skip
+        raise TraceError(
+            f"--beta {beta:g} disagrees with the run's beta {recorded:g} (recorded in {source}); "
+            "leave --beta out to use the run's"
+        )
     return recorded
 
 
@@ -98,8 +117,11 @@ def flowsim_loss(spec: dict[str, Any]):
     types = list(spec.get("loss_type", ["sigmoid"]))
     if len(types) != 1:
         return None, f"a weighted mix of losses {types}"
-    changed = {k: spec[k] for k, plain in (("f_divergence_type", "reverse_kl"), ("ld_alpha", None),
-                                           ("use_weighting", False)) if spec.get(k, plain) != plain}  # fmt: skip
+    changed = {
+        k: spec[k]
+        for k, plain in (("f_divergence_type", "reverse_kl"), ("ld_alpha", None), ("use_weighting", False))
+        if spec.get(k, plain) != plain
+    }
     if changed:
         return None, f"the run's loss is changed by {changed}"
     kind = TRL_LOSSES.get(types[0])
@@ -124,17 +146,27 @@ def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop:
     h = logp - log_ref[:, None, :]
     j = p[..., 0].argmin(axis=1)
     n = len(p)
-    return {"status": np.full(n, "timeout"), "t_stop": np.full(n, float(steps[-1] - steps[0])),
-            "p1_final": pf[:, 0], "p2_final": pf[:, 1], "x1_final": np.exp(h[:, -1, 0]),
-            "x2_final": np.exp(h[:, -1, 1]), "t_w": _first_step(p[..., 0] >= stop.p1_target, steps),
-            "t_l": _first_step(p[..., 1] <= stop.p2_target, steps), "nfev": np.full(n, len(steps)),
-            "p_w_min": p[np.arange(n), j, 0], "t_p_w_min": (steps - steps[0])[j].astype(float),
-            "displaced": (p[:, 1:, 0] < p0[:, None, 0] * (1 - _REL)).any(axis=1),
-            "max_mass": (p[..., 0] + p[..., 1]).max(axis=1), "margin_final": h[:, -1, 0] - h[:, -1, 1],
-            "rest_final": 1.0 - pf[:, 0] - pf[:, 1], "top_other": pd.array([pd.NA] * n, dtype="Int64"),
-            "p_top_other": np.full(n, np.nan),
-            "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),  # t_sliding: steps never slide
-            "t_sliding": np.zeros(n)}  # fmt: skip
+    return {
+        "status": np.full(n, "timeout"),
+        "t_stop": np.full(n, float(steps[-1] - steps[0])),
+        "p1_final": pf[:, 0],
+        "p2_final": pf[:, 1],
+        "x1_final": np.exp(h[:, -1, 0]),
+        "x2_final": np.exp(h[:, -1, 1]),
+        "t_w": _first_step(p[..., 0] >= stop.p1_target, steps),
+        "t_l": _first_step(p[..., 1] <= stop.p2_target, steps),
+        "nfev": np.full(n, len(steps)),
+        "p_w_min": p[np.arange(n), j, 0],
+        "t_p_w_min": (steps - steps[0])[j].astype(float),
+        "displaced": (p[:, 1:, 0] < p0[:, None, 0] * (1 - _REL)).any(axis=1),
+        "max_mass": (p[..., 0] + p[..., 1]).max(axis=1),
+        "margin_final": h[:, -1, 0] - h[:, -1, 1],
+        "rest_final": 1.0 - pf[:, 0] - pf[:, 1],
+        "top_other": pd.array([pd.NA] * n, dtype="Int64"),
+        "p_top_other": np.full(n, np.nan),
+        "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),  # t_sliding: steps never slide
+        "t_sliding": np.zeros(n),
+    }
 
 
 def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.DataFrame:
@@ -144,10 +176,19 @@ def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.Dat
     p0, ref = np.exp(logp[:, 0]), np.exp(log_ref)
     loss, _ = flowsim_loss(spec)
     kind = loss.kind if loss is not None else "trl:" + "+".join(spec.get("loss_type", ["?"]))
-    out = pd.DataFrame({"beta": np.full(n, float(spec["beta"])), "ref_w": ref[:, 0], "ref_l": ref[:, 1],
-                        "p1_0": p0[:, 0], "p2_0": p0[:, 1], "x1_0": np.exp(logp[:, 0, 0] - log_ref[:, 0]),
-                        "x2_0": np.exp(logp[:, 0, 1] - log_ref[:, 1]), "region": region_labels(p0),
-                        "feasible": feasible(p0)})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "beta": np.full(n, float(spec["beta"])),
+            "ref_w": ref[:, 0],
+            "ref_l": ref[:, 1],
+            "p1_0": p0[:, 0],
+            "p2_0": p0[:, 1],
+            "x1_0": np.exp(logp[:, 0, 0] - log_ref[:, 0]),
+            "x2_0": np.exp(logp[:, 0, 1] - log_ref[:, 1]),
+            "region": region_labels(p0),
+            "feasible": feasible(p0),
+        }
+    )
     rec = _path_record(steps, logp, log_ref, stop)
     h0, hf = logp[:, 0] - log_ref, logp[:, -1] - log_ref
     nan = np.full(n, np.nan)
@@ -156,20 +197,33 @@ def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.Dat
     training = spec.get("training", {})
     # "initial": each pair has its own reference (the recorded one), so the pairs form one group; x_0 = 1
     # where the reference is the first recorded policy (a trace from step 0 with ref_model = the start)
-    rec.update({"loss": kind, "model": "network", "dynamics": str(training.get("optim", "trl")),
-                "reference": "initial",
-                "message": "" if finished else f"trace interrupted: last recorded step {int(steps[-1])}"})  # fmt: skip
+    rec.update(
+        {
+            "loss": kind,
+            "model": "network",
+            "dynamics": str(training.get("optim", "trl")),
+            "reference": "initial",
+            "message": "" if finished else f"trace interrupted: last recorded step {int(steps[-1])}",
+        }
+    )
     for k in LEADING:
         if k in rec:
             out[k] = rec[k]
     out["engine"] = "trl"
     dt = float(steps[1] - steps[0]) if len(steps) > 1 else np.nan
     rate = (np.exp(logp[:, 1]) - p0) / dt if len(steps) > 1 else np.full((n, 2), np.nan)
-    extra = {"pair": np.arange(n), "index": index, "logp_w0": logp[:, 0, 0], "logp_l0": logp[:, 0, 1],
-             "logp_w_final": logp[:, -1, 0], "logp_l_final": logp[:, -1, 1], "dp1_dt_0": rate[:, 0],
-             "dp2_dt_0": rate[:, 1], "grad_norm_0": nan,
-             "path": [json.dumps([[int(s), *map(float, logp[i, j])] for j, s in enumerate(steps)])
-                      for i in range(n)]}  # fmt: skip
+    extra = {
+        "pair": np.arange(n),
+        "index": index,
+        "logp_w0": logp[:, 0, 0],
+        "logp_l0": logp[:, 0, 1],
+        "logp_w_final": logp[:, -1, 0],
+        "logp_l_final": logp[:, -1, 1],
+        "dp1_dt_0": rate[:, 0],
+        "dp2_dt_0": rate[:, 1],
+        "grad_norm_0": nan,
+        "path": [json.dumps([[int(s), *map(float, logp[i, j])] for j, s in enumerate(steps)]) for i in range(n)],
+    }
     for k, v in extra.items():
         out[k] = v
     return out[["beta", "ref_w", "ref_l", *LEADING, *PROVENANCE, *EXTRA]]
@@ -195,8 +249,13 @@ def ideal_rows(rows: pd.DataFrame, spec: dict[str, Any], model: str) -> tuple[pd
 
     loss, _ = flowsim_loss(spec)
     stop = ideal_stop(rows)
-    doc = {"name": f"trace-ideal-{model}", "loss": {"kind": loss.kind, "beta": float(spec["beta"])},
-           "model": {"kind": model}, "stop": stop.as_dict(), "grid": PLACEHOLDER_GRID}  # fmt: skip
+    doc = {
+        "name": f"trace-ideal-{model}",
+        "loss": {"kind": loss.kind, "beta": float(spec["beta"])},
+        "model": {"kind": model},
+        "stop": stop.as_dict(),
+        "grid": PLACEHOLDER_GRID,
+    }
     exp = parse_experiment(doc, source="flowsim trace")
     combo = exp.parameter_sets()[0]
     p0 = rows[["p1_0", "p2_0"]].to_numpy(float)
@@ -205,8 +264,10 @@ def ideal_rows(rows: pd.DataFrame, spec: dict[str, Any], model: str) -> tuple[pd
     df.insert(0, "pair", rows["pair"].to_numpy())
     policy = exp.split(combo)[1].bind(p0, ref)
     res = paths(exp.task(combo, path=120), p0, ref)  # the engine that records paths (the driver, for a flow)
-    out = [policy.row(i).probs(np.asarray(x, dtype=float))[:, :2] if x is not None else np.empty((0, 2))
-           for i, x in enumerate(res["path_x"])]  # fmt: skip
+    out = [
+        policy.row(i).probs(np.asarray(x, dtype=float))[:, :2] if x is not None else np.empty((0, 2))
+        for i, x in enumerate(res["path_x"])
+    ]
     return df, out
 
 
@@ -214,12 +275,15 @@ def _shares(df: pd.DataFrame) -> dict[str, float]:
     dw = np.log(df["p1_final"] / df["p1_0"])
     dl = np.log(df["p2_final"] / df["p2_0"])
     disp = df["displaced"].astype(str).str.lower().isin(["true", "1", "1.0"])
-    return {"pairs": len(df), "share displaced (p_w fell below its start)": float(disp.mean()),
-            "share ending with p_w below its start": float((dw < 0).mean()),
-            "share where p_l fell by more than p_w rose (in log)": float(((dl < 0) & (-dl > np.abs(dw))).mean()),
-            "median final p_w / p_w0": float(np.exp(np.median(dw))),
-            "median final p_l / p_l0": float(np.exp(np.median(dl))),
-            "median final margin h_w - h_l": float(np.median(df["margin_final"]))}  # fmt: skip
+    return {
+        "pairs": len(df),
+        "share displaced (p_w fell below its start)": float(disp.mean()),
+        "share ending with p_w below its start": float((dw < 0).mean()),
+        "share where p_l fell by more than p_w rose (in log)": float(((dl < 0) & (-dl > np.abs(dw))).mean()),
+        "median final p_w / p_w0": float(np.exp(np.median(dw))),
+        "median final p_l / p_l0": float(np.exp(np.median(dl))),
+        "median final margin h_w - h_l": float(np.median(df["margin_final"])),
+    }
 
 
 def predicted_table(rows: pd.DataFrame, ideal: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -230,7 +294,8 @@ def predicted_table(rows: pd.DataFrame, ideal: dict[str, pd.DataFrame]) -> pd.Da
         sel = rows["region"].to_numpy() == r
         if sel.any():
             out.loc[f"median final p_w / p_w0, {r} starts ({int(sel.sum())})"] = [
-                float(np.median(d["p1_final"].to_numpy()[sel] / d["p1_0"].to_numpy()[sel])) for d in cols.values()]
+                float(np.median(d["p1_final"].to_numpy()[sel] / d["p1_0"].to_numpy()[sel])) for d in cols.values()
+            ]
     return out
 
 
@@ -290,9 +355,13 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
     written = [folder / "flows.csv"]
     data = rows.to_csv(index=False, float_format="%.17g").encode()
     write_atomic(written[0], data)
-    record = {"source": str(run.resolve()), "trace": {k: v for k, v in spec.items() if k != "history"},
-              "rows": len(rows), "flows_bytes": len(data),
-              "flows_sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    record = {
+        "source": str(run.resolve()),
+        "trace": {k: v for k, v in spec.items() if k != "history"},
+        "rows": len(rows),
+        "flows_bytes": len(data),
+        "flows_sha256": hashlib.sha256(data).hexdigest(),
+    }
     write_atomic(folder / "trace.json", json.dumps(record, indent=1, default=str) + "\n")
     region_table(rows).to_csv(folder / "regions.csv", index=False)
     claims.to_csv(folder / "claims.csv", index=False)
@@ -301,7 +370,8 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
     written += [folder / n for n in ("trace.json", "regions.csv", "claims.csv", "claims.md")]
     if ideal:
         pd.concat([d.assign(ideal_model=m) for m, d in ideal.items()], ignore_index=True).to_csv(
-            folder / "predicted.csv", index=False)
+            folder / "predicted.csv", index=False
+        )
         written.append(folder / "predicted.csv")
     figs = trace_figures(rows, paths, float(spec["beta"]), folder / "figures")
     report = _report(run, spec, rows, table, claims, why, figs, folder)
@@ -313,25 +383,47 @@ def _report(run, spec, rows, table, claims, why, figs, folder) -> str:
     from flowsim.analysis.verdicts import NA
 
     n, steps = len(rows), int(rows["steps"].iloc[0])
-    lines = [f"# Trace of `{run.name}`", "",
-             f"{n} probe pairs of {spec.get('train_rows', '?')} training pairs (probe seed {spec.get('probe_seed')}), "
-             f"model `{spec.get('model')}` ({spec.get('model_class')}, {spec.get('dtype')}), TRL {spec.get('trl')}, "
-             f"loss {'+'.join(spec.get('loss_type', []))}, beta {spec['beta']:g}, reference: {spec.get('reference')}; "
-             f"recorded every {spec.get('every')} steps up to step {steps}.", "",
-             "Time is the optimiser step. Sequence probabilities are products over tokens, so p_w and p_l are small "
-             "and most starts sit in the bottom-left region of the paper's plane; the ratios x = p / p_ref do not "
-             "depend on that scale.", "", "## What the theory predicted, and what happened", ""]  # fmt: skip
+    lines = [
+        f"# Trace of `{run.name}`",
+        "",
+        f"{n} probe pairs of {spec.get('train_rows', '?')} training pairs (probe seed {spec.get('probe_seed')}), "
+        f"model `{spec.get('model')}` ({spec.get('model_class')}, {spec.get('dtype')}), TRL {spec.get('trl')}, "
+        f"loss {'+'.join(spec.get('loss_type', []))}, beta {spec['beta']:g}, reference: {spec.get('reference')}; "
+        f"recorded every {spec.get('every')} steps up to step {steps}.",
+        "",
+        "Time is the optimiser step. Sequence probabilities are products over tokens, so p_w and p_l are small "
+        "and most starts sit in the bottom-left region of the paper's plane; the ratios x = p / p_ref do not "
+        "depend on that scale.",
+        "",
+        "## What the theory predicted, and what happened",
+        "",
+    ]
     if table.shape[1] > 1:
         stop = ideal_stop(rows)
-        at = (f"h_w - h_l = {stop.margin_target:.4g}" if stop.margin_target is not None
-              else "none: the margin did not rise; they run to their stop rule")  # fmt: skip
-        lines += ["The idealised flows start from each pair's (p_w0, p_l0) with its reference, same loss and beta, "
-                  f"and stop at the run's median implicit reward margin ({at}).", ""]  # fmt: skip
+        at = (
+            f"h_w - h_l = {stop.margin_target:.4g}"
+            if stop.margin_target is not None
+            else "none: the margin did not rise; they run to their stop rule"
+        )
+        lines += [
+            "The idealised flows start from each pair's (p_w0, p_l0) with its reference, same loss and beta, "
+            f"and stop at the run's median implicit reward margin ({at}).",
+            "",
+        ]
     else:
         lines += [f"No idealised flow: {why}.", ""]
     lines += [table.to_markdown(floatfmt=".4g"), "", "## Claims that read rows", ""]
     judged = claims[(claims["subset"] == "all") & (claims["verdict"] != NA)]
-    lines += [judged[["claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
-              if len(judged) else "none applies", "", "Every claim, with why the others do not apply: `claims.md`.", "",
-              "## Figures", "", *[f"- `{p.relative_to(folder)}`" for p in figs], ""]  # fmt: skip
+    lines += [
+        judged[["claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
+        if len(judged)
+        else "none applies",
+        "",
+        "Every claim, with why the others do not apply: `claims.md`.",
+        "",
+        "## Figures",
+        "",
+        *[f"- `{p.relative_to(folder)}`" for p in figs],
+        "",
+    ]
     return "\n".join(lines)

@@ -36,11 +36,16 @@ def read_state(path: Path) -> pd.DataFrame:
     history = doc.get("log_history") if isinstance(doc, dict) else None
     if not isinstance(history, list):
         raise TraceError(f"{path} is not a trainer_state.json (no log_history list)")
-    rows = [{"step": h["step"], **{k: h[k] for k in KEYS}} for h in history
-            if isinstance(h, dict) and "step" in h and all(k in h for k in KEYS)]  # fmt: skip
+    rows = [
+        {"step": h["step"], **{k: h[k] for k in KEYS}}
+        for h in history
+        if isinstance(h, dict) and "step" in h and all(k in h for k in KEYS)
+    ]
     if not rows:
-        raise TraceError(f"{path} has no DPO metrics (log_history entries with {', '.join(KEYS)}): not a TRL "
-                         "DPO run, or it logged none")  # fmt: skip
+        raise TraceError(
+            f"{path} has no DPO metrics (log_history entries with {', '.join(KEYS)}): not a TRL "
+            "DPO run, or it logged none"
+        )
     df = pd.DataFrame(rows)
     try:
         values = df[list(KEYS)].to_numpy(float)
@@ -53,9 +58,15 @@ def read_state(path: Path) -> pd.DataFrame:
 
 def batch_path(df: pd.DataFrame, beta: float) -> pd.DataFrame:
     """Geometric means along the run: p_w, p_l (from logps/*) and x1, x2 (from rewards/* / beta)."""
-    return pd.DataFrame({"step": df["step"], "gm_p_w": np.exp(df["logps/chosen"]),
-                         "gm_p_l": np.exp(df["logps/rejected"]), "gm_x1": np.exp(df["rewards/chosen"] / beta),
-                         "gm_x2": np.exp(df["rewards/rejected"] / beta)})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "step": df["step"],
+            "gm_p_w": np.exp(df["logps/chosen"]),
+            "gm_p_l": np.exp(df["logps/rejected"]),
+            "gm_x1": np.exp(df["rewards/chosen"] / beta),
+            "gm_x2": np.exp(df["rewards/rejected"] / beta),
+        }
+    )
 
 
 def batch_figure(path_df: pd.DataFrame, beta: float, out: Path) -> Path:
@@ -95,18 +106,20 @@ def batch_mean(state: Path, out: Path, beta: float | None) -> list[Path]:
     fig = batch_figure(path_df, b, folder / "figures" / "batch_mean.png")
     first, last = path_df.iloc[0], path_df.iloc[-1]
     said = "given" if beta is not None else "TRL's default: trainer_state.json does not record beta; pass --beta"
-    text = (f"# Batch-mean path of `{state}`\n\n{len(df)} logged steps ({int(first['step'])}..{int(last['step'])}); "
-            f"beta {b:g} ({said}).\n\n**Caveat.** TRL logs batch means of log-probabilities and of beta log-ratios. "
-            "A mean of logs is the log of a geometric mean: the path below is that of exp(mean log x), not of any pair "
-            "nor of the mean probability, and each point averages that step's batch (a different one each step "
-            "unless the batch is the whole dataset). Per-pair questions -- was a pair displaced, did p_l fall faster "
-            "than p_w rose, where did SFT leave each pair -- need the callback: "
-            "`from flowsim.integrations.trl import trace; trace(trainer, OUT)`.\n\n"
-            f"| | first step | last step |\n|---|---|---|\n"
-            f"| geometric mean x1 (chosen) | {first['gm_x1']:.4g} | {last['gm_x1']:.4g} |\n"
-            f"| geometric mean x2 (rejected) | {first['gm_x2']:.4g} | {last['gm_x2']:.4g} |\n"
-            f"| geometric mean p_w | {first['gm_p_w']:.4g} | {last['gm_p_w']:.4g} |\n"
-            f"| geometric mean p_l | {first['gm_p_l']:.4g} | {last['gm_p_l']:.4g} |\n\n"
-            f"Figure: `figures/{fig.name}`; the values: `batch_mean.csv`.\n")  # fmt: skip
+    text = (
+        f"# Batch-mean path of `{state}`\n\n{len(df)} logged steps ({int(first['step'])}..{int(last['step'])}); "
+        f"beta {b:g} ({said}).\n\n**Caveat.** TRL logs batch means of log-probabilities and of beta log-ratios. "
+        "A mean of logs is the log of a geometric mean: the path below is that of exp(mean log x), not of any pair "
+        "nor of the mean probability, and each point averages that step's batch (a different one each step "
+        "unless the batch is the whole dataset). Per-pair questions -- was a pair displaced, did p_l fall faster "
+        "than p_w rose, where did SFT leave each pair -- need the callback: "
+        "`from flowsim.integrations.trl import trace; trace(trainer, OUT)`.\n\n"
+        f"| | first step | last step |\n|---|---|---|\n"
+        f"| geometric mean x1 (chosen) | {first['gm_x1']:.4g} | {last['gm_x1']:.4g} |\n"
+        f"| geometric mean x2 (rejected) | {first['gm_x2']:.4g} | {last['gm_x2']:.4g} |\n"
+        f"| geometric mean p_w | {first['gm_p_w']:.4g} | {last['gm_p_w']:.4g} |\n"
+        f"| geometric mean p_l | {first['gm_p_l']:.4g} | {last['gm_p_l']:.4g} |\n\n"
+        f"Figure: `figures/{fig.name}`; the values: `batch_mean.csv`.\n"
+    )
     write_atomic(written[1], text)
     return [*written, fig]

@@ -36,8 +36,10 @@ def _colour(i: int, cmap) -> tuple:
 
 
 def _legend(ax, models) -> None:
-    handles = [Line2D([], [], color="k", ls=STYLES[m], label="observed (TRL)" if m == "observed"
-                      else f"idealised flow: {m}") for m in ["observed", *models]]  # fmt: skip
+    handles = [
+        Line2D([], [], color="k", ls=STYLES[m], label="observed (TRL)" if m == "observed" else f"idealised flow: {m}")
+        for m in ["observed", *models]
+    ]
     ax.legend(handles=handles, fontsize=7.5, loc="best")
 
 
@@ -56,8 +58,13 @@ def starts_figure(rows: pd.DataFrame, path: Path) -> Path:
     a.set_title("starts on the paper's plane", fontsize=10)
     top = float(p0.max())
     if top < 0.05:  # sequence probabilities: every start in the corner
-        a.annotate(f"all {len(p0)} starts here\n(p_w0, p_l0 <= {top:.2g})", (0, 0), (0.06, 0.08), fontsize=8,
-                   arrowprops={"arrowstyle": "->", "lw": 0.8})  # fmt: skip
+        a.annotate(
+            f"all {len(p0)} starts here\n(p_w0, p_l0 <= {top:.2g})",
+            (0, 0),
+            (0.06, 0.08),
+            fontsize=8,
+            arrowprops={"arrowstyle": "->", "lw": 0.8},
+        )
     b.set_xscale("log")
     b.set_yscale("log")
     b.xaxis.set_minor_formatter(NullFormatter())
@@ -85,8 +92,11 @@ def paths_p_figure(rows: pd.DataFrame, ideal: dict[str, list[np.ndarray]], path:
     ax.set_yscale("log")
     ax.set_xlabel("p_w = π(y_w|x)")
     ax.set_ylabel("p_l = π(y_l|x)")
-    ax.set_title(f"{len(rows)} pairs: observed paths (dots: starts)" + (f"; idealised flows for the first {COLOURED}"
-                 if ideal else ""), fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{len(rows)} pairs: observed paths (dots: starts)"
+        + (f"; idealised flows for the first {COLOURED}" if ideal else ""),
+        fontsize=9,
+    )
     _legend(ax, list(ideal))
     return save(fig, path)
 
@@ -145,5 +155,8 @@ def paths_x_figure(rows: pd.DataFrame, ideal: dict[str, list[np.ndarray]], beta:
 def trace_figures(rows: pd.DataFrame, ideal: dict[str, list[np.ndarray]], beta: float, out: Path) -> list[Path]:
     """Write the figures into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    return [starts_figure(rows, out / "starts.png"), paths_p_figure(rows, ideal, out / "paths_p.png"),
-            paths_x_figure(rows, ideal, beta, out / "paths_x.png")]  # fmt: skip
+    return [
+        starts_figure(rows, out / "starts.png"),
+        paths_p_figure(rows, ideal, out / "paths_p.png"),
+        paths_x_figure(rows, ideal, beta, out / "paths_x.png"),
+    ]

@@ -8,8 +8,18 @@ from flowsim.experiment.store import check_writable
 from flowsim.integrations.folder import TraceError
 
 #: Files this command writes into OUT (a folder holding only these may be written again).
-OUTPUTS = ("flows.csv", "trace.json", "regions.csv", "claims.csv", "claims.md", "predicted.csv", "trace.md",
-           "batch_mean.md", "batch_mean.csv", "figures")  # fmt: skip
+OUTPUTS = (
+    "flows.csv",
+    "trace.json",
+    "regions.csv",
+    "claims.csv",
+    "claims.md",
+    "predicted.csv",
+    "trace.md",
+    "batch_mean.md",
+    "batch_mean.csv",
+    "figures",
+)
 
 
 def out_folder(out: Path) -> Path:
@@ -18,8 +28,7 @@ def out_folder(out: Path) -> Path:
     if out.is_dir():
         other = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
         if other:
-            raise TraceError(f"output folder {out} holds other files ({', '.join(other[:3])}); "
-                             "choose another --out")  # fmt: skip
+            raise TraceError(f"output folder {out} holds other files ({', '.join(other[:3])}); choose another --out")
     return out
 
 

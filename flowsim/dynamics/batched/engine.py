@@ -122,19 +122,25 @@ class _Run:
         rules = thresholds(stop, capped=objective.policy.has_cap)
         if ratio:
             x0, ref = theta0, np.asarray(objective.policy.ref, dtype=float).reshape(-1, 2)
-            met = {r.name: (x0[:, r.response] >= r.level / ref[:, r.response]) if r.rising
-                   else (x0[:, r.response] <= r.level / ref[:, r.response]) for r in rules}  # fmt: skip
+            met = {
+                r.name: (x0[:, r.response] >= r.level / ref[:, r.response])
+                if r.rising
+                else (x0[:, r.response] <= r.level / ref[:, r.response])
+                for r in rules
+            }
         else:
             met = {r.name: r.met(p0) for r in rules}
         with np.errstate(all="ignore"):
             if ratio:
-                sys_: BatchSystem = RatioSystem(objective, stop, rules, met, self.options,
-                                                smooth=self.options.chart == "smooth")  # fmt: skip
+                sys_: BatchSystem = RatioSystem(
+                    objective, stop, rules, met, self.options, smooth=self.options.chart == "smooth"
+                )
             else:
                 sys_ = ParameterSystem(objective, stop, rules, met, self.options)
             local = np.arange(len(rows))
-            fn_met = {name: d * v >= 0 for (name, d), v in zip(sys_.functions, sys_.functions_at(theta0, local),
-                                                                 strict=True)}  # fmt: skip
+            fn_met = {
+                name: d * v >= 0 for (name, d), v in zip(sys_.functions, sys_.functions_at(theta0, local), strict=True)
+            }
         done = stop.status({r.name: met[r.name] for r in rules if r.terminal} | fn_met)
         for name, col in (("w", self.track.t_w), ("l", self.track.t_l)):
             if name in met:
@@ -160,8 +166,9 @@ class _Run:
             armed = cols(np.stack(sys_.armed), live) if sys_.events else np.zeros((0, len(live)), bool)
             direction = np.array([e.direction for e in sys_.events])[:, None]
             try:
-                h = initial_step(sys_.rhs, tau, y, f, live, sys_.tau_end[live], tab.error_order, rtol,
-                                 cols(sys_.atol, live))  # fmt: skip
+                h = initial_step(
+                    sys_.rhs, tau, y, f, live, sys_.tau_end[live], tab.error_order, rtol, cols(sys_.atol, live)
+                )
                 g = sys_.g(tau, y, live, f)
             except _NUMERICAL:
                 self.driver_rows += self.rows_of[live].tolist()
@@ -213,14 +220,24 @@ class _Run:
             if g_new is not None:
                 g_old = cols(st.g, acc)
                 up, down = (g_old <= 0) & (g_new >= 0), (g_old >= 0) & (g_new <= 0)
-                active = cols(st.armed, acc) & ((up & (direction > 0)) | (down & (direction < 0)) |
-                                             ((up | down) & (direction == 0)))  # fmt: skip
+                active = cols(st.armed, acc) & (
+                    (up & (direction > 0)) | (down & (direction < 0)) | ((up | down) & (direction == 0))
+                )
                 at_end = t_new[acc] >= tau_end[acc]
                 special = np.flatnonzero(active.any(axis=0) | at_end)
                 if special.size:
                     j = acc[special]
-                    done[j] = self._events(j, st, t_new[j], cols(y_new, j), h[j], cols(K, j), cols(g_new, special),
-                                           cols(active, special), at_end[special])  # fmt: skip
+                    done[j] = self._events(
+                        j,
+                        st,
+                        t_new[j],
+                        cols(y_new, j),
+                        h[j],
+                        cols(K, j),
+                        cols(g_new, special),
+                        cols(active, special),
+                        at_end[special],
+                    )
                 st.tau[acc], st.g[:, acc] = t_new[acc], g_new
                 st.y[:, acc], st.f[:, acc] = cols(y_new, acc), cols(f_new, acc)
         st.h = new_h
@@ -242,8 +259,9 @@ class _Run:
         roots = np.full(active.shape, np.inf)  # (E, len(j))
         dense = None
         if has.size:
-            dense = Dense(self.tab, sys_.rhs, tau_old[has], cols(st.y, j[has]), cols(y_new, has), h[has], cols(K, has),
-                          rows[has])  # fmt: skip
+            dense = Dense(
+                self.tab, sys_.rhs, tau_old[has], cols(st.y, j[has]), cols(y_new, has), h[has], cols(K, has), rows[has]
+            )
             self.nfev[self.rows_of[rows[has]]] += self.tab.dense_evals
             self._locate(roots, j, has, st, dense, tau_old, t_new, g_new, active)
         terminal = np.array([ev.terminal for ev in sys_.events], bool)
@@ -328,8 +346,15 @@ class _Run:
         go = np.flatnonzero(tau_e > st.tau[j])
         if go.size:
             try:
-                y_l, f_l, _ = step(self.tab, sys_.rhs, st.tau[j[go]], cols(st.y, j[go]), cols(st.f, j[go]),
-                                   tau_e[go] - st.tau[j[go]], rows[go])  # fmt: skip
+                y_l, f_l, _ = step(
+                    self.tab,
+                    sys_.rhs,
+                    st.tau[j[go]],
+                    cols(st.y, j[go]),
+                    cols(st.f, j[go]),
+                    tau_e[go] - st.tau[j[go]],
+                    rows[go],
+                )
                 self.nfev[self.rows_of[rows[go]]] += self.tab.n_stages
                 for e in np.unique(which[go]):
                     sel = np.flatnonzero(which[go] == e)
@@ -372,8 +397,15 @@ class _Run:
             with np.errstate(all="ignore"):
                 p, x, value, h = sub.policy.probs(th), sub.policy.ratios(th), sub.value(th), sub.h(th)
             t = self.t_end[done]
-            cols = {"t_stop": t, "x1_final": x[:, 0], "x2_final": x[:, 1], "p1_final": p[:, 0], "p2_final": p[:, 1],
-                    "loss_final": value, **finish_rows(p, h, t, self.track, done)}  # fmt: skip
+            cols = {
+                "t_stop": t,
+                "x1_final": x[:, 0],
+                "x2_final": x[:, 1],
+                "p1_final": p[:, 0],
+                "p2_final": p[:, 1],
+                "loss_final": value,
+                **finish_rows(p, h, t, self.track, done),
+            }
             displaced = cols.pop("displaced")
             for k, v in cols.items():
                 out[k][done] = v
@@ -414,8 +446,16 @@ class _State:
         if keep.all():
             return self
         k = np.flatnonzero(keep)
-        return _State(self.rows[k], self.tau[k], cols(self.y, k), cols(self.f, k), self.h[k], self.rejected[k],
-                      cols(self.g, k), cols(self.armed, k))  # fmt: skip
+        return _State(
+            self.rows[k],
+            self.tau[k],
+            cols(self.y, k),
+            cols(self.f, k),
+            self.h[k],
+            self.rejected[k],
+            cols(self.g, k),
+            cols(self.armed, k),
+        )
 
 
 def _root(fun, lo, hi, glo, ghi, tol: float | np.ndarray = 4 * _EPS, maxiter: int = 100) -> np.ndarray:
@@ -447,8 +487,9 @@ def _root(fun, lo, hi, glo, ghi, tol: float | np.ndarray = 4 * _EPS, maxiter: in
             tlim = tol * (1.0 + np.abs(xm)) / np.abs(b - c)
             xi, phi = (a - b) / (c - b), (fa - fb) / (fc - fb)
             iqi = (phi * phi < xi) & ((1 - phi) ** 2 < 1 - xi)
-            t = np.where(iqi, fa / (fb - fa) * fc / (fb - fc) + (c - a) / (b - a) * fa / (fc - fa) * fb / (fc - fb),
-                         0.5)  # fmt: skip
+            t = np.where(
+                iqi, fa / (fb - fa) * fc / (fb - fc) + (c - a) / (b - a) * fa / (fc - fa) * fb / (fc - fb), 0.5
+            )
         t[np.isnan(t)] = 0.5
         t = np.clip(t, tlim, 1 - tlim)
         done = todo & ((fm == 0) | ~(tlim <= 0.5) | ~np.isfinite(fm))

@@ -290,8 +290,9 @@ class ParameterSystem(BatchSystem):
         self.tau_end = np.full(n, stop.t_max)
         self.end_status = np.full(n, "timeout", dtype=object)
         self._rules = list(rules)
-        self.events = [Event(r.name, 1.0 if r.rising else -1.0, r.terminal, "stop" if r.terminal else "crossing")
-                       for r in rules]  # fmt: skip
+        self.events = [
+            Event(r.name, 1.0 if r.rising else -1.0, r.terminal, "stop" if r.terminal else "crossing") for r in rules
+        ]
         self.armed = [~met[r.name] for r in rules]
         self.add_functions()
         self.armed += [np.ones(n, bool)] * (len(self.events) - len(self.armed))

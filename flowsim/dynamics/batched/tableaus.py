@@ -61,12 +61,18 @@ class Tableau:
 def _make(cls) -> Tableau:
     dop = cls is DOP853
     return Tableau(
-        name=cls.__name__, A=np.asarray(cls.A), B=np.asarray(cls.B), C=np.asarray(cls.C),
-        error_order=cls.error_estimator_order, E=np.asarray(cls.E5 if dop else cls.E),
-        E3=np.asarray(cls.E3) if dop else None, P=None if dop else np.asarray(cls.P),
-        A_extra=np.asarray(cls.A_EXTRA) if dop else None, C_extra=np.asarray(cls.C_EXTRA) if dop else None,
+        name=cls.__name__,
+        A=np.asarray(cls.A),
+        B=np.asarray(cls.B),
+        C=np.asarray(cls.C),
+        error_order=cls.error_estimator_order,
+        E=np.asarray(cls.E5 if dop else cls.E),
+        E3=np.asarray(cls.E3) if dop else None,
+        P=None if dop else np.asarray(cls.P),
+        A_extra=np.asarray(cls.A_EXTRA) if dop else None,
+        C_extra=np.asarray(cls.C_EXTRA) if dop else None,
         D=np.asarray(cls.D) if dop else None,
-    )  # fmt: skip
+    )
 
 
 #: The explicit methods the batched engine has, by solve_ivp name.
@@ -198,5 +204,15 @@ class Dense:
         return y + self.y_old
 
 
-__all__ = ["TABLEAUS", "Dense", "Tableau", "cols", "combine", "error_norm", "initial_step", "rms", "step",
-           "step_factor"]  # fmt: skip
+__all__ = [
+    "TABLEAUS",
+    "Dense",
+    "Tableau",
+    "cols",
+    "combine",
+    "error_norm",
+    "initial_step",
+    "rms",
+    "step",
+    "step_factor",
+]

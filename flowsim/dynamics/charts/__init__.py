@@ -28,5 +28,13 @@ def chart_for(objective, model_kind: str, smooth: bool = True):
     return RatioChart(objective, spec)
 
 
-__all__ = ["IDENTITY", "RATIO_CHARTS", "ParameterChart", "PowerChart", "RatioChart", "RatioChartSpec", "System",
-           "chart_for"]  # fmt: skip
+__all__ = [
+    "IDENTITY",
+    "RATIO_CHARTS",
+    "ParameterChart",
+    "PowerChart",
+    "RatioChart",
+    "RatioChartSpec",
+    "System",
+    "chart_for",
+]

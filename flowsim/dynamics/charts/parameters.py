@@ -48,8 +48,15 @@ class ParameterChart:
             return np.append(-g, 1.0)
 
         atol = [max(options.atol, options.rtol)] * d + [options.atol]
-        sys_ = System(y0=np.append(np.asarray(theta0, dtype=float), 0.0), rhs=rhs, atol=atol, tau_end=t_max,
-                      end_status="timeout", theta=lambda y: y[:d].tolist(), nonfinite=nonfinite)  # fmt: skip
+        sys_ = System(
+            y0=np.append(np.asarray(theta0, dtype=float), 0.0),
+            rhs=rhs,
+            atol=atol,
+            tau_end=t_max,
+            end_status="timeout",
+            theta=lambda y: y[:d].tolist(),
+            nonfinite=nonfinite,
+        )
         for rule in rules:
             self._add(sys_, rule, d)
         if options.implicit:

@@ -142,9 +142,16 @@ class RatioChart:
         # Tolerances per state component (z1, z2, t): see SolverOptions.
         atol = [max(options.atol, options.rtol) if a == 0 else options.atol for a in chart.a]
         atol.append(options.rtol * f0[2] if clock is not None else options.atol)
-        sys_ = System(y0=np.array([z0[0], z0[1], 0.0]), rhs=rhs, atol=atol, tau_end=math.inf if clock is not None
-                      else t_max, end_status="timeout", theta=self._theta,
-                      theta_path=lambda states: chart.inverse(states[:2].T), nonfinite=nonfinite)  # fmt: skip
+        sys_ = System(
+            y0=np.array([z0[0], z0[1], 0.0]),
+            rhs=rhs,
+            atol=atol,
+            tau_end=math.inf if clock is not None else t_max,
+            end_status="timeout",
+            theta=self._theta,
+            theta_path=lambda states: chart.inverse(states[:2].T),
+            nonfinite=nonfinite,
+        )
         sigma = math.copysign(1.0, f0[clock]) if clock is not None else 1.0  # the clock's direction
         for rule in rules:
             self._add_level(sys_, rule, z0, sigma)

@@ -33,8 +33,14 @@ def _objects(items: list) -> np.ndarray:
 
 def _one(task: Task, policy) -> FlowResult:
     try:
-        return integrate(task.loss, policy=policy, stop=task.stop, options=task.solver, path=task.path > 0,
-                         path_points=max(task.path, 2))  # fmt: skip
+        return integrate(
+            task.loss,
+            policy=policy,
+            stop=task.stop,
+            options=task.solver,
+            path=task.path > 0,
+            path_points=max(task.path, 2),
+        )
     except Exception as exc:  # noqa: BLE001 - one bad row never stops a sweep: it is recorded as failed
         return FlowResult.failed(f"{type(exc).__name__}: {exc}")
 

@@ -25,7 +25,7 @@ class Exact(Engine):
             return f"has no closed form {where}"
         if form.unhandled(task.stop):
             what = ", ".join(f"stop.{k}" for k in form.unhandled(task.stop))
-            return f"has no closed form with {what} {where}; integrate instead (engine = \"auto\")"
+            return f'has no closed form with {what} {where}; integrate instead (engine = "auto")'
         if not form.applies(task.loss):
             return f"{form.rule} ({task.loss!r})"
         if task.path:

@@ -68,8 +68,17 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
     field = initial_field(net, batch, task.loss, log_ref)
-    rec = train_pairs(net, batch, task.loss, task.optimiser, task.stop, log_ref, batch_size=spec.batch_size,
-                      batch_seed=spec.batch_seed, path=spec.path_points > 0)  # fmt: skip
+    rec = train_pairs(
+        net,
+        batch,
+        task.loss,
+        task.optimiser,
+        task.stop,
+        log_ref,
+        batch_size=spec.batch_size,
+        batch_seed=spec.batch_seed,
+        path=spec.path_points > 0,
+    )
     return sft_value, log_ref, rec, field
 
 
@@ -87,23 +96,55 @@ def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, n
     n = task.model.n_pairs
     p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
     full = np.full
-    record = {"status": rec.status, "t_stop": full(n, rec.t_stop), "p1_final": p[:, 0], "p2_final": p[:, 1],
-              "x1_final": x[:, 0], "x2_final": x[:, 1], "loss_final": rec.loss_final, "nfev": full(n, rec.steps),
-              **rec.columns(), "steps": full(n, rec.steps), "message": full(n, rec.message, dtype=object),
-              "engine": full(n, "network", dtype=object)}  # fmt: skip
-    start = {"p1_0": p0[:, 0], "p2_0": p0[:, 1], "x1_0": x0[:, 0], "x2_0": x0[:, 1], "loss_0": rec.loss_0,
-             "ref_w": np.exp(log_ref)[:, 0], "ref_l": np.exp(log_ref)[:, 1]}  # fmt: skip
-    extra = {"pair": np.arange(n), "logp_w0": rec.logp0[:, 0], "logp_l0": rec.logp0[:, 1],
-             "logp_w_final": rec.logp[:, 0], "logp_l_final": rec.logp[:, 1], "p1_0_mean": p0[:, 0].mean(),
-             "p2_0_mean": p0[:, 1].mean(), "p1_final_mean": p[:, 0].mean(), "p2_final_mean": p[:, 1].mean(),
-             "displaced_frac": record["displaced"].mean(), "loss_0_mean": rec.loss_0.mean(),
-             "loss_final_mean": rec.loss_final.mean(), "train_status": rec.train_status, "sft_objective": sft_value,
-             "target_w": np.nan if target is None else target[0],
-             "target_l": np.nan if target is None else target[1], "dp1_dt_0": v0[:, 0], "dp2_dt_0": v0[:, 1],
-             "grad_norm_0": full(n, gnorm0),
-             "path": np.array(path_column(rec, task.model.path_points, task.optimiser.lr), dtype=object)}  # fmt: skip
-    return {k: np.broadcast_to(v, (n,)).copy() if np.ndim(v) == 0 else np.asarray(v)
-            for k, v in (record | start | extra).items()}
+    record = {
+        "status": rec.status,
+        "t_stop": full(n, rec.t_stop),
+        "p1_final": p[:, 0],
+        "p2_final": p[:, 1],
+        "x1_final": x[:, 0],
+        "x2_final": x[:, 1],
+        "loss_final": rec.loss_final,
+        "nfev": full(n, rec.steps),
+        **rec.columns(),
+        "steps": full(n, rec.steps),
+        "message": full(n, rec.message, dtype=object),
+        "engine": full(n, "network", dtype=object),
+    }
+    start = {
+        "p1_0": p0[:, 0],
+        "p2_0": p0[:, 1],
+        "x1_0": x0[:, 0],
+        "x2_0": x0[:, 1],
+        "loss_0": rec.loss_0,
+        "ref_w": np.exp(log_ref)[:, 0],
+        "ref_l": np.exp(log_ref)[:, 1],
+    }
+    extra = {
+        "pair": np.arange(n),
+        "logp_w0": rec.logp0[:, 0],
+        "logp_l0": rec.logp0[:, 1],
+        "logp_w_final": rec.logp[:, 0],
+        "logp_l_final": rec.logp[:, 1],
+        "p1_0_mean": p0[:, 0].mean(),
+        "p2_0_mean": p0[:, 1].mean(),
+        "p1_final_mean": p[:, 0].mean(),
+        "p2_final_mean": p[:, 1].mean(),
+        "displaced_frac": record["displaced"].mean(),
+        "loss_0_mean": rec.loss_0.mean(),
+        "loss_final_mean": rec.loss_final.mean(),
+        "train_status": rec.train_status,
+        "sft_objective": sft_value,
+        "target_w": np.nan if target is None else target[0],
+        "target_l": np.nan if target is None else target[1],
+        "dp1_dt_0": v0[:, 0],
+        "dp2_dt_0": v0[:, 1],
+        "grad_norm_0": full(n, gnorm0),
+        "path": np.array(path_column(rec, task.model.path_points, task.optimiser.lr), dtype=object),
+    }
+    return {
+        k: np.broadcast_to(v, (n,)).copy() if np.ndim(v) == 0 else np.asarray(v)
+        for k, v in (record | start | extra).items()
+    }
 
 
 __all__ = ["Network", "path_column", "train_one"]

@@ -32,5 +32,15 @@ def make_optimiser(kind: str, **params: object) -> Optimiser:
     return cls(**params)
 
 
-__all__ = ["GD", "OPTIMISERS", "Adam", "AdamW", "Momentum", "Optimiser", "State", "make_optimiser", "run_discrete",
-           "step_limit"]  # fmt: skip
+__all__ = [
+    "GD",
+    "OPTIMISERS",
+    "Adam",
+    "AdamW",
+    "Momentum",
+    "Optimiser",
+    "State",
+    "make_optimiser",
+    "run_discrete",
+    "step_limit",
+]

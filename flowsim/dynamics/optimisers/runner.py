@@ -63,9 +63,24 @@ COMPACT_AT = 0.25
 #: Slack on lr k >= t_max, relative (so t_max / lr rounding up by an ulp does not add a step).
 TIME_RTOL = 1e-12
 
-_FLOAT_FIELDS = ("t_stop", "x1_final", "x2_final", "p1_final", "p2_final", "loss_final", "t_w", "t_l", "p_w_min",
-                 "t_p_w_min", "max_mass", "margin_final", "rest_final", "top_other", "p_top_other",
-                 "t_sliding")  # fmt: skip
+_FLOAT_FIELDS = (
+    "t_stop",
+    "x1_final",
+    "x2_final",
+    "p1_final",
+    "p2_final",
+    "loss_final",
+    "t_w",
+    "t_l",
+    "p_w_min",
+    "t_p_w_min",
+    "max_mass",
+    "margin_final",
+    "rest_final",
+    "top_other",
+    "p_top_other",
+    "t_sliding",
+)
 
 
 def step_limit(stop: StopRule, lr: float) -> int:
@@ -81,8 +96,15 @@ def _norm(g: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", g, g))
 
 
-def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optimiser, stop: StopRule | None = None,
-                 *, path: bool = False, path_points: int = 400) -> dict[str, np.ndarray]:  # fmt: skip
+def run_discrete(
+    loss: Loss | Objective,
+    policy: Policy | None,
+    optimiser: Optimiser,
+    stop: StopRule | None = None,
+    *,
+    path: bool = False,
+    path_points: int = 400,
+) -> dict[str, np.ndarray]:
     """Run ``optimiser`` on L = loss(policy) from every start of ``policy`` until each stops.
 
     Parameters
@@ -132,16 +154,25 @@ def run_discrete(loss: Loss | Objective, policy: Policy | None, optimiser: Optim
     stop = StopRule() if stop is None else stop
     theta0 = np.array(policy.theta0, dtype=float)
     if theta0.ndim != 2:
-        raise ValueError(f"run_discrete takes a policy bound to n starts (parameters of shape (n, d)); "
-                         f"got parameters of shape {theta0.shape}")  # fmt: skip
+        raise ValueError(
+            f"run_discrete takes a policy bound to n starts (parameters of shape (n, d)); "
+            f"got parameters of shape {theta0.shape}"
+        )
     return _Run(loss, policy, optimiser, stop, theta0, _Trace(path_points) if path else None).run()
 
 
 class _Run:
     """One call of :func:`run_discrete`: the output arrays and the live rows' arrays."""
 
-    def __init__(self, loss: Loss, policy: Policy, opt: Optimiser, stop: StopRule, theta0: np.ndarray,
-                 trace: _Trace | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loss: Loss,
+        policy: Policy,
+        opt: Optimiser,
+        stop: StopRule,
+        theta0: np.ndarray,
+        trace: _Trace | None = None,
+    ) -> None:
         self.trace = trace
         self.policy, self.opt, self.stop, self.lr = policy, opt, stop, opt.lr
         self.n = n = theta0.shape[0]

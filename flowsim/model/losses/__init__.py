@@ -31,9 +31,25 @@ from flowsim.model.losses.sppo_hard import SPPOHard
 #: Loss classes by the ``kind`` used in experiment files.
 LOSSES: dict[str, type[Loss]] = {
     cls.kind: cls
-    for cls in (DPO, Hinge, IPO, ExoPair, NCAPair, Robust, BCOPair, SPPOHard, APOZero, APODown, DiscoPOP,
-                SigmoidNorm, RPO, SimPO, DPOP, ORPO)
-}  # fmt: skip
+    for cls in (
+        DPO,
+        Hinge,
+        IPO,
+        ExoPair,
+        NCAPair,
+        Robust,
+        BCOPair,
+        SPPOHard,
+        APOZero,
+        APODown,
+        DiscoPOP,
+        SigmoidNorm,
+        RPO,
+        SimPO,
+        DPOP,
+        ORPO,
+    )
+}
 
 
 def make_loss(kind: str, **params: object) -> Loss:
@@ -45,5 +61,24 @@ def make_loss(kind: str, **params: object) -> Loss:
     return cls(**params)
 
 
-__all__ = ["DPO", "DPOP", "IPO", "LOSSES", "ORPO", "RPO", "APODown", "APOZero", "BCOPair", "DiscoPOP", "ExoPair",
-           "Hinge", "Loss", "NCAPair", "Robust", "SPPOHard", "SigmoidNorm", "SimPO", "make_loss"]  # fmt: skip
+__all__ = [
+    "DPO",
+    "DPOP",
+    "IPO",
+    "LOSSES",
+    "ORPO",
+    "RPO",
+    "APODown",
+    "APOZero",
+    "BCOPair",
+    "DiscoPOP",
+    "ExoPair",
+    "Hinge",
+    "Loss",
+    "NCAPair",
+    "Robust",
+    "SPPOHard",
+    "SigmoidNorm",
+    "SimPO",
+    "make_loss",
+]

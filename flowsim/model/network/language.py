@@ -60,8 +60,9 @@ class Language:
         cls = np.empty((n, length), dtype=int)
         prev = None if after is None else self.word_class[after]
         for t in range(length):
-            cls[:, t] = rng.choice(self.start.size, size=n, p=self.start) if prev is None else _draw(
-                rng, self.transition[prev])  # fmt: skip
+            cls[:, t] = (
+                rng.choice(self.start.size, size=n, p=self.start) if prev is None else _draw(rng, self.transition[prev])
+            )
             prev = cls[:, t]
         return self.words_of(rng, cls)
 
@@ -132,8 +133,9 @@ def language_pairs(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rejected = chosen.copy()
     n_words = lang.word_class.size
     for i in range(n):
-        where = spec.shared_prefix + rng.choice(spec.response_len - spec.shared_prefix, spec.edit_distance,
-                                                replace=False)  # fmt: skip
+        where = spec.shared_prefix + rng.choice(
+            spec.response_len - spec.shared_prefix, spec.edit_distance, replace=False
+        )
         for s in where:
             w = chosen[i, s]
             pool = np.flatnonzero(lang.word_class == lang.word_class[w]) if spec.same_class else np.arange(n_words)

@@ -26,11 +26,22 @@ def gpt2_config(spec):
     """
     from transformers import GPT2Config
 
-    return GPT2Config(vocab_size=spec.vocab, n_positions=spec.context, n_embd=spec.width, n_layer=spec.layers,
-                      n_head=spec.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-                      tie_word_embeddings=spec.tie_embeddings, bos_token_id=spec.vocab - 1,
-                      eos_token_id=spec.vocab - 1, pad_token_id=None,
-                      attn_implementation="eager")  # fmt: skip
+    return GPT2Config(
+        vocab_size=spec.vocab,
+        n_positions=spec.context,
+        n_embd=spec.width,
+        n_layer=spec.layers,
+        n_head=spec.heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        use_cache=False,
+        tie_word_embeddings=spec.tie_embeddings,
+        bos_token_id=spec.vocab - 1,
+        eos_token_id=spec.vocab - 1,
+        pad_token_id=None,
+        attn_implementation="eager",
+    )
 
 
 class CausalTransformer(nn.Module):

@@ -19,7 +19,9 @@ from flowsim.model.parameterisations.ratio import RatioPlane, RatioPolicy
 MODELS: dict[str, type[Model]] = {cls.kind: cls for cls in (RatioPlane, SoftmaxLogits, LogLinearFeatures, Network)}
 #: The models that bind to a Policy of independent starts (derived from :data:`MODELS`' declarations).
 PARAMETERISATIONS: dict[str, type[Parameterisation]] = {
-    k: cls for k, cls in MODELS.items() if cls.policy_of_starts  # type: ignore[misc]
+    k: cls
+    for k, cls in MODELS.items()
+    if cls.policy_of_starts  # type: ignore[misc]
 }
 
 
@@ -32,6 +34,18 @@ def make_parameterisation(kind: str, **params: object) -> Parameterisation:
     return cls(**params)
 
 
-__all__ = ["MODELS", "PARAMETERISATIONS", "FeaturePolicy", "LogLinearFeatures", "LogitsPolicy", "Model", "Network",
-           "Parameterisation", "Policy", "RatioPlane", "RatioPolicy", "SoftmaxLogits",
-           "make_parameterisation"]  # fmt: skip
+__all__ = [
+    "MODELS",
+    "PARAMETERISATIONS",
+    "FeaturePolicy",
+    "LogLinearFeatures",
+    "LogitsPolicy",
+    "Model",
+    "Network",
+    "Parameterisation",
+    "Policy",
+    "RatioPlane",
+    "RatioPolicy",
+    "SoftmaxLogits",
+    "make_parameterisation",
+]

@@ -191,5 +191,7 @@ def margin_keeps_sign(loss, p0: np.ndarray, ref: np.ndarray, how: str) -> str | 
         g_w = loss.grad(np.log(np.asarray(p0, dtype=float)) - log_ref, log_ref)[..., 0]
     if not np.all(g_w <= 0):
         return None
-    return (f"{loss.kind} is a function of the margin h_w - h_l alone; {how}; dL/dh_w <= 0 at every start, "
-            "so p_w can only rise")
+    return (
+        f"{loss.kind} is a function of the margin h_w - h_l alone; {how}; dL/dh_w <= 0 at every start, "
+        "so p_w can only rise"
+    )

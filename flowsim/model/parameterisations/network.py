@@ -151,10 +151,27 @@ class Network(Model):
     #: Columns a network row adds after the flows.csv columns: the pair, the dataset's means, the SFT
     #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`).
     extra_columns: ClassVar[tuple[str, ...]] = (
-        "pair", "logp_w0", "logp_l0", "logp_w_final", "logp_l_final", "p1_0_mean", "p2_0_mean", "p1_final_mean",
-        "p2_final_mean", "displaced_frac", "loss_0_mean", "loss_final_mean", "train_status", "sft_objective",
-        "target_w", "target_l", "dp1_dt_0", "dp2_dt_0", "grad_norm_0", "path",
-    )  # fmt: skip
+        "pair",
+        "logp_w0",
+        "logp_l0",
+        "logp_w_final",
+        "logp_l_final",
+        "p1_0_mean",
+        "p2_0_mean",
+        "p1_final_mean",
+        "p2_final_mean",
+        "displaced_frac",
+        "loss_0_mean",
+        "loss_final_mean",
+        "train_status",
+        "sft_objective",
+        "target_w",
+        "target_l",
+        "dp1_dt_0",
+        "dp2_dt_0",
+        "grad_norm_0",
+        "path",
+    )
     arch: str = "mlp"
     heads: int = 2
     context: int = 16
@@ -197,12 +214,31 @@ class Network(Model):
         if not torch_available():
             raise ParamError("kind", INSTALL_HINT, self.kind)
         set_ = object.__setattr__
-        for name, low in (("heads", 1), ("context", 2), ("vocab", 3), ("prompt_len", 1), ("response_len", 1),
-                          ("window", 1), ("layers", 0), ("word_classes", 1), ("language_seed", 0),
-                          ("shared_prefix", 0), ("pretrain_steps", 0), ("pretrain_tokens", 2),
-                          ("width", 1), ("init_seed", 0), ("n_pairs", 1), ("n_prompts", 0), ("token_pool", 0),
-                          ("edit_distance", 1), ("data_seed", 0), ("sft_steps", 0), ("batch_size", 0),
-                          ("batch_seed", 0), ("path_points", 0)):  # fmt: skip
+        for name, low in (
+            ("heads", 1),
+            ("context", 2),
+            ("vocab", 3),
+            ("prompt_len", 1),
+            ("response_len", 1),
+            ("window", 1),
+            ("layers", 0),
+            ("word_classes", 1),
+            ("language_seed", 0),
+            ("shared_prefix", 0),
+            ("pretrain_steps", 0),
+            ("pretrain_tokens", 2),
+            ("width", 1),
+            ("init_seed", 0),
+            ("n_pairs", 1),
+            ("n_prompts", 0),
+            ("token_pool", 0),
+            ("edit_distance", 1),
+            ("data_seed", 0),
+            ("sft_steps", 0),
+            ("batch_size", 0),
+            ("batch_seed", 0),
+            ("path_points", 0),
+        ):
             set_(self, name, check_int(name, getattr(self, name), low))
         set_(self, "arch", check_choice("arch", self.arch, ARCHS))
         if self.arch == "transformer" and not transformers_available():
@@ -250,16 +286,24 @@ class Network(Model):
         with ``sft = "target"`` (its points are the SFT targets), and then required."""
         super().check_sweep(params, dynamics, grid_points)
         if "flow" in dynamics:
-            raise ParamError("dynamics.kind", "has no network version: train with an optimiser (gd, momentum, "
-                             "adam, adamw); a small-lr gd is the flow's stand-in", "flow")  # fmt: skip
+            raise ParamError(
+                "dynamics.kind",
+                "has no network version: train with an optimiser (gd, momentum, "
+                "adam, adamw); a small-lr gd is the flow's stand-in",
+                "flow",
+            )
         targets = "target" in params.get("sft", ("chosen",))
         if grid_points is None and targets:
-            raise ParamError("grid", 'is required with model.sft = "target": its points are the SFT targets '
-                             "(p_w0, p_l0)", None)  # fmt: skip
+            raise ParamError(
+                "grid", 'is required with model.sft = "target": its points are the SFT targets (p_w0, p_l0)', None
+            )
         if grid_points is not None and grid_points > 1 and not targets:
-            raise ParamError("grid", 'is read only by model.sft = "target" (its points are the SFT targets); leave '
-                             "it out, or replicate trainings with model.init_seed / model.data_seed lists",
-                             f"{grid_points} points")  # fmt: skip
+            raise ParamError(
+                "grid",
+                'is read only by model.sft = "target" (its points are the SFT targets); leave '
+                "it out, or replicate trainings with model.init_seed / model.data_seed lists",
+                f"{grid_points} points",
+            )
 
     @classmethod
     def prepare_workers(cls) -> None:
@@ -276,15 +320,18 @@ class Network(Model):
         opt = torch.optim.SGD([p], lr=1.0)
         p.sum().backward()
         opt.step()
+
     def _check_language(self) -> None:
         per_class = 2 if self.same_class and self.pairs == "language" else 1
         if self.vocab - 1 < per_class * self.word_classes:
             rule = f"must be <= (vocab - 1) / {per_class} = {(self.vocab - 1) // per_class}" + (
-                " (same_class needs two words a class)" if per_class == 2 else " (the last token is EOS)")
+                " (same_class needs two words a class)" if per_class == 2 else " (the last token is EOS)"
+            )
             raise ParamError("word_classes", rule, self.word_classes)
         if self.pairs == "language" and self.token_pool:
-            raise ParamError("token_pool", 'must be 0 with pairs = "language" (the language draws the words)',
-                             self.token_pool)  # fmt: skip
+            raise ParamError(
+                "token_pool", 'must be 0 with pairs = "language" (the language draws the words)', self.token_pool
+            )
         if self.edit_distance > self.response_len - self.shared_prefix:
             rule = f"must be <= response_len - shared_prefix = {self.response_len - self.shared_prefix}"
             raise ParamError("edit_distance", rule, self.edit_distance)
@@ -302,5 +349,13 @@ class Network(Model):
             raise ParamError("tie_embeddings", rule, self.tie_embeddings)
 
 
-__all__ = ["ARCHS", "INSTALL_HINT", "PAIR_SOURCES", "SFT_KINDS", "TRANSFORMER_HINT", "Network", "torch_available",
-           "transformers_available"]
+__all__ = [
+    "ARCHS",
+    "INSTALL_HINT",
+    "PAIR_SOURCES",
+    "SFT_KINDS",
+    "TRANSFORMER_HINT",
+    "Network",
+    "torch_available",
+    "transformers_available",
+]

@@ -48,8 +48,9 @@ class RatioPolicy(Policy):
     def describe_domain(self):
         ub = np.asarray(self.upper).reshape(-1, 2)[0]
         rf = np.asarray(self.ref).reshape(-1, 2)[0]
-        return (f"0 < x1 <= {ub[0]:g}, 0 < x2 <= {ub[1]:g}: probabilities in (0, 1] with "
-                f"ref_w={rf[0]:g}, ref_l={rf[1]:g}")  # fmt: skip
+        return (
+            f"0 < x1 <= {ub[0]:g}, 0 < x2 <= {ub[1]:g}: probabilities in (0, 1] with ref_w={rf[0]:g}, ref_l={rf[1]:g}"
+        )
 
     def vjp(self, theta, g):
         return np.asarray(g, dtype=float) / np.asarray(theta, dtype=float)
