@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.driver import work_budget
+from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import parse_experiment
 from flowsim.experiment.sweep import chunks, kept, run_chunk
@@ -254,20 +255,7 @@ def nonconforming(df: pd.DataFrame) -> pd.DataFrame:
 
 def matrix(df: pd.DataFrame) -> str:
     """Markdown: per (stop rule, model, dynamics, engine) the combinations, rows by status, evaluations, time."""
-    statuses = [
-        s
-        for s in (
-            "converged",
-            "capped",
-            "reached_loss",
-            "reached_margin",
-            "stationary",
-            "timeout",
-            "diverged",
-            "failed",
-        )
-        if s in set(df["status"]) or s == "failed"
-    ]
+    statuses = [s for s in STATUSES if s in set(df["status"]) or s == "failed"]  # the record's order
     head = [
         "stop",
         "model",
