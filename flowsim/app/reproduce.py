@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import re
 import shutil
 import sys
 import time
@@ -158,8 +159,8 @@ def compare_results(old_root: Path, new_root: Path, names: list[str]) -> str:
 
     Files are compared byte for byte, except: ``run.json`` (how a run went: never the same);
     ``flows.csv``, which results/ does not keep for the big sweeps (meta.json's sha256 stands
-    for it); meta.json's commit and versions, which are reported but are not a difference
-    in the results; claims.csv, whose changed claims are named (:func:`_compare`).
+    for it); meta.json's commit and versions, and the report's line naming the commit, which are
+    reported but are not a difference in the results; claims.csv, whose changed claims are named (:func:`_compare`).
     """
     changed, made, gone, notes, n_files = [], [], [], set(), 0
     for name in names + list(REPORT_FILES):
@@ -192,6 +193,8 @@ def _gone(old_root: Path, new_root: Path, name: str) -> list[Path]:
     return sorted(rel for rel in rels if not (new_root / rel).exists())
 
 
+#: The report's line naming the commit its results were made at.
+_COMMIT = re.compile(r"commit `[0-9a-f]{7,40}(-dirty)?`")
 #: meta.json keys that say who made the results, not what they are.
 _PROVENANCE = ("git_commit", "versions")
 
@@ -210,6 +213,9 @@ def _compare_file(old: Path, new: Path, notes: set[str]) -> str:
         return f"differs in {', '.join(keys)}" if keys else ""
     if filecmp.cmp(old, new, shallow=False):
         return ""
+    if new.name == "README.md":  # the report names the commit it was made at: provenance, as in meta.json
+        a, b = (_COMMIT.sub("commit `...`", p.read_text()) for p in (old, new))
+        return "" if a == b else "differs"
     if new.name == "claims.csv":
         return _compare(pd.read_csv(old), pd.read_csv(new))
     return "differs"

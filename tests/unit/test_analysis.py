@@ -386,3 +386,18 @@ def test_law_leaves_out_starts_whose_circle_meets_the_corner():
     details = c.loc[(c["claim"] == "C6b") & (c["subset"] == "all"), "details"].iloc[0]
     assert "1 starts on the circle through the corner" in details
     assert "0 with another status" in details
+
+
+def test_reproduce_comparison_reads_the_reports_commit_as_provenance(tmp_path):
+    """A report that differs only in the commit it names is the same report; any other change differs."""
+    from flowsim.app.reproduce import compare_results
+
+    line = "Produced by `flowsim reproduce` (flowsim 0.2.0, commit `{}`). Every number below ..."
+    for root, commit in ((tmp_path / "old", "c78233a4424838c001f31fcbe262a178d43b4a72"), (tmp_path / "new", "ef0486f")):
+        root.mkdir()
+        (root / "README.md").write_text(line.format(commit))
+        for figure in ("figure1.png", "figure1_log.png"):
+            (root / figure).write_bytes(b"png")
+    assert "same (3 files identical)" in compare_results(tmp_path / "old", tmp_path / "new", [])
+    (tmp_path / "new" / "README.md").write_text(line.format("ef0486f").replace("Every", "Each"))
+    assert "README.md: differs" in compare_results(tmp_path / "old", tmp_path / "new", [])
