@@ -219,6 +219,13 @@ def test_outcome_of_a_policy_model_is_the_log_ratio_of_p_w():
     np.testing.assert_allclose(np.sort(p.dlogpw), np.sort(np.log(f["p1_final"] / f["p1_0"])))
 
 
+def test_a_policy_models_rows_are_each_a_training_and_their_order_does_not_matter():
+    """Every start of logits or features is its own flow: the bootstrap draws rows, in a fixed order."""
+    f = rows(model="features", strength=1.5)
+    assert Pairs(f, STUDY.pool).n_trainings == len(f)
+    check_case(REGISTRY["D1"], Case(f, SUPPORTED))
+
+
 # -- the registry ---------------------------------------------------------------------------------------
 
 

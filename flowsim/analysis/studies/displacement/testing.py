@@ -46,7 +46,8 @@ def synthetic_pairs(
     similar : float
         dlogpw also rises by ``similar`` per unit of edit distance (1..3; token overlap 1 - ed / 4).
     model : str
-        The model column ("network" rows carry logp_w0 and logp_w_final; others only p1_0, p1_final).
+        The model column ("network" rows carry logp_w0, logp_w_final, pair, n_pairs and init_seed;
+        a policy model's rows are one flow each, with dlogpw only through p1_final).
     """
     rng = np.random.default_rng(seed)
     n = n_trainings * n_pairs
@@ -79,8 +80,8 @@ def synthetic_pairs(
     }
     out = rows.assign(**cols)
     if model == "network":
-        out = out.assign(logp_w0=np.log(out["p1_0"]), logp_w_final=np.log(out["p1_0"]) + dlogpw)
-    return out
+        return out.assign(logp_w0=np.log(out["p1_0"]), logp_w_final=np.log(out["p1_0"]) + dlogpw)
+    return out.drop(columns=["pair", "n_pairs", "init_seed"])  # a policy model: every start its own flow
 
 
 __all__ = ["synthetic_pairs"]
