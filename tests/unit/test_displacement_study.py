@@ -237,7 +237,7 @@ def test_the_registry_holds_both_studies_with_their_own_claims():
 
 
 def test_a_study_naming_an_unknown_claim_is_refused():
-    with pytest.raises(ValueError, match="no registered claim.*D9"):
+    with pytest.raises(ValueError, match=r"no registered claim.*D9"):
         claims("D1", "D9", registry=REGISTRY)
 
 

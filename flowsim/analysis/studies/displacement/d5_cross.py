@@ -17,7 +17,7 @@ import numpy as np
 
 from flowsim.analysis.studies.displacement.measures import rho_text
 from flowsim.analysis.studies.displacement.rules import MODELS, pairs_of
-from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least, fmt
+from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, NotApplicable, at_least
 
 if TYPE_CHECKING:
     from flowsim.analysis.claims.group import Group
@@ -68,8 +68,9 @@ def measure(d: Group, th: DisplacementThresholds) -> tuple[float, dict, str]:
     p = pairs_of(d)
     f = p.frame
     own, total, cross = (f[c].to_numpy(float) for c in ("ent_own", "dlogpw_dt0", "ent_cross"))
-    if "n_pairs" in f.columns and (f["n_pairs"].to_numpy(float) <= 1).all() or not np.any(cross[np.isfinite(cross)]):
-        raise NotApplicable("one-pair trainings: no other pairs, ent_cross = 0")
+    one_pair = "n_pairs" in f.columns and bool((f["n_pairs"].to_numpy(float) <= 1).all())
+    if one_pair or not np.any(cross[np.isfinite(cross)]):
+        raise NotApplicable("one-pair trainings: no other pairs, ent_cross = 0 (or NaN)")
     sel = p.displaced & np.isfinite(own) & np.isfinite(total)
     if not sel.any():
         raise NotApplicable("no displaced pair with its first-order terms")
