@@ -166,6 +166,7 @@ def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop:
         "p_top_other": np.full(n, np.nan),
         "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),  # t_sliding: steps never slide
         "t_sliding": np.zeros(n),
+        "top_other_gain": np.full(n, np.nan),  # the sequences other than y_w, y_l are not traced
     }
 
 
