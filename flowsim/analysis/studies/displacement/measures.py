@@ -36,7 +36,7 @@ POOL: tuple[str, ...] = (
 #: pair): they tell trainings apart only where rows sharing the other keys are more than one training.
 PER_PAIR: tuple[str, ...] = ("edit_distance",)
 #: The columns that tell a network's trainings apart within a group, besides the study's pooled ones.
-TRAINING_COLUMNS = ("target_w", "target_l")
+TRAINING_COLUMNS = ("n_pairs", "target_w", "target_l")
 
 
 def outcome(frame: pd.DataFrame) -> np.ndarray:
