@@ -258,3 +258,54 @@ def test_analysis_judges_every_study_that_applies():
     mine = got[got["study"] == "displacement"]
     assert mine["claim"].unique().tolist() == ["D1", "D2", "D3", "D4", "D5"]
     assert (mine["verdict"] != NA).any()
+
+
+# -- the figure and the report section ------------------------------------------------------------------
+
+
+def test_the_scatter_is_drawn_for_rows_with_predictors_and_not_for_others(tmp_path):
+    from flowsim.plotting.displacement import figure
+    from flowsim.plotting.registry import families_for
+
+    assert "displacement" in [f.name for f in families_for(["network"])]
+    assert "displacement" not in [f.name for f in families_for(["ratio"])]
+    both = pd.concat([rows(), rows(n_trainings=12, n_pairs=1, seed=2)], ignore_index=True)
+    out = figure(both, "network", tmp_path / "d.png")
+    assert out is not None and out.stat().st_size > 10_000
+    assert figure(make_flows([0.2, 0.6], [0.3, 0.5]), "ratio", tmp_path / "r.png") is None
+
+
+def _results(root, strength: float):
+    """A results folder with the study's three experiments, from synthetic rows (analysed)."""
+    made = {
+        "displacement_pool": rows(n_trainings=24, n_pairs=1, strength=strength, seed=1),
+        "displacement_transformer": rows(n_trainings=6, n_pairs=8, strength=strength, cross=1.0, seed=2),
+        "displacement_mlp": rows(n_trainings=6, n_pairs=8, strength=strength, cross=1.0, seed=3),
+    }
+    for name, flows in made.items():
+        (root / name).mkdir(parents=True)
+        flows.to_csv(root / name / "flows.csv", index=False)
+        evaluate_studies(flows, StopRule(), sensitivity=False).to_csv(root / name / "claims.csv", index=False)
+
+
+def test_the_report_section_is_generated_from_the_tables(tmp_path):
+    from flowsim.app.report.common import read_claims
+    from flowsim.app.report.displacement import correlations, displacement_section
+
+    _results(tmp_path, strength=3.0)
+    text = "\n".join(displacement_section(tmp_path))
+    assert "## What predicts likelihood displacement" in text and "| D1 " in text
+    assert "quantile protocol, read after the fact" in text and "not Razin et al.'s training" in text
+    table = correlations(tmp_path)
+    for label, rec in table.iterrows():  # the sentence names each setting's predictor of largest |rho|
+        best = max(("ches", "ent_own", "edit_distance"), key=lambda p: abs(rec[p][0]))
+        assert f"**{label}**: {best} (" in text, label
+    assert "ches in transformer, one-pair trainings (the pool)" in text  # the top CHES quartile loses more
+    assert "of the 24 pairs" not in text
+    _results(tmp_path / "flat", strength=0.0)
+    flat = "\n".join(displacement_section(tmp_path / "flat"))
+    assert "ches in transformer, one-pair trainings (the pool)" not in flat  # the sentence follows the table
+    # the seed paper's readers see only its rows
+    seed = read_claims(tmp_path, "displacement_pool")
+    assert not seed["claim"].str.startswith("D").any() and "study" not in seed.columns
+    assert set(read_claims(tmp_path, "displacement_pool", "displacement")["claim"]) == set(REGISTRY)

@@ -19,6 +19,9 @@ from flowsim.analysis.verdicts import NotApplicable, fmt
 
 #: Resamples of the cluster bootstrap, its seed (fixed: the interval is part of a verdict), its level.
 N_BOOT, BOOT_SEED, LEVEL = 1000, 0, 0.95
+#: At most this many (resample x row) cells per interval: a large table (a policy model's grid of
+#: thousands of starts, each its own training) gets fewer resamples, never fewer than :data:`MIN_BOOT`.
+MAX_CELLS, MIN_BOOT = 500_000, 200
 #: The parameter columns the study pools its groups over: replicate seeds and the pairs' similarity
 #: settings (a rank correlation over pairs needs many trainings and pairs that differ).
 POOL: tuple[str, ...] = (
@@ -131,9 +134,11 @@ def cluster_interval(
     """The percentile interval of :func:`spearman` under resampling whole units (trainings) with replacement.
 
     (NaN, NaN) with fewer than 2 units or when most resamples have no correlation (a constant side).
+    Over more than MAX_CELLS / n_boot rows, MAX_CELLS / rows resamples (at least MIN_BOOT).
     """
     if len(np.unique(units)) < 2 or len(x) < 3:
         return float("nan"), float("nan")
+    n_boot = max(MIN_BOOT, min(n_boot, MAX_CELLS // len(x)))
     stats = resampled_spearman(np.asarray(x, float), np.asarray(y, float), units, n_boot, seed)
     if np.isnan(stats).mean() > 0.5:
         return float("nan"), float("nan")
