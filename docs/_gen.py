@@ -183,6 +183,7 @@ COLUMN_NOTES: dict[str, str] = {
     "n_rows": "Rows in the group judged.",
     "n_failed": "Failed rows among them.",
     "failed_left_out": "Failed rows left out of the measurement (claims.md marks such verdicts with a dagger).",
+    "study": "The study the claim belongs to (`flowsim.analysis.studies.STUDIES`: dpo_field, displacement).",
 }
 #: meta.json's keys: what a run's results depend on (the same when the run is made again).
 META_NOTES: dict[str, str] = {

@@ -35,7 +35,7 @@ AXES: dict[str, str] = {
     "edit_distance": "edit distance y_w to y_l (tokens)",
     "token_overlap": "token overlap of y_w and y_l (share)",
 }
-Y_LABEL = "Δ log π(y_w) over training (nats)"
+Y_LABEL = "Δ log π(y_w) over training (nats, symlog)"
 
 
 def _kind(frame: pd.DataFrame) -> np.ndarray:
@@ -95,6 +95,7 @@ def figure(frame: pd.DataFrame, what: str, path: Path) -> Path | None:
             ax.scatter(v[disp], pairs.dlogpw[disp], s=16, color=colour, edgecolors="k", linewidths=0.3)
             ax.scatter(v[sel & ~disp], pairs.dlogpw[sel & ~disp], s=16, facecolors="none", edgecolors=colour)
         ax.axhline(0.0, color="0.4", lw=0.6, ls=":")
+        ax.set_yscale("symlog", linthresh=0.1)  # a few pairs fall by nats; most move by tenths
         ax.set_xlabel(AXES[name], fontsize=7.5)
         ax.set_ylabel(Y_LABEL, fontsize=7.5)
         ax.set_title(title, fontsize=7.5)

@@ -147,18 +147,24 @@ def _matrix(root: Path) -> pd.DataFrame | None:
     """The study's claims (rows) in every setting whose claims.csv holds its rows (columns)."""
     from flowsim.analysis.verdicts import verdict_matrix
 
-    tables, select = {}, {}
+    tables, select, seen = {}, {}, set()
     for label, name, where, by in SETTINGS:
         if by is None:
-            _add(tables, select, label, read_claims(root, name, "displacement"), where)
+            _add(tables, select, seen, label, name, read_claims(root, name, "displacement"), where)
     for label, name, where in DISPLACEMENT_SETTINGS[2:]:
-        _add(tables, select, label, read_claims(root, name, "displacement"), where)
+        _add(tables, select, seen, label, name, read_claims(root, name, "displacement"), where)
     return verdict_matrix(tables, subset="all", select=select) if tables else None
 
 
-def _add(tables: dict, select: dict, label: str, claims: pd.DataFrame | None, where: dict) -> None:
-    if claims is not None and len(claims):
-        tables[label], select[label] = claims, {k: v for k, v in where.items() if k in claims.columns}
+def _add(tables: dict, select: dict, seen: set, label: str, name: str, claims, where: dict) -> None:
+    """A setting's rows of the study, once: settings that differ only in parameters it pools over are one."""
+    if claims is None or not len(claims):
+        return
+    kept = {k: v for k, v in where.items() if k in claims.columns}
+    key = (name, tuple(sorted(kept.items())))
+    if key not in seen:
+        seen.add(key)
+        tables[label], select[label] = claims, kept
 
 
 def displacement_section(root: Path) -> list[str]:
@@ -183,7 +189,9 @@ def displacement_section(root: Path) -> list[str]:
     ]
     if matrix is not None:
         out += ["**The study's claims in every setting that records the per-pair quantities**", ""]
-        out += [matrix.to_markdown(), "", conclusions(matrix, ratio_settings=[]), ""]
+        said = conclusions(matrix, ratio_settings=[])  # the study has no regions: its family is the thresholds'
+        said = said.replace("(region cuts 0.2, 0.25, 1/3; each threshold", "(each threshold")
+        out += [matrix.to_markdown(), "", said, ""]
     if not table.empty:
         out += _correlation_lines(table)
         q = quantiles(table)
