@@ -36,6 +36,8 @@ AXES: dict[str, str] = {
     "token_overlap": "token overlap of y_w and y_l (share)",
 }
 Y_LABEL = "Δ log π(y_w) over training (nats, symlog)"
+#: Predictors with a few values: a linear axis (the others: symlog, linear within their median |value|).
+DISCRETE = ("edit_distance", "token_overlap")
 
 
 def _kind(frame: pd.DataFrame) -> np.ndarray:
@@ -96,7 +98,13 @@ def figure(frame: pd.DataFrame, what: str, path: Path) -> Path | None:
             ax.scatter(v[sel & ~disp], pairs.dlogpw[sel & ~disp], s=16, facecolors="none", edgecolors=colour)
         ax.axhline(0.0, color="0.4", lw=0.6, ls=":")
         ax.set_yscale("symlog", linthresh=0.1)  # a few pairs fall by nats; most move by tenths
-        ax.set_xlabel(AXES[name], fontsize=7.5)
+        y = pairs.dlogpw[np.isfinite(pairs.dlogpw)]
+        ax.set_ylim(min(y.min(), -0.1) * 1.5, max(y.max(), 0.1) * 1.5)
+        if name not in DISCRETE:  # heavy tails: ρ reads ranks, the axis keeps them apart
+            scale = float(np.median(np.abs(v[np.isfinite(v)])))
+            if scale > 0:
+                ax.set_xscale("symlog", linthresh=scale)
+        ax.set_xlabel(AXES[name] + ("" if name in DISCRETE else ", symlog"), fontsize=7.5)
         ax.set_ylabel(Y_LABEL, fontsize=7.5)
         ax.set_title(title, fontsize=7.5)
         ax.tick_params(labelsize=7)
