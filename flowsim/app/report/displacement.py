@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from flowsim.app.report.common import kept_rows, read_claims
-from flowsim.app.report.matrix import SETTINGS
 
-#: The study's own settings: (label, experiment, rows kept).  The models of the main table's settings
-#: (:data:`~flowsim.app.report.matrix.SETTINGS`) that carry the per-pair columns come first.
+#: The study's settings: (label, experiment, rows kept).  The seed paper's logits and features experiments
+#: carry the per-pair columns too (the study pools their cos_wl and norm_ratio); the rest are its own.
 DISPLACEMENT_SETTINGS: tuple[tuple[str, str, dict], ...] = (
     ("logits (one start each)", "logits", {"beta": 0.1, "reference": "initial"}),
     ("features (cos_wl, norm_ratio pooled)", "features", {}),
@@ -144,14 +143,11 @@ def quantiles(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _matrix(root: Path) -> pd.DataFrame | None:
-    """The study's claims (rows) in every setting whose claims.csv holds its rows (columns)."""
+    """The study's claims (rows) in each of its settings whose claims.csv holds its rows (columns)."""
     from flowsim.analysis.verdicts import verdict_matrix
 
     tables, select, seen = {}, {}, set()
-    for label, name, where, by in SETTINGS:
-        if by is None:
-            _add(tables, select, seen, label, name, read_claims(root, name, "displacement"), where)
-    for label, name, where in DISPLACEMENT_SETTINGS[2:]:
+    for label, name, where in DISPLACEMENT_SETTINGS:
         _add(tables, select, seen, label, name, read_claims(root, name, "displacement"), where)
     return verdict_matrix(tables, subset="all", select=select) if tables else None
 
