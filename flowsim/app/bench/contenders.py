@@ -344,7 +344,7 @@ def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
     for chunk in chunks(exp, 1):
         target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
         task = exp.task(chunk.combo)
-        spec, (_, _, rec, _) = task.model, train_one(task, target, chunk.ref[0])
+        spec, (_, _, rec, _, _) = task.model, train_one(task, target, chunk.ref[0])
         n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
     dt = time.perf_counter() - t0
     return {

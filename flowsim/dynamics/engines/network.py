@@ -50,7 +50,8 @@ def _log_ref(mode: str, ref: np.ndarray, logp0: np.ndarray) -> np.ndarray:
 def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = None):
     """One training (SFT towards ``target`` if asked), references from ``task.reference`` (and ``ref``).
 
-    Returns (SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there)).
+    Returns (SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there), the
+    predictors of :mod:`flowsim.model.network.probes` per pair).
     """
     import torch
 
@@ -58,6 +59,7 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
     from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
+    from flowsim.model.network.probes import end_probes, start_probes
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
     spec = task.model
@@ -68,6 +70,7 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
     field = initial_field(net, batch, task.loss, log_ref)
+    probes = start_probes(net, batch, spec, task.loss, log_ref)  # before the preference stage moves net
     rec = train_pairs(
         net,
         batch,
@@ -79,7 +82,8 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         batch_seed=spec.batch_seed,
         path=spec.path_points > 0,
     )
-    return sft_value, log_ref, rec, field
+    probes = end_probes(net, spec, batch.data, probes, rec.logp0, rec.logp1, task.optimiser.lr)
+    return sft_value, log_ref, rec, field, probes
 
 
 def path_column(rec, points: int, lr: float) -> list[str]:
@@ -92,7 +96,7 @@ def path_column(rec, points: int, lr: float) -> list[str]:
 
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
     """The rows of one training: the record, the start columns, the network's own columns."""
-    sft_value, log_ref, rec, (v0, gnorm0) = train_one(task, target, ref)
+    sft_value, log_ref, rec, (v0, gnorm0), probes = train_one(task, target, ref)
     n = task.model.n_pairs
     p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
     full = np.full
@@ -140,6 +144,7 @@ def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, n
         "dp2_dt_0": v0[:, 1],
         "grad_norm_0": full(n, gnorm0),
         "path": np.array(path_column(rec, task.model.path_points, task.optimiser.lr), dtype=object),
+        **probes,
     }
     return {
         k: np.broadcast_to(v, (n,)).copy() if np.ndim(v) == 0 else np.asarray(v)

@@ -1,0 +1,138 @@
+r"""Per-pair predictors of likelihood displacement, computed at the start of the preference stage.
+
+The columns (:data:`PROBE_COLUMNS`) and the arithmetic they share across models, in numpy; each
+model computes its hidden states and per-pair gradients its own way (the network:
+:mod:`flowsim.model.network.probes`, torch; tabular logits and log-linear features: in closed
+form, :meth:`flowsim.model.parameterisations.base.Parameterisation.start_columns`).  Definitions
+(docs/explanation/predictors.md):
+
+* **CHES** (Razin et al. 2024): with h+ = sum_t h(x, y_w,<t) and h- = sum_t h(x, y_l,<t) the sums of
+  the last hidden state over the positions that predict the response's tokens,
+  ``ches`` = <h+, h-> - |h+|^2 and ``ches_ln`` = <h+, h->/(|y_w| |y_l|) - |h+|^2/|y_w|^2
+  (:func:`ches_terms`); ``hidden_ip`` is the inner product of the two sequences' last hidden
+  states at their final token (Razin et al.'s "last hidden embedding inner product" baseline).
+* **Gradient entanglement** (Yuan et al. 2024): g = grad_theta log pi(y|x); ``gw_sq`` = |g_w|^2,
+  ``gw_gl`` = <g_w, g_l>.
+* **The first-order rate of log pi(y_w)** under gradient flow on the dataset's mean loss
+  L = (1/N) sum_j l(h_j) (Ren & Sutherland 2024's decomposition, the empirical NTK between pairs):
+  d log pi(y_w^i)/dt = (1/N) sum_j <g_w^i, a_j g_w^j + b_j g_l^j>, a = -dl/dh_w, b = -dl/dh_l from
+  the loss's own ``grad``; ``ent_own`` is the term j = i, ``ent_cross`` the rest, ``dlogpw_dt0``
+  their sum (:func:`entanglement`).  For GD at learning rate lr it is the change of log pi(y_w)
+  over the first step divided by lr, to first order in lr (``dlogpw_first`` measures that).
+* **Edit distance** (Levenshtein, :func:`edit_distance`) and **token overlap**
+  (|multiset intersection| / max(|y_w|, |y_l|), :func:`token_overlap`) of the two responses' tokens.
+* **Squeezing** (Ren & Sutherland 2024): ``top_other_0`` the probability of the most likely
+  response other than y_w and y_l at the start, ``top_other_gain`` that same response's
+  probability at the end minus at the start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The per-pair predictor columns a model that declares them adds to its rows (NaN where one does
+#: not exist for the model): see the module docstring and docs/explanation/predictors.md.
+PROBE_COLUMNS: tuple[str, ...] = (
+    "ches",
+    "ches_ln",
+    "ches_pre",
+    "ches_ln_pre",
+    "hidden_ip",
+    "gw_sq",
+    "gw_gl",
+    "ent_own",
+    "ent_cross",
+    "dlogpw_dt0",
+    "dlogpw_first",
+    "edit_distance",
+    "token_overlap",
+    "top_other_0",
+    "top_other_gain",
+)
+
+
+def ches_terms(h_w: np.ndarray, h_l: np.ndarray, len_w, len_l) -> tuple[np.ndarray, np.ndarray]:
+    """(CHES, length-normalised CHES) from the summed hidden states h+ = ``h_w``, h- = ``h_l`` (..., d).
+
+    ``len_w``, ``len_l`` (...) are |y_w| and |y_l|, the numbers of positions summed.
+
+    >>> ches_terms(np.array([1.0, 2.0]), np.array([3.0, 0.0]), 2, 1)  # <h+,h-> = 3, |h+|^2 = 5
+    (array(-2.), array(0.25))
+    """
+    ip = np.sum(h_w * h_l, axis=-1)
+    sq = np.sum(h_w * h_w, axis=-1)
+    len_w, len_l = np.asarray(len_w, dtype=float), np.asarray(len_l, dtype=float)
+    return ip - sq, ip / (len_w * len_l) - sq / len_w**2
+
+
+def entanglement(kernel: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """The own-pair and cross-pair first-order rates of log pi(y_w^i) (module docstring).
+
+    Parameters
+    ----------
+    kernel : array, shape (N, N, 2)
+        kernel[i, j, k] = <g_w^i, g_k^j>, k = 0 for y_w and 1 for y_l of pair j.
+    a, b : array, shape (N,)
+        -dl/dh_w and -dl/dh_l of each pair (its own loss's gradient).
+
+    Returns
+    -------
+    dict
+        ``gw_sq``, ``gw_gl`` (the diagonal), ``ent_own``, ``ent_cross``, ``dlogpw_dt0``, each (N,).
+
+    Examples
+    --------
+    >>> k = np.array([[[2.0, 1.0], [0.5, 0.0]], [[0.5, -1.0], [3.0, 1.0]]])
+    >>> r = entanglement(k, np.array([1.0, 1.0]), np.array([-1.0, -1.0]))
+    >>> r["ent_own"].tolist(), r["ent_cross"].tolist()  # (2 - 1)/2, (3 - 1)/2; (0.5 - 0)/2, (0.5 + 1)/2
+    ([0.5, 1.0], [0.25, 0.75])
+    """
+    n = kernel.shape[0]
+    pull = (a[None, :] * kernel[..., 0] + b[None, :] * kernel[..., 1]) / n  # (i, j): pair j's pull on i
+    own = np.diagonal(pull).copy()
+    cross = np.sum(np.where(np.eye(n, dtype=bool), 0.0, pull), axis=1)
+    return {
+        "gw_sq": np.diagonal(kernel[..., 0]).copy(),
+        "gw_gl": np.diagonal(kernel[..., 1]).copy(),
+        "ent_own": own,
+        "ent_cross": cross,
+        "dlogpw_dt0": own + cross,
+    }
+
+
+def edit_distance(u, v) -> int:
+    """The Levenshtein distance between two token sequences (insertions, deletions, substitutions).
+
+    >>> edit_distance([1, 2, 3], [1, 3]), edit_distance("kitten", "sitting"), edit_distance([], [4, 4])
+    (1, 3, 2)
+    """
+    u, v = list(u), list(v)
+    row = list(range(len(v) + 1))
+    for i, cu in enumerate(u, 1):
+        prev, row[0] = row[0], i
+        for j, cv in enumerate(v, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (cu != cv))
+    return row[-1]
+
+
+def token_overlap(u, v) -> float:
+    """|multiset intersection of the tokens of u and v| / max(|u|, |v|).
+
+    >>> token_overlap([1, 1, 2], [1, 2, 2]), token_overlap([1, 2], [3, 4, 5])
+    (0.6666666666666666, 0.0)
+    """
+    u, v = list(u), list(v)
+    common = sum(min(u.count(t), v.count(t)) for t in set(u))
+    return common / max(len(u), len(v), 1)
+
+
+def pair_text_columns(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, np.ndarray]:
+    """``edit_distance`` and ``token_overlap`` of each pair's responses (N, T) (as floats, (N,))."""
+    pairs = list(zip(chosen.tolist(), rejected.tolist(), strict=True))
+    return {
+        "edit_distance": np.array([float(edit_distance(u, v)) for u, v in pairs]),
+        "token_overlap": np.array([token_overlap(u, v) for u, v in pairs]),
+    }
+
+
+__all__ = ["PROBE_COLUMNS", "ches_terms", "edit_distance", "entanglement", "pair_text_columns", "token_overlap"]
