@@ -49,6 +49,10 @@ PROBE_COLUMNS: tuple[str, ...] = (
     "top_other_0",
     "top_other_gain",
 )
+#: The predictors every flow's record holds (:data:`flowsim.dynamics.record.PATH_FIELDS`): a model
+#: that declares :data:`PROBE_COLUMNS` adds the others (:data:`START_PROBES`) as its own columns.
+RECORD_PROBES: tuple[str, ...] = ("top_other_gain",)
+START_PROBES: tuple[str, ...] = tuple(c for c in PROBE_COLUMNS if c not in RECORD_PROBES)
 
 
 def ches_terms(h_w: np.ndarray, h_l: np.ndarray, len_w, len_l) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +130,44 @@ def token_overlap(u, v) -> float:
     return common / max(len(u), len(v), 1)
 
 
+def policy_columns(p, h0, log_ref, loss, grads, phi_w, phi_l) -> dict[str, np.ndarray]:
+    """The predictors of independent one-pair starts (tabular logits, log-linear features) in closed form.
+
+    Parameters
+    ----------
+    p : array (n, K)
+        Every response's probability at the starts (y_w, y_l first).
+    h0, log_ref : array (n, 2)
+        The starts' log-ratios and the references' log-probabilities (for the loss's gradient).
+    loss : Loss
+    grads : tuple of arrays (n,)
+        |g_w|^2 and <g_w, g_l> in closed form.
+    phi_w, phi_l : array (..., d)
+        The responses' "last hidden states": their feature vectors (one-hot for logits); every
+        response is one token, so |y_w| = |y_l| = 1 and there is no state before a final norm.
+
+    Every start is a one-pair dataset: ``ent_cross`` = 0.  No tokens: ``edit_distance`` and
+    ``token_overlap`` are NaN.  ``dlogpw_first`` is measured by the caller (it needs the dynamics).
+    """
+    gw_sq, gw_gl = grads
+    ab = -np.asarray(loss.grad(h0, log_ref), dtype=float)
+    n = p.shape[:-1]
+    own = ab[..., 0] * gw_sq + ab[..., 1] * gw_gl  # entanglement() of a 1 x 1 kernel
+    out = {"gw_sq": gw_sq, "gw_gl": gw_gl, "ent_own": own, "ent_cross": np.zeros(n), "dlogpw_dt0": own.copy()}
+    ches, ches_ln = ches_terms(phi_w, phi_l, 1.0, 1.0)
+    nan = np.full(n, np.nan)
+    return out | {
+        "ches": np.broadcast_to(ches, n).copy(),
+        "ches_ln": np.broadcast_to(ches_ln, n).copy(),
+        "ches_pre": np.broadcast_to(ches, n).copy(),
+        "ches_ln_pre": np.broadcast_to(ches_ln, n).copy(),
+        "hidden_ip": np.broadcast_to(np.sum(phi_w * phi_l, axis=-1), n).copy(),
+        "edit_distance": nan,
+        "token_overlap": nan.copy(),
+        "top_other_0": np.max(p[..., 2:], axis=-1),
+    }
+
+
 def pair_text_columns(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, np.ndarray]:
     """``edit_distance`` and ``token_overlap`` of each pair's responses (N, T) (as floats, (N,))."""
     pairs = list(zip(chosen.tolist(), rejected.tolist(), strict=True))
@@ -135,4 +177,14 @@ def pair_text_columns(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, np.
     }
 
 
-__all__ = ["PROBE_COLUMNS", "ches_terms", "edit_distance", "entanglement", "pair_text_columns", "token_overlap"]
+__all__ = [
+    "PROBE_COLUMNS",
+    "RECORD_PROBES",
+    "START_PROBES",
+    "ches_terms",
+    "edit_distance",
+    "entanglement",
+    "pair_text_columns",
+    "policy_columns",
+    "token_overlap",
+]

@@ -47,7 +47,7 @@ from typing import ClassVar
 
 from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
 from flowsim.model.parameterisations.base import Model
-from flowsim.model.probes import PROBE_COLUMNS
+from flowsim.model.probes import PROBE_COLUMNS, START_PROBES
 
 EMBEDDINGS = ("learned", "one-hot")
 #: "mlp": :class:`~flowsim.model.network.module.CausalMLP`; "transformer": a GPT-2 (needs transformers).
@@ -153,7 +153,7 @@ class Network(Model):
     probe_columns: ClassVar[tuple[str, ...]] = PROBE_COLUMNS
     #: Columns a network row adds after the flows.csv columns: the pair, the dataset's means, the SFT
     #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`),
-    #: then the per-pair predictors (:attr:`probe_columns`).
+    #: then the per-pair predictors (:attr:`probe_columns`; ``top_other_gain`` is in the record's columns).
     extra_columns: ClassVar[tuple[str, ...]] = (
         "pair",
         "logp_w0",
@@ -175,7 +175,7 @@ class Network(Model):
         "dp2_dt_0",
         "grad_norm_0",
         "path",
-        *PROBE_COLUMNS,
+        *START_PROBES,
     )
     arch: str = "mlp"
     heads: int = 2
