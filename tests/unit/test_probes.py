@@ -174,12 +174,18 @@ POLICY_MODELS = [
     LogLinearFeatures(K=5, d=3, cos_wl=0.6, norm_ratio=1.5),
     LogLinearFeatures(K=6, d=4, cos_wl=-0.3, train_bias=True),
 ]
+
+
+def _model_id(m) -> str:
+    return m.kind + ("+bias" if getattr(m, "train_bias", False) else "")
+
+
 STARTS = np.array([[0.1, 0.1], [0.1, 0.6], [0.5, 0.2], [0.7, 0.25]])
 REFS = np.array([[0.2, 0.3], [0.1, 0.6], [0.4, 0.05], [0.5, 0.5]])
 
 
 @pytest.mark.parametrize("loss", [DPO(beta=0.5), SimPO(beta=2.0, simpo_gamma=0.5), IPO(beta=0.3)], ids=str)
-@pytest.mark.parametrize("model", POLICY_MODELS, ids=lambda m: m.kind + ("+bias" if getattr(m, "train_bias", False) else ""))
+@pytest.mark.parametrize("model", POLICY_MODELS, ids=lambda m: _model_id(m))
 def test_policy_rates_are_the_measured_first_order_change(model, loss):
     cols = model.start_columns(STARTS, REFS, loss)
     pol = model.bind(STARTS, REFS)
@@ -204,7 +210,7 @@ def _autograd_gradients(model, p0, ref):
     return [torch.autograd.grad(lp[k], theta, retain_graph=True)[0].numpy() for k in (0, 1)]
 
 
-@pytest.mark.parametrize("model", POLICY_MODELS, ids=lambda m: m.kind + ("+bias" if getattr(m, "train_bias", False) else ""))
+@pytest.mark.parametrize("model", POLICY_MODELS, ids=lambda m: _model_id(m))
 def test_closed_forms_are_autograd(model):
     cols = model.start_columns(STARTS, REFS, DPO(beta=0.5))
     for i, (p0, ref) in enumerate(zip(STARTS, REFS, strict=True)):
@@ -258,7 +264,8 @@ def test_policy_rows_measure_the_first_step_and_the_squeeze():
 
     grid = {"p1": {"start": 0.1, "stop": 0.5, "num": 2}, "p2": {"start": 0.1, "stop": 0.4, "num": 2}}
     for dyn, stop in (({"kind": "gd", "gd": {"lr": LR}}, {"max_steps": 1}), ({"kind": "flow"}, {"t_max": 1.0})):
-        doc = {"name": "s", "model": {"kind": "features", "K": 5, "d": 3, "cos_wl": 0.6, "zipf": 1.0}, "loss": {"kind": "dpo"}}
+        model = {"kind": "features", "K": 5, "d": 3, "cos_wl": 0.6, "zipf": 1.0}
+        doc = {"name": "s", "model": model, "loss": {"kind": "dpo"}}
         exp = parse_experiment(doc | {"dynamics": dyn, "grid": grid, "stop": stop})
         rows = run_chunk(exp, next(chunks(exp, 100)))
         np.testing.assert_allclose(rows["dlogpw_first"], rows["dlogpw_dt0"], rtol=RTOL)
