@@ -67,8 +67,8 @@ def ches_terms(h_w: np.ndarray, h_l: np.ndarray, len_w, len_l) -> tuple[np.ndarr
 
     ``len_w``, ``len_l`` (...) are |y_w| and |y_l|, the numbers of positions summed.
 
-    >>> ches_terms(np.array([1.0, 2.0]), np.array([3.0, 0.0]), 2, 1)  # <h+,h-> = 3, |h+|^2 = 5
-    (array(-2.), array(0.25))
+    >>> [float(v) for v in ches_terms(np.array([1.0, 2.0]), np.array([3.0, 0.0]), 2, 1)]  # <h+,h-> = 3, |h+|^2 = 5
+    [-2.0, 0.25]
     """
     ip = np.sum(h_w * h_l, axis=-1)
     sq = np.sum(h_w * h_w, axis=-1)
