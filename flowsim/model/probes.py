@@ -30,25 +30,32 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Each per-pair predictor column and its meaning (the results reference reads them from here).
+PROBE_MEANINGS: dict[str, str] = {
+    "ches": "CHES (Razin et al. 2024) at the start: <h+, h-> - |h+|^2, h+/h- the sums of the last hidden state "
+    "(the LM head's input) over the positions predicting y_w's / y_l's tokens (features: phi_y; logits: one-hot).",
+    "ches_ln": "Length-normalised CHES: <h+, h->/(|y_w| |y_l|) - |h+|^2/|y_w|^2.",
+    "ches_pre": "CHES with the hidden state before the final layer norm (transformer); ches elsewhere.",
+    "ches_ln_pre": "Length-normalised CHES before the final layer norm (transformer); ches_ln elsewhere.",
+    "hidden_ip": "Inner product of y_w's and y_l's last hidden states at their final token (Razin et al.'s "
+    "baseline; features: <phi_w, phi_l>; logits: 0).",
+    "gw_sq": "|g_w|^2, g_w = grad_theta log pi(y_w|x) over the trained parameters, at the start.",
+    "gw_gl": "<g_w, g_l> (Yuan et al.'s gradient entanglement), at the start.",
+    "ent_own": "The pair's own term of d log pi(y_w)/dt at the start under gradient flow of the mean loss: "
+    "(a gw_sq + b gw_gl)/N, a = -dl/dh_w, b = -dl/dh_l (per unit time).",
+    "ent_cross": "The other pairs' terms: (1/N) sum_{j != i} <g_w^i, a_j g_w^j + b_j g_l^j> (0 for one pair).",
+    "dlogpw_dt0": "ent_own + ent_cross: the predicted first-order rate of log pi(y_w) (per unit time).",
+    "dlogpw_first": "Measured change of log pi(y_w) over the first optimiser step divided by its lr (the flow: "
+    "d log pi(y_w)/dt at t = 0 from the field); NaN if no step was taken.",
+    "edit_distance": "Levenshtein distance between y_w's and y_l's tokens (no tokens: NaN).",
+    "token_overlap": "|multiset intersection of y_w's and y_l's tokens| / max(|y_w|, |y_l|) (no tokens: NaN).",
+    "top_other_0": "Probability at the start of the most likely response other than y_w, y_l (network: exact "
+    "over vocab^|y| responses up to 5000, else the best of a beam search).",
+    "top_other_gain": "That response's probability at the stop minus at the start (squeezing).",
+}
 #: The per-pair predictor columns a model that declares them adds to its rows (NaN where one does
 #: not exist for the model): see the module docstring and docs/explanation/predictors.md.
-PROBE_COLUMNS: tuple[str, ...] = (
-    "ches",
-    "ches_ln",
-    "ches_pre",
-    "ches_ln_pre",
-    "hidden_ip",
-    "gw_sq",
-    "gw_gl",
-    "ent_own",
-    "ent_cross",
-    "dlogpw_dt0",
-    "dlogpw_first",
-    "edit_distance",
-    "token_overlap",
-    "top_other_0",
-    "top_other_gain",
-)
+PROBE_COLUMNS: tuple[str, ...] = tuple(PROBE_MEANINGS)
 #: The predictors every flow's record holds (:data:`flowsim.dynamics.record.PATH_FIELDS`): a model
 #: that declares :data:`PROBE_COLUMNS` adds the others (:data:`START_PROBES`) as its own columns.
 RECORD_PROBES: tuple[str, ...] = ("top_other_gain",)
@@ -60,8 +67,8 @@ def ches_terms(h_w: np.ndarray, h_l: np.ndarray, len_w, len_l) -> tuple[np.ndarr
 
     ``len_w``, ``len_l`` (...) are |y_w| and |y_l|, the numbers of positions summed.
 
-    >>> ches_terms(np.array([1.0, 2.0]), np.array([3.0, 0.0]), 2, 1)  # <h+,h-> = 3, |h+|^2 = 5
-    (array(-2.), array(0.25))
+    >>> [float(v) for v in ches_terms(np.array([1.0, 2.0]), np.array([3.0, 0.0]), 2, 1)]  # <h+,h-> = 3, |h+|^2 = 5
+    [-2.0, 0.25]
     """
     ip = np.sum(h_w * h_l, axis=-1)
     sq = np.sum(h_w * h_w, axis=-1)
@@ -179,6 +186,7 @@ def pair_text_columns(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, np.
 
 __all__ = [
     "PROBE_COLUMNS",
+    "PROBE_MEANINGS",
     "RECORD_PROBES",
     "START_PROBES",
     "ches_terms",
