@@ -276,10 +276,12 @@ def test_the_scatter_is_drawn_for_rows_with_predictors_and_not_for_others(tmp_pa
 
 
 def _results(root, strength: float):
-    """A results folder with the study's three experiments, from synthetic rows (analysed)."""
+    """A results folder with the study's two experiments, from synthetic rows (analysed)."""
+    pool = rows(n_trainings=24, n_pairs=1, strength=strength, seed=1)
+    datasets = rows(n_trainings=6, n_pairs=4, strength=strength, cross=1.0, seed=2)
+    datasets["init_seed"] += 100  # other trainings than the pool's
     made = {
-        "displacement_pool": rows(n_trainings=24, n_pairs=1, strength=strength, seed=1),
-        "displacement_transformer": rows(n_trainings=6, n_pairs=8, strength=strength, cross=1.0, seed=2),
+        "displacement_transformer": pd.concat([pool, datasets], ignore_index=True),
         "displacement_mlp": rows(n_trainings=6, n_pairs=8, strength=strength, cross=1.0, seed=3),
     }
     for name, flows in made.items():
@@ -306,6 +308,6 @@ def test_the_report_section_is_generated_from_the_tables(tmp_path):
     flat = "\n".join(displacement_section(tmp_path / "flat"))
     assert "ches in transformer, one-pair trainings (the pool)" not in flat  # the sentence follows the table
     # the seed paper's readers see only its rows
-    seed = read_claims(tmp_path, "displacement_pool")
+    seed = read_claims(tmp_path, "displacement_transformer")
     assert not seed["claim"].str.startswith("D").any() and "study" not in seed.columns
-    assert set(read_claims(tmp_path, "displacement_pool", "displacement")["claim"]) == set(REGISTRY)
+    assert set(read_claims(tmp_path, "displacement_transformer", "displacement")["claim"]) == set(REGISTRY)
