@@ -211,6 +211,11 @@ def test_trainings_are_told_apart_by_seeds_and_by_a_setting_only_where_needed():
     two = pd.concat([f.assign(edit_distance=1), f.assign(edit_distance=3)], ignore_index=True)
     assert len(np.unique(training_ids(two, STUDY.pool))) == 6  # the same seeds at two settings
     assert len(np.unique(training_ids(f.drop(columns="pair"), STUDY.pool))) == len(f)  # a policy model
+    # network rows carry their dataset's means, the same on each of a training's rows: a pair whose own
+    # edit distance differs from its training's setting stays in its training
+    means = two.assign(p1_0_mean=two["init_seed"] + 0.1 * two["edit_distance"], p2_0_mean=0.2, loss_final_mean=0.3)
+    means.loc[0, "edit_distance"] = 2
+    assert len(np.unique(training_ids(means, STUDY.pool))) == 6
 
 
 def test_outcome_of_a_policy_model_is_the_log_ratio_of_p_w():
