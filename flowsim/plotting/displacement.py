@@ -104,6 +104,7 @@ def figure(frame: pd.DataFrame, what: str, path: Path) -> Path | None:
             scale = float(np.median(np.abs(v[np.isfinite(v)])))
             if scale > 0:
                 ax.set_xscale("symlog", linthresh=scale)
+                ax.tick_params(axis="x", labelrotation=35)  # the ticks either side of 0 crowd
         ax.set_xlabel(AXES[name] + ("" if name in DISCRETE else ", symlog"), fontsize=7.5)
         ax.set_ylabel(Y_LABEL, fontsize=7.5)
         ax.set_title(title, fontsize=7.5)
