@@ -47,7 +47,7 @@ PROBE_MEANINGS: dict[str, str] = {
     "dlogpw_dt0": "ent_own + ent_cross: the predicted first-order rate of log pi(y_w) (per unit time).",
     "dlogpw_first": "Measured change of log pi(y_w) over the first optimiser step divided by its lr (the flow: "
     "d log pi(y_w)/dt at t = 0 from the field); NaN if no step was taken.",
-    "edit_distance": "Levenshtein distance between y_w's and y_l's tokens (no tokens: NaN).",
+    "pair_edit_distance": "Levenshtein distance between y_w's and y_l's tokens (no tokens: NaN).",
     "token_overlap": "|multiset intersection of y_w's and y_l's tokens| / max(|y_w|, |y_l|) (no tokens: NaN).",
     "top_other_0": "Probability at the start of the most likely response other than y_w, y_l (network: exact "
     "over vocab^|y| responses up to 5000, else the best of a beam search).",
@@ -153,7 +153,7 @@ def policy_columns(p, h0, log_ref, loss, grads, phi_w, phi_l) -> dict[str, np.nd
         The responses' "last hidden states": their feature vectors (one-hot for logits); every
         response is one token, so |y_w| = |y_l| = 1 and there is no state before a final norm.
 
-    Every start is a one-pair dataset: ``ent_cross`` = 0.  No tokens: ``edit_distance`` and
+    Every start is a one-pair dataset: ``ent_cross`` = 0.  No tokens: ``pair_edit_distance`` and
     ``token_overlap`` are NaN.  ``dlogpw_first`` is measured by the caller (it needs the dynamics).
     """
     gw_sq, gw_gl = grads
@@ -169,17 +169,17 @@ def policy_columns(p, h0, log_ref, loss, grads, phi_w, phi_l) -> dict[str, np.nd
         "ches_pre": np.broadcast_to(ches, n).copy(),
         "ches_ln_pre": np.broadcast_to(ches_ln, n).copy(),
         "hidden_ip": np.broadcast_to(np.sum(phi_w * phi_l, axis=-1), n).copy(),
-        "edit_distance": nan,
+        "pair_edit_distance": nan,
         "token_overlap": nan.copy(),
         "top_other_0": np.max(p[..., 2:], axis=-1),
     }
 
 
 def pair_text_columns(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, np.ndarray]:
-    """``edit_distance`` and ``token_overlap`` of each pair's responses (N, T) (as floats, (N,))."""
+    """``pair_edit_distance`` and ``token_overlap`` of each pair's responses (N, T) (as floats, (N,))."""
     pairs = list(zip(chosen.tolist(), rejected.tolist(), strict=True))
     return {
-        "edit_distance": np.array([float(edit_distance(u, v)) for u, v in pairs]),
+        "pair_edit_distance": np.array([float(edit_distance(u, v)) for u, v in pairs]),
         "token_overlap": np.array([token_overlap(u, v) for u, v in pairs]),
     }
 

@@ -32,12 +32,12 @@ AXES: dict[str, str] = {
     "hidden_ip": "<h+, h-> (hidden-state units²)",
     "ent_own": "own-pair rate of log π(y_w) (nats per unit t)",
     "dlogpw_dt0": "own + cross-pair rate of log π(y_w) (nats per unit t)",
-    "edit_distance": "edit distance y_w to y_l (tokens)",
+    "pair_edit_distance": "edit distance y_w to y_l (tokens)",
     "token_overlap": "token overlap of y_w and y_l (share)",
 }
 Y_LABEL = "Δ log π(y_w) over training (nats, symlog)"
 #: Predictors with a few values: a linear axis (the others: symlog, linear within their median |value|).
-DISCRETE = ("edit_distance", "token_overlap")
+DISCRETE = ("pair_edit_distance", "token_overlap")
 
 
 def _kind(frame: pd.DataFrame) -> np.ndarray:

@@ -67,9 +67,9 @@ CASES: dict[str, dict[str, Callable[[], Case]]] = {
     "D3": {
         SUPPORTED: lambda: Case(rows(similar=1.0), SUPPORTED),
         # edit distance ranks its way; token overlap the wrong way
-        PARTLY: lambda: Case(_edit(rows(similar=1.0), token_overlap=lambda f: f["edit_distance"] / 4), PARTLY),
+        PARTLY: lambda: Case(_edit(rows(similar=1.0), token_overlap=lambda f: f["pair_edit_distance"] / 4), PARTLY),
         NOT: lambda: Case(rows(similar=-1.0), NOT),
-        NA: lambda: Case(_edit(rows(), edit_distance=np.nan, token_overlap=np.nan), NA, why="NaN on every pair"),
+        NA: lambda: Case(_edit(rows(), pair_edit_distance=np.nan, token_overlap=np.nan), NA, why="NaN on every pair"),
     },
     "D4": {
         SUPPORTED: lambda: Case(rows(squeeze=1.0), SUPPORTED),
@@ -206,16 +206,15 @@ def test_one_training_has_no_interval():
 
 
 def test_trainings_are_told_apart_by_seeds_and_by_a_setting_only_where_needed():
-    f = rows(n_trainings=3, n_pairs=4)  # edit_distance varies per pair within a training
+    f = rows(n_trainings=3, n_pairs=4)  # pair_edit_distance varies per pair within a training
     assert len(np.unique(training_ids(f, STUDY.pool))) == 3
     two = pd.concat([f.assign(edit_distance=1), f.assign(edit_distance=3)], ignore_index=True)
     assert len(np.unique(training_ids(two, STUDY.pool))) == 6  # the same seeds at two settings
     assert len(np.unique(training_ids(f.drop(columns="pair"), STUDY.pool))) == len(f)  # a policy model
-    # network rows carry their dataset's means, the same on each of a training's rows: a pair whose own
-    # edit distance differs from its training's setting stays in its training
-    means = two.assign(p1_0_mean=two["init_seed"] + 0.1 * two["edit_distance"], p2_0_mean=0.2, loss_final_mean=0.3)
-    means.loc[0, "edit_distance"] = 2
-    assert len(np.unique(training_ids(means, STUDY.pool))) == 6
+    # network rows carry their dataset's means, the same on each of a training's rows: they tell apart
+    # trainings whose recorded keys are all equal
+    same_keys = pd.concat([f.assign(p1_0_mean=0.1), f.assign(p1_0_mean=0.2)], ignore_index=True)
+    assert len(np.unique(training_ids(same_keys, STUDY.pool))) == 6
 
 
 def test_outcome_of_a_policy_model_is_the_log_ratio_of_p_w():
@@ -305,7 +304,7 @@ def test_the_report_section_is_generated_from_the_tables(tmp_path):
     assert "quantile protocol, read after the fact" in text and "not Razin et al.'s training" in text
     table = correlations(tmp_path)
     for label, rec in table.iterrows():  # the sentence names each setting's predictor of largest |rho|
-        best = max(("ches", "ent_own", "edit_distance"), key=lambda p: abs(rec[p][0]))
+        best = max(("ches", "ent_own", "pair_edit_distance"), key=lambda p: abs(rec[p][0]))
         assert f"**{label}**: {best} (" in text, label
     assert "ches in transformer, one-pair trainings (the pool)" in text  # the top CHES quartile loses more
     assert "of the 24 pairs" not in text

@@ -219,3 +219,19 @@ def test_vjp_matches_central_differences(name, theta, g):
         e[k] = step
         jac[:, k] = (pol.log_ratios(th + e) - pol.log_ratios(th - e)) / (2 * step)
     np.testing.assert_allclose(pol.vjp(th, g), g @ jac, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", sorted(__import__("flowsim.model.parameterisations", fromlist=["MODELS"]).MODELS))
+def test_a_models_own_columns_do_not_repeat_its_keys_or_the_record(kind):
+    """flows.csv's header has each name once: a model's extra columns (and predictors) are not its own
+    configuration keys nor the record's columns (a per-pair edit distance once shadowed the network's key)."""
+    from dataclasses import fields
+
+    from flowsim.experiment.schema import LEADING, PROVENANCE
+    from flowsim.model.parameterisations import MODELS
+
+    cls = MODELS[kind]
+    extra = list(cls.extra_columns)
+    assert len(set(extra)) == len(extra)
+    assert set(cls.probe_columns) <= set(extra) or not set(cls.probe_columns) & {f.name for f in fields(cls)}
+    assert not set(extra) & ({f.name for f in fields(cls)} | set(LEADING) | set(PROVENANCE))

@@ -166,7 +166,7 @@ def test_network_rows_record_the_rates_and_the_first_step(arch):
     probes = train_one(task, None)[-1]
     assert set(probes) == set(PROBE_COLUMNS)
     np.testing.assert_allclose(probes["dlogpw_first"], probes["dlogpw_dt0"], rtol=RTOL)
-    np.testing.assert_array_equal(probes["edit_distance"], make_pairs(spec).edit_distances())
+    np.testing.assert_array_equal(probes["pair_edit_distance"], make_pairs(spec).edit_distances())
 
 
 POLICY_MODELS = [
@@ -270,7 +270,7 @@ def test_policy_rows_measure_the_first_step_and_the_squeeze():
         rows = run_chunk(exp, next(chunks(exp, 100)))
         np.testing.assert_allclose(rows["dlogpw_first"], rows["dlogpw_dt0"], rtol=RTOL)
         assert set(PROBE_COLUMNS) <= set(rows.columns)
-        assert np.all(np.isnan(rows["edit_distance"]))
+        assert np.all(np.isnan(rows["pair_edit_distance"]))
 
 
 def test_record_gain_is_the_start_top_others():

@@ -34,11 +34,11 @@ PREDICTORS: tuple[str, ...] = (
     "hidden_ip",
     "ent_own",
     "dlogpw_dt0",
-    "edit_distance",
+    "pair_edit_distance",
     "token_overlap",
 )
 #: The quantile protocol's predictors and the end claimed to displace (+1 high, -1 low), as Razin et al. rank.
-QUANTILE_PREDICTORS: dict[str, int] = {"ches": 1, "ches_ln": 1, "hidden_ip": 1, "edit_distance": -1}
+QUANTILE_PREDICTORS: dict[str, int] = {"ches": 1, "ches_ln": 1, "hidden_ip": 1, "pair_edit_distance": -1}
 QUANTILE = 0.25
 
 

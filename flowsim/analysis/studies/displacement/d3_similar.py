@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from flowsim.analysis.studies.displacement.thresholds import DisplacementThresholds
 
 #: The similarity measures and the sign of their claimed correlation with dlogpw.
-MEASURES: dict[str, int] = {"edit_distance": 1, "token_overlap": -1}
+MEASURES: dict[str, int] = {"pair_edit_distance": 1, "token_overlap": -1}
 
 
 def rule_similar(m: Metrics, th: DisplacementThresholds) -> tuple[str, str]:
@@ -52,7 +52,7 @@ def measure(d: Group, th: DisplacementThresholds) -> tuple[float, dict, str]:
         parts.append(rho_text(name, rho, lo, hi))
     if len(why) == len(MEASURES):
         raise NotApplicable("; ".join(why))
-    return metrics["edit_distance rho"], metrics, f"{'; '.join(parts)} ({p.n_trainings} trainings)"
+    return metrics["pair_edit_distance rho"], metrics, f"{'; '.join(parts)} ({p.n_trainings} trainings)"
 
 
 CLAIM = Claim(
@@ -61,10 +61,10 @@ CLAIM = Claim(
     paper="when the preferred and dispreferred responses differ by few tokens, DPO reduces the probability of "
     "the preferred response (Pal et al. 2024)",
     where="Pal et al. 2024, §3 (arXiv 2402.13228); Razin et al. 2024's edit-distance baseline",
-    metric="Spearman rho of edit_distance (+) and token_overlap (-) with dlogpw, intervals over trainings",
+    metric="Spearman rho of pair_edit_distance (+) and token_overlap (-) with dlogpw, intervals over trainings",
     rule=rule_similar,
     measure=measure,
     models=MODELS,
-    columns=("edit_distance", "token_overlap"),
+    columns=("pair_edit_distance", "token_overlap"),
     thresholds=("rho_min",),
 )

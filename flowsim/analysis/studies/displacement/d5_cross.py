@@ -31,7 +31,7 @@ PREDICTORS: tuple[str, ...] = (
     "hidden_ip",
     "ent_own",
     "dlogpw_dt0",
-    "edit_distance",
+    "pair_edit_distance",
     "token_overlap",
 )
 

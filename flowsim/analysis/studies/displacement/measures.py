@@ -35,14 +35,10 @@ POOL: tuple[str, ...] = (
     "cos_wl",
     "norm_ratio",
 )
-#: Pooled columns that may also be a per-pair quantity (the edit distance: a model key, and recorded per
-#: pair): they tell trainings apart only where rows sharing the other keys are more than one training.
-PER_PAIR: tuple[str, ...] = ("edit_distance",)
 #: The columns that tell a network's trainings apart within a group, besides the study's pooled ones.
 TRAINING_COLUMNS = ("n_pairs", "target_w", "target_l")
 #: A network training's own numbers, the same on each of its rows (its dataset's means): they tell
-#: trainings apart where a pooled setting is not recorded as such (the edit distance column holds the
-#: pair's own Levenshtein distance, not the setting that drew it).
+#: apart trainings whose recorded keys are all equal (e.g. a setting that is not a column).
 TRAINING_MEANS = ("p1_0_mean", "p2_0_mean", "loss_final_mean")
 
 
@@ -70,12 +66,8 @@ def training_ids(frame: pd.DataFrame, pooled: tuple[str, ...]) -> np.ndarray:
     """An integer per row naming its training (see the module docstring), in sorted order of the keys."""
     if "pair" not in frame.columns:  # a policy model: every start is its own flow
         return np.arange(len(frame))
-    keys = [c for c in (*pooled, *TRAINING_COLUMNS, *TRAINING_MEANS) if c in frame.columns and c not in PER_PAIR]
+    keys = [c for c in (*pooled, *TRAINING_COLUMNS, *TRAINING_MEANS) if c in frame.columns]
     ids = frame.groupby(keys, sort=True, dropna=False).ngroup().to_numpy() if keys else np.zeros(len(frame), int)
-    per = frame["n_pairs"].to_numpy(float) if "n_pairs" in frame.columns else np.ones(len(frame))
-    extra = [c for c in PER_PAIR if c in frame.columns]
-    if extra and len(ids) and np.any(np.bincount(ids) > per.max()):  # rows without the means: split by setting
-        ids = frame.assign(_t=ids).groupby(["_t", *extra], sort=True, dropna=False).ngroup().to_numpy()
     return ids
 
 
@@ -244,7 +236,6 @@ __all__ = [
     "BOOT_SEED",
     "LEVEL",
     "N_BOOT",
-    "PER_PAIR",
     "POOL",
     "TRAINING_MEANS",
     "Pairs",

@@ -71,7 +71,7 @@ def synthetic_pairs(
         "ent_cross": total - own,
         "dlogpw_dt0": total,
         "dlogpw_first": np.where(flip, -total, total),
-        "edit_distance": ed,
+        "pair_edit_distance": ed,
         "token_overlap": 1 - ed / 4,
         "top_other_0": top0,
         "top_other_gain": squeeze * top0 + 0.05 * rng.standard_normal(n),
