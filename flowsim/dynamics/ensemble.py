@@ -75,11 +75,21 @@ class Stack:
 
         return torch.func.vmap(member)(self.params, self.buffers, x)
 
-    def log_probs(self) -> torch.Tensor:
-        """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2)."""
+    def log_probs(self, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2).
+
+        ``params`` replaces some of the stack's parameters (the trainable ones, for forward-mode AD).
+        """
         view = copy.copy(self.template)
         view.__dict__.update(self.data)
-        return view.log_probs(self.forward)
+        if params is None:
+            return view.log_probs(self.forward)
+        saved = self.params
+        self.params = saved | params
+        try:
+            return view.log_probs(self.forward)
+        finally:
+            self.params = saved
 
     def keep(self, rows: np.ndarray, opt=None, optimiser: Optimiser | None = None):
         """Keep only the members ``rows`` (positions in the stack): parameters, gradients, data and,
@@ -105,18 +115,12 @@ class Stack:
             }
         return fresh
 
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Member i's parameters and buffers by name (CPU tensors), to load into a module."""
-        out = {k: v.detach()[i].cpu() for k, v in self.params.items()}
-        return out | {k: v[i].cpu() for k, v in self.buffers.items()}
-
-    def unstack(self, nets: list[torch.nn.Module]) -> None:
-        """Write each member's parameters back into its module (``nets`` in stack order)."""
-        for i, net in enumerate(nets):
-            state = self.member_state(i)
-            with torch.no_grad():
-                for k, p in net.named_parameters():
-                    p.copy_(state[k])
+    def load_member(self, i: int, net: torch.nn.Module) -> None:
+        """Write member i's parameters and buffers into ``net`` (a module of the stack's architecture)."""
+        state = {k: v.detach()[i] for k, v in (self.params | self.buffers).items()}
+        with torch.no_grad():
+            for k, p in (dict(net.named_parameters()) | dict(net.named_buffers())).items():
+                p.copy_(state[k])
 
 
 # -- the SFT stage, batched ------------------------------------------------------------------------
@@ -154,6 +158,31 @@ def sft_ensemble(stack: Stack, specs: list, targets: list[np.ndarray | None]) ->
         opt.step()
     with torch.no_grad():
         return objective().cpu().numpy().copy()
+
+
+# -- the field at the start, batched ---------------------------------------------------------------
+
+
+def initial_fields(stack: Stack, loss: Loss, log_refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`flowsim.dynamics.training.initial_field` of every member: (log pi (E, n, 2), dp/dt (E, n, 2),
+    |grad L| (E,)) at the stack's parameters, by one backward pass and one forward-mode pass for all.
+
+    g = J^T grad_h L per member (the stacked backward of the members' mean losses), then
+    d log p/dt = -J g (``torch.func.jvp`` of the stacked log-probs along -g), dp/dt = p d log p/dt.
+    """
+    names = [k for k, v in stack.params.items() if v.requires_grad]
+    logp = stack.log_probs()
+    lp = logp.detach().cpu().numpy().copy()
+    refs = np.asarray(log_refs, dtype=float)
+    g = torch.as_tensor(loss.grad(lp - refs, refs) / lp.shape[1], dtype=DTYPE, device=stack.device)
+    grads = torch.autograd.grad(logp, [stack.params[k] for k in names], g)
+    primal = {k: stack.params[k].detach() for k in names}
+    tangent = {k: -gr.detach() for k, gr in zip(names, grads, strict=True)}
+    with torch.no_grad():
+        logp0, dlogp = torch.func.jvp(lambda theta: stack.log_probs(theta), (primal,), (tangent,))
+    gnorm = sum(torch.sum(gr**2, dim=tuple(range(1, gr.ndim))) for gr in grads)
+    field = (torch.exp(logp0) * dlogp).cpu().numpy()
+    return lp, field, torch.sqrt(torch.as_tensor(gnorm)).cpu().numpy().reshape(-1)
 
 
 # -- the preference stage, batched -----------------------------------------------------------------
@@ -314,4 +343,4 @@ def train_ensemble(
     return np.stack([r.path_logp for r in recs], axis=1), stack.params
 
 
-__all__ = ["Stack", "sft_ensemble", "train_ensemble", "train_pairs_ensemble"]
+__all__ = ["Stack", "initial_fields", "sft_ensemble", "train_ensemble", "train_pairs_ensemble"]
