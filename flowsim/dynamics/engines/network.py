@@ -113,9 +113,9 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     Pretraining once (every member shares the initialisation and the data, so the loop's E
     pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
     the references and the field at every member's start
-    (:func:`~flowsim.dynamics.ensemble.initial_fields`), then the preference stage of the stack with each member's own stop
-    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to :func:`run_loop`'s rows to
-    1e-10 (tests/unit/test_ensemble.py).
+    (:func:`~flowsim.dynamics.ensemble.initial_fields`), then the preference stage of the stack with
+    each member's own stop (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to
+    :func:`run_loop`'s rows to 1e-10 (tests/unit/test_ensemble.py).
     """
     import torch
 
@@ -132,7 +132,7 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     sft_values = sft_ensemble(stack, [spec] * n_members, targets)
     with torch.no_grad():
         logp0 = stack.log_probs().cpu().numpy()
-    log_refs = np.array([_log_ref(task.reference, np.ones(2) if r is None else r, lp) for r, lp in zip(refs, logp0)])
+    log_refs = np.array([_log_ref(task.reference, r, lp) for r, lp in zip(refs, logp0, strict=True)])
     _, v0, gnorm0 = initial_fields(stack, task.loss, log_refs)
     # Columns a row reads from its member's SFT checkpoint before the preference stage go here,
     # per member i on ``net`` after ``stack.load_member(i, net)`` (the loop's are in train_one).
