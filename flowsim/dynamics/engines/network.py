@@ -123,12 +123,13 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     from flowsim.dynamics.pretraining import pretrain
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
+    from flowsim.model.parameterisations.network import resolve_device
 
     torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
     spec, n_members = task.model, len(targets)
     net, batch = build(spec, make_pairs(spec))
     pretrain(net, spec)  # nothing unless pretrain_steps > 0
-    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec))
+    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec.device))
     sft_values = sft_ensemble(stack, [spec] * n_members, targets)
     with torch.no_grad():
         logp0 = stack.log_probs().cpu().numpy()
@@ -150,16 +151,6 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
         _rows_of(task, *member, (v, g))
         for member, v, g in zip(zip(targets, sft_values, log_refs, recs, strict=True), v0, gnorm0, strict=True)
     ]
-
-
-def resolve_device(spec) -> str:
-    """The torch device of ``[model] device``: "auto" is "cuda" where a GPU is present, else "cpu"."""
-    device = getattr(spec, "device", "cpu")
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,4 +215,4 @@ def _rows_of(task: Task, target, sft_value, log_ref, rec, field) -> dict[str, np
     }
 
 
-__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "resolve_device", "run_loop", "train_one"]
+__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "run_loop", "train_one"]
