@@ -183,7 +183,7 @@ def test_the_stops_mix_in_one_ensemble():
     assert_rows_equal(got, run_loop(task, starts, starts.copy()))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "transformer"])
+@pytest.mark.parametrize("arch", ["mlp", pytest.param("transformer", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("optimiser", [Adam(lr=0.02), Momentum(lr=0.1, momentum=0.9)], ids=["adam", "momentum"])
 def test_a_member_does_not_depend_on_the_others(arch, optimiser):
     """The last member to stop has the same rows, bit for bit, alone and after the others left the stack
