@@ -67,6 +67,7 @@ from flowsim.experiment.store import RUN_FILE
 from flowsim.integrations.folder import FORMAT as TRACE_FORMAT
 from flowsim.integrations.folder import REFERENCE_STEP, TraceWriter
 from flowsim.model.parameterisations import MODELS, Model, Parameterisation, Policy
+from flowsim.model.probes import PROBE_MEANINGS
 from flowsim.plotting import plot_field, plot_results
 from flowsim.plotting.registry import FAMILIES
 
@@ -183,6 +184,7 @@ COLUMN_NOTES: dict[str, str] = {
     "n_rows": "Rows in the group judged.",
     "n_failed": "Failed rows among them.",
     "failed_left_out": "Failed rows left out of the measurement (claims.md marks such verdicts with a dagger).",
+    "study": "The study the claim belongs to (`flowsim.analysis.studies.STUDIES`: dpo_field, displacement).",
 }
 #: meta.json's keys: what a run's results depend on (the same when the run is made again).
 META_NOTES: dict[str, str] = {
@@ -796,7 +798,7 @@ def column_meanings() -> dict[str, str]:
         out[name] = text.rstrip(". ")
     for first, second, text in re.findall(r"``(\w+)`` (?:and|/) ``(\w+)``: (.*?)(?=; ``|$)", path_doc):
         out[first] = out[second] = text
-    return out | COLUMN_NOTES
+    return out | COLUMN_NOTES | PROBE_MEANINGS
 
 
 def meaning_of(column: str, meanings: dict[str, str], params: dict[str, str]) -> str:

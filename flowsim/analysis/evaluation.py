@@ -44,12 +44,18 @@ from flowsim.experiment.regions import check_cuts
 @dataclass(frozen=True)
 class Study:
     """A paper's claims as flowsim tests them: which registered claims, in report order, and
-    the region cuts (c, 1 - c) its sensitivity family relabels the regions with."""
+    the region cuts (c, 1 - c) its sensitivity family relabels the regions with.
+
+    ``thresholds`` is the dataclass of its rules' thresholds; ``pool`` names parameter columns the
+    study pools its groups over instead of judging each value apart (a study of pairs pools
+    replicate seeds and similarity settings, so that a rank correlation has many trainings).
+    """
 
     name: str
     claims: tuple[Claim, ...]
     cuts: tuple[tuple[float, float], ...]
     thresholds: type = ClaimThresholds
+    pool: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.claims or not all(isinstance(c, Claim) for c in self.claims):
@@ -260,7 +266,7 @@ def evaluate(
     ctx = Context(stop, experiment)
     variants, skipped = family(th, study.cuts) if sensitivity else ([], [])
     work = flows.assign(_feasible=as_bool(flows["feasible"]))
-    keys = [p for p in params if p != "reference"]
+    keys = [p for p in params if p != "reference" and p not in study.pool]
     records, groups = _local(study, work, keys, ctx, th, variants)
     records += _across(study, work, keys, ctx, th, variants, records, groups)
     return _table(study, records, keys, skipped)

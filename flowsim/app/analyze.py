@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from flowsim.analysis.studies.dpo_field import ClaimThresholds, evaluate_claims
+from flowsim.analysis.studies import PRIMARY, evaluate_studies
+from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.analysis.tables import loss_comparison, region_table
 from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
 from flowsim.app.progress import Steps
@@ -34,7 +35,8 @@ def results_folder(path: str | Path) -> Path:
 
 def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     """Write regions.csv, claims.csv and claims.md (and loss_comparison.csv for several losses)
-    beside flows.csv; return the paths.
+    beside flows.csv; return the paths.  claims.csv holds every registered study that applies
+    (:func:`~flowsim.analysis.studies.evaluate_studies`; its column ``study`` names each row's).
 
     With ``progress``, each step prints its name and time on stderr.
     """
@@ -47,9 +49,9 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     thresholds = check_claims(exp, str(folder / "meta.json")) if exp else ClaimThresholds()
     with steps(f"region tables of {len(flows):,} flows"):
         regions = region_table(flows)
-    with steps("claims and their sensitivity"):
-        claims = evaluate_claims(flows, stop, thresholds, experiment=exp)
-    n_failed, n_rows = failed_rows(claims)
+    with steps("claims of every study that applies, and their sensitivity"):
+        claims = evaluate_studies(flows, stop, thresholds, experiment=exp)
+    n_failed, n_rows = failed_rows(claims[claims["study"] == PRIMARY])
     if n_failed:  # said on the console as well as in claims.md
         marked = int((claims["failed_left_out"] > 0).sum())
         marks = f"; {marked} verdicts computed with failed rows left out are marked {FAILED_MARK}" if marked else ""
@@ -61,9 +63,21 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
     written = [folder / "regions.csv", folder / "claims.csv", folder / "claims.md"]
     regions.to_csv(written[0], index=False)
     claims.to_csv(written[1], index=False)
-    written[2].write_text(claims_markdown(claims, title=f"Claims of the paper, measured on `{folder.name}`"))
+    written[2].write_text(_markdown(claims, folder.name))
     losses = loss_comparison(flows, exp)
     if losses is not None:  # several losses: one table that compares them
         written.append(folder / "loss_comparison.csv")
         losses.to_csv(written[-1], index=False)
     return written
+
+
+def _markdown(claims, name: str) -> str:
+    """claims.md: the seed paper's claims, then each other study that applied, under its own title."""
+    parts = []
+    for study, rows in claims.groupby("study", sort=False):
+        rows = rows.drop(columns="study")
+        if study != PRIMARY:  # the parameters it pools over are NaN in its rows
+            rows = rows.dropna(axis=1, how="all")
+        what = "the paper" if study == PRIMARY else f"the study `{study}`"
+        parts.append(claims_markdown(rows, title=f"Claims of {what}, measured on `{name}`"))
+    return "\n\n".join(parts)

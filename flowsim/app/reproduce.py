@@ -165,6 +165,9 @@ def compare_results(old_root: Path, new_root: Path, names: list[str]) -> str:
     changed, made, gone, notes, n_files = [], [], [], set(), 0
     for name in names + list(REPORT_FILES):
         new = new_root / name
+        if not new.exists():  # not made this time: missing on both sides is no difference
+            gone += [f"  {name}: not made this time"] if (old_root / name).exists() else []
+            continue
         files = sorted(p.relative_to(new_root) for p in new.rglob("*") if p.is_file()) if new.is_dir() else [Path(name)]
         for rel in files:
             if rel.name == RUN_FILE or (rel.name == "flows.csv" and not (old_root / rel).exists()):

@@ -123,6 +123,15 @@ class Stack:
         }
         return fresh
 
+    def load_trainable(self, flat: torch.Tensor, net: torch.nn.Module) -> None:
+        """Write one member's trainable parameters, as a row (P,) of :attr:`flat`, into ``net``."""
+        at, named = 0, dict(net.named_parameters())
+        with torch.no_grad():
+            for k in self.names:
+                size = self.shapes[k].numel()
+                named[k].copy_(flat[at : at + size].reshape(self.shapes[k]))
+                at += size
+
     def load_member(self, i: int, net: torch.nn.Module) -> None:
         """Write member i's parameters and buffers into ``net`` (a module of the stack's architecture)."""
         state = {k: v.detach()[i] for k, v in (self.params | self.buffers).items()}
@@ -222,6 +231,7 @@ class _Members:
         self.loss0 = np.full((n_members, shape[0]), math.nan)
         self.track: PathTrack | None = None
         self.path: list[tuple[np.ndarray, np.ndarray]] = []  # (members, log pi) at every step
+        self.logp1: dict[int, np.ndarray] = {}  # log pi after the first step, of the members that took it
         self.records: dict[int, PairRecord] = {}
 
     def visit(self, k: int, ids: np.ndarray, logp, h, losses, keep_path: bool) -> None:
@@ -238,6 +248,8 @@ class _Members:
             self.track.cross(k * self.lr, p, ids)
         for j, i in enumerate(ids):
             self.last[i] = (logp[j], h[j], losses[j])
+            if k == 1:
+                self.logp1[i] = logp[j]
         if keep_path:
             self.path.append((ids, logp))
 
@@ -263,6 +275,7 @@ class _Members:
             losses,
             self.track.take(np.asarray(i)),
             path,
+            self.logp1.get(i),
         )
 
 
@@ -294,11 +307,14 @@ def train_pairs_ensemble(
     batch_size: int = 0,
     batch_seeds: list[int] | None = None,
     path: bool = False,
+    finals: dict | None = None,
 ) -> list[PairRecord]:
     """``train_pairs`` of every member of ``stack`` at once; each member's :class:`PairRecord`, in order.
 
     ``log_refs`` (E, n, 2) are the members' references; ``batch_seeds`` their mini-batch seeds.
-    The stack is consumed (members leave it as they stop).
+    The stack is consumed (members leave it as they stop); ``finals``, if given, receives each
+    member's trainable parameters (a row of :attr:`Stack.flat`) where it stopped, by member index:
+    what ``train_pairs`` leaves in its module (for a diverged member, those of the non-finite step).
     """
     n_members = len(stack)
     log_refs = np.asarray(log_refs, dtype=float)
@@ -338,6 +354,9 @@ def train_pairs_ensemble(
             if s:
                 rec.finish(ids[j], str(s), k)
         going = np.flatnonzero([i not in rec.records for i in ids])
+        if finals is not None:
+            for j in np.flatnonzero([i in rec.records for i in ids]):
+                finals[int(ids[j])] = stack.flat.detach()[j].cpu().clone()
         if going.size == 0:
             break
         if going.size < len(ids):

@@ -66,7 +66,9 @@ RESULT_FIELDS: tuple[str, ...] = (
 #: other response (2..K-1) holds most probability at the stop, and how much; ``steps``: the
 #: number of discrete steps taken (discrete optimisers only); ``t_sliding``: the time the flow spent
 #: sliding along a switching surface of the loss (a Filippov sliding mode, where its field is
-#: non-smooth and both sides push into the surface: ``Loss.kinks``); 0 where it never slid.
+#: non-smooth and both sides push into the surface: ``Loss.kinks``); 0 where it never slid;
+#: ``top_other_gain``: the probability at the stop minus at the start of the other response that
+#: was the most likely at the start (Ren & Sutherland's squeezing; a network's is its predictors').
 PATH_FIELDS: tuple[str, ...] = (
     "p_w_min",
     "t_p_w_min",
@@ -78,6 +80,7 @@ PATH_FIELDS: tuple[str, ...] = (
     "p_top_other",
     "steps",
     "t_sliding",
+    "top_other_gain",
 )
 
 #: The stops a rule may set or leave off (the thresholds and t_max are always on); a stop rule's
@@ -257,6 +260,10 @@ class PathTrack:
         self.t_w = np.where(p0[..., 0] >= stop.p1_target, 0.0, math.nan)
         self.t_l = np.where(p0[..., 1] <= stop.p2_target, 0.0, math.nan)
         self.t_sliding = np.zeros(self.p_w0.shape)
+        # the other response most likely at the start (K > 2), whose gain finish_rows records
+        others = p0[..., 2:] if p0.shape[-1] > 2 else np.full((*self.p_w0.shape, 1), math.nan)
+        self.top0 = np.argmax(others, axis=-1)
+        self.p_top0 = np.take_along_axis(others, self.top0[..., None], -1)[..., 0]
 
     def visit(self, t, p: np.ndarray, rows=...) -> None:
         """Take points at times t (scalar or per row) with probabilities p (m, K) of ``rows`` into account."""
@@ -282,7 +289,7 @@ class PathTrack:
         """The track of the rows ``keep`` (an index array)."""
         out = object.__new__(PathTrack)
         out.p1_target, out.p2_target = self.p1_target, self.p2_target
-        for k in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l", "t_sliding"):
+        for k in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l", "t_sliding", "top0", "p_top0"):
             setattr(out, k, getattr(self, k)[keep])
         return out
 
@@ -297,7 +304,8 @@ def finish_rows(
     ``max_mass``, ``t_w``, ``t_l``, ``t_sliding`` from ``track`` (its ``rows``); ``margin_final`` = h_w - h_l;
     for K > 2 ``rest_final`` = the other responses' total probability, summed (1 - p_w - p_l
     would lose it to cancellation when p_w + p_l is near 1), ``top_other`` (index 2..K-1, as a
-    float) and ``p_top_other``; NaN for K = 2.  A model whose other responses are not listed one
+    float), ``p_top_other`` and ``top_other_gain`` (the start's top other's probability now minus
+    then); NaN for K = 2.  A model whose other responses are not listed one
     by one (a network's every other sequence) gives their total as ``rest`` (m,) instead.
     """
     p, h = np.asarray(p), np.asarray(h)
@@ -316,13 +324,16 @@ def finish_rows(
     }
     nan = np.full(p.shape[:-1], math.nan)
     if p.shape[-1] <= 2:
-        return out | {"rest_final": nan if rest is None else rest, "top_other": nan, "p_top_other": nan}
+        rest = nan if rest is None else rest
+        return out | {"rest_final": rest, "top_other": nan, "p_top_other": nan, "top_other_gain": nan}
     others = p[..., 2:]
     top = np.argmax(others, axis=-1)
+    top0 = np.broadcast_to(track.top0[rows], top.shape)
     return out | {
         "rest_final": np.sum(others, axis=-1),
         "top_other": top + 2.0,
         "p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0],
+        "top_other_gain": np.take_along_axis(others, top0[..., None], -1)[..., 0] - track.p_top0[rows],
     }
 
 
@@ -349,7 +360,9 @@ class FlowResult:
     message : str
         The solver's message when ``failed``; "stiff: ..." when the flow was integrated again
         with LSODA (:class:`~flowsim.dynamics.driver.SolverOptions` ``max_nfev``); else ''.
-    p_w_min, t_p_w_min, displaced, max_mass, margin_final, rest_final, top_other, p_top_other, steps, t_sliding
+    p_w_min, t_p_w_min, displaced, max_mass, margin_final, rest_final, top_other, p_top_other, steps
+        What the path did (see :data:`PATH_FIELDS`); NaN where it does not apply.
+    t_sliding, top_other_gain
         What the path did (see :data:`PATH_FIELDS`); NaN where it does not apply.
     path_t, path_x : numpy.ndarray or None
         On request, times (n,) and parameters (n, d) along the path, for plots.
@@ -376,6 +389,7 @@ class FlowResult:
     p_top_other: float = math.nan
     steps: float = math.nan
     t_sliding: float = math.nan
+    top_other_gain: float = math.nan
     path_t: np.ndarray | None = field(default=None, repr=False, compare=False)
     path_x: np.ndarray | None = field(default=None, repr=False, compare=False)
 

@@ -137,6 +137,7 @@ class PairRecord:
     loss_final: np.ndarray
     track: PathTrack  # the path of every pair: crossings, p_w_min, max_mass
     path_logp: np.ndarray | None = None  # (steps + 1, n, 2) on request
+    logp1: np.ndarray | None = None  # (n, 2) after the first step (None: none taken)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The path's columns of every pair (:func:`~flowsim.dynamics.record.finish_rows`).
@@ -203,7 +204,7 @@ def train_pairs(
     batches, track = _Batches(n, batch_size, batch_seed), None
     k_max, lr = step_limit(stop, optimiser.lr), optimiser.lr
     full = batches.size == n
-    kept, last, status, message, k = [], None, "", "", 0
+    kept, last, status, message, k, logp1 = [], None, "", "", 0, None
     for k in range(k_max + 1):
         opt.zero_grad()
         logp_t = batch.log_probs(net)
@@ -233,6 +234,8 @@ def train_pairs(
             kept.append(logp)
         if k == 0:
             logp0, loss0 = logp, losses
+        elif k == 1:
+            logp1 = logp
         status = _stop_status(stop, p, h, losses, gnorm, k == k_max)
         if status:
             break
@@ -241,9 +244,8 @@ def train_pairs(
         raise FloatingPointError("the network's start (the SFT checkpoint) has non-finite log-probabilities")
     logp, h, losses = last
     pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)
-    return PairRecord(
-        pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track, np.array(kept) if path else None
-    )
+    kept = np.array(kept) if path else None
+    return PairRecord(pair_status, status, k, k * lr, message, logp0, logp, h, loss0, losses, track, kept, logp1)
 
 
 __all__ = ["PairRecord", "initial_field", "sft", "sft_weights", "train_pairs"]

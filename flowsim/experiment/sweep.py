@@ -114,6 +114,19 @@ def paths(task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
     return choose(AUTO, task).run(task, p0, ref)
 
 
+def first_rate(task, policy) -> np.ndarray:
+    """``dlogpw_first`` of starts bound in ``policy``: the change of log p_w over the optimiser's first
+    step divided by its lr (measured: one step taken), or the flow's d log p_w/dt at t = 0 (the field)."""
+    theta = np.asarray(policy.theta0, dtype=float)
+    grad = Objective(task.loss, policy).grad(theta)
+    if task.optimiser is None:
+        return -np.sum(policy.vjp(theta, np.array([1.0, 0.0])) * grad, axis=-1)
+    opt = task.optimiser
+    with np.errstate(all="ignore"):
+        theta1, _ = opt.step(theta, grad, opt.init(theta), 1)
+        return (policy.log_probs(theta1)[..., 0] - policy.log_probs(theta)[..., 0]) / opt.lr
+
+
 def frame(exp: Experiment, chunk: Chunk, task, res: dict[str, np.ndarray], engine: str) -> pd.DataFrame:
     """An engine's rows of a chunk as flows.csv rows: the parameters, the start, the record, the model's columns.
 
@@ -128,6 +141,8 @@ def frame(exp: Experiment, chunk: Chunk, task, res: dict[str, np.ndarray], engin
         policy = task.model.bind(p0, ref)
         x0 = policy.ratios(policy.theta0)
         known |= {"x1_0": x0[:, 0], "x2_0": x0[:, 1], "loss_0": Objective(task.loss, policy).value(policy.theta0)}
+        if task.model.probe_columns:  # the predictors of displacement, in closed form, and the first step's
+            res = res | task.model.start_columns(p0, ref, task.loss) | {"dlogpw_first": first_rate(task, policy)}
     known |= {k: res[k] for k in ENGINE_STARTS if k in res}
     # every loss parameter column; empty where this chunk's loss does not take the parameter
     df = pd.DataFrame({k: np.full(n, chunk.combo.get(k, np.nan)) for k in exp.loss_params})

@@ -13,9 +13,9 @@ pairs per training) and it has no Policy to integrate from a region centre: it g
 starts as points coloured by the quantity, and its recorded trajectories over training.
 
 >>> [f.name for f in FAMILIES]
-['heatmaps', 'facets', 'basins', 'paths', 'paths_all', 'overlays', 'losses', 'starts', 'trajectories']
+['heatmaps', 'facets', 'basins', 'paths', 'paths_all', 'overlays', 'losses', 'starts', 'trajectories', 'displacement']
 >>> [f.name for f in families_for(["network"])]
-['losses', 'starts', 'trajectories']
+['losses', 'starts', 'trajectories', 'displacement']
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     ".losses",
     ".starts",
     ".trajectories",
+    ".displacement",
 )
 
 

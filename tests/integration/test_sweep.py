@@ -57,6 +57,7 @@ COLUMNS = [
     "p_top_other",
     "steps",
     "t_sliding",
+    "top_other_gain",
     "loss",
     "model",
     "dynamics",

@@ -81,6 +81,10 @@ def test_trace_rows_report_and_figures(tmp_path, capsys):
     assert rows["displaced"].tolist() == [True] + [False] * 5
     assert rows.loc[0, "p_w_min"] == pytest.approx(np.exp(logp[1, 0, 0])) and rows.loc[0, "t_p_w_min"] == 1
     assert (rows["t_stop"] == 8).all() and (rows["x1_0"] == 1).all()
+    p = np.exp(logp)
+    np.testing.assert_allclose(rows["max_mass"], p.sum(-1).max(0), rtol=1e-15)
+    np.testing.assert_allclose(rows["rest_final"], 1 - p[-1].sum(-1), rtol=1e-15)
+    assert (rows["t_sliding"] == 0).all() and rows["t_w"].isna().all()
     path = json.loads(rows.loc[2, "path"])
     assert len(path) == 9 and path[-1] == [8, *logp[-1, 2]]
     record = json.loads((out / "trace.json").read_text())

@@ -401,3 +401,16 @@ def test_reproduce_comparison_reads_the_reports_commit_as_provenance(tmp_path):
     assert "same (3 files identical)" in compare_results(tmp_path / "old", tmp_path / "new", [])
     (tmp_path / "new" / "README.md").write_text(line.format("ef0486f").replace("Every", "Each"))
     assert "README.md: differs" in compare_results(tmp_path / "old", tmp_path / "new", [])
+
+
+def test_reproduce_comparison_counts_a_report_file_missing_on_both_sides_as_no_difference(tmp_path):
+    """A report file neither run made is no difference; one the old results had is 'not made this time'."""
+    from flowsim.app.reproduce import compare_results
+
+    for root in (tmp_path / "old", tmp_path / "new"):
+        root.mkdir()
+        (root / "README.md").write_text("report")
+    assert "same (1 files identical)" in compare_results(tmp_path / "old", tmp_path / "new", [])
+    (tmp_path / "old" / "figure1.png").write_bytes(b"png")
+    said = compare_results(tmp_path / "old", tmp_path / "new", [])
+    assert "figure1.png: not made this time" in said and "0 new, 1 not made" in said

@@ -8,9 +8,17 @@ import numpy as np
 import pandas as pd
 
 
-def read_claims(root: Path, name: str) -> pd.DataFrame | None:
+def read_claims(root: Path, name: str, study: str = "dpo_field") -> pd.DataFrame | None:
+    """An experiment's claims.csv rows of one study (the seed paper's by default; a table written before
+    claims.csv named its studies is all the seed paper's), None if absent."""
     path = root / name / "claims.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    t = pd.read_csv(path)
+    if "study" not in t.columns:
+        return t if study == "dpo_field" else t.iloc[:0]
+    mine = t[t["study"] == study].drop(columns="study").reset_index(drop=True)
+    return mine if study == "dpo_field" else mine.dropna(axis=1, how="all")  # its pooled parameters: NaN
 
 
 def _v(v: object) -> str:

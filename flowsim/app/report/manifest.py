@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowsim.app.report.displacement import EXPERIMENTS as DISPLACEMENT_RUNS
+from flowsim.app.report.displacement import displacement_section
 from flowsim.app.report.matrix import SETTINGS, across_settings, loss_by_model
 from flowsim.app.report.network import NETWORK_SETTINGS, network_section
 from flowsim.app.report.overview import (
@@ -125,6 +127,11 @@ SECTIONS: tuple[Section, ...] = (
         "DPO on a small network",
         _each((name for _, name, _ in NETWORK_SETTINGS), ("claims.csv", "regions.csv")),
         lambda root, names: network_section(root),
+    ),
+    Section(
+        "What predicts likelihood displacement (the second study)",
+        _each(DISPLACEMENT_RUNS, ("flows.csv", "claims.csv", "figures")),
+        lambda root, names: displacement_section(root),
     ),
     Section("Figures", _each((name for name, _, _ in SHOWN_FIGURES), ("figures",)), figures),
 )

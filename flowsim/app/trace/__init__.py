@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.app.trace.output import out_folder
-from flowsim.dynamics.record import StopRule
+from flowsim.dynamics.record import PathTrack, StopRule, finish_rows
 from flowsim.experiment.regions import REGIONS, feasible, region_labels
 from flowsim.experiment.schema import LEADING, PROVENANCE
 from flowsim.experiment.store import write_atomic
@@ -77,7 +77,6 @@ TRL_LOSSES = {
 IDEAL_MODELS = ("ratio", "logits")
 #: The grid of the idealised flows' experiment, never swept: their starts are the run's.
 PLACEHOLDER_GRID = {"p1": {"start": 0.2, "stop": 0.4, "num": 2}, "p2": {"start": 0.2, "stop": 0.4, "num": 2}}
-_REL = 1e-12  # displaced: p_w below its start by more than this, relative (the runner's tolerance)
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,39 +132,30 @@ def flowsim_loss(spec: dict[str, Any]):
         return None, f"{kind} at beta {spec['beta']}: {exc}"
 
 
-def _first_step(ok: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """The first recorded step (relative to the first) where ``ok`` (n, m) holds, NaN where never."""
-    hit = ok.any(axis=1)
-    return np.where(hit, (steps - steps[0])[ok.argmax(axis=1)], np.nan)
-
-
 def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop: StopRule) -> dict[str, Any]:
-    """The result and path columns of each pair's recorded path."""
+    """The result and path columns of each pair's recorded path (the record's own :func:`finish_rows`)."""
     p = np.exp(logp)
-    p0, pf = p[:, 0], p[:, -1]
+    t = (steps - steps[0]).astype(float)
+    track = PathTrack(p[:, 0], stop)
+    for j in range(1, len(steps)):  # the recorded steps are the path's points
+        track.visit(t[j], p[:, j])
+        track.cross(t[j], p[:, j])
     h = logp - log_ref[:, None, :]
-    j = p[..., 0].argmin(axis=1)
     n = len(p)
+    # the other sequences' total, 1 - p_w - p_l, without the cancellation near p_w + p_l = 1
+    rest = -np.expm1(np.logaddexp(logp[:, -1, 0], logp[:, -1, 1]))
+    path = finish_rows(p[:, -1], h[:, -1], t[-1], track, rest=rest)
     return {
         "status": np.full(n, "timeout"),
-        "t_stop": np.full(n, float(steps[-1] - steps[0])),
-        "p1_final": pf[:, 0],
-        "p2_final": pf[:, 1],
+        "t_stop": np.full(n, t[-1]),
+        "p1_final": p[:, -1, 0],
+        "p2_final": p[:, -1, 1],
         "x1_final": np.exp(h[:, -1, 0]),
         "x2_final": np.exp(h[:, -1, 1]),
-        "t_w": _first_step(p[..., 0] >= stop.p1_target, steps),
-        "t_l": _first_step(p[..., 1] <= stop.p2_target, steps),
         "nfev": np.full(n, len(steps)),
-        "p_w_min": p[np.arange(n), j, 0],
-        "t_p_w_min": (steps - steps[0])[j].astype(float),
-        "displaced": (p[:, 1:, 0] < p0[:, None, 0] * (1 - _REL)).any(axis=1),
-        "max_mass": (p[..., 0] + p[..., 1]).max(axis=1),
-        "margin_final": h[:, -1, 0] - h[:, -1, 1],
-        "rest_final": 1.0 - pf[:, 0] - pf[:, 1],
+        **path,
         "top_other": pd.array([pd.NA] * n, dtype="Int64"),
-        "p_top_other": np.full(n, np.nan),
-        "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),  # t_sliding: steps never slide
-        "t_sliding": np.zeros(n),
+        "steps": pd.array(np.full(n, int(steps[-1])), dtype="Int64"),
     }
 
 

@@ -67,7 +67,8 @@ def _log_ref(mode: str, ref: np.ndarray, logp0: np.ndarray) -> np.ndarray:
 def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = None):
     """One training (SFT towards ``target`` if asked), references from ``task.reference`` (and ``ref``).
 
-    Returns (SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there)).
+    Returns (SFT objective, log_ref, record, (dp/dt at the start (n, 2), |grad L| there), the
+    predictors of :mod:`flowsim.model.network.probes` per pair).
     """
     import torch
 
@@ -75,6 +76,7 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
     from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
+    from flowsim.model.network.probes import end_probes, start_probes
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
     spec = task.model
@@ -85,6 +87,7 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
     field = initial_field(net, batch, task.loss, log_ref)
+    probes = start_probes(net, batch, spec, task.loss, log_ref)  # before the preference stage moves net
     rec = train_pairs(
         net,
         batch,
@@ -96,7 +99,8 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         batch_seed=spec.batch_seed,
         path=spec.path_points > 0,
     )
-    return sft_value, log_ref, rec, field
+    probes = end_probes(net, spec, batch.data, probes, rec.logp0, rec.logp1, task.optimiser.lr)
+    return sft_value, log_ref, rec, field, probes
 
 
 def path_column(rec, points: int, lr: float) -> list[str]:
@@ -113,8 +117,9 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     Pretraining once (every member shares the initialisation and the data, so the loop's E
     pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
     the references and the field at every member's start
-    (:func:`~flowsim.dynamics.ensemble.initial_fields`), then the preference stage of the stack with
-    each member's own stop (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to
+    (:func:`~flowsim.dynamics.ensemble.initial_fields`), the probes' start columns per member, then
+    the preference stage of the stack with each member's own stop
+    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`), then the probes' end columns per member.  Equal to
     :func:`run_loop`'s rows to 1e-10 (tests/unit/test_ensemble.py).
     """
     import torch
@@ -123,6 +128,7 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     from flowsim.dynamics.pretraining import pretrain
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
+    from flowsim.model.network.probes import end_probes, start_probes
     from flowsim.model.parameterisations.network import resolve_device
 
     torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
@@ -135,8 +141,11 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
         logp0 = stack.log_probs().cpu().numpy()
     log_refs = np.array([_log_ref(task.reference, r, lp) for r, lp in zip(refs, logp0, strict=True)])
     _, v0, gnorm0 = initial_fields(stack, task.loss, log_refs)
-    # Columns a row reads from its member's SFT checkpoint before the preference stage go here,
-    # per member i on ``net`` after ``stack.load_member(i, net)`` (the loop's are in train_one).
+    starts = []  # what a row reads from its member's SFT checkpoint: on ``net`` holding that member
+    for i in range(n_members):
+        stack.load_member(i, net)
+        starts.append(start_probes(net, batch, spec, task.loss, log_refs[i]))
+    finals: dict[int, torch.Tensor] = {}
     recs = train_pairs_ensemble(
         stack,
         task.loss,
@@ -146,11 +155,14 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
         batch_size=spec.batch_size,
         batch_seeds=[spec.batch_seed] * n_members,
         path=spec.path_points > 0,
+        finals=finals,
     )
-    return [
-        _rows_of(task, *member, (v, g))
-        for member, v, g in zip(zip(targets, sft_values, log_refs, recs, strict=True), v0, gnorm0, strict=True)
-    ]
+    rows = []
+    for i, rec in enumerate(recs):  # the members share their frozen parameters: only the trained ones differ
+        stack.load_trainable(finals[i], net)
+        probes = end_probes(net, spec, batch.data, starts[i], rec.logp0, rec.logp1, task.optimiser.lr)
+        rows.append(_rows_of(task, targets[i], sft_values[i], log_refs[i], rec, (v0[i], gnorm0[i]), probes))
+    return rows
 
 
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
@@ -158,8 +170,8 @@ def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, n
     return _rows_of(task, target, *train_one(task, target, ref))
 
 
-def _rows_of(task: Task, target, sft_value, log_ref, rec, field) -> dict[str, np.ndarray]:
-    """The rows of one training: the record, the start columns, the network's own columns."""
+def _rows_of(task: Task, target, sft_value, log_ref, rec, field, probes) -> dict[str, np.ndarray]:
+    """The rows of one training: the record, the start columns, the network's own columns (the probes')."""
     v0, gnorm0 = field
     n = task.model.n_pairs
     p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
@@ -208,6 +220,7 @@ def _rows_of(task: Task, target, sft_value, log_ref, rec, field) -> dict[str, np
         "dp2_dt_0": v0[:, 1],
         "grad_norm_0": full(n, gnorm0),
         "path": np.array(path_column(rec, task.model.path_points, task.optimiser.lr), dtype=object),
+        **probes,
     }
     return {
         k: np.broadcast_to(v, (n,)).copy() if np.ndim(v) == 0 else np.asarray(v)

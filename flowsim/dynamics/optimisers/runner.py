@@ -80,6 +80,7 @@ _FLOAT_FIELDS = (
     "top_other",
     "p_top_other",
     "t_sliding",
+    "top_other_gain",
 )
 
 

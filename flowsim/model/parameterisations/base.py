@@ -105,7 +105,8 @@ class Model(ABC):
     3. where its field at the starts lives: ``field_columns`` (None: computed from the bound policy;
        else the rows record it in these columns: dp_w/dt, dp_l/dt at t = 0, |grad_theta L|);
     4. ``rows_per_start()``: rows a start gives (1; a network: a row per pair), and ``extra_columns``
-       its rows add after the flows.csv columns;
+       its rows add after the flows.csv columns; ``probe_columns``: which per-pair predictors of
+       :data:`flowsim.model.probes.PROBE_COLUMNS` its rows record (declared, never inferred);
     5. ``check_sweep(params, dynamics, grid_points)``: the rules of an experiment over it, raising
        ParamError keyed by the experiment's key; ``grid_optional``: whether it may have no grid;
        ``prepare_workers()``: what to import before a sweep's workers fork.
@@ -121,6 +122,8 @@ class Model(ABC):
     field_columns: ClassVar[tuple[str, str, str] | None] = None
     #: Columns the model's rows add after the flows.csv columns (none: the record says it all).
     extra_columns: ClassVar[tuple[str, ...]] = ()
+    #: The predictors of displacement its rows record (:mod:`flowsim.model.probes`; none by default).
+    probe_columns: ClassVar[tuple[str, ...]] = ()
     #: Whether an experiment over it may leave the grid out (it then gets one point).
     grid_optional: ClassVar[bool] = False
 
@@ -174,6 +177,14 @@ class Parameterisation(Model):
 
         Both have shape (..., 2); ``ref`` = (pi_ref(y_w), pi_ref(y_l)) in (0, 1].
         """
+
+    def start_columns(self, p0: np.ndarray, ref: np.ndarray, loss) -> dict[str, np.ndarray]:
+        """The predictors of :data:`flowsim.model.probes.START_PROBES` at starts p0 (n, 2), by name ((n,) each).
+
+        A model that declares ``probe_columns`` computes them (in closed form) but ``dlogpw_first``,
+        which the sweep measures on the dynamics (:func:`flowsim.experiment.sweep.frame`); none by default.
+        """
+        return {}
 
 
 def margin_keeps_sign(loss, p0: np.ndarray, ref: np.ndarray, how: str) -> str | None:

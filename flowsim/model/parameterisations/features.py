@@ -32,6 +32,7 @@ from flowsim._validation import ParamError, check_int, check_interval, check_pos
 from flowsim.model.parameterisations._softmax import log_softmax, softmax
 from flowsim.model.parameterisations.base import Parameterisation, Policy
 from flowsim.model.parameterisations.logits import check_starts, check_zipf, pair_vjp, sft_log_probs
+from flowsim.model.probes import PROBE_COLUMNS, START_PROBES, policy_columns
 
 
 class FeaturePolicy(Policy):
@@ -111,6 +112,9 @@ class LogLinearFeatures(Parameterisation):
 
     kind: ClassVar[str] = "features"
     normalised: ClassVar[bool] = True
+    #: Every predictor (:meth:`start_columns`); ``top_other_gain`` is the record's.
+    probe_columns: ClassVar[tuple[str, ...]] = PROBE_COLUMNS
+    extra_columns: ClassVar[tuple[str, ...]] = START_PROBES
     K: int = 10
     d: int = 8
     cos_wl: float = 0.0
@@ -153,6 +157,20 @@ class LogLinearFeatures(Parameterisation):
         p0, ref = check_starts(p0, ref)
         p0, ref = np.broadcast_arrays(p0, ref)
         return FeaturePolicy(p0, ref, sft_log_probs(p0, self.K, self.zipf), self.phi, self.train_bias)
+
+    def start_columns(self, p0, ref, loss):
+        """The predictors in closed form: g_y = phi_y - E_p[phi] (theta), followed by e_y - p (the bias,
+        with ``train_bias``); a response's "hidden state" is its feature vector phi_y."""
+        pol = self.bind(p0, ref)
+        p = pol.probs(pol.theta0)
+        mean = p @ self.phi
+        g_w, g_l = self.phi[0] - mean, self.phi[1] - mean
+        gw_sq, gw_gl = np.sum(g_w * g_w, axis=-1), np.sum(g_w * g_l, axis=-1)
+        if self.train_bias:
+            sq = np.sum(p * p, axis=-1)
+            gw_sq, gw_gl = gw_sq + 1.0 - 2.0 * p[..., 0] + sq, gw_gl + sq - p[..., 0] - p[..., 1]
+        h0 = pol.log_ratios(pol.theta0)
+        return policy_columns(p, h0, pol.log_ref, loss, (gw_sq, gw_gl), self.phi[0], self.phi[1])
 
 
 __all__ = ["FeaturePolicy", "LogLinearFeatures"]

@@ -27,6 +27,7 @@ from scipy.special import logsumexp
 from flowsim._validation import ParamError, check_int, check_points, check_real
 from flowsim.model.parameterisations._softmax import log_softmax, softmax
 from flowsim.model.parameterisations.base import Parameterisation, Policy, margin_keeps_sign
+from flowsim.model.probes import PROBE_COLUMNS, START_PROBES, policy_columns
 
 
 def check_zipf(value: object) -> float:
@@ -150,6 +151,9 @@ class SoftmaxLogits(Parameterisation):
 
     kind: ClassVar[str] = "logits"
     normalised: ClassVar[bool] = True
+    #: Every predictor (:meth:`start_columns`); ``top_other_gain`` is the record's.
+    probe_columns: ClassVar[tuple[str, ...]] = PROBE_COLUMNS
+    extra_columns: ClassVar[tuple[str, ...]] = START_PROBES
     K: int = 10
     zipf: float = 0.0
 
@@ -159,6 +163,17 @@ class SoftmaxLogits(Parameterisation):
 
     def bind(self, p0, ref):
         return LogitsPolicy.from_starts(p0, ref, self.K, self.zipf)
+
+    def start_columns(self, p0, ref, loss):
+        """The predictors in closed form: g_y = grad_theta log pi_y = e_y - p (theta = the logits), so
+        |g_w|^2 = 1 - 2 p_w + |p|^2 and <g_w, g_l> = |p|^2 - p_w - p_l; a response's "hidden state" is
+        its one-hot vector (CHES = -1, ``hidden_ip`` = 0)."""
+        pol = self.bind(p0, ref)
+        p = pol.probs(pol.theta0)
+        sq = np.sum(p * p, axis=-1)
+        grads = (1.0 - 2.0 * p[..., 0] + sq, sq - p[..., 0] - p[..., 1])
+        eye = np.eye(self.K)
+        return policy_columns(p, pol.log_ratios(pol.theta0), pol.log_ref, loss, grads, eye[0], eye[1])
 
     def impossible(self, outcome, loss, p0, ref):
         """Displacement, for a margin loss whose dL/dh_w is <= 0 at every start (:func:`margin_keeps_sign`).

@@ -47,6 +47,7 @@ from typing import ClassVar
 
 from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
 from flowsim.model.parameterisations.base import Model
+from flowsim.model.probes import PROBE_COLUMNS, START_PROBES
 
 EMBEDDINGS = ("learned", "one-hot")
 #: "mlp": :class:`~flowsim.model.network.module.CausalMLP`; "transformer": a GPT-2 (needs transformers).
@@ -169,8 +170,11 @@ class Network(Model):
     policy_of_starts: ClassVar[bool] = False
     #: The grid is read only by sft = "target": without one, one training per combination.
     grid_optional: ClassVar[bool] = True
+    #: The per-pair predictors its rows record (:mod:`flowsim.model.network.probes`): all of them.
+    probe_columns: ClassVar[tuple[str, ...]] = PROBE_COLUMNS
     #: Columns a network row adds after the flows.csv columns: the pair, the dataset's means, the SFT
-    #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`).
+    #: objective and target, the field at the start, the trajectory (:mod:`flowsim.dynamics.engines.network`),
+    #: then the per-pair predictors (:attr:`probe_columns`; ``top_other_gain`` is in the record's columns).
     extra_columns: ClassVar[tuple[str, ...]] = (
         "pair",
         "logp_w0",
@@ -192,6 +196,7 @@ class Network(Model):
         "dp2_dt_0",
         "grad_norm_0",
         "path",
+        *START_PROBES,
     )
     arch: str = "mlp"
     heads: int = 2
