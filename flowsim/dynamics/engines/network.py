@@ -18,6 +18,11 @@ import numpy as np
 
 from flowsim.dynamics.engines.base import Engine, Task
 
+#: Trainings in one ensemble: a chunk's starts are trained MAX_MEMBERS at a time.  Throughput has
+#: levelled off well below it (docs/explanation/transformer.md) and the stack's memory (parameters,
+#: gradients, two Adam moments, activations) stays in tens of MB for the transformer at this size.
+MAX_MEMBERS = 64
+
 
 class Network(Engine):
     """Full-batch or mini-batch training of the network with a torch optimiser (the optimiser's twin)."""
@@ -33,10 +38,22 @@ class Network(Engine):
 
     def run(self, task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
         targets = task.model.sft == "target"
-        parts = [_rows(task, p0[i] if targets else None, ref[i]) for i in range(len(p0))]
+        parts: list[dict[str, np.ndarray]] = []
+        for lo in range(0, len(p0), MAX_MEMBERS):
+            hi = min(lo + MAX_MEMBERS, len(p0))
+            parts += ensemble_rows(task, [p0[i] if targets else None for i in range(lo, hi)], ref[lo:hi])
         out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
         out["start"] = np.repeat(np.arange(len(p0)), task.model.n_pairs)
         return out
+
+
+def run_loop(task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of :meth:`Network.run` computed one training at a time (:func:`train_one`): the reference."""
+    targets = task.model.sft == "target"
+    parts = [_rows(task, p0[i] if targets else None, ref[i]) for i in range(len(p0))]
+    out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    out["start"] = np.repeat(np.arange(len(p0)), task.model.n_pairs)
+    return out
 
 
 def _log_ref(mode: str, ref: np.ndarray, logp0: np.ndarray) -> np.ndarray:
@@ -94,9 +111,68 @@ def path_column(rec, points: int, lr: float) -> list[str]:
     return [json.dumps([[float(i * lr), *map(float, rec.path_logp[i, j])] for i in k]) for j in range(len(rec.logp))]
 
 
+def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The rows of E trainings of one task (one per target; the same network and data) as one ensemble.
+
+    Pretraining once (every member shares the initialisation and the data, so the loop's E
+    pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
+    the references and the field at every member's start
+    (:func:`~flowsim.dynamics.ensemble.initial_fields`), the probes' start columns per member, then
+    the preference stage of the stack with each member's own stop
+    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`), then the probes' end columns per member.  Equal to
+    :func:`run_loop`'s rows to 1e-10 (tests/unit/test_ensemble.py).
+    """
+    import torch
+
+    from flowsim.dynamics.ensemble import Stack, initial_fields, sft_ensemble, train_pairs_ensemble
+    from flowsim.dynamics.pretraining import pretrain
+    from flowsim.model.network.archs import build
+    from flowsim.model.network.data import make_pairs
+    from flowsim.model.network.probes import end_probes, start_probes
+    from flowsim.model.parameterisations.network import resolve_device
+
+    torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
+    spec, n_members = task.model, len(targets)
+    net, batch = build(spec, make_pairs(spec))
+    pretrain(net, spec)  # nothing unless pretrain_steps > 0
+    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec.device))
+    sft_values = sft_ensemble(stack, [spec] * n_members, targets)
+    with torch.no_grad():
+        logp0 = stack.log_probs().cpu().numpy()
+    log_refs = np.array([_log_ref(task.reference, r, lp) for r, lp in zip(refs, logp0, strict=True)])
+    _, v0, gnorm0 = initial_fields(stack, task.loss, log_refs)
+    starts = []  # what a row reads from its member's SFT checkpoint: on ``net`` holding that member
+    for i in range(n_members):
+        stack.load_member(i, net)
+        starts.append(start_probes(net, batch, spec, task.loss, log_refs[i]))
+    finals: dict[int, torch.Tensor] = {}
+    recs = train_pairs_ensemble(
+        stack,
+        task.loss,
+        task.optimiser,
+        task.stop,
+        log_refs,
+        batch_size=spec.batch_size,
+        batch_seeds=[spec.batch_seed] * n_members,
+        path=spec.path_points > 0,
+        finals=finals,
+    )
+    rows = []
+    for i, rec in enumerate(recs):  # the members share their frozen parameters: only the trained ones differ
+        stack.load_trainable(finals[i], net)
+        probes = end_probes(net, spec, batch.data, starts[i], rec.logp0, rec.logp1, task.optimiser.lr)
+        rows.append(_rows_of(task, targets[i], sft_values[i], log_refs[i], rec, (v0[i], gnorm0[i]), probes))
+    return rows
+
+
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
-    """The rows of one training: the record, the start columns, the network's own columns."""
-    sft_value, log_ref, rec, (v0, gnorm0), probes = train_one(task, target, ref)
+    """The rows of one training (:func:`train_one`)."""
+    return _rows_of(task, target, *train_one(task, target, ref))
+
+
+def _rows_of(task: Task, target, sft_value, log_ref, rec, field, probes) -> dict[str, np.ndarray]:
+    """The rows of one training: the record, the start columns, the network's own columns (the probes')."""
+    v0, gnorm0 = field
     n = task.model.n_pairs
     p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
     full = np.full
@@ -152,4 +228,4 @@ def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, n
     }
 
 
-__all__ = ["Network", "path_column", "train_one"]
+__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "run_loop", "train_one"]
