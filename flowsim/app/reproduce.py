@@ -236,6 +236,11 @@ _OUTCOME = frozenset(
         "n_rows",
         "n_failed",
         "failed_left_out",
+        "low",
+        "high",
+        "uncertain",
+        "n_seeds",
+        "intervals",
     }
 )
 
