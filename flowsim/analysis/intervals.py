@@ -61,12 +61,14 @@ def varying_seeds(work: pd.DataFrame, keys: list[str]) -> list[str]:
     return [c for c in SEED_COLUMNS if c in keys and work[c].nunique(dropna=False) > 1]
 
 
-def resamples(seeds: pd.DataFrame, n: int = N_RESAMPLES, rng_seed: int = RNG_SEED) -> Iterator[np.ndarray]:
-    """Row positions of ``n`` bootstrap resamples of the rows ``seeds`` (its columns: the seed columns).
+def resamples(seeds: pd.DataFrame, n: int | None = None, rng_seed: int = RNG_SEED) -> Iterator[np.ndarray]:
+    """Row positions of ``n`` (default :data:`N_RESAMPLES`) bootstrap resamples of the rows ``seeds``
+    (its columns: the seed columns).
 
     Each column's values are drawn with replacement on their own; a row is repeated the product of
     its values' multiplicities (see the module docstring).
     """
+    n = N_RESAMPLES if n is None else n
     rng = np.random.default_rng(rng_seed)
     codes = [pd.factorize(seeds[c])[0] for c in seeds.columns]
     sizes = [int(c.max()) + 1 if len(c) else 0 for c in codes]
