@@ -1,25 +1,36 @@
-r"""Many trainings of one network shape at once (torch.func): the preference stage as one batched ensemble.
+r"""Many trainings of one network shape at once: SFT and the preference stage as one batched ensemble.
 
 E networks (one architecture and size; any initialisations, e.g. seeds x SFT starts) and their E
-datasets (one shape; any contents) train together: their parameters are stacked
-(:func:`stack_members`, one leading axis of size E), log pi of every member's pairs is one
-``vmap`` of ``functional_call`` over that axis, the loss's own ``grad`` (vectorised over (..., 2))
-gives dL/dh per member, one backward pass fills every member's gradient, and one torch.optim
-optimiser steps the stacked tensors.  SGD, momentum, Adam and AdamW are elementwise with a step
-count shared by all members, so stepping the stack is stepping each member: the rows equal
-:func:`flowsim.dynamics.training.train_pairs`' one at a time (tests/unit/test_ensemble.py, to
-1e-10).  Trainings run a fixed number of steps (``path`` at every step); the per-dataset stop rules
-of ``train_pairs`` are applied to the path afterwards by the caller, not during the run.
+datasets (one shape; any contents) train together.  Their parameters are stacked on a leading
+member axis (:class:`Stack`); log pi of every member's pairs is one batched forward -- the
+module's own stacked forward where it has one (the transformer's hand-written GPT-2 over batched
+parameter tensors, :mod:`flowsim.model.network.stacked`), else ``vmap`` of ``functional_call``
+over the member axis -- and one backward pass fills every member's gradient, which one
+``torch.optim`` optimiser steps.  SGD, momentum, Adam and AdamW are elementwise with a step count
+shared by the members, so stepping the stack is stepping each member alone.
+
+:func:`train_pairs_ensemble` is :func:`flowsim.dynamics.training.train_pairs` for E members: each
+member's dataset stops at the first step where its own condition holds (the same tests, in the
+same precedence), with its own t_stop, status and record.  A member that stops leaves the stack
+before the step (its parameters, gradients and optimiser state are cut out: :meth:`Stack.keep`),
+so it costs nothing more and cannot change the others; the members still training have all
+taken the same number of steps, so Adam's shared step count is each one's own.  Mini-batches are
+per member (each its own seeded :class:`~flowsim.dynamics.training._Batches`): the loss of the
+rows a member draws is applied through a mask, exactly the gradient of its batch's mean loss.
+tests/unit/test_ensemble.py: the records equal ``train_pairs``' one at a time to 1e-10.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
 
-from flowsim.dynamics.optimisers import Optimiser
+from flowsim.dynamics.optimisers import Optimiser, step_limit
+from flowsim.dynamics.record import PathTrack, StopRule
+from flowsim.dynamics.training import PairRecord, _Batches, sft_weights
 from flowsim.model.losses.base import Loss
 from flowsim.model.network.module import DTYPE
 
@@ -27,68 +38,280 @@ from flowsim.model.network.module import DTYPE
 BATCH_TENSORS = {"PairBatch": ("ctx", "tokens"), "SequenceBatch": ("ids",)}
 
 
-def stack_members(nets: list[torch.nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The members' parameters and buffers stacked on a new leading axis (E, ...), as leaf tensors.
+class Stack:
+    """E members of one architecture as stacked leaf tensors (E, ...), with their datasets.
 
+    ``net`` is any member (its structure is used, not its values); ``template`` any member's batch.
     A parameter is trainable in the stack when it is in the first member (all members share the
     architecture, and so which parts ``train`` names).
     """
-    trainable = {k for k, p in nets[0].named_parameters() if p.requires_grad}
-    params = {
-        k: torch.stack([dict(n.named_parameters())[k].detach() for n in nets]).requires_grad_(k in trainable)
-        for k, _ in nets[0].named_parameters()
-    }
-    buffers = {k: torch.stack([dict(n.named_buffers())[k] for n in nets]) for k, _ in nets[0].named_buffers()}
-    return params, buffers
+
+    def __init__(self, nets: list[torch.nn.Module], batches: list, device: str = "cpu") -> None:
+        self.net, self.template, self.device = nets[0], batches[0], device
+        trainable = {k for k, p in nets[0].named_parameters() if p.requires_grad}
+        named = [dict(n.named_parameters()) for n in nets]
+        self.params = {
+            k: torch.stack([m[k].detach() for m in named]).to(device).requires_grad_(k in trainable) for k in named[0]
+        }
+        bufs = [dict(n.named_buffers()) for n in nets]
+        self.buffers = {k: torch.stack([b[k] for b in bufs]).to(device) for k in bufs[0]}
+        names = BATCH_TENSORS[type(batches[0]).__name__]
+        self.data = {k: torch.stack([getattr(b, k) for b in batches]).to(device) for k in names}
+        self.stacked = getattr(type(self.net), "stacked_forward", None)
+
+    def __len__(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def trainable(self) -> list[torch.Tensor]:
+        return [p for p in self.params.values() if p.requires_grad]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every member's inputs x (E, ...): the module's stacked forward, or vmap of it."""
+        if self.stacked is not None:
+            return self.stacked(self.net, self.params, x)
+
+        def member(p, b, xm):
+            return torch.func.functional_call(self.net, (p, b), (xm,))
+
+        return torch.func.vmap(member)(self.params, self.buffers, x)
+
+    def log_probs(self) -> torch.Tensor:
+        """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2)."""
+        view = copy.copy(self.template)
+        view.__dict__.update(self.data)
+        return view.log_probs(self.forward)
+
+    def keep(self, rows: np.ndarray, opt=None, optimiser: Optimiser | None = None):
+        """Keep only the members ``rows`` (positions in the stack): parameters, gradients, data and,
+        given ``opt`` (the optimiser over :meth:`trainable`), its state; returns the new optimiser."""
+        idx = torch.as_tensor(rows, device=self.device)
+        old = self.trainable()
+        new = {}
+        for k, p in self.params.items():
+            q = p.detach()[idx].clone().requires_grad_(p.requires_grad)
+            if p.grad is not None:
+                q.grad = p.grad[idx].clone()
+            new[k] = q
+        self.params = new
+        self.buffers = {k: b[idx] for k, b in self.buffers.items()}
+        self.data = {k: d[idx] for k, d in self.data.items()}
+        if opt is None:
+            return None
+        fresh = optimiser.torch(self.trainable())
+        for p_old, p_new in zip(old, self.trainable(), strict=True):
+            fresh.state[p_new] = {
+                name: (v if not torch.is_tensor(v) else v[idx].clone() if v.ndim > 0 else v.clone())
+                for name, v in opt.state[p_old].items()
+            }
+        return fresh
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i's parameters and buffers by name (CPU tensors), to load into a module."""
+        out = {k: v.detach()[i].cpu() for k, v in self.params.items()}
+        return out | {k: v[i].cpu() for k, v in self.buffers.items()}
+
+    def unstack(self, nets: list[torch.nn.Module]) -> None:
+        """Write each member's parameters back into its module (``nets`` in stack order)."""
+        for i, net in enumerate(nets):
+            state = self.member_state(i)
+            with torch.no_grad():
+                for k, p in net.named_parameters():
+                    p.copy_(state[k])
 
 
-def stack_batches(batches: list) -> dict[str, torch.Tensor]:
-    """The members' dataset tensors stacked on a new leading axis (E, ...)."""
-    names = BATCH_TENSORS[type(batches[0]).__name__]
-    return {k: torch.stack([getattr(b, k) for b in batches]) for k in names}
+# -- the SFT stage, batched ------------------------------------------------------------------------
 
 
-def ensemble_log_probs(net, template, params, buffers, data) -> torch.Tensor:
-    """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2): one vmap over the members.
+def sft_ensemble(stack: Stack, specs: list, targets: list[np.ndarray | None]) -> np.ndarray:
+    """:func:`flowsim.dynamics.training.sft` of every member at once (one spec's kind, steps, lr for all).
 
-    ``net`` is any member (its structure is used, not its values), ``template`` any member's batch.
+    The objective summed over the members has each member's own objective's gradient, and Adam is
+    elementwise, so each member moves as it would alone.  Returns each member's SFT objective at
+    the end (E,), NaN for ``sft = "none"`` or 0 steps.
     """
+    spec, n = specs[0], stack.template.data.n_pairs
+    if spec.sft == "none" or spec.sft_steps == 0:
+        return np.full(len(specs), math.nan)
+    if spec.sft == "target":
+        if any(t is None for t in targets):
+            raise ValueError('sft = "target" needs a target (p_w0, p_l0) per pair')
+        goal = torch.as_tensor(
+            np.log(np.stack([np.broadcast_to(t, (n, 2)) for t in targets])), dtype=DTYPE, device=stack.device
+        )
 
-    def member(p, b, tensors):
-        view = copy.copy(template)
-        view.__dict__.update(tensors)
-        return view.log_probs(lambda x: torch.func.functional_call(net, (p, b), (x,)))
+        def objective() -> torch.Tensor:
+            return torch.mean((stack.log_probs() - goal) ** 2, dim=(1, 2))
+    else:
+        w = torch.as_tensor(np.stack([sft_weights(s, n) for s in specs]), dtype=DTYPE, device=stack.device)
 
-    return torch.func.vmap(member)(params, buffers, data)
+        def objective() -> torch.Tensor:
+            return -torch.mean(torch.sum(w * stack.log_probs(), dim=-1), dim=-1)
+
+    opt = torch.optim.Adam(stack.trainable(), lr=spec.sft_lr)
+    for _ in range(spec.sft_steps):
+        opt.zero_grad()
+        objective().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        return objective().cpu().numpy().copy()
+
+
+# -- the preference stage, batched -----------------------------------------------------------------
+
+
+def _grad_norms(stack: Stack) -> np.ndarray:
+    """|grad L| of every member over the trainable parameters (E,), summed as train_pairs sums it."""
+    total = 0
+    for p in stack.trainable():
+        if p.grad is not None:
+            total = total + torch.sum(p.grad**2, dim=tuple(range(1, p.grad.ndim)))
+    return torch.sqrt(torch.as_tensor(total)).cpu().numpy().reshape(-1)
+
+
+class _Members:
+    """The record of E trainings in progress: what :func:`train_pairs_ensemble` returns per member."""
+
+    def __init__(self, n_members: int, shape: tuple[int, int], stop: StopRule, lr: float) -> None:
+        self.stop, self.lr = stop, lr
+        self.last = [None] * n_members
+        self.logp0 = np.full((n_members, *shape), math.nan)
+        self.loss0 = np.full((n_members, shape[0]), math.nan)
+        self.track: PathTrack | None = None
+        self.path: list[tuple[np.ndarray, np.ndarray]] = []  # (members, log pi) at every step
+        self.records: dict[int, PairRecord] = {}
+
+    def visit(self, k: int, ids: np.ndarray, logp, h, losses, keep_path: bool) -> None:
+        """Take point k of the members ``ids`` (still training, finite) into their records."""
+        p = np.exp(logp)
+        if k == 0:
+            self.track = PathTrack(np.full((len(self.last), *p.shape[1:]), 0.5), self.stop)
+            fresh = PathTrack(p, self.stop)
+            for name in ("p_w0", "p_w_min", "t_p_w_min", "max_mass", "t_w", "t_l", "t_sliding"):
+                getattr(self.track, name)[ids] = getattr(fresh, name)
+            self.logp0[ids], self.loss0[ids] = logp, losses
+        else:
+            self.track.visit(k * self.lr, p, ids)
+            self.track.cross(k * self.lr, p, ids)
+        for j, i in enumerate(ids):
+            self.last[i] = (logp[j], h[j], losses[j])
+        if keep_path:
+            self.path.append((ids, logp))
+
+    def finish(self, i: int, status: str, k: int, message: str = "") -> None:
+        """Member i stopped at step k (its last point) with the dataset's ``status``."""
+        if self.last[i] is None:
+            raise FloatingPointError("the network's start (the SFT checkpoint) has non-finite log-probabilities")
+        logp, h, losses = self.last[i]
+        pair_status = np.where(np.exp(logp[:, 1]) <= self.stop.p2_floor, "converged", status).astype(object)
+        path = None
+        if self.path:
+            path = np.array([lp[np.flatnonzero(ids == i)[0]] for ids, lp in self.path[: k + 1]])
+        self.records[i] = PairRecord(
+            pair_status,
+            status,
+            k,
+            k * self.lr,
+            message,
+            self.logp0[i],
+            logp,
+            h,
+            self.loss0[i],
+            losses,
+            self.track.take(np.asarray(i)),
+            path,
+        )
+
+
+def _statuses(stop: StopRule, p, h, losses, gnorm, timeout: bool) -> np.ndarray:
+    """Each member's dataset stop (A,) at its evaluated point, as train_pairs' ``_stop_status`` decides it."""
+    met = {"converged": np.all(p[..., 1] <= stop.p2_floor, axis=-1), "timeout": timeout}
+    met |= stop.functions_met(np.mean(losses, axis=-1), np.min(h[..., 0] - h[..., 1], axis=-1), gnorm)
+    return stop.status(met)
+
+
+def _loss_grads(loss: Loss, h, log_ref, batches: list[_Batches]) -> np.ndarray:
+    """dL/dh of each member's mean loss over the rows it draws this step (A, n, 2): train_pairs' bridge."""
+    if batches[0].size == batches[0].n:
+        return loss.grad(h, log_ref) / h.shape[1]
+    g = np.zeros_like(h)
+    for j, b in enumerate(batches):
+        rows = b.next().numpy()
+        g[j, rows] = loss.grad(h[j, rows], log_ref[j, rows]) / len(rows)
+    return g
+
+
+def train_pairs_ensemble(
+    stack: Stack,
+    loss: Loss,
+    optimiser: Optimiser,
+    stop: StopRule,
+    log_refs: np.ndarray,
+    *,
+    batch_size: int = 0,
+    batch_seeds: list[int] | None = None,
+    path: bool = False,
+) -> list[PairRecord]:
+    """``train_pairs`` of every member of ``stack`` at once; each member's :class:`PairRecord`, in order.
+
+    ``log_refs`` (E, n, 2) are the members' references; ``batch_seeds`` their mini-batch seeds.
+    The stack is consumed (members leave it as they stop).
+    """
+    n_members = len(stack)
+    log_refs = np.asarray(log_refs, dtype=float)
+    n = log_refs.shape[1]
+    ids = np.arange(n_members)  # the members still training, in stack order
+    batches = [_Batches(n, batch_size, s) for s in (batch_seeds or [0] * n_members)]
+    full = batches[0].size == n
+    opt = optimiser.torch(stack.trainable())
+    k_max, lr = step_limit(stop, optimiser.lr), optimiser.lr
+    rec = _Members(n_members, (n, 2), stop, lr)
+    for k in range(k_max + 1):
+        opt.zero_grad()
+        logp_t = stack.log_probs()
+        logp = logp_t.detach().cpu().numpy().copy()
+        ref = log_refs[ids]
+        h = logp - ref
+        with np.errstate(all="ignore"):
+            losses = np.asarray(loss.value(h, ref), dtype=float)
+        finite = np.all(np.isfinite(logp), axis=(1, 2)) & np.all(np.isfinite(losses), axis=1)
+        for j in np.flatnonzero(~finite):
+            rec.finish(ids[j], "diverged", k - 1, f"step {k}: the loss or log-probabilities are not finite")
+        with np.errstate(all="ignore"):
+            g = _loss_grads(loss, np.where(finite[:, None, None], h, 0.0), ref, [batches[i] for i in ids])
+        g[~finite] = 0.0
+        logp_t.backward(torch.as_tensor(g, dtype=DTYPE, device=stack.device))
+        gnorm = _grad_norms(stack) if full else None
+        if gnorm is not None:
+            for j in np.flatnonzero(finite & ~np.isfinite(gnorm)):
+                rec.finish(ids[j], "diverged", k - 1, f"step {k}: the gradient is not finite")
+            finite &= np.isfinite(gnorm)
+        live = np.flatnonzero(finite)
+        rec.visit(k, ids[live], logp[live], h[live], losses[live], path)
+        status = _statuses(
+            stop, np.exp(logp[live]), h[live], losses[live], None if gnorm is None else gnorm[live], k == k_max
+        )
+        for j, s in zip(live, status, strict=True):
+            if s:
+                rec.finish(ids[j], str(s), k)
+        going = np.flatnonzero([i not in rec.records for i in ids])
+        if going.size == 0:
+            break
+        if going.size < len(ids):
+            opt = stack.keep(going, opt, optimiser)
+            ids = ids[going]
+        opt.step()
+    return [rec.records[i] for i in range(n_members)]
 
 
 def train_ensemble(
     nets: list[torch.nn.Module], batches: list, loss: Loss, optimiser: Optimiser, steps: int, log_refs: np.ndarray
 ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-    """Train E members ``steps`` full-batch steps of the mean loss of their pairs' log-ratios, at once.
-
-    ``log_refs`` (E, n, 2) are the members' reference log-probs.  Returns the path of log pi
-    (steps + 1, E, n, 2) -- row k before step k + 1, as ``train_pairs(..., path=True)`` keeps it --
-    and the trained stacked parameters.  The networks themselves are not changed.
-    """
-    params, buffers = stack_members(nets)
-    data = stack_batches(batches)
-    opt = optimiser.torch([p for p in params.values() if p.requires_grad])
-    log_ref = np.asarray(log_refs, dtype=float)
-    n_pairs = log_ref.shape[1]
-    path = []
-    for k in range(steps + 1):
-        opt.zero_grad()
-        logp = ensemble_log_probs(nets[0], batches[0], params, buffers, data)
-        lp = logp.detach().numpy().copy()
-        path.append(lp)
-        if k == steps:
-            break
-        # the loss's own dL/dh of each member's mean loss (train_pairs' bridge, vectorised over members)
-        g = torch.as_tensor(loss.grad(lp - log_ref, log_ref) / n_pairs, dtype=DTYPE)
-        logp.backward(g)
-        opt.step()
-    return np.array(path), params
+    """Train E members ``steps`` full-batch steps with no stop but the step count; the path of log pi
+    (steps + 1, E, n, 2), row k before step k + 1, and the trained stacked parameters."""
+    stack = Stack(nets, batches)
+    stop = StopRule(max_steps=steps, t_max=1e300, p2_floor=1e-300, stationary_tol=0.0)
+    recs = train_pairs_ensemble(stack, loss, optimiser, stop, log_refs, path=True)
+    return np.stack([r.path_logp for r in recs], axis=1), stack.params
 
 
-__all__ = ["ensemble_log_probs", "stack_batches", "stack_members", "train_ensemble"]
+__all__ = ["Stack", "sft_ensemble", "train_ensemble", "train_pairs_ensemble"]

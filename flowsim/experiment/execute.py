@@ -33,6 +33,10 @@ def default_chunk_size(exp: Experiment, n_jobs: int) -> int:
     engines = {exp.engine_for(c) for c in exp.parameter_sets()}
     if "exact" in engines:
         return 10_000
+    if "network" in engines:  # a chunk's starts train as one ensemble: all of a combination's, up to its cap
+        from flowsim.dynamics.engines.network import MAX_MEMBERS
+
+        return int(min(MAX_MEMBERS, max(1, starts(exp)[0])))
     per_worker = -(-len(exp.grid) // max(1, n_jobs))
     if "batched" in engines:  # lockstep steps pay per chunk:
         # throughput grows up to ~10^4 rows a chunk

@@ -18,6 +18,11 @@ import numpy as np
 
 from flowsim.dynamics.engines.base import Engine, Task
 
+#: Trainings in one ensemble: a chunk's starts are trained MAX_MEMBERS at a time.  Throughput has
+#: levelled off well below it (docs/explanation/transformer.md) and the stack's memory (parameters,
+#: gradients, two Adam moments, activations) stays in tens of MB for the transformer at this size.
+MAX_MEMBERS = 64
+
 
 class Network(Engine):
     """Full-batch or mini-batch training of the network with a torch optimiser (the optimiser's twin)."""
@@ -33,10 +38,22 @@ class Network(Engine):
 
     def run(self, task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
         targets = task.model.sft == "target"
-        parts = [_rows(task, p0[i] if targets else None, ref[i]) for i in range(len(p0))]
+        parts: list[dict[str, np.ndarray]] = []
+        for lo in range(0, len(p0), MAX_MEMBERS):
+            hi = min(lo + MAX_MEMBERS, len(p0))
+            parts += ensemble_rows(task, [p0[i] if targets else None for i in range(lo, hi)], ref[lo:hi])
         out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
         out["start"] = np.repeat(np.arange(len(p0)), task.model.n_pairs)
         return out
+
+
+def run_loop(task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of :meth:`Network.run` computed one training at a time (:func:`train_one`): the reference."""
+    targets = task.model.sft == "target"
+    parts = [_rows(task, p0[i] if targets else None, ref[i]) for i in range(len(p0))]
+    out = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    out["start"] = np.repeat(np.arange(len(p0)), task.model.n_pairs)
+    return out
 
 
 def _log_ref(mode: str, ref: np.ndarray, logp0: np.ndarray) -> np.ndarray:
@@ -90,9 +107,83 @@ def path_column(rec, points: int, lr: float) -> list[str]:
     return [json.dumps([[float(i * lr), *map(float, rec.path_logp[i, j])] for i in k]) for j in range(len(rec.logp))]
 
 
+def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The rows of E trainings of one task (one per target; the same network and data) as one ensemble.
+
+    Pretraining once (every member shares the initialisation and the data, so the loop's E
+    pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
+    then per member what a training reads from its SFT checkpoint (:func:`_start_of`), then the
+    preference stage of the stack with each member's own stop
+    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to :func:`run_loop`'s rows to
+    1e-10 (tests/unit/test_ensemble.py).
+    """
+    import torch
+
+    from flowsim.dynamics.ensemble import Stack, sft_ensemble, train_pairs_ensemble
+    from flowsim.dynamics.pretraining import pretrain
+    from flowsim.model.network.archs import build
+    from flowsim.model.network.data import make_pairs
+
+    torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
+    spec, n_members = task.model, len(targets)
+    net, batch = build(spec, make_pairs(spec))
+    pretrain(net, spec)  # nothing unless pretrain_steps > 0
+    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec))
+    sft_values = sft_ensemble(stack, [spec] * n_members, targets)
+    starts = [_start_of(task, net, batch, stack, i, refs[i]) for i in range(n_members)]
+    recs = train_pairs_ensemble(
+        stack,
+        task.loss,
+        task.optimiser,
+        task.stop,
+        np.array([s[0] for s in starts]),
+        batch_size=spec.batch_size,
+        batch_seeds=[spec.batch_seed] * n_members,
+        path=spec.path_points > 0,
+    )
+    return [
+        _rows_of(task, t, v, log_ref, rec, field)
+        for t, v, (log_ref, field), rec in zip(targets, sft_values, starts, recs, strict=True)
+    ]
+
+
+def _start_of(task: Task, net, batch, stack, i: int, ref: np.ndarray):
+    """(log_ref, the field at the start) of member i of the SFT'd stack, computed on ``net`` loaded with it.
+
+    This is the place for anything more a row reads from a member's SFT checkpoint before the
+    preference stage: ``net`` holds member i's parameters here.
+    """
+    import torch
+
+    from flowsim.dynamics.training import initial_field
+
+    state = stack.member_state(i)
+    with torch.no_grad():
+        for k, p in net.named_parameters():
+            p.copy_(state[k])
+        logp0 = batch.log_probs(net).numpy().copy()
+    log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
+    return log_ref, initial_field(net, batch, task.loss, log_ref)
+
+
+def resolve_device(spec) -> str:
+    """The torch device of ``[model] device``: "auto" is "cuda" where a GPU is present, else "cpu"."""
+    device = getattr(spec, "device", "cpu")
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of one training (:func:`train_one`)."""
+    return _rows_of(task, target, *train_one(task, target, ref))
+
+
+def _rows_of(task: Task, target, sft_value, log_ref, rec, field) -> dict[str, np.ndarray]:
     """The rows of one training: the record, the start columns, the network's own columns."""
-    sft_value, log_ref, rec, (v0, gnorm0) = train_one(task, target, ref)
+    v0, gnorm0 = field
     n = task.model.n_pairs
     p0, p, x0, x = np.exp(rec.logp0), np.exp(rec.logp), np.exp(rec.logp0 - log_ref), np.exp(rec.h)
     full = np.full
@@ -147,4 +238,4 @@ def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, n
     }
 
 
-__all__ = ["Network", "path_column", "train_one"]
+__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "resolve_device", "run_loop", "train_one"]

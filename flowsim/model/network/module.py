@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from flowsim.model.network.data import PairData, contexts
+from flowsim.model.network.stacked import mlp_logits
 
 DTYPE = torch.float64
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
@@ -20,6 +21,9 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
 class CausalMLP(nn.Module):
     """f: context tokens (..., window) -> next-token logits (..., vocab); see the module docstring."""
+
+    #: E members' logits from stacked parameters in one pass (the ensemble's forward).
+    stacked_forward = staticmethod(mlp_logits)
 
     def __init__(self, spec) -> None:
         super().__init__()

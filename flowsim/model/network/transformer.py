@@ -17,6 +17,7 @@ from torch import nn
 
 from flowsim.model.network.data import PairData
 from flowsim.model.network.module import DTYPE
+from flowsim.model.network.stacked import gpt2_logits
 
 
 def gpt2_config(spec):
@@ -46,6 +47,10 @@ def gpt2_config(spec):
 
 class CausalTransformer(nn.Module):
     """f: token ids (..., L) -> next-token logits (..., L, vocab); ``lm`` is the GPT2LMHeadModel."""
+
+    #: E members' logits from stacked parameters in one pass (the ensemble's forward): a GPT-2
+    #: written over batched parameter tensors, equal to ``lm`` member by member.
+    stacked_forward = staticmethod(gpt2_logits)
 
     def __init__(self, spec) -> None:
         super().__init__()
