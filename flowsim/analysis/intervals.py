@@ -15,7 +15,9 @@ The rule, fixed here before any data is read, the same for every claim and model
   and errs on the wide side.  The generator is ``numpy.random.default_rng(RNG_SEED)``, the same
   for every group, so the intervals are the same on every run.
 * **The interval.**  For the claim's value and each metric its rule reads: the 2.5% and 97.5%
-  percentiles over the resamples where it is finite (the percentile bootstrap).  A resample
+  percentiles over the resamples where it is finite (the percentile bootstrap).  claims.csv holds
+  the value's in ``low`` and ``high``, and every metric's as JSON in ``intervals``:
+  ``{"metric": [pooled value, low, high], ...}``.  A resample
   where the claim is not applicable (a region left empty, say) counts as not finite; with fewer
   than :data:`MIN_FINITE` of the resamples finite there is no interval (NaN).
 * **Uncertain.**  The verdict is marked uncertain where the rule, applied at the corners of the
@@ -182,8 +184,9 @@ def seed_spread(d, judged: dict[str, tuple[Claim, str, dict]], th: Any, seeds: l
     for cid, (claim, verdict, _) in todo.items():
         bounds = {m: percentile_interval(np.array(v, float)) for m, v in metrics[cid].items()}
         low, high = percentile_interval(np.array(values[cid], float))
-        text = json.dumps({m: [_round(lo), _round(hi)] for m, (lo, hi) in bounds.items()})
-        mark = uncertain(claim, verdict, todo[cid][2], bounds, th)
+        base = todo[cid][2]
+        text = json.dumps({m: [_round(base[m]), _round(lo), _round(hi)] for m, (lo, hi) in bounds.items()})
+        mark = uncertain(claim, verdict, base, bounds, th)
         out[cid] = Spread(n_seeds, low, high, text, mark).as_record()
     return out
 

@@ -48,6 +48,8 @@ ORDER = (
     "network",
     "network_sft",
     "network_pairs",
+    "network_transformer",
+    "network_transformer_pairs",
 )
 
 

@@ -20,6 +20,9 @@ SETTINGS = (
     ("network, 8 pairs", "network", {"n_pairs": 8, "dynamics": "gd"}, None),
     ("network, 8 pairs + Adam", "network", {"n_pairs": 8, "dynamics": "adam"}, None),
     ("network, edit distance swept", "network_pairs", {"dynamics": "gd", "batch_size": 0, "n_prompts": 0}, None),
+    ("transformer, one pair + Adam", "network_transformer", {"n_pairs": 1}, None),
+    ("transformer, 8 pairs + Adam", "network_transformer", {"n_pairs": 8}, None),
+    ("transformer, similarity swept + Adam", "network_transformer_pairs", {}, None),
     ("ratio, loss", "losses", {}, "loss"),
     ("logits, loss", "losses_logits", {}, "loss"),
 )
