@@ -253,7 +253,8 @@ class AcrossGroup(Group):
     Besides the rows (as a :class:`Group`): ``cols``, the compared columns; ``n_values``, how
     many combinations of them the rows hold; ``members``, the groups of those combinations
     (same subset), in the evaluation's order; ``records``, the other claims' verdicts there
-    (a DataFrame with columns claim, verdict and ``_alts``, the verdict under each alternative).
+    (a DataFrame with columns claim, verdict and ``_alts``, the verdict under each alternative);
+    ``axis``, each compared column's values row by row (indexed by ``take`` with the other arrays).
     """
 
     def __init__(
@@ -267,6 +268,12 @@ class AcrossGroup(Group):
     ) -> None:
         super().__init__(g, ctx)
         self.cols, self.n_values, self.members, self.records = cols, n_values, members, records
+        self.axis = {c: g[c].to_numpy() for c in cols}
+
+    def take(self, rows: np.ndarray) -> AcrossGroup:
+        out = super().take(rows)
+        out.axis = {c: v[rows] for c, v in self.axis.items()}
+        return out
 
     def verdicts(self) -> pd.Series:
         """The other claims' verdicts in this group, under the view's alternative (None: the base)."""
