@@ -82,6 +82,12 @@ def test_the_displacement_sentence_follows_the_intervals(tmp_path):
     assert "the same as the MLP's 0.2 [0.1, 0.3] within the intervals" in same
 
 
+def test_the_start_answer_says_where_sft_left_the_starts(tmp_path):
+    text = _section(tmp_path, (0.8, 0.7, 0.9)).split("**Does the SFT start decide the outcome?**", 1)[1]
+    assert "C6 supported as on the MLP, 0.6 [0.5, 0.7]" in text
+    assert "(starts in 2 regions, 50% bottom-left; the MLP's in 2, 50%)" in text
+
+
 def test_the_verdict_change_is_named(tmp_path):
     assert "LD partly supported as on the MLP" in _displaced(_section(tmp_path, (0.25, 0.15, 0.4)))
     text = _displaced(_section(tmp_path, (0.8, 0.7, 0.9), tf_verdict="supported"))

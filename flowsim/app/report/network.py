@@ -47,7 +47,7 @@ QUESTIONS = (
 def measured(claims: pd.DataFrame, claim: str, metric: str) -> tuple[float, float, float]:
     """(value, low, high) of a claim's metric in a setting's claims.csv rows (subset "all"), from its
     ``intervals`` column (NaN bounds without seeds); the median over several combinations, whose bounds
-    are then the lowest low and the highest high."""
+    are then the lowest low and the highest high (NaN if a combination has none)."""
     rows = claims[(claims["claim"] == claim) & (claims["subset"] == "all") & (claims["verdict"] != "not applicable")]
     found = []
     for text in rows["intervals"] if "intervals" in rows else []:
@@ -57,7 +57,9 @@ def measured(claims: pd.DataFrame, claim: str, metric: str) -> tuple[float, floa
     if not found:
         return float("nan"), float("nan"), float("nan")
     a = np.array(found, float)
-    return float(np.median(a[:, 0])), float(np.nanmin(a[:, 1])), float(np.nanmax(a[:, 2]))
+    bounded = np.isfinite(a[:, 1:]).all()
+    lo, hi = (float(a[:, 1].min()), float(a[:, 2].max())) if bounded else (float("nan"), float("nan"))
+    return float(np.median(a[:, 0])), lo, hi
 
 
 def with_interval(v: tuple[float, float, float]) -> str:
@@ -75,7 +77,9 @@ def _network_row(claims: pd.DataFrame, regions: pd.DataFrame) -> dict:
     c = claims[claims["subset"] == "all"]
     r = regions[regions["subset"] == "all"]
     med = r[r["count"] > 0].groupby("region", sort=False)["p1_final_median"].median()
+    count = r.groupby("region")["count"].sum()
     return {
+        "_regions": (int((count > 0).sum()), float(count.get("bottom-left", 0) / max(count.sum(), 1))),
         **{f"_{name}": measured(c, claim, metric) for name, claim, metric in QUESTIONS},
         "C4 p_l falls faster": cell_of(c[c["claim"] == "C4"]),
         "share t_l < t_w (C4 value, median)": c.loc[c["claim"] == "C4", "value"].median(),
@@ -206,6 +210,12 @@ def _verdict_change(t: str, m: str, claim: str) -> str:
     return f"{claim} {vt}{unsure} where the MLP's is {vm}"
 
 
+def _where(t: dict, m: dict) -> str:
+    """Where SFT left the starts, transformer against MLP: the regions holding any, the share bottom-left."""
+    (nt, bt), (nm, bm) = t["_regions"], m["_regions"]
+    return f" (starts in {nt} regions, {bt:.0%} bottom-left; the MLP's in {nm}, {bm:.0%})"
+
+
 def transformer_answer(rows: dict[str, dict]) -> list[str]:
     """The three answers for the pretrained transformer, generated from the tables' cells and intervals,
     each against its MLP counterpart (:data:`COUNTERPART`)."""
@@ -216,7 +226,7 @@ def transformer_answer(rows: dict[str, dict]) -> list[str]:
     def each(claim_col: str, claim: str, name: str) -> str:
         return "; ".join(
             f"{t.split(': ', 1)[1]}: {_verdict_change(rows[t][claim_col], rows[m][claim_col], claim)}, "
-            f"{_compare(rows[t]['_' + name], rows[m]['_' + name])}"
+            f"{_compare(rows[t]['_' + name], rows[m]['_' + name])}{_where(rows[t], rows[m]) if claim == 'C6' else ''}"
             for t, m in pairs
         )
 
