@@ -39,8 +39,11 @@ BATCH_TENSORS = {"PairBatch": ("ctx", "tokens"), "SequenceBatch": ("ids",)}
 
 
 class Stack:
-    """E members of one architecture as stacked leaf tensors (E, ...), with their datasets.
+    """E members of one architecture as stacked tensors (E, ...), with their datasets.
 
+    The trainable parameters live in one leaf tensor ``flat`` (E, P), each parameter a view of its
+    columns (:attr:`params`), so that an optimiser steps one tensor instead of one per parameter
+    (elementwise, so the same numbers; at these sizes the per-tensor calls were a quarter of a step).
     ``net`` is any member (its structure is used, not its values); ``template`` any member's batch.
     A parameter is trainable in the stack when it is in the first member (all members share the
     architecture, and so which parts ``train`` names).
@@ -48,11 +51,13 @@ class Stack:
 
     def __init__(self, nets: list[torch.nn.Module], batches: list, device: str = "cpu") -> None:
         self.net, self.template, self.device = nets[0], batches[0], device
-        trainable = {k for k, p in nets[0].named_parameters() if p.requires_grad}
         named = [dict(n.named_parameters()) for n in nets]
-        self.params = {
-            k: torch.stack([m[k].detach() for m in named]).to(device).requires_grad_(k in trainable) for k in named[0]
-        }
+        stacked = {k: torch.stack([m[k].detach() for m in named]).to(device) for k in named[0]}
+        self.names = [k for k, p in named[0].items() if p.requires_grad]
+        self.shapes = {k: stacked[k].shape[1:] for k in self.names}
+        n = len(nets)
+        self.flat = torch.cat([stacked[k].reshape(n, -1) for k in self.names], dim=1).requires_grad_(True)
+        self.frozen = {k: v for k, v in stacked.items() if k not in self.shapes}
         bufs = [dict(n.named_buffers()) for n in nets]
         self.buffers = {k: torch.stack([b[k] for b in bufs]).to(device) for k in bufs[0]}
         names = BATCH_TENSORS[type(batches[0]).__name__]
@@ -60,63 +65,80 @@ class Stack:
         self.stacked = getattr(type(self.net), "stacked_forward", None)
 
     def __len__(self) -> int:
-        return next(iter(self.params.values())).shape[0]
+        return self.flat.shape[0]
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """Every parameter by name (E, ...): the trainable ones views of :attr:`flat`."""
+        out, at = dict(self.frozen), 0
+        for k in self.names:
+            size = self.shapes[k].numel()
+            out[k] = self.flat[:, at : at + size].reshape(len(self), *self.shapes[k])
+            at += size
+        return out
 
     def trainable(self) -> list[torch.Tensor]:
-        return [p for p in self.params.values() if p.requires_grad]
+        return [self.flat]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits of every member's inputs x (E, ...): the module's stacked forward, or vmap of it."""
+        params = self.params if params is None else params
         if self.stacked is not None:
-            return self.stacked(self.net, self.params, x)
+            return self.stacked(self.net, params, x)
 
         def member(p, b, xm):
             return torch.func.functional_call(self.net, (p, b), (xm,))
 
-        return torch.func.vmap(member)(self.params, self.buffers, x)
+        return torch.func.vmap(member)(params, self.buffers, x)
 
-    def log_probs(self) -> torch.Tensor:
-        """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2)."""
+    def log_probs(self, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """log pi(y_w|x), log pi(y_l|x) of every member's pairs, shape (E, n, 2).
+
+        ``params`` replaces some of the stack's parameters (e.g. the trainable ones, for forward-mode AD).
+        """
         view = copy.copy(self.template)
         view.__dict__.update(self.data)
-        return view.log_probs(self.forward)
+        full = self.params if params is None else self.params | params
+        if BATCH_TENSORS[type(view).__name__] == ("ids",):
+            return view.log_probs(lambda x: _but_last(self.forward(x[..., :-1], full)))
+        return view.log_probs(lambda x: self.forward(x, full))
 
     def keep(self, rows: np.ndarray, opt=None, optimiser: Optimiser | None = None):
         """Keep only the members ``rows`` (positions in the stack): parameters, gradients, data and,
         given ``opt`` (the optimiser over :meth:`trainable`), its state; returns the new optimiser."""
         idx = torch.as_tensor(rows, device=self.device)
-        old = self.trainable()
-        new = {}
-        for k, p in self.params.items():
-            q = p.detach()[idx].clone().requires_grad_(p.requires_grad)
-            if p.grad is not None:
-                q.grad = p.grad[idx].clone()
-            new[k] = q
-        self.params = new
+        old = self.flat
+        self.flat = old.detach()[idx].clone().requires_grad_(True)
+        if old.grad is not None:
+            self.flat.grad = old.grad[idx].clone()
+        self.frozen = {k: v[idx] for k, v in self.frozen.items()}
         self.buffers = {k: b[idx] for k, b in self.buffers.items()}
         self.data = {k: d[idx] for k, d in self.data.items()}
         if opt is None:
             return None
         fresh = optimiser.torch(self.trainable())
-        for p_old, p_new in zip(old, self.trainable(), strict=True):
-            fresh.state[p_new] = {
-                name: (v if not torch.is_tensor(v) else v[idx].clone() if v.ndim > 0 else v.clone())
-                for name, v in opt.state[p_old].items()
-            }
+        fresh.state[self.flat] = {
+            name: (v if not torch.is_tensor(v) else v[idx].clone() if v.ndim > 0 else v.clone())
+            for name, v in opt.state[old].items()
+        }
         return fresh
 
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Member i's parameters and buffers by name (CPU tensors), to load into a module."""
-        out = {k: v.detach()[i].cpu() for k, v in self.params.items()}
-        return out | {k: v[i].cpu() for k, v in self.buffers.items()}
+    def load_member(self, i: int, net: torch.nn.Module) -> None:
+        """Write member i's parameters and buffers into ``net`` (a module of the stack's architecture)."""
+        state = {k: v.detach()[i] for k, v in (self.params | self.buffers).items()}
+        with torch.no_grad():
+            for k, p in (dict(net.named_parameters()) | dict(net.named_buffers())).items():
+                p.copy_(state[k])
 
-    def unstack(self, nets: list[torch.nn.Module]) -> None:
-        """Write each member's parameters back into its module (``nets`` in stack order)."""
-        for i, net in enumerate(nets):
-            state = self.member_state(i)
-            with torch.no_grad():
-                for k, p in net.named_parameters():
-                    p.copy_(state[k])
+
+def _but_last(logits: torch.Tensor) -> torch.Tensor:
+    """Logits of positions 0..L-2 (..., L-1, V) padded with zeros at L-1 (..., L, V).
+
+    A causal LM's last position is never a context: no position attends to it and the sequence
+    batch reads the logits of positions P-1..L-2 only, so the ensemble does not compute it (a
+    fifth of the transformer's work at L = 5); the zeros are never read.
+    """
+    return torch.cat([logits, torch.zeros_like(logits[..., :1, :])], dim=-2)
 
 
 # -- the SFT stage, batched ------------------------------------------------------------------------
@@ -156,16 +178,38 @@ def sft_ensemble(stack: Stack, specs: list, targets: list[np.ndarray | None]) ->
         return objective().cpu().numpy().copy()
 
 
+# -- the field at the start, batched ---------------------------------------------------------------
+
+
+def initial_fields(stack: Stack, loss: Loss, log_refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`flowsim.dynamics.training.initial_field` of every member: (log pi (E, n, 2), dp/dt (E, n, 2),
+    |grad L| (E,)) at the stack's parameters, by one backward pass and one forward-mode pass for all.
+
+    g = J^T grad_h L per member (the stacked backward of the members' mean losses), then
+    d log p/dt = -J g (``torch.func.jvp`` of the stacked log-probs along -g), dp/dt = p d log p/dt.
+    """
+    params = stack.params
+    names = stack.names
+    logp = stack.log_probs(params)
+    lp = logp.detach().cpu().numpy().copy()
+    refs = np.asarray(log_refs, dtype=float)
+    g = torch.as_tensor(loss.grad(lp - refs, refs) / lp.shape[1], dtype=DTYPE, device=stack.device)
+    grads = torch.autograd.grad(logp, [params[k] for k in names], g)
+    primal = {k: params[k].detach() for k in names}
+    tangent = {k: -gr.detach() for k, gr in zip(names, grads, strict=True)}
+    with torch.no_grad():
+        logp0, dlogp = torch.func.jvp(lambda theta: stack.log_probs(theta), (primal,), (tangent,))
+    gnorm = sum(torch.sum(gr**2, dim=tuple(range(1, gr.ndim))) for gr in grads)
+    field = (torch.exp(logp0) * dlogp).cpu().numpy()
+    return lp, field, torch.sqrt(torch.as_tensor(gnorm)).cpu().numpy().reshape(-1)
+
+
 # -- the preference stage, batched -----------------------------------------------------------------
 
 
 def _grad_norms(stack: Stack) -> np.ndarray:
-    """|grad L| of every member over the trainable parameters (E,), summed as train_pairs sums it."""
-    total = 0
-    for p in stack.trainable():
-        if p.grad is not None:
-            total = total + torch.sum(p.grad**2, dim=tuple(range(1, p.grad.ndim)))
-    return torch.sqrt(torch.as_tensor(total)).cpu().numpy().reshape(-1)
+    """|grad L| of every member over the trainable parameters (E,)."""
+    return torch.sqrt(torch.sum(stack.flat.grad**2, dim=1)).cpu().numpy()
 
 
 class _Members:
@@ -314,4 +358,4 @@ def train_ensemble(
     return np.stack([r.path_logp for r in recs], axis=1), stack.params
 
 
-__all__ = ["Stack", "sft_ensemble", "train_ensemble", "train_pairs_ensemble"]
+__all__ = ["Stack", "initial_fields", "sft_ensemble", "train_ensemble", "train_pairs_ensemble"]

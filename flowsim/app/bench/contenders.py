@@ -8,6 +8,7 @@ this one; ``run`` is the ``flowsim run`` command itself.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -308,8 +309,9 @@ def optimiser_rates(n: int = 1000, steps: int = 1000, repeat: int = 3) -> list[d
     return out
 
 
-#: The network benchmark's training: the shipped experiments' size (vocab 12, width 16, 3-token
-#: responses), DPO beta 0.5 from SFT aimed at four (p_w0, p_l0) around (0.3, 0.2), until the mean loss is 0.1.
+#: The network benchmark's MLP trainings: the shipped experiments' size (vocab 12, width 16, 3-token
+#: responses, 8 pairs), DPO beta 0.5 from SFT aimed at 36 starts (p_w0, p_l0) in [0.05, 0.45]^2 (a
+#: setting of a seeded network study), GD and Adam, until the mean loss is 0.1 (at most 1000 steps).
 NETWORK_DOC = {
     "name": "bench_network",
     "loss": {"kind": "dpo", "beta": 0.5},
@@ -319,39 +321,83 @@ NETWORK_DOC = {
         "sft": "target",
         "sft_steps": 100,
         "sft_lr": 0.04,
-        "n_pairs": [1, 8],
+        "n_pairs": 8,
     },
     "dynamics": {"kind": ["gd", "adam"], "gd": {"lr": 0.05}, "adam": {"lr": 0.001}},
-    "grid": {"p1": {"start": 0.25, "stop": 0.35, "num": 2}, "p2": {"start": 0.15, "stop": 0.25, "num": 2}},
-    "stop": {"loss_target": 0.1},
+    "grid": {"p1": {"start": 0.05, "stop": 0.45, "num": 6}, "p2": {"start": 0.05, "stop": 0.45, "num": 6}},
+    "stop": {"loss_target": 0.1, "max_steps": 1000},
+}
+#: The transformer's: GPT-2 of 2 layers, 2 heads, width 32 on the same pairs (SFT at lr 0.01: at
+#: 0.04 Adam's SFT of this network is chaotic for some targets, docs/explanation/transformer.md),
+#: Adam only.  ``pretrain_steps`` > 0 adds the pretraining stage, which a combination's starts share.
+NETWORK_TRANSFORMER_DOC = NETWORK_DOC | {
+    "model": NETWORK_DOC["model"]
+    | {"arch": "transformer", "layers": 2, "heads": 2, "width": 32, "context": 8}
+    | {"sft_lr": 0.01},
+    "dynamics": {"kind": "adam", "adam": {"lr": 0.001}},
 }
 
 
-def network_rates(doc: dict | None = None, path: str | None = None) -> dict:
-    """Trainings and steps (SFT and preference) per second of a network experiment's trainings.
+def network_rates(doc: dict | None = None, path: str | None = None, loop_starts: int = 8) -> dict:
+    """Trainings and steps per second of a network experiment's trainings, one at a time and as ensembles.
 
-    In this process, after torch is imported and warmed up, as ``flowsim run`` computes each
-    training (without the run folder): :data:`NETWORK_DOC` by default, or the file ``path``.
+    In this process, after torch is imported and warmed up, as ``flowsim run`` computes each chunk
+    (without the run folder): the loop (:func:`~flowsim.dynamics.engines.network.run_loop`, one
+    training at a time) on the first ``loop_starts`` starts of each combination, the network
+    engine (one ensemble per chunk of all its starts, :data:`~flowsim.dynamics.engines.network.MAX_MEMBERS`
+    at most) on all of them; each timed in wall-clock and CPU seconds (the machine may be shared:
+    CPU time is what the process itself used).  ``max_abs_diff``: the largest difference of any
+    numeric column between the two engines' rows on the starts both computed.
+    :data:`NETWORK_DOC` by default, or the file ``path``.
     """
-    from flowsim.dynamics.engines.network import train_one
+    from flowsim.dynamics.engines.network import MAX_MEMBERS, Network, run_loop
     from flowsim.experiment.config import load_experiment, parse_experiment
     from flowsim.experiment.sweep import chunks
 
     exp = load_experiment(path) if path else parse_experiment(NETWORK_DOC if doc is None else doc)
     exp.model_class.prepare_workers()
-    n = sft_steps = dpo_steps = 0
-    t0 = time.perf_counter()
-    for chunk in chunks(exp, 1):
-        target = chunk.p0[0] if chunk.combo["sft"] == "target" else None
-        task = exp.task(chunk.combo)
-        spec, (_, _, rec, _) = task.model, train_one(task, target, chunk.ref[0])
-        n, sft_steps, dpo_steps = n + 1, sft_steps + spec.sft_steps, dpo_steps + rec.steps
-    dt = time.perf_counter() - t0
-    return {
-        "trainings": n,
-        "seconds": dt,
-        "trainings_per_s": n / dt,
-        "steps_per_s": (sft_steps + dpo_steps) / dt,
-        "sft_steps": sft_steps,
-        "dpo_steps": dpo_steps,
-    }
+    todo = list(chunks(exp, MAX_MEMBERS))
+    warm = todo[0]  # the first ensemble and the first training pay for torch's lazy set-up
+    Network().run(exp.task(warm.combo), warm.p0[:2], warm.ref[:2])
+    out, rows = {}, {}
+    for name in ("loop", "ensemble"):
+        n = sft_steps = dpo_steps = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for chunk in todo:
+            task = exp.task(chunk.combo)
+            k = len(chunk.p0) if name == "ensemble" else min(loop_starts, len(chunk.p0))
+            res = (Network().run if name == "ensemble" else run_loop)(task, chunk.p0[:k], chunk.ref[:k])
+            rows[name, chunk.index] = res
+            per_start = res["steps"][:: task.model.n_pairs]
+            n, sft_steps, dpo_steps = n + k, sft_steps + k * task.model.sft_steps, dpo_steps + int(per_start.sum())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        out[name] = {
+            "trainings": n,
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "trainings_per_s": n / wall,
+            "trainings_per_cpu_s": n / cpu,
+            "steps_per_s": (sft_steps + dpo_steps) / wall,
+            "sft_steps": sft_steps,
+            "dpo_steps": dpo_steps,
+        }
+    out["max_abs_diff"] = max(_max_diff(rows["loop", c.index], rows["ensemble", c.index]) for c in todo)
+    out["speed_up"] = out["ensemble"]["trainings_per_s"] / out["loop"]["trainings_per_s"]
+    out["speed_up_cpu"] = out["ensemble"]["trainings_per_cpu_s"] / out["loop"]["trainings_per_cpu_s"]
+    return out
+
+
+def _max_diff(loop: dict, ensemble: dict) -> float:
+    """The largest absolute difference between the numeric columns of the loop's rows and the ensemble's
+    first rows (NaN where both are NaN counts 0; a different status or NaN pattern counts inf)."""
+    worst = 0.0
+    for k, a in loop.items():
+        a, b = np.asarray(a), np.asarray(ensemble[k])[: len(a)]
+        if a.dtype.kind in "fbiu":
+            a, b = a.astype(float), b.astype(float)
+            if not np.array_equal(np.isnan(a), np.isnan(b)):
+                return math.inf
+            worst = max(worst, float(np.nanmax(np.abs(a - b), initial=0.0)))
+        elif k != "path" and a.tolist() != b.tolist():
+            return math.inf
+    return worst

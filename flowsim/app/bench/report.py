@@ -238,38 +238,68 @@ def _optimisers(quick: bool, echo) -> list[dict]:
 
 
 def _network(quick: bool, echo) -> list[dict]:
-    """The network model's trainings and steps per second (one process), if torch is installed."""
+    """The network model's trainings and steps per second, one at a time and as ensembles (one process),
+    for the MLP and the transformer (without and with pretraining), if torch is installed."""
     if importlib.util.find_spec("torch") is None:
         echo("\nnetwork line skipped: torch is not installed (pip install -e '.[nn]')")
         return []
-    doc = None
-    if quick:  # one small training: seconds
-        from flowsim.app.bench.contenders import NETWORK_DOC
+    from flowsim.app.bench.contenders import NETWORK_DOC, NETWORK_TRANSFORMER_DOC
 
-        doc = NETWORK_DOC | {
-            "model": NETWORK_DOC["model"] | {"n_pairs": 1, "sft_steps": 10},
-            "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
-            "stop": {"max_steps": 10},
+    if quick:  # four small trainings of the MLP: seconds
+        small = {"p1": {"start": 0.25, "stop": 0.35, "num": 2}, "p2": {"start": 0.15, "stop": 0.25, "num": 2}}
+        cases = {
+            "mlp": NETWORK_DOC
+            | {
+                "model": NETWORK_DOC["model"] | {"n_pairs": 1, "sft_steps": 10},
+                "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
+                "grid": small,
+                "stop": {"max_steps": 10},
+            }
         }
-    r = network_rates(doc)
-    echo(
-        f"\nnetwork (causal MLP LM, torch, one process): {r['trainings']} trainings in {r['seconds']:.2f} s: "
-        f"{r['trainings_per_s']:.2f} trainings/s, {r['steps_per_s']:,.0f} steps/s ({r['sft_steps']:,} SFT + "
-        f"{r['dpo_steps']:,} DPO steps)"
-    )
-    return [
-        {
-            "line": "network",
-            "problem": "network",
-            "contender": "torch",
-            "workers": 1,
-            "seconds": r["seconds"],
-            "n": r["trainings"],
-            "value": r["steps_per_s"],
-            "flows_per_s": r["trainings_per_s"],
-            "note": "trainings per second (flows_per_s) and SFT + DPO steps per second (value), one process",
-        }
-    ]
+        loops = {"mlp": 8}
+    else:
+        cases = {"mlp": NETWORK_DOC}
+        loops = {"mlp": 8, "transformer": 4, "transformer+pretraining": 4}
+        if importlib.util.find_spec("transformers") is None:
+            echo("\nnetwork transformer lines skipped: transformers is not installed (pip install -e '.[trl]')")
+        else:
+            pre = {"pretrain_steps": 20, "pretrain_tokens": 512}
+            cases["transformer"] = NETWORK_TRANSFORMER_DOC
+            cases["transformer+pretraining"] = NETWORK_TRANSFORMER_DOC | {
+                "model": NETWORK_TRANSFORMER_DOC["model"] | pre
+            }
+    rows = []
+    echo("\nnetwork (torch, one process): one training at a time (loop) and one ensemble per chunk, same rows")
+    for arch, doc in cases.items():
+        r = network_rates(doc, loop_starts=loops[arch])
+        for engine in ("loop", "ensemble"):
+            e = r[engine]
+            echo(
+                f"  {arch:24s} {engine:8s} {e['trainings']:4d} trainings in {e['seconds']:6.1f} s "
+                f"({e['cpu_seconds']:6.1f} s CPU): {e['trainings_per_s']:7.2f} trainings/s, "
+                f"{e['steps_per_s']:9,.0f} steps/s ({e['sft_steps']:,} SFT + {e['dpo_steps']:,} DPO steps)"
+            )
+            rows.append(
+                {
+                    "line": "network",
+                    "problem": f"network-{arch}",
+                    "contender": engine,
+                    "workers": 1,
+                    "seconds": e["seconds"],
+                    "n": e["trainings"],
+                    "value": e["steps_per_s"],
+                    "flows_per_s": e["trainings_per_s"],
+                    "worst_rel_err": r["max_abs_diff"],
+                    "note": f"trainings per second (flows_per_s; {e['trainings_per_cpu_s']:.2f} per CPU second) "
+                    "and SFT + DPO steps per second (value), one process; worst_rel_err: the largest absolute "
+                    "difference between the loop's and the ensemble's rows",
+                }
+            )
+        echo(
+            f"  {arch:24s} ensemble / loop: {r['speed_up']:.1f}x trainings/s ({r['speed_up_cpu']:.1f}x per CPU "
+            f"second); rows equal to {r['max_abs_diff']:.1e}"
+        )
+    return rows
 
 
 def _trace(quick: bool, echo) -> list[dict]:

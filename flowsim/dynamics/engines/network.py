@@ -112,68 +112,45 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
 
     Pretraining once (every member shares the initialisation and the data, so the loop's E
     pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
-    then per member what a training reads from its SFT checkpoint (:func:`_start_of`), then the
-    preference stage of the stack with each member's own stop
-    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to :func:`run_loop`'s rows to
-    1e-10 (tests/unit/test_ensemble.py).
+    the references and the field at every member's start
+    (:func:`~flowsim.dynamics.ensemble.initial_fields`), then the preference stage of the stack with
+    each member's own stop (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`).  Equal to
+    :func:`run_loop`'s rows to 1e-10 (tests/unit/test_ensemble.py).
     """
     import torch
 
-    from flowsim.dynamics.ensemble import Stack, sft_ensemble, train_pairs_ensemble
+    from flowsim.dynamics.ensemble import Stack, initial_fields, sft_ensemble, train_pairs_ensemble
     from flowsim.dynamics.pretraining import pretrain
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
+    from flowsim.model.parameterisations.network import resolve_device
 
     torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
     spec, n_members = task.model, len(targets)
     net, batch = build(spec, make_pairs(spec))
     pretrain(net, spec)  # nothing unless pretrain_steps > 0
-    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec))
+    stack = Stack([net] * n_members, [batch] * n_members, device=resolve_device(spec.device))
     sft_values = sft_ensemble(stack, [spec] * n_members, targets)
-    starts = [_start_of(task, net, batch, stack, i, refs[i]) for i in range(n_members)]
+    with torch.no_grad():
+        logp0 = stack.log_probs().cpu().numpy()
+    log_refs = np.array([_log_ref(task.reference, r, lp) for r, lp in zip(refs, logp0, strict=True)])
+    _, v0, gnorm0 = initial_fields(stack, task.loss, log_refs)
+    # Columns a row reads from its member's SFT checkpoint before the preference stage go here,
+    # per member i on ``net`` after ``stack.load_member(i, net)`` (the loop's are in train_one).
     recs = train_pairs_ensemble(
         stack,
         task.loss,
         task.optimiser,
         task.stop,
-        np.array([s[0] for s in starts]),
+        log_refs,
         batch_size=spec.batch_size,
         batch_seeds=[spec.batch_seed] * n_members,
         path=spec.path_points > 0,
     )
     return [
-        _rows_of(task, t, v, log_ref, rec, field)
-        for t, v, (log_ref, field), rec in zip(targets, sft_values, starts, recs, strict=True)
+        _rows_of(task, *member, (v, g))
+        for member, v, g in zip(zip(targets, sft_values, log_refs, recs, strict=True), v0, gnorm0, strict=True)
     ]
-
-
-def _start_of(task: Task, net, batch, stack, i: int, ref: np.ndarray):
-    """(log_ref, the field at the start) of member i of the SFT'd stack, computed on ``net`` loaded with it.
-
-    This is the place for anything more a row reads from a member's SFT checkpoint before the
-    preference stage: ``net`` holds member i's parameters here.
-    """
-    import torch
-
-    from flowsim.dynamics.training import initial_field
-
-    state = stack.member_state(i)
-    with torch.no_grad():
-        for k, p in net.named_parameters():
-            p.copy_(state[k])
-        logp0 = batch.log_probs(net).numpy().copy()
-    log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
-    return log_ref, initial_field(net, batch, task.loss, log_ref)
-
-
-def resolve_device(spec) -> str:
-    """The torch device of ``[model] device``: "auto" is "cuda" where a GPU is present, else "cpu"."""
-    device = getattr(spec, "device", "cpu")
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:
@@ -238,4 +215,4 @@ def _rows_of(task: Task, target, sft_value, log_ref, rec, field) -> dict[str, np
     }
 
 
-__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "resolve_device", "run_loop", "train_one"]
+__all__ = ["MAX_MEMBERS", "Network", "ensemble_rows", "path_column", "run_loop", "train_one"]

@@ -60,6 +60,8 @@ TRAINED_PARTS = ("all", "embedding", "readout")
 #: whose SFT response is y_l); "target": SFT towards the grid point (p_w0, p_l0) for every pair;
 #: "none": the initialised network is the start.
 SFT_KINDS = ("chosen", "target", "none")
+#: Where the ensembles train: "auto" is "cuda" where a GPU is present, else "cpu".
+DEVICES = ("cpu", "cuda", "auto")
 #: What to run instead of torch when it is missing: the one-line fix.
 INSTALL_HINT = 'needs torch, which is not installed: pip install -e ".[nn]"'
 #: The same for ``arch = "transformer"``, which needs ``transformers`` (the extra TRL comes in).
@@ -69,6 +71,20 @@ TRANSFORMER_HINT = 'needs transformers, which is not installed: pip install -e "
 def torch_available() -> bool:
     """Whether torch can be imported (without importing it)."""
     return importlib.util.find_spec("torch") is not None
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU (imports torch)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> str:
+    """The torch device of a ``device`` key: "auto" is "cuda" where a GPU is present, else "cpu"."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return device
 
 
 def transformers_available() -> bool:
@@ -137,6 +153,11 @@ class Network(Model):
     path_points : int
         Points of each pair's trajectory kept in its row's ``path`` column (0: none): the steps
         round(linspace(0, steps, path_points)), each as [t, log pi(y_w), log pi(y_l)].
+    device : {"cpu", "cuda", "auto"}
+        Where the network engine trains its ensembles (SFT and the preference stage; pretraining,
+        once per chunk, and the one-at-a-time reference loop stay on the CPU): "auto" is "cuda"
+        where torch sees a GPU, else "cpu".  "cuda" without one is refused.  The rows do not depend
+        on it beyond rounding (GPU kernels sum in other orders).
     """
 
     kind: ClassVar[str] = "network"
@@ -209,6 +230,7 @@ class Network(Model):
     batch_size: int = 0
     batch_seed: int = 0
     path_points: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not torch_available():
@@ -248,6 +270,9 @@ class Network(Model):
         set_(self, "embedding", check_choice("embedding", self.embedding, EMBEDDINGS))
         set_(self, "train", check_choice("train", self.train, TRAINED_PARTS))
         set_(self, "sft", check_choice("sft", self.sft, SFT_KINDS))
+        set_(self, "device", check_choice("device", self.device, DEVICES))
+        if self.device == "cuda" and not cuda_available():
+            raise ParamError("device", 'needs a GPU that torch can use; none here (use "cpu" or "auto")', "cuda")
         for name in ("readout_bias", "tie_embeddings", "same_class", "append_eos"):
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(name, "must be true or false", getattr(self, name))
@@ -351,11 +376,14 @@ class Network(Model):
 
 __all__ = [
     "ARCHS",
+    "DEVICES",
     "INSTALL_HINT",
     "PAIR_SOURCES",
     "SFT_KINDS",
     "TRANSFORMER_HINT",
     "Network",
+    "cuda_available",
+    "resolve_device",
     "torch_available",
     "transformers_available",
 ]
