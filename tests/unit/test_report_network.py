@@ -79,7 +79,7 @@ def test_the_displacement_sentence_follows_the_intervals(tmp_path):
     lower = _displaced(_section(tmp_path, (0.05, 0.0, 0.08)))
     assert "lower than the MLP's 0.2 [0.1, 0.3]" in lower
     same = _displaced(_section(tmp_path, (0.25, 0.15, 0.4)))
-    assert "the same as the MLP's 0.2 [0.1, 0.3] within the intervals" in same
+    assert "not distinguishable from the MLP's 0.2 [0.1, 0.3] (the intervals overlap)" in same
 
 
 def test_the_start_answer_says_where_sft_left_the_starts(tmp_path):

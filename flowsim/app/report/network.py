@@ -195,7 +195,7 @@ def _compare(t: tuple[float, float, float], m: tuple[float, float, float]) -> st
     elif np.isfinite(t[2]) and np.isfinite(m[1]) and t[2] < m[1]:
         word = "lower than"
     else:
-        return f"{with_interval(t)}, the same as the MLP's {with_interval(m)} within the intervals"
+        return f"{with_interval(t)}, not distinguishable from the MLP's {with_interval(m)} (the intervals overlap)"
     return f"{with_interval(t)}, {word} the MLP's {with_interval(m)} (the intervals do not overlap)"
 
 
@@ -213,7 +213,7 @@ def _verdict_change(t: str, m: str, claim: str) -> str:
 def _where(t: dict, m: dict) -> str:
     """Where SFT left the starts, transformer against MLP: the regions holding any, the share bottom-left."""
     (nt, bt), (nm, bm) = t["_regions"], m["_regions"]
-    return f" (starts in {nt} regions, {bt:.0%} bottom-left; the MLP's in {nm}, {bm:.0%})"
+    return f" (starts in {nt} region{'s' * (nt != 1)}, {bt:.0%} bottom-left; the MLP's in {nm}, {bm:.0%})"
 
 
 def transformer_answer(rows: dict[str, dict]) -> list[str]:
