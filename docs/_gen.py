@@ -185,6 +185,11 @@ COLUMN_NOTES: dict[str, str] = {
     "n_failed": "Failed rows among them.",
     "failed_left_out": "Failed rows left out of the measurement (claims.md marks such verdicts with a dagger).",
     "study": "The study the claim belongs to (`flowsim.analysis.studies.STUDIES`: dpo_field, displacement).",
+    "low": "Seeds pooled: the lower end of the value's 95% bootstrap interval over the seeds (NaN without).",
+    "high": "The upper end of that interval.",
+    "uncertain": "True where the interval of a metric the rule reads straddles one of its thresholds.",
+    "n_seeds": "Seed combinations (init_seed x data_seed) pooled in the group.",
+    "intervals": 'Each metric the rule reads as JSON {"metric": [pooled value, low, high]} ("" without seeds).',
 }
 #: meta.json's keys: what a run's results depend on (the same when the run is made again).
 META_NOTES: dict[str, str] = {

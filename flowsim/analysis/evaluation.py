@@ -17,6 +17,11 @@ Every verdict is then re-evaluated under the fixed family of alternatives of
 :mod:`flowsim.analysis.sensitivity` (the study's region cuts; each threshold halved and
 doubled) and marked ``robust`` or ``fragile (flips under ...)``.
 
+Where the seeds of a training (:data:`~flowsim.analysis.intervals.SEED_COLUMNS`, a network's
+``init_seed`` and ``data_seed``) take several values, the rows of every seed are one group, and
+each claim there gets a 95% bootstrap interval over the seeds and is marked ``uncertain`` where
+that interval straddles its threshold (:mod:`flowsim.analysis.intervals`, the rule written there).
+
 A claim across combinations (``Claim.across``, e.g. C9 across cos_wl for features and across
 edit_distance for a network: its axis per model, ``Claim.axis``) is judged after the others, on
 the groups that span every value of its columns
@@ -33,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.analysis.claims.group import AcrossGroup, Context, Group, kinds
+from flowsim.analysis.intervals import no_spread, seed_spread, varying_seeds
 from flowsim.analysis.sensitivity import Variant, family, robustness
 from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.analysis.tables import as_bool, check_flows
@@ -161,6 +167,12 @@ class _Judge:
         verdict, text = c.rule(metrics, th)
         return value, details, verdict, text
 
+    def metrics(self, c: Claim) -> dict[str, float]:
+        """The metrics of claim ``c``'s base measurement (judged first); {} where it was not applicable."""
+        key = (c.id, None, tuple(getattr(self.th, r) for r in c.reads), None)
+        found = self.cache.get(key)
+        return {} if found is None or isinstance(found, NotApplicable) else dict(found[1])
+
     def record(self, c: Claim) -> dict:
         """The record of claim ``c`` here, where it applies: its base verdict and each alternative's."""
         value, details, verdict, text = self.judge(c)
@@ -181,7 +193,29 @@ class _Judge:
         }
 
 
-def _local(study: Study, work: pd.DataFrame, keys: list[str], ctx: Context, th, variants) -> tuple[list, dict]:
+class _Spreads:
+    """The claims' spread over the seeds per group (nothing to do without seeds); a subset with the same
+    rows as another (every start feasible) reuses its resamples."""
+
+    def __init__(self, seeds: list[str], th: Any) -> None:
+        self.seeds, self.th, self.done = seeds, th, {}
+
+    def of(self, d: Group, judge: _Judge | None, recs: list[dict], claims: list[Claim]) -> list[dict]:
+        """``recs`` (of ``claims`` on ``d``, in order) with their spread columns."""
+        n_seeds = len(d.frame[self.seeds].drop_duplicates()) if self.seeds else 1
+        if not self.seeds or n_seeds < 2:
+            return [{**r, **no_spread(n_seeds)} for r in recs]
+        judged = {
+            c.id: (c, r["verdict"], judge.metrics(c) if judge is not None else {})
+            for c, r in zip(claims, recs, strict=True)
+        }
+        key = (d.frame.index.to_numpy().tobytes(), tuple(judged), tuple(r["verdict"] for r in recs))
+        if key not in self.done:
+            self.done[key] = seed_spread(d, judged, self.th, self.seeds)
+        return [{**r, **self.done[key][c.id]} for c, r in zip(claims, recs, strict=True)]
+
+
+def _local(study: Study, work, keys: list[str], ctx: Context, th, variants, spreads: _Spreads) -> tuple[list, dict]:
     """The records of the claims within one combination, and the groups by (parameter values, subset)."""
     records, groups = [], {}
     local = [c for c in study.claims if not c.across]
@@ -189,14 +223,16 @@ def _local(study: Study, work: pd.DataFrame, keys: list[str], ctx: Context, th, 
         d = Group(sub, ctx)
         groups[(tuple(kv.items()), subset)] = d
         judge = _Judge(d, th, variants)
+        recs = []
         for c in local:
             reason = _precheck(c, model, loss, sub.columns, d.n, d.n_failed)
-            rec = _record(c, reason, th, d.n, d.n_failed) if reason else judge.record(c)
+            recs.append(_record(c, reason, th, d.n, d.n_failed) if reason else judge.record(c))
+        for rec in spreads.of(d, judge, recs, local):
             records.append({**rec, **kv, "subset": subset, "_model": model, "_loss": loss})
     return records, groups
 
 
-def _across(study: Study, work, keys, ctx, th, variants, records: list[dict], groups: dict) -> list[dict]:
+def _across(study: Study, work, keys, ctx, th, variants, records: list[dict], groups: dict, spreads) -> list[dict]:
     """The records of the claims across combinations, from the records and groups of the others."""
     out: list[dict] = []
     if not any(c.across for c in study.claims):
@@ -206,11 +242,11 @@ def _across(study: Study, work, keys, ctx, th, variants, records: list[dict], gr
     by_model = work.groupby("model", sort=True) if "model" in work.columns else [("ratio", work)]
     for c in (c for c in study.claims if c.across):
         for model, rows in by_model:
-            out += _across_one(c, list(c.axis(str(model))), rows, keys, ctx, th, variants, recs, groups)
+            out += _across_one(c, list(c.axis(str(model))), rows, keys, ctx, th, variants, recs, groups, spreads)
     return out
 
 
-def _across_one(c: Claim, cols: list[str], work, keys, ctx, th, variants, recs, groups) -> list[dict]:
+def _across_one(c: Claim, cols: list[str], work, keys, ctx, th, variants, recs, groups, spreads) -> list[dict]:
     """The records of claim ``c`` across ``cols`` (its axis for the model of ``work``'s rows)."""
     out = []
     varied = bool(cols) and all(k in keys for k in cols)
@@ -224,10 +260,11 @@ def _across_one(c: Claim, cols: list[str], work, keys, ctx, th, variants, recs, 
         elif not reason and n_values < 2:
             reason = f"one value of {', '.join(cols)} here: the claim compares several"
         if reason:
-            rec = _record(c, reason, th, n, n_failed)
+            rec = spreads.of(Group(sub, ctx), None, [_record(c, reason, th, n, n_failed)], [c])[0]
         else:
             d = _spanning(sub, ctx, cols, n_values, kv, subset, recs, groups)
-            rec = _Judge(d, th, variants).record(c)
+            judge = _Judge(d, th, variants)
+            rec = spreads.of(d, judge, [judge.record(c)], [c])[0]
         out.append({**rec, **kv, "subset": subset, "_model": model, "_loss": loss})
     return out
 
@@ -267,8 +304,11 @@ def evaluate(
     variants, skipped = family(th, study.cuts) if sensitivity else ([], [])
     work = flows.assign(_feasible=as_bool(flows["feasible"]))
     keys = [p for p in params if p != "reference" and p not in study.pool]
-    records, groups = _local(study, work, keys, ctx, th, variants)
-    records += _across(study, work, keys, ctx, th, variants, records, groups)
+    seeds = varying_seeds(work, keys)  # the seeds' rows are pooled: the spread over them is the interval
+    keys = [k for k in keys if k not in seeds]
+    spreads = _Spreads(seeds, th)
+    records, groups = _local(study, work, keys, ctx, th, variants, spreads)
+    records += _across(study, work, keys, ctx, th, variants, records, groups, spreads)
     return _table(study, records, keys, skipped)
 
 
@@ -292,13 +332,18 @@ def _table(study: Study, records: list[dict], keys: list[str], skipped: list[str
                 "where": c.where,
                 "metric": c.metric,
                 "value": r["value"],
+                "low": r["low"],
+                "high": r["high"],
                 "details": r["details"],
                 "threshold": r["threshold"],
                 "verdict": r["verdict"],
+                "uncertain": r["uncertain"],
                 "robustness": rob,
                 "n_rows": r["n_rows"],
                 "n_failed": r["n_failed"],
                 "failed_left_out": r["failed_left_out"],
+                "n_seeds": r["n_seeds"],
+                "intervals": r["intervals"],
                 "model": r["_model"],
                 **({} if "loss" in keys else {"loss": r["_loss"]}),
             }

@@ -29,6 +29,9 @@ VERDICTS: tuple[str, ...] = (SUPPORTED, PARTLY, NOT, NA)
 MAX_FAILED_SHARE = 0.01
 #: Marks, in claims.md, a verdict computed with failed rows left out (claims.csv: ``failed_left_out`` > 0).
 FAILED_MARK = "†"
+#: Marks a verdict whose 95% interval over seeds straddles its threshold (claims.csv: ``uncertain``;
+#: the rule: :mod:`flowsim.analysis.intervals`); one letter of the table by combination: "?".
+UNCERTAIN = "uncertain"
 
 
 Metrics = Mapping[str, float]
@@ -198,6 +201,35 @@ def _left_out(claims: pd.DataFrame) -> np.ndarray:
     return claims["failed_left_out"].fillna(0).to_numpy(float) > 0
 
 
+def _uncertain(claims: pd.DataFrame) -> np.ndarray:
+    """Which rows' verdicts are marked uncertain (False without the column, as in a table made before it)."""
+    if "uncertain" not in claims:
+        return np.zeros(len(claims), bool)
+    return claims["uncertain"].astype(str).str.lower().isin(("true", "1", "1.0")).to_numpy()
+
+
+def _with_interval(r: pd.Series) -> object:
+    """A row's value, with its interval over seeds "[low, high]" where it has one."""
+    lo, hi = r.get("low", np.nan), r.get("high", np.nan)
+    if pd.notna(lo) and pd.notna(hi):
+        return f"{fmt(float(r['value']))} [{fmt(float(lo))}, {fmt(float(hi))}]"
+    return r["value"]
+
+
+def seeds_note(claims: pd.DataFrame) -> str:
+    """A sentence on the seeds pooled in each group ('' when no group pools several)."""
+    n = claims["n_seeds"].fillna(1).to_numpy(float) if "n_seeds" in claims else np.ones(1)
+    if not len(n) or n.max() < 2:
+        return ""
+    k = int(_uncertain(claims).sum())
+    return (
+        f"**Seeds pooled**: each group holds the rows of {int(n.min())}–{int(n.max())} seed combinations "
+        "(init_seed x data_seed); a value's [low, high] is its 95% bootstrap interval over the seeds, and a "
+        f"verdict whose interval straddles a threshold of its rule is marked ({UNCERTAIN}) — {k} here "
+        "(claims.csv: columns low, high, intervals, uncertain; the rule: `flowsim.analysis.intervals`)."
+    )
+
+
 def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the paper's claims, tested") -> str:
     """A markdown report of :func:`evaluate_claims`' table.
 
@@ -236,9 +268,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     subsets = [s for s in SUBSETS if s in set(claims["subset"])]
     robust = "robustness" in claims
     out = [f"# {title}", ""]
-    note = failed_note(claims)
-    if note:
-        out += [note, ""]
+    for note in (failed_note(claims), seeds_note(claims)):
+        if note:
+            out += [note, ""]
     per_claim = claims[claims["claim"] == ids[0]]
     n_combos = len(per_claim.groupby(params, dropna=False)) if params else 1
     out += [
@@ -260,6 +292,9 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
             if robust:
                 n_frag = int(cs["robustness"].astype(str).str.startswith("fragile").sum())
                 v.append("robust" if not n_frag else f"fragile ({n_frag})")
+            n_unsure = int(_uncertain(cs).sum())
+            if n_unsure:
+                v.append(f"{UNCERTAIN} ({n_unsure})")
             n_marked = int(_left_out(cs).sum())
             if n_marked:
                 v.append(f"{FAILED_MARK} {n_marked} with failed rows left out")
@@ -273,12 +308,13 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
         out += [f"## {cid}. {first['title']}", "", f"> {first['paper']}", ""]
         out += [f"*Where:* {first['where']}. *Metric:* {first['metric']}. *Rule:* {first['threshold']}.", ""]
         extra = ["robustness"] if robust else []
-        marks = np.where(_left_out(c), f" {FAILED_MARK}", "")
+        unsure, left = np.where(_uncertain(c), f" ({UNCERTAIN})", ""), np.where(_left_out(c), f" {FAILED_MARK}", "")
+        marks = np.char.add(unsure, left)
         rows = [
             [
                 *(r[p] for p in params),
                 r["subset"],
-                r["value"],
+                _with_interval(r),
                 f"**{r['verdict']}**{m}",
                 *(r[e] for e in extra),
                 r["details"],
@@ -318,7 +354,8 @@ def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> 
     return [
         "Verdicts per combination (all starts): S supported, P partly, N not supported, – not applicable "
         "(the details below say why: a claim about another model, or an outcome impossible by construction); "
-        "* fragile under the sensitivity family; several letters: several rows (e.g. reference modes).",
+        "* fragile under the sensitivity family; ? uncertain (its 95% interval over seeds straddles a "
+        "threshold); several letters: several rows (e.g. reference modes).",
         "",
         *_table([*named, *ids], rows),
         "",
@@ -327,7 +364,7 @@ def _by_combination(claims: pd.DataFrame, params: list[str], ids: list[str]) -> 
 
 def _letters(rows: pd.DataFrame) -> str:
     fragile = rows["robustness"].astype(str).str.startswith("fragile") if "robustness" in rows else [False] * len(rows)
-    marks = ["*" if f else "" for f in fragile]
+    marks = ["*" * bool(f) + "?" * bool(u) for f, u in zip(fragile, _uncertain(rows), strict=True)]
     return " ".join(_LETTER.get(v, "?") + m for v, m in zip(rows["verdict"], marks, strict=True)) or "–"
 
 
@@ -340,12 +377,20 @@ ROBUST_MARK, FRAGILE_MARK = "robust", "fragile"
 
 def cell_of(rows: pd.DataFrame) -> str:
     """One cell of the verdict matrix: the verdicts of ``rows`` counted ("partly supported (2/3); ..."),
-    then "robust" or "fragile" where the claim applies."""
+    each with how many of them are uncertain ("supported (uncertain)": all of them; "supported (2/3, 1
+    uncertain)", "partly supported (1/3, 1/1 uncertain)"), then "robust" or "fragile" where the claim applies."""
     counts = rows["verdict"].value_counts()
     n = int(counts.sum())
     if not n:
         return NA
-    parts = [k if counts[k] == n else f"{k} ({counts[k]}/{n})" for k in VERDICTS if k in counts]
+    unsure = pd.Series(_uncertain(rows), index=rows.index).groupby(rows["verdict"]).sum()
+    parts = []
+    for k in (k for k in VERDICTS if k in counts):
+        c, u = int(counts[k]), int(unsure.get(k, 0))
+        share = [] if c == n else [f"{c}/{n}"]
+        if u:
+            share.append(UNCERTAIN if u == c else f"{u}/{c} {UNCERTAIN}")
+        parts.append(f"{k} ({', '.join(share)})" if share else k)
     text = "; ".join(parts)
     if "robustness" in rows and set(rows["verdict"]) != {NA}:
         fragile = rows["robustness"].astype(str).str.startswith("fragile").any()
@@ -442,13 +487,21 @@ def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -
     settings are ``ratio_settings``, by default those whose only model is "ratio" in
     ``matrix.attrs["models"]``), those that hold nowhere, those in between, and those that
     apply nowhere; claims in an item are separated by semicolons.  A last line counts the
-    fragile verdicts.  Nothing in it is typed by hand.
+    fragile verdicts and the uncertain ones (a 95% interval over seeds straddling a threshold).
+    Nothing in it is typed by hand.
     """
     settings = [c for c in matrix.columns if c != "statement"]
     if ratio_settings is None:
         models = matrix.attrs.get("models", {})
         ratio_settings = [s for s in settings if models.get(s, []) == ["ratio"]]
     groups, n_fragile = _conclusion_groups(matrix, settings, set(ratio_settings))
+    n_unsure = sum(UNCERTAIN in str(matrix.at[i, s]) for i in matrix.index for s in settings)
+    unsure = (
+        f" {n_unsure} hold a verdict marked {UNCERTAIN} (its 95% bootstrap interval over seeds straddles a "
+        "threshold of the rule)."
+        if n_unsure
+        else ""
+    )
 
     def listing(items: list[str]) -> str:
         return "; ".join(items) if items else "none"
@@ -466,7 +519,7 @@ def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -
             f"- **Not applicable in any setting**: {listing(groups['never'])}.",
             "",
             f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
-            "(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).",
+            f"(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).{unsure}",
         ]
     )
 

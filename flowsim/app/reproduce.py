@@ -48,6 +48,8 @@ ORDER = (
     "network",
     "network_sft",
     "network_pairs",
+    "network_transformer",
+    "network_transformer_pairs",
 )
 
 
@@ -239,6 +241,11 @@ _OUTCOME = frozenset(
         "n_rows",
         "n_failed",
         "failed_left_out",
+        "low",
+        "high",
+        "uncertain",
+        "n_seeds",
+        "intervals",
     }
 )
 

@@ -20,16 +20,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flowsim.analysis import intervals
 from flowsim.analysis.claims import REGISTRY, claims
 from flowsim.analysis.claims import group as group_module
 from flowsim.analysis.claims.group import ratio_objective
 from flowsim.analysis.claims.rules import rule_share
 from flowsim.analysis.evaluation import Study, evaluate
 from flowsim.analysis.studies.thresholds import ClaimThresholds
-from flowsim.analysis.tables import REQUIRED_COLUMNS
+from flowsim.analysis.tables import REQUIRED_COLUMNS, parameter_columns
 from flowsim.analysis.testing import make_flows
 from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim
 from flowsim.dynamics.record import StopRule
+from flowsim.experiment.regions import REGIONS
 
 G = np.linspace(0.05, 0.95, 10)  # a 10 x 10 grid of starts (p1_0, p2_0)
 LOG = np.geomspace(0.01, 0.95, 10)
@@ -402,3 +404,80 @@ def test_c9_reads_the_similarity_axis_each_model_declares():
     feats = _network_similar(1).assign(model="features")
     got = _judge(c9, Case(feats, NA), feats)
     assert (got["verdict"] == NA).all() and got["details"].str.contains("one value of cos_wl").all()
+
+
+# -- uncertain: the mark of a verdict whose interval over seeds straddles its threshold ---------------
+
+#: Claims that cannot be marked uncertain, each with its reason.
+NO_UNCERTAIN: dict[str, str] = {
+    "C1": "an identity of the closed form: the rows' outcomes (what seeds change) do not enter it",
+    "C2": "an identity of the closed form: the rows' outcomes (what seeds change) do not enter it",
+    "C10": "reads the other claims' verdicts, which are not re-judged per resample: no interval",
+}
+
+
+def _seeded_mix(a: pd.DataFrame, b: pd.DataFrame, n_a: int = 4) -> pd.DataFrame:
+    """8 init_seeds, ``n_a`` whose rows are ``a`` and the rest ``b`` (a parameter column before p1_0)."""
+    parts = []
+    for s in range(8):
+        d = (a if s < n_a else b).copy()
+        d.insert(0, "init_seed", s)
+        parts.append(d)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _mixable(cid: str) -> tuple[Case, Case] | None:
+    """Two cases of ``cid`` with different verdicts on the same parameter combinations and no patch."""
+    for hi, lo in ((SUPPORTED, NOT), (SUPPORTED, PARTLY), (PARTLY, NOT)):
+        if hi not in CASES[cid] or lo not in CASES[cid]:
+            continue
+        a, b = CASES[cid][hi](), CASES[cid][lo]()
+        if a.patch or b.patch or a.subset != b.subset or list(a.flows.columns) != list(b.flows.columns):
+            continue
+        params = parameter_columns(a.flows)
+        if params != parameter_columns(b.flows):
+            continue
+        same = a.flows[params].drop_duplicates().reset_index(drop=True).equals(
+            b.flows[params].drop_duplicates().reset_index(drop=True)
+        )
+        if same and a.with_ == b.with_:
+            return a, b
+    # no two cases on the same combinations (C5b, C5c: their cases differ in beta or references): the
+    # supported case beside itself with its regions mirrored, so that the corner it reads holds other starts
+    a = CASES[cid][SUPPORTED]()
+    mirror = {r: REGIONS[len(REGIONS) - 1 - i] for i, r in enumerate(REGIONS)}
+    b = Case(a.flows.assign(region=a.flows["region"].map(mirror)), NOT, a.subset, a.with_)
+    return (a, b) if REGISTRY[cid].regional and not a.patch else None
+
+
+@pytest.mark.parametrize("cid", [c for c in REGISTRY if c not in NO_UNCERTAIN])
+def test_every_claim_on_the_flows_can_be_marked_uncertain(cid, monkeypatch):
+    """Seeds from a case of one verdict and from a case of another (7:1, 4:4 or 1:7): the interval over
+    seeds spans both verdicts, so the verdict is uncertain; eight seeds of the one case: a point, certain."""
+    monkeypatch.setattr(intervals, "N_RESAMPLES", 200)  # the mark, not the interval's precision, is tested
+    pair = _mixable(cid)
+    assert pair is not None, f"{cid}: no two cases to mix (add one, or name it in NO_UNCERTAIN with a reason)"
+    a, b = pair
+    seen = []
+    for n_a in (7, 4, 1):
+        mixed = _judge(REGISTRY[cid], a, _seeded_mix(a.flows, b.flows, n_a))
+        row = mixed[mixed["subset"] == a.subset].iloc[0]
+        assert row["n_seeds"] == 8, row
+        seen.append((row["verdict"], row["intervals"]))
+        if bool(row["uncertain"]):
+            break
+    else:
+        raise AssertionError(f"{cid}: never uncertain: {seen}")
+    same = _judge(REGISTRY[cid], a, _seeded_mix(a.flows, a.flows))
+    row = same[same["subset"] == a.subset].iloc[0]
+    assert row["verdict"] == a.expect and not bool(row["uncertain"]), (cid, row["verdict"], row["intervals"])
+
+
+@pytest.mark.parametrize("cid", list(NO_UNCERTAIN))
+def test_a_claim_that_cannot_be_uncertain_says_why(cid, monkeypatch):
+    monkeypatch.setattr(intervals, "N_RESAMPLES", 200)
+    case = CASES[cid][SUPPORTED]()
+    if case.patch is not None:
+        return
+    got = _judge(REGISTRY[cid], case, _seeded_mix(case.flows, case.flows))
+    assert not got["uncertain"].astype(bool).any(), cid

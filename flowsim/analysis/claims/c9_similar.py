@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from flowsim.analysis.tables import as_bool
+from flowsim.analysis.claims.measures import median_of
 from flowsim.analysis.verdicts import NOT, PARTLY, SUPPORTED, Claim, Metrics, at_least, fmt
 
 #: Per model, the similarity column and which end of it is the more similar: "higher" or "lower".
@@ -42,19 +42,19 @@ def measure(d: AcrossGroup, th: ClaimThresholds) -> tuple[float, dict, str]:
     that at the least similar end, and the share of flows displaced (p_w fell below its start)
     does not rise by at least p1_gap.
     """
-    g, col = d.frame, d.cols[0]
-    ok = g[g["status"] != "failed"]
-    disp = pd.Series(as_bool(ok["displaced"]) if "displaced" in ok else np.zeros(len(ok), bool), index=ok.index)
-    by = ok.groupby(col)
-    med, share = by["p1_final"].median(), disp.groupby(ok[col]).mean()
-    far, near = med.index.min(), med.index.max()  # least and most similar ends
+    col = d.cols[0]
+    axis = d.axis[col]
+    med, share, t_w = {}, {}, {}
+    for k in np.unique(axis[d.ok & pd.notna(axis)]):  # the group's arrays: a bootstrap resample indexes them
+        sel = d.ok & (axis == k)
+        med[k], share[k], t_w[k] = median_of(d.pf[sel, 0]), float(d.displaced[sel].mean()), median_of(d.t_w[sel])
+    far, near = min(med), max(med)  # least and most similar ends
     if MORE_SIMILAR[col] == "lower":
         far, near = near, far
     drop, rise = float(med[far] - med[near]), float(share[near] - share[far])
-    t_w = by["t_w"].median()
     details = "; ".join(
         f"{col} = {k:g}: median p_w final {fmt(med[k])}, displaced {fmt(share[k])}, median t_w {fmt(t_w[k])}"
-        for k in med.index
+        for k in med
     )
     return drop, {"p1_drop": drop, "displaced_rise": rise}, details
 

@@ -79,11 +79,24 @@ class Group:
 
     ``view(cuts, variant)`` is the same group with its regions relabelled by cuts (c, 1 - c)
     on both axes and/or under a named alternative of the sensitivity family; views share
-    the cache of the field, so it is computed once.
+    the cache of the field, so it is computed once.  ``take(rows)`` is the group of some of its
+    rows, repeats allowed (a bootstrap resample, :mod:`flowsim.analysis.intervals`).
     """
 
+    #: The columns the group's arrays are read from (besides those the claims declare).
+    COLUMNS: tuple[str, ...] = (
+        *("model", "loss", "beta", "x1_0", "x2_0", "x1_final", "x2_final", "p1_0", "p2_0", "p1_final"),
+        *("p2_final", "ref_w", "ref_l", "status", "region", "t_stop", "t_w", "t_l", "nfev", "max_mass"),
+        *("displaced", "feasible"),
+    )
+    #: The arrays with one entry per row, which ``take`` indexes.
+    ROW_ARRAYS: tuple[str, ...] = (
+        *("x0", "xf", "p0", "pf", "refs", "status", "region", "t_stop", "t_w", "t_l", "nfev", "max_mass"),
+        *("displaced", "feasible", "ok", "moving"),
+    )
+
     def __init__(self, g: pd.DataFrame, ctx: Context) -> None:
-        self.frame, self.ctx = g, ctx
+        self._frame, self._rows, self.ctx = g, None, ctx
         self.model_kind, self.loss_kind = kinds(g)
         beta = g["beta"].iloc[0] if "beta" in g.columns and len(g) else np.nan
         self.beta = float(beta) if pd.notna(beta) else float("nan")
@@ -104,6 +117,34 @@ class Group:
         self.n_failed = int((~self.ok).sum())
         self.variant: str | None = None  # the sensitivity alternative a view is measured under
         self._cache: dict[str, Any] = {}  # shared with the views
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The group's rows (of a resample: taken from its source's only when first read)."""
+        if self._rows is not None:
+            self._frame, self._rows = self._frame.iloc[self._rows], None
+        return self._frame
+
+    def take(self, rows: np.ndarray) -> Group:
+        """The group of the rows at positions ``rows`` (repeats allowed): its arrays indexed, the field
+        too if it was computed; the frame is indexed only if a measurement reads it."""
+        out = copy.copy(self)
+        for name in self.ROW_ARRAYS:
+            setattr(out, name, getattr(self, name)[rows])
+        out._rows = rows if self._rows is None else self._rows[rows]
+        out.n, out.n_failed = len(rows), int((~out.ok).sum())
+        # what the model declares impossible, and the ratio plane's mesh, are read on the rows taken from
+        out._cache = {k: v for k, v in self._cache.items() if k.startswith(("impossible", "mesh"))}
+        if "field" in self._cache:
+            v, gnorm = self._cache["field"]
+            out._cache["field"] = (v[rows], gnorm[rows])
+        return out
+
+    def narrow(self, columns: list[str]) -> Group:
+        """The same group whose frame keeps only ``columns`` (those it has), so that resamples index less."""
+        out = copy.copy(self)
+        out._frame = self.frame[[c for c in self.frame.columns if c in set(columns)]]
+        return out
 
     @property
     def dpo_ratio(self) -> bool:
@@ -212,7 +253,8 @@ class AcrossGroup(Group):
     Besides the rows (as a :class:`Group`): ``cols``, the compared columns; ``n_values``, how
     many combinations of them the rows hold; ``members``, the groups of those combinations
     (same subset), in the evaluation's order; ``records``, the other claims' verdicts there
-    (a DataFrame with columns claim, verdict and ``_alts``, the verdict under each alternative).
+    (a DataFrame with columns claim, verdict and ``_alts``, the verdict under each alternative);
+    ``axis``, each compared column's values row by row (indexed by ``take`` with the other arrays).
     """
 
     def __init__(
@@ -226,6 +268,12 @@ class AcrossGroup(Group):
     ) -> None:
         super().__init__(g, ctx)
         self.cols, self.n_values, self.members, self.records = cols, n_values, members, records
+        self.axis = {c: g[c].to_numpy() for c in cols}
+
+    def take(self, rows: np.ndarray) -> AcrossGroup:
+        out = super().take(rows)
+        out.axis = {c: v[rows] for c, v in self.axis.items()}
+        return out
 
     def verdicts(self) -> pd.Series:
         """The other claims' verdicts in this group, under the view's alternative (None: the base)."""

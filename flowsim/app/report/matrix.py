@@ -20,6 +20,9 @@ SETTINGS = (
     ("network, 8 pairs", "network", {"n_pairs": 8, "dynamics": "gd"}, None),
     ("network, 8 pairs + Adam", "network", {"n_pairs": 8, "dynamics": "adam"}, None),
     ("network, edit distance swept", "network_pairs", {"dynamics": "gd", "batch_size": 0, "n_prompts": 0}, None),
+    ("transformer, one pair + Adam", "network_transformer", {"n_pairs": 1}, None),
+    ("transformer, 8 pairs + Adam", "network_transformer", {"n_pairs": 8}, None),
+    ("transformer, similarity swept + Adam", "network_transformer_pairs", {}, None),
     ("ratio, loss", "losses", {}, "loss"),
     ("logits, loss", "losses_logits", {}, "loss"),
 )
@@ -53,7 +56,8 @@ def across_settings(root: Path) -> list[str]:
         out += [
             "### The same claims per preference loss (rows), DPO as practised (reference = SFT model)",
             "",
-            "S supported, P partly, N not supported, – not applicable; * fragile under the sensitivity family. "
+            "S supported, P partly, N not supported, – not applicable; * fragile under the sensitivity family; "
+            "? uncertain over seeds. "
             "Statements as in the table above; the losses' own tables further down.",
             "",
             table.to_markdown(),
@@ -79,10 +83,10 @@ _CELL = {"supported": "S", "partly supported": "P", "not supported": "N", "not a
 
 
 def _short_cell(cell: object) -> str:
-    """'supported, robust' -> 'S'; 'not supported, fragile' -> 'N*'."""
+    """'supported, robust' -> 'S'; 'not supported, fragile' -> 'N*'; 'partly supported (uncertain), robust' -> 'P?'."""
     text = str(cell)
     verdict = text.split(",")[0].split(" (")[0]
-    return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "")
+    return _CELL.get(verdict, "?") + ("*" if text.endswith("fragile") else "") + ("?" if "uncertain" in text else "")
 
 
 def loss_by_model(root: Path, names: tuple[str, ...]) -> list[str]:
