@@ -21,6 +21,13 @@ From a trace folder (:mod:`flowsim.integrations.trl`) it writes, into ``OUT`` (d
   the idealised paths and the field, and ``trace.md``, the report; ``trace.json`` records the
   source and the sha256 of flows.csv.
 
+The rows also carry the probe pairs' predictors of displacement
+(:data:`flowsim.model.probes.START_PROBES`, the columns of the network's rows), read from the
+trace folder's ``predictors.csv`` (:func:`predictor_columns`); NaN where the folder has none (a
+trace recorded before they were, or with ``predictors=False``).  ``top_other_0`` and
+``top_other_gain`` are NaN for a trace: a language model's most likely other completion is
+neither enumerable nor well defined (its length is free).
+
 From a plain ``trainer_state.json`` (no callback) it draws the batch-mean path from TRL's
 ``logps/*`` and ``rewards/*`` -- a mean of log-ratios is the log of a geometric mean, and per-pair
 questions need the callback -- into ``batch_mean.md`` and ``figures/batch_mean.png``.
@@ -46,7 +53,9 @@ from flowsim.experiment.regions import REGIONS, feasible, region_labels
 from flowsim.experiment.schema import LEADING, PROVENANCE
 from flowsim.experiment.store import write_atomic
 from flowsim.integrations.folder import LOGPS as LOGPS_NAME
-from flowsim.integrations.folder import TraceError, read_trace
+from flowsim.integrations.folder import TraceError, read_predictors, read_trace
+from flowsim.integrations.losses import TRL_LOSSES, flowsim_loss  # noqa: F401 (re-exported: the trace's loss)
+from flowsim.model.probes import START_PROBES
 
 #: Columns a trace row adds after the flows.csv columns (as a network row's, where they mean the same).
 EXTRA = (
@@ -61,18 +70,6 @@ EXTRA = (
     "grad_norm_0",
     "path",
 )
-#: TRL's loss_type -> flowsim's loss of the same formula in (h_w, h_l) and beta alone (TRL's "sigmoid" is
-#: DPO); TRL's ipo and sigmoid_norm divide by completion lengths, and robust, exo_pair and discopop read
-#: more than beta: no idealised flow for them here.
-TRL_LOSSES = {
-    "sigmoid": "dpo",
-    "hinge": "hinge",
-    "nca_pair": "nca_pair",
-    "bco_pair": "bco_pair",
-    "sppo_hard": "sppo_hard",
-    "apo_zero": "apo_zero",
-    "apo_down": "apo_down",
-}
 #: The idealised models the run is set beside.
 IDEAL_MODELS = ("ratio", "logits")
 #: The grid of the idealised flows' experiment, never swept: their starts are the run's.
@@ -109,29 +106,6 @@ def pair_paths(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return steps, logp, ref[["logp_w", "logp_l"]].to_numpy(float), ref["index"].to_numpy(int)
 
 
-def flowsim_loss(spec: dict[str, Any]):
-    """flowsim's loss of the run's loss type and beta, or None (with why) where flowsim has none."""
-    from flowsim.model.losses import LOSSES
-
-    types = list(spec.get("loss_type", ["sigmoid"]))
-    if len(types) != 1:
-        return None, f"a weighted mix of losses {types}"
-    changed = {
-        k: spec[k]
-        for k, plain in (("f_divergence_type", "reverse_kl"), ("ld_alpha", None), ("use_weighting", False))
-        if spec.get(k, plain) != plain
-    }
-    if changed:
-        return None, f"the run's loss is changed by {changed}"
-    kind = TRL_LOSSES.get(types[0])
-    if kind not in LOSSES:
-        return None, f"TRL's loss_type {types[0]!r} has no flowsim loss of the same formula"
-    try:
-        return LOSSES[kind](beta=float(spec["beta"])), ""
-    except (TypeError, ValueError) as exc:
-        return None, f"{kind} at beta {spec['beta']}: {exc}"
-
-
 def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop: StopRule) -> dict[str, Any]:
     """The result and path columns of each pair's recorded path (the record's own :func:`finish_rows`)."""
     p = np.exp(logp)
@@ -159,8 +133,40 @@ def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop:
     }
 
 
-def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.DataFrame:
-    """One row per probe pair in the flows.csv schema (see the module docstring)."""
+def predictor_columns(
+    spec: dict[str, Any], steps: np.ndarray, logp: np.ndarray, predictors: pd.DataFrame | None, record: dict
+) -> dict[str, np.ndarray]:
+    """The columns of :data:`~flowsim.model.probes.START_PROBES` of the probe pairs (NaN where not recorded).
+
+    ``predictors`` (a trace's predictors.csv, by probe) are used when computed at the trace's first
+    recorded step.  ``dlogpw_first`` is measured: (log pi(y_w) after the first optimiser step - at the
+    start) / that step's lr, where both steps are recorded and the callback noted the lr (an Adam
+    step is normalised, so it is comparable to ``dlogpw_dt0`` only for SGD).
+    """
+    n = logp.shape[0]
+    out = {k: np.full(n, np.nan) for k in START_PROBES}
+    if predictors is not None and int(record.get("step", -1)) == int(steps[0]) and len(predictors) == n:
+        for k in START_PROBES:
+            if k in predictors.columns:
+                out[k] = predictors[k].to_numpy(float)
+    training = spec.get("training", {})
+    lr, start = training.get("first_step_lr"), training.get("first_step_from")
+    if len(steps) > 1 and steps[1] == steps[0] + 1 and lr and start == steps[0]:
+        out["dlogpw_first"] = (logp[:, 1, 0] - logp[:, 0, 0]) / float(lr)
+    return out
+
+
+def trace_rows(
+    spec: dict[str, Any],
+    df: pd.DataFrame,
+    finished: bool,
+    predictors: pd.DataFrame | None = None,
+    record: dict | None = None,
+) -> pd.DataFrame:
+    """One row per probe pair in the flows.csv schema (see the module docstring).
+
+    ``predictors`` and their ``record``: :func:`flowsim.integrations.folder.read_predictors` (None: NaN).
+    """
     steps, logp, log_ref, index = pair_paths(df)
     stop, n = StopRule(), len(index)
     p0, ref = np.exp(logp[:, 0]), np.exp(log_ref)
@@ -214,9 +220,10 @@ def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.Dat
         "grad_norm_0": nan,
         "path": [json.dumps([[int(s), *map(float, logp[i, j])] for j, s in enumerate(steps)]) for i in range(n)],
     }
+    extra |= predictor_columns(spec, steps, logp, predictors, record or {})
     for k, v in extra.items():
         out[k] = v
-    return out[["beta", "ref_w", "ref_l", *LEADING, *PROVENANCE, *EXTRA]]
+    return out[["beta", "ref_w", "ref_l", *LEADING, *PROVENANCE, *EXTRA, *START_PROBES]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,7 +315,7 @@ def trace(run: str | Path, out: str | Path | None = None, beta: float | None = N
     spec, df, finished = read_trace(run)
     _beta_check(beta, float(spec["beta"]), str(run / "meta.json"))
     folder = out_folder(Path(out) if out else run / "flowsim")
-    rows = trace_rows(spec, df, finished)
+    rows = trace_rows(spec, df, finished, *read_predictors(run))
     return write_trace(folder, run, spec, rows)
 
 
