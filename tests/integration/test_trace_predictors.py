@@ -46,6 +46,10 @@ def run(tmp_path_factory):
         lr_scheduler_type="constant",
         max_grad_norm=0.0,
     )
+    torch.manual_seed(1)
+    with torch.no_grad():  # a reference other than the start: h != 0, so each pair has its own a_j, b_j
+        for p in tr.ref_model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
     start = copy.deepcopy(tr.model)
     del start.forward  # TRL's fused-head forward is bound to the trainer's model, not to the copy
     cb = trace(tr, root / "trace", pairs=N)
@@ -160,7 +164,7 @@ def test_rates_equal_a_measured_gradient_step(run):
     np.testing.assert_allclose(trows["ches"], df["ches"], rtol=0)
     worst = float(np.max(np.abs(trows["dlogpw_first"] / trows["dlogpw_dt0"] - 1)))
     print("TRL's step: worst relative difference", worst)
-    assert worst < 0.05, worst  # measured 0.015: second order in lr  # TRL's own step of lr 1e-3 on the probe set: the rate, to first order
+    assert worst < 0.1, worst  # TRL's own step of lr 1e-3 on the probe set (measured 0.026: second order in lr)
     assert trows["top_other_0"].isna().all() and trows["top_other_gain"].isna().all()
 
 
@@ -170,13 +174,18 @@ def test_streamed_gram_equals_stored(run):
     from trl.trainer.utils import add_fused_lm_head
 
     from flowsim.integrations import predictors as pr
+    from flowsim.integrations.folder import read_trace
 
     root, _tr, cb, start = run
     df, record = _predictors(root)
     model = copy.deepcopy(start)
     add_fused_lm_head(model)  # as TRL does (sequence_log_probs is TRL's recipe)
     batches = cb._batches()
-    ab = np.full((N, 2), [BETA / 2, -BETA / 2])  # DPO at h = 0 (the reference is the start)
+    _, logps, _ = read_trace(root / "trace")
+    start_logp = logps[logps["step"] <= 0].sort_values(["step", "probe"])[["logp_w", "logp_l"]].to_numpy()
+    h = start_logp[N:] - start_logp[:N]  # policy at step 0 minus the reference (step -1)
+    a = BETA / (1 + np.exp(BETA * (h[:, 0] - h[:, 1])))  # DPO: a = -b = beta sigma(-beta margin)
+    ab = np.stack([a, -a], -1)
     dim = record["gram"]["parameters"]
     out, how = pr.gradient_columns(model, batches, cb.sequence_log_probs, ab, memory=3 * 8 * dim)
     assert how["mode"] == "streamed" and how["block"] == 3 and how["gradients"] == 16 + 13 + 10 + 7 + 4 + 1
