@@ -315,8 +315,9 @@ def trace(run: str | Path, out: str | Path | None = None, beta: float | None = N
     spec, df, finished = read_trace(run)
     _beta_check(beta, float(spec["beta"]), str(run / "meta.json"))
     folder = out_folder(Path(out) if out else run / "flowsim")
-    rows = trace_rows(spec, df, finished, *read_predictors(run))
-    return write_trace(folder, run, spec, rows)
+    predictors, record = read_predictors(run)
+    rows = trace_rows(spec, df, finished, predictors, record)
+    return write_trace(folder, run, spec, rows, record)
 
 
 def _is_trace(folder: Path) -> bool:
@@ -334,8 +335,13 @@ def traced(path: str | Path) -> Path | None:
     return None
 
 
-def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFrame) -> list[Path]:
-    """Compute the analysis and the idealised flows, then write every output of a trace folder."""
+def write_trace(
+    folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFrame, predictors: dict | None = None
+) -> list[Path]:
+    """Compute the analysis and the idealised flows, then write every output of a trace folder.
+
+    ``predictors``: the record of the trace's predictors (:func:`~flowsim.integrations.folder.read_predictors`).
+    """
     from flowsim.analysis.studies.dpo_field import evaluate_claims
     from flowsim.analysis.tables import region_table
     from flowsim.analysis.verdicts import claims_markdown
@@ -358,6 +364,7 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
         "rows": len(rows),
         "flows_bytes": len(data),
         "flows_sha256": hashlib.sha256(data).hexdigest(),
+        "predictors": predictors or None,
     }
     write_atomic(folder / "trace.json", json.dumps(record, indent=1, default=str) + "\n")
     region_table(rows).to_csv(folder / "regions.csv", index=False)
@@ -371,12 +378,33 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
         )
         written.append(folder / "predicted.csv")
     figs = trace_figures(rows, paths, float(spec["beta"]), folder / "figures")
-    report = _report(run, spec, rows, table, claims, why, figs, folder)
+    report = _report(run, spec, rows, table, claims, why, figs, folder, predictors or {})
     write_atomic(folder / "trace.md", report)
     return [*written, *figs, folder / "trace.md"]
 
 
-def _report(run, spec, rows, table, claims, why, figs, folder) -> str:
+def _predictor_lines(record: dict, rows: pd.DataFrame) -> list[str]:
+    """The report's paragraph on the predictors of displacement (docs/explanation/predictors.md)."""
+    if not record:
+        return ["The trace folder has no predictors.csv (recorded before they were, or with predictors=False): "
+                "the predictor columns of flows.csv are NaN.", ""]
+    gram = record.get("gram") or {}
+    notes = [record[k] for k in ("hidden_note", "rates_note", "gradient_note") if record.get(k)]
+    used = rows["ches"].notna().any()
+    return [
+        f"Computed by the callback at step {record.get('step')} (predictors.csv), "
+        + ("and in flows.csv's columns" if used else "but not used: the rows start at another step")
+        + f": CHES on hidden_states[-1] and before the final norm ({record.get('final_norm') or 'none found'}); "
+        f"the gradient terms over {gram.get('parameters', '?')} trainable parameters "
+        f"(Gram matrix {gram.get('mode', '-')}, {gram.get('gradients', '?')} gradients); "
+        "the rates per unit lr of one full-batch gradient step on the probe set under"
+        f" {record.get('loss') or 'no flowsim loss'}."
+        + (f" Notes: {'; '.join(notes)}." if notes else ""),
+        "",
+    ]
+
+
+def _report(run, spec, rows, table, claims, why, figs, folder, predictors) -> str:
     from flowsim.analysis.verdicts import NA
 
     n, steps = len(rows), int(rows["steps"].iloc[0])
@@ -418,6 +446,9 @@ def _report(run, spec, rows, table, claims, why, figs, folder) -> str:
         "",
         "Every claim, with why the others do not apply: `claims.md`.",
         "",
+        "## Predictors of displacement",
+        "",
+        *_predictor_lines(predictors, rows),
         "## Figures",
         "",
         *[f"- `{p.relative_to(folder)}`" for p in figs],
