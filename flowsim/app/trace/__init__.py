@@ -364,7 +364,6 @@ def write_trace(
         "rows": len(rows),
         "flows_bytes": len(data),
         "flows_sha256": hashlib.sha256(data).hexdigest(),
-        "predictors": predictors or None,
     }
     write_atomic(folder / "trace.json", json.dumps(record, indent=1, default=str) + "\n")
     region_table(rows).to_csv(folder / "regions.csv", index=False)
