@@ -135,9 +135,11 @@ def trainer(
 def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2) -> dict[str, float]:
     """The callback's cost per recorded step for ``pairs`` probe pairs, on the tiny model (one thread).
 
-    Trains the same ``steps``-step run without and with the callback (recording every step), best
-    of ``repeats`` each, and returns seconds per step of both, their difference per step, and the
-    median seconds per recording spent scoring the pairs and writing the chunk (from the callback).
+    Trains the same ``steps``-step run without and with the callback (recording every step, the
+    predictors off), best of ``repeats`` each, and returns seconds per step of both, their difference
+    per step, and the median seconds per recording spent scoring the pairs and writing the chunk
+    (from the callback); and ``predictors_s``, the seconds the predictors take once at the start
+    (a one-step run with them on).
     """
     import time
 
@@ -148,13 +150,17 @@ def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2
     for r in range(repeats):
         for kind in best:
             tr = trainer(Path(out) / f"{kind}-{r}", n_pairs=pairs, steps=steps)
-            cb = trace(tr, Path(out) / f"trace-{r}", pairs=pairs) if kind == "traced" else None
+            cb = trace(tr, Path(out) / f"trace-{r}", pairs=pairs, predictors=False) if kind == "traced" else None
             t = time.perf_counter()
             tr.train()
             best[kind] = min(best[kind], (time.perf_counter() - t) / steps)
             if cb is not None:
                 score, write = (float(v) for v in torch.tensor(cb.timings).median(dim=0).values)
+    tr = trainer(Path(out) / "predictors", n_pairs=pairs, steps=1)
+    cb = trace(tr, Path(out) / "trace-predictors", pairs=pairs)
+    tr.train()
     return {
+        "predictors_s": cb.predictor_info["seconds"],
         "plain_s_per_step": best["plain"],
         "traced_s_per_step": best["traced"],
         "overhead_s_per_step": best["traced"] - best["plain"],

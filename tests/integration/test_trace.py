@@ -405,5 +405,6 @@ def test_the_overhead_measurement(trl_run, tmp_path):
 
     r = tiny.overhead(tmp_path, steps=3, pairs=64, repeats=1)
     assert r["pairs"] == 64 and r["plain_s_per_step"] > 0 and r["score_s"] > 0 and r["write_s"] > 0
+    assert r["predictors_s"] > 0 and not (tmp_path / "trace-0" / "predictors.csv").exists()
     _, df, _ = read_trace(tmp_path / "trace-0")
     assert df.groupby("step").size().tolist() == [64] * 5  # the reference and steps 0..3, 64 pairs each
