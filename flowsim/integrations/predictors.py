@@ -51,7 +51,7 @@ TRACE_PREDICTORS = (
     "ent_own",
     "ent_cross",
     "dlogpw_dt0",
-    "edit_distance",
+    "pair_edit_distance",
     "token_overlap",
 )
 #: Attribute names of a decoder's final norm in ``transformers`` models (Llama/Mistral/Qwen ``norm``,
@@ -164,10 +164,10 @@ def completion_ids(batches: list[dict]) -> list[tuple[list[int], list[int]]]:
 
 
 def text_columns(batches: list[dict]) -> dict[str, np.ndarray]:
-    """``edit_distance`` and ``token_overlap`` of every pair's completions (floats, (n,))."""
+    """``pair_edit_distance`` and ``token_overlap`` of every pair's completions (floats, (n,))."""
     pairs = completion_ids(batches)
     return {
-        "edit_distance": np.array([float(edit_distance(u, v)) for u, v in pairs]),
+        "pair_edit_distance": np.array([float(edit_distance(u, v)) for u, v in pairs]),
         "token_overlap": np.array([token_overlap(u, v) for u, v in pairs]),
     }
 

@@ -98,7 +98,7 @@ def test_trace_rows_report_and_figures(tmp_path, capsys):
     report = (out / "trace.md").read_text()
     assert "predicted: ratio" in report and "predicted: logits" in report
     # a folder without predictors.csv (as every trace before them): the predictor columns are there, NaN
-    assert rows[["ches", "gw_gl", "ent_own", "edit_distance", "top_other_0", "top_other_gain"]].isna().all().all()
+    assert rows[["ches", "gw_gl", "ent_own", "pair_edit_distance", "top_other_0", "top_other_gain"]].isna().all().all()
     assert "no predictors.csv" in report
 
 
@@ -348,7 +348,7 @@ def test_trace_of_the_trl_run(trl_run, capsys):
     assert len(rows) == PAIRS and (rows["t_stop"] == STEPS).all() and (rows["reference"] == "initial").all()
     assert (rows["engine"] == "trl").all() and rows["message"].isna().all()
     cols = ["ches", "ches_ln", "ches_pre", "ches_ln_pre", "hidden_ip", "gw_sq", "gw_gl", "ent_own", "ent_cross"]
-    assert rows[[*cols, "dlogpw_dt0", "edit_distance", "token_overlap"]].notna().all().all()
+    assert rows[[*cols, "dlogpw_dt0", "pair_edit_distance", "token_overlap"]].notna().all().all()
     assert rows["dlogpw_first"].notna().all()  # AdamW's first step: measured, not comparable to dlogpw_dt0
     for name in ("trace.md", "claims.md", "predicted.csv", "figures/paths_x.png", "figures/starts.png"):
         assert (out / name).stat().st_size > 0

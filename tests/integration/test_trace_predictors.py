@@ -116,7 +116,7 @@ def test_ches_hidden_ip_and_text_columns_by_their_definitions(run):
             row["ches" + suffix] = sp @ sm - sp @ sp
             row["ches_ln" + suffix] = sp @ sm / (lw * ll) - sp @ sp / lw**2
         row["hidden_ip"] = hw[-1] @ hl[-1]  # the final token's states (EOS)
-        row["edit_distance"] = edit_distance(r["chosen_ids"], r["rejected_ids"])
+        row["pair_edit_distance"] = edit_distance(r["chosen_ids"], r["rejected_ids"])
         row["token_overlap"] = token_overlap(r["chosen_ids"], r["rejected_ids"])
         want.append(row)
     want = pd.DataFrame(want)

@@ -116,7 +116,7 @@ def test_ches_of_a_padded_batch_equals_its_definition(side):
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, err_msg=k)
     text = pr.text_columns(batches)
-    assert text["edit_distance"].tolist() == [3.0, 4.0, 1.0] and text["token_overlap"].tolist() == [0, 0, 0.5]
+    assert text["pair_edit_distance"].tolist() == [3.0, 4.0, 1.0] and text["token_overlap"].tolist() == [0, 0, 0.5]
 
 
 def test_without_a_final_norm_the_pre_columns_are_nan_with_the_reason():
