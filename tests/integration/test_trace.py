@@ -350,6 +350,9 @@ def test_trace_of_the_trl_run(trl_run, capsys):
     cols = ["ches", "ches_ln", "ches_pre", "ches_ln_pre", "hidden_ip", "gw_sq", "gw_gl", "ent_own", "ent_cross"]
     assert rows[[*cols, "dlogpw_dt0", "pair_edit_distance", "token_overlap"]].notna().all().all()
     assert rows["dlogpw_first"].notna().all()  # AdamW's first step: measured, not comparable to dlogpw_dt0
+    claims = pd.read_csv(out / "claims.csv")
+    ours = claims[(claims["study"] == "displacement") & (claims["subset"] == "all")].set_index("claim")
+    assert ours.loc["D1", "verdict"] != "not applicable" and "pair_edit_distance" in ours.loc["D3", "details"]
     for name in ("trace.md", "claims.md", "predicted.csv", "figures/paths_x.png", "figures/starts.png"):
         assert (out / name).stat().st_size > 0
     _bad(["trace", str(root / "trace"), "--beta", "0.2", "--out", str(root / "o")], capsys, "disagrees")

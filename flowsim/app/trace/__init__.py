@@ -12,7 +12,9 @@ From a trace folder (:mod:`flowsim.integrations.trl`) it writes, into ``OUT`` (d
   the log-probs, the observed rate over the first recorded interval (``dp1_dt_0``, ``dp2_dt_0``,
   per step: the field the claims read) and the path as JSON ``[[step, log p_w, log p_l], ...]``;
 * ``regions.csv``, ``claims.csv``, ``claims.md`` -- the region tables and the claims that read
-  rows, judged as for a sweep;
+  rows, judged as for a sweep (:func:`flowsim.analysis.studies.evaluate_studies`: the seed
+  paper's, and each other study whose columns the rows have, such as the displacement study's
+  on the predictors);
 * ``predicted.csv`` and the predicted-vs-observed table -- the idealised flows of the same loss
   and beta from the same starts and references, on the ratio plane and on the softmax logits,
   computed by flowsim's sweep (:func:`flowsim.experiment.sweep.run_chunk`), stopped at the
@@ -342,9 +344,8 @@ def write_trace(
 
     ``predictors``: the record of the trace's predictors (:func:`~flowsim.integrations.folder.read_predictors`).
     """
-    from flowsim.analysis.studies.dpo_field import evaluate_claims
+    from flowsim.analysis.studies import evaluate_studies
     from flowsim.analysis.tables import region_table
-    from flowsim.analysis.verdicts import claims_markdown
     from flowsim.app.trace.figures import trace_figures
 
     loss, why = flowsim_loss(spec)
@@ -352,7 +353,7 @@ def write_trace(
     if loss is not None:
         for m in IDEAL_MODELS:
             ideal[m], paths[m] = ideal_rows(rows, spec, m)
-    claims = evaluate_claims(rows, StopRule())
+    claims = evaluate_studies(rows, StopRule())  # the paper's, and each study whose columns a trace has
     table = predicted_table(rows, ideal)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "flows.csv"]
@@ -368,8 +369,7 @@ def write_trace(
     write_atomic(folder / "trace.json", json.dumps(record, indent=1, default=str) + "\n")
     region_table(rows).to_csv(folder / "regions.csv", index=False)
     claims.to_csv(folder / "claims.csv", index=False)
-    title = f"The paper's claims, measured on the trace of {run.name}"
-    write_atomic(folder / "claims.md", claims_markdown(claims, title=title))
+    write_atomic(folder / "claims.md", _claims_markdown(claims, run.name))
     written += [folder / n for n in ("trace.json", "regions.csv", "claims.csv", "claims.md")]
     if ideal:
         pd.concat([d.assign(ideal_model=m) for m, d in ideal.items()], ignore_index=True).to_csv(
@@ -380,6 +380,27 @@ def write_trace(
     report = _report(run, spec, rows, table, claims, why, figs, folder, predictors or {})
     write_atomic(folder / "trace.md", report)
     return [*written, *figs, folder / "trace.md"]
+
+
+#: The columns of a claims table that claims.md needs even where every row's is empty (nothing applied).
+MARKDOWN_COLUMNS = ("claim", "reference", "subset", "title", "paper", "where", "metric", "value", "details",
+                    "threshold", "verdict")
+
+
+def _claims_markdown(claims: pd.DataFrame, name: str) -> str:
+    """claims.md: the seed paper's claims, then each other study that applied (as ``flowsim analyze``)."""
+    from flowsim.analysis.studies import PRIMARY
+    from flowsim.analysis.verdicts import claims_markdown
+
+    parts = []
+    for study, rows in claims.groupby("study", sort=False):
+        rows = rows.drop(columns="study")
+        if study != PRIMARY:  # the parameters it pools over are NaN in its rows (value, threshold may be, too)
+            empty = [c for c in rows.columns if rows[c].isna().all() and c not in MARKDOWN_COLUMNS]
+            rows = rows.drop(columns=empty)
+        what = "The paper's claims" if study == PRIMARY else f"The claims of the study `{study}`"
+        parts.append(claims_markdown(rows, title=f"{what}, measured on the trace of {name}"))
+    return "\n\n".join(parts)
 
 
 def _predictor_lines(record: dict, rows: pd.DataFrame) -> list[str]:
@@ -439,7 +460,7 @@ def _report(run, spec, rows, table, claims, why, figs, folder, predictors) -> st
     lines += [table.to_markdown(floatfmt=".4g"), "", "## Claims that read rows", ""]
     judged = claims[(claims["subset"] == "all") & (claims["verdict"] != NA)]
     lines += [
-        judged[["claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
+        judged[["study", "claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
         if len(judged)
         else "none applies",
         "",
