@@ -9,8 +9,12 @@ every file atomic, every chunk checksummed)::
     OUT/.partial/chunk_000000.csv      the reference's log-probs of the probe pairs (step -1)
     OUT/.partial/chunk_{s+1:06d}.csv   the policy's log-probs after s optimiser steps
     OUT/.partial/chunk_*.json          each chunk's rows, bytes and sha256, written after it
+    OUT/.partial/predictors.csv        the probe pairs' predictors of displacement at the start
+    OUT/.partial/predictors.json       its record: rows, bytes, sha256, the step, how it was computed
     OUT/logps.csv                      at the end of training: the chunks joined in step order
+    OUT/predictors.csv                 at the end: .partial/predictors.csv (if it was written)
     OUT/meta.json                      at the end: the spec, versions, and rows/bytes/sha256 of logps.csv
+                                       (and of predictors.csv, with its record, under "predictors")
 
 A step's chunk has one name, so writing a step again (a training resumed from a checkpoint
 repeats the steps after it) replaces it by rename and never duplicates it; a resumed training
@@ -19,7 +23,8 @@ is ``step, what, probe, index, logp_w, logp_l``: ``what`` is "reference" or "pol
 ``probe`` the pair's position in the probe set, ``index`` its row in the training set.
 :func:`read_trace` reads a finished folder (checked against meta.json) or a crashed one
 (its chunks checked against their records), and raises :class:`TraceError` -- one line --
-for anything else.
+for anything else.  :func:`read_predictors` reads the predictors (None for a folder written
+before they were recorded, or by a callback told not to compute them).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ FORMAT = "flowsim-trace/1"
 #: The columns of every chunk and of logps.csv.
 COLUMNS = ("step", "what", "probe", "index", "logp_w", "logp_l")
 LOGPS = "logps.csv"
+#: The per-pair predictors of displacement (:mod:`flowsim.integrations.predictors`), and their record.
+PREDICTORS = "predictors.csv"
+PREDICTORS_RECORD = "predictors.json"
 #: The step recorded for the reference.
 REFERENCE_STEP = -1
 
@@ -144,6 +152,25 @@ class TraceWriter:
         data = encode(step, what, np.asarray(index), np.asarray(logp, dtype=float))
         self.folder.write_chunk(chunk_index(step), data, len(index), {what: len(index)})
 
+    def write_predictors(self, data: bytes, rows: int, info: dict[str, Any]) -> None:
+        """Write the predictors' CSV bytes, then their record (rows, bytes, sha256 and ``info``), atomically."""
+        record = {"rows": int(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **info}
+        write_atomic(self.folder.partial / PREDICTORS, data)
+        write_atomic(self.folder.partial / PREDICTORS_RECORD, json.dumps(record, default=str) + "\n")
+
+    def recorded_predictors(self) -> dict[str, Any] | None:
+        """The record of predictors written here that match it, or None (a damaged pair is removed)."""
+        path = self.folder.partial / PREDICTORS
+        if not path.exists():
+            return None
+        record, problem = _check_chunk(path, self.folder.partial / PREDICTORS_RECORD)
+        if problem:
+            warnings.warn(f"{path} is damaged ({problem}); computing it again", TraceDamaged, stacklevel=3)
+            path.unlink()
+            (self.folder.partial / PREDICTORS_RECORD).unlink(missing_ok=True)
+            return None
+        return record
+
     def recorded_reference(self) -> np.ndarray | None:
         """The reference's log-probs (n, 2) recorded in the folder, or None."""
         path = self.folder.chunk_path(chunk_index(REFERENCE_STEP))
@@ -167,6 +194,10 @@ class TraceWriter:
             os.fsync(fh.fileno())
             size = fh.tell()
         os.replace(tmp, self.out / LOGPS)
+        predictors = self.recorded_predictors()
+        if predictors is not None:
+            write_atomic(self.out / PREDICTORS, (self.folder.partial / PREDICTORS).read_bytes())
+            extra = {**extra, "predictors": predictors}
         steps = sorted(k - 1 for k in records if k > 0)
         meta = {
             "format": FORMAT,
@@ -224,6 +255,34 @@ def read_trace(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, bool]:
     else:
         raise _not_a_trace(folder, "no meta.json and no .partial/experiment.json")
     return _checked_spec(folder, spec), _checked_rows(folder, df, spec), finished
+
+
+def read_predictors(folder: str | Path) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """(the predictors, their record) of a trace folder read by :func:`read_trace`; (None, {}) if it has none.
+
+    Checked against meta.json (finished) or their record (interrupted); TraceError (one line) if damaged.
+    """
+    folder = Path(folder)
+    if (folder / "meta.json").exists():
+        path, record = folder / PREDICTORS, json.loads((folder / "meta.json").read_text()).get("predictors")
+        if record is None and not path.exists():
+            return None, {}
+        if not isinstance(record, dict) or not path.is_file():
+            raise TraceError(f"{path}: the predictors and meta.json's record of them disagree: the trace is damaged")
+        sha, size, _ = _sha256(path)
+        if size != record.get("bytes") or sha != record.get("sha256"):
+            raise TraceError(f"{path} does not match its record in meta.json: the trace is damaged (cut or edited)")
+    else:
+        path = folder / ".partial" / PREDICTORS
+        if not path.exists():
+            return None, {}
+        record, problem = _check_chunk(path, path.with_name(PREDICTORS_RECORD))
+        if problem:
+            raise TraceError(f"{path} is damaged ({problem}); remove it (its columns are then NaN)")
+    df = _read_csv(path)
+    if "probe" not in df.columns:
+        raise TraceError(f"{path} has no probe column: not a trace's predictors")
+    return df.sort_values("probe").reset_index(drop=True), record
 
 
 def _checked_spec(folder: Path, spec: Any) -> dict[str, Any]:

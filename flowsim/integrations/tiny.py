@@ -40,11 +40,22 @@ def tokenizer(vocab: int = 29) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
 
 
-def pairs(n_pairs: int = 16, vocab: int = 29, prompt_len: int = 3, completion_len: int = 2, seed: int = 1) -> Dataset:
-    """``n_pairs`` random (prompt, chosen, rejected) texts of the tokenizer's words."""
+def pairs(
+    n_pairs: int = 16,
+    vocab: int = 29,
+    prompt_len: int = 3,
+    completion_len: int | tuple[int, int] = 2,
+    seed: int = 1,
+) -> Dataset:
+    """``n_pairs`` random (prompt, chosen, rejected) texts of the tokenizer's words.
+
+    ``completion_len`` (lo, hi): each completion's length drawn in lo..hi (TRL then pads the batches).
+    """
     g = torch.Generator().manual_seed(seed)
 
-    def text(n: int) -> str:
+    def text(n) -> str:
+        if isinstance(n, tuple):
+            n = int(torch.randint(n[0], n[1] + 1, (1,), generator=g))
         return " ".join(f"w{int(i)}" for i in torch.randint(0, vocab, (n,), generator=g))
 
     rows = [(text(prompt_len), " " + text(completion_len), " " + text(completion_len)) for _ in range(n_pairs)]
@@ -80,6 +91,8 @@ def trainer(
     n_layer: int = 2,
     n_embd: int = 32,
     threads: int | None = 1,
+    dtype: torch.dtype | None = None,
+    completion_len: int | tuple[int, int] = 2,
     **config: Any,
 ) -> DPOTrainer:
     """A DPOTrainer of the tiny model on ``n_pairs`` pairs for ``steps`` steps, writing under ``out``.
@@ -87,13 +100,16 @@ def trainer(
     The reference is a deep copy of the model made before the trainer is built.  ``threads`` sets
     torch's (process-wide) thread count: at this size threads only cost (20 steps: 2.0 s on one
     thread, 8.9 s on two, measured on the shared 2-core machine under load); None leaves it.
+    ``dtype`` casts the model (and its reference), e.g. float64 for exact comparisons;
+    ``completion_len`` is :func:`pairs`'s.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     policy = model(n_layer=n_layer, n_embd=n_embd)
+    if dtype is not None:
+        policy = policy.to(dtype)
     ref = copy.deepcopy(policy)
-    kw = {"save_strategy": "no", **config}
-    args = DPOConfig(
+    defaults = dict(
         output_dir=str(out),
         per_device_train_batch_size=batch_size,
         max_steps=steps,
@@ -109,19 +125,21 @@ def trainer(
         seed=0,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        **kw,
+        save_strategy="no",
     )
-    return DPOTrainer(
-        model=policy, ref_model=ref, args=args, train_dataset=pairs(n_pairs), processing_class=tokenizer()
-    )
+    args = DPOConfig(**(defaults | config))  # ``config`` overrides any default
+    data = pairs(n_pairs, completion_len=completion_len)
+    return DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer())
 
 
 def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2) -> dict[str, float]:
     """The callback's cost per recorded step for ``pairs`` probe pairs, on the tiny model (one thread).
 
-    Trains the same ``steps``-step run without and with the callback (recording every step), best
-    of ``repeats`` each, and returns seconds per step of both, their difference per step, and the
-    median seconds per recording spent scoring the pairs and writing the chunk (from the callback).
+    Trains the same ``steps``-step run without and with the callback (recording every step, the
+    predictors off), best of ``repeats`` each, and returns seconds per step of both, their difference
+    per step, and the median seconds per recording spent scoring the pairs and writing the chunk
+    (from the callback); and ``predictors_s``, the seconds the predictors take once at the start
+    (a one-step run with them on).
     """
     import time
 
@@ -132,13 +150,17 @@ def overhead(out: str | Path, steps: int = 20, pairs: int = 64, repeats: int = 2
     for r in range(repeats):
         for kind in best:
             tr = trainer(Path(out) / f"{kind}-{r}", n_pairs=pairs, steps=steps)
-            cb = trace(tr, Path(out) / f"trace-{r}", pairs=pairs) if kind == "traced" else None
+            cb = trace(tr, Path(out) / f"trace-{r}", pairs=pairs, predictors=False) if kind == "traced" else None
             t = time.perf_counter()
             tr.train()
             best[kind] = min(best[kind], (time.perf_counter() - t) / steps)
             if cb is not None:
                 score, write = (float(v) for v in torch.tensor(cb.timings).median(dim=0).values)
+    tr = trainer(Path(out) / "predictors", n_pairs=pairs, steps=1)
+    cb = trace(tr, Path(out) / "trace-predictors", pairs=pairs)
+    tr.train()
     return {
+        "predictors_s": cb.predictor_info["seconds"],
         "plain_s_per_step": best["plain"],
         "traced_s_per_step": best["traced"],
         "overhead_s_per_step": best["traced"] - best["plain"],

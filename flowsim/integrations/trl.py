@@ -13,6 +13,13 @@ Steps: the record at step s is the policy after s optimiser steps (s = 0: the st
 ``log_history`` entry at step t is computed in step t's forward pass, from the parameters after
 step t - 1: it is the mean of the record at s = t - 1 over step t's batch.
 
+Predictors: at the start of the traced training (the first recorded step, before the first
+optimiser step), the callback also computes each probe pair's predictors of displacement
+(:mod:`flowsim.integrations.predictors`: CHES from the model's hidden states, the gradient
+entanglement and first-order rates from per-sequence gradients over the trainable parameters,
+edit distance and token overlap of TRL's completion ids) and writes them to ``predictors.csv``;
+``predictors=False`` skips them, ``memory`` bounds the bytes of gradients held at once.
+
 Usage (two lines in a training script)::
 
     from flowsim.integrations.trl import trace
@@ -27,6 +34,7 @@ process records (``state.is_world_process_zero``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import weakref
@@ -34,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from flowsim._validation import check_int
 from flowsim.integrations.folder import FORMAT, REFERENCE_STEP, TraceError, TraceWriter
+from flowsim.integrations.losses import flowsim_loss
 
 #: The one line shown when the optional extra is missing.
 INSTALL_HINT = 'flowsim.integrations.trl needs TRL and transformers: pip install -e ".[trl]"'
@@ -46,9 +56,12 @@ try:
     import torch
     import trl
     from transformers import TrainerCallback
+
+    from flowsim.integrations import predictors as pr  # torch
 except ModuleNotFoundError:
     raise ModuleNotFoundError(INSTALL_HINT) from None
 
+LOG = logging.getLogger(__name__)
 #: log_history keys kept in meta.json (the batch means the per-pair records can be checked against).
 HISTORY_KEYS = (
     "logps/chosen",
@@ -71,11 +84,20 @@ def probe_indices(n_rows: int, pairs: int, seed: int) -> np.ndarray:
 class FlowsimTraceCallback(TrainerCallback):
     """The callback :func:`trace` adds (see the module docstring).
 
-    ``timings`` holds, per recording, the seconds spent scoring the probe pairs and writing the chunk.
+    ``timings`` holds, per recording, the seconds spent scoring the probe pairs and writing the chunk;
+    ``predictor_info`` how the predictors were computed (None until they are).
     """
 
     def __init__(
-        self, trainer, out: str | Path, pairs: int = 64, every: int = 1, seed: int = 0, batch_size: int = 64
+        self,
+        trainer,
+        out: str | Path,
+        pairs: int = 64,
+        every: int = 1,
+        seed: int = 0,
+        batch_size: int = 64,
+        predictors: bool = True,
+        memory: int = pr.MEMORY,
     ) -> None:
         self.trainer, self.out = trainer, Path(out)
         self.pairs, self.every = check_int("pairs", pairs, 1), check_int("every", every, 1)
@@ -85,6 +107,9 @@ class FlowsimTraceCallback(TrainerCallback):
         self.last_step: int | None = None
         self.timings: list[tuple[float, float]] = []
         self._probe: list[dict[str, Any]] | None = None
+        self.predictors, self.memory = bool(predictors), check_int("memory", memory, 1)
+        self.predictor_info: dict[str, Any] | None = None
+        self.first_lr: float | None = None
 
     # -- what is recorded --------------------------------------------------------------
 
@@ -126,16 +151,87 @@ class FlowsimTraceCallback(TrainerCallback):
             out.append(torch.stack([w, r], -1).detach().double().cpu().numpy())
         return np.concatenate(out)
 
-    def record(self, step: int) -> None:
-        """Record the policy at ``step`` (once per step: a second call at the same step does nothing)."""
+    def record(self, step: int) -> np.ndarray | None:
+        """Record the policy at ``step`` and return its log-probs (a second call at the same step does nothing)."""
         if self.writer is None or step == self.last_step:
-            return
+            return None
         t = time.perf_counter()
         logp = self.log_probs("policy")
         scored = time.perf_counter()
         self.writer.write(step, "policy", self.index, logp)
         self.timings.append((scored - t, time.perf_counter() - scored))
         self.last_step = step
+        return logp
+
+    # -- the predictors of displacement -----------------------------------------------------
+
+    @staticmethod
+    def sequence_log_probs(model, batch: dict[str, Any]) -> torch.Tensor:
+        """log pi(y|x) of a collated batch's rows, with gradients: TRL's own masked sum (its loss's recipe)."""
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        per_token = model(**pr.model_inputs(batch), labels=labels, fused_lm_head=True).log_probs
+        return per_token[:, -(batch["completion_mask"].shape[1] - 1) :].sum(dim=1)
+
+    def compute_predictors(self, logp: np.ndarray, ref: np.ndarray) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Every predictor of :data:`~flowsim.integrations.predictors.TRACE_PREDICTORS` of the probe pairs.
+
+        ``logp``, ``ref`` (n, 2): the policy's and the reference's log-probs as recorded at this step (the
+        rates' a_j, b_j are the trainer's loss's gradient there, from flowsim's loss of the same formula).
+        """
+        tr, batches = self.trainer, self._batches()
+        model = tr.model
+        t = time.perf_counter()
+        norm, where = pr.final_norm(model)
+        was = model.training
+        model.eval()
+        try:
+            hidden, note = pr.hidden_columns(model, batches, norm, "" if norm is not None else where)
+        finally:
+            model.train(was)
+        info: dict[str, Any] = {"final_norm": where if norm is not None else None, "hidden_note": note}
+        loss, why = flowsim_loss(self.spec())
+        n = len(logp)
+        ab = np.full((n, 2), np.nan) if loss is None else -np.asarray(loss.grad(logp - ref, ref), dtype=float)
+        info["loss"] = loss.kind if loss is not None else None
+        info["rates_note"] = why
+        info["hidden_seconds"] = time.perf_counter() - t
+        check = self._scores_agree(model, batches, logp)
+        if check:
+            grads = {k: np.full(n, np.nan) for k in ("gw_sq", "gw_gl", "ent_own", "ent_cross", "dlogpw_dt0")}
+            info["gradient_note"] = check
+        else:
+            grads, how = pr.gradient_columns(model, batches, self.sequence_log_probs, ab, self.memory)
+            info["gram"] = how
+        cols = hidden | grads | pr.text_columns(batches)
+        for k, v in info.items():
+            if k.endswith("_note") and v:
+                LOG.warning("flowsim trace predictors: %s: %s", k.replace("_", " "), v)
+        df = pd.DataFrame({"probe": np.arange(n), "index": self.index, **{k: cols[k] for k in pr.TRACE_PREDICTORS}})
+        return df, info | {"seconds": time.perf_counter() - t}
+
+    def _scores_agree(self, model, batches, logp: np.ndarray) -> str:
+        """'' if :meth:`sequence_log_probs` gives the recorded log-probs (the gradients are of those), else why not."""
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                mine = np.concatenate(
+                    [self.sequence_log_probs(model, b).double().cpu().numpy().reshape(2, -1).T for b in batches]
+                )
+        finally:
+            model.train(was)
+        if np.allclose(mine, logp, rtol=1e-5, atol=1e-5):
+            return ""
+        return "the log-probs with gradients differ from TRL's (ld_alpha? a custom model call?): no gradient terms"
+
+    def write_predictors(self, step: int, logp: np.ndarray, ref: np.ndarray) -> None:
+        """Compute and write the predictors at ``step`` (unless the folder holds them: a resumed training)."""
+        if not self.predictors or self.writer is None or self.writer.recorded_predictors() is not None:
+            return
+        df, info = self.compute_predictors(logp, ref)
+        self.predictor_info = info
+        data = df.to_csv(index=False, float_format="%.17g").encode()
+        self.writer.write_predictors(data, len(df), {"step": int(step), **info})
 
     def spec(self) -> dict[str, Any]:
         """What identifies the trace: a resumed training must give the same."""
@@ -192,7 +288,14 @@ class FlowsimTraceCallback(TrainerCallback):
             )
         if kept is None:
             writer.write(REFERENCE_STEP, "reference", self.index, ref)
-        self.record(state.global_step)
+        logp = self.record(state.global_step)
+        if logp is not None:
+            self.write_predictors(state.global_step, logp, ref)
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self.first_lr is None and self.writer is not None:  # before the scheduler moves it: the step's own lr
+            self.first_lr = float(self.trainer.optimizer.param_groups[0]["lr"])
+            self.first_lr_step = int(state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0:
@@ -218,6 +321,9 @@ class FlowsimTraceCallback(TrainerCallback):
             "global_step": state.global_step,
             "seed": args.seed,
             "seconds_per_recording": float(np.median(np.sum(self.timings, axis=1))) if self.timings else None,
+            # the lr of the first optimiser step after the start this process traced (dlogpw_first)
+            "first_step_lr": self.first_lr,
+            "first_step_from": getattr(self, "first_lr_step", None),
         }
         self.writer.finish({"history": history, "training": training})
         self.writer = None
@@ -230,7 +336,15 @@ class FlowsimTraceCallback(TrainerCallback):
 
 
 def trace(
-    trainer, out: str | Path, *, pairs: int = 64, every: int = 1, seed: int = 0, batch_size: int = 64
+    trainer,
+    out: str | Path,
+    *,
+    pairs: int = 64,
+    every: int = 1,
+    seed: int = 0,
+    batch_size: int = 64,
+    predictors: bool = True,
+    memory: int = pr.MEMORY,
 ) -> FlowsimTraceCallback:
     """Record ``trainer``'s run pair by pair into the folder ``out`` (see the module docstring).
 
@@ -248,13 +362,21 @@ def trace(
         Seed of the probe draw.
     batch_size : int, default 64
         Probe pairs scored per forward pass.
+    predictors : bool, default True
+        Compute the probe pairs' predictors of displacement at the start (``predictors.csv``).
+    memory : int, default 2**30
+        Bytes of per-sequence gradients (float64) held at once for the gradient predictors: all
+        2 x pairs gradients are stored when they fit, else their inner products are accumulated
+        block by block, computing gradients again (exact, slower).
 
     Returns
     -------
     FlowsimTraceCallback
         The callback, added to the trainer.
     """
-    cb = FlowsimTraceCallback(trainer, out, pairs=pairs, every=every, seed=seed, batch_size=batch_size)
+    cb = FlowsimTraceCallback(
+        trainer, out, pairs=pairs, every=every, seed=seed, batch_size=batch_size, predictors=predictors, memory=memory
+    )
     trainer.add_callback(cb)
     return cb
 

@@ -97,6 +97,9 @@ def test_trace_rows_report_and_figures(tmp_path, capsys):
     assert claims.loc[("LD", "all"), "value"] == pytest.approx(1 / 6)  # pair 0 of 6 displaced
     report = (out / "trace.md").read_text()
     assert "predicted: ratio" in report and "predicted: logits" in report
+    # a folder without predictors.csv (as every trace before them): the predictor columns are there, NaN
+    assert rows[["ches", "gw_gl", "ent_own", "pair_edit_distance", "top_other_0", "top_other_gain"]].isna().all().all()
+    assert "no predictors.csv" in report
 
 
 def test_explore_opens_a_traced_run(tmp_path, capsys):
@@ -344,6 +347,12 @@ def test_trace_of_the_trl_run(trl_run, capsys):
     rows = pd.read_csv(out / "flows.csv")
     assert len(rows) == PAIRS and (rows["t_stop"] == STEPS).all() and (rows["reference"] == "initial").all()
     assert (rows["engine"] == "trl").all() and rows["message"].isna().all()
+    cols = ["ches", "ches_ln", "ches_pre", "ches_ln_pre", "hidden_ip", "gw_sq", "gw_gl", "ent_own", "ent_cross"]
+    assert rows[[*cols, "dlogpw_dt0", "pair_edit_distance", "token_overlap"]].notna().all().all()
+    assert rows["dlogpw_first"].notna().all()  # AdamW's first step: measured, not comparable to dlogpw_dt0
+    claims = pd.read_csv(out / "claims.csv")
+    ours = claims[(claims["study"] == "displacement") & (claims["subset"] == "all")].set_index("claim")
+    assert ours.loc["D1", "verdict"] != "not applicable" and "pair_edit_distance" in ours.loc["D3", "details"]
     for name in ("trace.md", "claims.md", "predicted.csv", "figures/paths_x.png", "figures/starts.png"):
         assert (out / name).stat().st_size > 0
     _bad(["trace", str(root / "trace"), "--beta", "0.2", "--out", str(root / "o")], capsys, "disagrees")
@@ -399,5 +408,6 @@ def test_the_overhead_measurement(trl_run, tmp_path):
 
     r = tiny.overhead(tmp_path, steps=3, pairs=64, repeats=1)
     assert r["pairs"] == 64 and r["plain_s_per_step"] > 0 and r["score_s"] > 0 and r["write_s"] > 0
+    assert r["predictors_s"] > 0 and not (tmp_path / "trace-0" / "predictors.csv").exists()
     _, df, _ = read_trace(tmp_path / "trace-0")
     assert df.groupby("step").size().tolist() == [64] * 5  # the reference and steps 0..3, 64 pairs each

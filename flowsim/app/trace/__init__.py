@@ -12,7 +12,9 @@ From a trace folder (:mod:`flowsim.integrations.trl`) it writes, into ``OUT`` (d
   the log-probs, the observed rate over the first recorded interval (``dp1_dt_0``, ``dp2_dt_0``,
   per step: the field the claims read) and the path as JSON ``[[step, log p_w, log p_l], ...]``;
 * ``regions.csv``, ``claims.csv``, ``claims.md`` -- the region tables and the claims that read
-  rows, judged as for a sweep;
+  rows, judged as for a sweep (:func:`flowsim.analysis.studies.evaluate_studies`: the seed
+  paper's, and each other study whose columns the rows have, such as the displacement study's
+  on the predictors);
 * ``predicted.csv`` and the predicted-vs-observed table -- the idealised flows of the same loss
   and beta from the same starts and references, on the ratio plane and on the softmax logits,
   computed by flowsim's sweep (:func:`flowsim.experiment.sweep.run_chunk`), stopped at the
@@ -20,6 +22,13 @@ From a trace folder (:mod:`flowsim.integrations.trl`) it writes, into ``OUT`` (d
 * ``figures/`` -- the starts, each pair's path in (p_w, p_l) and on the (x1, x2) plane with
   the idealised paths and the field, and ``trace.md``, the report; ``trace.json`` records the
   source and the sha256 of flows.csv.
+
+The rows also carry the probe pairs' predictors of displacement
+(:data:`flowsim.model.probes.START_PROBES`, the columns of the network's rows), read from the
+trace folder's ``predictors.csv`` (:func:`predictor_columns`); NaN where the folder has none (a
+trace recorded before they were, or with ``predictors=False``).  ``top_other_0`` and
+``top_other_gain`` are NaN for a trace: a language model's most likely other completion is
+neither enumerable nor well defined (its length is free).
 
 From a plain ``trainer_state.json`` (no callback) it draws the batch-mean path from TRL's
 ``logps/*`` and ``rewards/*`` -- a mean of log-ratios is the log of a geometric mean, and per-pair
@@ -46,7 +55,9 @@ from flowsim.experiment.regions import REGIONS, feasible, region_labels
 from flowsim.experiment.schema import LEADING, PROVENANCE
 from flowsim.experiment.store import write_atomic
 from flowsim.integrations.folder import LOGPS as LOGPS_NAME
-from flowsim.integrations.folder import TraceError, read_trace
+from flowsim.integrations.folder import TraceError, read_predictors, read_trace
+from flowsim.integrations.losses import TRL_LOSSES, flowsim_loss  # noqa: F401 (re-exported: the trace's loss)
+from flowsim.model.probes import START_PROBES
 
 #: Columns a trace row adds after the flows.csv columns (as a network row's, where they mean the same).
 EXTRA = (
@@ -61,18 +72,6 @@ EXTRA = (
     "grad_norm_0",
     "path",
 )
-#: TRL's loss_type -> flowsim's loss of the same formula in (h_w, h_l) and beta alone (TRL's "sigmoid" is
-#: DPO); TRL's ipo and sigmoid_norm divide by completion lengths, and robust, exo_pair and discopop read
-#: more than beta: no idealised flow for them here.
-TRL_LOSSES = {
-    "sigmoid": "dpo",
-    "hinge": "hinge",
-    "nca_pair": "nca_pair",
-    "bco_pair": "bco_pair",
-    "sppo_hard": "sppo_hard",
-    "apo_zero": "apo_zero",
-    "apo_down": "apo_down",
-}
 #: The idealised models the run is set beside.
 IDEAL_MODELS = ("ratio", "logits")
 #: The grid of the idealised flows' experiment, never swept: their starts are the run's.
@@ -109,29 +108,6 @@ def pair_paths(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return steps, logp, ref[["logp_w", "logp_l"]].to_numpy(float), ref["index"].to_numpy(int)
 
 
-def flowsim_loss(spec: dict[str, Any]):
-    """flowsim's loss of the run's loss type and beta, or None (with why) where flowsim has none."""
-    from flowsim.model.losses import LOSSES
-
-    types = list(spec.get("loss_type", ["sigmoid"]))
-    if len(types) != 1:
-        return None, f"a weighted mix of losses {types}"
-    changed = {
-        k: spec[k]
-        for k, plain in (("f_divergence_type", "reverse_kl"), ("ld_alpha", None), ("use_weighting", False))
-        if spec.get(k, plain) != plain
-    }
-    if changed:
-        return None, f"the run's loss is changed by {changed}"
-    kind = TRL_LOSSES.get(types[0])
-    if kind not in LOSSES:
-        return None, f"TRL's loss_type {types[0]!r} has no flowsim loss of the same formula"
-    try:
-        return LOSSES[kind](beta=float(spec["beta"])), ""
-    except (TypeError, ValueError) as exc:
-        return None, f"{kind} at beta {spec['beta']}: {exc}"
-
-
 def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop: StopRule) -> dict[str, Any]:
     """The result and path columns of each pair's recorded path (the record's own :func:`finish_rows`)."""
     p = np.exp(logp)
@@ -159,8 +135,40 @@ def _path_record(steps: np.ndarray, logp: np.ndarray, log_ref: np.ndarray, stop:
     }
 
 
-def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.DataFrame:
-    """One row per probe pair in the flows.csv schema (see the module docstring)."""
+def predictor_columns(
+    spec: dict[str, Any], steps: np.ndarray, logp: np.ndarray, predictors: pd.DataFrame | None, record: dict
+) -> dict[str, np.ndarray]:
+    """The columns of :data:`~flowsim.model.probes.START_PROBES` of the probe pairs (NaN where not recorded).
+
+    ``predictors`` (a trace's predictors.csv, by probe) are used when computed at the trace's first
+    recorded step.  ``dlogpw_first`` is measured: (log pi(y_w) after the first optimiser step - at the
+    start) / that step's lr, where both steps are recorded and the callback noted the lr (an Adam
+    step is normalised, so it is comparable to ``dlogpw_dt0`` only for SGD).
+    """
+    n = logp.shape[0]
+    out = {k: np.full(n, np.nan) for k in START_PROBES}
+    if predictors is not None and int(record.get("step", -1)) == int(steps[0]) and len(predictors) == n:
+        for k in START_PROBES:
+            if k in predictors.columns:
+                out[k] = predictors[k].to_numpy(float)
+    training = spec.get("training", {})
+    lr, start = training.get("first_step_lr"), training.get("first_step_from")
+    if len(steps) > 1 and steps[1] == steps[0] + 1 and lr and start == steps[0]:
+        out["dlogpw_first"] = (logp[:, 1, 0] - logp[:, 0, 0]) / float(lr)
+    return out
+
+
+def trace_rows(
+    spec: dict[str, Any],
+    df: pd.DataFrame,
+    finished: bool,
+    predictors: pd.DataFrame | None = None,
+    record: dict | None = None,
+) -> pd.DataFrame:
+    """One row per probe pair in the flows.csv schema (see the module docstring).
+
+    ``predictors`` and their ``record``: :func:`flowsim.integrations.folder.read_predictors` (None: NaN).
+    """
     steps, logp, log_ref, index = pair_paths(df)
     stop, n = StopRule(), len(index)
     p0, ref = np.exp(logp[:, 0]), np.exp(log_ref)
@@ -214,9 +222,10 @@ def trace_rows(spec: dict[str, Any], df: pd.DataFrame, finished: bool) -> pd.Dat
         "grad_norm_0": nan,
         "path": [json.dumps([[int(s), *map(float, logp[i, j])] for j, s in enumerate(steps)]) for i in range(n)],
     }
+    extra |= predictor_columns(spec, steps, logp, predictors, record or {})
     for k, v in extra.items():
         out[k] = v
-    return out[["beta", "ref_w", "ref_l", *LEADING, *PROVENANCE, *EXTRA]]
+    return out[["beta", "ref_w", "ref_l", *LEADING, *PROVENANCE, *EXTRA, *START_PROBES]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,8 +317,9 @@ def trace(run: str | Path, out: str | Path | None = None, beta: float | None = N
     spec, df, finished = read_trace(run)
     _beta_check(beta, float(spec["beta"]), str(run / "meta.json"))
     folder = out_folder(Path(out) if out else run / "flowsim")
-    rows = trace_rows(spec, df, finished)
-    return write_trace(folder, run, spec, rows)
+    predictors, record = read_predictors(run)
+    rows = trace_rows(spec, df, finished, predictors, record)
+    return write_trace(folder, run, spec, rows, record)
 
 
 def _is_trace(folder: Path) -> bool:
@@ -327,11 +337,15 @@ def traced(path: str | Path) -> Path | None:
     return None
 
 
-def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFrame) -> list[Path]:
-    """Compute the analysis and the idealised flows, then write every output of a trace folder."""
-    from flowsim.analysis.studies.dpo_field import evaluate_claims
+def write_trace(
+    folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFrame, predictors: dict | None = None
+) -> list[Path]:
+    """Compute the analysis and the idealised flows, then write every output of a trace folder.
+
+    ``predictors``: the record of the trace's predictors (:func:`~flowsim.integrations.folder.read_predictors`).
+    """
+    from flowsim.analysis.studies import evaluate_studies
     from flowsim.analysis.tables import region_table
-    from flowsim.analysis.verdicts import claims_markdown
     from flowsim.app.trace.figures import trace_figures
 
     loss, why = flowsim_loss(spec)
@@ -339,7 +353,7 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
     if loss is not None:
         for m in IDEAL_MODELS:
             ideal[m], paths[m] = ideal_rows(rows, spec, m)
-    claims = evaluate_claims(rows, StopRule())
+    claims = evaluate_studies(rows, StopRule())  # the paper's, and each study whose columns a trace has
     table = predicted_table(rows, ideal)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "flows.csv"]
@@ -355,8 +369,7 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
     write_atomic(folder / "trace.json", json.dumps(record, indent=1, default=str) + "\n")
     region_table(rows).to_csv(folder / "regions.csv", index=False)
     claims.to_csv(folder / "claims.csv", index=False)
-    title = f"The paper's claims, measured on the trace of {run.name}"
-    write_atomic(folder / "claims.md", claims_markdown(claims, title=title))
+    write_atomic(folder / "claims.md", _claims_markdown(claims, run.name))
     written += [folder / n for n in ("trace.json", "regions.csv", "claims.csv", "claims.md")]
     if ideal:
         pd.concat([d.assign(ideal_model=m) for m, d in ideal.items()], ignore_index=True).to_csv(
@@ -364,12 +377,54 @@ def write_trace(folder: Path, run: Path, spec: dict[str, Any], rows: pd.DataFram
         )
         written.append(folder / "predicted.csv")
     figs = trace_figures(rows, paths, float(spec["beta"]), folder / "figures")
-    report = _report(run, spec, rows, table, claims, why, figs, folder)
+    report = _report(run, spec, rows, table, claims, why, figs, folder, predictors or {})
     write_atomic(folder / "trace.md", report)
     return [*written, *figs, folder / "trace.md"]
 
 
-def _report(run, spec, rows, table, claims, why, figs, folder) -> str:
+#: The columns of a claims table that claims.md needs even where every row's is empty (nothing applied).
+MARKDOWN_COLUMNS = ("claim", "reference", "subset", "title", "paper", "where", "metric", "value", "details",
+                    "threshold", "verdict")
+
+
+def _claims_markdown(claims: pd.DataFrame, name: str) -> str:
+    """claims.md: the seed paper's claims, then each other study that applied (as ``flowsim analyze``)."""
+    from flowsim.analysis.studies import PRIMARY
+    from flowsim.analysis.verdicts import claims_markdown
+
+    parts = []
+    for study, rows in claims.groupby("study", sort=False):
+        rows = rows.drop(columns="study")
+        if study != PRIMARY:  # the parameters it pools over are NaN in its rows (value, threshold may be, too)
+            empty = [c for c in rows.columns if rows[c].isna().all() and c not in MARKDOWN_COLUMNS]
+            rows = rows.drop(columns=empty)
+        what = "The paper's claims" if study == PRIMARY else f"The claims of the study `{study}`"
+        parts.append(claims_markdown(rows, title=f"{what}, measured on the trace of {name}"))
+    return "\n\n".join(parts)
+
+
+def _predictor_lines(record: dict, rows: pd.DataFrame) -> list[str]:
+    """The report's paragraph on the predictors of displacement (docs/explanation/predictors.md)."""
+    if not record:
+        return ["The trace folder has no predictors.csv (recorded before they were, or with predictors=False): "
+                "the predictor columns of flows.csv are NaN.", ""]
+    gram = record.get("gram") or {}
+    notes = [record[k] for k in ("hidden_note", "rates_note", "gradient_note") if record.get(k)]
+    used = rows["ches"].notna().any()
+    return [
+        f"Computed by the callback at step {record.get('step')} (predictors.csv), "
+        + ("and in flows.csv's columns" if used else "but not used: the rows start at another step")
+        + f": CHES on hidden_states[-1] and before the final norm ({record.get('final_norm') or 'none found'}); "
+        f"the gradient terms over {gram.get('parameters', '?')} trainable parameters "
+        f"(Gram matrix {gram.get('mode', '-')}, {gram.get('gradients', '?')} gradients); "
+        "the rates per unit lr of one full-batch gradient step on the probe set under"
+        f" {record.get('loss') or 'no flowsim loss'}."
+        + (f" Notes: {'; '.join(notes)}." if notes else ""),
+        "",
+    ]
+
+
+def _report(run, spec, rows, table, claims, why, figs, folder, predictors) -> str:
     from flowsim.analysis.verdicts import NA
 
     n, steps = len(rows), int(rows["steps"].iloc[0])
@@ -405,12 +460,15 @@ def _report(run, spec, rows, table, claims, why, figs, folder) -> str:
     lines += [table.to_markdown(floatfmt=".4g"), "", "## Claims that read rows", ""]
     judged = claims[(claims["subset"] == "all") & (claims["verdict"] != NA)]
     lines += [
-        judged[["claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
+        judged[["study", "claim", "verdict", "value", "details"]].to_markdown(index=False, floatfmt=".4g")
         if len(judged)
         else "none applies",
         "",
         "Every claim, with why the others do not apply: `claims.md`.",
         "",
+        "## Predictors of displacement",
+        "",
+        *_predictor_lines(predictors, rows),
         "## Figures",
         "",
         *[f"- `{p.relative_to(folder)}`" for p in figs],
