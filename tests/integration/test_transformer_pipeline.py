@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("transformers", reason="arch = transformer needs transformers: pip install -e '.[trl]'")
+pytest.importorskip("transformers", reason="arch = transformer needs transformers: pip install -e '.[nn]'")
 
 from flowsim.experiment.config import ConfigError, parse_experiment  # noqa: E402
 from flowsim.experiment.execute import run_sweep  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("transformers", reason="arch = transformer needs transformers: pip install -e '.[trl]'")
+pytest.importorskip("transformers", reason="arch = transformer needs transformers: pip install -e '.[nn]'")
 
 from flowsim.dynamics.optimisers import GD, Adam, Momentum  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402

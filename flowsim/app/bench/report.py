@@ -261,7 +261,7 @@ def _network(quick: bool, echo) -> list[dict]:
         cases = {"mlp": NETWORK_DOC}
         loops = {"mlp": 8, "transformer": 4, "transformer+pretraining": 4}
         if importlib.util.find_spec("transformers") is None:
-            echo("\nnetwork transformer lines skipped: transformers is not installed (pip install -e '.[trl]')")
+            echo("\nnetwork transformer lines skipped: transformers is not installed (pip install -e '.[nn]')")
         else:
             pre = {"pretrain_steps": 20, "pretrain_tokens": 512}
             cases["transformer"] = NETWORK_TRANSFORMER_DOC

@@ -66,7 +66,7 @@ DEVICES = ("cpu", "cuda", "auto")
 #: What to run instead of torch when it is missing: the one-line fix.
 INSTALL_HINT = 'needs torch, which is not installed: pip install -e ".[nn]"'
 #: The same for ``arch = "transformer"``, which needs ``transformers`` (the extra TRL comes in).
-TRANSFORMER_HINT = 'needs transformers, which is not installed: pip install -e ".[trl]"'
+TRANSFORMER_HINT = 'needs transformers, which is not installed: pip install -e ".[nn]"'
 
 
 def torch_available() -> bool:
