@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from flowsim.analysis.studies import PRIMARY, evaluate_studies
+from flowsim.analysis.studies import PRIMARY, evaluate_studies, studies_markdown
 from flowsim.analysis.studies.thresholds import ClaimThresholds
 from flowsim.analysis.tables import loss_comparison, region_table
-from flowsim.analysis.verdicts import FAILED_MARK, claims_markdown, failed_rows
+from flowsim.analysis.verdicts import FAILED_MARK, failed_rows
 from flowsim.app.progress import Steps
 from flowsim.app.run import check_claims, recorded
 from flowsim.dynamics.record import StopRule
@@ -73,11 +73,6 @@ def analyze(path: str | Path, progress: bool = False) -> list[Path]:
 
 def _markdown(claims, name: str) -> str:
     """claims.md: the seed paper's claims, then each other study that applied, under its own title."""
-    parts = []
-    for study, rows in claims.groupby("study", sort=False):
-        rows = rows.drop(columns="study")
-        if study != PRIMARY:  # the parameters it pools over are NaN in its rows
-            rows = rows.dropna(axis=1, how="all")
-        what = "the paper" if study == PRIMARY else f"the study `{study}`"
-        parts.append(claims_markdown(rows, title=f"Claims of {what}, measured on `{name}`"))
-    return "\n\n".join(parts)
+    return studies_markdown(
+        claims, lambda s: f"Claims of {'the paper' if s == PRIMARY else f'the study `{s}`'}, measured on `{name}`"
+    )

@@ -437,8 +437,11 @@ def _mixable(cid: str) -> tuple[Case, Case] | None:
         params = parameter_columns(a.flows)
         if params != parameter_columns(b.flows):
             continue
-        same = a.flows[params].drop_duplicates().reset_index(drop=True).equals(
-            b.flows[params].drop_duplicates().reset_index(drop=True)
+        same = (
+            a.flows[params]
+            .drop_duplicates()
+            .reset_index(drop=True)
+            .equals(b.flows[params].drop_duplicates().reset_index(drop=True))
         )
         if same and a.with_ == b.with_:
             return a, b

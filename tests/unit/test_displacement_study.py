@@ -20,7 +20,7 @@ import pytest
 
 from flowsim.analysis.claims import claims
 from flowsim.analysis.evaluation import Study, evaluate
-from flowsim.analysis.studies import STUDIES, applies, evaluate_studies, load, studies
+from flowsim.analysis.studies import STUDIES, applies, evaluate_studies, load, studies, studies_markdown
 from flowsim.analysis.studies.displacement import REGISTRY, STUDY, DisplacementThresholds
 from flowsim.analysis.studies.displacement.measures import (
     Pairs,
@@ -262,6 +262,16 @@ def test_analysis_judges_every_study_that_applies():
     mine = got[got["study"] == "displacement"]
     assert mine["claim"].unique().tolist() == ["D1", "D2", "D3", "D4", "D5"]
     assert (mine["verdict"] != NA).any()
+
+
+def test_claims_md_has_a_section_per_study_even_where_none_of_its_claims_applied():
+    """A study whose every row is 'not applicable' (value and threshold NaN) still gets its section."""
+    got = evaluate_studies(rows(n_trainings=4, n_pairs=4), StopRule(), sensitivity=False)
+    mine = got["study"] == "displacement"
+    got.loc[mine, ["value", "threshold"]] = np.nan
+    got.loc[mine, "verdict"] = NA
+    text = studies_markdown(got, lambda s: f"section {s}")
+    assert "section dpo_field" in text and "section displacement" in text and "D5" in text
 
 
 # -- the figure and the report section ------------------------------------------------------------------

@@ -138,8 +138,16 @@ def test_without_a_final_norm_the_pre_columns_are_nan_with_the_reason():
 
 
 def _spec(n):
-    return {"format": "flowsim-trace/1", "model": "toy", "beta": 0.1, "loss_type": ["sigmoid"], "probe_seed": 0,
-            "probe_index": list(range(n)), "every": 1, "train_rows": n}
+    return {
+        "format": "flowsim-trace/1",
+        "model": "toy",
+        "beta": 0.1,
+        "loss_type": ["sigmoid"],
+        "probe_seed": 0,
+        "probe_index": list(range(n)),
+        "every": 1,
+        "train_rows": n,
+    }
 
 
 def _trace(out, n=3, steps=2, predictors=True, finish=True, step=0, lr=0.5):

@@ -18,6 +18,7 @@ The modules are imported when first asked for (:func:`studies`), not here: a stu
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -94,4 +95,47 @@ def evaluate_studies(
     return out[[c for c in out.columns if c != "study"] + ["study"]]
 
 
-__all__ = ["PRIMARY", "STUDIES", "applies", "evaluate_studies", "load", "studies"]
+#: The columns of a claims table that claims.md needs even where every row's is empty (nothing applied).
+MARKDOWN_COLUMNS = (
+    "claim",
+    "reference",
+    "subset",
+    "title",
+    "paper",
+    "where",
+    "metric",
+    "value",
+    "details",
+    "threshold",
+    "verdict",
+)
+
+
+def studies_markdown(claims: pd.DataFrame, heading: Callable[[str], str]) -> str:
+    """claims.md of :func:`evaluate_studies`' table: each study's claims under ``heading(study)``, in order.
+
+    The primary study's table keeps every column; another study's drops the columns empty in all its
+    rows (the parameters it pools over), but never those claims.md reads (:data:`MARKDOWN_COLUMNS`).
+    """
+    from flowsim.analysis.verdicts import claims_markdown
+
+    parts = []
+    for study, rows in claims.groupby("study", sort=False):
+        rows = rows.drop(columns="study")
+        if study != PRIMARY:
+            empty = [c for c in rows.columns if rows[c].isna().all() and c not in MARKDOWN_COLUMNS]
+            rows = rows.drop(columns=empty)
+        parts.append(claims_markdown(rows, title=heading(str(study))))
+    return "\n\n".join(parts)
+
+
+__all__ = [
+    "MARKDOWN_COLUMNS",
+    "PRIMARY",
+    "STUDIES",
+    "applies",
+    "evaluate_studies",
+    "load",
+    "studies",
+    "studies_markdown",
+]

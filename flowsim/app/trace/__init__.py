@@ -382,32 +382,24 @@ def write_trace(
     return [*written, *figs, folder / "trace.md"]
 
 
-#: The columns of a claims table that claims.md needs even where every row's is empty (nothing applied).
-MARKDOWN_COLUMNS = ("claim", "reference", "subset", "title", "paper", "where", "metric", "value", "details",
-                    "threshold", "verdict")
-
-
 def _claims_markdown(claims: pd.DataFrame, name: str) -> str:
     """claims.md: the seed paper's claims, then each other study that applied (as ``flowsim analyze``)."""
-    from flowsim.analysis.studies import PRIMARY
-    from flowsim.analysis.verdicts import claims_markdown
+    from flowsim.analysis.studies import PRIMARY, studies_markdown
 
-    parts = []
-    for study, rows in claims.groupby("study", sort=False):
-        rows = rows.drop(columns="study")
-        if study != PRIMARY:  # the parameters it pools over are NaN in its rows (value, threshold may be, too)
-            empty = [c for c in rows.columns if rows[c].isna().all() and c not in MARKDOWN_COLUMNS]
-            rows = rows.drop(columns=empty)
-        what = "The paper's claims" if study == PRIMARY else f"The claims of the study `{study}`"
-        parts.append(claims_markdown(rows, title=f"{what}, measured on the trace of {name}"))
-    return "\n\n".join(parts)
+    what = {PRIMARY: "The paper's claims"}
+    return studies_markdown(
+        claims, lambda s: f"{what.get(s, f'The claims of the study `{s}`')}, measured on the trace of {name}"
+    )
 
 
 def _predictor_lines(record: dict, rows: pd.DataFrame) -> list[str]:
     """The report's paragraph on the predictors of displacement (docs/explanation/predictors.md)."""
     if not record:
-        return ["The trace folder has no predictors.csv (recorded before they were, or with predictors=False): "
-                "the predictor columns of flows.csv are NaN.", ""]
+        return [
+            "The trace folder has no predictors.csv (recorded before they were, or with predictors=False): "
+            "the predictor columns of flows.csv are NaN.",
+            "",
+        ]
     gram = record.get("gram") or {}
     notes = [record[k] for k in ("hidden_note", "rates_note", "gradient_note") if record.get(k)]
     used = rows["ches"].notna().any()
@@ -418,8 +410,7 @@ def _predictor_lines(record: dict, rows: pd.DataFrame) -> list[str]:
         f"the gradient terms over {gram.get('parameters', '?')} trainable parameters "
         f"(Gram matrix {gram.get('mode', '-')}, {gram.get('gradients', '?')} gradients); "
         "the rates per unit lr of one full-batch gradient step on the probe set under"
-        f" {record.get('loss') or 'no flowsim loss'}."
-        + (f" Notes: {'; '.join(notes)}." if notes else ""),
+        f" {record.get('loss') or 'no flowsim loss'}." + (f" Notes: {'; '.join(notes)}." if notes else ""),
         "",
     ]
 
