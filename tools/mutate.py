@@ -18,7 +18,7 @@ Usage, from the repository root (about 10 minutes on 2 cores for the default sam
     python tools/mutate.py --jobs 2 --out mutation.md     # two at a time; the table also as a file
 
 Run it on the modules a change touches before you stop.  It is not run in CI (too slow for its
-budget); the survivors of the last run and why each is harmless are in the README.  The script
+budget); the survivors of the last run and why each is harmless are in docs/explanation/accuracy.md.  The script
 reads no module internals: the table :data:`MODULES` below maps a module file to its tests, so
 when code moves, update one line there.
 """
@@ -72,9 +72,17 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+_RECORD_RETURN = (  # finish_rows' last statement, normalised
+    "return out | {'rest_final': np.sum(others, axis=-1), 'top_other': top + 2.0, "
+    "'p_top_other': np.take_along_axis(others, top[..., None], -1)[..., 0]}"
+)
 #: Survivors judged equivalent (no test can tell them from the code, or only at a float's exact equality or
-#: in an unreachable fallback): (file, the mutated line's text, the mutant) -> why.  Reported, and left out
-#: of the score's denominator; a line that changes drops out of this table, so its mutant is judged again.
+#: in an unreachable fallback): (file, the mutated statement, the mutant) -> why.  The statement is keyed by
+#: its normalised syntax (:func:`statement`: ``ast.unparse`` of the innermost statement holding the mutated
+#: node, a compound statement by its header only), so a reformatting (line breaks, quotes, trailing commas,
+#: comments) keeps its entries; a statement whose code changes drops out of this table, so its mutant is
+#: judged again.  ``--list`` prints each sampled mutant's key.  Reported, and left out of the score's
+#: denominator.
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     (
         "flowsim/dynamics/closed_forms/dpo_ratio.py",
@@ -93,7 +101,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ): "a Newton step of exactly 4e-16 |x|: one more step, of a rounding error's size",
     (
         "flowsim/dynamics/batched/engine.py",
-        "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))  # a non-finite field: the driver's failure",
+        "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))",
         "all(...) -> any(...)",
     ): "a row with a partly non-finite field is then rejected until its step is below min_step, and handed "
     "to the driver all the same: the same row, a few wasted steps",
@@ -156,17 +164,17 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "flowsim/dynamics/record.py",
         "top = np.argmax(others, axis=-1)",
         "axis=drop unary -",
-    ): "the rows here are always (n, K): axis 1 is the last",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/record.py",
-        'return out | {"rest_final": np.sum(others, axis=-1), "top_other": top + 2.0,',
+        _RECORD_RETURN,
         "axis=drop unary -",
-    ): "the rows here are always (n, K): axis 1 is the last",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/record.py",
-        '"p_top_other": np.take_along_axis(others, top[..., None], -1)[..., 0]}  # fmt: skip',
+        _RECORD_RETURN,
         "drop unary -",
-    ): "the rows here are always (n, K): axis 1 is the last",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/training.py",
         "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
@@ -179,7 +187,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ): "the loop ends at k = k_max as timeout before the extra iteration",
     (
         "flowsim/dynamics/training.py",
-        'pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, "converged", status).astype(object)',
+        "pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, 'converged', status).astype(object)",
         "<= -> <",
     ): "a pair's p_l exactly equal to the floor",
 }
@@ -423,6 +431,27 @@ def sites(source: str) -> list[Site]:
     return out
 
 
+def statement(source: str, site: Site) -> str:
+    """The key of ``site`` in :data:`EQUIVALENT`: the innermost statement holding its node, normalised.
+
+    ``ast.unparse`` of that statement on one line (a compound statement -- ``if``, ``for``, ``def``,
+    ``class``, ``with``, ... -- by its header, decorators included, its bodies left out), so that
+    layout, quotes and comments do not change it.
+    """
+    tree = ast.parse(source)
+    nodes = list(ast.walk(tree))
+    parents = {id(c): n for n in nodes for c in ast.iter_child_nodes(n)}
+    node = nodes[site.index]
+    while not isinstance(node, ast.stmt):
+        node = parents[id(node)]
+    head = copy.copy(node)
+    for body in ("body", "orelse", "handlers", "finalbody"):
+        if isinstance(getattr(head, body, None), list):
+            setattr(head, body, [ast.Pass()] if body == "body" else [])
+    lines = [ln.strip() for ln in ast.unparse(head).splitlines()]
+    return " ".join(lines[:-1] if lines[-1] == "pass" and len(lines) > 1 else lines)
+
+
 def mutate(source: str, site: Site) -> str:
     """The module's source with ``site`` applied (unparsed: comments and layout are not kept)."""
     tree = ast.parse(source)
@@ -525,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(every)} sites, {len(picked)} sampled", file=sys.stderr)
         plan += [(name, rel, source, s) for s in picked]
     if args.list:
-        for name, rel, _, s in plan:
-            print(f"{name:20s} {rel}:{s.line:<5d} {s.op:15s} {s.what}")
+        for name, rel, source, s in plan:
+            print(f"{name:20s} {rel}:{s.line:<5d} {s.op:15s} {s.what}\n{'':20s} key: {statement(source, s)!r}")
         return 0
     return _run(plan, names, args)
 
@@ -549,11 +578,11 @@ def _run(plan, names: list[str], args) -> int:
             finally:
                 free.append(ws)
             status = {"passed": "SURVIVED", "failed": "killed", "timeout": "killed (timeout)"}[verdict]
-            line = source.splitlines()[site.line - 1].strip()
-            if verdict == "passed" and (rel, line, site.what) in EQUIVALENT:
+            key = (rel, statement(source, site), site.what)
+            if verdict == "passed" and key in EQUIVALENT:
                 status = "equivalent"
             print(f"{status:16s} {name:20s} {rel}:{site.line} {site.what}  [{secs:.1f} s] {first}", file=sys.stderr)
-            return name, rel, site, status, first or EQUIVALENT.get((rel, line, site.what), "")
+            return name, rel, site, status, first or EQUIVALENT.get(key, "")
 
         with ThreadPoolExecutor(max_workers=len(spaces)) as pool:
             results = list(pool.map(one, plan))
