@@ -54,7 +54,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),  # its oracle
     "closed_form_logits": ("flowsim/dynamics/closed_forms/dpo_logits.py", [f"{_U}test_closed_form_logits.py"]),
     "engine_batched": ("flowsim/dynamics/batched/engine.py", [f"{_U}test_batched.py"]),
-    "engine_driver": ("flowsim/dynamics/driver.py", [f"{_U}test_driver.py"]),
+    "engine_driver": ("flowsim/dynamics/driver.py", [f"{_U}test_driver.py", f"{_U}test_switching.py"]),
     "record": (
         "flowsim/dynamics/record.py",
         [f"{_U}test_driver.py", f"{_U}test_network_stops.py", f"{_U}test_optimisers.py"],
@@ -72,124 +72,159 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
-_RECORD_RETURN = (  # finish_rows' last statement, normalised
-    "return out | {'rest_final': np.sum(others, axis=-1), 'top_other': top + 2.0, "
-    "'p_top_other': np.take_along_axis(others, top[..., None], -1)[..., 0]}"
-)
 #: Survivors judged equivalent (no test can tell them from the code, or only at a float's exact equality or
-#: in an unreachable fallback): (file, the mutated statement, the mutant) -> why.  The statement is keyed by
-#: its normalised syntax (:func:`statement`: ``ast.unparse`` of the innermost statement holding the mutated
-#: node, a compound statement by its header only), so a reformatting (line breaks, quotes, trailing commas,
-#: comments) keeps its entries; a statement whose code changes drops out of this table, so its mutant is
-#: judged again.  ``--list`` prints each sampled mutant's key.  Reported, and left out of the score's
-#: denominator.
+#: in an unreachable fallback): (file, the mutated statement, the mutant) -> why.  The statement is the
+#: mutant's normalised syntax (:func:`statement`: ``ast.unparse`` of the innermost statement holding the
+#: mutated node, a compound statement by its header only), so a reformatting (line breaks, quotes, trailing
+#: commas, comments) keeps its entries, and two mutants of one kind in one statement are told apart; a
+#: statement whose code changes drops out of this table, so its mutant is judged again.  ``--list`` prints
+#: each sampled mutant's key.  Reported, and left out of the score's denominator.
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     (
         "flowsim/dynamics/closed_forms/dpo_ratio.py",
-        "upper = w0 >= 0.5",
+        "upper = w0 > 0.5",
         ">= -> >",
     ): "which series of the incomplete beta function at w0 = 0.5 exactly: both are exact there",
     (
         "flowsim/dynamics/closed_forms/dpo_logits.py",
-        "moving = (new < x) & (step > 4e-16 * np.abs(x))",
+        "moving = (new <= x) & (step > 4e-16 * np.abs(x))",
         "< -> <=",
     ): "new == x means step == 0, which the second condition already stops",
     (
         "flowsim/dynamics/closed_forms/dpo_logits.py",
-        "moving = (new < x) & (step > 4e-16 * np.abs(x))",
+        "moving = (new < x) & (step >= 4e-16 * np.abs(x))",
         "> -> >=",
     ): "a Newton step of exactly 4e-16 |x|: one more step, of a rounding error's size",
     (
         "flowsim/dynamics/batched/engine.py",
-        "broken = ~finite & ~np.all(np.isfinite(K), axis=(0, 1))",
+        "broken = ~finite & ~np.any(np.isfinite(K), axis=(0, 1))",
         "all(...) -> any(...)",
-    ): "a row with a partly non-finite field is then rejected until its step is below min_step, and handed "
-    "to the driver all the same: the same row, a few wasted steps",
+    ): (
+        "a row with a partly non-finite field is then rejected until its step is below min_step, and handed to the "
+        "driver all the same: the same row, a few wasted steps"
+    ),
     (
         "flowsim/dynamics/batched/engine.py",
-        "accepted = finite & (err < 1) & ~broken",
+        "accepted = finite & (err <= 1) & ~broken",
         "< -> <=",
     ): "an error norm of exactly 1.0",
     (
         "flowsim/dynamics/batched/engine.py",
-        "dpos = np.full(len(j), -1)",
+        "dpos = np.full(len(j), 1)",
         "drop unary -",
     ): "the fill is never read: dpos is read only for rows with an event (set on the next line)",
     (
         "flowsim/dynamics/batched/engine.py",
-        "d = np.where(s != 0, -gv / np.where(s != 0, s, 1.0), 0.0)",
+        "d = np.where(s != 1, -gv / np.where(s != 0, s, 1.0), 0.0)",
         "0 -> 1",
     ): "differs only at a slope of exactly 0 (or 1) at the stop's level crossing",
     (
         "flowsim/dynamics/batched/engine.py",
-        "out[todo] = 0.5 * (a + b)[todo]",
+        "d = np.where(s != 0, -gv / np.where(s != 1, s, 1.0), 0.0)",
+        "0 -> 1",
+    ): "differs only at a slope of exactly 0 (or 1) at the stop's level crossing",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "out[todo] = 0.5 * (a - b)[todo]",
         "+ -> -",
     ): "unreachable: Chandrupatla's method converges within maxiter = 100 iterations on float64 brackets",
     (
         "flowsim/dynamics/record.py",
-        "path_x: np.ndarray | None = field(default=None, repr=False, compare=False)",
+        "path_x: np.ndarray | None = field(default=None, repr=True, compare=False)",
         "repr=False -> True",
     ): "the record's repr only",
     (
         "flowsim/dynamics/record.py",
-        "path_t: np.ndarray | None = field(default=None, repr=False, compare=False)",
+        "path_t: np.ndarray | None = field(default=None, repr=True, compare=False)",
         "repr=False -> True",
     ): "the record's repr only",
     (
         "flowsim/experiment/store.py",
-        "self.partial.mkdir(parents=True, exist_ok=True)",
+        "self.partial.mkdir(parents=False, exist_ok=True)",
         "parents=True -> False",
     ): "the run folder exists by then",
     (
         "flowsim/experiment/store.py",
-        "self.partial.mkdir(parents=True, exist_ok=True)",
+        "self.partial.mkdir(parents=True, exist_ok=False)",
         "exist_ok=True -> False",
     ): "a fresh sweep refuses a folder that has .partial in it before this",
     (
         "flowsim/analysis/verdicts.py",
-        "return not math.isnan(value) and value >= bound",
+        "return value >= bound",
         "drop condition 1 of and",
     ): "NaN >= bound is False already (the explicit test documents that a NaN metric meets no bound)",
     (
         "flowsim/analysis/verdicts.py",
-        "return not math.isnan(value) and value <= bound",
+        "return value <= bound",
         "drop condition 1 of and",
     ): "NaN <= bound is False already",
     (
         "flowsim/analysis/verdicts.py",
-        "reads_verdicts: bool = False",
+        "reads_verdicts: bool = True",
         "False -> True",
     ): "a claim that does not read the verdicts, measured again under each alternative, gives the same verdicts",
     (
         "flowsim/dynamics/record.py",
-        "top = np.argmax(others, axis=-1)",
+        "top = np.argmax(others, axis=1)",
         "axis=drop unary -",
     ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/record.py",
-        _RECORD_RETURN,
+        (
+            "return out | {'rest_final': np.sum(others, axis=1), 'top_other': top + 2.0, 'p_top_other': "
+            "np.take_along_axis(others, top[..., None], -1)[..., 0]}"
+        ),
         "axis=drop unary -",
     ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/record.py",
-        _RECORD_RETURN,
+        (
+            "return out | {'rest_final': np.sum(others, axis=-1), 'top_other': top + 2.0, 'p_top_other': "
+            "np.take_along_axis(others, top[..., None], 1)[..., 0]}"
+        ),
         "drop unary -",
     ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
     (
         "flowsim/dynamics/training.py",
-        "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))",
+        "return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=1))",
         "dim=drop unary -",
     ): "log-probabilities are (n, 2): dim 1 is the last",
     (
         "flowsim/dynamics/training.py",
-        "for k in range(k_max + 1):",
+        "for k in range(k_max + 2):",
         "1 -> 2",
     ): "the loop ends at k = k_max as timeout before the extra iteration",
     (
         "flowsim/dynamics/training.py",
-        "pair_status = np.where(np.exp(logp[:, 1]) <= stop.p2_floor, 'converged', status).astype(object)",
+        "pair_status = np.where(np.exp(logp[:, 1]) < stop.p2_floor, 'converged', status).astype(object)",
         "<= -> <",
     ): "a pair's p_l exactly equal to the floor",
+    (
+        "flowsim/dynamics/driver.py",
+        "if first is None or tau < first[1] or (tau == first[1] and name in switches):",
+        "not in -> in",
+    ): (
+        "unreachable tie: solve_ivp records no terminal event after the first one it meets (handle_events cuts its "
+        "sorted roots there), so a run's t_events hold one terminal event; at equal roots its argsort keeps the "
+        "first added, a stop"
+    ),
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "up, down = ((g_old < 0) & (g_new >= 0), (g_old >= 0) & (g_new <= 0))",
+        "<= -> <",
+    ): (
+        "g_old is exactly 0 only where the step before caught the crossing (its g_new >= 0) or at a start: a "
+        "threshold met there exactly is disarmed (met counts equality), and a monitor's turn at tau = 0 is the "
+        "start, which the track holds"
+    ),
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "up, down = ((g_old <= 0) & (g_new >= 0), (g_old >= 0) & (g_new < 0))",
+        "<= -> <",
+    ): (
+        "a residual exactly 0 at a step's end: the next step (g_old = 0 >= 0) finds the same root (its lower end), "
+        "lands on it as the step before would have (one step's evaluations more)"
+    ),
 }
 
 PYTEST = [
@@ -432,29 +467,35 @@ def sites(source: str) -> list[Site]:
 
 
 def statement(source: str, site: Site) -> str:
-    """The key of ``site`` in :data:`EQUIVALENT`: the innermost statement holding its node, normalised.
+    """The key of ``site`` in :data:`EQUIVALENT`: the innermost statement holding its node, mutated, normalised.
 
-    ``ast.unparse`` of that statement on one line (a compound statement -- ``if``, ``for``, ``def``,
-    ``class``, ``with``, ... -- by its header, decorators included, its bodies left out), so that
-    layout, quotes and comments do not change it.
+    ``ast.unparse`` of that statement with the mutant in it, on one line (a compound statement --
+    ``if``, ``for``, ``def``, ``class``, ``with``, ... -- by its header, decorators included, its
+    bodies left out), so that layout, quotes and comments do not change it, and two mutants of one
+    kind in one statement (two ``<=`` flipped) have different keys.
     """
     tree = ast.parse(source)
-    nodes = list(ast.walk(tree))
-    parents = {id(c): n for n in nodes for c in ast.iter_child_nodes(n)}
-    node = nodes[site.index]
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    node = _apply(tree, site)
     while not isinstance(node, ast.stmt):
         node = parents[id(node)]
     head = copy.copy(node)
     for body in ("body", "orelse", "handlers", "finalbody"):
         if isinstance(getattr(head, body, None), list):
             setattr(head, body, [ast.Pass()] if body == "body" else [])
-    lines = [ln.strip() for ln in ast.unparse(head).splitlines()]
+    lines = [ln.strip() for ln in ast.unparse(ast.fix_missing_locations(head)).splitlines()]
     return " ".join(lines[:-1] if lines[-1] == "pass" and len(lines) > 1 else lines)
 
 
 def mutate(source: str, site: Site) -> str:
     """The module's source with ``site`` applied (unparsed: comments and layout are not kept)."""
     tree = ast.parse(source)
+    _apply(tree, site)
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def _apply(tree: ast.Module, site: Site) -> ast.AST:
+    """Apply ``site`` to ``tree`` in place; returns the node that now holds the mutant (its parent)."""
     nodes = list(ast.walk(tree))
     target = nodes[site.index]
     edit = list(_variants(target, _keywords(tree).get(id(target))))[site.variant][2]
@@ -463,10 +504,10 @@ def mutate(source: str, site: Site) -> str:
         for field, value in ast.iter_fields(parent):
             if value is target:
                 setattr(parent, field, new)
-                return ast.unparse(ast.fix_missing_locations(tree))
+                return parent
             if isinstance(value, list) and any(v is target for v in value):
                 value[next(i for i, v in enumerate(value) if v is target)] = new
-                return ast.unparse(ast.fix_missing_locations(tree))
+                return parent
     raise LookupError(f"no parent for {site}")
 
 
