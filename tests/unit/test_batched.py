@@ -248,7 +248,7 @@ _BRACKETS = [
 
 @pytest.mark.parametrize("shift", [0.0, 1e3])
 def test_the_root_finder_meets_its_tolerance_at_its_default(shift):
-    """Every bracket at once, to |error| <= 4 eps (1 + |tau|) (the default: brentq's in solve_ivp); an end at 0 is the root."""
+    """All brackets at once, to |error| <= 4 eps (1 + |tau|) (the default: solve_ivp brentq's); a 0 end is the root."""
     from flowsim.dynamics.batched.engine import _root
 
     fs = [lambda t, f=f: f(t - shift) for f, *_ in _BRACKETS]

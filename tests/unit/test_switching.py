@@ -175,7 +175,7 @@ def test_side_grad_defaults_agree_with_the_exact_pieces():
 
 @pytest.mark.parametrize("loss", [Hinge(beta=0.1), DPOP(beta=0.1)], ids=["hinge", "dpop"])
 def test_thresholds_met_at_the_start_are_crossed_at_time_0(loss):
-    """p_w >= p1_target and p_l <= p2_target at the start: t_w = t_l = 0 (as without surfaces), though the flow moves on."""
+    """p_w >= p1_target and p_l <= p2_target at the start: t_w = t_l = 0 (as without surfaces); the flow moves on."""
     out = integrate(loss, [0.92, 0.05], ref=(1.0, 1.0))
     assert out.t_stop > 0.0 and out.status in ("stationary", "converged")
     assert (out.t_w, out.t_l) == (0.0, 0.0)
