@@ -225,6 +225,43 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "a residual exactly 0 at a step's end: the next step (g_old = 0 >= 0) finds the same root (its lower end), "
         "lands on it as the step before would have (one step's evaluations more)"
     ),
+    (
+        "flowsim/model/losses/dpo.py",
+        "if f_divergence == 'alpha_divergence' and abs(alpha - 1.0) > ALPHA_ONE_TOL:",
+        ">= -> >",
+    ): (
+        "|alpha - 1| is never exactly ALPHA_ONE_TOL: alpha - 1 is exact near 1 and a multiple of 2**-53, and the "
+        "double 1e-6 is not (its denominator is 2**72)"
+    ),
+    (
+        "flowsim/model/losses/dpo.py",
+        (
+            "return self.f_divergence == 'reverse_kl' or (self.f_divergence == 'alpha_divergence' and "
+            "abs(self.alpha - 1.0) <= ALPHA_ONE_TOL)"
+        ),
+        "< -> <=",
+    ): (
+        "|alpha - 1| is never exactly ALPHA_ONE_TOL: alpha - 1 is exact near 1 and a multiple of 2**-53, and the "
+        "double 1e-6 is not (its denominator is 2**72)"
+    ),
+    (
+        "flowsim/model/losses/dpo.py",
+        "if self.f_divergence != 'alpha_divergence' or abs(self.alpha - 1.0) <= ALPHA_ONE_TOL:",
+        "< -> <=",
+    ): (
+        "|alpha - 1| is never exactly ALPHA_ONE_TOL: alpha - 1 is exact near 1 and a multiple of 2**-53, and the "
+        "double 1e-6 is not (its denominator is 2**72)"
+    ),
+    (
+        "flowsim/dynamics/closed_forms/dpo_logits.py",
+        "cm1 = _exp_times_expm1(np.where(pos, 1.0, c0), np.where(pos, 1.0, x))",
+        "0.0 -> 1.0",
+    ): "the filler np.where puts in the other branch's rows, which the same mask (pos) never reads",
+    (
+        "flowsim/dynamics/closed_forms/dpo_logits.py",
+        "fp = np.where(pos, ec + em1 + 1.0, 1.0 + np.exp(np.where(pos, 1.0, c0 + x)))",
+        "0.0 -> 1.0",
+    ): "the filler np.where puts in the other branch's rows, which the same mask (pos) never reads",
 }
 
 PYTEST = [
