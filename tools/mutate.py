@@ -57,7 +57,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "engine_driver": ("flowsim/dynamics/driver.py", [f"{_U}test_driver.py", f"{_U}test_switching.py"]),
     "record": (
         "flowsim/dynamics/record.py",
-        [f"{_U}test_driver.py", f"{_U}test_network_stops.py", f"{_U}test_optimisers.py"],
+        [f"{_U}test_record.py", f"{_U}test_driver.py", f"{_U}test_network_stops.py", f"{_U}test_optimisers.py"],
     ),
     "store": (
         "flowsim/experiment/store.py",
@@ -262,6 +262,16 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "fp = np.where(pos, ec + em1 + 1.0, 1.0 + np.exp(np.where(pos, 1.0, c0 + x)))",
         "0.0 -> 1.0",
     ): "the filler np.where puts in the other branch's rows, which the same mask (pos) never reads",
+    (
+        "flowsim/dynamics/training.py",
+        "met = {'converged': np.all(p[:, 1] < stop.p2_floor), 'timeout': timeout}",
+        "<= -> <",
+    ): "every pair's p_l exactly equal to the floor: a float's exact equality (the same test as pair_status's)",
+    (
+        "flowsim/dynamics/driver.py",
+        "if first is None or tau < first[1] or tau == first[1]:",
+        "drop condition 2 of and",
+    ): "unreachable tie, as for 'not in -> in' on this line: a run's t_events hold at most one terminal event",
 }
 
 PYTEST = [
