@@ -272,6 +272,14 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if first is None or tau < first[1] or tau == first[1]:",
         "drop condition 2 of and",
     ): "unreachable tie, as for 'not in -> in' on this line: a run's t_events hold at most one terminal event",
+    (
+        "flowsim/dynamics/batched/engine.py",
+        "finite = np.isfinite(err) & np.all(np.isfinite(y_new), axis=0) & np.any(np.isfinite(f_new), axis=0)",
+        "all(...) -> any(...)",
+    ): (
+        "err already reads f_new (K's last stage, in every tableau's error weights; DOP853's weight is 0, but 0 x "
+        "NaN or inf is NaN): a non-finite f_new makes err non-finite, so the row is not finite either way"
+    ),
 }
 
 PYTEST = [
