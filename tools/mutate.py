@@ -10,17 +10,18 @@ never edited) and the module's tests (:data:`MODULES`) run against it (``pytest 
 failing test *kills* it, a test run past its time limit counts as killed (and says so), and a
 mutant every test passes *survives* -- a bug the tests cannot see, or an equivalent mutant.
 
-Usage, from the repository root (about 10 minutes on 2 cores for the default sample)::
+Usage, from the repository root, one module at a time on a shared machine (15 mutants of a
+module take 1.5-10 minutes of one process; all eleven, about 45)::
 
-    python tools/mutate.py                                # every core module, 10 mutants each
+    OMP_NUM_THREADS=1 python tools/mutate.py -m engine_driver -n 15   # one module, 15 mutants
     python tools/mutate.py -m training -m store -n 30     # the modules a change touched, more mutants
-    python tools/mutate.py --list -m regions              # the sample, without running anything
-    python tools/mutate.py --jobs 2 --out mutation.md     # two at a time; the table also as a file
+    python tools/mutate.py --list -m regions              # the sample and each mutant's EQUIVALENT key
+    python tools/mutate.py --jobs 2 --out mutation.md     # every module, two at a time; the table as a file
 
 Run it on the modules a change touches before you stop.  It is not run in CI (too slow for its
-budget); the survivors of the last run and why each is harmless are in docs/explanation/accuracy.md.  The script
-reads no module internals: the table :data:`MODULES` below maps a module file to its tests, so
-when code moves, update one line there.
+budget); the survivors of the last run and why each is harmless are in
+docs/explanation/accuracy.md.  The script reads no module internals: the table :data:`MODULES`
+below maps a module file to its tests, so when code moves, update one line there.
 """
 
 from __future__ import annotations
