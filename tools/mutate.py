@@ -11,7 +11,7 @@ failing test *kills* it, a test run past its time limit counts as killed (and sa
 mutant every test passes *survives* -- a bug the tests cannot see, or an equivalent mutant.
 
 Usage, from the repository root, one module at a time on a shared machine (15 mutants of a
-module take 1.5-10 minutes of one process; all eleven, about 45)::
+module take 0.5-10 minutes of one process; all eleven, about 35; more on a loaded machine)::
 
     OMP_NUM_THREADS=1 python tools/mutate.py -m engine_driver -n 15   # one module, 15 mutants
     python tools/mutate.py -m training -m store -n 30     # the modules a change touched, more mutants
