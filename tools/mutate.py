@@ -291,6 +291,33 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "coefficients are O(1): the sum moves by <= 2.2e-16 relative (measured on x in [0, 0.25], first 0.5, 1, "
         "1.5, 2)"
     ),
+    (
+        "flowsim/dynamics/record.py",
+        (
+            "return out | {'rest_final': np.sum(others, axis=1), 'top_other': top + 2.0, 'p_top_other': "
+            "np.take_along_axis(others, top[..., None], -1)[..., 0], 'top_other_gain': np.take_along_axis(others, "
+            "top0[..., None], -1)[..., 0] - track.p_top0[rows]}"
+        ),
+        "axis=drop unary -",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
+    (
+        "flowsim/dynamics/record.py",
+        (
+            "return out | {'rest_final': np.sum(others, axis=-1), 'top_other': top + 2.0, 'p_top_other': "
+            "np.take_along_axis(others, top[..., None], 1)[..., 0], 'top_other_gain': np.take_along_axis(others, "
+            "top0[..., None], -1)[..., 0] - track.p_top0[rows]}"
+        ),
+        "drop unary -",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
+    (
+        "flowsim/dynamics/record.py",
+        (
+            "return out | {'rest_final': np.sum(others, axis=-1), 'top_other': top + 2.0, 'p_top_other': "
+            "np.take_along_axis(others, top[..., None], -1)[..., 0], 'top_other_gain': np.take_along_axis(others, "
+            "top0[..., None], 1)[..., 0] - track.p_top0[rows]}"
+        ),
+        "drop unary -",
+    ): "finish_rows takes p as (m, K) rows (its contract; every caller passes 2-D): axis 1 is the last",
 }
 
 PYTEST = [
