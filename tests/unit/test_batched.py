@@ -232,3 +232,66 @@ def test_every_registered_pair_gives_the_drivers_rows(loss_kind, model):
         for k in ("t_w", "t_l"):
             assert _close(got[k], drv[k], 1e-7), (*where, k)
         assert _close(got["displaced"].astype(float), drv["displaced"].astype(float), 0.0), where
+
+
+#: Brackets with known roots: smooth, flat-then-steep, an exponential, a polynomial, a pole (the root finder's oracles).
+_BRACKETS = [
+    (lambda t: t**3 - 2.0, 0.0, 2.0, np.cbrt(2.0)),
+    (lambda t: np.tanh(50.0 * (t - 1.3)), 0.0, 4.0, 1.3),
+    (lambda t: np.expm1(10.0 * (t - 0.3)), -2.0, 3.0, 0.3),
+    (lambda t: (t - 0.7) * (1.0 + t * t), -3.0, 4.0, 0.7),
+    (lambda t: np.arctan(100.0 * (t - 0.01)), 0.0, 1.0, 0.01),
+    (lambda t: 1.0 / t - 3.0, 0.1, 10.0, 1.0 / 3.0),
+    (lambda t: np.log(t) + 0.5, 0.1, 3.0, np.exp(-0.5)),
+]
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e3])
+def test_the_root_finder_meets_its_tolerance_at_its_default(shift):
+    """All brackets at once, to |error| <= 4 eps (1 + |tau|) (the default: solve_ivp brentq's); a 0 end is the root."""
+    from flowsim.dynamics.batched.engine import _root
+
+    fs = [lambda t, f=f: f(t - shift) for f, *_ in _BRACKETS]
+    lo, hi, want = (np.array([b[i] for b in _BRACKETS]) + shift for i in (1, 2, 3))
+
+    def fun(tau):
+        return np.array([f(x) for f, x in zip(fs, tau, strict=True)])
+
+    got = _root(fun, lo, hi, fun(lo), fun(hi))
+    assert np.all(np.abs(got - want) <= 4 * np.finfo(float).eps * (1.0 + np.abs(want)))
+    ends = _root(fun, lo[:2], hi[:2], np.array([0.0, 1.0]), np.array([-1.0, 0.0]))
+    assert ends.tolist() == [lo[0], hi[1]]
+
+
+def _hard_brackets():
+    """Roots of t^k - r^k (k odd up to 11) and of steepening exponentials, sinh and logistic curves."""
+    out = [(lambda t, k=k, r=r: t**k - r**k, -0.3, 2.0) for k in (3, 5, 7, 9, 11) for r in (0.1, 0.37, 0.5, 0.83)]
+    for s in (5.0, 20.0, 80.0):
+        out += [
+            (lambda t, s=s: np.expm1(s * (t - 0.3)), -1.0, 2.0),
+            (lambda t, s=s: np.sinh(s * (t - 0.41)), -1.0, 2.0),
+            (lambda t, s=s: 1.0 / (1.0 + np.exp(-s * (t - 0.6))) - 0.3, -1.0, 3.0),
+        ]
+    return out
+
+
+def test_the_root_finder_interpolates_where_it_is_safe():
+    """Chandrupatla's test (inverse quadratic interpolation only where it is safe) converges superlinearly.
+
+    Measured: 329 evaluations over 29 brackets (each alone), where bisection takes ~50 per bracket; a
+    wrong safety test costs more (interpolating where it is not safe, 357; never, 1,493).  Deterministic
+    arithmetic: the bound is the measured count and 3%.
+    """
+    from flowsim.dynamics.batched.engine import _root
+
+    calls = 0
+    for f, lo, hi in _hard_brackets():
+
+        def fun(tau, f=f):
+            nonlocal calls
+            calls += 1
+            return f(tau)
+
+        lo_, hi_ = np.array([lo]), np.array([hi])
+        _root(fun, lo_, hi_, f(lo_), f(hi_))
+    assert calls <= 340

@@ -8,6 +8,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from scipy.special import expit
 
 from flowsim.dynamics.closed_forms.dpo_logits import (
     exact_dpo_logits,
@@ -18,6 +19,7 @@ from flowsim.dynamics.closed_forms.dpo_logits import (
     time_to_margin,
 )
 from flowsim.dynamics.closed_forms.dpo_ratio import exact_dpo
+from flowsim.dynamics.driver import integrate
 from flowsim.dynamics.record import PATH_FIELDS, RESULT_FIELDS, StopRule
 from flowsim.model import Objective
 from flowsim.model.losses import DPO
@@ -238,6 +240,19 @@ def test_loss_target_and_timeout_match_solve_ivp():
     np.testing.assert_allclose(theta_at_time(pol.theta0, pol.log_ref, beta, t_max), sol.y[:, -1], rtol=1e-7)
 
 
+@pytest.mark.parametrize("tol", [0.05, 0.3])
+def test_stationary_stop_is_where_the_gradient_norm_is_the_tolerance(tol):
+    """|grad_theta L| = sqrt(2) beta sigmoid(-m) on logits: the stop is where that is tol (and the driver's stop)."""
+    pol = SoftmaxLogits(K=10, zipf=0.5).bind([0.2, 0.4], [0.25, 0.5])
+    beta = 1.0
+    out = exact_dpo_logits(pol.theta0, pol.log_ref, beta, p2_floor=1e-12, stationary_tol=tol, t_max=1e3)
+    assert out["status"] == "stationary"
+    m = beta * (np.log(out["p_final"][0] / out["p_final"][1]) - (pol.log_ref[0] - pol.log_ref[1]))
+    assert np.sqrt(2.0) * beta * expit(-m) == pytest.approx(tol, rel=1e-12)
+    ref = integrate(DPO(beta=beta), policy=pol, stop=StopRule(p2_floor=1e-12, stationary_tol=tol, t_max=1e3))
+    assert ref.status == "stationary" and out["t_stop"] == pytest.approx(ref.t_stop, rel=1e-7)
+
+
 def test_seed_example_logits_versus_ratio_plane():
     # From (0.3, 0.6), beta = 0.1, ref = start, stopping at p_l = 0.06.
     p0 = np.array([0.3, 0.6])
@@ -308,6 +323,7 @@ def test_bad_arguments_are_named(kwargs, match):
         (np.log([0.3, 0.6, 0.1]), 0.0, r"log_ref must have shape \(\.\.\., 2\); got shape \(\)"),
         (np.log([0.3, 0.6, 0.1]), [0.0, np.nan], "log_ref must be finite"),
         (np.array([0.0]), np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2"),
+        (0.0, np.zeros(2), r"theta0 must have shape \(\.\.\., K\) with K >= 2; got shape \(\)"),
         (np.array([0.0, np.inf, 0.0]), np.zeros(2), "theta0 must be finite"),
     ],
 )

@@ -162,3 +162,9 @@ def test_one_bad_per_row_parameter_is_refused():
     for name in ("beta", "ref_w", "ref_l"):
         with pytest.raises(ValueError, match=name):
             exact_dpo([[0.5, 0.5], [0.5, 0.5]], **{name: [0.5, -1.0]})
+
+
+def test_an_empty_batch_gives_empty_fields():
+    """No starts (an empty chunk): every field, of length 0, and no error (the shared-beta shortcut reads no row)."""
+    out = exact_dpo(np.zeros((0, 2)), beta=0.1)
+    assert set(out) == set(RESULT_FIELDS) and all(np.shape(v) == (0,) for v in out.values())

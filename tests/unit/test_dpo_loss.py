@@ -136,3 +136,30 @@ def test_ratio_domain_names_the_bound():
     assert pol.in_domain(np.array([2.0, 1.0]))  # x1 may reach 1/ref_w
     assert not pol.in_domain(np.array([2.5, 0.5]))
     assert "x1 <= 2" in pol.describe_domain()
+
+
+@pytest.mark.parametrize("f_divergence", ["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_margin_only_is_true_exactly_where_the_loss_reads_only_the_margin(f_divergence, alpha):
+    """Reverse KL (and the alpha divergence at alpha = 1, TRL's reverse KL) is a function of h_w - h_l: a common
+    shift of h leaves it unchanged; the other scores move with it."""
+    loss = DPO(beta=0.3, f_divergence=f_divergence, alpha=alpha)
+    h = np.array([[0.4, -0.7], [-1.2, 0.3]])
+    moved = np.abs(loss.value(h + 0.9) - loss.value(h)).max()
+    assert loss.margin_only() == (moved < 1e-12)  # measured: 0 or > 0.05
+    assert loss.margin_only() == (f_divergence == "reverse_kl" or (f_divergence == "alpha_divergence" and alpha == 1.0))
+
+
+def test_the_alpha_divergence_clamp_passes_the_gradient_at_its_bound_as_torch_does():
+    """TRL clamps (alpha - 1) h at 80 before the exponential; torch.clamp's gradient passes where t <= 80."""
+    torch = pytest.importorskip("torch")
+    from flowsim.model.losses.dpo import ALPHA_CLAMP, f_scores
+
+    a = -0.5  # alpha 0.5: t = a h = 80 exactly at h = -160
+    h = np.array([-150.0, -160.0, -170.0])
+    ht = torch.tensor(h, dtype=torch.float64, requires_grad=True)
+    (torch.exp(torch.clamp(a * ht, max=ALPHA_CLAMP)) / a).sum().backward()
+    s, ds, dds = f_scores(h, "alpha_divergence", 0.5)
+    np.testing.assert_allclose(ds, ht.grad.numpy(), rtol=1e-14)
+    assert ds[1] > 0.0 and ds[2] == 0.0 and dds[1] == a * ds[1] and dds[2] == 0.0
+    np.testing.assert_allclose(s, np.exp(np.minimum(a * h, ALPHA_CLAMP)) / a, rtol=1e-15)

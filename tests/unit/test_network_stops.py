@@ -200,3 +200,25 @@ def test_diverged_stops_at_the_last_finite_point(start, dpo_path, where, what):
     np.testing.assert_allclose(rec.logp, dpo_path["logp"][k], rtol=0, atol=1e-12)
     np.testing.assert_allclose(rec.loss_final, dpo_path["loss"][k], rtol=1e-12)
     assert len(rec.path_logp) == k + 1
+
+
+class UnderflowingBatch(PairBatch):
+    """The pairs, with log p_l = -inf for a pair once its margin reaches 1.5 (the loss stays finite: 0)."""
+
+    log_ref: torch.Tensor
+
+    def log_probs(self, net):
+        lp = super().log_probs(net)
+        hit = (lp[:, 0] - self.log_ref[:, 0]) - (lp[:, 1] - self.log_ref[:, 1]) >= 1.5
+        return torch.stack([lp[:, 0], torch.where(hit, -torch.inf, lp[:, 1])], dim=-1)
+
+
+def test_a_non_finite_log_probability_diverges_though_the_loss_is_finite(start, dpo_path):
+    """A log-probability of -inf gives DPO a finite loss (0) and gradient: the training stops all the same."""
+    k = first((dpo_path["margin"] >= 1.5).any(axis=1)) - 1
+    batch = copy.copy(start.batch)
+    batch.__class__ = UnderflowingBatch
+    batch.log_ref = torch.as_tensor(start.log_ref, dtype=DTYPE)
+    rec = train_pairs(copy.deepcopy(start.net), batch, DPO(beta=BETA), GD(lr=LR), StopRule(**QUIET), start.log_ref)
+    assert (rec.train_status, rec.steps) == ("diverged", k), rec.message
+    assert rec.message == f"step {k + 1}: the loss or log-probabilities are not finite"

@@ -171,3 +171,13 @@ def test_side_grad_defaults_agree_with_the_exact_pieces():
             h = np.concatenate([on, on + side * 0.5 * n / np.sum(n * n, axis=-1, keepdims=True)])
             side_ = np.full((len(h), 1), side)
             np.testing.assert_allclose(Loss.side_grad(loss, h, side_), loss.side_grad(h, side_), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", [Hinge(beta=0.1), DPOP(beta=0.1)], ids=["hinge", "dpop"])
+def test_thresholds_met_at_the_start_are_crossed_at_time_0(loss):
+    """p_w >= p1_target and p_l <= p2_target at the start: t_w = t_l = 0 (as without surfaces); the flow moves on."""
+    out = integrate(loss, [0.92, 0.05], ref=(1.0, 1.0))
+    assert out.t_stop > 0.0 and out.status in ("stationary", "converged")
+    assert (out.t_w, out.t_l) == (0.0, 0.0)
+    later = integrate(loss, [0.5, 0.3], ref=(1.0, 1.0), stop=StopRule(t_max=10.0))
+    assert later.t_stop > 0.0 and not later.t_w == 0.0 and not later.t_l == 0.0

@@ -342,3 +342,36 @@ def test_claims_markdown_shows_each_combination_beside_the_pooled_summary():
     assert rows[0].endswith("| – |")  # LD is the last column
     one = claims_markdown(claims[claims["beta"] == 0.1])
     assert "Verdicts per combination" not in one  # one combination: nothing to split
+
+
+def test_across_as_a_mapping_must_name_some_of_the_claims_models():
+    text = {"id": "X", "title": "t", "paper": "p", "where": "w", "metric": "m", "rule": rule_share, "measure": len}
+    assert Claim(**text, models=("ratio",), across={"ratio": ("beta",)}).across == {"ratio": ("beta",)}
+    for bad in ({}, {"logits": ("beta",)}):
+        with pytest.raises(ValueError, match="claim X: across must map some of its models"):
+            Claim(**text, models=("ratio",), across=bad)
+
+
+def test_a_split_on_a_column_the_table_lacks_keeps_one_column():
+    t = pd.concat([_claims({"A": SUPPORTED}).assign(loss="dpo"), _claims({"A": NOT}).assign(loss="ipo")])
+    m = verdict_matrix({"losses": t}, split={"losses": "beta"})
+    assert list(m.columns) == ["statement", "losses"]
+
+
+def test_rows_marked_as_computed_with_failed_rows_left_out():
+    """failed_left_out counts the failed rows a verdict left out: NaN (no count) and 0 mark nothing."""
+    from flowsim.analysis.verdicts import _left_out
+
+    claims = pd.DataFrame({"failed_left_out": [np.nan, 0.0, 1.0, 3.0]})
+    assert _left_out(claims).tolist() == [False, False, True, True]
+    assert _left_out(claims.drop(columns="failed_left_out")).tolist() == [False] * 4
+
+
+def test_the_letters_of_a_combination():
+    """One letter per row (S, P, N, –), * where fragile; a combination without rows reads –."""
+    from flowsim.analysis.verdicts import _letters
+
+    rows = pd.DataFrame({"verdict": [SUPPORTED, NOT, PARTLY], "robustness": ["robust", "fragile (cuts)", "robust"]})
+    assert _letters(rows) == "S N* P"
+    assert _letters(rows.drop(columns="robustness")) == "S N P"
+    assert _letters(rows.iloc[:0]) == "–"
