@@ -35,7 +35,11 @@ def test_run_analyze_plot(tmp_path, capsys):
     assert "72 flows" in capsys.readouterr().out
     assert main(["analyze", str(out)]) == 0
     err = capsys.readouterr().err  # each step says what it does and how long it took
-    steps = ("reading flows.csv ...", "region tables of 72 flows ...", "claims and their sensitivity ...")
+    steps = (
+        "reading flows.csv ...",
+        "region tables of 72 flows ...",
+        "claims of every study that applies, and their sensitivity ...",
+    )
     assert all(f"analyze out: {step}" in err for step in steps)
     claims = pd.read_csv(out / "claims.csv")
     assert claims.groupby("claim").size().eq(4).all()  # every claim: 2 betas x 2 subsets

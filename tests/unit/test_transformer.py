@@ -1,7 +1,7 @@
 """The network's transformer (arch = "transformer"): indexing, causality, its exact special case, the
 trainer applied unchanged, order-1 convergence of GD to the flow, and its validation.
 
-Skipped without torch or transformers (the ``nn`` and ``trl`` extras).
+Skipped without torch or transformers (the ``nn`` extra).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch):
     import flowsim.model.parameterisations.network as mod
 
     monkeypatch.setattr(mod, "transformers_available", lambda: False)
-    with pytest.raises(ValueError, match=r"arch needs transformers, which is not installed: pip install -e \"\.\[trl"):
+    with pytest.raises(ValueError, match=r"arch needs transformers, which is not installed: pip install -e \"\.\[nn\]"):
         Network(arch="transformer")
     Network()  # the MLP does not need it
 
