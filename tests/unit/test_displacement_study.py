@@ -334,3 +334,19 @@ def test_the_report_section_is_generated_from_the_tables(tmp_path):
     seed = read_claims(tmp_path, "displacement_transformer")
     assert not seed["claim"].str.startswith("D").any() and "study" not in seed.columns
     assert set(read_claims(tmp_path, "displacement_transformer", "displacement")["claim"]) == set(REGISTRY)
+
+
+def test_the_report_compares_the_selected_datasets_from_the_tables(tmp_path):
+    from flowsim.app.report.displacement import displacement_section, selected
+
+    for name, effect in (("strong", 1.5), ("flat", 0.0)):
+        (tmp_path / name / "displacement_quantile").mkdir(parents=True)
+        chosen(effect=effect, baseline=-effect).to_csv(tmp_path / name / "displacement_quantile" / "flows.csv")
+    text = "\n".join(displacement_section(tmp_path / "strong"))
+    assert "quantile protocol, done as datasets" in text and "| ches " in text
+    table = selected(tmp_path / "strong").set_index("predictor")
+    assert table.loc["ches", "trainings"] == "6 / 6" and table["_dlogpw"].tolist() == [True, False, False]
+    # the baselines' ends were trained the other way round: their claimed-displacing end loses less
+    assert "interval below 0 for: ches;" in text and "above 0 for: ches." in text
+    flat = "\n".join(displacement_section(tmp_path / "flat"))
+    assert "interval below 0 for: none;" in flat and "above 0 for: none." in flat
