@@ -30,6 +30,7 @@ from flowsim.analysis.studies.displacement.measures import (
     training_ids,
 )
 from flowsim.analysis.studies.displacement.testing import synthetic_pairs as rows
+from flowsim.analysis.studies.displacement.testing import synthetic_selections as chosen
 from flowsim.analysis.testing import make_flows
 from flowsim.analysis.verdicts import NA, NOT, PARTLY, SUPPORTED, Claim
 from flowsim.dynamics.record import StopRule
@@ -82,6 +83,14 @@ CASES: dict[str, dict[str, Callable[[], Case]]] = {
         PARTLY: lambda: Case(rows(cross=1.0), PARTLY),
         NOT: lambda: Case(rows(cross=0.01), NOT),
         NA: lambda: Case(rows(n_pairs=1, n_trainings=64, cross=0.0), NA, why="one-pair trainings"),
+    },
+    "D6": {
+        SUPPORTED: lambda: Case(chosen(effect=1.0), SUPPORTED),
+        # the top's dlogpw is lower, but no pair is displaced on either end: the shares do not differ
+        PARTLY: lambda: Case(_edit(chosen(effect=1.0), displaced=False), PARTLY),
+        # the baselines separate, CHES does not: the verdict is CHES's
+        NOT: lambda: Case(chosen(effect=0.0, baseline=1.5), NOT),
+        NA: lambda: Case(chosen()[lambda f: f["select"] != "ches_bottom"], NA, why="both ches_top and ches_bottom"),
     },
 }
 PAIRS = [(cid, v) for cid in REGISTRY for v in CASES.get(cid, {})]
@@ -236,7 +245,7 @@ def test_a_policy_models_rows_are_each_a_training_and_their_order_does_not_matte
 def test_the_registry_holds_both_studies_with_their_own_claims():
     got = studies()
     assert list(got) == list(STUDIES) == ["dpo_field", "displacement"]
-    assert [c.id for c in got["displacement"].claims] == ["D1", "D2", "D3", "D4", "D5"]
+    assert [c.id for c in got["displacement"].claims] == ["D1", "D2", "D3", "D4", "D5", "D6"]
     assert not {c.id for c in got["dpo_field"].claims} & {c.id for c in got["displacement"].claims}
 
 
@@ -260,7 +269,7 @@ def test_analysis_judges_every_study_that_applies():
     got = evaluate_studies(net, StopRule(), sensitivity=False)
     assert list(dict.fromkeys(got["study"])) == ["dpo_field", "displacement"] and got.columns[-1] == "study"
     mine = got[got["study"] == "displacement"]
-    assert mine["claim"].unique().tolist() == ["D1", "D2", "D3", "D4", "D5"]
+    assert mine["claim"].unique().tolist() == ["D1", "D2", "D3", "D4", "D5", "D6"]
     assert (mine["verdict"] != NA).any()
 
 
@@ -325,3 +334,19 @@ def test_the_report_section_is_generated_from_the_tables(tmp_path):
     seed = read_claims(tmp_path, "displacement_transformer")
     assert not seed["claim"].str.startswith("D").any() and "study" not in seed.columns
     assert set(read_claims(tmp_path, "displacement_transformer", "displacement")["claim"]) == set(REGISTRY)
+
+
+def test_the_report_compares_the_selected_datasets_from_the_tables(tmp_path):
+    from flowsim.app.report.displacement import displacement_section, selected
+
+    for name, effect in (("strong", 1.5), ("flat", 0.0)):
+        (tmp_path / name / "displacement_quantile").mkdir(parents=True)
+        chosen(effect=effect, baseline=-effect).to_csv(tmp_path / name / "displacement_quantile" / "flows.csv")
+    text = "\n".join(displacement_section(tmp_path / "strong"))
+    assert "quantile protocol, done as datasets" in text and "| ches " in text
+    table = selected(tmp_path / "strong").set_index("predictor")
+    assert table.loc["ches", "trainings"] == "6 / 6" and table["_dlogpw"].tolist() == [True, False, False]
+    # the baselines' ends were trained the other way round: their claimed-displacing end loses less
+    assert "interval below 0 for: ches;" in text and "above 0 for: ches." in text
+    flat = "\n".join(displacement_section(tmp_path / "flat"))
+    assert "interval below 0 for: none;" in flat and "above 0 for: none." in flat

@@ -23,9 +23,12 @@ DISPLACEMENT_SETTINGS: tuple[tuple[str, str, dict], ...] = (
     ("MLP, datasets of 8 pairs", "displacement_mlp", {"n_pairs": 8}),
     ("transformer, one-pair trainings (the pool)", "displacement_transformer", {"n_pairs": 1}),
     ("transformer, datasets of 4 pairs", "displacement_transformer", {"n_pairs": 4}),
+    ("transformer, datasets selected from a pool", "displacement_quantile", {}),
 )
 #: The experiments the section runs itself (the others are the main table's).
-EXPERIMENTS: tuple[str, ...] = ("displacement_mlp", "displacement_transformer")
+EXPERIMENTS: tuple[str, ...] = ("displacement_mlp", "displacement_transformer", "displacement_quantile")
+#: The quantile protocol done as datasets (:mod:`flowsim.model.network.select`): its experiment.
+SELECTED = "displacement_quantile"
 #: The predictors of the correlation table, in order.
 PREDICTORS: tuple[str, ...] = (
     "ches",
@@ -142,6 +145,63 @@ def quantiles(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def selected(root: Path) -> pd.DataFrame:
+    """The quantile protocol as datasets: per predictor, DPO on the claimed-displacing end of the pools
+    against DPO on the other end (D6's numbers; :func:`~flowsim.analysis.studies.displacement.d6_quantile.compare`),
+    and the random control's mean dlogpw and share displaced."""
+    from flowsim.analysis.studies.displacement.d6_quantile import ENDS, compare
+    from flowsim.analysis.studies.displacement.measures import POOL, Pairs
+
+    rows = _flows(root, SELECTED, {})
+    if rows is None or "select" not in rows.columns:
+        return pd.DataFrame()
+    pairs = Pairs(rows, POOL)
+    chosen = pairs.frame["select"].to_numpy(str)
+    control = chosen == "random"
+    ctrl = f"{pairs.dlogpw[control].mean():.2f} / {pairs.displaced[control].mean():.2f}" if control.any() else "n/a"
+    out = []
+    trainings = {name: len(np.unique(pairs.units[chosen == name])) for name in np.unique(chosen)}
+    for p, (hi, lo) in ENDS.items():
+        c = compare(pairs, p)
+        if c is None:
+            continue
+        out.append(
+            {
+                "predictor": p,
+                "trained on": f"{hi} / {lo}",
+                "trainings": f"{trainings[hi]} / {trainings[lo]}",
+                "mean dlogpw": f"{c['dlogpw_hi']:.2f} / {c['dlogpw_lo']:.2f}",
+                "difference [95%]": _cell(c["dlogpw_diff"], c["dlogpw_diff_lo"], c["dlogpw_diff_hi"]),
+                "share displaced": f"{c['displaced_hi']:.2f} / {c['displaced_lo']:.2f}",
+                "difference [95%] ": _cell(c["displaced_diff"], c["displaced_diff_lo"], c["displaced_diff_hi"]),
+                "random: dlogpw / share": ctrl,
+                "_dlogpw": np.isfinite(c["dlogpw_diff_hi"]) and c["dlogpw_diff_hi"] < 0,
+                "_share": np.isfinite(c["displaced_diff_lo"]) and c["displaced_diff_lo"] > 0,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _selected_lines(q: pd.DataFrame) -> list[str]:
+    def named(flag: str) -> str:
+        return ", ".join(q.loc[q[flag], "predictor"]) or "none"
+
+    return [
+        "**Razin et al.'s quantile protocol, done as datasets** (`experiments/displacement_quantile.toml`): per "
+        "seed a pool of pairs is pretrained and SFT'd on, every pool pair ranked by the predictor at the DPO "
+        "start, and DPO trains on a quarter of the pool from one end only (a dataset; the reference the SFT "
+        "checkpoint). Each cell: the claimed-displacing end / the other (intervals: resampling the seeds within "
+        "each end); the random quarter is the control. The claim D6 reads the CHES row.",
+        "",
+        q.drop(columns=["_dlogpw", "_share"]).to_markdown(index=False),
+        "",
+        "*Generated from the table.* Training on the claimed-displacing end gives a lower mean dlogpw with the "
+        f"difference's interval below 0 for: {named('_dlogpw')}; a higher share displaced with its interval "
+        f"above 0 for: {named('_share')}.",
+        "",
+    ]
+
+
 def _matrix(root: Path) -> pd.DataFrame | None:
     """The study's claims (rows) in each of its settings whose claims.csv holds its rows (columns)."""
     from flowsim.analysis.verdicts import verdict_matrix
@@ -193,6 +253,9 @@ def displacement_section(root: Path) -> list[str]:
         q = quantiles(table)
         if not q.empty:
             out += _quantile_lines(q)
+    chosen = selected(root)
+    if not chosen.empty:
+        out += _selected_lines(chosen)
     for name in EXPERIMENTS:
         if (root / name / "figures" / "displacement.png").exists():
             out += [f"![each predictor against dlogpw ({name})]({name}/figures/displacement.png)", ""]
@@ -253,4 +316,4 @@ def _quantile_lines(q: pd.DataFrame) -> list[str]:
     ]
 
 
-__all__ = ["DISPLACEMENT_SETTINGS", "EXPERIMENTS", "correlations", "displacement_section", "quantiles"]
+__all__ = ["DISPLACEMENT_SETTINGS", "EXPERIMENTS", "correlations", "displacement_section", "quantiles", "selected"]

@@ -37,6 +37,8 @@ class Network(Engine):
         return None
 
     def run(self, task: Task, p0: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+        if task.model.pool:  # each member keeps its own pairs after SFT; an ensemble's stack shares one batch
+            return run_loop(task, p0, ref)
         targets = task.model.sft == "target"
         parts: list[dict[str, np.ndarray]] = []
         for lo in range(0, len(p0), MAX_MEMBERS):
@@ -77,12 +79,14 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
     from flowsim.model.network.probes import end_probes, start_probes
+    from flowsim.model.network.select import select_pairs
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
     spec = task.model
     net, batch = build(spec, make_pairs(spec))
     pretrain(net, spec)  # nothing unless pretrain_steps > 0
     sft_value = sft(net, batch, spec, target=target)
+    batch = select_pairs(net, batch, spec)  # with a pool: its selected pairs, ranked at the DPO start
     with torch.no_grad():
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)

@@ -41,7 +41,12 @@ class PairData:
 
 
 def make_pairs(spec) -> PairData:
-    """The dataset of a :class:`~flowsim.model.parameterisations.network.Network` spec (by ``spec.pairs``)."""
+    """The dataset of a :class:`~flowsim.model.parameterisations.network.Network` spec (by ``spec.pairs``).
+
+    With ``spec.pool`` > 0, the pool (:func:`pool_pairs`) the preference stage's pairs are selected from.
+    """
+    if getattr(spec, "pool", 0):
+        return pool_pairs(spec)
     if spec.pairs == "language":
         from flowsim.model.network.language import language_pairs
 
@@ -49,6 +54,30 @@ def make_pairs(spec) -> PairData:
     else:
         data = uniform_pairs(spec)
     return with_eos(data, spec.vocab - 1) if spec.append_eos else data
+
+
+def pool_pairs(spec) -> PairData:
+    """The pool of ``spec.pool`` pairs: shares of it (as equal as can be, in order) at edit distance
+    1, 2, .. ``spec.edit_distance``, each share drawn as a dataset of its own from ``data_seed``.
+
+    The shares make the edit distance vary over the pool (one setting would tie every pair); drawn
+    from the same seed, the first pairs of every share have the same prompt and y_w.
+
+    >>> from flowsim.model.parameterisations.network import Network
+    >>> d = make_pairs(Network(n_pairs=2, pool=5, select="random", edit_distance=2, response_len=3))
+    >>> d.n_pairs, d.edit_distances().tolist()
+    (5, [1, 1, 2, 2, 2])
+    """
+    from dataclasses import replace
+
+    top = spec.edit_distance
+    sizes = np.diff(np.round(np.linspace(0, spec.pool, top + 1)).astype(int))
+    parts = [
+        make_pairs(replace(spec, pool=0, select="none", n_pairs=int(k), n_prompts=0, edit_distance=d))
+        for d, k in zip(range(1, top + 1), sizes, strict=True)
+        if k
+    ]
+    return PairData(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("prompts", "chosen", "rejected")))
 
 
 def with_eos(data: PairData, eos: int) -> PairData:
@@ -95,4 +124,4 @@ def contexts(prompts: np.ndarray, responses: np.ndarray, window: int, pad: int) 
     return seq[:, idx]
 
 
-__all__ = ["PairData", "contexts", "make_pairs", "uniform_pairs", "with_eos"]
+__all__ = ["PairData", "contexts", "make_pairs", "pool_pairs", "uniform_pairs", "with_eos"]

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from flowsim._validation import ParamError, check_choice, check_int, check_interval, check_positive
+from flowsim.model.network.select import SELECT_CHOICES
 from flowsim.model.parameterisations.base import Model
 from flowsim.model.probes import PROBE_COLUMNS, START_PROBES
 
@@ -151,6 +152,17 @@ class Network(Model):
         Pairs per DPO step (0: the whole dataset); mini-batches cycle through a seeded permutation.
     batch_seed : int
         numpy seed of the mini-batches' order.
+    pool : int
+        Razin et al.'s quantile protocol (:mod:`flowsim.model.network.select`): draw a pool of
+        ``pool`` pairs (>= n_pairs; their edit distances 1 .. ``edit_distance`` in equal shares),
+        pretrain and SFT on it, then train the preference stage on the ``n_pairs`` pairs ``select``
+        keeps; 0: no pool (the dataset is the ``n_pairs`` pairs drawn).
+    select : str
+        Which pool pairs the preference stage trains on (one of
+        :data:`~flowsim.model.network.select.SELECT_CHOICES`): ``"<p>_top"`` / ``"<p>_bottom"``
+        the highest / lowest of predictor p (ches, ches_ln, hidden_ip) at the DPO start,
+        ``"pair_edit_distance_small"`` / ``"_large"``, ``"random"`` the control; ``"none"``
+        exactly when ``pool`` is 0.
     path_points : int
         Points of each pair's trajectory kept in its row's ``path`` column (0: none): the steps
         round(linspace(0, steps, path_points)), each as [t, log pi(y_w), log pi(y_l)].
@@ -236,6 +248,8 @@ class Network(Model):
     batch_seed: int = 0
     path_points: int = 0
     device: str = "cpu"
+    pool: int = 0
+    select: str = "none"
 
     def __post_init__(self) -> None:
         if not torch_available():
@@ -265,6 +279,7 @@ class Network(Model):
             ("batch_size", 0),
             ("batch_seed", 0),
             ("path_points", 0),
+            ("pool", 0),
         ):
             set_(self, name, check_int(name, getattr(self, name), low))
         set_(self, "arch", check_choice("arch", self.arch, ARCHS))
@@ -278,6 +293,7 @@ class Network(Model):
         set_(self, "device", check_choice("device", self.device, DEVICES))
         if self.device == "cuda" and not cuda_available():
             raise ParamError("device", 'needs a GPU that torch can use; none here (use "cpu" or "auto")', "cuda")
+        set_(self, "select", check_choice("select", self.select, SELECT_CHOICES))
         for name in ("readout_bias", "tie_embeddings", "same_class", "append_eos"):
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(name, "must be true or false", getattr(self, name))
@@ -297,6 +313,7 @@ class Network(Model):
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
         if self.batch_size > self.n_pairs:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
+        self._check_pool()
         if self.arch == "transformer":
             self._check_transformer()
         if self.pairs == "language" or self.pretrain_steps:
@@ -350,6 +367,16 @@ class Network(Model):
         opt = torch.optim.SGD([p], lr=1.0)
         p.sum().backward()
         opt.step()
+
+    def _check_pool(self) -> None:
+        if self.pool and self.pool < self.n_pairs:
+            raise ParamError("pool", f"must be 0 (no pool) or >= n_pairs = {self.n_pairs}", self.pool)
+        if self.pool and self.select == "none":
+            raise ParamError("select", f"must name the pairs kept from the pool (pool = {self.pool})", self.select)
+        if not self.pool and self.select != "none":
+            raise ParamError("select", 'must be "none" without a pool (pool = 0)', self.select)
+        if self.pool and self.batch_size:
+            raise ParamError("batch_size", "must be 0 (full batch) with a pool", self.batch_size)
 
     def _check_language(self) -> None:
         per_class = 2 if self.same_class and self.pairs == "language" else 1

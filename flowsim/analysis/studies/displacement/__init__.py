@@ -10,7 +10,9 @@ judges them, one claim per file here, registered by one line in :data:`MODULES`:
 * **D2 entanglement predicts the sign** of the first change of log pi(y_w) (:mod:`.d2_entanglement`);
 * **D3 similar responses displace more** (edit distance, token overlap; :mod:`.d3_similar`);
 * **D4 squeezing** (:mod:`.d4_squeezing`);
-* **D5 the cross-pair term** in datasets (:mod:`.d5_cross`).
+* **D5 the cross-pair term** in datasets (:mod:`.d5_cross`);
+* **D6 the quantile protocol as datasets**: DPO on the top CHES quantile of a pool displaces more
+  than on the bottom (:mod:`.d6_quantile`).
 
 Each rule is fixed in its file, its thresholds in :class:`DisplacementThresholds` (halved and
 doubled by the sensitivity family).  The study pools its groups over :data:`POOL` (replicate seeds,
@@ -18,7 +20,7 @@ similarity settings): a rank correlation over pairs, with its interval from resa
 trainings (:mod:`.measures`).  It has no regions: its cuts are only the default thirds.
 
 >>> [c.id for c in STUDY.claims]
-['D1', 'D2', 'D3', 'D4', 'D5']
+['D1', 'D2', 'D3', 'D4', 'D5', 'D6']
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ MODULES: tuple[str, ...] = (
     "flowsim.analysis.studies.displacement.d3_similar",
     "flowsim.analysis.studies.displacement.d4_squeezing",
     "flowsim.analysis.studies.displacement.d5_cross",
+    "flowsim.analysis.studies.displacement.d6_quantile",
 )
 #: The study's claims by id.
 REGISTRY = register(MODULES)

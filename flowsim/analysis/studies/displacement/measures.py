@@ -34,6 +34,7 @@ POOL: tuple[str, ...] = (
     "same_class",
     "cos_wl",
     "norm_ratio",
+    "select",
 )
 #: The columns that tell a network's trainings apart within a group, besides the study's pooled ones.
 TRAINING_COLUMNS = ("n_pairs", "target_w", "target_l")
@@ -202,7 +203,20 @@ def quantile_comparison(
     v = pairs.column(name) * end
     ok = np.isfinite(v) & np.isfinite(pairs.dlogpw)
     lo_cut, hi_cut = np.quantile(v[ok], [q, 1 - q])
-    sides = {"hi": ok & (v >= hi_cut), "lo": ok & (v <= lo_cut)}
+    return compare_sides(pairs, ok & (v >= hi_cut), ok & (v <= lo_cut), n_boot, seed)
+
+
+def compare_sides(
+    pairs: Pairs, hi: np.ndarray, lo: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED
+) -> dict[str, float]:
+    """Mean dlogpw and share displaced of the pairs ``hi`` and ``lo`` (boolean masks), their differences
+    hi - lo, and the 95% interval of each difference from resampling the trainings within each side.
+
+    Keys ``n_hi``, ``n_lo``, ``dlogpw_hi``, ``displaced_hi``, ... , ``dlogpw_diff`` with
+    ``dlogpw_diff_lo``, ``dlogpw_diff_hi`` (and the same for ``displaced``); NaN intervals with fewer
+    than 2 trainings on a side.
+    """
+    sides = {"hi": hi & np.isfinite(pairs.dlogpw), "lo": lo & np.isfinite(pairs.dlogpw)}
     out: dict[str, float] = {"n_hi": float(sides["hi"].sum()), "n_lo": float(sides["lo"].sum())}
     rng = np.random.default_rng(seed)
     boot = {}
@@ -241,6 +255,7 @@ __all__ = [
     "Pairs",
     "canonical",
     "cluster_interval",
+    "compare_sides",
     "outcome",
     "quantile_comparison",
     "resampled_spearman",

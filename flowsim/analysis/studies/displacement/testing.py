@@ -84,4 +84,45 @@ def synthetic_pairs(
     return out.drop(columns=["pair", "n_pairs", "init_seed"])  # a policy model: every start its own flow
 
 
-__all__ = ["synthetic_pairs"]
+#: The selections of a synthetic quantile experiment (:func:`synthetic_selections`), each end's
+#: direction: +1 the end claimed to displace, -1 the other, 0 the random control.
+SELECTION_SIDES: dict[str, int] = {
+    "ches_top": 1,
+    "ches_bottom": -1,
+    "hidden_ip_top": 1,
+    "hidden_ip_bottom": -1,
+    "pair_edit_distance_small": 1,
+    "pair_edit_distance_large": -1,
+    "random": 0,
+}
+
+
+def synthetic_selections(
+    n_seeds: int = 6, n_pairs: int = 6, *, effect: float = 1.0, baseline: float = 0.0, seed: int = 0
+) -> pd.DataFrame:
+    """Rows of a quantile experiment (:mod:`flowsim.model.network.select`): a training per seed and selection.
+
+    A pair's dlogpw is N(0, 1) minus ``effect`` on CHES's top, plus ``effect`` on its bottom
+    (``baseline`` the same for the hidden_ip and edit-distance ends); displaced = dlogpw < 0.
+    The seeds are ``data_seed``; the selection is the column ``select``.
+
+    >>> f = synthetic_selections(n_seeds=2, n_pairs=3)
+    >>> len(f), sorted(set(f["select"]))[:2]
+    (42, ['ches_bottom', 'ches_top'])
+    """
+    names = list(SELECTION_SIDES)
+    base = synthetic_pairs(n_trainings=n_seeds * len(names), n_pairs=n_pairs, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    select = np.repeat(np.tile(names, n_seeds), n_pairs)
+    size = np.array([effect if s.startswith("ches") else baseline for s in select])
+    dlogpw = rng.standard_normal(len(base)) - size * np.array([SELECTION_SIDES[s] for s in select])
+    return base.assign(
+        data_seed=np.repeat(np.arange(n_seeds), len(names) * n_pairs),
+        select=select,
+        logp_w_final=base["logp_w0"] + dlogpw,
+        p1_final=base["p1_0"] * np.exp(np.minimum(dlogpw, 0.5)),
+        displaced=dlogpw < 0,
+    )
+
+
+__all__ = ["SELECTION_SIDES", "synthetic_pairs", "synthetic_selections"]
