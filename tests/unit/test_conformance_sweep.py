@@ -244,3 +244,15 @@ def test_kinked_losses_at_long_horizons_conform(conformance_script):
     assert set(df["reference"]) == set(conf.REFERENCES) and (df.groupby("loss")["hyper"].nunique() == 3).all()
     assert (df["by"] == "driver").all()  # the batched engine hands switching surfaces to the driver
     assert wall < 30, wall
+
+
+def test_coverage_names_why_the_batched_engine_leaves_a_pair_to_the_driver():
+    from flowsim.dynamics.batched.coverage import SWITCHING, reason, shapes
+    from flowsim.model import LOSSES
+
+    for loss in LOSSES:
+        for model in ("ratio", "logits", "features"):
+            assert (reason(loss, model) is None) == bool(shapes(loss, model)), (loss, model)
+    for loss in ("dpop", "hinge"):  # the losses with switching surfaces: the lockstep loop's reason
+        assert reason(loss, "features").endswith(SWITCHING)
+    assert "trained" in reason("dpo", "network")
