@@ -431,6 +431,25 @@ def matrix(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def report(df: pd.DataFrame, plan) -> str:
+    """The matrix of a run's rows (complete or not), with what it covers of the plan's cells and its time."""
+    work = np.where(df["dynamics"] == "flow", df["nfev"], df["steps"].astype(float))
+    df = df.assign(within_budget=work <= df["budget"])
+    cells = {(e.name, j) for e, which in plan for j in range(len(e.parameter_sets())) if which is None or j in which}
+    done = set(map(tuple, df[["cell", "combo"]].drop_duplicates().to_numpy()))
+    by_stop = df.groupby(["cell", "combo"]).agg(stop=("stop", "first"), seconds=("seconds", "first"))
+    secs = by_stop.groupby("stop", sort=False)["seconds"].sum()
+    bad = nonconforming(df)
+    return (
+        matrix(df)
+        + f"\n\n{len(df)} rows; {len(done & cells)} of {len(cells)} combinations (cells x their"
+        + f" beta x reference); {len(bad)} nonconforming (failed {int((df['status'] == 'failed').sum())},"
+        + f" over budget {int((~df['within_budget']).sum())}); seconds by stop rule: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
+        + f" (total {secs.sum():.0f})\n"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="folder for rows.csv (as they finish), conformance.csv and matrix.md")
@@ -440,9 +459,13 @@ def main(argv=None) -> int:
         "--cover", action="store_true", help="driver flow cells on covering starts, driver records shared (n-jobs 1)"
     )
     ap.add_argument("--resume", action="store_true", help="keep --out's rows.csv and run only what it lacks")
+    ap.add_argument("--report", action="store_true", help="only the matrix of --out's rows.csv (a run part-way)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     plan = subset_experiments() if args.subset else experiments()
+    if args.report:
+        print(report(pd.read_csv(args.out / "rows.csv", keep_default_na=False, na_values=[""]), plan))
+        return 0
     log = args.out and args.out / "rows.csv"
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
