@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """flowsim's conformance sweep (issue #20): every accepted input ends, within its work budget.
 
-    python experiments/conformance.py              # the full product (65,280 rows, ~30 min here), matrix to stdout
-    python experiments/conformance.py --out DIR    # also DIR/conformance.csv (every row) and DIR/matrix.md
+    python experiments/conformance.py              # the full product, every start of every cell, matrix to stdout
+    python experiments/conformance.py --out DIR    # also DIR/rows.csv (as they finish), conformance.csv, matrix.md
+    python experiments/conformance.py --cover --out DIR [--resume]   # the covering run, one process (see run)
+    python experiments/conformance.py --out DIR --report   # the matrix of DIR/rows.csv, part-way or not
     python experiments/conformance.py --subset     # the covering subset that tests/unit/test_conformance_sweep.py runs
 
 The product: every loss x model (ratio, logits, features) x reference (initial, none, fixed at
