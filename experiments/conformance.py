@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """flowsim's conformance sweep (issue #20): every accepted input ends, within its work budget.
 
-    python experiments/conformance.py              # the full product (65,280 rows, ~30 min here), matrix to stdout
-    python experiments/conformance.py --out DIR    # also DIR/conformance.csv (every row) and DIR/matrix.md
+    python experiments/conformance.py              # the full product, every start of every cell, matrix to stdout
+    python experiments/conformance.py --out DIR    # also DIR/rows.csv (as they finish), conformance.csv, matrix.md
+    python experiments/conformance.py --cover --out DIR [--resume]   # the covering run, one process (see run)
+    python experiments/conformance.py --out DIR --report   # the matrix of DIR/rows.csv, part-way or not
     python experiments/conformance.py --subset     # the covering subset that tests/unit/test_conformance_sweep.py runs
 
 The product: every loss x model (ratio, logits, features) x reference (initial, none, fixed at
@@ -26,7 +28,11 @@ discrete run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
+import inspect
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -35,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from flowsim.dynamics.driver import work_budget
+from flowsim.dynamics.optimisers.runner import step_limit
 from flowsim.dynamics.record import STATUSES
 from flowsim.experiment import parallel
 from flowsim.experiment.config import parse_experiment
@@ -62,6 +69,9 @@ STOPS: dict[str, dict[str, float]] = {
     "t1e4+loss+margin": {"t_max": 1e4, "loss_target": 0.1, "margin_target": 4.0},
     "t1e4-stationary": {"t_max": 1e4, "stationary_tol": 0.0},
 }
+#: The order a run takes the stop rules in: issue #28's horizon first, the rule of the published
+#: t_max = 1000 table last.
+RUN_ORDER = ("t1e4", "t10", "t1e4-stationary", "t1e4+loss", "t1e4+margin", "t1e4+loss+margin", "t1e3")
 #: Features with similar responses (phi_l . phi_w > |phi_w|^2): DPO's field lowers p_w, DPOP's penalty
 #: pushes back, and from the SFT reference its flows slide along h_w = 0 (issue #28).
 SIMILAR = {"cos_wl": 0.9, "norm_ratio": 1.25}
@@ -126,22 +136,23 @@ def experiment(
     return parse_experiment(doc, source=doc["name"])
 
 
-def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISERS, stops=tuple(STOPS)) -> list:
-    """The full product: (experiment, None = every combination); flows on each engine, optimisers on the driver."""
+def experiments(losses=None, models=MODELS, engines=ENGINES, optimisers=OPTIMISERS, stops=RUN_ORDER) -> list:
+    """The full product: (experiment, None = every combination); flows on each engine, and the optimisers.
+
+    Stop rule by stop rule (in ``stops``' order, so that a run stopped part-way has whole rules),
+    each as batched flows, optimisers, driver flows: a covering run reads each driver cell's
+    starts off the batched engine's rows of the same combination (:func:`covering`).
+    """
     losses = sorted(LOSSES) if losses is None else losses
-    out = [experiment(k, m, e, stop=s) for s in stops for k in losses for m in models for e in engines]
-    out += [
-        experiment(k, "features", e, stop=s, similar=True)
-        for s in stops
-        for k in KINKED
-        if k in losses
-        for e in engines
-        if "features" in models
-    ]
-    out = [e for e in out if e.engine == "driver"] + [e for e in out if e.engine != "driver"]
-    opts = [experiment(k, m, "discrete", o, stop=s) for s in stops for k in losses for m in models for o in optimisers]
-    n = sum(e.engine == "driver" for e in out)
-    return [(e, None) for e in out[:n] + opts + out[n:]]
+    out = []
+    for s in stops:
+        flows = [experiment(k, m, e, stop=s) for k in losses for m in models for e in engines]
+        if "features" in models:
+            kinked = [k for k in KINKED if k in losses]
+            flows += [experiment(k, "features", e, stop=s, similar=True) for k in kinked for e in engines]
+        opts = [experiment(k, m, "discrete", o, stop=s) for k in losses for m in models for o in optimisers]
+        out += [e for e in flows if e.engine != "driver"] + opts + [e for e in flows if e.engine == "driver"]
+    return [(e, None) for e in out]
 
 
 def subset_experiments() -> list:
@@ -171,12 +182,17 @@ def subset_experiments() -> list:
     return out
 
 
-def items(plan, subset: int | None = None, seed: int = 20):
+def items(plan, subset: int | None = None, seed: int = 20, cover: dict | None = None, done=frozenset()):
     """(experiment, chunk) for each combination of the plan: all its starts, or ``subset`` of them.
 
     The subset is seeded and covering: on each model, the combinations run by one engine (flows)
     or by the optimisers under one stop rule share out the grid's starts in one random order, in turn, so that
     every start is run once the combinations outnumber the starts.
+
+    ``cover``: a dict that the caller fills, as the plan's rows come back, with each batched cell's
+    rows by (cell, combination); a driver cell whose batched twin is in it runs only the starts
+    :func:`covering` picks from the twin's rows.  ``done``: (cell, combination) pairs to skip (a
+    resumed run).  The chunk's ``p0`` keeps the grid's order; the row's ``start`` says where it was.
     """
     rng = np.random.default_rng(seed)
     order, taken = {}, {}
@@ -188,16 +204,107 @@ def items(plan, subset: int | None = None, seed: int = 20):
         for j, c in enumerate(cs):
             if which is not None and j not in which:
                 continue
+            pick = np.arange(len(c.p0))
             if subset is not None:
                 pick = np.take(order[key], np.arange(taken[key], taken[key] + subset), mode="wrap")
                 taken[key] += subset
-                c = dataclasses.replace(c, p0=c.p0[pick], ref=c.ref[pick])
-            yield exp, c
+            twin = None if cover is None else cover.get((twin_of(exp.name), c.index))
+            if (exp.name, c.index) in done:
+                continue
+            if twin is not None:
+                pick = pick[np.isin(pick, covering(twin))]
+            yield exp, dataclasses.replace(c, p0=c.p0[pick], ref=c.ref[pick]), pick
+
+
+def twin_of(cell: str) -> str:
+    """The batched engine's cell of the same combination as a driver flow cell (else the cell itself)."""
+    return cell.replace("_driver_flow_", "_batched_flow_")
+
+
+def covering(rows: pd.DataFrame) -> np.ndarray:
+    """The starts (positions in the grid's order) a driver cell runs: a covering of the plane's outcomes.
+
+    ``rows``: the batched engine's rows of the same combination over the whole grid.  For every
+    outcome it found -- status, whether p_w was displaced, and which engine computed the row (the
+    batched engine hands its stiff rows and a loss's switching surfaces to the driver) -- the start
+    of that outcome whose flow took the most evaluations (the hardest), and the grid's first start
+    (its corner (0.01, 0.01)).
+    """
+    outcome = rows["status"].astype(str) + "|" + rows["displaced"].astype(str) + "|" + rows["by"].astype(str)
+    hardest = rows.assign(outcome=outcome.values).sort_values("nfev", ascending=False, kind="stable")
+    return np.unique(np.r_[rows["start"].min(), hardest.drop_duplicates("outcome")["start"].to_numpy()])
+
+
+class Memo:
+    """The driver's ``integrate`` and the optimisers' ``run_discrete``, remembered across the product's cells.
+
+    A task asked again with the same inputs gets its first record instead of a second run:
+
+    * the batched engine hands the rows it cannot compute (a loss's switching surfaces, stiff
+      flows) to the driver, whose cell of the same combination integrates them too.
+      ``integrate`` is a deterministic function of its arguments (loss, policy, stop rule,
+      options, path); the key is the pickle of all of them (a policy's whole state: its model,
+      start and reference), so two calls share a record only when their inputs are equal;
+    * an optimiser reads t_max only through the step it times out at (``step_limit``): stop
+      rules that differ in t_max alone and give the same step (t_max = 1e3 and 1e4 at
+      max_steps 2000 and these learning rates) run the same steps, so the key has that step in
+      place of t_max (``tests/unit/test_conformance_sweep.py`` checks that the rows are equal).
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, object] = {}
+        self.hits = self.calls = 0
+
+    def __enter__(self) -> Memo:
+        from flowsim.dynamics.batched import engine as batched
+        from flowsim.dynamics.engines import discrete, driver
+
+        self.saved = [(driver, "integrate"), (batched, "integrate"), (discrete, "run_discrete")]
+        self.saved = [(m, name, getattr(m, name)) for m, name in self.saved]
+        for module, name, fn in self.saved:
+            setattr(module, name, self.wrap(fn, _discrete_key if name == "run_discrete" else _flow_key))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module, name, fn in self.saved:
+            setattr(module, name, fn)
+
+    def wrap(self, fn, keyed):
+        signature = inspect.signature(fn)
+
+        def remembered(*args, **kwargs):
+            self.calls += 1
+            call = signature.bind(*args, **kwargs)
+            call.apply_defaults()
+            key = hashlib.sha256(pickle.dumps(keyed(call.arguments))).digest()
+            if key in self.records:
+                self.hits += 1
+            else:
+                self.records[key] = fn(*args, **kwargs)
+            out = self.records[key]
+            return {k: np.array(v, copy=True) for k, v in out.items()} if isinstance(out, dict) else out
+
+        return remembered
+
+
+def _flow_key(arguments: dict) -> list:
+    """``integrate``'s arguments as a key: the path's points count only for a path."""
+    if not arguments["path"]:
+        arguments["path_points"] = None
+    return sorted(arguments.items())
+
+
+def _discrete_key(arguments: dict) -> list:
+    """``run_discrete``'s arguments as a key: the stop rule's t_max as the step it times out at."""
+    stop, lr = arguments["stop"], arguments["optimiser"].lr
+    arguments["stop"] = sorted((f.name, getattr(stop, f.name)) for f in dataclasses.fields(stop) if f.name != "t_max")
+    arguments["steps"] = step_limit(stop, lr)
+    return _flow_key(arguments)
 
 
 def run_item(item) -> pd.DataFrame:
     """In a worker: one combination's rows, with its engine, work budget and wall time."""
-    exp, chunk = item
+    exp, chunk, pick = item
     t0 = time.perf_counter()
     df = run_chunk(exp, chunk)
     df["seconds"] = time.perf_counter() - t0
@@ -207,44 +314,74 @@ def run_item(item) -> pd.DataFrame:
     df["hyper"] = df["orpo_lambda"] if "orpo_lambda" in df.columns else df["beta"]
     df["stop"] = exp.name.rsplit("_", 1)[1]
     df["model"] = df["model"] + ("_similar" if "_similar_" in exp.name else "")
-    return df[
-        [
-            "loss",
-            "model",
-            "reference",
-            "hyper",
-            "engine",
-            "dynamics",
-            "stop",
-            "p1_0",
-            "p2_0",
-            "status",
-            "nfev",
-            "steps",
-            "budget",
-            "t_sliding",
-            "by",
-            "message",
-            "seconds",
-        ]
-    ]
+    df["cell"], df["combo"], df["start"] = exp.name, chunk.index, pick
+    return df[list(COLUMNS)]
 
 
-def run(plan, n_jobs: int = 2, subset: int | None = None, log=None) -> pd.DataFrame:
+#: The columns of the product's rows.
+COLUMNS = (
+    "loss",
+    "model",
+    "reference",
+    "hyper",
+    "engine",
+    "dynamics",
+    "stop",
+    "p1_0",
+    "p2_0",
+    "status",
+    "displaced",
+    "nfev",
+    "steps",
+    "budget",
+    "t_sliding",
+    "by",
+    "message",
+    "seconds",
+    "cell",
+    "combo",
+    "start",
+)
+
+
+def run(plan, n_jobs: int = 2, subset: int | None = None, log=None, cover: bool = False, resume: bool = False):
     """Every row of the plan's combinations (forked workers; one task per combination).
 
     ``log``: a path to which each combination's rows are appended as they finish (a long run
-    can be followed, and read back if it is stopped).
+    can be followed, and read back if it is stopped).  ``cover``: the driver's flow cells run the
+    starts :func:`covering` picks from the batched engine's rows of the same combination, and the
+    driver's records are remembered (:class:`Memo`) across cells; it computes in this process
+    (n_jobs must be 1).  ``resume``: the combinations already in ``log`` are read back, not run.
     """
-    parts = []
-    with parallel.backend("fork", None, n_jobs) as pmap:
-        for part in pmap(run_item, items(plan, subset)):
+    if cover and n_jobs != 1:
+        raise ValueError("a covering run reads each cell's rows before the next: it needs n_jobs = 1")
+    parts, seen = [], {}
+    if resume and log is not None and Path(log).exists():
+        old = pd.read_csv(log, keep_default_na=False, na_values=[""], on_bad_lines="skip")
+        if len(old):
+            last = (old["cell"] == old["cell"].iloc[-1]) & (old["combo"] == old["combo"].iloc[-1])
+            old = old[~last]  # the combination being written when the run stopped may be cut short: again
+        old.to_csv(log, index=False)
+        parts = [old]
+        seen = {k: g for k, g in old.groupby(["cell", "combo"])} if cover else {}
+        done = set(seen) if cover else set(map(tuple, old[["cell", "combo"]].drop_duplicates().to_numpy()))
+    else:
+        done = set()
+    header = not parts
+    memo = Memo() if cover else contextlib.nullcontext()
+    with parallel.backend("fork", None, n_jobs) as pmap, memo:
+        for part in pmap(run_item, items(plan, subset, cover=seen if cover else None, done=done)):
             parts.append(part)
+            if cover and part["engine"].iloc[0] == "batched":
+                seen[(part["cell"].iloc[0], part["combo"].iloc[0])] = part
             if log is not None:
-                part.to_csv(log, mode="a", header=len(parts) == 1, index=False)
+                part.to_csv(log, mode="a", header=header, index=False)
+                header = False
     df = pd.concat(parts, ignore_index=True)
     work = np.where(df["dynamics"] == "flow", df["nfev"], df["steps"].astype(float))
     df["within_budget"] = work <= df["budget"]
+    if cover:
+        df.attrs["memo"] = (memo.hits, memo.calls)
     return df
 
 
@@ -296,20 +433,53 @@ def matrix(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def report(df: pd.DataFrame, plan) -> str:
+    """The matrix of a run's rows (complete or not), with what it covers of the plan's cells and its time."""
+    work = np.where(df["dynamics"] == "flow", df["nfev"], df["steps"].astype(float))
+    df = df.assign(within_budget=work <= df["budget"])
+    cells = {(e.name, j) for e, which in plan for j in range(len(e.parameter_sets())) if which is None or j in which}
+    done = set(map(tuple, df[["cell", "combo"]].drop_duplicates().to_numpy()))
+    by_stop = df.groupby(["cell", "combo"]).agg(stop=("stop", "first"), seconds=("seconds", "first"))
+    secs = by_stop.groupby("stop", sort=False)["seconds"].sum()
+    bad = nonconforming(df)
+    return (
+        matrix(df)
+        + f"\n\n{len(df)} rows; {len(done & cells)} of {len(cells)} combinations (cells x their"
+        + f" beta x reference); {len(bad)} nonconforming (failed {int((df['status'] == 'failed').sum())},"
+        + f" over budget {int((~df['within_budget']).sum())}); seconds by stop rule: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
+        + f" (total {secs.sum():.0f})\n"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, help="folder for conformance.csv and matrix.md")
+    ap.add_argument("--out", type=Path, help="folder for rows.csv (as they finish), conformance.csv and matrix.md")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--subset", action="store_true", help="the test's seeded covering subset")
+    ap.add_argument(
+        "--cover", action="store_true", help="driver flow cells on covering starts, driver records shared (n-jobs 1)"
+    )
+    ap.add_argument("--resume", action="store_true", help="keep --out's rows.csv and run only what it lacks")
+    ap.add_argument("--report", action="store_true", help="only the matrix of --out's rows.csv (a run part-way)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     plan = subset_experiments() if args.subset else experiments()
+    if args.report:
+        print(report(pd.read_csv(args.out / "rows.csv", keep_default_na=False, na_values=[""]), plan))
+        return 0
+    log = args.out and args.out / "rows.csv"
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "rows.csv").unlink(missing_ok=True)
-    df = run(plan, args.n_jobs, subset=SUBSET if args.subset else None, log=args.out and args.out / "rows.csv")
+        if not args.resume:
+            log.unlink(missing_ok=True)
+    n_jobs = 1 if args.cover else args.n_jobs
+    df = run(plan, n_jobs, subset=SUBSET if args.subset else None, log=log, cover=args.cover, resume=args.resume)
     wall = time.perf_counter() - t0
-    text = matrix(df) + f"\n\n{len(df)} rows in {wall:.1f} s wall on {args.n_jobs} workers\n"
+    text = matrix(df) + f"\n\n{len(df)} rows in {wall:.1f} s wall on {n_jobs} workers"
+    if "memo" in df.attrs:
+        text += " (driver records shared: {} of {} asked)".format(*df.attrs["memo"])
+    text += "\n"
     bad = nonconforming(df)
     for _, r in bad.head(20).iterrows():
         where = f"{r['loss']} {r['model']} {r['reference']} {r['hyper']:g} {r['engine']} {r['dynamics']}"

@@ -301,7 +301,10 @@ def _integrate_switched(
             track.slide(t1 - t0)
         nfev += int(sol.nfev + getattr(sol, "njev", 0)) + more
         pieces.append(_Piece(t0, sol, sys_, tau))
-        mode, t0 = switches[switch[0]][2](theta), t1
+        try:
+            mode, t0 = switches[switch[0]][2](theta), t1
+        except _NUMERICAL as exc:  # the next mode cannot be decided (two surfaces at once: switching.DoubleSliding)
+            return FlowResult.failed(f"{type(exc).__name__}: {exc}", nfev)
     return FlowResult.failed(
         f"more than {MAX_SWITCHES} switches between the modes of the loss's switching surfaces "
         "(a flow chattering between them)",

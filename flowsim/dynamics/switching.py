@@ -39,6 +39,10 @@ MAX_SWITCHES = 200
 RESTORE = 1e-3
 
 
+class DoubleSliding(ValueError):
+    """A flow would slide along two switching surfaces at once (see :meth:`Surfaces.check_single`)."""
+
+
 @dataclass(frozen=True)
 class Mode:
     """Where a flow is: a side (+1 / -1) of every surface, or sliding along surface ``sliding``."""
@@ -123,24 +127,74 @@ class Surfaces:
         """The mode of a start: the side of each surface, and on a surface (|s_k| <= scale) what :meth:`decide` says."""
         s = self.values(theta)
         mode = Mode(tuple(float(np.sign(v)) if abs(v) > scale else self._convention(theta, k) for k, v in enumerate(s)))
-        for k, v in enumerate(s):
-            if abs(v) <= scale:
-                mode = self.decide(theta, mode, k, came_from=None)
-                if mode.sliding is not None:
-                    return mode
+        on = [k for k, v in enumerate(s) if abs(v) <= scale]
+        for k in on:
+            mode = self.decide(theta, mode, k, came_from=None)
+            if mode.sliding is not None:
+                for j in on:
+                    if j != k:
+                        self.check_single(theta, mode, k, j)
+                return mode
         return mode
 
     def decide(self, theta: np.ndarray, mode: Mode, k: int, came_from: float | None) -> Mode:
-        """The mode after landing on surface k at theta from side ``came_from`` (None: a start on it)."""
+        """The mode after landing on surface k at theta from side ``came_from`` (None: a start on it).
+
+        Raises :class:`DoubleSliding` where the flow, sliding along another surface j, lands on k
+        and would slide along both (see :meth:`check_single`).
+        """
         a_minus, a_plus, *_ = self.normal_components(np.asarray(theta, dtype=float), mode, k)
         if a_minus > 0 and a_plus > 0:
-            return mode.on(k, 1.0)
+            return self._still_sliding(theta, mode, mode.on(k, 1.0))
         if a_minus < 0 and a_plus < 0:
-            return mode.on(k, -1.0)
+            return self._still_sliding(theta, mode, mode.on(k, -1.0))
         if a_minus >= 0 >= a_plus and (a_minus != 0 or a_plus != 0):
+            if mode.sliding is not None and mode.sliding != k:
+                self.check_single(theta, mode, k, mode.sliding)
             return Mode(mode.side, sliding=k)
         side = came_from if came_from is not None else self._convention(theta, k)
-        return mode.on(k, side)
+        return self._still_sliding(theta, mode, mode.on(k, side))
+
+    def _still_sliding(self, theta: np.ndarray, old: Mode, new: Mode) -> Mode:
+        """``new`` (a side of the surface just landed on), still sliding along ``old``'s surface if it attracts.
+
+        A flow sliding along surface j that crosses another surface k keeps sliding along j when
+        both sides of j still push into it with k's new side; else it leaves j to the side both
+        push to (or, both pushing away, the side it slid from).
+        """
+        j = old.sliding
+        if j is None:
+            return new
+        a_minus, a_plus, *_ = self.normal_components(np.asarray(theta, dtype=float), new, j)
+        if a_minus >= 0 >= a_plus and (a_minus != 0 or a_plus != 0):
+            return Mode(new.side, sliding=j)
+        if a_minus > 0 and a_plus > 0:
+            return new.on(j, 1.0)
+        return new.on(j, -1.0) if a_minus < 0 and a_plus < 0 else new
+
+    def attracts(self, theta: np.ndarray, mode: Mode, k: int) -> bool:
+        """Do both sides of surface k push into it at theta (the other surfaces on the mode's sides)?"""
+        a_minus, a_plus, *_ = self.normal_components(np.asarray(theta, dtype=float), mode, k)
+        return a_minus >= 0 >= a_plus and (a_minus != 0 or a_plus != 0)
+
+    def check_single(self, theta: np.ndarray, mode: Mode, k: int, j: int) -> None:
+        """Raise :class:`DoubleSliding` if, on surfaces k and j at once, each attracts whichever side of the other.
+
+        Then the flow would slide along their intersection: a codimension-2 Filippov mode, whose
+        field (a convex combination of four pieces, tangent to both surfaces) need not be unique
+        and which :meth:`field` does not compute.  Sliding along one of them instead, the flow
+        leaves the other, lands on it again and chatters until :data:`MAX_SWITCHES` (seconds of
+        tiny pieces, then ``failed``); the refusal says why at once.
+        """
+        sides = (-1.0, 1.0)
+        if all(self.attracts(theta, mode.on(k, a), j) for a in sides) and all(
+            self.attracts(theta, mode.on(j, b), k) for b in sides
+        ):
+            raise DoubleSliding(
+                f"the flow reached the intersection of switching surfaces {j} and {k} with both sides of each "
+                "pushing into it: it would slide along both at once (a codimension-2 Filippov mode), which "
+                "flowsim does not integrate"
+            )
 
     def _convention(self, theta: np.ndarray, k: int) -> float:
         """The side whose piece is the loss's own gradient at theta (its convention on surface k)."""
@@ -172,4 +226,4 @@ class ModeObjective:
         return -self.surfaces.field(theta, self.mode)
 
 
-__all__ = ["MAX_SWITCHES", "Mode", "ModeObjective", "Surfaces"]
+__all__ = ["MAX_SWITCHES", "DoubleSliding", "Mode", "ModeObjective", "Surfaces"]

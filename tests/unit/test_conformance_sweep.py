@@ -9,9 +9,11 @@ infinite refused when the experiment is read, and failed rows reported loudly by
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from flowsim.dynamics.driver import SolverOptions, integrate, work_budget
@@ -136,7 +138,8 @@ def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets(confo
     # on both engines, each row well under a second; DPOP's flows slide along h_w = 0
     case = df[(df["model"] == "features_similar") & (df["reference"] == "initial") & (df["stop"] == "t1e4")]
     assert set(case["engine"]) == {"driver", "batched"} and set(case["loss"]) == set(conf.KINKED)
-    assert (case["seconds"] < 1.0).all(), case[["loss", "hyper", "engine", "seconds"]]
+    assert (case["seconds"] < 30.0).all(), case[["loss", "hyper", "engine", "seconds"]]  # wall, a shared machine
+    _issue_28_case_is_well_under_a_second_of_cpu(conf)
     assert (case.loc[case["loss"] == "dpop", "t_sliding"] > 0).any()
     # ... every start of each model's grid, both engines, every optimiser
     for model, g in base[base["loss"] != "orpo"].groupby("model"):  # ORPO's ratio grid stops at p_l = 0.99
@@ -147,6 +150,23 @@ def test_conformance_sweep_subset_has_no_failed_rows_and_keeps_its_budgets(confo
     extra = df[(df["stop"] != "t1e3") & (df["dynamics"] == "flow")].groupby(["loss", "model", "engine", "stop"])
     others = extra["seconds"].first().sum()
     print(f"conformance subset: {len(df)} rows in {wall:.1f} s (other stop rules: {others:.1f} s)")
+
+
+def _issue_28_case_is_well_under_a_second_of_cpu(conf) -> None:
+    """DPOP on similar features from the SFT start at t_max = 1e4, each start of a 5 x 5 grid: < 1 s of CPU each.
+
+    CPU time, not wall time: the suite runs on shared cores (at a load of 10 on 2 cores, one such
+    row took 1.7 s of wall time in the subset).
+    """
+    from flowsim.model.losses import DPOP
+
+    v = np.linspace(0.02, 0.48, 5)
+    p0 = np.stack(np.meshgrid(v, v, indexing="ij"), -1).reshape(-1, 2)
+    pol = PARAMETERISATIONS["features"](**conf.SIMILAR).bind(p0, p0)
+    for i in range(len(p0)):
+        t0 = time.process_time()
+        out = integrate(DPOP(beta=0.1), policy=pol.row(i), stop=StopRule(t_max=1e4))
+        assert out.status != "failed" and time.process_time() - t0 < 1.0, (p0[i], out.status, out.message)
 
 
 def test_momentum_on_the_ratio_plane_with_an_overflowing_gradient_norm():
@@ -160,3 +180,97 @@ def test_momentum_on_the_ratio_plane_with_an_overflowing_gradient_norm():
     out = run_discrete(IPO(), pol, OPTIMISERS["momentum"](lr=0.1), StopRule(t_max=1000, max_steps=2000))
     assert len(out["status"]) == 64 and "failed" not in set(out["status"])
     assert np.all(out["steps"] <= 2000)
+
+
+def _rows(conf, exp, which: int, starts=None):
+    """The records of one combination of ``exp`` (its starts at positions ``starts`` of the grid, or all)."""
+    from flowsim.experiment.sweep import chunks, kept, run_chunk
+
+    c = list(chunks(exp, conf.N * conf.N, kept(exp)))[which]
+    if starts is not None:
+        c = dataclasses.replace(c, p0=c.p0[starts], ref=c.ref[starts])
+    return run_chunk(exp, c).drop(columns=["engine"]).reset_index(drop=True)
+
+
+def _same(a, b) -> None:
+    """Two tables of records equal, column by column (NaN equal to NaN)."""
+    assert list(a.columns) == list(b.columns)
+    for col in a.columns:
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            np.testing.assert_array_equal(x.astype(float), y.astype(float), err_msg=col)
+        else:
+            assert list(x) == list(y), col
+
+
+def test_shared_records_equal_separate_runs(conformance_script):
+    # the covering run's Memo: the driver's records of DPOP (which the batched engine hands to the
+    # driver) and an optimiser's at t_max = 1e3 after 1e4 (the same last step) are those of separate
+    # runs; t_max = 10 (another last step) is run again, not shared
+    conf = conformance_script
+    drv, bat = (conf.experiment("dpop", "features", e, stop="t1e4", similar=True) for e in ("driver", "batched"))
+    gd = {s: conf.experiment("hinge", "logits", "discrete", "gd", stop=s) for s in ("t1e4", "t1e3", "t10")}
+    starts = np.array([0, 7, 20])
+    with conf.Memo() as memo:
+        _rows(conf, bat, 0, np.r_[starts, 30])
+        shared = _rows(conf, drv, 0, starts)
+        assert memo.hits == len(starts)
+        opt = {s: _rows(conf, gd[s], 1) for s in gd}
+        assert memo.hits == len(starts) + 1  # t1e3 from t1e4's record; t10 computed
+    _same(shared, _rows(conf, drv, 0, starts))
+    for s in gd:
+        _same(opt[s], _rows(conf, gd[s], 1))
+    assert (opt["t10"]["steps"] < opt["t1e3"]["steps"].max()).all()  # a rule that stops earlier: not shared
+
+
+def test_covering_starts_take_every_outcome_of_the_batched_rows(conformance_script):
+    conf = conformance_script
+    rows = pd.DataFrame(
+        {
+            "start": np.arange(8),
+            "status": ["timeout", "converged", "converged", "timeout", "stationary", "converged", "timeout", "capped"],
+            "displaced": [True, False, False, True, False, True, False, False],
+            "by": ["batched"] * 7 + ["driver"],
+            "nfev": [10, 50, 70, 90, 30, 20, 40, 60],
+        }
+    )
+    # per (status, displaced, by): the start of most evaluations, and the corner (start 0)
+    assert conf.covering(rows).tolist() == [0, 2, 3, 4, 5, 6, 7]
+    assert conf.covering(rows.iloc[[1, 2]]).tolist() == [1, 2]
+
+
+def test_kinked_losses_at_long_horizons_conform(conformance_script):
+    # CI's fast cover of issue #28: DPOP and the hinge on every model (and features with similar
+    # responses), both engines, the long horizon with and without targets and the stationary stop;
+    # one start a combination, the grid's starts shared out in turn
+    conf = conformance_script
+    stops = ("t1e4", "t1e4+loss+margin", "t1e4-stationary")
+    plan = []
+    for s, stop in enumerate(stops):
+        for k, kind in enumerate(conf.KINKED):
+            for m, (model, similar) in enumerate([*((m, False) for m in conf.MODELS), ("features", True)]):
+                for engine in conf.ENGINES:
+                    which = [(3 * s + m + k) % 9]  # every reference and beta in turn
+                    plan.append((conf.experiment(kind, model, engine, stop=stop, similar=similar), which))
+    t0 = time.perf_counter()
+    df = conf.run(plan, n_jobs=1, subset=1)
+    wall = time.perf_counter() - t0
+    bad = conf.nonconforming(df)
+    assert bad.empty, bad[["loss", "model", "reference", "hyper", "engine", "stop", "status", "message"]]
+    assert len(df) == len(plan) == 48
+    assert set(df["stop"]) == set(stops) and set(df["loss"]) == set(conf.KINKED)
+    assert set(df["reference"]) == set(conf.REFERENCES) and (df.groupby("loss")["hyper"].nunique() == 3).all()
+    assert (df["by"] == "driver").all()  # the batched engine hands switching surfaces to the driver
+    assert wall < 30, wall
+
+
+def test_coverage_names_why_the_batched_engine_leaves_a_pair_to_the_driver():
+    from flowsim.dynamics.batched.coverage import SWITCHING, reason, shapes
+    from flowsim.model import LOSSES
+
+    for loss in LOSSES:
+        for model in ("ratio", "logits", "features"):
+            assert (reason(loss, model) is None) == bool(shapes(loss, model)), (loss, model)
+    for loss in ("dpop", "hinge"):  # the losses with switching surfaces: the lockstep loop's reason
+        assert reason(loss, "features").endswith(SWITCHING)
+    assert "trained" in reason("dpo", "network")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,3 +182,77 @@ def test_thresholds_met_at_the_start_are_crossed_at_time_0(loss):
     assert (out.t_w, out.t_l) == (0.0, 0.0)
     later = integrate(loss, [0.5, 0.3], ref=(1.0, 1.0), stop=StopRule(t_max=10.0))
     assert later.t_stop > 0.0 and not later.t_w == 0.0 and not later.t_l == 0.0
+
+
+@dataclass(frozen=True)
+class TwoKinks(Loss):
+    """|h_w - a| + w_l(h_l) with w_l = |h_l - b| (``cross`` False) or 2 max(0, h_l - b) + h_l: two surfaces."""
+
+    kind = "two_kinks"
+    a: float = -0.5
+    b: float = -1.0
+    cross: bool = False
+
+    def value(self, h, log_ref=0.0):
+        h = np.asarray(h, dtype=float)
+        d = h[..., 1] - self.b
+        return np.abs(h[..., 0] - self.a) + (2 * np.maximum(0.0, d) + h[..., 1] if self.cross else np.abs(d))
+
+    def grad(self, h, log_ref=0.0):
+        h = np.asarray(h, dtype=float)
+        d = h[..., 1] - self.b
+        g_l = np.where(d > 0, 3.0, 1.0) if self.cross else np.sign(d)
+        return np.stack([np.sign(h[..., 0] - self.a), g_l], axis=-1)
+
+    def kinks(self, h, log_ref=0.0):
+        h = np.asarray(h, dtype=float)
+        return np.stack([h[..., 0] - self.a, h[..., 1] - self.b], axis=-1)
+
+
+@pytest.mark.parametrize("x0", [[0.9, 0.5], [0.3, 0.9], [np.exp(-0.5), np.exp(-1.0)]])
+def test_sliding_along_two_surfaces_at_once_is_refused_with_its_reason(x0):
+    """Where both surfaces attract the flow (each from both sides), it would slide along their intersection.
+
+    Sliding along one, the flow would leave the other and chatter between them (200 switches, seconds;
+    measured before the refusal: 3,565 evaluations, 10 s): it is refused on arrival (the last start: on
+    the intersection), quickly.
+    """
+    t0 = time.perf_counter()
+    out = integrate(TwoKinks(), x0, StopRule(t_max=10.0))
+    assert out.status == "failed"
+    assert out.message.startswith("DoubleSliding: the flow reached the intersection of switching surfaces")
+    assert out.nfev < 1000 and time.perf_counter() - t0 < 5.0
+
+
+def test_sliding_along_one_surface_across_another():
+    """Both sides of h_l = b lower h_l: the flow sliding along h_w = a crosses it and slides on, to t_max."""
+    loss, t_max = TwoKinks(a=-0.2, cross=True), 0.15
+    out = integrate(loss, [0.9, 0.9], StopRule(t_max=t_max, p2_floor=1e-300, p2_target=1e-300))
+    assert out.status == "timeout", out.message
+    h_w, h_l = np.log([out.x1_final, out.x2_final])
+    assert h_w == pytest.approx(loss.a, abs=1e-12)  # it slid along h_w = a to the end
+    # reaching h_w = a at t_a (d x1/dt = -1/x1: x1^2 falls at rate 2), then sliding until t_max ...
+    t_a = (0.9**2 - np.exp(2 * loss.a)) / 2
+    assert out.t_sliding == pytest.approx(t_max - t_a, rel=1e-8)
+    # ... across h_l = b at t_b > t_a: d x2/dt = -3/x2 above b, -1/x2 below (x2^2 falls at rates 6 and 2)
+    t_b = (0.9**2 - np.exp(2 * loss.b)) / 6
+    assert t_a < t_b < t_max
+    assert h_l == pytest.approx(0.5 * np.log(np.exp(2 * loss.b) - 2 * (t_max - t_b)), rel=1e-8)
+
+
+def test_dpop_sliding_flow_meets_a_stop():
+    """DPOP's switching surface meeting a stop: the loss target, reached while sliding along h_w = 0.
+
+    Along h_w = 0, L = softplus(beta h_l) falls with h_l(t) of the one-dimensional reduction: the
+    stop is where that reaches the target.
+    """
+    r, c, target = 1.25, 0.9, 0.6
+    pol = LinearPolicy(r, c)
+    out = integrate(DPOP(beta=0.1), policy=pol, stop=StopRule(t_max=1e3, loss_target=target), options=TIGHT)
+    assert out.status == "reached_loss"
+    h_l = np.log(np.expm1(target)) / 0.1  # softplus(0.1 h_l) = target
+    t_hit = brentq(lambda t: _sliding_h_l(t, 0.1, r, c) - h_l, 0.0, 1e3, xtol=1e-14)
+    assert out.t_stop == pytest.approx(t_hit, rel=1e-9)
+    assert out.t_sliding == pytest.approx(out.t_stop, rel=1e-12)  # it slid all the way to the stop
+    assert out.loss_final == pytest.approx(target, rel=1e-9)
+    assert abs(np.log(out.p1_final) - pol.log_ref[0]) < 1e-13

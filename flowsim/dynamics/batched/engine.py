@@ -80,7 +80,8 @@ def integrate_batch(loss, policy=None, stop: StopRule | None = None, options: So
 
 def _switching(objective: Objective, theta0: np.ndarray) -> bool:
     """Whether the loss has switching surfaces (``Loss.kinks``): its rows are then the driver's, which
-    integrates a flow in pieces between events on them (:mod:`flowsim.dynamics.switching`)."""
+    integrates a flow in pieces between events on them (:mod:`flowsim.dynamics.switching`); why the
+    lockstep loop cannot is :data:`flowsim.dynamics.batched.coverage.SWITCHING`."""
     try:
         return objective.loss.kinks(objective.h(theta0), objective.policy.log_ref) is not None
     except _NUMERICAL:
