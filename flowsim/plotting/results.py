@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from flowsim._validation import ParamError, check_choice
+from flowsim.analysis.intervals import SEED_COLUMNS
 from flowsim.analysis.tables import check_flows
 from flowsim.dynamics.record import StopRule
 from flowsim.experiment.regions import DEFAULT_CUTS, check_cuts
@@ -77,7 +78,8 @@ def plot_results(
     experiment : Experiment, optional
         The experiment of the rows: the loss comparison then marks what is impossible by construction.
     """
-    params = check_flows(flows)
+    # replicate seeds are pooled in every panel, as the analysis pools them (a panel per seed reads as noise)
+    params = [p for p in check_flows(flows) if p not in SEED_COLUMNS]
     families = families_for(models_of(flows), families)
     known = kinds_of(families)
     kinds = set(known if kinds is None else kinds)

@@ -158,9 +158,11 @@ def test_reference_modes_on_a_network():
     np.testing.assert_array_equal(rows["none"]["logp_w0"], rows["initial"]["logp_w0"])
 
 
-def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys):
+def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys, monkeypatch):
     """analyze: every claim a verdict or "not applicable" with its reason, C4 and C8 reading the recorded
-    field; plot: the network's own families (starts maps, trajectories), not the grid heatmaps."""
+    field; plot: the network's own families (starts maps, trajectories), not the grid heatmaps, with the
+    replicate seeds pooled in each panel (as the analysis pools them)."""
+    import flowsim.plotting.results as results
     from flowsim.app.analyze import analyze
     from flowsim.app.plot import plot
 
@@ -168,11 +170,15 @@ def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys):
         **DOC,
         "loss": {"kind": "dpo", "beta": 0.5},
         "dynamics": {"kind": "gd", "gd": {"lr": 0.05}},
-        "model": SMALL | {"n_pairs": 4, "edit_distance": [1, 2], "path_points": 8, "sft": "target"},
+        "model": SMALL
+        | {"n_pairs": 4, "edit_distance": [1, 2], "init_seed": [0, 1], "path_points": 8, "sft": "target"},
         "grid": {"p1": {"start": 0.2, "stop": 0.4, "num": 2}, "p2": {"start": 0.3, "stop": 0.5, "num": 2}},
     }
     run_sweep(parse_experiment(doc), tmp_path, n_jobs=1, progress=False)
     analyze(tmp_path)
+    panels = []
+    real = results.panels_of
+    monkeypatch.setattr(results, "panels_of", lambda flows, params: panels.append(params) or real(flows, params))
     claims = pd.read_csv(tmp_path / "claims.csv")
     na = claims[claims["verdict"] == "not applicable"]
     assert na["details"].str.match(r"not applicable: \S").all()
@@ -182,6 +188,7 @@ def test_a_network_run_is_analysed_and_plotted(tmp_path, capsys):
     assert len(c4) and not c4["details"].str.contains("at t = 0: n/a").any()  # the field, read from the rows
     names = sorted(p.name for p in plot(tmp_path))
     assert "trajectories.png" in names and "starts_p1_final.png" in names
+    assert "edit_distance" in panels[0] and "init_seed" not in panels[0]
     assert not any(n.startswith(("p1_final_", "basin_", "paths_", "facet_")) for n in names)
     pytest.importorskip("bokeh")
     from flowsim.cli import main
