@@ -302,7 +302,8 @@ def evaluate(
         raise ValueError(f"thresholds must be a {study.thresholds.__name__}; got {type(th).__name__}")
     ctx = Context(stop, experiment)
     variants, skipped = family(th, study.cuts) if sensitivity else ([], [])
-    work = flows.assign(_feasible=as_bool(flows["feasible"]))
+    work = flows.copy()  # one block per dtype: a table built column by column warns on every insert
+    work["_feasible"] = as_bool(flows["feasible"])
     keys = [p for p in params if p != "reference" and p not in study.pool]
     seeds = varying_seeds(work, keys)  # the seeds' rows are pooled: the spread over them is the interval
     keys = [k for k in keys if k not in seeds]
