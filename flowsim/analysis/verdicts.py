@@ -230,6 +230,22 @@ def seeds_note(claims: pd.DataFrame) -> str:
     )
 
 
+#: The claims.csv columns claims.md reads (:func:`claims_markdown`), present even where every row's is empty.
+MARKDOWN_COLUMNS: tuple[str, ...] = (
+    "claim",
+    "reference",
+    "subset",
+    "title",
+    "paper",
+    "where",
+    "metric",
+    "value",
+    "details",
+    "threshold",
+    "verdict",
+)
+
+
 def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the paper's claims, tested") -> str:
     """A markdown report of :func:`evaluate_claims`' table.
 
@@ -240,19 +256,7 @@ def claims_markdown(claims: pd.DataFrame, title: str = "DPO gradient flow: the p
     fixed sensitivity family, :mod:`flowsim.analysis.sensitivity`) and details per
     combination and subset.
     """
-    need = [
-        "claim",
-        "reference",
-        "subset",
-        "title",
-        "paper",
-        "where",
-        "metric",
-        "value",
-        "details",
-        "threshold",
-        "verdict",
-    ]
+    need = list(MARKDOWN_COLUMNS)
     if not isinstance(claims, pd.DataFrame):
         raise ValueError(f"claims must be a DataFrame from evaluate_claims; got {type(claims).__name__}")
     missing = [c for c in need if c not in claims.columns]

@@ -95,29 +95,14 @@ def evaluate_studies(
     return out[[c for c in out.columns if c != "study"] + ["study"]]
 
 
-#: The columns of a claims table that claims.md needs even where every row's is empty (nothing applied).
-MARKDOWN_COLUMNS = (
-    "claim",
-    "reference",
-    "subset",
-    "title",
-    "paper",
-    "where",
-    "metric",
-    "value",
-    "details",
-    "threshold",
-    "verdict",
-)
-
-
 def studies_markdown(claims: pd.DataFrame, heading: Callable[[str], str]) -> str:
     """claims.md of :func:`evaluate_studies`' table: each study's claims under ``heading(study)``, in order.
 
     The primary study's table keeps every column; another study's drops the columns empty in all its
-    rows (the parameters it pools over), but never those claims.md reads (:data:`MARKDOWN_COLUMNS`).
+    rows (the parameters it pools over), but never those claims.md reads
+    (:data:`~flowsim.analysis.verdicts.MARKDOWN_COLUMNS`).
     """
-    from flowsim.analysis.verdicts import claims_markdown
+    from flowsim.analysis.verdicts import MARKDOWN_COLUMNS, claims_markdown
 
     parts = []
     for study, rows in claims.groupby("study", sort=False):
@@ -130,7 +115,6 @@ def studies_markdown(claims: pd.DataFrame, heading: Callable[[str], str]) -> str
 
 
 __all__ = [
-    "MARKDOWN_COLUMNS",
     "PRIMARY",
     "STUDIES",
     "applies",

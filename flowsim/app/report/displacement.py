@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flowsim.analysis.studies.displacement.d5_cross import PREDICTORS
 from flowsim.app.report.common import kept_rows, read_claims
 
 #: The study's settings: (label, experiment, rows kept).  The seed paper's logits and features experiments
@@ -29,17 +30,6 @@ DISPLACEMENT_SETTINGS: tuple[tuple[str, str, dict], ...] = (
 EXPERIMENTS: tuple[str, ...] = ("displacement_mlp", "displacement_transformer", "displacement_quantile")
 #: The quantile protocol done as datasets (:mod:`flowsim.model.network.select`): its experiment.
 SELECTED = "displacement_quantile"
-#: The predictors of the correlation table, in order.
-PREDICTORS: tuple[str, ...] = (
-    "ches",
-    "ches_ln",
-    "ches_pre",
-    "hidden_ip",
-    "ent_own",
-    "dlogpw_dt0",
-    "pair_edit_distance",
-    "token_overlap",
-)
 #: The quantile protocol's predictors and the end claimed to displace (+1 high, -1 low), as Razin et al. rank.
 QUANTILE_PREDICTORS: dict[str, int] = {"ches": 1, "ches_ln": 1, "hidden_ip": 1, "pair_edit_distance": -1}
 QUANTILE = 0.25
