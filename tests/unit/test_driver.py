@@ -237,6 +237,24 @@ def test_a_stop_found_by_an_event_is_landed_on():
     assert rel_err([r.x2_final for r in got], exact["x2_final"]).max() <= 1e-9
 
 
+def test_a_stop_at_the_last_accepted_point_needs_no_landing_step():
+    """An event root at (or before) the last accepted point is landed on as it is: no step, 0 evaluations
+    (a count of 1 there would overstate nfev for flows that stop at their first point, e.g. beta = 1e6)."""
+    from types import SimpleNamespace
+
+    from flowsim.dynamics.driver import _land
+
+    sol = SimpleNamespace(t=np.array([0.0, 0.5]), y=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    y_e = np.array([5.0, 6.0])
+
+    def never(*args):  # a landing step would call the field, the event or its slope
+        raise AssertionError("no landing step expected")
+
+    for tau_e in (0.0, -0.1):
+        tau, y, nfev = _land(SimpleNamespace(rhs=never, jac=None), sol, SolverOptions(), never, never, tau_e, y_e)
+        assert (tau, nfev) == (tau_e, 0) and y is y_e
+
+
 def test_a_stiff_flow_is_integrated_again_with_lsoda():
     """IPO's finite minimiser makes the flow stiff: DOP853 would crawl at its stability limit for
     millions of steps without |grad L| ever reaching stationary_tol; once Hairer's test sees its
