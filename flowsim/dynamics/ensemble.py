@@ -70,11 +70,12 @@ class Stack:
     @property
     def params(self) -> dict[str, torch.Tensor]:
         """Every parameter by name (E, ...): the trainable ones views of :attr:`flat`."""
-        out, at = dict(self.frozen), 0
-        for k in self.names:
-            size = self.shapes[k].numel()
-            out[k] = self.flat[:, at : at + size].reshape(len(self), *self.shapes[k])
-            at += size
+        # one split, not a slice per parameter: the backward of a split is one cat of the gradients,
+        # where each slice's backward fills a zero (E, P) tensor (a fifth of a transformer step)
+        parts = torch.split(self.flat, [self.shapes[k].numel() for k in self.names], dim=1)
+        out = dict(self.frozen)
+        for k, part in zip(self.names, parts, strict=True):
+            out[k] = part.reshape(len(self), *self.shapes[k])
         return out
 
     def trainable(self) -> list[torch.Tensor]:
