@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from flowsim.dynamics.optimisers import Optimiser, step_limit
+from flowsim.dynamics.optimisers.adam import Adam
 from flowsim.dynamics.record import PathTrack, StopRule
 from flowsim.dynamics.training import PairRecord, _Batches, sft_weights
 from flowsim.model.losses.base import Loss
@@ -179,7 +180,7 @@ def sft_ensemble(stack: Stack, specs: list, targets: list[np.ndarray | None]) ->
         def objective() -> torch.Tensor:
             return -torch.mean(torch.sum(w * stack.log_probs(), dim=-1), dim=-1)
 
-    opt = torch.optim.Adam(stack.trainable(), lr=spec.sft_lr)
+    opt = Adam(lr=spec.sft_lr).torch(stack.trainable())
     for _ in range(spec.sft_steps):
         opt.zero_grad()
         objective().sum().backward()

