@@ -118,3 +118,25 @@ def test_language_keys_are_validated():
         Network(pairs="web")
     with pytest.raises(ValueError, match="pretrain_lr"):
         Network(pretrain_lr=0.0)
+
+
+def test_a_pretraining_done_before_is_loaded_bit_for_bit_and_only_for_the_same_inputs(monkeypatch):
+    import flowsim.dynamics.pretraining as pre
+
+    spec = Network(arch="mlp", **LANG, layers=1, width=16, window=2, pretrain_steps=5, pretrain_tokens=200)
+    monkeypatch.setattr(pre, "_DONE", type(pre._DONE)())
+    fresh = []
+    for _ in range(2):  # computed twice without the memo, then once more with it
+        net, _ = build(spec, make_pairs(spec))
+        pre._DONE.clear()
+        fresh.append((pretrain(net, spec), net.state_dict()))
+    net, _ = build(spec, make_pairs(spec))
+    assert pretrain(net, spec) == fresh[0][0] and len(pre._DONE) == 1  # a hit: nothing new stored
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, fresh[0][1][k]) and torch.equal(v, fresh[1][1][k])
+    calls = []
+    monkeypatch.setattr(pre, "_pretrain", lambda *a: calls.append(a) or (0.0, 0.0))
+    for change in (dict(data_seed=1), dict(activation="relu"), dict(pretrain_lr=0.02), dict(init_seed=3)):
+        other = Network(**{**spec.__dict__, **change})
+        pretrain(build(other, make_pairs(other))[0], other)
+    assert len(calls) == 4  # text, structure, optimiser and initialisation each make it a new pretraining
