@@ -42,7 +42,6 @@ column is one batched computation of shape (E, N), and one network alone is the 
 (:meth:`Members.of`).  One implementation serves the one-at-a-time loop and the ensemble.
 """
 
-
 from __future__ import annotations
 
 import copy
