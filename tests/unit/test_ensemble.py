@@ -31,6 +31,7 @@ from flowsim.dynamics.optimisers import GD, Adam, AdamW, Momentum  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
 from flowsim.dynamics.training import sft, train_pairs  # noqa: E402
 from flowsim.model.losses import DPO, IPO  # noqa: E402
+from flowsim.model.network import probes  # noqa: E402
 from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import make_pairs  # noqa: E402
 from flowsim.model.network.probes import Members, end_probes, member, pair_gradients, start_probes  # noqa: E402
@@ -253,10 +254,11 @@ def assert_columns_equal(got: dict, want: dict) -> None:
 @pytest.mark.parametrize(
     ("arch", "model"), [("mlp", {}), ("transformer", dict(pairs="language", append_eos=True, prompt_len=3))]
 )
-def test_the_batched_probes_are_each_members(arch, model):
+def test_the_batched_probes_are_each_members(arch, model, monkeypatch):
     """Members with different parameters (and references, and first steps): every probe column of the
     stack is that member's alone (E = 1), its gradients its module's; the end's columns at other
-    parameters (the members in reverse order) too."""
+    parameters (the members in reverse order) too; the gradients taken a member at a time (memory)
+    change nothing."""
     needs(arch)
     spec = Network(arch=arch, n_pairs=3, **SIZES[arch] | model).check_relations()
     nets, batch = random_members(spec, 3)
@@ -279,6 +281,10 @@ def test_the_batched_probes_are_each_members(arch, model):
         at_end = end_probes(Members.of(nets[2 - i]), spec, batch.data, alone, logp0[i : i + 1], logp1[i : i + 1], lr)
         assert_columns_equal(member(end, i), member(at_end, 0))
     assert np.isnan(end["dlogpw_first"][1]).all() and np.isfinite(end["dlogpw_first"][[0, 2]]).all()
+    monkeypatch.setattr(probes, "GRADIENT_BYTES", 1)  # one member's gradients at a time: the same, bit for bit
+    in_turns = start_probes(members, batch, spec, loss, log_refs)
+    for k in start:
+        np.testing.assert_array_equal(in_turns[k], start[k], err_msg=k)
     differ = ("hidden_ip", "gw_sq", "dlogpw_dt0", "top_other_0", "top_other_gain")  # the MLP's CHES: 0 here
     for k in differ + (("ches", "ches_pre") if arch == "transformer" else ()):
         assert np.ptp(end[k][:, 0]) > 1e-6, k  # the members' columns differ

@@ -64,6 +64,8 @@ EXACT_LIMIT = 5000
 BEAM = 4
 #: Rows of enumerated responses (over all members) scored per forward pass (memory, not results).
 CHUNK = 8192
+#: Bytes of per-sequence gradients (E, N, 2, D) held at once: members beyond it in turn (memory, not results).
+GRADIENT_BYTES = 2**28
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,10 @@ class Members:
     def logits(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Every member's logits at its inputs x (E, ...): (E, ..., vocab); ``params`` replaces the members'."""
         return type(self.net).stacked_forward(self.net, self.params if params is None else params, x.to(self.device))
+
+    def part(self, lo: int, hi: int) -> Members:
+        """Members lo .. hi - 1."""
+        return Members(self.net, {k: v[lo:hi] for k, v in self.params.items()})
 
     def states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits, hidden state before the final norm, after it) at inputs x (E, ...) (stacked.py)."""
@@ -209,13 +215,26 @@ def pair_gradients(members: Members, batch) -> torch.Tensor:
     return torch.stack(g, dim=1).reshape(n, pairs, 2, -1)
 
 
+def _kernel(members: Members, batch) -> np.ndarray:
+    """<g_w^i, g_k^j> of every member's pairs (E, N, N, 2)."""
+    g = pair_gradients(members, batch)
+    return torch.einsum("eid,ejkd->eijk", g[:, :, 0], g).cpu().numpy()
+
+
+def _parts(members: Members, batch) -> list[Members]:
+    """The members in turns whose gradients fit in :data:`GRADIENT_BYTES` (a member's are independent of
+    the others', bit for bit: one backward pass per sequence fills each member's row alone)."""
+    size = 2 * batch.data.n_pairs * sum(members.params[k][0].numel() for k in members.trainable) * 8
+    step = max(1, GRADIENT_BYTES // size)
+    return [members.part(lo, min(lo + step, len(members))) for lo in range(0, len(members), step)]
+
+
 def gradient_columns(members: Members, batch, loss: Loss, log_ref: np.ndarray) -> dict[str, np.ndarray]:
     """``gw_sq``, ``gw_gl``, ``ent_own``, ``ent_cross``, ``dlogpw_dt0`` (E, N) at the members' parameters.
 
     ``log_ref`` (E, N, 2): each member's references.
     """
-    g = pair_gradients(members, batch)
-    kernel = torch.einsum("eid,ejkd->eijk", g[:, :, 0], g).cpu().numpy()  # <g_w^i, g_k^j> per member
+    kernel = np.concatenate([_kernel(part, batch) for part in _parts(members, batch)])
     with torch.no_grad():
         h = _shared(batch, members).log_probs(members.logits).cpu().numpy() - log_ref
     ab = -np.asarray(loss.grad(h, log_ref), dtype=float)
@@ -344,6 +363,7 @@ def end_probes(
 __all__ = [
     "BEAM",
     "EXACT_LIMIT",
+    "GRADIENT_BYTES",
     "Members",
     "end_probes",
     "gradient_columns",
