@@ -241,26 +241,29 @@ def gradient_columns(members: Members, batch, loss: Loss, log_ref: np.ndarray) -
     return entanglement(kernel, ab[..., 0], ab[..., 1])
 
 
-def _mlp_token_log_probs(members: Members, batch: PairBatch) -> torch.Tensor:
-    """log pi(. | x, y_<t) of y_w's positions, the batch's rows split evenly over the members: (E, M, T, vocab)."""
-    ctx = batch.ctx[:, 0]
+def _mlp_token_log_probs(members: Members, batch: PairBatch, last: bool = False) -> torch.Tensor:
+    """log pi(. | x, y_<t) of y_w's positions, the batch's rows split evenly over the members: (E, M, T, vocab);
+    ``last``: of its last position only (E, M, 1, vocab)."""
+    ctx = batch.ctx[:, 0, -1:] if last else batch.ctx[:, 0]  # a context each: the others need not be computed
     return torch.log_softmax(members.logits(ctx.reshape(len(members), -1, *ctx.shape[1:])), dim=-1)
 
 
-def _transformer_token_log_probs(members: Members, batch: SequenceBatch) -> torch.Tensor:
-    """The same for the transformer: the logits at positions P - 1 .. L - 2 of x + y_w."""
+def _transformer_token_log_probs(members: Members, batch: SequenceBatch, last: bool = False) -> torch.Tensor:
+    """The same for the transformer: the logits at positions P - 1 .. L - 2 of x + y_w (``last``: L - 2)."""
     ids = batch.ids[:, 0]
     logits = members.logits(ids.reshape(len(members), -1, ids.shape[-1]))
-    return torch.log_softmax(logits[..., batch.prompt_len - 1 : -1, :], dim=-1)
+    return torch.log_softmax(logits[..., ids.shape[-1] - 2 if last else batch.prompt_len - 1 : -1, :], dim=-1)
 
 
 #: The batch type of each architecture -> the next-token log-probabilities along y_w.
 TOKEN_LOG_PROBS = {PairBatch: _mlp_token_log_probs, SequenceBatch: _transformer_token_log_probs}
 
 
-def token_log_probs(members: Members, spec, prompts: np.ndarray, responses: np.ndarray) -> np.ndarray:
+def token_log_probs(
+    members: Members, spec, prompts: np.ndarray, responses: np.ndarray, last: bool = False
+) -> np.ndarray:
     """log pi(. | x, y_<t) at every position t of each member's responses (E, M, T) after prompts
-    (M, P) or (E, M, P): (E, M, T, vocab).
+    (M, P) or (E, M, P): (E, M, T, vocab); ``last``: at t = T - 1 only, (E, M, 1, vocab).
 
     In chunks of :data:`CHUNK` rows over all members.  The last token of each response is never
     read (only its prefix).
@@ -275,7 +278,7 @@ def token_log_probs(members: Members, spec, prompts: np.ndarray, responses: np.n
         for lo in range(0, m, step):
             x, y = (a[:, lo : lo + step].reshape(-1, a.shape[-1]) for a in (prompts, responses))
             batch = as_batch(spec, PairData(x, y, y), members.net)
-            out.append(TOKEN_LOG_PROBS[type(batch)](members, batch).cpu().numpy())
+            out.append(TOKEN_LOG_PROBS[type(batch)](members, batch, last).cpu().numpy())
     return np.concatenate(out, axis=1)
 
 
@@ -301,16 +304,36 @@ def _extend(members: Members, spec, prompts: np.ndarray, beams: np.ndarray) -> t
     return grown, (known[..., None] + lp[..., t, :]).reshape(e, n, -1)
 
 
+def _every_response(members: Members, spec, prompts: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every response of length t (E, N, vocab^t, t) in ``itertools.product``'s order, and its log pi.
+
+    Prefix by prefix: the next-token distribution after each of the vocab^j prefixes of length j
+    (j < t) is read once, at its last position alone, and log pi(y) sums those of y's prefixes,
+    first token first (vocab + ... + vocab^(t-1) contexts where a pass over every response's
+    positions reads t vocab^(t-1)).
+    """
+    e, n, vocab = len(members), len(prompts), spec.vocab
+    logp = np.zeros((e, n, 1))
+    for j in range(t):
+        prefixes = np.array(list(itertools.product(range(vocab), repeat=j)), dtype=int).reshape(vocab**j, j)
+        k = len(prefixes)
+        padded = np.concatenate([prefixes, np.zeros((k, 1), dtype=int)], -1)  # any token: its context is read
+        rows = np.broadcast_to(padded, (e, n, k, j + 1)).reshape(e, n * k, j + 1)
+        lp = token_log_probs(members, spec, np.repeat(prompts, k, axis=0), rows, last=True).reshape(e, n, k, vocab)
+        logp = (logp[..., None] + lp).reshape(e, n, -1)  # the new token varying fastest
+    every = np.array(list(itertools.product(range(vocab), repeat=t)), dtype=int)
+    return np.broadcast_to(every, (e, n, *every.shape)), logp
+
+
 def _candidates(members: Members, spec, data: PairData) -> tuple[np.ndarray, np.ndarray]:
     """Responses (E, N, M, T) among which each member's pairs' most likely other is sought, and their log pi.
 
-    All of them (the last token's distribution read once per prefix) when vocab^T <= :data:`EXACT_LIMIT`;
-    else a beam search per member keeping :data:`BEAM` + 2 beams (y_w and y_l may be among them).
+    All of them when vocab^T <= :data:`EXACT_LIMIT` (:func:`_every_response`); else a beam search per
+    member keeping :data:`BEAM` + 2 beams (y_w and y_l may be among them).
     """
     e, (n, t) = len(members), data.chosen.shape
     if spec.vocab**t <= EXACT_LIMIT:
-        prefixes = np.array(list(itertools.product(range(spec.vocab), repeat=t - 1)), dtype=int).reshape(-1, t - 1)
-        return _extend(members, spec, data.prompts, np.broadcast_to(prefixes, (e, n, *prefixes.shape)))
+        return _every_response(members, spec, data.prompts, t)
     beams = np.zeros((e, n, 1, 0), dtype=int)
     for _ in range(t):
         beams, logp = _extend(members, spec, data.prompts, beams)
