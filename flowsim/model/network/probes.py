@@ -25,9 +25,9 @@ padding.  The last-hidden-embedding baseline of the second script is the inner p
 sequences' hidden states at their final token (position P + |y| - 1): ``hidden_ip`` here.
 
 **Gradients.**  g = grad_theta log pi(y|x) of every pair's y_w and y_l over the trainable
-parameters, float64, flattened: the rows of 2N vector-Jacobian products of the batch's
-log-probabilities through one graph (``torch.autograd.grad(..., is_grads_batched=True)``); the
-first-order rates are :func:`flowsim.model.probes.entanglement` of their Gram matrix.
+parameters, float64, flattened, by one backward pass through copies of the network, one per
+sequence (:func:`pair_gradients`); the first-order rates are
+:func:`flowsim.model.probes.entanglement` of their Gram matrix.
 
 **The most likely other response.**  Over all vocab^|y| responses of the pair's response length
 (which is the distribution: log pi(y|x) sums |y| next-token log-probabilities, so those sum to 1)
@@ -64,7 +64,8 @@ EXACT_LIMIT = 5000
 BEAM = 4
 #: Rows of enumerated responses (over all members) scored per forward pass (memory, not results).
 CHUNK = 8192
-#: Bytes of per-sequence gradients (E, N, 2, D) held at once: members beyond it in turn (memory, not results).
+#: Bytes of per-sequence parameter copies and gradients (E, 2N, D) held at once: members beyond it
+#: in turns (memory, not results).
 GRADIENT_BYTES = 2**28
 
 
@@ -195,24 +196,33 @@ def hidden_columns(net: nn.Module, batch) -> dict[str, np.ndarray]:
     return member(stacked_hidden_columns(Members.of(net), batch), 0)
 
 
+def _one_each(data: torch.Tensor, n: int) -> torch.Tensor:
+    """A batch tensor (N, 2, ...) as 2N one-sequence batches (1, 1, ...), for each of n members: (n 2N, 1, 1, ...)."""
+    rest = data.shape[2:]
+    one = data.reshape(1, -1, 1, 1, *rest)
+    return one.expand(n, *one.shape[1:]).reshape(-1, 1, 1, *rest)
+
+
 def pair_gradients(members: Members, batch) -> torch.Tensor:
     """grad_theta log pi(y_w|x), grad_theta log pi(y_l|x) of every member's pairs, flattened: (E, N, 2, D).
 
-    One forward of the members' log-probabilities (E, N, 2) from their trainable parameters as one
-    leaf (E, D), then 2N batched backward passes, one per (pair, response): each fills every
-    member's row at once, as no member's log-probabilities depend on another's parameters.
+    Per-sequence gradients by replication: each member is repeated once per sequence (S = 2N
+    copies, the trainable parameters one leaf (E S, D)), each copy computes its one sequence's
+    log pi, and one backward pass of their sum fills every copy's row with its sequence's
+    gradient alone (no copy's log pi depends on another's parameters).
     """
-    names, n = members.trainable, len(members)
+    names, n, s = members.trainable, len(members), 2 * batch.data.n_pairs
     sizes = [members.params[k][0].numel() for k in names]
-    flat = torch.cat([members.params[k].detach().reshape(n, -1) for k in names], dim=1).requires_grad_(True)
-    parts = {k: part.reshape(members.params[k].shape) for k, part in zip(names, flat.split(sizes, dim=1), strict=True)}
-    logp = _shared(batch, members).log_probs(lambda x: members.logits(x, members.params | parts))  # (E, N, 2)
-    pairs = logp.shape[1]
-    g = [
-        torch.autograd.grad(logp[:, i, k].sum(), flat, retain_graph=True)[0]  # (E, D): every member's row
-        for i, k in itertools.product(range(pairs), range(2))
-    ]
-    return torch.stack(g, dim=1).reshape(n, pairs, 2, -1)
+    flat = torch.cat([members.params[k].detach().reshape(n, -1) for k in names], dim=1)
+    leaf = flat.repeat_interleave(s, dim=0).requires_grad_(True)  # row e S + j: member e, sequence j
+    copies = {k: v.repeat_interleave(s, dim=0) for k, v in members.params.items() if k not in names}
+    for k, part in zip(names, leaf.split(sizes, dim=1), strict=True):
+        copies[k] = part.reshape(n * s, *members.params[k].shape[1:])
+    view = copy.copy(batch)  # copy e S + j reads sequence j (pair j // 2, response j % 2) as a batch of one
+    view.__dict__.update({k: _one_each(v.to(members.device), n) for k, v in vars(batch).items() if torch.is_tensor(v)})
+    logp = view.log_probs(lambda x: members.logits(x, copies))  # (E S, 1, 1)
+    (g,) = torch.autograd.grad(logp.sum(), leaf)
+    return g.reshape(n, batch.data.n_pairs, 2, -1)
 
 
 def _kernel(members: Members, batch) -> np.ndarray:
@@ -224,7 +234,7 @@ def _kernel(members: Members, batch) -> np.ndarray:
 def _parts(members: Members, batch) -> list[Members]:
     """The members in turns whose gradients fit in :data:`GRADIENT_BYTES` (a member's are independent of
     the others', bit for bit: one backward pass per sequence fills each member's row alone)."""
-    size = 2 * batch.data.n_pairs * sum(members.params[k][0].numel() for k in members.trainable) * 8
+    size = 2 * batch.data.n_pairs * sum(v[0].numel() for v in members.params.values()) * 8  # a member's copies
     step = max(1, GRADIENT_BYTES // size)
     return [members.part(lo, min(lo + step, len(members))) for lo in range(0, len(members), step)]
 
