@@ -125,6 +125,12 @@ class Stack:
         }
         return fresh
 
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows (E', P) laid out as :attr:`flat` (e.g. members' final rows) as the trainable parameters
+        by name (E', ...)."""
+        parts = torch.split(flat, [self.shapes[k].numel() for k in self.names], dim=1)
+        return {k: part.reshape(len(flat), *self.shapes[k]) for k, part in zip(self.names, parts, strict=True)}
+
     def load_trainable(self, flat: torch.Tensor, net: torch.nn.Module) -> None:
         """Write one member's trainable parameters, as a row (P,) of :attr:`flat`, into ``net``."""
         at, named = 0, dict(net.named_parameters())

@@ -81,15 +81,16 @@ def entanglement(kernel: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, 
 
     Parameters
     ----------
-    kernel : array, shape (N, N, 2)
-        kernel[i, j, k] = <g_w^i, g_k^j>, k = 0 for y_w and 1 for y_l of pair j.
-    a, b : array, shape (N,)
+    kernel : array, shape (..., N, N, 2)
+        kernel[..., i, j, k] = <g_w^i, g_k^j>, k = 0 for y_w and 1 for y_l of pair j (the leading
+        axes: e.g. the members of an ensemble, each its own dataset's kernel).
+    a, b : array, shape (..., N)
         -dl/dh_w and -dl/dh_l of each pair (its own loss's gradient).
 
     Returns
     -------
     dict
-        ``gw_sq``, ``gw_gl`` (the diagonal), ``ent_own``, ``ent_cross``, ``dlogpw_dt0``, each (N,).
+        ``gw_sq``, ``gw_gl`` (the diagonal), ``ent_own``, ``ent_cross``, ``dlogpw_dt0``, each (..., N).
 
     Examples
     --------
@@ -98,13 +99,14 @@ def entanglement(kernel: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, 
     >>> r["ent_own"].tolist(), r["ent_cross"].tolist()  # (2 - 1)/2, (3 - 1)/2; (0.5 - 0)/2, (0.5 + 1)/2
     ([0.5, 1.0], [0.25, 0.75])
     """
-    n = kernel.shape[0]
-    pull = (a[None, :] * kernel[..., 0] + b[None, :] * kernel[..., 1]) / n  # (i, j): pair j's pull on i
-    own = np.diagonal(pull).copy()
-    cross = np.sum(np.where(np.eye(n, dtype=bool), 0.0, pull), axis=1)
+    n = kernel.shape[-2]
+    a, b = np.asarray(a)[..., None, :], np.asarray(b)[..., None, :]
+    pull = (a * kernel[..., 0] + b * kernel[..., 1]) / n  # (..., i, j): pair j's pull on i
+    own = np.diagonal(pull, axis1=-2, axis2=-1).copy()
+    cross = np.sum(np.where(np.eye(n, dtype=bool), 0.0, pull), axis=-1)
     return {
-        "gw_sq": np.diagonal(kernel[..., 0]).copy(),
-        "gw_gl": np.diagonal(kernel[..., 1]).copy(),
+        "gw_sq": np.diagonal(kernel[..., 0], axis1=-2, axis2=-1).copy(),
+        "gw_gl": np.diagonal(kernel[..., 1], axis1=-2, axis2=-1).copy(),
         "ent_own": own,
         "ent_cross": cross,
         "dlogpw_dt0": own + cross,

@@ -6,7 +6,9 @@
   mini-batches, and with every stop status in one ensemble;
 * a member's rows do not depend on which members train beside it (members that stop early leave
   the stack without changing the others; Adam's step count stays each member's own);
-* ``train_ensemble`` (no stop but the step count) equals ``train_pairs`` one at a time.
+* ``train_ensemble`` (no stop but the step count) equals ``train_pairs`` one at a time;
+* the probes of a stack of members (every predictor column at once) are each member's alone, and
+  its per-sequence gradients are ``jacrev`` of the member's own module.
 
 Skipped without torch; the transformer's cases also without transformers.
 """
@@ -29,8 +31,10 @@ from flowsim.dynamics.optimisers import GD, Adam, AdamW, Momentum  # noqa: E402
 from flowsim.dynamics.record import StopRule  # noqa: E402
 from flowsim.dynamics.training import sft, train_pairs  # noqa: E402
 from flowsim.model.losses import DPO, IPO  # noqa: E402
+from flowsim.model.network import probes  # noqa: E402
 from flowsim.model.network.archs import build  # noqa: E402
 from flowsim.model.network.data import make_pairs  # noqa: E402
+from flowsim.model.network.probes import Members, end_probes, member, pair_gradients, start_probes  # noqa: E402
 from flowsim.model.parameterisations.network import Network  # noqa: E402
 
 torch.set_num_threads(1)
@@ -229,3 +233,58 @@ def test_the_ensemble_rows_are_the_loop_rows(arch, loss, opt):
     np.testing.assert_allclose(path, loop.transpose(1, 0, 2, 3), rtol=0, atol=1e-10)
     assert np.min(np.abs(path[-1] - path[0])) > 1e-4  # every member trained
     assert np.max(np.abs(path[-1, 0] - path[-1, 1])) > 1e-2  # and the members differ
+
+
+# -- the probes of E members at once -----------------------------------------------------------------
+
+
+def module_gradients(net, batch) -> np.ndarray:
+    """grad_theta log pi of every pair's y_w, y_l by ``jacrev`` of the module itself (N, 2, D): the oracle."""
+    theta = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
+    jac = torch.func.jacrev(lambda th: batch.log_probs(lambda x: torch.func.functional_call(net, th, (x,))))(theta)
+    return torch.cat([jac[k].reshape(batch.data.n_pairs, 2, -1) for k in theta], dim=-1).numpy()
+
+
+def assert_columns_equal(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize(
+    ("arch", "model"), [("mlp", {}), ("transformer", dict(pairs="language", append_eos=True, prompt_len=3))]
+)
+def test_the_batched_probes_are_each_members(arch, model, monkeypatch):
+    """Members with different parameters (and references, and first steps): every probe column of the
+    stack is that member's alone (E = 1), its gradients its module's; the end's columns at other
+    parameters (the members in reverse order) too; the gradients taken a member at a time (memory)
+    change nothing."""
+    needs(arch)
+    spec = Network(arch=arch, n_pairs=3, **SIZES[arch] | model).check_relations()
+    nets, batch = random_members(spec, 3)
+    stack = Stack(nets, [batch] * 3)
+    members = Members(nets[0], {k: v.detach() for k, v in stack.params.items()})
+    with torch.no_grad():
+        logp0 = stack.log_probs().numpy()
+    rng = np.random.default_rng(5)
+    log_refs, logp1 = logp0 + rng.normal(0, 0.5, logp0.shape), logp0 + rng.normal(0, 0.01, logp0.shape)
+    logp1[1] = np.nan  # a member that took no step
+    loss, lr = DPO(beta=0.5), 0.01
+    start = start_probes(members, batch, spec, loss, log_refs)
+    reverse = Members(nets[0], {k: v.flip(0) for k, v in members.params.items()})
+    end = end_probes(reverse, spec, batch.data, start, logp0, logp1, lr)
+    grads = pair_gradients(members, batch).numpy()
+    for i, net in enumerate(nets):
+        alone = start_probes(Members.of(net), batch, spec, loss, log_refs[i : i + 1])
+        assert_columns_equal(member(start, i), member(alone, 0))
+        np.testing.assert_allclose(grads[i], module_gradients(net, batch), rtol=1e-10, atol=1e-12)
+        at_end = end_probes(Members.of(nets[2 - i]), spec, batch.data, alone, logp0[i : i + 1], logp1[i : i + 1], lr)
+        assert_columns_equal(member(end, i), member(at_end, 0))
+    assert np.isnan(end["dlogpw_first"][1]).all() and np.isfinite(end["dlogpw_first"][[0, 2]]).all()
+    monkeypatch.setattr(probes, "GRADIENT_BYTES", 1)  # one member's gradients at a time: the same, bit for bit
+    in_turns = start_probes(members, batch, spec, loss, log_refs)
+    for k in start:
+        np.testing.assert_array_equal(in_turns[k], start[k], err_msg=k)
+    differ = ("hidden_ip", "gw_sq", "dlogpw_dt0", "top_other_0", "top_other_gain")  # the MLP's CHES: 0 here
+    for k in differ + (("ches", "ches_pre") if arch == "transformer" else ()):
+        assert np.ptp(end[k][:, 0]) > 1e-6, k  # the members' columns differ

@@ -101,7 +101,7 @@ def test_hidden_states_are_the_heads_input(arch):
     # the summed state is the LM head's input: the readout of it gives the logits that score y
     spec = Network(**SIZES[arch], n_pairs=2).check_relations()
     net, batch = build(spec, make_pairs(spec))
-    post, pre, final = net_probes.HIDDEN[type(batch)](net, batch)
+    post, pre, final = (t[0] for t in net_probes.HIDDEN[type(batch)](net_probes.Members.of(net), batch))
     head = net.readout if arch == "mlp" else net.lm.lm_head
     lp = torch.log_softmax(head(post), -1)
     tokens = batch.tokens if arch == "mlp" else batch.ids[..., spec.prompt_len :]
@@ -147,7 +147,7 @@ def test_network_rates_are_the_measured_first_order_change(arch, n_pairs, loss):
     net, batch = _sft_net(spec)
     with torch.no_grad():
         log_ref = batch.log_probs(net).numpy() + np.random.default_rng(0).normal(0, 0.5, (n_pairs, 2))
-    got = net_probes.start_probes(net, batch, spec, loss, log_ref)
+    got = net_probes.member(net_probes.start_probes(net_probes.Members.of(net), batch, spec, loss, log_ref[None]), 0)
     measured = _measured_rate(net, batch, loss, log_ref)
     np.testing.assert_allclose(got["dlogpw_dt0"], measured, rtol=RTOL)
     np.testing.assert_allclose(got["ent_own"] + got["ent_cross"], got["dlogpw_dt0"], rtol=1e-12)
@@ -287,11 +287,12 @@ def test_top_other_is_the_most_likely_other_response():
     net, batch = _sft_net(spec)
     data = batch.data
     every = np.array(list(itertools.product(range(spec.vocab), repeat=spec.response_len)))
+    one = net_probes.Members.of(net)
+    best, p_best = (v[0] for v in net_probes.top_other(one, spec, data))
     for i in range(data.n_pairs):
-        logp = net_probes.score(net, spec, np.repeat(data.prompts[i : i + 1], len(every), 0), every)
+        logp = net_probes.score(one, spec, np.repeat(data.prompts[i : i + 1], len(every), 0), every[None])[0]
         np.testing.assert_allclose(np.exp(logp).sum(), 1.0, rtol=1e-12)  # the fixed-length responses: a distribution
         other = ~(np.all(every == data.chosen[i], 1) | np.all(every == data.rejected[i], 1))
-        best, p_best = net_probes.top_other(net, spec, data)
         assert best[i].tolist() == every[other][np.argmax(logp[other])].tolist()
         np.testing.assert_allclose(p_best[i], np.exp(logp[other].max()), rtol=1e-12)
 
@@ -299,10 +300,11 @@ def test_top_other_is_the_most_likely_other_response():
 def test_beam_search_finds_the_top_other_when_wide_enough(monkeypatch):
     spec = Network(**SIZES["mlp"], n_pairs=3, token_pool=2, sft_steps=30, sft_lr=0.05).check_relations()
     net, batch = _sft_net(spec)
-    exact = net_probes.top_other(net, spec, batch.data)
+    one = net_probes.Members.of(net)
+    exact = net_probes.top_other(one, spec, batch.data)
     monkeypatch.setattr(net_probes, "EXACT_LIMIT", 0)
     monkeypatch.setattr(net_probes, "BEAM", spec.vocab**spec.response_len)
-    beam = net_probes.top_other(net, spec, batch.data)
+    beam = net_probes.top_other(one, spec, batch.data)
     np.testing.assert_array_equal(beam[0], exact[0])
     np.testing.assert_allclose(beam[1], exact[1], rtol=1e-12)
 

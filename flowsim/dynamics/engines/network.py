@@ -78,7 +78,7 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
     from flowsim.dynamics.training import initial_field, sft, train_pairs
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
-    from flowsim.model.network.probes import end_probes, start_probes
+    from flowsim.model.network.probes import Members, end_probes, member, start_probes
     from flowsim.model.network.select import select_pairs
 
     torch.set_num_threads(1)  # one training per worker process; threads only cost at this size
@@ -91,7 +91,8 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         logp0 = batch.log_probs(net).numpy().copy()
     log_ref = _log_ref(task.reference, np.ones(2) if ref is None else ref, logp0)
     field = initial_field(net, batch, task.loss, log_ref)
-    probes = start_probes(net, batch, spec, task.loss, log_ref)  # before the preference stage moves net
+    # before the preference stage moves net: the probes of one member (E = 1), as the ensemble's
+    probes = start_probes(Members.of(net), batch, spec, task.loss, log_ref[None])
     rec = train_pairs(
         net,
         batch,
@@ -103,8 +104,14 @@ def train_one(task: Task, target: np.ndarray | None, ref: np.ndarray | None = No
         batch_seed=spec.batch_seed,
         path=spec.path_points > 0,
     )
-    probes = end_probes(net, spec, batch.data, probes, rec.logp0, rec.logp1, task.optimiser.lr)
-    return sft_value, log_ref, rec, field, probes
+    logp1 = _first_step(rec)[None]
+    probes = end_probes(Members.of(net), spec, batch.data, probes, rec.logp0[None], logp1, task.optimiser.lr)
+    return sft_value, log_ref, rec, field, member(probes, 0)
+
+
+def _first_step(rec) -> np.ndarray:
+    """log pi after the record's first optimiser step (n, 2), NaN if it took none (the probes' ``logp1``)."""
+    return np.full_like(rec.logp0, np.nan) if rec.logp1 is None else rec.logp1
 
 
 def path_column(rec, points: int, lr: float) -> list[str]:
@@ -121,9 +128,10 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     Pretraining once (every member shares the initialisation and the data, so the loop's E
     pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
     the references and the field at every member's start
-    (:func:`~flowsim.dynamics.ensemble.initial_fields`), the probes' start columns per member, then
-    the preference stage of the stack with each member's own stop
-    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`), then the probes' end columns per member.  Equal to
+    (:func:`~flowsim.dynamics.ensemble.initial_fields`), the probes' start columns of all members at
+    once, then the preference stage of the stack with each member's own stop
+    (:func:`~flowsim.dynamics.ensemble.train_pairs_ensemble`), then the probes' end columns of all
+    members at once (:mod:`flowsim.model.network.probes`, over the members' stacked parameters).  Equal to
     :func:`run_loop`'s rows to 1e-10 (tests/unit/test_ensemble.py).
     """
     import torch
@@ -132,7 +140,7 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
     from flowsim.dynamics.pretraining import pretrain
     from flowsim.model.network.archs import build
     from flowsim.model.network.data import make_pairs
-    from flowsim.model.network.probes import end_probes, start_probes
+    from flowsim.model.network.probes import Members, end_probes, member, start_probes
     from flowsim.model.parameterisations.network import resolve_device
 
     torch.set_num_threads(1)  # one chunk per worker process; threads only cost at this size
@@ -145,10 +153,8 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
         logp0 = stack.log_probs().cpu().numpy()
     log_refs = np.array([_log_ref(task.reference, r, lp) for r, lp in zip(refs, logp0, strict=True)])
     _, v0, gnorm0 = initial_fields(stack, task.loss, log_refs)
-    starts = []  # what a row reads from its member's SFT checkpoint: on ``net`` holding that member
-    for i in range(n_members):
-        stack.load_member(i, net)
-        starts.append(start_probes(net, batch, spec, task.loss, log_refs[i]))
+    sft_params = {k: v.detach().clone() for k, v in stack.params.items()}  # the stack moves on, members leave it
+    starts = start_probes(Members(net, sft_params), batch, spec, task.loss, log_refs)  # every member's at once
     finals: dict[int, torch.Tensor] = {}
     recs = train_pairs_ensemble(
         stack,
@@ -161,12 +167,14 @@ def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str,
         path=spec.path_points > 0,
         finals=finals,
     )
-    rows = []
-    for i, rec in enumerate(recs):  # the members share their frozen parameters: only the trained ones differ
-        stack.load_trainable(finals[i], net)
-        probes = end_probes(net, spec, batch.data, starts[i], rec.logp0, rec.logp1, task.optimiser.lr)
-        rows.append(_rows_of(task, targets[i], sft_values[i], log_refs[i], rec, (v0[i], gnorm0[i]), probes))
-    return rows
+    # each member where it stopped: its final trainable row, the frozen parameters as at the start
+    final = sft_params | stack.unflatten(torch.stack([finals[i] for i in range(n_members)]).to(stack.device))
+    logp0, logp1 = (np.array([f(rec) for rec in recs]) for f in (lambda r: r.logp0, _first_step))
+    probes = end_probes(Members(net, final), spec, batch.data, starts, logp0, logp1, task.optimiser.lr)
+    return [
+        _rows_of(task, targets[i], sft_values[i], log_refs[i], rec, (v0[i], gnorm0[i]), member(probes, i))
+        for i, rec in enumerate(recs)
+    ]
 
 
 def _rows(task: Task, target: np.ndarray | None, ref: np.ndarray) -> dict[str, np.ndarray]:

@@ -44,8 +44,12 @@ def _embed(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return weight[members, ids]
 
 
-def mlp_logits(net: nn.Module, params: dict[str, torch.Tensor], ctx: torch.Tensor) -> torch.Tensor:
-    """Next-token logits of :class:`CausalMLP` members at contexts ctx (E, ..., window): (E, ..., vocab)."""
+def mlp_logits(net: nn.Module, params: dict[str, torch.Tensor], ctx: torch.Tensor, states: bool = False):
+    """Next-token logits of :class:`CausalMLP` members at contexts ctx (E, ..., window): (E, ..., vocab).
+
+    With ``states``: (logits, hidden, hidden), the last hidden layer (the readout's input, (E, ..., d))
+    twice -- the state before and after a final norm, which the MLP does not have (as :func:`gpt2_logits`).
+    """
     n_members, window = ctx.shape[0], ctx.shape[-1]
     emb = _embed(params["embed.weight"], ctx.reshape(n_members, -1))
     x = emb.reshape(n_members, -1, window * emb.shape[-1])
@@ -55,7 +59,11 @@ def mlp_logits(net: nn.Module, params: dict[str, torch.Tensor], ctx: torch.Tenso
         else:
             x = layer(x)  # the activation, elementwise
     z = _linear(x, params["readout.weight"], params.get("readout.bias"))
-    return z.reshape(*ctx.shape[:-1], z.shape[-1])
+    logits = z.reshape(*ctx.shape[:-1], z.shape[-1])
+    if not states:
+        return logits
+    hidden = x.reshape(*ctx.shape[:-1], x.shape[-1])
+    return logits, hidden, hidden
 
 
 def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -88,8 +96,12 @@ def _attention(x: torch.Tensor, p: dict[str, torch.Tensor], pre: str, heads: int
     return _conv1d(out, p[f"{pre}.attn.c_proj.weight"], p[f"{pre}.attn.c_proj.bias"])
 
 
-def gpt2_logits(net: nn.Module, params: dict[str, torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
-    """Next-token logits of :class:`CausalTransformer` members at token ids (E, ..., L): (E, ..., L, vocab)."""
+def gpt2_logits(net: nn.Module, params: dict[str, torch.Tensor], ids: torch.Tensor, states: bool = False):
+    """Next-token logits of :class:`CausalTransformer` members at token ids (E, ..., L): (E, ..., L, vocab).
+
+    With ``states``: (logits, pre, post), the final layer norm's input and output (E, ..., L, D) --
+    ``post`` is the LM head's input, what ``transformers`` returns as ``hidden_states[-1]``.
+    """
     config = net.lm.config
     n_members, length = ids.shape[0], ids.shape[-1]
     flat = ids.reshape(n_members, -1, length)
@@ -107,10 +119,14 @@ def gpt2_logits(net: nn.Module, params: dict[str, torch.Tensor], ids: torch.Tens
         m = _layer_norm(x, params[f"{pre}.ln_2.weight"], params[f"{pre}.ln_2.bias"], eps)
         m = _gelu_new(_conv1d(m, params[f"{pre}.mlp.c_fc.weight"], params[f"{pre}.mlp.c_fc.bias"]))
         x = x + _conv1d(m, params[f"{pre}.mlp.c_proj.weight"], params[f"{pre}.mlp.c_proj.bias"])
+    before_ln_f = x
     x = _layer_norm(x, params[f"{t}.ln_f.weight"], params[f"{t}.ln_f.bias"], eps)
     head = params.get("lm.lm_head.weight", params[f"{t}.wte.weight"])  # tied: named once, as wte
     z = torch.bmm(x, head.transpose(1, 2))
-    return z.reshape(*ids.shape, z.shape[-1])
+    logits = z.reshape(*ids.shape, z.shape[-1])
+    if not states:
+        return logits
+    return logits, before_ln_f.reshape(*ids.shape, -1), x.reshape(*ids.shape, -1)
 
 
 __all__ = ["gpt2_logits", "mlp_logits"]
