@@ -131,22 +131,6 @@ class Stack:
         parts = torch.split(flat, [self.shapes[k].numel() for k in self.names], dim=1)
         return {k: part.reshape(len(flat), *self.shapes[k]) for k, part in zip(self.names, parts, strict=True)}
 
-    def load_trainable(self, flat: torch.Tensor, net: torch.nn.Module) -> None:
-        """Write one member's trainable parameters, as a row (P,) of :attr:`flat`, into ``net``."""
-        at, named = 0, dict(net.named_parameters())
-        with torch.no_grad():
-            for k in self.names:
-                size = self.shapes[k].numel()
-                named[k].copy_(flat[at : at + size].reshape(self.shapes[k]))
-                at += size
-
-    def load_member(self, i: int, net: torch.nn.Module) -> None:
-        """Write member i's parameters and buffers into ``net`` (a module of the stack's architecture)."""
-        state = {k: v.detach()[i] for k, v in (self.params | self.buffers).items()}
-        with torch.no_grad():
-            for k, p in (dict(net.named_parameters()) | dict(net.named_buffers())).items():
-                p.copy_(state[k])
-
 
 def _but_last(logits: torch.Tensor) -> torch.Tensor:
     """Logits of positions 0..L-2 (..., L-1, V) padded with zeros at L-1 (..., L, V).
