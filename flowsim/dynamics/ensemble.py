@@ -71,13 +71,7 @@ class Stack:
     @property
     def params(self) -> dict[str, torch.Tensor]:
         """Every parameter by name (E, ...): the trainable ones views of :attr:`flat`."""
-        # one split, not a slice per parameter: the backward of a split is one cat of the gradients,
-        # where each slice's backward fills a zero (E, P) tensor (a fifth of a transformer step)
-        parts = torch.split(self.flat, [self.shapes[k].numel() for k in self.names], dim=1)
-        out = dict(self.frozen)
-        for k, part in zip(self.names, parts, strict=True):
-            out[k] = part.reshape(len(self), *self.shapes[k])
-        return out
+        return dict(self.frozen) | self.unflatten(self.flat)
 
     def trainable(self) -> list[torch.Tensor]:
         return [self.flat]
@@ -127,7 +121,11 @@ class Stack:
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows (E', P) laid out as :attr:`flat` (e.g. members' final rows) as the trainable parameters
-        by name (E', ...)."""
+        by name (E', ...).
+
+        One split, not a slice per parameter: the backward of a split is one cat of the gradients,
+        where each slice's backward fills a zero (E, P) tensor (a fifth of a transformer step).
+        """
         parts = torch.split(flat, [self.shapes[k].numel() for k in self.names], dim=1)
         return {k: part.reshape(len(flat), *self.shapes[k]) for k, part in zip(self.names, parts, strict=True)}
 
