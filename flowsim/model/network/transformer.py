@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from flowsim.model.network.data import PairData
-from flowsim.model.network.module import DTYPE
+from flowsim.model.network.module import DTYPE, summed_log_probs
 from flowsim.model.network.stacked import gpt2_logits
 
 
@@ -101,8 +101,7 @@ class SequenceBatch:
         """
         ids = self.ids if rows is None else self.ids[rows]
         p = self.prompt_len
-        logp = torch.log_softmax(net(ids)[..., p - 1 : -1, :], dim=-1)  # (n, 2, T, vocab)
-        return logp.gather(-1, ids[..., p:].unsqueeze(-1)).squeeze(-1).sum(-1)
+        return summed_log_probs(net(ids)[..., p - 1 : -1, :], ids[..., p:])  # logits (n, 2, T, vocab)
 
 
 __all__ = ["CausalTransformer", "SequenceBatch", "gpt2_config"]
