@@ -480,7 +480,11 @@ def verdict_of(cell: str) -> str | None:
     return NA if not found else found.pop() if len(found) == 1 else None
 
 
-def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -> str:
+#: The sensitivity family of the paper's claims, as the conclusions name it.
+FAMILY = "region cuts 0.2, 0.25, 1/3; each threshold halved and doubled"
+
+
+def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None, family: str = FAMILY) -> str:
     """Markdown, generated from a :func:`verdict_matrix`, on where each conclusion holds.
 
     A claim *holds* in a setting whose cell is ``supported`` (every combination where it
@@ -511,19 +515,26 @@ def conclusions(matrix: pd.DataFrame, ratio_settings: list[str] | None = None) -
         return "; ".join(items) if items else "none"
 
     names = "; ".join(f"`{s}`" for s in settings)
+    only_ratio = (  # a group only where some setting is the ratio plane's and some other is not
+        [
+            "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
+            f"{listing(groups['only_ratio'])}."
+        ]
+        if 0 < len(ratio_settings) < len(settings)
+        else []
+    )
     return "\n".join(
         [
             f"Across {_count(len(settings), 'setting')}: {names}.",
             "",
             f"- **Holds in every setting where it applies**: {listing(groups['every'])}.",
-            "- **Holds only on the ratio plane** (supported in every ratio-plane setting, in no other): "
-            f"{listing(groups['only_ratio'])}.",
+            *only_ratio,
             f"- **Holds nowhere** (not supported wherever it applies): {listing(groups['nowhere'])}.",
             f"- **Between these**: {listing(groups['mixed'])}.",
             f"- **Not applicable in any setting**: {listing(groups['never'])}.",
             "",
             f"{n_fragile} of the {len(matrix) * len(settings)} cells are fragile under the sensitivity family "
-            f"(region cuts 0.2, 0.25, 1/3; each threshold halved and doubled).{unsure}",
+            f"({family}).{unsure}",
         ]
     )
 

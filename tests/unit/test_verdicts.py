@@ -246,6 +246,11 @@ def test_verdict_matrix_and_conclusions():
     assert item(text, "Between these") == ["D (holds in 1 of 3)"]
     assert item(text, "Not applicable in any setting") == ["E"]
     assert text.splitlines()[-1].startswith("1 of the 15 cells are fragile")
+    assert "region cuts 0.2, 0.25, 1/3" in text.splitlines()[-1]
+    # no ratio-plane setting (or nothing but): no such group to speak of; the family as the caller names it
+    for ratio in ([], ["ratio free", "ratio standard", "logits"]):
+        text = conclusions(m, ratio_settings=ratio, family="each threshold halved and doubled")
+        assert "ratio plane" not in text and text.splitlines()[-1].endswith("(each threshold halved and doubled).")
 
 
 def item(text: str, label: str) -> list[str]:

@@ -235,8 +235,8 @@ def displacement_section(root: Path) -> list[str]:
     ]
     if matrix is not None:
         out += ["**The study's claims in every setting that records the per-pair quantities**", ""]
-        said = conclusions(matrix, ratio_settings=[])  # the study has no regions: its family is the thresholds'
-        said = said.replace("(region cuts 0.2, 0.25, 1/3; each threshold", "(each threshold")
+        # the study has no regions (its family is the thresholds') and no ratio-plane setting
+        said = conclusions(matrix, ratio_settings=[], family="each threshold halved and doubled")
         out += [matrix.to_markdown(), "", said, ""]
     if not table.empty:
         out += _correlation_lines(table)
