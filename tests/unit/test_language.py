@@ -140,3 +140,32 @@ def test_a_pretraining_done_before_is_loaded_bit_for_bit_and_only_for_the_same_i
         other = Network(**{**spec.__dict__, **change})
         pretrain(build(other, make_pairs(other))[0], other)
     assert len(calls) == 4  # text, structure, optimiser and initialisation each make it a new pretraining
+
+
+@pytest.mark.parametrize("pairs", ["uniform", "language"])
+def test_every_pair_has_its_own_prompt_unless_prompts_are_shared(pairs):
+    from flowsim.model.network.data import distinct_rows, make_pairs
+
+    lang = LANG | {"pairs": pairs, "prompt_len": 2} if pairs == "language" else {"vocab": 5, "prompt_len": 2}
+    repeats = 0
+    for seed in range(40):
+        spec = Network(**lang, n_pairs=8, data_seed=seed).check_relations()
+        prompts = make_pairs(spec).prompts
+        assert len(np.unique(prompts, axis=0)) == 8, seed
+        shared = make_pairs(Network(**lang, n_pairs=8, n_prompts=3, data_seed=seed).check_relations()).prompts
+        assert len(np.unique(shared, axis=0)) == 3 and np.array_equal(shared[3:6], shared[:3])
+        if pairs == "uniform":  # a first draw without repeats is kept, as are the draws after it
+            first = np.random.default_rng(seed).integers(0, 5, size=(8, 2))
+            repeats += len(np.unique(first, axis=0)) < 8
+            if len(np.unique(first, axis=0)) == 8:
+                assert np.array_equal(prompts, first)
+    assert pairs == "language" or 0 < repeats < 40  # the redrawing was exercised, and so was keeping
+    with pytest.raises(RuntimeError, match="no 3 distinct rows"):
+        distinct_rows(lambda k: np.zeros((k, 2), dtype=int), 3)
+
+
+def test_more_pairs_than_distinct_prompts_are_refused():
+    with pytest.raises(ValueError, match=r"n_pairs must be <= 3\^prompt_len = 9"):
+        Network(vocab=3, prompt_len=2, n_pairs=10).check_relations()
+    with pytest.raises(ValueError, match=r"n_prompts must be <= 11\^prompt_len = 11"):
+        Network(**LANG | {"prompt_len": 1}, n_pairs=20, n_prompts=12).check_relations()

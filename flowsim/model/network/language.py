@@ -117,30 +117,4 @@ def corpus(spec, n_tokens: int, seed) -> np.ndarray:
     return language_of(spec).sample(np.random.default_rng(seed), n, length)
 
 
-def language_pairs(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs drawn from the language, with the spec's similarity controls: (prompts, chosen, rejected).
-
-    Prompts are sentences (``n_prompts`` of them shared round-robin, or one per pair); y_w continues
-    its prompt in the language; y_l is y_w with ``edit_distance`` of its positions after the first
-    ``shared_prefix`` replaced by another word -- of the same class if ``same_class``, else any other
-    word (uniformly).  All from ``numpy.random.default_rng(data_seed)``.
-    """
-    lang, rng = language_of(spec), np.random.default_rng(spec.data_seed)
-    n = spec.n_pairs
-    n_prompts = spec.n_prompts or n
-    prompts = lang.sample(rng, n_prompts, spec.prompt_len)[np.arange(n) % n_prompts]
-    chosen = lang.sample(rng, n, spec.response_len, after=prompts[:, -1])
-    rejected = chosen.copy()
-    n_words = lang.word_class.size
-    for i in range(n):
-        where = spec.shared_prefix + rng.choice(
-            spec.response_len - spec.shared_prefix, spec.edit_distance, replace=False
-        )
-        for s in where:
-            w = chosen[i, s]
-            pool = np.flatnonzero(lang.word_class == lang.word_class[w]) if spec.same_class else np.arange(n_words)
-            rejected[i, s] = rng.choice(pool[pool != w])
-    return prompts, chosen, rejected
-
-
-__all__ = ["Language", "corpus", "language_of", "language_pairs", "make_language", "vocabulary"]
+__all__ = ["Language", "corpus", "language_of", "make_language", "vocabulary"]

@@ -311,6 +311,11 @@ class Network(Model):
             raise ParamError("token_pool", f"must be 0 (all) or in 2..vocab = {self.vocab}", self.token_pool)
         if self.n_prompts > self.n_pairs:
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
+        words = self.vocab - 1 if self.pairs == "language" else self.vocab  # the language's words: all but EOS
+        if (self.n_prompts or self.n_pairs) > words**self.prompt_len:
+            key = "n_prompts" if self.n_prompts else "n_pairs"
+            rule = f"must be <= {words}^prompt_len = {words**self.prompt_len}, the distinct prompts there are"
+            raise ParamError(key, rule, getattr(self, key))
         if self.batch_size > self.n_pairs:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
         self._check_pool()
