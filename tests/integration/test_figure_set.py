@@ -17,6 +17,9 @@ from flowsim.experiment.store import read_flows
 from flowsim.plotting.base import Plot, panels_of
 from flowsim.plotting.settings import settings, what_ran
 
+# the module's run built on one worker, not on each that takes a test
+pytestmark = pytest.mark.xdist_group("figure_set")
+
 TOML = """name = "two"
 [loss]
 kind = ["dpo", "nca_pair"]
