@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from flowsim.cli import main
 
@@ -28,7 +29,7 @@ def write(folder: Path, name: str, loss: str, method: str = "auto") -> Path:
     return path
 
 
-def test_run_analyze_plot(tmp_path, capsys):
+def test_run_analyze_plot(tmp_path, capsys, monkeypatch):
     exp = write(tmp_path, "tiny", "beta = [0.1, 0.5]")
     out = tmp_path / "out"
     assert main(["run", str(exp), "--out", str(out), "--quiet", "--n-jobs", "1"]) == 0
@@ -53,6 +54,8 @@ def test_run_analyze_plot(tmp_path, capsys):
     assert main(["plot", str(out)]) == 0
     n_figures = len(list((out / "figures").glob("*.png")))
     assert n_figures >= 7 and f"plot out: figures: {n_figures} figure" in capsys.readouterr().err
+    # --quiet: nothing on stderr (the figures, drawn above, are built again but not rendered)
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: Path(path).write_bytes(b""))
     assert main(["plot", str(out), "--quiet"]) == 0 and main(["analyze", str(out), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
