@@ -10,6 +10,26 @@ settings.register_profile("ci", max_examples=60, deadline=None)
 settings.load_profile("ci")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """``--dist loadgroup`` (pyproject's addopts): each test marked ``xdist_group(name)`` named ``nodeid@name``.
+
+    pytest-xdist 3.8 names them on the worker by setting ``item._nodeid``, which pytest 9.2 no longer
+    reads (a node's id is ``item._id``): every group was silently ignored and its tests spread over the
+    workers, each worker paying the group's imports and module fixtures.  A no-op without loadgroup,
+    and where xdist has named the test already.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261126)

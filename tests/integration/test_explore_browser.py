@@ -28,6 +28,9 @@ import pytest
 import flowsim
 from flowsim.model.parameterisations import make_parameterisation
 
+# the module's server and browser (~4 s to start) on one worker, not on each that takes a test
+pytestmark = pytest.mark.xdist_group("browser")
+
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "results" / "paper"
 CHROMIUM = "/usr/bin/chromium"

@@ -4,9 +4,12 @@ One small run of two losses on softmax logits (DPO, for which displacement is im
 construction there, and NCA, for which it is not declared), analysed and plotted.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from flowsim.analysis.tables import loss_comparison
 from flowsim.app.analyze import analyze
@@ -16,6 +19,9 @@ from flowsim.experiment.regions import REGIONS
 from flowsim.experiment.store import read_flows
 from flowsim.plotting.base import Plot, panels_of
 from flowsim.plotting.settings import settings, what_ran
+
+# the module's run built on one worker, not on each that takes a test
+pytestmark = pytest.mark.xdist_group("figure_set")
 
 TOML = """name = "two"
 [loss]
@@ -41,12 +47,15 @@ def two(tmp_path_factory):
     return folder / "out"
 
 
-def test_the_default_set_and_every_file_behind_an_option(two):
-    names = {p.name for p in plot(two)}
+def test_the_default_set_and_every_file_behind_an_option(two, monkeypatch):
+    with monkeypatch.context() as m:  # the default set's names: its figures are built here, rendered below
+        m.setattr(Figure, "savefig", lambda fig, path, **kw: Path(path).write_bytes(b""))
+        names = {p.name for p in plot(two)}
     assert {"facet_p1_final.png", "paths_all.png", "loss_comparison.png"} <= names
     assert not any(n.startswith(("basin_", "paths_beta", "t_stop_")) for n in names)  # per combination: asked for
-    every = {p.name for p in plot(two, every=True)}
+    every = {p.name for p in plot(two, every=True)}  # the default set too, rendered once
     assert names < every and any(n.startswith("basin_") for n in every)
+    assert all((two / "figures" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in every)
 
 
 def test_the_loss_comparison_table_says_what_is_impossible_by_construction(two):

@@ -79,11 +79,13 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def whole(tmp_path, exact) -> bytes:
-    """flows.csv of an uninterrupted run of EXACT."""
-    assert run(exact, tmp_path / "whole") == 0
-    return (tmp_path / "whole" / "flows.csv").read_bytes()
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> bytes:
+    """flows.csv of an uninterrupted run of EXACT (once: three tests compare with it)."""
+    folder = tmp_path_factory.mktemp("whole")
+    (folder / "exact.toml").write_text(EXACT)
+    assert run(folder / "exact.toml", folder / "whole") == 0
+    return (folder / "whole" / "flows.csv").read_bytes()
 
 
 def start(exp: Path, out: Path, *extra: str) -> subprocess.Popen:

@@ -285,6 +285,9 @@ def test_without_the_extra_the_import_names_it(monkeypatch):
 
 
 STEPS, PAIRS, BATCH = 20, 16, 4
+#: The tests of the module's TRL run: one worker, with the other TRL tests (TRL's imports and the
+#: run, ~4 s each, once)
+TRL = pytest.mark.xdist_group("trl")
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +327,7 @@ def _batch_means(df: pd.DataFrame, t: int) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@TRL
 def test_per_pair_records_equal_trls_logged_batch_means(trl_run):
     root, tr, cb = trl_run
     assert len(cb.timings) == STEPS + 1  # steps 0..20, each recorded once
@@ -340,6 +344,7 @@ def test_per_pair_records_equal_trls_logged_batch_means(trl_run):
 
 
 @pytest.mark.slow
+@TRL
 def test_trace_of_the_trl_run(trl_run, capsys):
     root, _, _ = trl_run
     assert run_cli("trace", str(root / "trace")) == 0
@@ -362,6 +367,7 @@ def test_trace_of_the_trl_run(trl_run, capsys):
 
 
 @pytest.mark.slow
+@TRL
 def test_a_resumed_training_records_each_step_once_and_as_before(trl_run):
     """Crash at step 13 after the checkpoint at 10; resume from it: the trace equals the uninterrupted one."""
     from transformers import TrainerCallback
@@ -403,6 +409,7 @@ def test_a_resumed_training_records_each_step_once_and_as_before(trl_run):
 
 
 @pytest.mark.slow
+@TRL
 def test_the_overhead_measurement(trl_run, tmp_path):
     from flowsim.integrations import tiny
 

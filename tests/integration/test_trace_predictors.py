@@ -20,6 +20,9 @@ import pytest
 
 from flowsim.model.probes import edit_distance, token_overlap
 
+# one worker imports TRL (~5 s of imports), as tests/integration/test_trl_equivalence.py's
+pytestmark = pytest.mark.xdist_group("trl")
+
 N, BETA, LR, RTOL = 8, 0.1, 1e-7, 1e-4
 
 

@@ -22,6 +22,9 @@ from flowsim.experiment.config import parse_experiment
 from flowsim.experiment.execute import run_sweep
 from flowsim.experiment.store import read_flows
 
+# the module's integrated flows built on one worker, not on each that takes a test
+pytestmark = pytest.mark.xdist_group("claims_real_flows")
+
 GRID = {"p1": {"start": 0.05, "stop": 0.95, "num": 10}, "p2": {"start": 0.05, "stop": 0.95, "num": 10}}
 N_FAILED = 3
 SMALL = {"p1": {"start": 0.1, "stop": 0.7, "num": 4}, "p2": {"start": 0.1, "stop": 0.7, "num": 4}}

@@ -138,7 +138,7 @@ def test_a_model_table_sweeps_its_parameters_and_the_reference():
 _GRID2 = "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=2}\n"
 
 
-@pytest.mark.parametrize(  # one process each, so that the workers share them
+@pytest.mark.parametrize(
     ("text", "wanted"),
     [
         ('name = "bad"\n[loss]\nbeta = -1\n' + _GRID2, ("bad.toml", "loss.beta", "-1")),
@@ -147,15 +147,27 @@ _GRID2 = "[grid]\np1 = {start=0.1, stop=1, num=2}\np2 = {start=0.1, stop=1, num=
     ],
     ids=["bad-value", "conflict", "missing"],
 )
-def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path, text, wanted):
+def test_cli_exits_2_naming_the_file_and_key_and_writes_nothing(tmp_path, capsys, text, wanted):
+    # in this process (a process each cost ~1.2 s of imports); `python -m flowsim` is the test below
+    from flowsim.cli import main
+
     path, out = tmp_path / "bad.toml", tmp_path / "out"
     if text is not None:
         path.write_text(text)
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in wanted), err
+    assert not out.exists()
+
+
+def test_python_m_flowsim_exits_with_the_cli_s_status_and_message(tmp_path):
+    path, out = tmp_path / "bad.toml", tmp_path / "out"
+    path.write_text('name = "bad"\n[loss]\nbeta = -1\n' + _GRID2)
     res = subprocess.run(
         [sys.executable, "-m", "flowsim", "run", str(path), "--out", str(out)], capture_output=True, text=True
     )
     assert res.returncode == 2
-    assert all(w in res.stderr for w in wanted), res.stderr
+    assert "bad.toml" in res.stderr and "loss.beta" in res.stderr, res.stderr
     assert not out.exists()
 
 

@@ -43,6 +43,9 @@ from flowsim.integrations.folder import COLUMNS as TRACE_COLUMNS
 from flowsim.model.parameterisations import MODELS
 from flowsim.plotting.registry import FAMILIES
 
+# the generated pages (~2 s) built on one worker, not on each that takes a test
+pytestmark = pytest.mark.xdist_group("docs_reference")
+
 GEN = Path(__file__).resolve().parents[2] / "docs" / "_gen.py"
 MINIMAL = {
     "name": "x",
