@@ -21,7 +21,10 @@ def pytest_collection_modifyitems(config, items):
     """
     if not getattr(config.option, "loadgroup", False):
         return
-    from _pytest.nodeid import NodeId
+    try:  # pytest's internals: where they moved (another pytest), the groups are only a speed-up lost
+        from _pytest.nodeid import NodeId
+    except ImportError:
+        return
 
     for item in items:
         marks = item.iter_markers("xdist_group")
