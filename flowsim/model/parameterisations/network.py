@@ -312,7 +312,8 @@ class Network(Model):
         if self.n_prompts > self.n_pairs:
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
         words = self.vocab - 1 if self.pairs == "language" else self.vocab  # the language's words: all but EOS
-        if (self.n_prompts or self.n_pairs) > words**self.prompt_len:
+        # (a power of at most 64: past it there are more prompts than any dataset has pairs)
+        if (self.n_prompts or self.n_pairs) > words ** min(self.prompt_len, 64):
             key = "n_prompts" if self.n_prompts else "n_pairs"
             rule = f"must be <= {words}^prompt_len = {words**self.prompt_len}, the distinct prompts there are"
             raise ParamError(key, rule, getattr(self, key))
