@@ -165,7 +165,11 @@ def test_every_pair_has_its_own_prompt_unless_prompts_are_shared(pairs):
 
 
 def test_more_pairs_than_distinct_prompts_are_refused():
-    with pytest.raises(ValueError, match=r"n_pairs must be <= 3\^prompt_len = 9"):
+    with pytest.raises(ValueError, match=r"n_pairs must draw at most 3\^prompt_len = 9 distinct prompts"):
         Network(vocab=3, prompt_len=2, n_pairs=10).check_relations()
-    with pytest.raises(ValueError, match=r"n_prompts must be <= 11\^prompt_len = 11"):
+    with pytest.raises(ValueError, match=r"n_prompts must draw at most 11\^prompt_len = 11"):
         Network(**LANG | {"prompt_len": 1}, n_pairs=20, n_prompts=12).check_relations()
+    pool = dict(vocab=3, prompt_len=2, n_pairs=4, select="random", response_len=3)
+    Network(**pool, pool=18, edit_distance=2).check_relations()  # shares of 9: just enough
+    with pytest.raises(ValueError, match=r"pool must draw at most 3\^prompt_len = 9 .* = 10 pairs\)"):
+        Network(**pool, pool=20, edit_distance=2).check_relations()

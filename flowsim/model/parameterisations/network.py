@@ -311,12 +311,7 @@ class Network(Model):
             raise ParamError("token_pool", f"must be 0 (all) or in 2..vocab = {self.vocab}", self.token_pool)
         if self.n_prompts > self.n_pairs:
             raise ParamError("n_prompts", f"must be <= n_pairs = {self.n_pairs} (0: one per pair)", self.n_prompts)
-        words = self.vocab - 1 if self.pairs == "language" else self.vocab  # the language's words: all but EOS
-        # (a power of at most 64: past it there are more prompts than any dataset has pairs)
-        if (self.n_prompts or self.n_pairs) > words ** min(self.prompt_len, 64):
-            key = "n_prompts" if self.n_prompts else "n_pairs"
-            rule = f"must be <= {words}^prompt_len = {words**self.prompt_len}, the distinct prompts there are"
-            raise ParamError(key, rule, getattr(self, key))
+        self._check_prompts()
         if self.batch_size > self.n_pairs:
             raise ParamError("batch_size", f"must be <= n_pairs = {self.n_pairs} (0: all)", self.batch_size)
         self._check_pool()
@@ -373,6 +368,21 @@ class Network(Model):
         opt = torch.optim.SGD([p], lr=1.0)
         p.sum().backward()
         opt.step()
+
+    def _check_prompts(self) -> None:
+        """Every prompt a dataset draws is distinct (flowsim.model.network.data): there must be enough.
+
+        A pool's pairs are drawn in shares of at most ceil(pool / edit_distance), each with its own prompts.
+        """
+        words = self.vocab - 1 if self.pairs == "language" else self.vocab  # the language's words: all but EOS
+        share = -(-self.pool // max(self.edit_distance, 1)) if self.pool else 0
+        key = "n_prompts" if self.n_prompts else "pool" if share > self.n_pairs else "n_pairs"
+        # (a power of at most 64: past it there are more prompts than any dataset has pairs)
+        if max(self.n_prompts or self.n_pairs, share) > words ** min(self.prompt_len, 64):
+            rule = f"must draw at most {words}^prompt_len = {words**self.prompt_len} distinct prompts"
+            if key == "pool":
+                rule += f" (its largest share, of ceil(pool / edit_distance) = {share} pairs)"
+            raise ParamError(key, rule, getattr(self, key))
 
     def _check_pool(self) -> None:
         if self.pool and self.pool < self.n_pairs:
