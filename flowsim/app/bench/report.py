@@ -239,7 +239,8 @@ def _optimisers(quick: bool, echo) -> list[dict]:
 
 def _network(quick: bool, echo) -> list[dict]:
     """The network model's trainings and steps per second, one at a time and as ensembles (one process),
-    for the MLP and the transformer (without and with pretraining), if torch is installed."""
+    for the shipped MLP and transformer experiments at one seed (``NETWORK_DOC``,
+    ``NETWORK_TRANSFORMER_DOC``), if torch is installed."""
     if importlib.util.find_spec("torch") is None:
         echo("\nnetwork line skipped: torch is not installed (pip install -e '.[nn]')")
         return []

@@ -125,8 +125,9 @@ def path_column(rec, points: int, lr: float) -> list[str]:
 def ensemble_rows(task: Task, targets: list, refs: np.ndarray) -> list[dict[str, np.ndarray]]:
     """The rows of E trainings of one task (one per target; the same network and data) as one ensemble.
 
-    Pretraining once (every member shares the initialisation and the data, so the loop's E
-    pretrainings are one), SFT of the stacked members (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
+    Pretraining once (every member shares the initialisation and the data; the process keeps it,
+    :func:`~flowsim.dynamics.pretraining.pretrain`), SFT of the stacked members
+    (:func:`~flowsim.dynamics.ensemble.sft_ensemble`),
     the references and the field at every member's start
     (:func:`~flowsim.dynamics.ensemble.initial_fields`), the probes' start columns of all members at
     once, then the preference stage of the stack with each member's own stop
